@@ -1,0 +1,204 @@
+"""``python -m lab data ...``: check, import, list, show, export, delete and push datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lab.cli import add_json_flag, emit, say
+from lab.config import DataConfig, add_arguments, from_arguments
+from lab.errors import LabError
+
+ERRORS_SHOWN = 20
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    data = commands.add_parser("data", help="import, check and manage datasets",
+                               description="Import, check and manage datasets.")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    check = sub.add_parser("check", help="read and validate a file without saving anything",
+                           description="Read and validate a file without saving anything; report the format, "
+                           "row errors and the duplicates dedup would remove.")
+    add_source_arguments(check)
+    add_json_flag(check)
+    check.set_defaults(handler=run_check)
+
+    imp = sub.add_parser("import", help="check, clean, split and save a dataset version",
+                         description="Check, clean, split and save a new immutable dataset version. "
+                         "Files with invalid rows are refused unless --skip-invalid.")
+    add_source_arguments(imp, kind=False)
+    add_arguments(imp, DataConfig)
+    add_json_flag(imp)
+    imp.set_defaults(handler=run_import)
+
+    lst = sub.add_parser("list", help="list saved dataset versions", description="List saved dataset versions.")
+    lst.add_argument("--name", help="only versions of this dataset")
+    add_json_flag(lst)
+    lst.set_defaults(handler=run_list)
+
+    show = sub.add_parser("show", help="show a version's card and a few rows",
+                          description="Show a version's card and a few rows.")
+    show.add_argument("ref", help="NAME (newest version) or NAME@VERSION")
+    show.add_argument("--rows", type=int, default=3, help="rows to print (default: 3)")
+    show.add_argument("--split", default="train", choices=("train", "validation"))
+    add_json_flag(show)
+    show.set_defaults(handler=run_show)
+
+    export = sub.add_parser("export", help="write a version's split as JSONL or Parquet",
+                            description="Write a version's split as JSONL (canonical rows) or Parquet.")
+    export.add_argument("ref", help="NAME or NAME@VERSION")
+    export.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
+    export.add_argument("--split", default="train", choices=("train", "validation"))
+    export.add_argument("--out", help="file to write (default: LAB_HOME/exports/...)")
+    add_json_flag(export)
+    export.set_defaults(handler=run_export)
+
+    delete = sub.add_parser("delete", help="delete a version (asks for confirmation)",
+                            description="Delete a dataset version and its files.")
+    delete.add_argument("ref", help="NAME@VERSION (or NAME for its newest version)")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_json_flag(delete)
+    delete.set_defaults(handler=run_delete)
+
+    push = sub.add_parser("push", help="upload a version to the Hugging Face Hub (token from HF_TOKEN)",
+                          description="Upload a version's splits to a dataset repo on the Hub; "
+                          "the token is read from HF_TOKEN.")
+    push.add_argument("ref")
+    push.add_argument("repo_id", help="owner/name of the dataset repo")
+    push.add_argument("--public", action="store_true", help="make the repo public (default: private)")
+    add_json_flag(push)
+    push.set_defaults(handler=run_push)
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) -> None:
+    parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, or a hub dataset id owner/name[:split]")
+    if kind:
+        parser.add_argument("--kind", choices=("sft", "preference"), help="what the rows are (default: detect)")
+    parser.add_argument("--map", action="append", metavar="COLUMN=FIELD", default=[],
+                        help="map a column by hand when detection fails (repeatable); FIELD for sft: prompt, "
+                        "response, system, context, messages; for preference: prompt, chosen, rejected, system")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from lab.data.pipeline import check_file, parse_mapping
+
+    report = check_file(args.path, kind=args.kind, mapping=parse_mapping(args.map))
+
+    def human() -> None:
+        print(f"{report.source}: {report.kind} data, format {report.format}")
+        print(f"  rows: {report.rows} valid of {report.total}")
+        print(f"  duplicates: {report.exact_duplicates} exact, {report.near_duplicates} near "
+              "(removed on import by default)")
+        print_errors(report.errors)
+
+    emit(args, report.to_dict(), human)
+    return 0
+
+
+def print_errors(errors: list) -> None:
+    if not errors:
+        print("  no invalid rows")
+        return
+    print(f"  invalid rows: {len(errors)}")
+    for error in errors[:ERRORS_SHOWN]:
+        print(f"    {error}")
+    if len(errors) > ERRORS_SHOWN:
+        print(f"    … and {len(errors) - ERRORS_SHOWN} more (use --json for all)")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from lab.data.pipeline import import_file, parse_mapping
+
+    cfg = from_arguments(DataConfig, args)
+    if not cfg.name:
+        raise LabError("Give the dataset a name with --name.")
+    version = import_file(args.path, cfg, mapping=parse_mapping(args.map), progress=progress_printer())
+    emit(args, {**version.summary(), "card": version.card}, lambda: print_card(version))
+    return 0
+
+
+def progress_printer():
+    def report(fraction: float, message: str) -> None:
+        say(f"[{fraction:4.0%}] {message}")
+    return report
+
+
+def print_card(version: Any) -> None:
+    card = version.card
+    print(f"{version.ref}  ({version.kind}, from {card.get('source_format', version.format)})")
+    print(f"  source: {card.get('source')}")
+    print(f"  rows: {version.rows['train']} train, {version.rows['validation']} validation")
+    print("  steps:")
+    for step in card.get("steps", []):
+        print(f"    {step['step']:<10} {step['before']:>8} → {step['after']:<8} {step['detail']}")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from lab.data.versions import list_versions
+
+    versions = list_versions(name=args.name)
+
+    def human() -> None:
+        if not versions:
+            print("no datasets yet: python -m lab data import FILE --name NAME")
+            return
+        print(f"{'dataset':<32} {'kind':<11} {'format':<24} {'train':>7} {'val':>6}  created")
+        for v in versions:
+            print(f"{v.ref:<32} {v.kind:<11} {v.format:<24} {v.rows['train']:>7} {v.rows['validation']:>6}  "
+                  f"{v.created_at}")
+
+    emit(args, [v.summary() for v in versions], human)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from lab.data.versions import get_version, read_rows
+
+    version = get_version(args.ref)
+    rows = read_rows(version, args.split)[: max(args.rows, 0)]
+
+    def human() -> None:
+        print_card(version)
+        for row in rows:
+            print(f"  --- {row['source']}:{row['line']}")
+            for field in ("messages", "prompt", "chosen", "rejected"):
+                for message in row.get(field) or []:
+                    label = message["role"] if field in ("messages", "prompt") else field
+                    print(f"  {label:>9}: {message['content'][:200]}")
+
+    emit(args, {**version.summary(), "card": version.card, "rows": rows}, human)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lab.data.versions import export_version
+
+    path = export_version(args.ref, args.format, dest=args.out, split=args.split)
+    emit(args, {"path": str(path)}, lambda: print(path))
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from lab.data.versions import delete_version, get_version
+
+    version = get_version(args.ref)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LabError(f"Deleting {version.ref} needs confirmation: add --yes.")
+        say(f"Delete {version.ref} ({version.rows['train']} train / {version.rows['validation']} validation rows)? "
+            "Type the dataset name to confirm:")
+        if input().strip() != version.name:
+            raise LabError("Not deleted: the name did not match.")
+    delete_version(version)
+    emit(args, {"deleted": version.ref}, lambda: say(f"deleted {version.ref}"))
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from lab.data.versions import push_to_hub
+
+    url = push_to_hub(args.ref, args.repo_id, private=not args.public)
+    emit(args, {"url": url}, lambda: print(url))
+    return 0

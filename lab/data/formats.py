@@ -1,0 +1,370 @@
+"""Detect a file's format from its columns and convert each record to the canonical form.
+
+Every format is a renaming of the file's columns onto a few canonical fields (``messages`` or
+``prompt``/``response``/``context``/``system``/``history`` for SFT; ``prompt``/``chosen``/
+``rejected``/``system`` for preference pairs) followed by one generic converter per kind. A
+user's manual mapping (``--map COLUMN=FIELD``) is the same renaming, written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.data.canonical import Kind, Message
+from lab.data.validate import (RowProblem, check_conversation, check_preference, normalise_messages, require,
+                               text_of)
+from lab.errors import LabError
+
+# Fields a column can be mapped to by hand, per kind.
+MAPPING_FIELDS: dict[str, list[str]] = {
+    "sft": ["prompt", "response", "system", "context", "messages"],
+    "preference": ["prompt", "chosen", "rejected", "system"],
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    kind: Kind
+    label: str
+    fields: dict[str, tuple[str, ...]]  # canonical field -> candidate column names, first present wins
+    required: tuple[str, ...]
+    test: Callable[[dict[str, Any]], bool] | None = None  # on a sample record, renamed
+    absent: tuple[str, ...] = ()  # columns that must NOT exist (a prompt column rules out implicit prompts)
+
+
+@dataclass
+class Detected:
+    """A format applied to one file: which column feeds which canonical field."""
+
+    format: Format
+    columns: dict[str, str]  # canonical field -> column
+    name: str = ""
+    sft_from_preference: bool = False
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.format.name
+
+    @property
+    def kind(self) -> Kind:
+        return "sft" if self.sft_from_preference else self.format.kind
+
+    def source_field(self, path: str | None) -> str | None:
+        """Name a problem's field as the file calls it: ``messages[2]`` → ``conversations[2]``."""
+        if path is None:
+            return None
+        head = re.match(r"[a-z_]+", path)
+        if head is None:
+            return path
+        name = head.group(0)
+        return self.columns.get(name, name) + path[len(name):]
+
+
+def parse_json_cell(value: Any, field: str) -> Any:
+    """CSV cells hold nested values as JSON text: ``"[{""role"": ...}]"``."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            raise RowProblem(field, f"looks like JSON but is broken: {err.msg} at column {err.colno}") from None
+    return value
+
+
+def as_messages(value: Any, field: str, *, default_role: str) -> list[Message]:
+    """A side given as text (one message of ``default_role``) or as a list of messages."""
+    value = parse_json_cell(value, field)
+    if isinstance(value, dict):
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return normalise_messages(value, field)
+    if isinstance(value, list) and not value:
+        return []
+    return [{"role": default_role, "content": text_of(value, field)}]
+
+
+def is_message_list(value: Any) -> bool:
+    try:
+        value = parse_json_cell(value, "")
+    except RowProblem:
+        return False
+    return isinstance(value, list) and bool(value) and isinstance(value[0], dict)
+
+
+def has_hh_markers(value: Any) -> bool:
+    return isinstance(value, str) and "Human:" in value and "Assistant:" in value
+
+
+def chosen_includes_prompt(record: dict[str, Any]) -> bool:
+    value = parse_json_cell(record.get("chosen"), "chosen")
+    return is_message_list(value) and str(value[0].get("role", value[0].get("from", ""))).lower() not in (
+        "assistant", "gpt")
+
+
+PROMPTS = ("prompt", "question", "instruction", "input", "query")
+RESPONSES = ("answer", "response", "output", "target", "completion")
+
+FORMATS: list[Format] = [
+    Format("hh-rlhf", "preference", "HH-RLHF transcripts ('\\n\\nHuman: … \\n\\nAssistant: …')",
+           {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
+           test=lambda r: has_hh_markers(r.get("chosen")), absent=PROMPTS),
+    Format("ultrafeedback", "preference", "UltraFeedback-binarized (prompt + full chosen/rejected conversations)",
+           {"prompt": PROMPTS, "chosen": ("chosen",), "rejected": ("rejected",), "system": ("system",)},
+           ("prompt", "chosen", "rejected"), test=chosen_includes_prompt),
+    Format("trl-preference", "preference", "TRL preference with explicit prompt (prompt/chosen/rejected)",
+           {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen"),
+            "rejected": ("rejected", "rejected_response", "response_rejected"), "system": ("system",)},
+           ("prompt", "chosen", "rejected")),
+    Format("trl-preference-implicit", "preference", "TRL preference with implicit prompt (chosen/rejected conversations)",
+           {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
+           test=lambda r: is_message_list(r.get("chosen")), absent=PROMPTS),
+    Format("openai", "sft", "OpenAI messages (role/content)",
+           {"messages": ("messages",), "system": ("system",)}, ("messages",)),
+    Format("sharegpt", "sft", "ShareGPT conversations (from/value)",
+           {"messages": ("conversations", "conversation"), "system": ("system",)}, ("messages",)),
+    Format("alpaca", "sft", "Alpaca (instruction/input/output)",
+           {"prompt": ("instruction",), "context": ("input",), "response": ("output",), "system": ("system",),
+            "history": ("history",)}, ("prompt", "response")),
+    Format("dolly", "sft", "Dolly (instruction/context/response)",
+           {"prompt": ("instruction",), "context": ("context",), "response": ("response",)}, ("prompt", "response")),
+    Format("prompt-completion", "sft", "prompt/completion",
+           {"prompt": ("prompt",), "response": ("completion",), "system": ("system",)}, ("prompt", "response")),
+    Format("question-answer", "sft", "question/answer pairs",
+           {"prompt": PROMPTS, "response": RESPONSES, "system": ("system",), "context": ("context",)},
+           ("prompt", "response")),
+]
+FORMATS_BY_NAME = {f.name: f for f in FORMATS}
+
+
+def sample_record(records: list[tuple[int, dict[str, Any]]], limit: int = 50) -> dict[str, Any]:
+    """The first non-empty value of every column among the first records: enough to tell formats apart."""
+    sample: dict[str, Any] = {}
+    for _, record in records[:limit]:
+        for key, value in record.items():
+            if key not in sample and value not in (None, "", []):
+                sample[key] = value
+    return sample
+
+
+def bind(fmt: Format, columns: list[str]) -> dict[str, str] | None:
+    """Which column feeds each canonical field, or None if a required field has no column."""
+    present = set(columns)
+    if present & set(fmt.absent):
+        return None
+    bound: dict[str, str] = {}
+    used: set[str] = set()
+    for canonical, candidates in fmt.fields.items():
+        column = next((c for c in candidates if c in present and c not in used), None)
+        if column is not None:
+            bound[canonical] = column
+            used.add(column)
+    return bound if all(f in bound for f in fmt.required) else None
+
+
+def detect(columns: list[str], records: list[tuple[int, dict[str, Any]]], *, kind: Kind | None, source: str) -> Detected:
+    """The first format whose columns are present (and whose sample test passes)."""
+    sample = sample_record(records)
+    for fmt in FORMATS:
+        bound = bind(fmt, columns)
+        if bound is None:
+            continue
+        renamed = {canonical: sample.get(column) for canonical, column in bound.items()}
+        if fmt.test and not safe_test(fmt.test, renamed):
+            continue
+        if kind is None or kind == fmt.kind:
+            return Detected(fmt, bound)
+        if kind == "sft" and fmt.kind == "preference":
+            return Detected(fmt, bound, name=f"{fmt.name} (chosen replies as SFT)", sft_from_preference=True)
+        raise LabError(f"{source} holds SFT conversations ({fmt.label}), not preference pairs. "
+                       "Import it as sft, or map columns to prompt/chosen/rejected by hand.")
+    raise LabError(unrecognised(source, columns))
+
+
+def safe_test(test: Callable[[dict[str, Any]], bool], record: dict[str, Any]) -> bool:
+    try:
+        return bool(test(record))
+    except RowProblem:
+        return False
+
+
+def unrecognised(source: str, columns: list[str]) -> str:
+    found = ", ".join(columns) if columns else "(none)"
+    return (f"Unrecognised schema in {source}: columns found: {found}. Expected one of: messages (OpenAI), "
+            "conversations (ShareGPT), instruction/input/output (Alpaca), instruction/context/response (Dolly), "
+            "prompt/completion, question/answer, prompt/chosen/rejected or chosen/rejected (preference). "
+            "Map the columns by hand (UI: column mapping; CLI: --map COLUMN=FIELD with FIELD one of "
+            f"{', '.join(MAPPING_FIELDS['sft'])} for SFT or {', '.join(MAPPING_FIELDS['preference'])} "
+            "for preference).")
+
+
+def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | None, source: str) -> Detected:
+    """A user's ``{column: field}`` mapping as a detected format."""
+    missing = [c for c in mapping if c not in columns]
+    if missing:
+        raise LabError(f"{source}: mapped column(s) {', '.join(missing)} not in the file; "
+                       f"columns found: {', '.join(columns) or '(none)'}.")
+    fields = set(mapping.values())
+    mapped_kind: Kind = kind or ("preference" if fields & {"chosen", "rejected"} else "sft")
+    allowed = MAPPING_FIELDS[mapped_kind]
+    wrong = sorted(fields - set(allowed))
+    if wrong:
+        raise LabError(f"Cannot map to {', '.join(wrong)} for {mapped_kind} data; fields: {', '.join(allowed)}.")
+    if len(fields) != len(mapping):
+        raise LabError("Two columns are mapped to the same field; map each field once.")
+    if mapped_kind == "preference":
+        required = ("chosen", "rejected")
+    else:
+        required = ("messages",) if "messages" in fields else ("prompt", "response")
+    lacking = [f for f in required if f not in fields]
+    if lacking:
+        raise LabError(f"The mapping gives no column for {', '.join(lacking)}; {mapped_kind} data needs "
+                       f"{' and '.join(required)}.")
+    bound = {f: c for c, f in mapping.items()}
+    fmt = Format("mapped", mapped_kind, "columns mapped by hand", {f: (c,) for f, c in bound.items()}, required)
+    return Detected(fmt, bound)
+
+
+def convert(record: dict[str, Any], detected: Detected) -> dict[str, Any]:
+    """One record → one canonical row; raises ``RowProblem`` with the field named as in the file."""
+    renamed = {canonical: record.get(column) for canonical, column in detected.columns.items()}
+    try:
+        if detected.format.kind == "sft":
+            return convert_sft(renamed)
+        row = convert_preference(renamed, hh=detected.format.name == "hh-rlhf")
+        if detected.sft_from_preference:
+            messages = row["prompt"] + row["chosen"]
+            check_conversation(messages, "chosen")
+            return {"messages": messages}
+        return row
+    except RowProblem as problem:
+        problem.field = detected.source_field(problem.field)
+        raise
+
+
+def with_system(messages: list[Message], system: Any) -> list[Message]:
+    if system is None or (messages and messages[0]["role"] == "system"):
+        return messages
+    text = text_of(system, "system")
+    return [{"role": "system", "content": text}] + messages if text.strip() else messages
+
+
+def convert_sft(r: dict[str, Any]) -> dict[str, Any]:
+    if "messages" in r:
+        messages = as_messages(require(r, "messages"), "messages", default_role="user")
+        if not messages:
+            raise RowProblem("messages", "empty conversation")
+        messages = with_system(messages, r.get("system"))
+        check_conversation(messages, "messages")
+        return {"messages": messages}
+    prompt = parse_json_cell(require(r, "prompt"), "prompt")
+    response = parse_json_cell(require(r, "response"), "response")
+    if isinstance(prompt, list):  # TRL conversational prompt/completion
+        messages = as_messages(prompt, "prompt", default_role="user") + as_messages(
+            response, "response", default_role="assistant")
+        messages = with_system(messages, r.get("system"))
+        check_conversation(messages, "prompt")
+        return {"messages": messages}
+    user = text_of(prompt, "prompt").strip()
+    context = text_of(r["context"], "context").strip() if r.get("context") is not None else ""
+    if context:
+        user = f"{user}\n\n{context}" if user else context
+    if not user:
+        raise RowProblem("prompt", "empty user message")
+    reply = response[0]["content"] if isinstance(response, list) and response and isinstance(
+        response[0], dict) else text_of(response, "response")
+    if not reply.strip():
+        raise RowProblem("response", "empty assistant reply")
+    history = history_messages(r.get("history"))
+    messages = with_system(history + [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
+                           r.get("system"))
+    check_conversation(messages, "history")
+    return {"messages": messages}
+
+
+def history_messages(value: Any) -> list[Message]:
+    """Alpaca's optional ``history``: ``[[user, assistant], ...]`` earlier turns."""
+    value = parse_json_cell(value, "history")
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise RowProblem("history", "expected a list of [user, assistant] pairs")
+    messages: list[Message] = []
+    for i, (user, assistant) in enumerate(value):
+        messages.append({"role": "user", "content": text_of(user, f"history[{i}][0]")})
+        messages.append({"role": "assistant", "content": text_of(assistant, f"history[{i}][1]")})
+    return messages
+
+
+HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+
+
+def parse_hh(text: Any, field: str) -> list[Message]:
+    """'\\n\\nHuman: … \\n\\nAssistant: …' → messages."""
+    if not isinstance(text, str):
+        raise RowProblem(field, f"expected an HH-RLHF transcript string, got {type(text).__name__}")
+    pieces = HH_TURN.split(text.lstrip("\n") if text.startswith("\n\n") else text)
+    if len(pieces) < 3:
+        raise RowProblem(field, "expected a transcript of '\\n\\nHuman: …' and '\\n\\nAssistant: …' turns")
+    if pieces[0].strip():
+        raise RowProblem(field, "text before the first 'Human:' turn")
+    return [{"role": "user" if who == "Human" else "assistant", "content": body.strip()}
+            for who, body in zip(pieces[1::2], pieces[2::2])]
+
+
+def split_shared_prompt(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message],
+                                                                                    list[Message]]:
+    """Implicit prompt: the messages chosen and rejected share before they differ."""
+    shared = 0
+    while (shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]):
+        shared += 1
+    if shared == 0 or chosen[shared - 1]["role"] == "assistant":
+        # Step back to the last user turn so the prompt ends with the user.
+        while shared > 0 and chosen[shared - 1]["role"] != "user":
+            shared -= 1
+    if shared == 0:
+        raise RowProblem("rejected", "chosen and rejected share no prompt (the conversations differ from the start)")
+    if chosen[:shared] != rejected[:shared]:
+        raise RowProblem("rejected", "the conversation before the final reply differs from chosen's")
+    return chosen[:shared], chosen[shared:], rejected[shared:]
+
+
+def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]:
+    if hh:
+        chosen_all = parse_hh(require(r, "chosen"), "chosen")
+        rejected_all = parse_hh(require(r, "rejected"), "rejected")
+        prompt, chosen, rejected = split_final_reply(chosen_all, rejected_all)
+    elif r.get("prompt") is None and "prompt" not in r:
+        chosen_all = as_messages(require(r, "chosen"), "chosen", default_role="assistant")
+        rejected_all = as_messages(require(r, "rejected"), "rejected", default_role="assistant")
+        prompt, chosen, rejected = split_shared_prompt(chosen_all, rejected_all)
+    else:
+        prompt = as_messages(require(r, "prompt"), "prompt", default_role="user")
+        chosen = as_messages(require(r, "chosen"), "chosen", default_role="assistant")
+        rejected = as_messages(require(r, "rejected"), "rejected", default_role="assistant")
+        chosen = drop_repeated_prompt(chosen, prompt, "chosen")
+        rejected = drop_repeated_prompt(rejected, prompt, "rejected")
+    prompt = with_system(prompt, r.get("system"))
+    check_preference(prompt, chosen, rejected)
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def split_final_reply(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message],
+                                                                              list[Message]]:
+    """HH-RLHF: the prompt is everything before chosen's final reply, and rejected must share it."""
+    prompt = chosen[:-1]
+    if rejected[:-1] != prompt:
+        raise RowProblem("rejected", "the conversation before the final reply differs from chosen's")
+    return prompt, chosen[-1:], rejected[-1:]
+
+
+def drop_repeated_prompt(side: list[Message], prompt: list[Message], field: str) -> list[Message]:
+    """UltraFeedback repeats the prompt inside chosen/rejected: keep only what follows it."""
+    if not side or side[0]["role"] == "assistant":
+        return side
+    last_user = max((i for i, m in enumerate(side) if m["role"] == "user"), default=-1)
+    if last_user < 0:
+        raise RowProblem(f"{field}[0]", f"expected the assistant's reply, got a {side[0]['role']} turn")
+    return side[last_user + 1:]

@@ -1,0 +1,142 @@
+"""Row checks on canonical messages. Each check raises ``RowProblem(field, reason)`` naming the
+field as it is called in the source file (``conversations[3].from``, ``output``, ``chosen``), so
+the user can find and fix it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.data.canonical import ROLES, Message
+
+ROLE_ALIASES = {
+    "system": "system",
+    "user": "user", "human": "user", "prompter": "user",
+    "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
+    "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "ai": "assistant",
+}
+
+
+class RowProblem(Exception):
+    """What is wrong with one row; becomes a ``RowError`` with the row's place."""
+
+    def __init__(self, field: str | None, reason: str):
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def require(record: dict[str, Any], key: str) -> Any:
+    """The value of ``key``, or a 'missing field' problem when it is absent or null."""
+    value = record.get(key)
+    if value is None:
+        raise RowProblem(key, "missing field")
+    return value
+
+
+def text_of(value: Any, field: str) -> str:
+    """A message body as text: strings as they are, numbers as written, lists of content parts
+    (OpenAI's ``[{"type": "text", "text": ...}]``) joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise RowProblem(field, f"expected text, got {'null' if value is None else 'a boolean'}")
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        parts = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise RowProblem(field, f"content part of type '{kind}' is not text; only text is supported")
+        return "".join(parts)
+    raise RowProblem(field, f"expected text, got {type(value).__name__}")
+
+
+def normalise_messages(value: Any, field: str, *, role_key: str = "role", content_key: str = "content") -> list[Message]:
+    """A list of message objects → canonical messages, naming the first bad element."""
+    if not isinstance(value, list):
+        raise RowProblem(field, f"expected a list of messages, got {type(value).__name__}")
+    messages: list[Message] = []
+    for i, item in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            raise RowProblem(where, f"expected a message object, got {type(item).__name__}")
+        keys = (role_key, content_key)
+        if role_key not in item and content_key not in item and {"from", "value"} & set(item):
+            keys = ("from", "value")  # a ShareGPT message inside an OpenAI-style column, or the reverse
+        elif role_key not in item and {"role", "content"} & set(item):
+            keys = ("role", "content")
+        role_field, content_field = keys
+        if role_field not in item or item[role_field] is None:
+            raise RowProblem(f"{where}.{role_field}", "missing field")
+        raw_role = str(item[role_field]).strip()
+        role = ROLE_ALIASES.get(raw_role.lower())
+        if role is None:
+            raise RowProblem(f"{where}.{role_field}",
+                             f"unknown role '{raw_role}' (expected one of {', '.join(ROLES)} or human/gpt)")
+        if content_field not in item or item[content_field] is None:
+            raise RowProblem(f"{where}.{content_field}", "missing field")
+        messages.append({"role": role, "content": text_of(item[content_field], f"{where}.{content_field}")})
+    return messages
+
+
+def check_conversation(messages: list[Message], field: str, *, ends_with: str = "assistant") -> None:
+    """Roles in order (optional system first, then user/assistant alternating, user first),
+    no empty turns, and the last turn is ``ends_with``."""
+    if not messages:
+        raise RowProblem(field, "empty conversation")
+    start = 0
+    if messages[0]["role"] == "system":
+        start = 1
+        if len(messages) == 1:
+            raise RowProblem(field, "only a system message: no user turn and no assistant reply")
+    expected = "user"
+    for i in range(start, len(messages)):
+        role = messages[i]["role"]
+        if role == "system":
+            raise RowProblem(f"{field}[{i}]", "wrong role order: a system message may only come first")
+        if role != expected:
+            if i == start:
+                raise RowProblem(f"{field}[{i}]", f"wrong role order: the conversation starts with {role}, expected user")
+            raise RowProblem(f"{field}[{i}]", f"wrong role order: two {role} turns in a row")
+        if not messages[i]["content"].strip():
+            what = "empty assistant reply" if role == "assistant" else "empty user message"
+            raise RowProblem(f"{field}[{i}]", what)
+        expected = "assistant" if role == "user" else "user"
+    last = messages[-1]["role"]
+    if last != ends_with:
+        if ends_with == "assistant":
+            raise RowProblem(field, f"conversation does not end with an assistant reply (the last turn is {last})")
+        raise RowProblem(field, f"the prompt must end with a user turn (the last turn is {last})")
+
+
+def check_reply(messages: list[Message], field: str) -> None:
+    """A chosen/rejected side: one or more assistant messages, not empty."""
+    if not messages:
+        raise RowProblem(field, "empty assistant reply")
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            raise RowProblem(f"{field}[{i}]", f"expected the assistant's reply, got a {message['role']} turn")
+        if not message["content"].strip():
+            raise RowProblem(field, "empty assistant reply")
+
+
+def check_preference(prompt: list[Message], chosen: list[Message], rejected: list[Message],
+                     fields: tuple[str, str, str] = ("prompt", "chosen", "rejected")) -> None:
+    check_conversation(prompt, fields[0], ends_with="user")
+    check_reply(chosen, fields[1])
+    check_reply(rejected, fields[2])
+    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
+        raise RowProblem(fields[2], "chosen is identical to rejected")
+
+
+def validate_canonical(data: dict[str, Any], kind: str) -> None:
+    """Check a row already in canonical form (e.g. one built from votes) the same way imports are."""
+    if kind == "sft":
+        check_conversation(normalise_messages(require(data, "messages"), "messages"), "messages")
+    else:
+        check_preference(*(normalise_messages(require(data, k), k) for k in ("prompt", "chosen", "rejected")))

@@ -1,0 +1,214 @@
+"""Dataset versions: immutable, content-addressed, kept as Parquet with a card.
+
+``LAB_HOME/datasets/<name>/<version>/{train,validation}.parquet`` plus ``card.json``; ``version``
+is the first 12 hex digits of the SHA-256 of the rows, so saving the same rows twice gives the
+same version. The store indexes versions; the files are the truth for the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lab.data.canonical import Kind, Row
+from lab.errors import LabError
+from lab.home import Home, lab_home
+from lab.store import Store, dumps
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SPLITS = ("train", "validation")
+FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected")}
+
+
+@dataclass
+class DatasetVersion:
+    name: str
+    version: str
+    kind: Kind
+    format: str
+    created_at: str
+    path: Path
+    rows: dict[str, int]
+    card: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def split_path(self, split: str) -> Path:
+        return self.path / f"{split}.parquet"
+
+    def summary(self) -> dict[str, Any]:
+        return {"ref": self.ref, "name": self.name, "version": self.version, "kind": self.kind,
+                "format": self.format, "created_at": self.created_at, "path": str(self.path),
+                "train_rows": self.rows["train"], "validation_rows": self.rows["validation"]}
+
+
+def content_hash(kind: Kind, train: list[Row], validation: list[Row]) -> str:
+    digest = hashlib.sha256(kind.encode())
+    for split, rows in (("train", train), ("validation", validation)):
+        digest.update(split.encode())
+        for row in rows:
+            digest.update(json.dumps(row.data, ensure_ascii=False, sort_keys=True).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()[:12]
+
+
+def write_parquet(rows: list[Row], kind: Kind, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    schema = pa.schema([(f, message) for f in FIELDS[kind]] + [("source", pa.string()), ("line", pa.int64())])
+    columns = {f: [row.data[f] for row in rows] for f in FIELDS[kind]}
+    columns["source"] = [row.source for row in rows]
+    columns["line"] = [row.line for row in rows]
+    pq.write_table(pa.table(columns, schema=schema), path)
+
+
+def save_version(name: str, kind: Kind, fmt: str, train: list[Row], validation: list[Row], card: dict[str, Any],
+                 *, home: Home | None = None) -> DatasetVersion:
+    """Write the splits and card atomically and index them; an identical version is returned as is."""
+    if not NAME.match(name):
+        raise LabError(f"Dataset name '{name}' is not allowed: use letters, digits, '-', '_' and '.', "
+                       "starting with a letter or digit (at most 64 characters).")
+    home = home or lab_home()
+    store = Store(home)
+    version = content_hash(kind, train, validation)
+    existing = store.query("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version))
+    if existing:
+        return from_row(existing[0])
+    final = home.datasets / name / version
+    final.parent.mkdir(parents=True, exist_ok=True)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    card = {**card, "name": name, "version": version, "created_at": created,
+            "rows": {"train": len(train), "validation": len(validation)}}
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
+    try:
+        write_parquet(train, kind, staging / "train.parquet")
+        write_parquet(validation, kind, staging / "validation.parquet")
+        (staging / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+        if final.exists():  # files left by a crash between rename and insert: replace them
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    with store.write() as conn:
+        conn.execute(
+            "INSERT INTO datasets (name, version, kind, format, created_at, path, train_rows, val_rows, card) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, version, kind, fmt, created, str(final), len(train), len(validation), dumps(card)))
+    return get_version(f"{name}@{version}", home=home)
+
+
+def from_row(row: dict[str, Any]) -> DatasetVersion:
+    return DatasetVersion(name=row["name"], version=row["version"], kind=row["kind"], format=row["format"],
+                          created_at=row["created_at"], path=Path(row["path"]),
+                          rows={"train": row["train_rows"], "validation": row["val_rows"]},
+                          card=json.loads(row["card"]))
+
+
+def list_versions(home: Home | None = None, *, name: str | None = None) -> list[DatasetVersion]:
+    """Newest first."""
+    store = Store(home or lab_home())
+    if name:
+        rows = store.query("SELECT * FROM datasets WHERE name = ? ORDER BY created_at DESC, rowid DESC", (name,))
+    else:
+        rows = store.query("SELECT * FROM datasets ORDER BY created_at DESC, rowid DESC")
+    return [from_row(r) for r in rows]
+
+
+def get_version(ref: str | DatasetVersion, home: Home | None = None) -> DatasetVersion:
+    """``name@version`` (a unique prefix of the version is enough), or ``name`` for its newest version."""
+    if isinstance(ref, DatasetVersion):
+        return ref
+    name, _, version = ref.strip().partition("@")
+    candidates = list_versions(home, name=name)
+    if not candidates:
+        known = sorted({v.name for v in list_versions(home)})
+        raise LabError(f"No dataset named '{name}'. Known datasets: {', '.join(known) or '(none yet)'}.")
+    if not version:
+        return candidates[0]
+    matches = [v for v in candidates if v.version.startswith(version)]
+    if len(matches) != 1:
+        listed = ", ".join(v.version for v in candidates)
+        problem = "matches several versions" if matches else "matches no version"
+        raise LabError(f"'{ref}' {problem} of {name}; versions: {listed}.")
+    return matches[0]
+
+
+def read_rows(ref: str | DatasetVersion, split: str = "train", home: Home | None = None) -> list[dict[str, Any]]:
+    """The canonical rows of one split, each with its ``source`` and ``line``."""
+    import pyarrow.parquet as pq
+
+    if split not in SPLITS:
+        raise LabError(f"split must be one of {', '.join(SPLITS)}, not '{split}'.")
+    version = get_version(ref, home)
+    path = version.split_path(split)
+    if not path.exists():
+        raise LabError(f"{version.ref}: {path} is missing; the dataset folder was changed outside the lab.")
+    return pq.read_table(path).to_pylist()
+
+
+def export_version(ref: str | DatasetVersion, fmt: str = "jsonl", *, dest: str | Path | None = None,
+                   split: str = "train", home: Home | None = None) -> Path:
+    """Write one split as JSONL (canonical rows) or Parquet; returns the file written."""
+    home = home or lab_home()
+    version = get_version(ref, home)
+    if fmt not in ("jsonl", "parquet"):
+        raise LabError(f"Export format must be jsonl or parquet, not '{fmt}'.")
+    target = Path(dest) if dest else home.exports / f"{version.name}-{version.version}-{split}.{fmt}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        shutil.copyfile(version.split_path(split), target)
+        return target
+    fields = FIELDS[version.kind]
+    with open(target, "w", encoding="utf-8") as out:
+        for row in read_rows(version, split, home):
+            out.write(json.dumps({f: row[f] for f in fields}, ensure_ascii=False) + "\n")
+    return target
+
+
+def delete_version(ref: str | DatasetVersion, home: Home | None = None) -> DatasetVersion:
+    """Remove a version's index row and files (the index first, so a crash leaves no dangling entry)."""
+    home = home or lab_home()
+    version = get_version(ref, home)
+    with Store(home).write() as conn:
+        conn.execute("DELETE FROM datasets WHERE name = ? AND version = ?", (version.name, version.version))
+    shutil.rmtree(version.path, ignore_errors=True)
+    try:
+        version.path.parent.rmdir()  # the name's folder, once its last version is gone
+    except OSError:
+        pass
+    return version
+
+
+def push_to_hub(ref: str | DatasetVersion, repo_id: str, *, private: bool = True, home: Home | None = None) -> str:
+    """Upload both splits to a dataset repo on the Hub; the token comes from ``HF_TOKEN`` only."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise LabError("Set HF_TOKEN in the environment to push to the Hugging Face Hub.")
+    if not re.match(r"^[\w.-]+/[\w.-]+$", repo_id or ""):
+        raise LabError(f"Hub repo id must look like 'owner/name', got '{repo_id}'.")
+    version = get_version(ref, home)
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        for split in SPLITS:
+            api.upload_file(path_or_fileobj=str(version.split_path(split)), repo_id=repo_id, repo_type="dataset",
+                            path_in_repo=f"data/{split}.parquet",
+                            commit_message=f"{version.ref}: {split}")
+    except Exception as err:  # network, auth and permission errors come in many types
+        raise LabError(f"Push of {version.ref} to {repo_id} failed: {str(err).splitlines()[0]}") from None
+    return f"https://huggingface.co/datasets/{repo_id}"

@@ -1,0 +1,105 @@
+"""The SQLite store: WAL mode, schema created and migrated on open, one way to write.
+
+Migrations are an append-only list; ``PRAGMA user_version`` records how many have run. Never
+edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lab.home import Home, lab_home
+
+MIGRATIONS: list[str] = [
+    # 1: dataset versions
+    """
+    CREATE TABLE datasets (
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('sft', 'preference')),
+        format      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        train_rows  INTEGER NOT NULL,
+        val_rows    INTEGER NOT NULL,
+        card        TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX datasets_created ON datasets (created_at);
+    """,
+]
+
+_lock = threading.Lock()
+_migrated: set[Path] = set()
+
+
+class Store:
+    """A handle on ``LAB_HOME/store.sqlite``. Cheap to create; each call opens its own connection,
+    so it is safe across threads (Gradio handlers) and processes (training workers)."""
+
+    def __init__(self, home: Home | None = None):
+        self.home = home or lab_home()
+        self.path = self.home.store_path
+        with _lock:
+            if self.path not in _migrated:
+                self._migrate()
+                _migrated.add(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed whole or not at all (BEGIN IMMEDIATE takes the write lock up front)."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        conn = self._connect()
+        try:
+            return [dict(row) for row in conn.execute(sql, params).fetchall()]
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        return self.query("PRAGMA user_version")[0]["user_version"]
+
+
+def dumps(value: Any) -> str:
+    """JSON for a TEXT column."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
