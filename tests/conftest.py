@@ -1,0 +1,25 @@
+"""Shared fixtures: a fresh LAB_HOME per test, and the fixture files' folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.home import Home, lab_home
+
+# Tests never reach a hub: fail fast instead of waiting on network time-outs.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = FIXTURES / "data"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """An empty lab home, also set as $LAB_HOME for code that reads the environment."""
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "lab_home"))
+    return lab_home(tmp_path / "lab_home")

@@ -1,0 +1,211 @@
+"""Every supported format converts to the canonical rows, and every malformed case is reported
+at its exact place (file line for JSONL, data row for CSV, element for JSON arrays)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.data.pipeline import load_file
+from lab.errors import LabError
+from tests.conftest import DATA
+
+
+def user(text): return {"role": "user", "content": text}
+def assistant(text): return {"role": "assistant", "content": text}
+def system(text): return {"role": "system", "content": text}
+
+
+def errors_of(parsed):
+    return [(e.line, e.field, e.reason) for e in parsed.errors]
+
+
+@pytest.mark.parametrize("name, fmt, first", [
+    ("alpaca.json", "alpaca", [user("Add the two numbers.\n\n2 and 3"), assistant("2 plus 3 is 5.")]),
+    ("alpaca_columns.json", "alpaca", [user("Say hi."), assistant("Hi!")]),
+    ("sharegpt.jsonl", "sharegpt", [system("Be brief."), user("What is 2+2?"), assistant("4.")]),
+    ("openai.jsonl", "openai", [system("You are helpful."), user("Hi"), assistant("Hello! How can I help?")]),
+    ("prompt_completion.jsonl", "prompt-completion", [user("Translate 'cat' to French."), assistant("chat")]),
+    ("dolly.jsonl", "dolly", [user("Summarise the text.\n\nThe sky is blue because of Rayleigh scattering."),
+                              assistant("Scattering makes the sky blue.")]),
+    ("messages.csv", "openai", [user("Hi"), assistant("Hello")]),
+    ("qa.tsv", "question-answer", [user("What is H2O?"), assistant("Water.")]),
+])
+def test_sft_formats_convert_to_messages(name, fmt, first):
+    parsed = load_file(DATA / name)
+    assert (parsed.kind, parsed.format) == ("sft", fmt)
+    assert parsed.errors == []
+    assert parsed.rows[0].data == {"messages": first}
+    assert parsed.rows[0].line == 1 and parsed.rows[0].source == name
+
+
+def test_alpaca_history_and_system_come_before_the_instruction():
+    rows = load_file(DATA / "alpaca.json").rows
+    assert rows[2].data["messages"] == [system("You are terse."), user("Hi"), assistant("Hello!"),
+                                        user("Continue the chat."), assistant("Sure, what next?")]
+
+
+def test_openai_content_parts_are_joined_and_conversational_prompt_completion_is_kept():
+    assert load_file(DATA / "openai.jsonl").rows[1].data["messages"][0] == user("Part one. Part two.")
+    assert load_file(DATA / "prompt_completion.jsonl").rows[1].data == {
+        "messages": [user("Spell dog backwards."), assistant("god")]}
+
+
+def test_sharegpt_multi_turn_keeps_every_turn():
+    rows = load_file(DATA / "sharegpt.jsonl").rows
+    assert [m["role"] for m in rows[1].data["messages"]] == ["user", "assistant", "user", "assistant"]
+
+
+@pytest.mark.parametrize("name, fmt, first", [
+    ("trl_preference.jsonl", "trl-preference",
+     {"prompt": [user("What is 3+4?")], "chosen": [assistant("3 plus 4 is 7.")], "rejected": [assistant("12")]}),
+    ("trl_implicit.jsonl", "trl-preference-implicit",
+     {"prompt": [user("Best pet?")], "chosen": [assistant("It depends on you.")], "rejected": [assistant("Rocks.")]}),
+    ("hh_rlhf.jsonl", "hh-rlhf",
+     {"prompt": [user("How do I boil an egg?")], "chosen": [assistant("Put it in boiling water for 8 minutes.")],
+      "rejected": [assistant("Why would you?")]}),
+    ("ultrafeedback.parquet", "ultrafeedback",
+     {"prompt": [user("Write a haiku about rain.")],
+      "chosen": [assistant("Soft rain on the roof\nwhispers to the sleeping town\nmorning comes washed clean")],
+      "rejected": [assistant("Rain is wet.")]}),
+])
+def test_preference_formats_convert_to_prompt_chosen_rejected(name, fmt, first):
+    parsed = load_file(DATA / name)
+    assert (parsed.kind, parsed.format) == ("preference", fmt)
+    assert parsed.errors == []
+    assert parsed.rows[0].data == first
+
+
+def test_hh_rlhf_multi_turn_prompt_keeps_the_earlier_turns():
+    row = load_file(DATA / "hh_rlhf.jsonl").rows[1].data
+    assert row["prompt"] == [user("Hi"), assistant("Hello!"), user("Tell me a joke.")]
+    assert row["rejected"] == [assistant("No.")]
+
+
+def test_preference_file_imported_as_sft_trains_on_chosen():
+    parsed = load_file(DATA / "trl_preference.jsonl", kind="sft")
+    assert parsed.kind == "sft" and parsed.format.startswith("trl-preference")
+    assert parsed.rows[0].data == {"messages": [user("What is 3+4?"), assistant("3 plus 4 is 7.")]}
+
+
+def test_sft_file_as_preference_is_refused_with_the_reason():
+    with pytest.raises(LabError, match="holds SFT conversations"):
+        load_file(DATA / "openai.jsonl", kind="preference")
+
+
+def test_invalid_sft_rows_are_named_by_line_field_and_reason():
+    parsed = load_file(DATA / "invalid_sft.jsonl")
+    assert len(parsed.rows) == 1 and parsed.total == 9
+    assert errors_of(parsed) == [
+        (2, "messages[1]", "empty assistant reply"),
+        (3, "messages", "conversation does not end with an assistant reply (the last turn is user)"),
+        (4, "messages[1].role", "unknown role 'robot' (expected one of system, user, assistant or human/gpt)"),
+        (5, "messages[1]", "wrong role order: two user turns in a row"),
+        (6, "messages[1].content", "missing field"),
+        (7, "messages", "missing field"),
+        (8, "messages[0]", "wrong role order: the conversation starts with assistant, expected user"),
+        (9, "messages[1]", "wrong role order: a system message may only come first"),
+    ]
+
+
+def test_invalid_preference_rows():
+    parsed = load_file(DATA / "invalid_preference.jsonl")
+    assert errors_of(parsed) == [
+        (2, "rejected", "chosen is identical to rejected"),
+        (3, "chosen", "empty assistant reply"),
+        (4, "rejected", "missing field"),
+    ]
+
+
+def test_fields_are_named_as_in_the_source_file():
+    alpaca = load_file(DATA / "alpaca.csv")
+    assert errors_of(alpaca) == [(3, "output", "empty assistant reply")]  # data row 3, past a multi-line cell
+
+
+def test_broken_json_lines_are_reported_and_the_rest_is_kept():
+    parsed = load_file(DATA / "broken.jsonl")
+    assert [r.line for r in parsed.rows] == [1, 4]
+    assert [(e.line, e.field) for e in parsed.errors] == [(2, None), (3, None)]
+    assert parsed.errors[0].reason.startswith("broken JSON")
+    assert parsed.errors[1].reason == "expected a JSON object, got an array"
+
+
+def test_broken_json_array_keeps_elements_before_the_error_and_names_the_element():
+    parsed = load_file(DATA / "broken_array.json")
+    assert [r.line for r in parsed.rows] == [1, 2]
+    assert parsed.errors[0].line == 3
+    assert "file line 4" in parsed.errors[0].reason
+
+
+def test_non_utf8_line_is_reported_with_the_byte():
+    parsed = load_file(DATA / "latin1.jsonl")
+    assert [r.line for r in parsed.rows] == [1, 3]
+    assert parsed.rows[0].data["messages"][0]["content"] == "café?"
+    assert errors_of(parsed)[0][:2] == (2, None)
+    assert "not valid UTF-8: byte 0xE9" in parsed.errors[0].reason
+
+
+def test_ragged_csv_row_is_reported():
+    parsed = load_file(DATA / "ragged.csv")
+    assert errors_of(parsed) == [(2, None, "has 3 fields, the header has 2")]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("empty.jsonl", "is empty"),
+    ("binary.json", "not a text file"),
+    ("unrecognised.csv", "columns found: foo, bar, baz"),
+])
+def test_unusable_files_raise_one_clear_sentence(name, message):
+    with pytest.raises(LabError, match=message):
+        load_file(DATA / name)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(LabError, match="no such file"):
+        load_file(tmp_path / "nope.jsonl")
+    with pytest.raises(LabError, match="is a folder"):
+        load_file(tmp_path)
+
+
+def test_hub_id_without_network_says_so():
+    with pytest.raises(LabError, match="Hugging Face Hub"):
+        load_file("some-owner/surely-not-a-local-dataset")
+
+
+def test_manual_mapping_reads_unrecognised_columns(tmp_path):
+    path = tmp_path / "custom.csv"
+    path.write_text("q,best,worst\nWhy?,Because.,No\n")
+    sft = load_file(path, mapping={"q": "prompt", "best": "response"})
+    assert (sft.kind, sft.format) == ("sft", "mapped")
+    assert sft.rows[0].data == {"messages": [user("Why?"), assistant("Because.")]}
+    pref = load_file(path, mapping={"q": "prompt", "best": "chosen", "worst": "rejected"})
+    assert pref.kind == "preference"
+    assert pref.rows[0].data["rejected"] == [assistant("No")]
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ({"nope": "prompt"}, "not in the file"),
+    ({"q": "prompt"}, "no column for response"),
+    ({"q": "prompt", "best": "banana"}, "Cannot map to banana"),
+])
+def test_bad_mappings_are_explained(tmp_path, mapping, message):
+    path = tmp_path / "custom.csv"
+    path.write_text("q,best\nWhy?,Because.\n")
+    with pytest.raises(LabError, match=message):
+        load_file(path, mapping=mapping)
+
+
+def test_json_file_that_is_really_jsonl_and_gzip(tmp_path):
+    import gzip
+
+    body = b'{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n'
+    (tmp_path / "rows.json").write_bytes(body)
+    assert len(load_file(tmp_path / "rows.json").rows) == 2
+    (tmp_path / "rows.jsonl.gz").write_bytes(gzip.compress(body))
+    assert len(load_file(tmp_path / "rows.jsonl.gz").rows) == 2
+
+
+def test_wrapped_json_and_bom(tmp_path):
+    (tmp_path / "wrapped.json").write_text('{"data": [{"question": "q", "answer": "a"}]}')
+    assert load_file(tmp_path / "wrapped.json").rows[0].data["messages"][1] == assistant("a")
+    (tmp_path / "bom.csv").write_bytes("\ufeffinstruction,output\nhi,there\n".encode())
+    assert load_file(tmp_path / "bom.csv").format == "alpaca"

@@ -1,0 +1,98 @@
+"""Dataset versions are immutable and content-addressed; the store is WAL SQLite, migrated on open."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+
+import pytest
+
+from lab.config import DataConfig
+from lab.data.pipeline import import_file
+from lab.data.versions import delete_version, export_version, get_version, list_versions, push_to_hub, read_rows
+from lab.errors import LabError
+from lab.store import MIGRATIONS, Store
+from tests.conftest import DATA
+
+
+def test_store_is_wal_and_migrated(home):
+    store = Store(home)
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+
+
+def test_failed_write_leaves_nothing(home):
+    store = Store(home)
+    with pytest.raises(RuntimeError):
+        with store.write() as conn:
+            conn.execute("INSERT INTO datasets VALUES ('x','v','sft','f','t','p',1,1,'{}')")
+            raise RuntimeError("crash mid-transaction")
+    assert store.query("SELECT * FROM datasets") == []
+
+
+def test_concurrent_writers_do_not_lose_rows(home):
+    store = Store(home)
+
+    def insert(i: int) -> None:
+        with store.write() as conn:
+            conn.execute("INSERT INTO datasets VALUES (?, 'v', 'sft', 'f', 't', 'p', 1, 1, '{}')", (f"d{i}",))
+
+    threads = [threading.Thread(target=insert, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.query("SELECT COUNT(*) AS n FROM datasets")[0]["n"] == 20
+
+
+def test_same_rows_give_the_same_version_and_rows_keep_their_origin(home):
+    cfg = DataConfig(name="chat", val_fraction=0.5)
+    first = import_file(DATA / "sharegpt.jsonl", cfg, home=home)
+    again = import_file(DATA / "sharegpt.jsonl", cfg, home=home)
+    assert first.ref == again.ref and len(list_versions(home)) == 1
+    rows = read_rows(first.ref, "train", home) + read_rows(first.ref, "validation", home)
+    assert sorted(r["line"] for r in rows) == [1, 2] and {r["source"] for r in rows} == {"sharegpt.jsonl"}
+    other = import_file(DATA / "openai.jsonl", cfg, home=home)
+    assert other.version != first.version
+    assert get_version("chat", home).ref == other.ref  # the bare name is the newest version
+    assert get_version(f"chat@{first.version[:6]}", home).ref == first.ref
+
+
+def test_card_keeps_source_steps_and_counts(home):
+    version = import_file(DATA / "alpaca.csv", DataConfig(name="alp", skip_invalid=True), home=home)
+    card = json.loads((version.path / "card.json").read_text())
+    assert card["source_format"] == "alpaca" and card["invalid_count"] == 1
+    assert [s["step"] for s in card["steps"]][0] == "read" and card["steps"][-1]["step"] == "split"
+    assert card["rows"] == version.rows
+
+
+def test_unknown_refs_and_names_are_explained(home):
+    with pytest.raises(LabError, match="No dataset named 'ghost'"):
+        get_version("ghost", home)
+    with pytest.raises(LabError, match="not allowed"):
+        import_file(DATA / "openai.jsonl", DataConfig(name="../escape"), home=home)
+
+
+def test_export_parquet_and_delete_removes_files(home):
+    version = import_file(DATA / "trl_preference.jsonl", DataConfig(name="pref", val_fraction=0.0), home=home)
+    parquet = export_version(version.ref, "parquet", home=home)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(parquet).column_names[:3] == ["prompt", "chosen", "rejected"]
+    delete_version(version.ref, home)
+    assert not version.path.exists() and list_versions(home) == []
+
+
+def test_push_needs_a_token_from_the_environment(home, monkeypatch):
+    version = import_file(DATA / "openai.jsonl", DataConfig(name="p"), home=home)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    with pytest.raises(LabError, match="HF_TOKEN"):
+        push_to_hub(version.ref, "me/data", home=home)
+
+
+def test_store_file_is_plain_sqlite(home):
+    Store(home)
+    conn = sqlite3.connect(home.store_path)
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"datasets"}
