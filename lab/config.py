@@ -120,3 +120,182 @@ def from_arguments(cls: type[T], args: argparse.Namespace, **overrides: Any) -> 
               if getattr(args, f.name, None) is not None}
     values.update(overrides)
     return from_dict(cls, values, where="command line")
+
+
+METHODS = ("sft", "lora", "qlora", "dpo")
+# The learning rates people start from, by what is trained (the usual ranges in TRL/PEFT docs).
+USUAL_LR = {"full": 2e-5, "adapter": 2e-4, "dpo_full": 5e-7, "dpo_adapter": 5e-6}
+LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+
+
+@dataclass
+class TrainConfig:
+    """One training run: what to train, on what, and how. A recipe YAML holds these fields."""
+
+    # what
+    name: str = option("", "Run name shown in the lists (default: method-model-time).")
+    method: str = option("sft", "sft = full fine-tuning, lora / qlora = adapters (qlora on a 4-bit base), "
+                         "dpo = preference tuning.", choices=METHODS)
+    dpo_adapter: str = option("lora", "For dpo: train the full model (none), a LoRA adapter, or LoRA on a 4-bit "
+                              "QLoRA base; adapters use the frozen base as the implicit reference model.",
+                              choices=("none", "lora", "qlora"))
+    model: str = option("tiny", "Base model: 'tiny' (built-in, offline), a hub id, a local path, or run:<id> "
+                        "for a finished run's model.")
+    dataset: str = option("sample:sft", "Dataset version NAME[@VERSION], or sample:sft / sample:preference for "
+                          "the bundled samples.")
+    train_split: str = option("train", "Split to train on.", choices=("train", "validation"))
+    eval_split: str = option("validation", "Split to evaluate on ('none' to skip evaluation).",
+                             choices=("validation", "train", "none"))
+    # optimisation
+    learning_rate: float = option(0.0, "Peak learning rate; 0 = the method's usual: 2e-5 full, 2e-4 LoRA/QLoRA, "
+                                  "5e-7 DPO full, 5e-6 DPO adapter.")
+    lr_scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
+                               choices=("cosine", "linear", "constant", "constant_with_warmup"))
+    warmup_ratio: float = option(0.03, "Fraction of the steps spent warming the learning rate up from 0.")
+    epochs: float = option(1.0, "Passes over the training split.")
+    max_steps: int = option(-1, "Stop after this many optimizer steps (-1 = run all epochs).")
+    batch_size: int = option(4, "Sequences per device per forward pass.")
+    grad_accum: int = option(1, "Forward passes accumulated per optimizer step (effective batch = "
+                             "batch_size × grad_accum × GPUs).")
+    max_length: int = option(1024, "Longest sequence in tokens; longer ones are truncated.")
+    packing: bool = option(False, "Pack several short examples into each sequence (SFT only).")
+    max_grad_norm: float = option(1.0, "Gradient clipping norm.")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    precision: str = option("auto", "Numeric precision: auto = bf16 where the GPU supports it, else fp16 on "
+                            "GPU, fp32 on CPU.", choices=("auto", "bf16", "fp16", "fp32"))
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass: less memory, "
+                                          "about 30% slower.")
+    logging_steps: int = option(5, "Log metrics every N optimizer steps.")
+    eval_steps: int = option(50, "Evaluate every N steps (0 = only at the end).")
+    save_steps: int = option(100, "Save a checkpoint every N steps (0 = only at the end).")
+    save_total_limit: int = option(3, "Checkpoints kept (oldest deleted first).")
+    load_best_model_at_end: bool = option(False, "Finish with the checkpoint of lowest eval loss.")
+    early_stopping_patience: int = option(0, "Stop after this many evaluations without improvement (0 = off).")
+    neftune_noise_alpha: float = option(0.0, "NEFTune embedding noise (SFT; 5 is typical, 0 = off).")
+    seed: int = option(42, "Random seed for initialisation, shuffling and dropout.")
+    # adapters
+    lora_r: int = option(16, "LoRA rank.")
+    lora_alpha: int = option(32, "LoRA scaling alpha (commonly 2 × r).")
+    lora_dropout: float = option(0.05, "Dropout on the LoRA path.")
+    lora_targets: str = option("all-linear", "Layers that get adapters: all-linear, attention (q/k/v/o), or a "
+                               "comma-separated list of module names.")
+    # qlora (bitsandbytes 4-bit)
+    quant_type: str = option("nf4", "4-bit quantisation type for QLoRA.", choices=("nf4", "fp4"))
+    double_quant: bool = option(True, "Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    # dpo
+    dpo_beta: float = option(0.1, "DPO beta: how far the policy may move from the reference.")
+    dpo_loss_type: str = option("sigmoid", "DPO loss.", choices=("sigmoid", "hinge", "ipo", "robust", "apo_zero"))
+    max_prompt_length: int = option(512, "DPO: prompts longer than this keep their last tokens.")
+    # where it reports
+    report_to: str = option("wandb", "Also log to Weights & Biases (offline unless WANDB_API_KEY is set), "
+                            "or none.", choices=("wandb", "none"))
+    wandb_project: str = option("lab", "W&B project.")
+
+    @property
+    def is_dpo(self) -> bool:
+        return self.method == "dpo"
+
+    @property
+    def adapter(self) -> str:
+        """What is trained: 'none' (full weights), 'lora' or 'qlora'."""
+        if self.is_dpo:
+            return self.dpo_adapter
+        return {"sft": "none", "lora": "lora", "qlora": "qlora"}[self.method]
+
+    @property
+    def usual_lr(self) -> float:
+        key = ("dpo_" if self.is_dpo else "") + ("full" if self.adapter == "none" else "adapter")
+        return USUAL_LR[key]
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate or self.usual_lr
+
+    def lora_target_modules(self) -> str | list[str]:
+        if self.lora_targets in LORA_TARGETS:
+            return LORA_TARGETS[self.lora_targets]
+        return [m.strip() for m in self.lora_targets.split(",") if m.strip()]
+
+    def validate(self, *, cuda: bool | None = None) -> list[str]:
+        """Raise ``LabError`` for impossible settings; return warnings for risky ones.
+
+        ``cuda``: whether a CUDA GPU is present (checked lazily when None)."""
+        errors: list[str] = []
+        positive = ("batch_size", "grad_accum", "max_length", "logging_steps", "lora_r", "lora_alpha")
+        errors += [f"{f} must be at least 1 (got {getattr(self, f)})." for f in positive if getattr(self, f) < 1]
+        nonneg = ("eval_steps", "save_steps", "early_stopping_patience", "weight_decay", "neftune_noise_alpha",
+                  "learning_rate", "save_total_limit")
+        errors += [f"{f} must not be negative (got {getattr(self, f)})." for f in nonneg if getattr(self, f) < 0]
+        if not 0 <= self.warmup_ratio < 1:
+            errors.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio}).")
+        if not 0 <= self.lora_dropout < 1:
+            errors.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout}).")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            errors.append("Set epochs above 0 or max_steps to a number of steps.")
+        if self.max_steps == 0 or self.max_steps < -1:
+            errors.append(f"max_steps must be -1 (use epochs) or a positive number of steps (got {self.max_steps}).")
+        if self.dpo_beta <= 0:
+            errors.append(f"dpo_beta must be positive (got {self.dpo_beta}).")
+        if self.is_dpo and self.max_prompt_length >= self.max_length:
+            errors.append(f"max_prompt_length ({self.max_prompt_length}) must be below max_length "
+                          f"({self.max_length}) to leave room for the reply.")
+        if self.load_best_model_at_end and self.eval_split == "none":
+            errors.append("load_best_model_at_end needs evaluation: set eval_split.")
+        if self.early_stopping_patience and self.eval_split == "none":
+            errors.append("early_stopping_patience needs evaluation: set eval_split.")
+        if self.packing and self.is_dpo:
+            errors.append("packing applies to SFT only; turn it off for DPO.")
+        if self.adapter == "qlora" or self.precision in ("bf16", "fp16"):
+            if cuda is None:
+                cuda = cuda_available()
+            if not cuda:
+                what = "QLoRA (4-bit bitsandbytes)" if self.adapter == "qlora" else f"precision {self.precision}"
+                errors.append(f"{what} needs a CUDA GPU and none is visible; use lora / precision auto on CPU.")
+        if errors:
+            raise LabError("Invalid run config: " + " ".join(errors))
+        warnings: list[str] = []
+        if self.learning_rate and not self.usual_lr / 10 <= self.learning_rate <= self.usual_lr * 10:
+            warnings.append(f"learning_rate {self.learning_rate:g} is more than 10× away from the usual "
+                            f"{self.usual_lr:g} for {self.method}"
+                            f"{' with ' + self.adapter if self.adapter != 'none' else ''}: expect "
+                            f"{'divergence' if self.learning_rate > self.usual_lr else 'very slow learning'}.")
+        if self.lora_alpha and self.adapter != "none" and self.lora_alpha > 4 * self.lora_r:
+            warnings.append(f"lora_alpha {self.lora_alpha} is over 4 × r ({self.lora_r}): updates are strongly "
+                            "scaled up; 2 × r is the usual choice.")
+        return warnings
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def load_yaml(path: str, cls: type[T] = TrainConfig, overrides: list[str] | None = None) -> T:
+    """A recipe file into a config, with ``key=value`` overrides applied (as from ``--set``)."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise LabError(f"Recipe {path} not found.") from None
+    except yaml.YAMLError as err:
+        raise LabError(f"Recipe {path} is not valid YAML: {err}".splitlines()[0]) from None
+    if not isinstance(values, dict):
+        raise LabError(f"Recipe {path} must be a mapping of settings, got {type(values).__name__}.")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LabError(f"--set takes key=value, got '{item}'.")
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return from_dict(cls, values, where=path)
+
+
+def to_yaml(config: Any) -> str:
+    """A config as YAML, fields in declaration order."""
+    import yaml
+
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)

@@ -33,6 +33,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX datasets_created ON datasets (created_at);
     """,
+    # 2: training runs (the run directory holds the rest: config.yaml, metrics.jsonl, log.txt, ...)
+    """
+    CREATE TABLE runs (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        method       TEXT NOT NULL,
+        model        TEXT NOT NULL,
+        dataset      TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        run_dir      TEXT NOT NULL,
+        config       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        started_at   TEXT,
+        finished_at  TEXT,
+        pid          INTEGER,
+        error        TEXT,
+        resume_from  TEXT,
+        final_loss   REAL,
+        wandb_url    TEXT
+    );
+    CREATE INDEX runs_status ON runs (status, created_at);
+    """,
 ]
 
 _lock = threading.Lock()
