@@ -23,3 +23,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     """An empty lab home, also set as $LAB_HOME for code that reads the environment."""
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "lab_home"))
     return lab_home(tmp_path / "lab_home")
+
+
+@pytest.fixture(scope="session")
+def tiny_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A lab home with the tiny model built once for the whole session (read-only use)."""
+    from lab.models import tiny_model_path
+
+    home = lab_home(tmp_path_factory.mktemp("tiny_home"))
+    tiny_model_path(home)
+    return home

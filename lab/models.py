@@ -1,0 +1,191 @@
+"""Models and tokenizers: any hub id or local path, and the built-in offline tiny model.
+
+The tiny model (``"tiny"``) is a Llama of a few million parameters with a byte-level BPE
+tokenizer trained here on the bundled sample data, and a ChatML chat template whose assistant
+replies are wrapped in ``{% generation %}`` so TRL's ``assistant_only_loss`` masks exactly them.
+It is built on first use (seconds) under ``LAB_HOME/models/tiny-llama`` and used by the tests
+and the demo; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lab.errors import LabError
+from lab.home import Home, lab_home
+
+TINY_MODEL = "tiny"
+TINY_DIR = "tiny-llama"
+TINY_VERSION = 1  # bump when the recipe below changes, so cached copies are rebuilt
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+CHATML = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+# Alpaca-style prompts: the system text on top, then Instruction/Response blocks; eos after each reply.
+ALPACA = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{- message['content'] + '\\n\\n' }}"
+    "{%- elif message['role'] == 'user' %}{{- '### Instruction:\\n' + message['content'] + '\\n\\n### Response:\\n' }}"
+    "{%- else %}{% generation %}{{- message['content'] + eos_token }}{% endgeneration %}{{- '\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+)
+CHAT_TEMPLATES = {"chatml": CHATML, "alpaca": ALPACA}
+
+
+def template_has_generation_markers(template: str | None) -> bool:
+    return bool(template) and "{% generation %}" in template.replace("{%-", "{%").replace("-%}", "%}")
+
+
+# --------------------------------------------------------------------------- the tiny model
+
+
+def tiny_model_path(home: Home | None = None) -> Path:
+    """The built-in tiny model's folder, built on first use. Concurrent callers (tests, the app and a
+    training worker) wait on a file lock; the folder appears whole or not at all."""
+    home = home or lab_home()
+    target = home.models / TINY_DIR
+    if is_current(target):
+        return target
+    home.models.mkdir(parents=True, exist_ok=True)
+    with open(home.models / f".{TINY_DIR}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_current(target):
+            staging = Path(tempfile.mkdtemp(prefix=f".{TINY_DIR}-", dir=home.models))
+            try:
+                build_tiny_model(staging)
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    return target
+
+
+def is_current(path: Path) -> bool:
+    info = path / "lab_model.json"
+    return info.exists() and json.loads(info.read_text()).get("version") == TINY_VERSION
+
+
+def tokenizer_corpus() -> list[str]:
+    """Text the tiny tokenizer learns its merges from: the bundled samples (committed and deterministic)
+    and a little general English, so unseen text still tokenises into sensible pieces."""
+    from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
+
+    texts = [GENERAL_ENGLISH]
+    for path in (SAMPLE_SFT, SAMPLE_PREFERENCE):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            for key in ("messages", "prompt", "chosen", "rejected"):
+                texts += [m["content"] for m in row.get(key) or []]
+    return texts
+
+
+GENERAL_ENGLISH = (
+    "The quick brown fox jumps over the lazy dog. A model learns from examples: questions and answers, "
+    "instructions and responses, conversations between a user and an assistant. Numbers 0 1 2 3 4 5 6 7 8 9 10 "
+    "100 1000. Please, thank you, sorry, hello, goodbye. What is the capital of France? Paris is the capital of "
+    "France. How many meters are in a kilometer? There are 1000 meters in a kilometer. Write a short poem about "
+    "the sea. Explain why the sky is blue. Translate this sentence. Summarise the text below in one line."
+)
+
+
+def build_tiny_model(out: Path) -> None:
+    """Train the tokenizer and initialise the Llama with fixed seeds; a few seconds on a CPU."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=4096, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=["<|im_start|>"], model_max_length=2048)
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(out)
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=None,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id, max_new_tokens=64)
+    model.save_pretrained(out)
+    params = sum(p.numel() for p in model.parameters())
+    (out / "lab_model.json").write_text(json.dumps({
+        "name": TINY_MODEL, "version": TINY_VERSION, "architecture": "LlamaForCausalLM",
+        "parameters": params, "vocab_size": len(tokenizer), "chat_template": "chatml (assistant marked for loss)",
+        "note": "Built locally by the lab for offline tests and demos; randomly initialised.",
+    }, indent=2))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve(name_or_path: str, home: Home | None = None) -> str:
+    """'tiny' → the built-in model's folder; anything else unchanged."""
+    if name_or_path == TINY_MODEL:
+        return str(tiny_model_path(home))
+    return name_or_path
+
+
+def hub_error(what: str, name: str, err: Exception) -> LabError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return LabError(f"Could not load the {what} '{name}': not a local folder, and the Hugging Face Hub could not "
+                    f"provide it ({first}). Use a local path or the built-in 'tiny' model.")
+
+
+@functools.lru_cache(maxsize=16)
+def _load_tokenizer(path: str, template: str | None):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise hub_error("tokenizer", path, err) from None
+    if template and template != "model":
+        if template not in CHAT_TEMPLATES:
+            raise LabError(f"Unknown chat template '{template}': choose model, {', '.join(CHAT_TEMPLATES)}.")
+        tokenizer.chat_template = CHAT_TEMPLATES[template]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str = TINY_MODEL, *, template: str | None = None, home: Home | None = None):
+    """A tokenizer by name ('tiny', local folder or hub id), optionally with one of ``CHAT_TEMPLATES``
+    in place of its own. Cached per process: callers must not modify it."""
+    return _load_tokenizer(resolve(name_or_path, home), template)
+
+
+def load_model(name_or_path: str = TINY_MODEL, *, home: Home | None = None, dtype: Any = None, **kwargs: Any):
+    """A causal LM by name ('tiny', local folder or hub id)."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve(name_or_path, home)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except OSError as err:
+        raise hub_error("model", path, err) from None
