@@ -1,0 +1,185 @@
+"""Before launch: effective batch, steps, the learning-rate schedule, trainable parameters and a
+VRAM estimate per component, from the config and the model's architecture alone (no weights are
+loaded: the model is built on the meta device)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lab.config import TrainConfig
+
+GIB = 1024**3
+# CUDA context, allocator slack and kernels' workspaces: measured overhead beyond the tensors.
+FRAMEWORK_OVERHEAD = 0.6 * GIB
+
+
+@dataclass
+class ModelShape:
+    """What the estimate needs to know about an architecture."""
+
+    params: int
+    embedding_params: int  # input + output embeddings (kept in 16-bit under QLoRA)
+    hidden: int
+    layers: int
+    heads: int
+    vocab: int
+    linear_shapes: dict[str, tuple[int, int]]  # module name -> (in, out) of every nn.Linear in one layer + lm_head
+    layer_linear_count: dict[str, int]  # how many of each name in the whole model
+
+
+@dataclass
+class Schedule:
+    effective_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    lr: list[tuple[int, float]]  # (step, learning rate) at a few hundred points
+
+
+@dataclass
+class Memory:
+    """Estimated peak GPU memory by component, in bytes."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    reference_model: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return sum(asdict(self).values())
+
+    def gib(self) -> dict[str, float]:
+        out = {k: round(v / GIB, 2) for k, v in asdict(self).items()}
+        out["total"] = round(self.total / GIB, 2)
+        return out
+
+
+def model_shape(model: str) -> ModelShape:
+    """Build the architecture on the meta device and measure it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lab.models import hub_error, resolve
+
+    path = resolve(model)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise hub_error("model config", path, err) from None
+    with torch.device("meta"):
+        net = AutoModelForCausalLM.from_config(config)
+    params = sum(p.numel() for p in net.parameters())
+    embeddings = sum(m.weight.numel() for m in (net.get_input_embeddings(), net.get_output_embeddings())
+                     if m is not None)
+    if getattr(config, "tie_word_embeddings", False):
+        embeddings //= 2
+    shapes: dict[str, tuple[int, int]] = {}
+    counts: dict[str, int] = {}
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            short = name.rsplit(".", 1)[-1]
+            shapes[short] = (module.in_features, module.out_features)
+            counts[short] = counts.get(short, 0) + 1
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return ModelShape(params=params, embedding_params=embeddings, hidden=text.hidden_size,
+                      layers=text.num_hidden_layers, heads=text.num_attention_heads, vocab=text.vocab_size,
+                      linear_shapes=shapes, layer_linear_count=counts)
+
+
+def lora_targets(cfg: TrainConfig, shape: ModelShape) -> list[str]:
+    """Module names that get adapters (PEFT's 'all-linear' excludes the output head)."""
+    targets = cfg.lora_target_modules()
+    if targets == "all-linear":
+        return [name for name in shape.linear_shapes if name != "lm_head"]
+    return [name for name in targets if name in shape.linear_shapes]
+
+
+def trainable_params(cfg: TrainConfig, shape: ModelShape) -> int:
+    if cfg.adapter == "none":
+        return shape.params
+    return sum(cfg.lora_r * (shape.linear_shapes[n][0] + shape.linear_shapes[n][1]) * shape.layer_linear_count[n]
+               for n in lora_targets(cfg, shape))
+
+
+def schedule(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, points: int = 200) -> Schedule:
+    """Steps as the Trainer counts them, and the learning rate at each step from transformers' own scheduler."""
+    effective = cfg.batch_size * cfg.grad_accum * max(gpus, 1)
+    per_epoch = max(1, math.ceil(train_rows / effective))
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(per_epoch * cfg.epochs))
+    warmup = math.ceil(total * cfg.warmup_ratio)
+    return Schedule(effective, per_epoch, total, warmup, lr_curve(cfg, total, warmup, points))
+
+
+def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    stride = max(1, total // points)
+    curve = []
+    for step in range(total):
+        if step % stride == 0 or step == total - 1:
+            curve.append((step + 1, scheduler.get_last_lr()[0]))
+        optimizer.step()
+        scheduler.step()
+    return curve
+
+
+def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
+    """Peak training memory on one GPU, by component.
+
+    Full fine-tuning keeps fp32 master weights, fp32 gradients and two fp32 Adam moments (16 bytes a
+    parameter); adapters freeze the base in 16-bit (or 4-bit NF4 for QLoRA, embeddings staying 16-bit)
+    and train only the LoRA matrices. Activations follow Korthikanti et al. (2022) per layer, with
+    gradient checkpointing keeping only each layer's input; the logits are held in fp32 for the loss."""
+    act_bytes = 2 if bf16 else 4
+    trainable = trainable_params(cfg, shape)
+    if cfg.adapter == "none":
+        weights = shape.params * 4
+        gradients = trainable * 4
+        optimizer = trainable * 8
+    else:
+        frozen = shape.params - shape.embedding_params
+        base = frozen * (0.5 + 0.5 / 64 * (0.25 if cfg.double_quant else 1)) if cfg.adapter == "qlora" else frozen * 2
+        weights = base + shape.embedding_params * 2 + trainable * 4
+        gradients = trainable * 4
+        optimizer = trainable * (2 if cfg.adapter == "qlora" else 8)  # paged 8-bit AdamW under QLoRA
+    sequences = cfg.batch_size * (2 if cfg.is_dpo else 1)  # DPO runs chosen and rejected together
+    tokens = sequences * cfg.max_length
+    if cfg.gradient_checkpointing:
+        per_layer = tokens * shape.hidden * act_bytes
+        activations = per_layer * shape.layers + layer_activations(shape, cfg.max_length, sequences, act_bytes)
+    else:
+        activations = layer_activations(shape, cfg.max_length, sequences, act_bytes) * shape.layers
+    activations += tokens * shape.vocab * 4 * 2  # fp32 logits and their gradient
+    reference = shape.params * (2 if bf16 else 4) if cfg.is_dpo and cfg.adapter == "none" else 0
+    return Memory(weights, gradients, optimizer, activations, reference, FRAMEWORK_OVERHEAD)
+
+
+def layer_activations(shape: ModelShape, seq: int, batch: int, act_bytes: int) -> float:
+    """Bytes one transformer layer keeps for the backward pass (SDPA: no s×s attention matrix kept)."""
+    return seq * batch * shape.hidden * (34 / 2 * act_bytes)
+
+
+def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1) -> dict[str, Any]:
+    """Everything the pre-launch panel shows, as plain data."""
+    shape = model_shape(cfg.model)
+    trainable = trainable_params(cfg, shape)
+    plan = schedule(cfg, train_rows, gpus=gpus)
+    return {
+        "effective_batch": plan.effective_batch,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "total_steps": plan.total_steps,
+        "warmup_steps": plan.warmup_steps,
+        "lr_curve": plan.lr,
+        "params": shape.params,
+        "trainable_params": trainable,
+        "trainable_percent": round(100 * trainable / shape.params, 3),
+        "memory_gib": memory(cfg, shape, bf16=cfg.precision != "fp32").gib(),
+    }

@@ -1,0 +1,60 @@
+"""After a run: merge a LoRA adapter into its base and export a standalone model; push to the Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from lab.errors import LabError
+
+
+def is_adapter(path: Path) -> bool:
+    return (path / "adapter_config.json").exists()
+
+
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Load the adapter's base in full precision, fold the LoRA weights in (``merge_and_unload``) and save
+    a model that loads with plain ``AutoModelForCausalLM.from_pretrained``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    if not is_adapter(adapter_dir):
+        raise LabError(f"{adapter_dir} holds no LoRA adapter (no adapter_config.json): nothing to merge; "
+                       "a full fine-tune is already a standalone model.")
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise LabError(f"{adapter_dir}/adapter_config.json does not name its base model.")
+    try:
+        # A QLoRA adapter is merged into the 16-bit base: merging into 4-bit weights would lose precision.
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if torch.cuda.is_available()
+                                                     else torch.float32)
+    except OSError as err:
+        raise LabError(f"Could not load the base model '{base}' to merge into: {str(err).splitlines()[0]}") from None
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir)
+    tokenizer_source = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base
+    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(out_dir)
+    return out_dir
+
+
+def push_model(model_dir: str | Path, repo_id: str, *, private: bool = True) -> str:
+    """Upload a model or adapter folder; the token comes from ``HF_TOKEN`` only."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise LabError("Set HF_TOKEN in the environment to push to the Hugging Face Hub.")
+    if not re.match(r"^[\w.-]+/[\w.-]+$", repo_id or ""):
+        raise LabError(f"Hub repo id must look like 'owner/name', got '{repo_id}'.")
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, commit_message="Upload from the lab")
+    except Exception as err:  # network, auth and permission errors come in many types
+        raise LabError(f"Push of {model_dir} to {repo_id} failed: {str(err).splitlines()[0]}") from None
+    return f"https://huggingface.co/{repo_id}"

@@ -1,0 +1,57 @@
+"""The pre-launch estimate: steps as the Trainer counts them, the scheduler's own learning rates,
+trainable parameters as PEFT counts them, and memory components that add up."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lab.config import TrainConfig
+from lab.models import load_model
+from lab.train.estimate import estimate, memory, model_shape, schedule, trainable_params
+
+
+def test_steps_and_effective_batch():
+    plan = schedule(TrainConfig(batch_size=4, grad_accum=2, epochs=3), train_rows=100, gpus=2)
+    assert plan.effective_batch == 16
+    assert plan.steps_per_epoch == math.ceil(100 / 16) and plan.total_steps == 3 * 7
+    assert schedule(TrainConfig(max_steps=5), train_rows=1000).total_steps == 5
+
+
+def test_lr_curve_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(method="lora", warmup_ratio=0.1, max_steps=100)
+    curve = dict(schedule(cfg, 1000).lr)
+    peak = max(curve.values())
+    assert curve[1] == 0.0 and peak == pytest.approx(2e-4)
+    assert max(curve, key=curve.get) == 11  # the step after the 10 warm-up steps
+    assert curve[100] < 2e-4 * 0.01
+
+
+@pytest.mark.parametrize("targets", ["all-linear", "attention", "q_proj,v_proj"])
+def test_lora_trainable_params_match_peft(tiny_home, monkeypatch, targets):
+    from peft import LoraConfig, get_peft_model
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    cfg = TrainConfig(method="lora", lora_r=8, lora_targets=targets)
+    peft_model = get_peft_model(load_model(home=tiny_home),
+                                LoraConfig(r=8, lora_alpha=16, target_modules=cfg.lora_target_modules(),
+                                           task_type="CAUSAL_LM"))
+    expected = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert trainable_params(cfg, model_shape("tiny")) == expected
+
+
+def test_memory_components(tiny_home, monkeypatch):
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+    full = memory(TrainConfig(method="sft"), shape)
+    lora = memory(TrainConfig(method="lora"), shape)
+    assert full.optimizer == shape.params * 8 and lora.optimizer < full.optimizer / 5
+    checkpointed = memory(TrainConfig(method="sft", gradient_checkpointing=True), shape)
+    assert checkpointed.activations < full.activations
+    dpo_full = memory(TrainConfig(method="dpo", dpo_adapter="none"), shape)
+    assert dpo_full.reference_model > 0 and memory(TrainConfig(method="dpo"), shape).reference_model == 0
+    report = estimate(TrainConfig(method="lora"), 360)
+    assert report["memory_gib"]["total"] == pytest.approx(sum(v for k, v in report["memory_gib"].items()
+                                                              if k != "total"), abs=0.05)
+    assert 0 < report["trainable_percent"] < 100
