@@ -14,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
+pytest_plugins = ["tests.app_server"]  # the real app, started once per session
+
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = FIXTURES / "data"
 

@@ -1,0 +1,905 @@
+"""The Data tab: bring a file in, check it, preview the cleaning, save a version, explore it.
+
+Three inner tabs:
+
+1. **Import** — a file (upload, local path, hub id or bundled sample) is checked (format, kind,
+   row errors); unrecognised columns can be mapped by hand; cleaning is previewed (counts per
+   step, duplicate pairs side by side, rows the filters drop) before a version is saved.
+2. **Versions** — saved versions: card, export, delete, push to the hub.
+3. **Explore** — statistics, a paged row browser (chat bubbles) and the loss-mask view, for a
+   file or a saved version (``name@version``).
+
+Every handler here only calls ``lab`` functions and formats their results; each is wired with a
+stable ``api_name`` (``data_check``, ``data_import``, …) so scripts and tests can call it with
+``gradio_client``. Handlers return ``{component: value}`` dicts. A ``LabError`` becomes a toast
+and a status message; any other exception is logged with its traceback and shown as
+"Unexpected error: …".
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from lab.config import DataConfig
+from lab.data.canonical import Row, row_text
+from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
+from lab.errors import LabError
+from lab.home import Home
+from lab.ui import plots
+from lab.ui.forms import Form, build_form, component_for, slider
+
+log = logging.getLogger(__name__)
+
+NONE = "(none)"
+PAGE_SIZE = 5
+MAX_ERRORS_SHOWN = 1000
+PREVIEW_CHARS = 300
+SAMPLE_CHOICES = ("SFT conversations", "Preference pairs")
+FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz"]
+# Every field a column can be mapped to (SFT's and preference's), each once, in a stable order.
+MAPPING_TARGETS: list[str] = list(dict.fromkeys(f for fields in MAPPING_FIELDS.values() for f in fields))
+MAPPING_HELP = {
+    "prompt": "The user's request (SFT and preference).",
+    "response": "The assistant's reply (SFT).",
+    "system": "A system prompt (optional).",
+    "context": "Extra input appended to the prompt (SFT, optional).",
+    "messages": "A whole conversation as a list of messages (SFT; instead of prompt/response).",
+    "chosen": "The preferred reply (preference).",
+    "rejected": "The worse reply (preference).",
+}
+CLEANING_ROWS = (("dedup_exact", "dedup_near", "near_threshold"),
+                 ("min_tokens", "max_tokens", "min_turns", "max_turns"),
+                 ("tokenizer", "template"),
+                 ("val_fraction", "seed"))
+STEP_HEADERS = ["step", "before", "after", "removed", "detail"]
+PAIR_HEADERS = ["type", "similarity", "kept (row A)", "removed (row B)"]
+FILTER_HEADERS = ["line", "reason", "text"]
+ERROR_HEADERS = ["line", "field", "reason"]
+VERSION_HEADERS = ["ref", "kind", "format", "train rows", "validation rows", "created"]
+
+
+# --------------------------------------------------------------------------- components
+
+
+@dataclass
+class ImportUI:
+    upload: gr.File
+    path: gr.Textbox
+    sample: gr.Dropdown
+    load_sample: gr.Button
+    kind: gr.Dropdown
+    check: gr.Button
+    status: gr.Markdown
+    errors: gr.Dataframe
+    mapping_panel: gr.Group
+    mapping: dict[str, gr.Dropdown]
+    recheck: gr.Button
+    mapped: gr.State  # {"source": path, "mapping": {column: field}} from the last manual mapping
+
+
+@dataclass
+class CleanUI:
+    form: Form
+    preview: gr.Button
+    status: gr.Markdown
+    steps: gr.Dataframe
+    pairs: gr.Dataframe
+    filtered: gr.Dataframe
+
+
+@dataclass
+class SaveUI:
+    form: Form  # name, skip_invalid
+    save: gr.Button
+    status: gr.Markdown
+    card: gr.Markdown
+
+
+@dataclass
+class VersionsUI:
+    tab: gr.Tab
+    table: gr.Dataframe
+    ref: gr.Dropdown
+    refresh: gr.Button
+    card: gr.Markdown
+    fmt: gr.Radio
+    export: gr.Button
+    download: gr.File
+    confirm: gr.Checkbox
+    delete: gr.Button
+    repo: gr.Textbox
+    push: gr.Button
+    status: gr.Markdown
+
+
+@dataclass
+class ExploreUI:
+    source: gr.Textbox
+    form: Form  # tokenizer, template
+    status: gr.Markdown
+    show_stats: gr.Button
+    summary: gr.Dataframe
+    lengths: gr.Plot
+    turns: gr.Plot
+    roles: gr.Plot
+    show_rows: gr.Button
+    prev: gr.Button
+    next: gr.Button
+    page: gr.Number
+    page_info: gr.Markdown
+    rows: gr.HTML
+    row: gr.Number
+    max_length: gr.Number
+    show_mask: gr.Button
+    mask_summary: gr.Markdown
+    mask_warnings: gr.Markdown
+    mask_html: gr.HTML
+
+
+@dataclass
+class DataUI:
+    imp: ImportUI
+    clean: CleanUI
+    save: SaveUI
+    versions: VersionsUI
+    explore: ExploreUI
+    home: Home
+
+
+# --------------------------------------------------------------------------- error handling
+
+
+def error_text(message: str) -> str:
+    return f"**⚠ {message}**"
+
+
+def guarded(fn: Callable[..., dict], status: gr.components.Component, *bound: Any) -> Callable[..., dict]:
+    """``fn`` with ``bound`` arguments first; errors become a toast plus a message in ``status``.
+
+    ``LabError`` messages are shown as they are; anything else is logged with its traceback and
+    shown as "Unexpected error: …". The signature seen by Gradio is ``fn``'s without ``bound``.
+    """
+    inner = functools.partial(fn, *bound)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> dict:
+        try:
+            return inner(*args, **kwargs)
+        except LabError as err:
+            message = str(err)
+        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
+            log.exception("%s failed", fn.__name__)
+            message = f"Unexpected error: {type(err).__name__}: {err}"
+        gr.Warning(message)
+        return {status: error_text(message)}
+
+    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    return run
+
+
+# --------------------------------------------------------------------------- sources and rows
+
+
+def sample_path(choice: str) -> Path:
+    from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
+
+    return Path(SAMPLE_PREFERENCE if choice == SAMPLE_CHOICES[1] else SAMPLE_SFT)
+
+
+def require_source(source: str | None) -> str:
+    text = (source or "").strip()
+    if not text:
+        raise LabError("Choose a file first: upload one, type a local path or hub dataset id, "
+                       "or load a bundled sample.")
+    return text
+
+
+def kind_or_none(kind: str | None) -> str | None:
+    return None if kind in (None, "", "auto") else kind
+
+
+def mapping_for(mapped: dict | None, source: str) -> dict[str, str] | None:
+    """The manual mapping, if one was made for this very source."""
+    if mapped and mapped.get("source") == source and mapped.get("mapping"):
+        return dict(mapped["mapping"])
+    return None
+
+
+def mapping_from_choices(choices: dict[str, str | None]) -> dict[str, str]:
+    """``{field: column}`` as chosen in the dropdowns → the engine's ``{column: field}``."""
+    mapping: dict[str, str] = {}
+    for target, column in choices.items():
+        if not column or column == NONE:
+            continue
+        if column in mapping:
+            raise LabError(f"Column '{column}' is mapped to both {mapping[column]} and {target}; "
+                           "map each column once.")
+        mapping[column] = target
+    if not mapping:
+        raise LabError("Pick at least one column in the mapping (SFT needs prompt and response, "
+                       "preference needs chosen and rejected).")
+    return mapping
+
+
+def looks_like_version(source: str, home: Home) -> bool:
+    if Path(source).expanduser().exists():
+        return False
+    if "@" in source:
+        return True
+    return (home.datasets / source).is_dir()
+
+
+def rows_of(source: str, kind: str | None, mapped: dict | None, home: Home) -> tuple[list[Row], str, str]:
+    """The rows to explore, their kind and a label: a file (re-read each time) or a saved version."""
+    source = source.strip()
+    if not source:
+        raise LabError("Choose what to explore: check a file on the Import tab, select a saved "
+                       "version, or type a file path or name@version above.")
+    if looks_like_version(source, home):
+        from lab.data.versions import get_version, read_rows
+
+        version = get_version(source, home=home)
+        rows: list[Row] = []
+        fields = ("messages",) if version.kind == "sft" else ("prompt", "chosen", "rejected")
+        for split in ("train", "validation"):
+            for record in read_rows(version.ref, split=split, home=home):
+                rows.append(Row({f: record[f] for f in fields}, record.get("line") or 0,
+                                f"{split} · {record.get('source') or version.ref}"))
+        return rows, version.kind, version.ref
+    parsed = load_file(source, kind=kind_or_none(kind), mapping=mapping_for(mapped, source))
+    return parsed.rows, parsed.kind, parsed.source or Path(source).name
+
+
+def short(text: str, limit: int = PREVIEW_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def frame(rows: list[list[Any]], headers: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=headers)
+
+
+# --------------------------------------------------------------------------- 1 · import: check
+
+
+def check_summary(report: Any, mapped: bool) -> str:
+    invalid = len(report.errors)
+    columns = ", ".join(f"`{c}`" for c in report.columns) or "(none)"
+    lines = [
+        f"### {'⚠' if invalid else '✓'} {html.escape(report.source)}",
+        f"**Format** {'columns mapped by hand' if mapped else report.format} · **Kind** {report.kind} · "
+        f"**Valid rows** {report.rows} / {report.total} · **Columns** {columns}",
+        "",
+        f"At default settings, cleaning would remove **{report.exact_duplicates}** exact and "
+        f"**{report.near_duplicates}** near duplicates (preview below to see them).",
+    ]
+    if invalid:
+        lines += ["", f"**{invalid} invalid row{'s' if invalid != 1 else ''}** (listed below): fix the file, "
+                      "or tick **Skip invalid rows** when saving."]
+    return "\n".join(lines)
+
+
+def check_source(ui: DataUI, source: str, kind: str) -> dict:
+    """Read and validate a file (path, hub id or upload) with format detection; no mapping."""
+    return run_check(ui, source, kind, None)
+
+
+def check_mapped(ui: DataUI, source: str, kind: str, **columns: str) -> dict:
+    """Read and validate a file with columns mapped by hand (one column per field, or "(none)")."""
+    return run_check(ui, source, kind, mapping_from_choices(columns))
+
+
+def run_check(ui: DataUI, source: str, kind: str, mapping: dict[str, str] | None) -> dict:
+    """The check report, plus a clean slate below it: the last preview and save were of another file."""
+    path = require_source(source)
+    return {**forget_previous_file(ui.clean, ui.save), **check_report(ui.imp, ui.explore, path, kind, mapping)}
+
+
+def check_report(imp: ImportUI, explore: ExploreUI, path: str, kind: str, mapping: dict[str, str] | None) -> dict:
+    try:
+        report = check_file(path, kind=kind_or_none(kind), mapping=mapping)
+    except LabError as err:
+        columns = safe_columns(path)
+        if not columns:
+            raise
+        gr.Warning(str(err))
+        return {
+            imp.status: error_text(str(err)) + "\n\nPick the columns by hand below, then check again.",
+            imp.errors: gr.Dataframe(visible=False),
+            imp.mapping_panel: gr.Group(visible=True),
+            **mapping_dropdowns(imp, columns, mapping),
+            imp.mapped: None,
+        }
+    shown = report.errors[:MAX_ERRORS_SHOWN]
+    label = f"Invalid rows ({len(report.errors)}" + (f", first {len(shown)} shown)" if len(shown) < len(report.errors)
+                                                     else ")")
+    return {
+        imp.status: check_summary(report, mapped=bool(mapping)),
+        imp.errors: gr.Dataframe(value=frame([[e.line, e.field or "—", e.reason] for e in shown], ERROR_HEADERS),
+                                 visible=bool(shown), label=label),
+        imp.mapping_panel: gr.Group(visible=bool(mapping)),
+        imp.mapped: {"source": path, "mapping": mapping} if mapping else None,
+        explore.source: path,
+    }
+
+
+def safe_columns(path: str) -> list[str]:
+    try:
+        return peek_columns(path)
+    except Exception:  # noqa: BLE001 - unreadable: the original error is the one to show
+        return []
+
+
+def mapping_dropdowns(imp: ImportUI, columns: list[str], mapping: dict[str, str] | None) -> dict:
+    """Fill the mapping dropdowns with the file's columns, pre-selecting same-named ones."""
+    chosen = {target: column for column, target in (mapping or {}).items()}
+    out = {}
+    for target, dropdown in imp.mapping.items():
+        value = chosen.get(target) or (target if target in columns else NONE)
+        out[dropdown] = gr.Dropdown(choices=[NONE, *columns], value=value)
+    return out
+
+
+def use_sample(choice: str) -> str:
+    """The path of a bundled sample file (SFT conversations or preference pairs)."""
+    return str(sample_path(choice))
+
+
+def keep_upload(home: Home, upload: str | None) -> str:
+    """Copy an uploaded file into LAB_HOME/uploads (it outlives Gradio's temp files); its path."""
+    if not upload:
+        return gr.skip()
+    src = Path(upload)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    dest = home.uploads / digest / src.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        shutil.copyfile(src, dest)
+    return str(dest)
+
+
+def forget_previous_file(clean: CleanUI, save: SaveUI) -> dict:
+    """After a new check, the last preview and save results belong to another file: clear them."""
+    return {clean.status: "Nothing is removed until you save; the preview shows what would be.",
+            clean.steps: gr.Dataframe(visible=False), clean.pairs: gr.Dataframe(visible=False),
+            clean.filtered: gr.Dataframe(visible=False), save.status: "", save.card: ""}
+
+
+def suggest_name(source: str, name: str) -> str:
+    """A dataset name from the file name, when none is typed yet."""
+    if (name or "").strip() or not (source or "").strip():
+        return gr.skip()
+    stem = Path(source.strip()).name
+    for suffix in (".gz", ".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+        stem = stem.removesuffix(suffix)
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in stem).strip("-.")
+    return cleaned or gr.skip()
+
+
+# --------------------------------------------------------------------------- 1 · import: clean and save
+
+
+def pair_rows(parsed_rows: list[Row], pairs: list[Any], label: str) -> list[list[Any]]:
+    out = []
+    for pair in pairs:
+        keep, drop = parsed_rows[pair.keep], parsed_rows[pair.drop]
+        out.append([label, f"{pair.similarity:.2f}",
+                    f"line {keep.line}: {short(row_text(keep.data))}",
+                    f"line {drop.line}: {short(row_text(drop.data))}"])
+    return out
+
+
+def filtered_rows(result: Any) -> list[list[Any]]:
+    """Rows the token/turn filters drop, with the limit each one broke."""
+    details = {step.step: step.detail for step in result.steps}
+    return [[row.line, f"{step}: {details.get(step, '')}".rstrip(": "), short(row_text(row.data))]
+            for step, rows in result.removed_by_filters.items() for row in rows]
+
+
+def preview_cleaning(clean: CleanUI, mapped: dict | None, source: str, kind: str, **settings: Any) -> dict:
+    """What cleaning would do, before anything is removed: counts, duplicate pairs, filtered rows."""
+    path = require_source(source)
+    cfg = clean.form.to_config(settings, kind=kind or "auto")
+    parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping_for(mapped, path))
+    result = plan_cleaning(parsed, cfg)
+    read = [["read", parsed.total, len(parsed.rows), len(parsed.errors),
+             "invalid rows left out (tick Skip invalid rows to save without them)" if parsed.errors
+             else "all rows valid"]]
+    steps = read + [[s.step, s.before, s.after, s.removed, s.detail] for s in result.steps]
+    pairs = pair_rows(parsed.rows, result.exact_pairs, "exact") + pair_rows(parsed.rows, result.near_pairs, "near")
+    filtered = filtered_rows(result)
+    kept = len(result.rows)
+    status = (f"Cleaning would keep **{kept} of {len(parsed.rows)}** valid rows: "
+              f"{len(result.exact_pairs)} exact duplicate(s), {len(result.near_pairs)} near duplicate(s), "
+              f"{len(filtered)} row(s) outside the length/turn limits. Nothing is removed until you save.")
+    return {
+        clean.status: status,
+        clean.steps: gr.Dataframe(value=frame(steps, STEP_HEADERS), visible=True),
+        clean.pairs: gr.Dataframe(value=frame(pairs, PAIR_HEADERS), visible=True,
+                                  label=f"Duplicate pairs, side by side ({len(pairs)})"),
+        clean.filtered: gr.Dataframe(value=frame(filtered, FILTER_HEADERS), visible=bool(filtered),
+                                     label=f"Rows the filters would remove ({len(filtered)})"),
+    }
+
+
+def save_version(ui: DataUI, mapped: dict | None, source: str, kind: str, name: str, skip_invalid: bool,
+                 progress: gr.Progress = gr.Progress(), **settings: Any) -> dict:
+    """Import the file as a new immutable dataset version (validated, cleaned, split, saved)."""
+    from lab.data.pipeline import import_file
+
+    path = require_source(source)
+    cfg = ui.clean.form.to_config(settings, kind=kind or "auto", name=(name or "").strip(),
+                                  skip_invalid=bool(skip_invalid))
+    version = import_file(path, cfg, mapping=mapping_for(mapped, path), home=ui.home,
+                          progress=lambda fraction, message: progress(fraction, desc=message))
+    return {
+        ui.save.status: f"✓ Saved **{version.ref}**: {version.rows.get('train', 0)} train and "
+                        f"{version.rows.get('validation', 0)} validation rows. See it on the **Versions** tab, "
+                        "or explore it on the **Explore** tab.",
+        ui.save.card: card_markdown(version),
+        ui.versions.table: versions_frame(ui.home),
+        ui.versions.ref: version_choices(ui.home, version.ref),
+        ui.explore.source: version.ref,
+    }
+
+
+# --------------------------------------------------------------------------- 2 · versions
+
+
+def versions_frame(home: Home) -> pd.DataFrame:
+    from lab.data.versions import list_versions
+
+    rows = [[v.ref, v.kind, v.format, v.rows.get("train", 0), v.rows.get("validation", 0),
+             str(v.created_at)[:19].replace("T", " ")] for v in list_versions(home=home)]
+    return frame(rows, VERSION_HEADERS)
+
+
+def card_markdown(version: Any) -> str:
+    """A dataset version's card: where it came from and what each step did, with counts."""
+    card = version.card or {}
+    lines = [
+        f"### {version.ref}",
+        f"**Kind** {version.kind} · **Format** {version.format} · "
+        f"**Rows** {version.rows.get('train', 0)} train / {version.rows.get('validation', 0)} validation · "
+        f"**Created** {str(version.created_at)[:19].replace('T', ' ')}",
+        "",
+        f"**Source** `{card.get('source', '?')}`" + (f" · **Columns** {', '.join(card['columns'])}"
+                                                       if card.get("columns") else ""),
+    ]
+    if card.get("mapping"):
+        lines.append("**Mapping** " + ", ".join(f"{c} → {f}" for c, f in card["mapping"].items()))
+    steps = card.get("steps") or []
+    if steps:
+        lines += ["", "| step | before | after | removed | detail |", "|---|---:|---:|---:|---|"]
+        for s in steps:
+            detail = str(s.get("detail", "")).replace("|", "\\|")
+            lines.append(f"| {s.get('step')} | {s.get('before')} | {s.get('after')} | {s.get('removed')} | {detail} |")
+    if card.get("invalid_count"):
+        lines += ["", f"{card['invalid_count']} invalid row(s) were left out."]
+    config = card.get("config") or {}
+    if config:
+        shown = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "kind"))
+        lines += ["", f"<small>Settings: {html.escape(shown)}</small>"]
+    return "\n".join(lines)
+
+
+def version_choices(home: Home, selected: str | None = None) -> gr.Dropdown:
+    """The version picker's choices; keeps ``selected`` if it still exists, else selects nothing."""
+    from lab.data.versions import list_versions
+
+    refs = [v.ref for v in list_versions(home=home)]
+    return gr.Dropdown(choices=refs, value=selected if selected in refs else None)
+
+
+def list_saved(ver: VersionsUI, home: Home, selected: str | None = None) -> dict:
+    """The table of saved dataset versions (and the version picker's choices)."""
+    table = versions_frame(home)
+    return {ver.table: table, ver.ref: version_choices(home, selected),
+            ver.status: "" if len(table) else "No versions yet: import a file on the **Import** tab."}
+
+
+def pick_version(evt: gr.SelectData) -> str:
+    """A click in the versions table selects that row's version."""
+    row = evt.row_value or []
+    return row[0] if row else gr.skip()
+
+
+def show_card(ver: VersionsUI, explore: ExploreUI, home: Home, ref: str) -> dict:
+    """A saved version's card (source, steps with counts, settings)."""
+    from lab.data.versions import get_version
+
+    if not ref:
+        return {ver.card: "Select a version above to see its card.", ver.status: ""}
+    version = get_version(ref, home=home)
+    return {ver.card: card_markdown(version), explore.source: version.ref, ver.confirm: False, ver.status: ""}
+
+
+def export(ver: VersionsUI, home: Home, ref: str, fmt: str) -> dict:
+    """Write both splits of a version as JSONL or Parquet files to download."""
+    from lab.data.versions import SPLITS, export_version
+
+    if not ref:
+        raise LabError("Select a version to export.")
+    paths = [str(export_version(ref, fmt=(fmt or "jsonl").lower(), split=split, home=home)) for split in SPLITS]
+    return {ver.download: gr.File(value=paths, visible=True),
+            ver.status: f"Exported **{ref}** as {fmt}: " + ", ".join(f"`{Path(p).name}`" for p in paths)}
+
+
+def delete(ver: VersionsUI, home: Home, ref: str, confirm: bool) -> dict:
+    """Delete a version (only with the confirmation ticked)."""
+    from lab.data.versions import delete_version
+
+    if not ref:
+        raise LabError("Select a version to delete.")
+    if not confirm:
+        raise LabError(f"Tick 'Yes, delete {ref}' first: deleting a version cannot be undone.")
+    delete_version(ref, home=home)
+    out = list_saved(ver, home)
+    out.update({ver.status: f"Deleted **{ref}**.", ver.confirm: False, ver.card: ""})
+    return out
+
+
+def push(ver: VersionsUI, home: Home, ref: str, repo_id: str) -> dict:
+    """Upload a version to the Hugging Face Hub (needs HF_TOKEN in the app's environment)."""
+    from lab.data.versions import push_to_hub
+
+    if not ref:
+        raise LabError("Select a version to push.")
+    if not (repo_id or "").strip():
+        raise LabError("Type the hub repository id to push to, e.g. your-name/my-dataset.")
+    url = push_to_hub(ref, repo_id.strip(), home=home)
+    return {ver.status: f"Pushed **{ref}** to `{repo_id.strip()}`" + (f": {url}" if url else ".")}
+
+
+# --------------------------------------------------------------------------- 3 · explore
+
+
+def tokenizer_for(name: str, template: str, home: Home):
+    from lab.models import load_tokenizer
+
+    return load_tokenizer((name or "tiny").strip(), template=None if template in (None, "", "model") else template,
+                          home=home)
+
+
+SUMMARY_HEADERS = ["measure", "mean", "median", "p95", "max"]
+
+
+def summary_frame(stats: Any) -> pd.DataFrame:
+    """The summary table: one line per length list (in the stats' unit) and for turns."""
+    reply = "chosen" if stats.kind == "preference" else "response"
+    names = {"prompt_tokens": f"prompt {stats.unit}", "response_tokens": f"{reply} {stats.unit}",
+             "rejected_tokens": f"rejected {stats.unit}", "turns": "user turns"}
+    rows = [[names.get(name, name), d["mean"], d["median"], d["p95"], d["max"]]
+            for name, d in stats.summary().items()]
+    return frame(rows, SUMMARY_HEADERS)
+
+
+def statistics(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str,
+               tokenizer: str, template: str) -> dict:
+    """Length histograms, turns and roles, and a summary table for a file or a version."""
+    from lab.data.stats import dataset_stats
+
+    rows, _, label = rows_of(source, kind, mapped, home)
+    tok = tokenizer_for(tokenizer, template, home) if (tokenizer or "").strip() else None
+    stats = dataset_stats(rows, tokenizer=tok)
+    figures = plots.stats_figures(stats)
+    return {
+        ex.status: (f"Statistics of **{html.escape(label)}**: {stats.n_rows} rows ({stats.kind}), "
+                    f"lengths in {stats.unit}."),
+        ex.summary: gr.Dataframe(value=summary_frame(stats), label=f"Summary of {stats.n_rows} rows", visible=True),
+        ex.lengths: gr.Plot(value=figures["lengths"], visible=True),
+        ex.turns: gr.Plot(value=figures["turns"], visible=True),
+        ex.roles: gr.Plot(value=figures["roles"], visible=True),
+    }
+
+
+BUBBLE = ("padding:8px 12px;border-radius:12px;white-space:pre-wrap;word-break:break-word;"
+          "font-size:14px;line-height:1.45;color:#111827;max-width:80%;")
+STYLE = {
+    "system": "align-self:stretch;max-width:100%;background:#f3f4f6;color:#4b5563;font-size:13px;"
+              "border:1px dashed #d1d5db;",
+    "user": "align-self:flex-end;background:#dbeafe;border-bottom-right-radius:4px;",
+    "assistant": "align-self:flex-start;background:#ecfdf5;border:1px solid #a7f3d0;border-bottom-left-radius:4px;",
+}
+
+
+def bubble(message: dict[str, Any]) -> str:
+    role = str(message.get("role", ""))
+    style = BUBBLE + STYLE.get(role, STYLE["assistant"])
+    content = html.escape(str(message.get("content", "")))
+    return (f'<div style="{style}"><div style="font-size:11px;font-weight:600;opacity:.65;'
+            f'margin-bottom:2px;text-transform:uppercase;">{html.escape(role)}</div>{content}</div>')
+
+
+def thread(messages: list[dict[str, Any]]) -> str:
+    return ('<div style="display:flex;flex-direction:column;gap:6px;">'
+            + "".join(bubble(m) for m in messages) + "</div>")
+
+
+def row_html(row: Row, number: int, total: int) -> str:
+    """One canonical row as chat bubbles; a preference row shows chosen and rejected side by side."""
+    head = (f'<div style="font-size:12px;color:#6b7280;margin-bottom:6px;">Row {number} of {total}'
+            f' · {html.escape(row.source)} line {row.line}</div>')
+    data = row.data
+    if "messages" in data:
+        body = thread(data["messages"])
+    else:
+        side = ('<div style="flex:1;min-width:0;border:2px solid {color};border-radius:10px;padding:8px;">'
+                '<div style="font-size:12px;font-weight:700;color:{color};margin-bottom:6px;">{title}</div>'
+                '{body}</div>')
+        body = (thread(data.get("prompt") or [])
+                + '<div style="display:flex;gap:10px;margin-top:8px;">'
+                + side.format(color="#059669", title="✓ CHOSEN", body=thread(data.get("chosen") or []))
+                + side.format(color="#dc2626", title="✗ REJECTED", body=thread(data.get("rejected") or []))
+                + "</div>")
+    return (f'<div style="border:1px solid #e5e7eb;border-radius:12px;padding:12px;margin-bottom:12px;'
+            f'background:#ffffff;">{head}{body}</div>')
+
+
+def browse(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str, page: int = 1) -> dict:
+    """One page of rows (5 a page) rendered as chat bubbles; ``page`` is 1-based and clamped."""
+    rows, _, label = rows_of(source, kind, mapped, home)
+    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
+    page = min(max(1, int(page or 1)), pages)
+    start = (page - 1) * PAGE_SIZE
+    shown = rows[start:start + PAGE_SIZE]
+    body = "".join(row_html(r, start + i + 1, len(rows)) for i, r in enumerate(shown))
+    return {
+        ex.rows: body or '<p style="color:#6b7280">No rows.</p>',
+        ex.page: page,
+        ex.page_info: f"**{html.escape(label)}** · page {page} of {pages} · {len(rows)} rows",
+        ex.status: "",
+    }
+
+
+def mask(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str, row: int,
+         tokenizer: str, template: str, max_length: int) -> dict:
+    """Which tokens of one row carry loss under a tokenizer and chat template."""
+    from lab.data.masking import mask_html, mask_view
+
+    rows, row_kind, label = rows_of(source, kind, mapped, home)
+    if not rows:
+        raise LabError(f"{label} has no rows.")
+    number = int(row or 1)
+    if not 1 <= number <= len(rows):
+        raise LabError(f"Row {number} does not exist: {label} has rows 1 to {len(rows)}.")
+    data = rows[number - 1].data
+    messages = data["messages"] if "messages" in data else [*data.get("prompt", []), *data.get("chosen", [])]
+    tok = tokenizer_for(tokenizer, template, home)
+    view = mask_view(messages, tok, max_length=int(max_length or 1024))
+    share = view.n_loss_tokens / view.n_tokens if view.n_tokens else 0.0
+    summary = (f"Row {number} of **{html.escape(label)}**: {view.n_tokens} tokens, "
+               f"**{view.n_loss_tokens} carry loss** ({share:.0%})"
+               + (" · **truncated** at the max length" if view.truncated else ""))
+    if row_kind == "preference":
+        summary += " · preference row: shown as prompt + chosen reply"
+    warnings = "\n".join(f"- ⚠ {html.escape(w)}" for w in view.warnings)
+    return {
+        ex.mask_summary: summary,
+        ex.mask_warnings: gr.Markdown(value=f"**Warnings**\n{warnings}" if warnings else "", visible=bool(warnings)),
+        ex.mask_html: mask_html(view),
+        ex.status: "",
+    }
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, SaveUI]:
+    gr.Markdown("Bring a file in, see what is wrong with it, preview the cleaning, then save it as an "
+                "immutable dataset version.")
+    gr.Markdown("### 1 · Choose a file and check it")
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=3):
+            upload = gr.File(label="Upload a file (JSON, JSONL, CSV, Parquet)", file_types=FILE_TYPES, height=250)
+        with gr.Column(scale=4):
+            path = gr.Textbox(label="… or a local path or Hugging Face dataset id",
+                              placeholder="/data/chats.jsonl  or  HuggingFaceH4/no_robots",
+                              info="Press Enter or 'Check file' to read it.")
+            with gr.Row(equal_height=True):
+                sample = gr.Dropdown(list(SAMPLE_CHOICES), value=SAMPLE_CHOICES[0],
+                                     label="… or a bundled sample", scale=3)
+                load_sample = gr.Button("Load sample", scale=1)
+            kind = component_for(DataConfig.__dataclass_fields__["kind"])
+    check = gr.Button("Check file", variant="primary")
+    status = gr.Markdown("Choose a file above, then press **Check file**.", elem_classes=["lab-status"])
+    errors = gr.Dataframe(headers=ERROR_HEADERS, visible=False, label="Invalid rows", wrap=True,
+                          interactive=False, max_height=300, column_widths=["10%", "20%", "70%"])
+    with gr.Group(visible=False) as mapping_panel:
+        gr.Markdown("**Map the columns by hand.** For each field pick the column that holds it (or leave "
+                    "(none)). SFT needs *prompt* + *response* (or *messages*); preference needs *chosen* + "
+                    "*rejected*, usually with *prompt*.", padding=True)
+        with gr.Row():
+            mapping = {target: gr.Dropdown([NONE], value=NONE, label=target, info=MAPPING_HELP.get(target),
+                                           min_width=150)
+                       for target in MAPPING_TARGETS}
+        recheck = gr.Button("Check again with this mapping", variant="primary")
+    imp = ImportUI(upload, path, sample, load_sample, kind, check, status, errors, mapping_panel, mapping,
+                   recheck, gr.State(None))
+
+    gr.Markdown("### 2 · Preview the cleaning", elem_classes=["lab-step"])
+    with gr.Accordion("Cleaning options", open=True):
+        form = build_form(DataConfig, rows=CLEANING_ROWS,
+                          overrides={"near_threshold": slider(0.5, 1.0, 0.01), "val_fraction": slider(0.0, 0.5, 0.01)})
+    preview = gr.Button("Preview cleaning")
+    clean_status = gr.Markdown("Nothing is removed until you save; the preview shows what would be.",
+                               elem_classes=["lab-status"])
+    steps = gr.Dataframe(headers=STEP_HEADERS, visible=False, label="Rows per step", interactive=False, wrap=True)
+    pairs = gr.Dataframe(headers=PAIR_HEADERS, visible=False, label="Duplicate pairs", interactive=False, wrap=True,
+                         max_height=420, column_widths=["8%", "10%", "41%", "41%"])
+    filtered = gr.Dataframe(headers=FILTER_HEADERS, visible=False, label="Rows the filters would remove",
+                            interactive=False, wrap=True, max_height=300, column_widths=["10%", "25%", "65%"])
+    clean = CleanUI(form, preview, clean_status, steps, pairs, filtered)
+
+    gr.Markdown("### 3 · Save a version", elem_classes=["lab-step"])
+    with gr.Row(equal_height=True):
+        save_form = build_form(DataConfig, only=("name", "skip_invalid"),
+                               extra={"name": {"placeholder": "e.g. support-chats", "scale": 3},
+                                      "skip_invalid": {"label": "Skip invalid rows", "scale": 2}})
+    save_button = gr.Button("Save version", variant="primary")
+    save_status = gr.Markdown(elem_classes=["lab-status"])
+    card = gr.Markdown()
+    return imp, clean, SaveUI(save_form, save_button, save_status, card)
+
+
+def build_versions() -> VersionsUI:
+    with gr.Tab("Versions", id="data-versions") as tab:
+        gr.Markdown("Every save is an immutable version `name@version`. Select one to see its card, "
+                    "export it, push it to the hub or delete it.")
+        table = gr.Dataframe(headers=VERSION_HEADERS, label="Saved versions", interactive=False)
+        with gr.Row(equal_height=True):
+            ref = gr.Dropdown([], label="Version", scale=4, allow_custom_value=True)
+            refresh = gr.Button("Refresh", scale=1)
+        status = gr.Markdown(elem_classes=["lab-status"])
+        card = gr.Markdown("Select a version above to see its card.")
+        with gr.Accordion("Export", open=True):
+            with gr.Row(equal_height=True):
+                fmt = gr.Radio(["JSONL", "Parquet"], value="JSONL", label="Format", scale=2)
+                export_button = gr.Button("Export", scale=1)
+            download = gr.File(label="Download", visible=False, interactive=False, file_count="multiple")
+        with gr.Accordion("Push to the Hugging Face Hub", open=False):
+            with gr.Row(equal_height=True):
+                repo = gr.Textbox(label="Repository id", placeholder="your-name/my-dataset",
+                                  info="Needs HF_TOKEN set where the app runs.", scale=3)
+                push_button = gr.Button("Push", scale=1)
+        with gr.Accordion("Delete", open=False):
+            with gr.Row(equal_height=True):
+                confirm = gr.Checkbox(label="Yes, delete the selected version (cannot be undone)", scale=3)
+                delete_button = gr.Button("Delete version", variant="stop", scale=1)
+    return VersionsUI(tab, table, ref, refresh, card, fmt, export_button, download, confirm, delete_button,
+                      repo, push_button, status)
+
+
+def build_explore() -> ExploreUI:
+    with gr.Tab("Explore", id="data-explore"):
+        with gr.Row(equal_height=True):
+            source = gr.Textbox(label="Dataset", scale=4, placeholder="/data/chats.jsonl  or  my-dataset@1a2b3c4d5e6f",
+                                info="A file path, or a saved version as name@version. Filled in when you "
+                                     "check a file or select a version.")
+            form = build_form(DataConfig, only=("tokenizer", "template"),
+                              extra={"tokenizer": {"scale": 2}, "template": {"scale": 2}})
+        status = gr.Markdown(elem_classes=["lab-status"])
+        with gr.Tabs():
+            with gr.Tab("Statistics"):
+                show_stats = gr.Button("Compute statistics", variant="primary")
+                summary = gr.Dataframe(label="Summary", interactive=False, visible=False)
+                lengths = gr.Plot(label="Lengths", visible=False)
+                with gr.Row():
+                    turns = gr.Plot(label="Turns", visible=False)
+                    roles = gr.Plot(label="Roles", visible=False)
+            with gr.Tab("Rows"):
+                with gr.Row(equal_height=True):
+                    show_rows = gr.Button("Show rows", variant="primary", scale=2)
+                    prev = gr.Button("◀ Previous", scale=1)
+                    page = gr.Number(1, precision=0, label="Page", show_label=False, container=False, minimum=1,
+                                     scale=1, min_width=80)
+                    next_ = gr.Button("Next ▶", scale=1)
+                page_info = gr.Markdown()
+                rows = gr.HTML()
+            with gr.Tab("Loss mask"):
+                gr.Markdown("Which tokens the model learns from: highlighted tokens carry loss; the rest "
+                            "(prompts, system, template markup) are masked out.")
+                with gr.Row():
+                    row = gr.Number(1, precision=0, label="Row number", minimum=1,
+                                    info="As numbered in the Rows tab.")
+                    max_length = gr.Number(1024, precision=0, label="Max length (tokens)", minimum=1,
+                                           info="Tokens beyond this are cut, as the trainer would.")
+                show_mask = gr.Button("Show loss mask", variant="primary")
+                mask_summary = gr.Markdown()
+                mask_warnings = gr.Markdown(visible=False, elem_classes=["lab-warning"])
+                mask_view = gr.HTML()
+    return ExploreUI(source, form, status, show_stats, summary, lengths, turns, roles, show_rows, prev, next_,
+                     page, page_info, rows, row, max_length, show_mask, mask_summary, mask_warnings, mask_view)
+
+
+def build(home: Home) -> DataUI:
+    """Lay out the Data tab (inside the current ``gr.Tab``) and wire its events."""
+    with gr.Tabs():
+        with gr.Tab("Import", id="data-import"):
+            imp, clean, save = build_import(home, [])
+        versions = build_versions()
+        explore = build_explore()
+    ui = DataUI(imp, clean, save, versions, explore, home)
+    wire(ui)
+    return ui
+
+
+def wire(ui: DataUI) -> None:
+    """Connect the Data tab's events; every engine call gets a stable ``api_name``."""
+    imp, clean, save, ver, ex, home = ui.imp, ui.clean, ui.save, ui.versions, ui.explore, ui.home
+    name = save.form["name"]
+
+    check_outputs = [imp.status, imp.errors, imp.mapping_panel, *imp.mapping.values(), imp.mapped, ex.source,
+                     clean.status, clean.steps, clean.pairs, clean.filtered, save.status, save.card]
+    check_inputs = {"source": imp.path, "kind": imp.kind}
+    check = guarded(check_source, imp.status, ui)
+
+    def suggest(event: Any) -> Any:
+        return event.then(suggest_name, [imp.path, name], name, api_visibility="private", queue=False)
+
+    def check_then_suggest(event: Any) -> Any:
+        return suggest(event.then(check, inputs_kwargs=check_inputs, outputs=check_outputs,
+                                  api_visibility="private"))
+
+    suggest(imp.check.click(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_name="data_check"))
+    suggest(imp.path.submit(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_visibility="private"))
+    check_then_suggest(imp.load_sample.click(use_sample, imp.sample, imp.path, api_name="data_sample"))
+    check_then_suggest(imp.upload.upload(functools.partial(keep_upload, home), imp.upload, imp.path,
+                                         api_visibility="private"))
+    imp.recheck.click(guarded(check_mapped, imp.status, ui),
+                      inputs_kwargs={**check_inputs, **imp.mapping}, outputs=check_outputs,
+                      api_name="data_check_mapped")
+
+    clean.preview.click(guarded(preview_cleaning, clean.status, clean),
+                        inputs_kwargs={"mapped": imp.mapped, **check_inputs, **clean.form.components},
+                        outputs=[clean.status, clean.steps, clean.pairs, clean.filtered],
+                        api_name="data_preview_cleaning")
+    save.save.click(guarded(save_version, save.status, ui),
+                    inputs_kwargs={"mapped": imp.mapped, **check_inputs, "name": name,
+                                   "skip_invalid": save.form["skip_invalid"], **clean.form.components},
+                    outputs=[save.status, save.card, ver.table, ver.ref, ex.source], api_name="data_import")
+
+    listing = guarded(list_saved, ver.status, ver, home)
+    listing_io = dict(inputs_kwargs={"selected": ver.ref}, outputs=[ver.table, ver.ref, ver.status])
+    ver.tab.select(listing, api_visibility="private", **listing_io)
+    ver.refresh.click(listing, api_name="data_versions", **listing_io)
+    ver.table.select(pick_version, None, ver.ref, api_visibility="private")
+    ver.ref.change(guarded(show_card, ver.status, ver, ex, home), inputs_kwargs={"ref": ver.ref},
+                   outputs=[ver.card, ex.source, ver.confirm, ver.status], api_name="data_version_card")
+    ver.export.click(guarded(export, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "fmt": ver.fmt},
+                     outputs=[ver.download, ver.status], api_name="data_export")
+    ver.delete.click(guarded(delete, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "confirm": ver.confirm},
+                     outputs=[ver.table, ver.ref, ver.status, ver.confirm, ver.card], api_name="data_delete")
+    ver.push.click(guarded(push, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "repo_id": ver.repo},
+                   outputs=[ver.status], api_name="data_push")
+
+    explore_inputs = {"mapped": imp.mapped, "source": ex.source, "kind": imp.kind}
+    tokenizer_inputs = {"tokenizer": ex.form["tokenizer"], "template": ex.form["template"]}
+    ex.show_stats.click(guarded(statistics, ex.status, ex, home), inputs_kwargs={**explore_inputs, **tokenizer_inputs},
+                        outputs=[ex.status, ex.summary, ex.lengths, ex.turns, ex.roles], api_name="data_stats")
+    browse_fn = guarded(browse, ex.status, ex, home)
+    browse_io = dict(inputs_kwargs={**explore_inputs, "page": ex.page},
+                     outputs=[ex.rows, ex.page, ex.page_info, ex.status])
+    ex.show_rows.click(browse_fn, api_name="data_browse", **browse_io)
+    for button, step in ((ex.prev, -1), (ex.next, 1)):
+        button.click(functools.partial(turn_page, step), ex.page, ex.page, api_visibility="private", queue=False) \
+              .then(browse_fn, api_visibility="private", **browse_io)
+    ex.show_mask.click(guarded(mask, ex.status, ex, home),
+                       inputs_kwargs={**explore_inputs, "row": ex.row, **tokenizer_inputs, "max_length": ex.max_length},
+                       outputs=[ex.mask_summary, ex.mask_warnings, ex.mask_html, ex.status], api_name="data_mask")
+
+
+def turn_page(step: int, page: int | None) -> int:
+    return max(1, int(page or 1) + step)

@@ -1,0 +1,92 @@
+"""Plotly figures for the app: pure functions from engine results to ``go.Figure``.
+
+Each function takes plain numbers (or an engine result) and returns a figure; none of them
+touches Gradio, so they can be tested and reused on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+COLORS = {"prompt": "#6366f1", "response": "#10b981", "chosen": "#10b981", "rejected": "#ef4444",
+          "system": "#9ca3af", "user": "#3b82f6", "assistant": "#10b981"}
+BINS = 40
+LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=50, r=20, t=50, b=45),
+              legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure that says why it is blank (no data yet, nothing to count)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#6b7280"),
+                       xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(**LAYOUT)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def length_histogram(series: Mapping[str, Sequence[int]], *, unit: str = "tokens",
+                     title: str | None = None) -> go.Figure:
+    """Overlaid histograms of lengths, one per named series (prompt, response, rejected)."""
+    shown = {name: list(values) for name, values in series.items() if values}
+    if not shown:
+        return empty_figure("No lengths to show")
+    longest = max(max(values) for values in shown.values())
+    size = max(1, math.ceil((longest + 1) / BINS))  # the same bins for every series, so bars line up
+    fig = go.Figure()
+    for name, values in shown.items():
+        fig.add_trace(go.Histogram(x=values, name=f"{name} (n={len(values)})", opacity=0.55,
+                                   marker_color=COLORS.get(name), xbins=dict(start=0, end=longest + size, size=size)))
+    fig.update_layout(barmode="overlay", title=title or f"Length per row ({unit})", **LAYOUT)
+    fig.update_xaxes(title_text=unit)
+    fig.update_yaxes(title_text="rows")
+    return fig
+
+
+def turns_bar(turns: Sequence[int], *, title: str = "User turns per conversation") -> go.Figure:
+    """How many conversations have 1, 2, 3, … user turns."""
+    if not turns:
+        return empty_figure("No conversations to count")
+    counts: dict[int, int] = {}
+    for n in turns:
+        counts[int(n)] = counts.get(int(n), 0) + 1
+    xs = sorted(counts)
+    fig = go.Figure(go.Bar(x=[str(x) for x in xs], y=[counts[x] for x in xs], marker_color="#6366f1",
+                           text=[counts[x] for x in xs], textposition="outside", cliponaxis=False))
+    fig.update_layout(title=title, **LAYOUT)
+    fig.update_yaxes(range=[0, max(counts.values()) * 1.15])
+    fig.update_xaxes(title_text="turns", type="category")
+    fig.update_yaxes(title_text="conversations")
+    return fig
+
+
+def role_bar(role_counts: Mapping[str, int], *, title: str = "Messages per role") -> go.Figure:
+    """Message counts per role (system, user, assistant)."""
+    if not role_counts:
+        return empty_figure("No messages to count")
+    roles = list(role_counts)
+    fig = go.Figure(go.Bar(x=roles, y=[role_counts[r] for r in roles],
+                           marker_color=[COLORS.get(r, "#6b7280") for r in roles],
+                           text=[role_counts[r] for r in roles], textposition="outside", cliponaxis=False))
+    fig.update_layout(title=title, **LAYOUT)
+    fig.update_yaxes(range=[0, max(role_counts.values()) * 1.15])
+    fig.update_yaxes(title_text="messages")
+    return fig
+
+
+def stats_figures(stats: Any) -> dict[str, go.Figure]:
+    """The Data tab's three figures from a ``lab.data.stats.DatasetStats``."""
+    series = {"prompt": stats.prompt_tokens, "response": stats.response_tokens}
+    if stats.kind == "preference":
+        series = {"prompt": stats.prompt_tokens, "chosen": stats.response_tokens,
+                  "rejected": stats.rejected_tokens}
+    return {
+        "lengths": length_histogram(series, unit=stats.unit),
+        "turns": turns_bar(stats.turns),
+        "roles": role_bar(stats.role_counts),
+    }
