@@ -1,0 +1,134 @@
+"""``python -m lab train RECIPE.yaml`` and ``python -m lab runs list|show|logs|cancel|resume``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lab.cli import add_json_flag, emit, say
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="queue a training run from a recipe",
+                                description="Queue a training run (SFT, LoRA, QLoRA or DPO) from a recipe YAML; "
+                                "it starts as soon as a slot is free. Prints the run id.")
+    train.add_argument("recipe", help="a YAML file of TrainConfig settings (see recipes/)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting (repeatable), e.g. --set learning_rate=1e-4 --set max_steps=50")
+    train.add_argument("--wait", action="store_true", help="follow the run to its end; exit non-zero unless it "
+                       "succeeded")
+    add_json_flag(train)
+    train.set_defaults(handler=run_train)
+
+    runs = commands.add_parser("runs", help="list, inspect, cancel and resume training runs",
+                               description="List, inspect, cancel and resume training runs.")
+    sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    lst = sub.add_parser("list", help="all runs, newest first", description="All runs, newest first.")
+    lst.add_argument("--status", choices=("queued", "running", "succeeded", "failed", "cancelled"))
+    add_json_flag(lst)
+    lst.set_defaults(handler=run_list)
+    for name, text, handler in (("show", "a run's status, config and last metrics", run_show),
+                                ("logs", "the end of a run's log", run_logs),
+                                ("cancel", "stop a run (saves a checkpoint first)", run_cancel),
+                                ("resume", "continue a failed or cancelled run from its last checkpoint", run_resume)):
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        cmd.add_argument("id", help="run id (or a unique part of it)")
+        if name == "logs":
+            cmd.add_argument("-n", type=int, default=50, help="lines (default: 50)")
+        if name in ("cancel", "resume"):
+            cmd.add_argument("--wait", action="store_true", help="wait for the run to finish")
+        add_json_flag(cmd)
+        cmd.set_defaults(handler=handler)
+
+
+def progress_line(row: dict[str, Any]) -> None:
+    values = "  ".join(f"{k}={v:.4g}" for k, v in row.items()
+                       if k in ("loss", "eval_loss", "learning_rate", "rewards/accuracies", "tokens_per_second"))
+    say(f"step {row['step']}/{row['max_steps']}  {values}")
+
+
+def finished_document(run) -> dict[str, Any]:
+    return {**run.summary(), "status": run.status, "final_loss": run.final_loss, "error": run.error}
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from lab.config import load_yaml
+    from lab.train import runner
+
+    cfg = load_yaml(args.recipe, overrides=args.set)
+    run, warnings = runner.create_run(cfg)
+    for warning in warnings:
+        say(f"warning: {warning}")
+    if not args.wait:
+        emit(args, {**run.summary(), "warnings": warnings}, lambda: print(run.id))
+        say(f"queued {run.id} ({run.status}); follow it with: python -m lab runs show {run.id}")
+        return 0
+    say(f"run {run.id}: {run.status}; log: {run.run_dir / 'log.txt'}")
+    run = runner.wait(run.id, on_progress=progress_line)
+    emit(args, {**finished_document(run), "warnings": warnings},
+         lambda: print(f"{run.id} {run.status}" + (f" final_loss={run.final_loss:.4f}" if run.final_loss else "")
+                       + (f"\n{run.error}" if run.error else "")))
+    return 0 if run.status == "succeeded" else 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from lab.train import runner
+
+    runner.reconcile()
+    runs = runner.list_runs(status=args.status)
+
+    def human() -> None:
+        if not runs:
+            print("no runs yet: python -m lab train recipes/tiny-sft.yaml")
+        for run in runs:
+            loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
+            print(f"{run.id:<34} {run.status:<10} {run.method:<6} {run.model[:28]:<28} {run.dataset[:28]:<28} {loss}")
+
+    emit(args, [r.summary() for r in runs], human)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from lab.train import runner
+
+    runner.reconcile()
+    run = runner.get_run(args.id)
+    metrics = runner.read_metrics(run.id)
+    document = {**run.summary(), "config": run.config, "last_metrics": metrics[-1] if metrics else None,
+                "metrics_rows": len(metrics)}
+
+    def human() -> None:
+        for key, value in run.summary().items():
+            if value is not None:
+                print(f"{key:>12}: {value}")
+        if metrics:
+            progress_line(metrics[-1])
+
+    emit(args, document, human)
+    return 0
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    from lab.train import runner
+
+    text = runner.tail_log(args.id, args.n)
+    emit(args, {"id": args.id, "log": text}, lambda: print(text))
+    return 0
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    from lab.train import runner
+
+    run = runner.cancel(args.id, wait=args.wait)
+    emit(args, finished_document(run), lambda: say(f"{run.id}: {run.status}"))
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from lab.train import runner
+
+    run = runner.resume(args.id)
+    if args.wait:
+        run = runner.wait(run.id, on_progress=progress_line)
+    emit(args, finished_document(run), lambda: say(f"{run.id}: {run.status}"))
+    return 0 if not args.wait or run.status == "succeeded" else 1

@@ -1,0 +1,74 @@
+"""What the worker reports while it trains: one JSON object per log in ``metrics.jsonl``, and a
+graceful stop (checkpoint, then exit) when the runner sends SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+# Trainer log keys kept in metrics.jsonl (DPO's rewards/* and logps/* pass through too).
+KEEP_PREFIXES = ("loss", "eval_", "learning_rate", "grad_norm", "rewards/", "logps/", "logits/", "entropy",
+                 "mean_token_accuracy", "num_tokens", "epoch", "train_runtime", "train_loss")
+
+
+class MetricsCallback(TrainerCallback):
+    """Appends ``{time, step, max_steps, epoch, split, ...metrics, tokens_per_second, gpu_memory_gib}``
+    to ``metrics.jsonl``, on the main process only, flushed at once so the UI sees it live."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.last_time = time.time()
+        self.last_tokens = 0
+        self.last_loss: float | None = None
+
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        now = time.time()
+        if "train_runtime" in logs:  # the Trainer's closing summary
+            split = "summary"
+        else:
+            split = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        row: dict[str, Any] = {"time": round(now, 3), "step": state.global_step, "max_steps": state.max_steps,
+                               "split": split}
+        row.update({k: v for k, v in logs.items() if k.startswith(KEEP_PREFIXES) and isinstance(v, (int, float))})
+        if split == "train" and "loss" in logs:
+            tokens = state.num_input_tokens_seen
+            if tokens and now > self.last_time:
+                row["tokens_per_second"] = round((tokens - self.last_tokens) / (now - self.last_time), 1)
+            self.last_time, self.last_tokens = now, tokens
+            if "loss" in row:
+                self.last_loss = row["loss"]
+        row.update(gpu_memory())
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+def gpu_memory() -> dict[str, float]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
+
+
+class GracefulStop(TrainerCallback):
+    """SIGTERM sets a flag; at the end of the current step the Trainer saves a checkpoint and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

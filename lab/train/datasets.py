@@ -1,0 +1,68 @@
+"""A run's ``dataset`` setting → the rows TRL trains on.
+
+``NAME[@VERSION]`` is a saved dataset version; ``sample:sft`` / ``sample:preference`` are the bundled
+samples, imported as versions ``sample-sft`` / ``sample-preference`` on first use so the tiny recipes
+work on an empty LAB_HOME.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.errors import LabError
+from lab.home import Home
+
+SAMPLES = {"sample:sft": "sample-sft", "sample:preference": "sample-preference"}
+
+
+def resolve_version(ref: str, home: Home | None = None):
+    """The dataset version a run trains on (importing a bundled sample the first time)."""
+    from lab.config import DataConfig
+    from lab.data.pipeline import import_file
+    from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
+    from lab.data.versions import get_version, list_versions
+
+    if ref in SAMPLES:
+        name = SAMPLES[ref]
+        if not list_versions(home, name=name):
+            path = SAMPLE_SFT if ref == "sample:sft" else SAMPLE_PREFERENCE
+            return import_file(path, DataConfig(name=name), home=home)
+        return get_version(name, home)
+    return get_version(ref, home)
+
+
+def training_rows(ref: str, split: str, kind: str, home: Home | None = None) -> list[dict[str, Any]]:
+    """The canonical rows of one split, with only the fields the trainer takes."""
+    from lab.data.versions import read_rows
+
+    version = resolve_version(ref, home)
+    if version.kind != kind:
+        need = "preference pairs (prompt/chosen/rejected)" if kind == "preference" else "SFT conversations"
+        raise LabError(f"Dataset {version.ref} holds {version.kind} data, but this run needs {need}; "
+                       f"choose a {kind} dataset version.")
+    fields = ("messages",) if kind == "sft" else ("prompt", "chosen", "rejected")
+    return [{f: row[f] for f in fields} for row in read_rows(version, split, home)]
+
+
+def truncate_prompts(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_length: int) -> list[dict[str, Any]]:
+    """DPO: keep the end of prompts longer than ``max_prompt_length`` tokens (TRL 1.16 dropped this option).
+    Whole turns are dropped from the front first; a single long turn keeps its last tokens."""
+    out = []
+    for row in rows:
+        prompt = list(row["prompt"])
+        while len(prompt) > 1 and prompt_tokens(prompt, tokenizer) > max_prompt_length:
+            drop = 1 if prompt[0]["role"] == "system" else 2  # keep user/assistant alternation
+            prompt = prompt[drop:] if len(prompt) > drop else prompt
+            if drop == 2 and prompt[0]["role"] != "user":
+                break
+        if prompt_tokens(prompt, tokenizer) > max_prompt_length:
+            last = prompt[-1]
+            ids = tokenizer(last["content"], add_special_tokens=False)["input_ids"]
+            keep = max(1, max_prompt_length // 2)
+            prompt[-1] = {"role": last["role"], "content": tokenizer.decode(ids[-keep:])}
+        out.append({**row, "prompt": prompt})
+    return out
+
+
+def prompt_tokens(prompt: list[dict[str, str]], tokenizer: Any) -> int:
+    return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))

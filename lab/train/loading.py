@@ -1,0 +1,61 @@
+"""Models for training: 'tiny', hub ids, local paths and ``run:<id>`` (a finished run's model), in the
+precision and quantisation the run asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lab.config import TrainConfig
+from lab.errors import LabError
+from lab.home import Home
+
+
+def resolve_model_path(name: str, home: Home) -> str:
+    """'tiny' → the built-in model; 'run:<id>' → that run's final model or adapter; else unchanged."""
+    from lab.models import resolve
+
+    if name.startswith("run:"):
+        from lab.train.runner import get_run
+
+        run = get_run(name[4:], home)
+        final = run.run_dir / "final"
+        if run.status != "succeeded" or not final.exists():
+            raise LabError(f"Run {run.id} is {run.status} and has no final model to start from.")
+        return str(final)
+    return resolve(name, home)
+
+
+def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: str) -> tuple[Any, Any]:
+    """Tokenizer and model. Full fine-tuning keeps fp32 master weights (autocast does the 16-bit math);
+    adapters freeze the base in 16-bit, or 4-bit NF4 for QLoRA. A LoRA run's output used as the base is
+    merged first, so a new adapter (e.g. DPO after SFT) trains on top of it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lab.models import hub_error, load_tokenizer
+    from lab.train.convert import quantization_config
+
+    path = resolve_model_path(cfg.model, home)
+    adapter = Path(path) / "adapter_config.json"
+    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else path
+    tokenizer = load_tokenizer(path)
+    half = torch.bfloat16 if precision == "bf16" else torch.float16
+    kwargs: dict[str, Any] = {"dtype": torch.float32 if cfg.adapter == "none" or not cuda else half}
+    quant = quantization_config(cfg, bf16=precision == "bf16")
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": int(os.environ.get("LOCAL_RANK", 0))})
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    except ImportError as err:
+        raise LabError(f"Loading {base} needs a package that is missing: {err}. For QLoRA install "
+                       "requirements-gpu.txt (bitsandbytes).") from None
+    except OSError as err:
+        raise hub_error("model", base, err) from None
+    if adapter.exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    return tokenizer, model

@@ -1,0 +1,134 @@
+"""The training process: ``python -m lab.train.worker RUN_DIR`` (started by the runner through
+``accelerate launch``). Reads the run's config.yaml, trains with TRL, saves the final model, and
+reports the outcome to the store; stdout and stderr go to RUN_DIR/log.txt."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lab.config import TrainConfig, load_yaml
+from lab.errors import LabError
+from lab.home import Home, lab_home
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str | None):
+    """Tokenizer, model, datasets and the TRL trainer for this run."""
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+
+    from lab.train.callbacks import MetricsCallback
+    from lab.train.convert import dpo_args, peft_config, precision, sft_args
+    from lab.train.datasets import training_rows, truncate_prompts
+    from lab.train.loading import load_for_training
+
+    cuda = torch.cuda.is_available()
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    tokenizer, model = load_for_training(cfg, home, cuda=cuda, precision=precision(cfg, cuda=cuda,
+                                                                                      bf16_supported=bf16_ok))
+    kind = "preference" if cfg.is_dpo else "sft"
+    train_rows = training_rows(cfg.dataset, cfg.train_split, kind, home)
+    eval_rows = training_rows(cfg.dataset, cfg.eval_split, kind, home) if cfg.eval_split != "none" else []
+    if cfg.is_dpo:
+        train_rows = truncate_prompts(train_rows, tokenizer, cfg.max_prompt_length)
+        eval_rows = truncate_prompts(eval_rows, tokenizer, cfg.max_prompt_length)
+    make_args = dpo_args if cfg.is_dpo else sft_args
+    args = make_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok)
+    if not eval_rows:
+        if cfg.load_best_model_at_end or cfg.early_stopping_patience:
+            raise LabError(f"The {cfg.eval_split} split of {cfg.dataset} is empty, but load_best_model_at_end / "
+                           "early stopping need evaluation; import the dataset with a validation split.")
+        args.eval_strategy = "no"
+        print(f"[lab] no {cfg.eval_split} rows: evaluation is off", flush=True)
+    callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl")]
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    common = dict(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(cfg),
+                  train_dataset=Dataset.from_list(train_rows),
+                  eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=callbacks)
+    if cfg.is_dpo:
+        from trl import DPOTrainer
+
+        return DPOTrainer(**common)
+    from trl import SFTTrainer
+
+    return SFTTrainer(**common)
+
+
+def human_error(err: BaseException, step: int) -> str:
+    """One sentence for the UI; the traceback goes to the log."""
+    import torch
+
+    if isinstance(err, LabError):
+        return str(err)
+    if isinstance(err, torch.OutOfMemoryError):
+        return (f"Out of GPU memory at step {step}: lower batch_size or max_length, raise grad_accum to keep the "
+                "effective batch, or enable gradient_checkpointing.")
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__} at step {step}: {text} (full traceback in log.txt)"
+
+
+def main(run_dir: str) -> int:
+    from lab.train import runner
+    from lab.train.callbacks import GracefulStop
+
+    run_path = Path(run_dir).resolve()
+    home = lab_home()
+    run_id = run_path.name
+    main_process = is_main_process()
+    stop = GracefulStop()
+    trainer = None
+    try:
+        cfg = load_yaml(str(run_path / "config.yaml"))
+        resume_from = runner.get_run(run_id, home).resume_from
+        print(f"[lab] run {run_id}: {cfg.method} of {cfg.model} on {cfg.dataset}"
+              f"{' resuming from ' + resume_from if resume_from else ''}", flush=True)
+        trainer = build_trainer(cfg, run_path, home, resume_from)
+        trainer.add_callback(stop)
+        trainer.train(resume_from_checkpoint=resume_from)
+        if not main_process:
+            return 0
+        if stop.requested:
+            runner.update(run_id, home, status="cancelled", finished_at=runner.now(),
+                          error=f"Cancelled at step {trainer.state.global_step}; a checkpoint was saved, "
+                                "resume continues from it.")
+            return 0
+        final = run_path / "final"
+        trainer.save_model(str(final))
+        trainer.processing_class.save_pretrained(str(final))
+        losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+        runner.update(run_id, home, status="succeeded", finished_at=runner.now(),
+                      final_loss=losses[-1] if losses else None, wandb_url=wandb_url())
+        print(f"[lab] run {run_id} succeeded; final model in {final}", flush=True)
+        return 0
+    except BaseException as err:  # everything, so the store never shows a dead run as running
+        traceback.print_exc()
+        step = trainer.state.global_step if trainer is not None else 0
+        if main_process:
+            runner.update(run_id, home, status="failed", finished_at=runner.now(), error=human_error(err, step))
+        return 1
+    finally:
+        sys.stdout.flush()
+        if main_process:
+            runner.dispatch(home)  # queued runs start by themselves, with or without the app
+
+
+def wandb_url() -> str | None:
+    try:
+        import wandb
+    except ImportError:
+        return None
+    run = wandb.run
+    return run.url if run is not None and not run.offline else None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))
