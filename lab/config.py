@@ -43,6 +43,7 @@ class DataConfig:
     max_tokens: int = option(0, "Drop rows longer than this many tokens (0 = no limit).")
     min_turns: int = option(0, "Drop conversations with fewer user turns (0 = no limit).")
     max_turns: int = option(0, "Drop conversations with more user turns (0 = no limit).")
+    max_rows: int = option(0, "Keep a seeded random sample of this many rows after cleaning (0 = all).")
     val_fraction: float = option(0.1, "Fraction of rows held out as the validation split.")
     seed: int = option(0, "Seed for the train/validation split.")
 
@@ -53,6 +54,8 @@ class DataConfig:
             raise LabError(f"near_threshold must be in (0, 1], got {self.near_threshold}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise LabError(f"val_fraction must be in [0, 1), got {self.val_fraction}.")
+        if self.max_rows < 0:
+            raise LabError(f"max_rows must be 0 (all rows) or positive, got {self.max_rows}.")
         for low, high in (("min_tokens", "max_tokens"), ("min_turns", "max_turns")):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo < 0 or hi < 0:

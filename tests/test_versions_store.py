@@ -96,3 +96,9 @@ def test_store_file_is_plain_sqlite(home):
     Store(home)
     conn = sqlite3.connect(home.store_path)
     assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"datasets"}
+
+
+def test_max_rows_keeps_a_seeded_sample_and_records_the_step(home):
+    version = import_file(DATA / "sharegpt.jsonl", DataConfig(name="small", max_rows=1, val_fraction=0.0), home=home)
+    assert version.rows == {"train": 1, "validation": 0}
+    assert [s["step"] for s in version.card["steps"]][-2:] == ["sample", "split"]

@@ -145,12 +145,21 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
     plan = plan_cleaning(parsed, cfg)
     if not plan.rows:
         raise LabError("Cleaning removed every row; loosen the filters.")
+    rows = plan.rows
+    limit_step = []
+    if cfg.max_rows and len(rows) > cfg.max_rows:
+        import random
+
+        keep = sorted(random.Random(cfg.seed).sample(range(len(rows)), cfg.max_rows))
+        limit_step = [{"step": "sample", "before": len(rows), "after": cfg.max_rows, "removed": len(rows) - cfg.max_rows,
+                       "detail": f"seeded random sample of {cfg.max_rows} rows (seed {cfg.seed})"}]
+        rows = [rows[i] for i in keep]
     report(0.75, "Splitting")
-    train, validation = quality.split(plan.rows, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    train, validation = quality.split(rows, val_fraction=cfg.val_fraction, seed=cfg.seed)
     steps = [{"step": "read", "before": parsed.total, "after": len(parsed.rows),
               "removed": len(parsed.errors), "detail": "invalid rows left out" if parsed.errors else "all rows valid"}]
-    steps += [asdict(s) for s in plan.steps]
-    steps.append({"step": "split", "before": len(plan.rows), "after": len(train), "removed": 0,
+    steps += [asdict(s) for s in plan.steps] + limit_step
+    steps.append({"step": "split", "before": len(rows), "after": len(train), "removed": 0,
                   "detail": f"{len(train)} train / {len(validation)} validation (seed {cfg.seed})"})
     card = {
         "source": str(path) if source_name is None else source_name,

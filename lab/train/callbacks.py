@@ -30,7 +30,7 @@ class MetricsCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         now = time.time()
-        if "train_runtime" in logs:  # the Trainer's closing summary
+        if "train_loss" in logs:  # the Trainer's closing summary (every log carries train_runtime)
             split = "summary"
         else:
             split = "eval" if any(k.startswith("eval_") for k in logs) else "train"

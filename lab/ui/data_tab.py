@@ -62,7 +62,7 @@ MAPPING_HELP = {
 CLEANING_ROWS = (("dedup_exact", "dedup_near", "near_threshold"),
                  ("min_tokens", "max_tokens", "min_turns", "max_turns"),
                  ("tokenizer", "template"),
-                 ("val_fraction", "seed"))
+                 ("max_rows", "val_fraction", "seed"))
 STEP_HEADERS = ["step", "before", "after", "removed", "detail"]
 PAIR_HEADERS = ["type", "similarity", "kept (row A)", "removed (row B)"]
 FILTER_HEADERS = ["line", "reason", "text"]

@@ -1,0 +1,154 @@
+"""Real TRL training on the tiny model, on CPU, driven through the CLI as a user would: runs go
+from queued to succeeded, learn, cancel and resume, survive a killed worker, queue, and keep secrets out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.home import lab_home
+from lab.store import Store
+from lab.train import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--set", "report_to=none", "--set", "eval_steps=0", "--set", "save_steps=0"]
+SECRET = "hf_NOT_A_REAL_TOKEN_5f0c2b"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One lab home for the module (the tiny model and the sample versions are built once)."""
+    root = tmp_path_factory.mktemp("train_home")
+    from lab.models import tiny_model_path
+
+    tiny_model_path(lab_home(root))
+    return lab_home(root)
+
+
+def lab(home, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "LAB_HOME": str(home.root), "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, env=full_env,
+                          cwd=ROOT, timeout=timeout)
+
+
+def train(home, recipe, *sets, env=None) -> dict:
+    result = lab(home, "train", f"recipes/{recipe}", *FAST, *sets, "--wait", "--json", env=env)
+    document = json.loads(result.stdout)
+    assert (result.returncode == 0) == (document["status"] == "succeeded"), result.stderr
+    return document
+
+
+def metrics(document) -> list[dict]:
+    return [json.loads(line) for line in Path(document["run_dir"], "metrics.jsonl").read_text().splitlines()]
+
+
+def overfit_set(home, tmp_path) -> str:
+    rows = [{"messages": [{"role": "user", "content": f"Say the code word {i}."},
+                          {"role": "assistant", "content": f"The code word is {w}."}]}
+            for i, w in enumerate(["apple", "river", "stone", "cloud"])]
+    path = tmp_path / "overfit.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = lab(home, "data", "import", str(path), "--name", "overfit", "--val-fraction", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["ref"]
+
+
+def test_full_sft_overfits_a_few_rows_and_saves_the_model(home, tmp_path):
+    ref = overfit_set(home, tmp_path)
+    done = train(home, "tiny-sft.yaml", "--set", f"dataset={ref}", "--set", "max_steps=30", "--set", "batch_size=4",
+                 "--set", "eval_split=none", "--set", "learning_rate=3e-3", "--set", "logging_steps=2")
+    assert done["status"] == "succeeded" and done["error"] is None
+    losses = [row["loss"] for row in metrics(done) if row["split"] == "train" and "loss" in row]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert done["final_loss"] == pytest.approx(losses[-1])
+    final = Path(done["run_dir"], "final")
+    assert (final / "model.safetensors").exists() and (final / "tokenizer_config.json").exists()
+    assert Path(done["run_dir"], "config.yaml").read_text().startswith("# python -m lab train")
+
+
+def test_lora_run_saves_an_adapter(home):
+    done = train(home, "tiny-lora.yaml", "--set", "max_steps=6")
+    assert done["status"] == "succeeded"
+    assert (Path(done["run_dir"], "final") / "adapter_config.json").exists()
+    assert not (Path(done["run_dir"], "final") / "model.safetensors").exists()
+
+
+def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):
+    done = train(home, "tiny-dpo.yaml", "--set", "max_steps=24", "--set", "logging_steps=4")
+    rows = [r for r in metrics(done) if "rewards/accuracies" in r and r["split"] == "train"]
+    assert rows[0]["rewards/accuracies"] <= 0.5 and rows[-1]["rewards/accuracies"] >= 0.75, rows
+    assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
+
+
+def test_bad_config_fails_before_launch(home):
+    for sets, message in ((["--set", "batch_size=0"], "batch_size must be at least 1"),
+                          (["--set", "method=qlora"], "needs a CUDA GPU"),
+                          (["--set", "dataset=sample:preference"], "needs sft data"),
+                          (["--set", "warmup=0.1"], "unknown setting(s) warmup")):
+        before = len(list(home.runs.iterdir()))
+        result = lab(home, "train", "recipes/tiny-sft.yaml", *sets, "--json")
+        assert result.returncode != 0 and message in json.loads(result.stdout)["error"]
+        assert len(list(home.runs.iterdir())) == before
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_cancel_saves_a_checkpoint_and_resume_finishes(home):
+    started = lab(home, "train", "recipes/tiny-sft.yaml", *FAST, "--set", "max_steps=60", "--set", "logging_steps=1",
+                  "--json")
+    run_id = json.loads(started.stdout)["id"]
+    wait_for(lambda: runner.read_metrics(run_id, home))
+    cancelled = lab(home, "runs", "cancel", run_id, "--wait", "--json")
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    run = runner.get_run(run_id, home)
+    checkpoint = runner.latest_checkpoint(run.run_dir)
+    assert checkpoint is not None and "checkpoint was saved" in run.error
+    resumed = json.loads(lab(home, "runs", "resume", run_id, "--wait", "--json").stdout)
+    assert resumed["status"] == "succeeded" and resumed["resume_from"] == str(checkpoint)
+    steps = [r["step"] for r in runner.read_metrics(run_id, home) if r["split"] == "train"]
+    assert steps[-1] == 60 and "resuming from" in runner.tail_log(run_id, 400, home)
+
+
+def test_killed_worker_is_marked_failed_with_the_reason(home):
+    run_id = json.loads(lab(home, "train", "recipes/tiny-sft.yaml", *FAST, "--set", "max_steps=400",
+                            "--json").stdout)["id"]
+    wait_for(lambda: runner.read_metrics(run_id, home))
+    os.killpg(runner.get_run(run_id, home).pid, signal.SIGKILL)
+    shown = wait_for(lambda: (lambda d: d if d["status"] == "failed" else None)(
+        json.loads(lab(home, "runs", "show", run_id, "--json").stdout)))
+    assert "died without reporting" in shown["error"]
+
+
+def test_queued_run_starts_by_itself_when_the_first_finishes(home):
+    first = json.loads(lab(home, "train", "recipes/tiny-sft.yaml", *FAST, "--set", "max_steps=8", "--json").stdout)
+    second = json.loads(lab(home, "train", "recipes/tiny-lora.yaml", *FAST, "--set", "max_steps=4",
+                            "--json").stdout)
+    assert first["status"] == "running" and second["status"] == "queued"
+    assert runner.wait(second["id"], home, timeout_s=240).status == "succeeded"
+    assert runner.get_run(first["id"], home).finished_at <= runner.get_run(second["id"], home).started_at
+
+
+def test_secrets_from_the_environment_are_written_nowhere(home):
+    done = train(home, "tiny-sft.yaml", "--set", "max_steps=2", "--set", "report_to=wandb",
+                 env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET, "WANDB_MODE": "offline"})
+    assert done["status"] == "succeeded"
+    assert Path(done["run_dir"], "wandb").exists()  # the offline W&B run is kept with the run
+    for path in [*Path(done["run_dir"]).rglob("*"), home.store_path]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in json.dumps(Store(home).query("SELECT * FROM runs"))
