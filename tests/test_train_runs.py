@@ -78,6 +78,16 @@ def test_lora_run_saves_an_adapter(home):
     assert done["status"] == "succeeded"
     assert (Path(done["run_dir"], "final") / "adapter_config.json").exists()
     assert not (Path(done["run_dir"], "final") / "model.safetensors").exists()
+    exported = json.loads(lab(home, "runs", "export", done["id"], "--json").stdout)
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(exported["path"])  # loads with no PEFT involved
+    assert merged.config.model_type == "llama" and not any("lora" in n for n, _ in merged.named_parameters())
+    from lab.models import load_model
+
+    base = load_model(home=home)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not merged.state_dict()[name].equal(base.state_dict()[name])  # the adapter's update is folded in
 
 
 def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):

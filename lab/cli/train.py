@@ -30,11 +30,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     for name, text, handler in (("show", "a run's status, config and last metrics", run_show),
                                 ("logs", "the end of a run's log", run_logs),
                                 ("cancel", "stop a run (saves a checkpoint first)", run_cancel),
-                                ("resume", "continue a failed or cancelled run from its last checkpoint", run_resume)):
+                                ("resume", "continue a failed or cancelled run from its last checkpoint", run_resume),
+                                ("export", "merge a run's adapter into its base and save a standalone model",
+                                 run_export)):
         cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         cmd.add_argument("id", help="run id (or a unique part of it)")
         if name == "logs":
             cmd.add_argument("-n", type=int, default=50, help="lines (default: 50)")
+        if name == "export":
+            cmd.add_argument("--out", help="folder to write (default: LAB_HOME/models/<run id>-merged)")
+            cmd.add_argument("--push", metavar="OWNER/NAME", help="also upload it to the Hub (token from HF_TOKEN)")
         if name in ("cancel", "resume"):
             cmd.add_argument("--wait", action="store_true", help="wait for the run to finish")
         add_json_flag(cmd)
@@ -132,3 +137,17 @@ def run_resume(args: argparse.Namespace) -> int:
         run = runner.wait(run.id, on_progress=progress_line)
     emit(args, finished_document(run), lambda: say(f"{run.id}: {run.status}"))
     return 0 if not args.wait or run.status == "succeeded" else 1
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lab.home import lab_home
+    from lab.train import runner
+    from lab.train.merge import export_run, push_model
+
+    run = runner.get_run(args.id)
+    path = export_run(run, out=args.out, home=lab_home())
+    document = {"id": run.id, "path": str(path)}
+    if args.push:
+        document["url"] = push_model(path, args.push)
+    emit(args, document, lambda: print(path))
+    return 0

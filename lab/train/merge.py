@@ -42,6 +42,22 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def export_run(run, *, out: str | Path | None = None, home=None) -> Path:
+    """A finished run's model as a standalone folder: the adapter merged into its base, or the full model copied."""
+    import shutil
+
+    from lab.home import lab_home
+
+    final = Path(run.run_dir) / "final"
+    if run.status != "succeeded" or not final.exists():
+        raise LabError(f"Run {run.id} is {run.status} and has no final model to export.")
+    target = Path(out) if out else (home or lab_home()).models / f"{run.id}-merged"
+    if is_adapter(final):
+        return merge_adapter(final, target)
+    shutil.copytree(final, target, dirs_exist_ok=True)
+    return target
+
+
 def push_model(model_dir: str | Path, repo_id: str, *, private: bool = True) -> str:
     """Upload a model or adapter folder; the token comes from ``HF_TOKEN`` only."""
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
