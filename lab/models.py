@@ -189,3 +189,34 @@ def load_model(name_or_path: str = TINY_MODEL, *, home: Home | None = None, dtyp
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     except OSError as err:
         raise hub_error("model", path, err) from None
+
+
+def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
+             temperature: float = 0.0, seed: int = 0, home: Home | None = None) -> list[str]:
+    """Replies to chat prompts, batched with left padding (greedy when temperature is 0). A folder holding
+    a LoRA adapter is loaded on top of its base."""
+    import torch
+
+    path = resolve(model_path, home)
+    tokenizer = load_tokenizer(path)
+    adapter = Path(path) / "adapter_config.json"
+    if adapter.exists():
+        from peft import PeftModel
+
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(load_model(base), path)
+    else:
+        model = load_model(path)
+    model.eval()
+    torch.manual_seed(seed)
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                             temperature=temperature or None, pad_token_id=tokenizer.pad_token_id)
+    return [tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]

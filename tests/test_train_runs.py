@@ -162,3 +162,15 @@ def test_secrets_from_the_environment_are_written_nowhere(home):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in json.dumps(Store(home).query("SELECT * FROM runs"))
+
+
+def test_sanity_check_passes_a_good_recipe_and_flags_a_bad_learning_rate(home):
+    good = lab(home, "train", "recipes/tiny-sft.yaml", "--sanity", "--json")
+    report = json.loads(good.stdout)
+    assert good.returncode == 0 and report["ok"], report
+    assert {v["check"] for v in report["verdicts"]} >= {"masking", "stability", "sample"}
+    assert report["sample"] and set(report["runs"]) == {"overfit", "curve"}
+    bad = lab(home, "train", "recipes/tiny-sft.yaml", "--sanity", "--set", "learning_rate=3", "--json")
+    verdicts = json.loads(bad.stdout)["verdicts"]
+    assert bad.returncode != 0 and not all(v["ok"] for v in verdicts)
+    assert any(not v["ok"] and ("did not fall" in v["message"] or "oscillates" in v["message"]) for v in verdicts)

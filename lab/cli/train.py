@@ -17,6 +17,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help="override a setting (repeatable), e.g. --set learning_rate=1e-4 --set max_steps=50")
     train.add_argument("--wait", action="store_true", help="follow the run to its end; exit non-zero unless it "
                        "succeeded")
+    train.add_argument("--sanity", action="store_true", help="instead of the run: the quick sanity check (overfit "
+                       "20 examples, a short curve on the real data, the loss mask, a sample) with verdicts in words")
     add_json_flag(train)
     train.set_defaults(handler=run_train)
 
@@ -61,6 +63,8 @@ def run_train(args: argparse.Namespace) -> int:
     from lab.train import runner
 
     cfg = load_yaml(args.recipe, overrides=args.set)
+    if args.sanity:
+        return run_sanity(args, cfg)
     run, warnings = runner.create_run(cfg)
     for warning in warnings:
         say(f"warning: {warning}")
@@ -151,3 +155,16 @@ def run_export(args: argparse.Namespace) -> int:
         document["url"] = push_model(path, args.push)
     emit(args, document, lambda: print(path))
     return 0
+
+
+def run_sanity(args: argparse.Namespace, cfg) -> int:
+    from lab.train.sanity import sanity_check
+
+    report = sanity_check(cfg, progress=lambda fraction, message: say(f"[{fraction:4.0%}] {message}"))
+
+    def human() -> None:
+        for verdict in report.verdicts:
+            print(f"{'ok ' if verdict.ok else 'BAD'} {verdict.message}")
+
+    emit(args, report.to_dict(), human)
+    return 0 if report.ok else 1
