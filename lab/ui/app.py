@@ -21,7 +21,7 @@ from typing import Sequence
 import gradio as gr
 
 from lab.home import Home, lab_home
-from lab.ui import data_tab
+from lab.ui import data_tab, train_tab
 from lab.ui.placeholder import PLANNED, build_placeholder
 
 TITLE = "Fine-tuning lab"
@@ -51,6 +51,8 @@ def build_app(home: Home | str | os.PathLike | None = None) -> gr.Blocks:
                 with gr.Tab(title, id=title.lower()):
                     if title == "Data":
                         data_tab.build(home)
+                    elif title == "Train":
+                        train_tab.build(home)
                     else:
                         build_placeholder(planned[title])
     demo.queue(default_concurrency_limit=4)

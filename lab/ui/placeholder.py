@@ -15,8 +15,6 @@ class Planned:
 
 
 PLANNED: tuple[Planned, ...] = (
-    Planned("Train", 4, "fine-tune a model on a saved dataset version (SFT, LoRA, QLoRA, DPO), "
-                        "watch its loss curves live, and keep its checkpoints."),
     Planned("Compare", 6, "put checkpoints side by side: answers to the same prompts, "
                           "training curves overlaid, and the differences between their configs."),
     Planned("Label", 5, "run blind A/B labelling campaigns on answers from your checkpoints and "

@@ -90,3 +90,52 @@ def stats_figures(stats: Any) -> dict[str, go.Figure]:
         "turns": turns_bar(stats.turns),
         "roles": role_bar(stats.role_counts),
     }
+
+
+def lr_schedule(curve: Sequence[tuple[int, float]]) -> go.Figure:
+    """The learning rate at each optimizer step, as the Trainer's scheduler will set it."""
+    fig = go.Figure(go.Scatter(x=[s for s, _ in curve], y=[lr for _, lr in curve], mode="lines",
+                               line=dict(color=COLORS["prompt"])))
+    fig.update_layout(**{**LAYOUT, "height": 260}, title="Learning-rate schedule", xaxis_title="step",
+                      yaxis_title="learning rate")
+    return fig
+
+
+def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> go.Figure:
+    """Estimated peak GPU memory by component (worst case: every sequence at max_length)."""
+    parts = {k: v for k, v in gib.items() if k != "total"}
+    fig = go.Figure(go.Bar(x=list(parts.values()), y=list(parts), orientation="h", marker_color=COLORS["prompt"],
+                           text=[f"{v:.2f}" for v in parts.values()], textposition="outside", cliponaxis=False))
+    title = f"VRAM estimate: {gib.get('total', sum(parts.values())):.2f} GiB (worst case at max_length)"
+    if measured is not None:
+        title += f" · measured peak {measured:.2f} GiB"
+    fig.update_layout(**{**LAYOUT, "height": 260}, title=title, xaxis_title="GiB")
+    return fig
+
+
+RUN_SERIES = (("loss", "train loss"), ("eval_loss", "eval loss"))
+AUX_SERIES = ("learning_rate", "grad_norm", "tokens_per_second", "gpu_memory_gib", "rewards/chosen",
+              "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
+def run_curves(rows: Sequence[Mapping[str, Any]]) -> dict[str, go.Figure]:
+    """Loss (train and eval) and the other logged series of one run, against the step."""
+    if not rows:
+        empty = empty_figure("No metrics yet: the run logs its first step shortly after it starts.")
+        return {"loss": empty, "aux": empty}
+    loss = go.Figure()
+    for key, label in RUN_SERIES:
+        points = [(r["step"], r[key]) for r in rows if key in r and r.get("split") != "summary"]
+        if points:
+            loss.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=label,
+                                      mode="lines+markers"))
+    loss.update_layout(**LAYOUT, title="Loss", xaxis_title="step")
+    present = [k for k in AUX_SERIES if any(k in r for r in rows)]
+    aux = go.Figure()
+    for i, key in enumerate(present):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        aux.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=key, mode="lines",
+                                 visible=True if i < 2 or key.startswith("rewards/") else "legendonly"))
+    aux.update_layout(**LAYOUT, title="Learning rate, grad norm, throughput (click the legend to show more)",
+                      xaxis_title="step")
+    return {"loss": loss, "aux": aux}

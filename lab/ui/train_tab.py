@@ -1,0 +1,255 @@
+"""The Train tab: a run form built from ``TrainConfig``, recipes in and out, the pre-launch estimate,
+starting runs, and the runs list with live curves, progress, log, cancel and resume.
+
+Handlers only call ``lab.train`` functions; each has a stable ``api_name`` (``train_estimate``,
+``train_start``, ``train_runs``, ``train_run_view``, ``train_cancel``, ``train_resume``,
+``train_load_recipe``, ``train_save_recipe``) so scripts and tests can drive the tab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from lab.config import TrainConfig, load_yaml, to_yaml
+from lab.errors import LabError
+from lab.home import Home
+from lab.ui import plots
+from lab.ui.data_tab import error_text, guarded
+from lab.ui.forms import Form, build_form
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+SAMPLES = ["sample:sft", "sample:preference"]
+GROUPS = {
+    "What to train": [("method", "dpo_adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
+    "Optimisation": [("learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps"),
+                     ("batch_size", "grad_accum", "max_length", "packing", "precision"),
+                     ("max_grad_norm", "weight_decay", "gradient_checkpointing", "neftune_noise_alpha", "seed"),
+                     ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
+                     ("load_best_model_at_end", "early_stopping_patience")],
+    "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
+    "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length")],
+    "Reporting": [("report_to", "wandb_project")],
+}
+RUN_HEADERS = ["id", "name", "status", "method", "model", "dataset", "final loss", "created"]
+
+
+@dataclass
+class TrainUI:
+    form: Form
+    recipe: gr.Dropdown
+    recipe_name: gr.Textbox
+    status: gr.Markdown
+    estimate_md: gr.Markdown
+    lr_plot: gr.Plot
+    memory_plot: gr.Plot
+    runs: gr.Dataframe
+    selected: gr.Dropdown
+    progress: gr.Markdown
+    loss_plot: gr.Plot
+    aux_plot: gr.Plot
+    log: gr.Textbox
+
+
+def recipe_choices() -> list[str]:
+    return sorted(p.name for p in RECIPES.glob("*.yaml"))
+
+
+def dataset_choices(home: Home) -> list[str]:
+    from lab.data.versions import list_versions
+
+    return SAMPLES + [v.ref for v in list_versions(home)]
+
+
+def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
+    """The form's values as a config (typed; ``validate`` runs later, where CUDA is known)."""
+    from lab.config import from_dict
+
+    chosen = {k: v for k, v in values.items() if k in form.components and v is not None}
+    return from_dict(TrainConfig, chosen, where="the form")
+
+
+def status_ok(message: str) -> str:
+    return f"**✓ {message}**"
+
+
+def build(home: Home) -> TrainUI:
+    gr.Markdown("Configure a run (or load a recipe), look at the estimate, start it; runs execute one at a time "
+                "in their own process and are listed below with live curves.")
+    with gr.Row():
+        recipe = gr.Dropdown(recipe_choices(), label="Recipe", value="tiny-sft.yaml", scale=3,
+                             info="YAML files in recipes/: each holds a complete run configuration.")
+        load = gr.Button("Load recipe", scale=1)
+        recipe_name = gr.Textbox(label="Save the form as recipe", placeholder="my-run", scale=2,
+                                 info="Writes recipes/<name>.yaml (an existing file is not overwritten).")
+        save = gr.Button("Save recipe", scale=1)
+    components: dict[str, Any] = {}
+    for title, rows in GROUPS.items():
+        with gr.Accordion(title, open=title == "What to train"):
+            overrides = {"dataset": lambda f, kw: gr.Dropdown(choices=dataset_choices(home), allow_custom_value=True,
+                                                              **kw)}
+            components.update(build_form(TrainConfig, rows=rows, overrides=overrides).components)
+    form = Form(TrainConfig, components)
+    with gr.Row():
+        estimate_btn = gr.Button("Estimate")
+        start = gr.Button("Start run", variant="primary")
+    status = gr.Markdown()
+    estimate_md = gr.Markdown()
+    with gr.Row():
+        lr_plot = gr.Plot(label="Schedule", visible=False)
+        memory_plot = gr.Plot(label="Memory", visible=False)
+    gr.Markdown("### Runs")
+    runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True)
+    with gr.Row():
+        selected = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, scale=3)
+        cancel = gr.Button("Cancel run", scale=1, variant="stop")
+        resume = gr.Button("Resume run", scale=1)
+    progress = gr.Markdown()
+    with gr.Row():
+        loss_plot = gr.Plot(label="Loss")
+        aux_plot = gr.Plot(label="Other metrics")
+    log = gr.Textbox(label="Log (last 40 lines)", lines=12, max_lines=12, autoscroll=True)
+    ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
+                 loss_plot, aux_plot, log)
+
+    load.click(guarded(load_recipe, status, ui), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
+    save.click(guarded(save_recipe, status, ui), inputs_kwargs={"name": recipe_name, **form.components},
+               outputs=[status, recipe], api_name="train_save_recipe")
+    estimate_btn.click(guarded(estimate, status, ui, home), inputs_kwargs=form.components,
+                       outputs=[status, estimate_md, lr_plot, memory_plot], api_name="train_estimate")
+    start.click(guarded(start_run, status, ui, home), inputs_kwargs=form.components,
+                outputs=[status, runs, selected], api_name="train_start")
+    view_outputs = [status, progress, loss_plot, aux_plot, log]
+    refresh_outputs = [runs, selected, *view_outputs]
+    gr.Timer(2.0).tick(guarded(refresh, status, ui, home), inputs=selected, outputs=refresh_outputs,
+                       api_visibility="private", show_progress="hidden")
+    gr.Button("Refresh", size="sm").click(guarded(refresh, status, ui, home), inputs=selected,
+                                          outputs=refresh_outputs, api_name="train_runs")
+    selected.change(guarded(run_view, status, ui, home), inputs=selected, outputs=view_outputs,
+                    api_name="train_run_view")
+    cancel.click(guarded(cancel_run, status, ui, home), inputs=selected, outputs=[status], api_name="train_cancel")
+    resume.click(guarded(resume_run, status, ui, home), inputs=selected, outputs=[status], api_name="train_resume")
+    return ui
+
+
+def load_recipe(ui: TrainUI, name: str) -> dict:
+    cfg = load_yaml(str(RECIPES / name))
+    values = dataclasses.asdict(cfg)
+    return {ui.status: status_ok(f"Loaded {name}."), **{c: values[k] for k, c in ui.form.components.items()}}
+
+
+def save_recipe(ui: TrainUI, name: str, **values: Any) -> dict:
+    name = (name or "").strip().removesuffix(".yaml")
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise LabError("Give the recipe a file name of letters, digits, '-', '_' or '.'.")
+    path = RECIPES / f"{name}.yaml"
+    if path.exists():
+        raise LabError(f"recipes/{path.name} exists already; choose another name.")
+    cfg = config_from(ui.form, values)
+    path.write_text(f"# python -m lab train recipes/{path.name} --wait\n" + to_yaml(cfg))
+    load_yaml(str(path))  # what we write must load back
+    return {ui.status: status_ok(f"Saved recipes/{path.name}."),
+            ui.recipe: gr.update(choices=recipe_choices(), value=path.name)}
+
+
+def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
+    from lab.train.datasets import resolve_version
+    from lab.train.estimate import estimate as compute
+
+    cfg = config_from(ui.form, values)
+    warnings = cfg.validate()
+    version = resolve_version(cfg.dataset, home)
+    report = compute(cfg, version.rows[cfg.train_split], gpus=1)
+    text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
+            f"**{report['effective_batch']}** · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
+            f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
+            f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
+    if warnings:
+        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
+    return {ui.status: status_ok("Estimate ready."), ui.estimate_md: text,
+            ui.lr_plot: gr.update(value=plots.lr_schedule(report["lr_curve"]), visible=True),
+            ui.memory_plot: gr.update(value=plots.memory_bars(report["memory_gib"]), visible=True)}
+
+
+def start_run(ui: TrainUI, home: Home, **values: Any) -> dict:
+    from lab.train.runner import create_run
+
+    run, warnings = create_run(config_from(ui.form, values), home=home)
+    note = "".join(f"\n- ⚠ {w}" for w in warnings)
+    table, choices = runs_table(home)
+    return {ui.status: status_ok(f"Run {run.id} is {run.status}.") + note, ui.runs: table,
+            ui.selected: gr.update(choices=choices, value=run.id)}
+
+
+def runs_table(home: Home) -> tuple[pd.DataFrame, list[str]]:
+    from lab.train.runner import list_runs
+
+    runs = list_runs(home)
+    rows = [[r.id, r.name, r.status, r.method, r.model, r.dataset,
+             f"{r.final_loss:.4f}" if r.final_loss is not None else "", r.created_at] for r in runs]
+    return pd.DataFrame(rows, columns=RUN_HEADERS), [r.id for r in runs]
+
+
+def refresh(ui: TrainUI, home: Home, run_id: str | None) -> dict:
+    from lab.train.runner import reconcile
+
+    reconcile(home)
+    table, choices = runs_table(home)
+    out = {ui.runs: table, ui.selected: gr.update(choices=choices)}
+    if run_id:
+        out.update(run_view(ui, home, run_id))
+    return out
+
+
+def progress_text(run: Any, rows: list[dict[str, Any]]) -> str:
+    train = [r for r in rows if r.get("split") == "train"]
+    head = f"**{run.id}** · {run.status}"
+    if rows:
+        step, total = rows[-1]["step"], max(rows[-1].get("max_steps") or 1, 1)
+        bar = "█" * int(20 * step / total) + "░" * (20 - int(20 * step / total))
+        head += f" · step {step}/{total} `{bar}` {100 * step / total:.0f}%"
+        if run.status == "running" and len(train) > 1 and train[-1]["step"] > train[0]["step"]:
+            rate = (train[-1]["time"] - train[0]["time"]) / (train[-1]["step"] - train[0]["step"])
+            head += f" · about {max(0, (total - step) * rate):.0f} s left"
+    if run.final_loss is not None:
+        head += f" · final loss {run.final_loss:.4f}"
+    return head
+
+
+def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
+    from lab.train.runner import get_run, read_metrics, tail_log
+
+    if not run_id:
+        return {ui.progress: "Select a run to see its curves."}
+    run = get_run(run_id, home)
+    rows = read_metrics(run.id, home)
+    figures = plots.run_curves(rows)
+    out = {ui.progress: progress_text(run, rows), ui.loss_plot: figures["loss"], ui.aux_plot: figures["aux"],
+           ui.log: tail_log(run.id, 40, home)}
+    if run.status == "failed" and run.error:
+        out[ui.progress] += "\n\n" + error_text(f"Failed: {run.error}")
+    return out
+
+
+def cancel_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
+    from lab.train.runner import cancel
+
+    if not run_id:
+        raise LabError("Select a run to cancel.")
+    run = cancel(run_id, home)
+    return {ui.status: status_ok(f"Cancelling {run.id}: it saves a checkpoint and stops.")}
+
+
+def resume_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
+    from lab.train.runner import resume
+
+    if not run_id:
+        raise LabError("Select a run to resume.")
+    run = resume(run_id, home)
+    return {ui.status: status_ok(f"{run.id} is {run.status} again, from {Path(run.resume_from).name}.")}

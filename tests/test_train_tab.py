@@ -1,0 +1,59 @@
+"""The Train tab through gradio_client, on the real app: estimate, a refused bad config, and a tiny
+run started from the form and followed to success with its curves."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client
+
+from lab.config import TrainConfig
+from tests.app_server import AppServer
+
+FAST = dict(report_to="none", max_steps=6, eval_steps=0, save_steps=0, learning_rate=1e-3, max_length=256)
+
+
+@pytest.fixture()
+def client(lab_app: AppServer) -> Client:
+    return Client(lab_app.url, verbose=False)
+
+
+def form(**changes):
+    return {**{f: getattr(TrainConfig(), f) for f in TrainConfig.__dataclass_fields__}, **changes}
+
+
+def value(update):
+    return update.get("value") if isinstance(update, dict) and "__type__" in update else update
+
+
+def test_estimate_reports_steps_params_and_memory(client):
+    status, text, lr_plot, memory_plot = client.predict(**form(method="lora", dataset="sample:sft"),
+                                                        api_name="/train_estimate")
+    assert "Estimate ready" in status
+    assert "effective batch **4**" in text and "steps in all" in text and "sample-sft@" in text
+    assert value(lr_plot) and value(memory_plot)
+
+
+def test_bad_config_is_refused_with_the_reason_and_nothing_starts(client, lab_app):
+    before = sorted(p.name for p in (lab_app.home / "runs").glob("2*")) if (lab_app.home / "runs").exists() else []
+    status, *_ = client.predict(**form(batch_size=0), api_name="/train_start")
+    assert "batch_size must be at least 1" in status
+    after = sorted(p.name for p in (lab_app.home / "runs").glob("2*"))
+    assert after == before
+
+
+def test_a_run_started_from_the_form_succeeds_with_curves(client):
+    status, table, selected = client.predict(**form(**FAST), api_name="/train_start")
+    assert "is running" in status or "is queued" in status
+    run_id = value(selected)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        table, selected, status, progress, loss, aux, log = client.predict(run_id, api_name="/train_runs")
+        if "succeeded" in progress or "failed" in progress:
+            break
+        time.sleep(2)
+    assert "succeeded" in progress and "step 6/6" in progress, progress
+    assert value(loss) and "run " in log
+    rows = value(table)["data"]
+    assert any(row[0] == run_id and row[2] == "succeeded" for row in rows)
