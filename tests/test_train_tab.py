@@ -8,7 +8,7 @@ import time
 import pytest
 from gradio_client import Client
 
-from lab.config import TrainConfig
+from lab.config import TrainConfig, load_yaml
 from tests.app_server import AppServer
 
 FAST = dict(report_to="none", max_steps=6, eval_steps=0, save_steps=0, learning_rate=1e-3, max_length=256)
@@ -57,3 +57,15 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
     assert value(loss) and "run " in log
     rows = value(table)["data"]
     assert any(row[0] == run_id and row[2] == "succeeded" for row in rows)
+
+
+def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):
+    status, recipe = client.predict(name="my-run", **form(method="lora", lora_r=8, epochs=2.0),
+                                    api_name="/train_save_recipe")
+    assert "Saved" in status and value(recipe) == "my-run.yaml"
+    loaded = load_yaml(str(lab_app.home / "recipes" / "my-run.yaml"))
+    assert (loaded.method, loaded.lora_r, loaded.epochs) == ("lora", 8, 2.0)
+    again, _ = client.predict(name="my-run", **form(), api_name="/train_save_recipe")
+    assert "exists already" in again
+    taken, _ = client.predict(name="tiny-sft", **form(), api_name="/train_save_recipe")
+    assert "exists already" in taken

@@ -57,8 +57,20 @@ class TrainUI:
     log: gr.Textbox
 
 
-def recipe_choices() -> list[str]:
-    return sorted(p.name for p in RECIPES.glob("*.yaml"))
+def recipe_dirs(home: Home) -> list[Path]:
+    """Shipped recipes, then the user's own (saved from the form into LAB_HOME/recipes)."""
+    return [RECIPES, home.root / "recipes"]
+
+
+def recipe_choices(home: Home) -> list[str]:
+    return sorted({p.name for d in recipe_dirs(home) for p in d.glob("*.yaml")})
+
+
+def recipe_path(home: Home, name: str) -> Path:
+    for directory in reversed(recipe_dirs(home)):
+        if (directory / name).exists():
+            return directory / name
+    raise LabError(f"No recipe named {name}; choose one from the list.")
 
 
 def dataset_choices(home: Home) -> list[str]:
@@ -83,11 +95,11 @@ def build(home: Home) -> TrainUI:
     gr.Markdown("Configure a run (or load a recipe), look at the estimate, start it; runs execute one at a time "
                 "in their own process and are listed below with live curves.")
     with gr.Row():
-        recipe = gr.Dropdown(recipe_choices(), label="Recipe", value="tiny-sft.yaml", scale=3,
+        recipe = gr.Dropdown(recipe_choices(home), label="Recipe", value="tiny-sft.yaml", scale=3,
                              info="YAML files in recipes/: each holds a complete run configuration.")
         load = gr.Button("Load recipe", scale=1)
         recipe_name = gr.Textbox(label="Save the form as recipe", placeholder="my-run", scale=2,
-                                 info="Writes recipes/<name>.yaml (an existing file is not overwritten).")
+                                 info="Writes LAB_HOME/recipes/<name>.yaml (an existing recipe is not overwritten).")
         save = gr.Button("Save recipe", scale=1)
     components: dict[str, Any] = {}
     for title, rows in GROUPS.items():
@@ -118,8 +130,8 @@ def build(home: Home) -> TrainUI:
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
                  loss_plot, aux_plot, log)
 
-    load.click(guarded(load_recipe, status, ui), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
-    save.click(guarded(save_recipe, status, ui), inputs_kwargs={"name": recipe_name, **form.components},
+    load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
+    save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"name": recipe_name, **form.components},
                outputs=[status, recipe], api_name="train_save_recipe")
     estimate_btn.click(guarded(estimate, status, ui, home), inputs_kwargs=form.components,
                        outputs=[status, estimate_md, lr_plot, memory_plot], api_name="train_estimate")
@@ -138,24 +150,25 @@ def build(home: Home) -> TrainUI:
     return ui
 
 
-def load_recipe(ui: TrainUI, name: str) -> dict:
-    cfg = load_yaml(str(RECIPES / name))
+def load_recipe(ui: TrainUI, home: Home, name: str) -> dict:
+    cfg = load_yaml(str(recipe_path(home, name)))
     values = dataclasses.asdict(cfg)
     return {ui.status: status_ok(f"Loaded {name}."), **{c: values[k] for k, c in ui.form.components.items()}}
 
 
-def save_recipe(ui: TrainUI, name: str, **values: Any) -> dict:
+def save_recipe(ui: TrainUI, home: Home, name: str, **values: Any) -> dict:
     name = (name or "").strip().removesuffix(".yaml")
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise LabError("Give the recipe a file name of letters, digits, '-', '_' or '.'.")
-    path = RECIPES / f"{name}.yaml"
-    if path.exists():
-        raise LabError(f"recipes/{path.name} exists already; choose another name.")
+    if f"{name}.yaml" in recipe_choices(home):
+        raise LabError(f"A recipe named {name}.yaml exists already; choose another name.")
+    path = home.root / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = config_from(ui.form, values)
-    path.write_text(f"# python -m lab train recipes/{path.name} --wait\n" + to_yaml(cfg))
+    path.write_text(f"# python -m lab train {path} --wait\n" + to_yaml(cfg))
     load_yaml(str(path))  # what we write must load back
-    return {ui.status: status_ok(f"Saved recipes/{path.name}."),
-            ui.recipe: gr.update(choices=recipe_choices(), value=path.name)}
+    return {ui.status: status_ok(f"Saved {path}."),
+            ui.recipe: gr.update(choices=recipe_choices(home), value=path.name)}
 
 
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
