@@ -60,12 +60,12 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
 
 
 def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):
-    status, recipe = client.predict(name="my-run", **form(method="lora", lora_r=8, epochs=2.0),
+    status, recipe = client.predict(recipe_name="my-run", **form(method="lora", lora_r=8, epochs=2.0),
                                     api_name="/train_save_recipe")
     assert "Saved" in status and value(recipe) == "my-run.yaml"
     loaded = load_yaml(str(lab_app.home / "recipes" / "my-run.yaml"))
     assert (loaded.method, loaded.lora_r, loaded.epochs) == ("lora", 8, 2.0)
-    again, _ = client.predict(name="my-run", **form(), api_name="/train_save_recipe")
+    again, _ = client.predict(recipe_name="my-run", **form(), api_name="/train_save_recipe")
     assert "exists already" in again
-    taken, _ = client.predict(name="tiny-sft", **form(), api_name="/train_save_recipe")
+    taken, _ = client.predict(recipe_name="tiny-sft", **form(), api_name="/train_save_recipe")
     assert "exists already" in taken

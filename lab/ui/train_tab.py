@@ -131,7 +131,7 @@ def build(home: Home) -> TrainUI:
                  loss_plot, aux_plot, log)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
-    save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"name": recipe_name, **form.components},
+    save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
                outputs=[status, recipe], api_name="train_save_recipe")
     estimate_btn.click(guarded(estimate, status, ui, home), inputs_kwargs=form.components,
                        outputs=[status, estimate_md, lr_plot, memory_plot], api_name="train_estimate")
@@ -156,8 +156,8 @@ def load_recipe(ui: TrainUI, home: Home, name: str) -> dict:
     return {ui.status: status_ok(f"Loaded {name}."), **{c: values[k] for k, c in ui.form.components.items()}}
 
 
-def save_recipe(ui: TrainUI, home: Home, name: str, **values: Any) -> dict:
-    name = (name or "").strip().removesuffix(".yaml")
+def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dict:
+    name = (recipe_name or "").strip().removesuffix(".yaml")
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise LabError("Give the recipe a file name of letters, digits, '-', '_' or '.'.")
     if f"{name}.yaml" in recipe_choices(home):
