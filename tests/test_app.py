@@ -189,7 +189,7 @@ def test_import_refuses_invalid_rows_then_saves_and_lists_the_version(client: Cl
     refused, *_ = client.predict(ref=ref, confirm=False, api_name="/data_delete")
     assert ref in client.predict(selected=None, api_name="/data_versions")[0]["data"][0]
     versions, _picker, status, _confirm, _card = client.predict(ref=ref, confirm=True, api_name="/data_delete")
-    assert f"Deleted **{ref}**" in status and table(versions) == []
+    assert f"Deleted **{ref}**" in status and ref not in [row[0] for row in table(versions)]  # other tests share the app
 
 
 def test_push_without_hf_token_says_so(client: Client, malformed: Path):
