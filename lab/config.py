@@ -68,10 +68,6 @@ class DataConfig:
         return None if self.kind == "auto" else self.kind
 
 
-def fields_of(cls: type) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(cls))
-
-
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") -> T:
     """Build a config from a mapping, naming unknown keys and badly typed values."""
     known = {f.name: f for f in dataclasses.fields(cls)}

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["sft", "preference"]
-KINDS: tuple[Kind, ...] = ("sft", "preference")
 ROLES = ("system", "user", "assistant")
 Message = dict[str, str]
 
