@@ -170,6 +170,7 @@ class TrainConfig:
     save_total_limit: int = option(3, "Checkpoints kept (oldest deleted first).")
     load_best_model_at_end: bool = option(False, "Finish with the checkpoint of lowest eval loss.")
     early_stopping_patience: int = option(0, "Stop after this many evaluations without improvement (0 = off).")
+    early_stopping_threshold: float = option(0.0, "Smallest eval-loss drop that counts as an improvement.")
     neftune_noise_alpha: float = option(0.0, "NEFTune embedding noise (SFT; 5 is typical, 0 = off).")
     seed: int = option(42, "Random seed for initialisation, shuffling and dropout.")
     # adapters
@@ -189,6 +190,9 @@ class TrainConfig:
     report_to: str = option("wandb", "Also log to Weights & Biases (offline unless WANDB_API_KEY is set), "
                             "or none.", choices=("wandb", "none"))
     wandb_project: str = option("lab", "W&B project.")
+    sample_prompts: int = option(3, "At the end, answer this many fixed prompts (the first of the eval split) with "
+                                 "the base and the tuned model, greedily, to compare (0 = off).")
+    sample_max_new_tokens: int = option(96, "Longest before/after sample, in new tokens.")
 
     @property
     def is_dpo(self) -> bool:
@@ -222,7 +226,8 @@ class TrainConfig:
         errors: list[str] = []
         positive = ("batch_size", "grad_accum", "max_length", "logging_steps", "lora_r", "lora_alpha")
         errors += [f"{f} must be at least 1 (got {getattr(self, f)})." for f in positive if getattr(self, f) < 1]
-        nonneg = ("eval_steps", "save_steps", "early_stopping_patience", "weight_decay", "neftune_noise_alpha",
+        nonneg = ("eval_steps", "save_steps", "early_stopping_patience", "early_stopping_threshold", "sample_prompts",
+                  "sample_max_new_tokens", "weight_decay", "neftune_noise_alpha",
                   "learning_rate", "save_total_limit")
         errors += [f"{f} must not be negative (got {getattr(self, f)})." for f in nonneg if getattr(self, f) < 0]
         if not 0 <= self.warmup_ratio < 1:

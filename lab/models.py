@@ -195,8 +195,6 @@ def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_to
              temperature: float = 0.0, seed: int = 0, home: Home | None = None) -> list[str]:
     """Replies to chat prompts, batched with left padding (greedy when temperature is 0). A folder holding
     a LoRA adapter is loaded on top of its base."""
-    import torch
-
     path = resolve(model_path, home)
     tokenizer = load_tokenizer(path)
     adapter = Path(path) / "adapter_config.json"
@@ -207,16 +205,28 @@ def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_to
         model = PeftModel.from_pretrained(load_model(base), path)
     else:
         model = load_model(path)
+    return generate_with(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+
+
+def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
+                  temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """``generate`` for a model already in memory (the worker's before/after samples use the model it trains)."""
+    import torch
+
+    was_training = model.training
     model.eval()
     torch.manual_seed(seed)
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     finally:
         tokenizer.padding_side = side
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                             temperature=temperature or None, pad_token_id=tokenizer.pad_token_id)
+    try:
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                                 temperature=temperature or None, pad_token_id=tokenizer.pad_token_id)
+    finally:
+        model.train(was_training)
     return [tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]

@@ -97,6 +97,58 @@ def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):
     assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
 
 
+def contradicting_set(home, tmp_path) -> str:
+    """One prompt, 24 different answers split between train and validation: memorising the train answers
+    first helps the eval loss (the shared words) and then hurts it (the answer word), so it turns upward."""
+    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "ocean", "piano", "lemon", "eagle", "candle",
+             "forest", "silver", "rocket", "garden", "winter", "copper", "meadow", "falcon", "harbor", "velvet",
+             "canyon", "pepper", "marble"]
+    rows = [{"messages": [{"role": "user", "content": "Tell me the secret word."},
+                          {"role": "assistant", "content": f"The secret word is {w}."}]} for w in words]
+    path = tmp_path / "contradicting.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = lab(home, "data", "import", str(path), "--name", "contradicting", "--no-dedup-near",
+                 "--val-fraction", "0.3", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["ref"]
+
+
+def test_early_stopping_ends_the_run_on_the_best_checkpoint(home, tmp_path):
+    ref = contradicting_set(home, tmp_path)
+    done = train(home, "tiny-sft.yaml", "--set", f"dataset={ref}", "--set", "max_steps=200", "--set", "batch_size=4",
+                 "--set", "learning_rate=3e-3", "--set", "warmup_ratio=0", "--set", "eval_steps=4",
+                 "--set", "save_steps=4", "--set", "early_stopping_patience=2", "--set", "sample_prompts=0")
+    assert done["status"] == "succeeded", done["error"]
+    evals = [(row["step"], row["eval_loss"]) for row in metrics(done) if row["split"] == "eval"]
+    best_step, best_loss = min(evals, key=lambda pair: pair[1])
+    last_step = evals[-1][0]
+    assert last_step < 200 and last_step == best_step + 2 * 4, evals  # stopped 2 evaluations after the best
+    checkpoints = Path(done["run_dir"], "checkpoints")
+    state = json.loads((checkpoints / f"checkpoint-{last_step}" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    from safetensors.torch import load_file
+
+    final = load_file(Path(done["run_dir"], "final", "model.safetensors"))
+    best = load_file(checkpoints / f"checkpoint-{best_step}" / "model.safetensors")
+    last = load_file(checkpoints / f"checkpoint-{last_step}" / "model.safetensors")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert final[name].equal(best[name]) and not final[name].equal(last[name])  # load_best_model_at_end
+
+
+def test_full_model_dpo_and_neftune_sft_run(home):
+    dpo = train(home, "tiny-dpo.yaml", "--set", "dpo_adapter=none", "--set", "max_steps=4",
+                "--set", "learning_rate=1e-4")
+    assert dpo["status"] == "succeeded", dpo["error"]
+    assert (Path(dpo["run_dir"], "final") / "model.safetensors").exists()  # the whole model, no adapter
+    assert any("rewards/accuracies" in row for row in metrics(dpo))
+    noisy = train(home, "tiny-sft.yaml", "--set", "neftune_noise_alpha=5", "--set", "max_steps=4")
+    assert noisy["status"] == "succeeded", noisy["error"]
+    from lab.config import TrainConfig
+    from lab.train.convert import sft_args
+
+    assert sft_args(TrainConfig(neftune_noise_alpha=5), Path(noisy["run_dir"])).neftune_noise_alpha == 5
+
+
 def test_bad_config_fails_before_launch(home):
     for sets, message in ((["--set", "batch_size=0"], "batch_size must be at least 1"),
                           (["--set", "method=qlora"], "needs a CUDA GPU"),

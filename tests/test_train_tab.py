@@ -49,7 +49,8 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
     run_id = value(selected)
     deadline = time.time() + 180
     while time.time() < deadline:
-        table, selected, status, progress, loss, aux, log = client.predict(run_id, api_name="/train_runs")
+        table, selected, status, progress, loss, aux, log, outcome, memory, samples = client.predict(
+            run_id, api_name="/train_runs")
         if "succeeded" in progress or "failed" in progress:
             break
         time.sleep(2)
@@ -57,6 +58,30 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
     assert value(loss) and "run " in log
     rows = value(table)["data"]
     assert any(row[0] == run_id and row[2] == "succeeded" for row in rows)
+    # The outcome: the estimate beside the (absent on CPU) measured peak, and before/after samples.
+    assert "Memory: estimated" in outcome and "no GPU" in outcome and "W&B: off" in outcome
+    assert value(memory)
+    sample_rows = value(samples)["data"]
+    assert len(sample_rows) == 3 and all(before and after and after != "(after the run ends)"
+                                         for _, before, after in sample_rows), sample_rows
+    assert sample_rows[0][1] != sample_rows[0][2]  # training changed the answer
+
+    status, outcome = client.predict(run_id, api_name="/train_export")
+    assert "Exported" in status and f"{run_id}-merged" in outcome
+    exported = next(line for line in outcome.split("`") if line.endswith("-merged"))
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(exported).num_parameters() > 1_000_000
+    status = client.predict(run_id, "me/tiny", api_name="/train_push")
+    assert "HF_TOKEN" in status  # the test server has no token: a clear refusal, no crash
+
+
+def test_sanity_check_from_the_form_gives_verdicts(client):
+    status, report = client.predict(**form(learning_rate=1e-3, max_length=256, report_to="none"),
+                                    api_name="/train_sanity")
+    assert "Sanity check" in status
+    assert "Masking correct" in report and "Overfit on 20 examples" in report and "Sample after" in report
+    assert "Runs used: overfit" in report
 
 
 def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):

@@ -115,6 +115,7 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
                                                             "after": len(subset), "removed": 0,
                                                             "detail": f"first {len(subset)} rows"}]}, home=home)
     quick = dict(eval_split="none", save_steps=0, report_to="none", logging_steps=2, early_stopping_patience=0,
+                 sample_prompts=0,
                  load_best_model_at_end=False, warmup_ratio=0.0)
     overfit_cfg = dataclasses.replace(cfg, name=f"sanity-overfit-{cfg.name or cfg.method}", dataset=small.ref,
                                       max_steps=OVERFIT_STEPS, batch_size=min(cfg.batch_size, 8), grad_accum=1,

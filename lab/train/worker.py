@@ -29,6 +29,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.convert import dpo_args, peft_config, precision, sft_args
     from lab.train.datasets import training_rows, truncate_prompts
     from lab.train.loading import load_for_training
+    from lab.train.samples import fixed_prompts, write_before
 
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
@@ -40,6 +41,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if cfg.is_dpo:
         train_rows = truncate_prompts(train_rows, tokenizer, cfg.max_prompt_length)
         eval_rows = truncate_prompts(eval_rows, tokenizer, cfg.max_prompt_length)
+    if is_main_process() and cfg.sample_prompts:
+        print("[lab] answering the fixed prompts with the model before training", flush=True)
+        write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
     make_args = dpo_args if cfg.is_dpo else sft_args
     args = make_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok)
     if not eval_rows:
@@ -50,7 +54,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         print(f"[lab] no {cfg.eval_split} rows: evaluation is off", flush=True)
     callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl")]
     if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
+                                               early_stopping_threshold=cfg.early_stopping_threshold))
     common = dict(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(cfg),
                   train_dataset=Dataset.from_list(train_rows),
                   eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=callbacks)
@@ -104,6 +109,7 @@ def main(run_dir: str) -> int:
         final = run_path / "final"
         trainer.save_model(str(final))
         trainer.processing_class.save_pretrained(str(final))
+        finish_reports(run_path, cfg, trainer)
         losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
         runner.update(run_id, home, status="succeeded", finished_at=runner.now(),
                       final_loss=losses[-1] if losses else None, wandb_url=wandb_url())
@@ -119,6 +125,23 @@ def main(run_dir: str) -> int:
         sys.stdout.flush()
         if main_process:
             runner.dispatch(home)  # queued runs start by themselves, with or without the app
+
+
+def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any) -> None:
+    """The measured peak beside the estimate, then the tuned model's answers to the fixed prompts.
+    Neither may fail a run whose model is already saved."""
+    from lab.train.samples import write_after, write_summary
+
+    try:
+        args = trainer.args
+        write_summary(run_dir, cfg, precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                      train_rows=len(trainer.train_dataset))
+        if cfg.sample_prompts:
+            print("[lab] answering the fixed prompts with the tuned model", flush=True)
+            write_after(run_dir, cfg, trainer.model, trainer.processing_class)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        print("[lab] the closing report failed (above); the model is saved", flush=True)
 
 
 def wandb_url() -> str | None:

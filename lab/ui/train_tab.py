@@ -3,7 +3,8 @@ starting runs, and the runs list with live curves, progress, log, cancel and res
 
 Handlers only call ``lab.train`` functions; each has a stable ``api_name`` (``train_estimate``,
 ``train_start``, ``train_runs``, ``train_run_view``, ``train_cancel``, ``train_resume``,
-``train_load_recipe``, ``train_save_recipe``) so scripts and tests can drive the tab.
+``train_load_recipe``, ``train_save_recipe``, ``train_sanity``, ``train_export``, ``train_push``) so scripts
+and tests can drive the tab.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 from lab.config import TrainConfig, load_yaml, to_yaml
 from lab.errors import LabError
 from lab.home import Home
+from lab.train.samples import read_samples, read_summary
 from lab.ui import plots
 from lab.ui.data_tab import error_text, guarded
 from lab.ui.forms import Form, build_form
@@ -32,12 +34,14 @@ GROUPS = {
                      ("batch_size", "grad_accum", "max_length", "packing", "precision"),
                      ("max_grad_norm", "weight_decay", "gradient_checkpointing", "neftune_noise_alpha", "seed"),
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
-                     ("load_best_model_at_end", "early_stopping_patience")],
+                     ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
     "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length")],
-    "Reporting": [("report_to", "wandb_project")],
+    "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
 }
 RUN_HEADERS = ["id", "name", "status", "method", "model", "dataset", "final loss", "created"]
+SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
+EMPTY_REPLY = "(empty: the model ended its reply at once)"
 
 
 @dataclass
@@ -55,6 +59,11 @@ class TrainUI:
     loss_plot: gr.Plot
     aux_plot: gr.Plot
     log: gr.Textbox
+    sanity_md: gr.Markdown
+    outcome: gr.Markdown
+    run_memory: gr.Plot
+    samples: gr.Dataframe
+    hub_repo: gr.Textbox
 
 
 def recipe_dirs(home: Home) -> list[Path]:
@@ -110,9 +119,11 @@ def build(home: Home) -> TrainUI:
     form = Form(TrainConfig, components)
     with gr.Row():
         estimate_btn = gr.Button("Estimate")
+        sanity_btn = gr.Button("Sanity check")
         start = gr.Button("Start run", variant="primary")
     status = gr.Markdown()
     estimate_md = gr.Markdown()
+    sanity_md = gr.Markdown()
     with gr.Row():
         lr_plot = gr.Plot(label="Schedule", visible=False)
         memory_plot = gr.Plot(label="Memory", visible=False)
@@ -127,8 +138,20 @@ def build(home: Home) -> TrainUI:
         loss_plot = gr.Plot(label="Loss")
         aux_plot = gr.Plot(label="Other metrics")
     log = gr.Textbox(label="Log (last 40 lines)", lines=12, max_lines=12, autoscroll=True)
+    with gr.Accordion("Outcome: memory, before/after samples, export", open=True):
+        with gr.Row():
+            outcome = gr.Markdown()
+            run_memory = gr.Plot(label="Memory: estimate and measured peak", visible=False)
+        samples = gr.Dataframe(headers=SAMPLE_HEADERS, interactive=False, wrap=True, visible=False,
+                               label="The same prompts before and after training (greedy)")
+        with gr.Row():
+            export_btn = gr.Button("Merge and export", scale=1)
+            hub_repo = gr.Textbox(label="Hub repo", placeholder="owner/name", scale=2,
+                                  info="Pushes the merged export (or the run's final model); needs HF_TOKEN in the "
+                                  "environment.")
+            push_btn = gr.Button("Push to the Hub", scale=1)
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log)
+                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -137,7 +160,13 @@ def build(home: Home) -> TrainUI:
                        outputs=[status, estimate_md, lr_plot, memory_plot], api_name="train_estimate")
     start.click(guarded(start_run, status, ui, home), inputs_kwargs=form.components,
                 outputs=[status, runs, selected], api_name="train_start")
-    view_outputs = [status, progress, loss_plot, aux_plot, log]
+    sanity_btn.click(guarded(sanity, status, ui, home), inputs_kwargs=form.components, outputs=[status, sanity_md],
+                     api_name="train_sanity")
+    export_btn.click(guarded(export, status, ui, home), inputs=selected, outputs=[status, outcome],
+                     api_name="train_export")
+    push_btn.click(guarded(push, status, ui, home), inputs=[selected, hub_repo], outputs=[status],
+                   api_name="train_push")
+    view_outputs = [status, progress, loss_plot, aux_plot, log, outcome, run_memory, samples]
     refresh_outputs = [runs, selected, *view_outputs]
     gr.Timer(2.0).tick(guarded(refresh, status, ui, home), inputs=selected, outputs=refresh_outputs,
                        api_visibility="private", show_progress="hidden")
@@ -244,10 +273,53 @@ def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     rows = read_metrics(run.id, home)
     figures = plots.run_curves(rows)
     out = {ui.progress: progress_text(run, rows), ui.loss_plot: figures["loss"], ui.aux_plot: figures["aux"],
-           ui.log: tail_log(run.id, 40, home)}
+           ui.log: tail_log(run.id, 40, home), ui.outcome: outcome_text(run, home)}
     if run.status == "failed" and run.error:
         out[ui.progress] += "\n\n" + error_text(f"Failed: {run.error}")
+    summary = read_summary(run.run_dir)
+    if summary and "estimate_gib" in summary:
+        out[ui.run_memory] = gr.update(value=plots.memory_bars(summary["estimate_gib"],
+                                                               measured=summary["peak_gpu_memory_gib"]), visible=True)
+    else:
+        out[ui.run_memory] = gr.update(visible=False)
+    out[ui.samples] = samples_update(read_samples(run.run_dir))
     return out
+
+
+def samples_update(data: dict[str, Any] | None) -> dict:
+    if not data:
+        return gr.update(visible=False)
+    tuned = data.get("tuned") or ["(after the run ends)"] * len(data["prompts"])
+    shown = [[text or EMPTY_REPLY for text in pair] for pair in zip(data["base"], tuned)]
+    rows = [[prompt[-1]["content"], before, after] for prompt, (before, after) in zip(data["prompts"], shown)]
+    return gr.update(value=pd.DataFrame(rows, columns=SAMPLE_HEADERS), visible=True)
+
+
+def wandb_text(run: Any) -> str:
+    if run.config.get("report_to") != "wandb":
+        return "W&B: off for this run."
+    if run.wandb_url:
+        return f"W&B: [{run.wandb_url}]({run.wandb_url})"
+    offline = sorted(Path(run.run_dir, "wandb").glob("offline-run-*"))
+    if offline:
+        return f"W&B: logged offline (no WANDB_API_KEY); upload with `wandb sync {offline[-1]}`"
+    return "W&B: no W&B run yet."
+
+
+def outcome_text(run: Any, home: Home) -> str:
+    lines = [wandb_text(run)]
+    summary = read_summary(run.run_dir)
+    if summary and "estimate_gib" in summary:
+        peak = summary["peak_gpu_memory_gib"]
+        measured = (f"measured peak **{peak:.2f} GiB** on {summary['device']}" if peak is not None
+                    else "no GPU, so no measured peak")
+        lines.append(f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB**, {measured}.")
+    exported = home.models / f"{run.id}-merged"
+    if exported.exists():
+        lines.append(f"Exported: `{exported}`")
+    elif run.status == "succeeded":
+        lines.append(f"Final model: `{Path(run.run_dir) / 'final'}` (merge and export makes a standalone copy).")
+    return "\n\n".join(lines)
 
 
 def cancel_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
@@ -266,3 +338,45 @@ def resume_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
         raise LabError("Select a run to resume.")
     run = resume(run_id, home)
     return {ui.status: status_ok(f"{run.id} is {run.status} again, from {Path(run.resume_from).name}.")}
+
+
+def sanity(ui: TrainUI, home: Home, progress: gr.Progress = gr.Progress(), **values: Any) -> dict:
+    """The sanity check for the form's config: short real runs in the queue, verdicts in words."""
+    from lab.train.sanity import sanity_check
+
+    cfg = config_from(ui.form, values)
+    cfg.validate()
+    report = sanity_check(cfg, home=home, progress=lambda fraction, message: progress(fraction, desc=message))
+    lines = [f"- {'✅' if v.ok else '❌'} {v.message}" for v in report.verdicts]
+    head = "**Sanity check passed.**" if report.ok else "**Sanity check found problems:**"
+    runs = ", ".join(f"{part}: `{run_id}`" for part, run_id in report.runs.items())
+    return {ui.status: status_ok("Sanity check finished.") if report.ok else error_text("Sanity check found problems."),
+            ui.sanity_md: "\n".join([head, *lines, f"\nRuns used: {runs}"])}
+
+
+def export(ui: TrainUI, home: Home, run_id: str | None, progress: gr.Progress = gr.Progress()) -> dict:
+    from lab.train.merge import export_run
+    from lab.train.runner import get_run
+
+    if not run_id:
+        raise LabError("Select a finished run to export.")
+    run = get_run(run_id, home)
+    progress(0.1, desc="Merging the adapter into its base" if (Path(run.run_dir) / "final" / "adapter_config.json")
+             .exists() else "Copying the model")
+    path = export_run(run, home=home)
+    return {ui.status: status_ok(f"Exported {run.id} to {path}."), ui.outcome: outcome_text(run, home)}
+
+
+def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
+    from lab.train.merge import push_model
+    from lab.train.runner import get_run
+
+    if not run_id:
+        raise LabError("Select a finished run to push.")
+    run = get_run(run_id, home)
+    exported = home.models / f"{run.id}-merged"
+    folder = exported if exported.exists() else Path(run.run_dir) / "final"
+    if not folder.exists():
+        raise LabError(f"Run {run.id} is {run.status} and has no final model to push.")
+    url = push_model(folder, (hub_repo or "").strip())
+    return {ui.status: status_ok(f"Pushed {folder.name} of {run.id} to {url}.")}

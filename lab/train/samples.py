@@ -1,0 +1,77 @@
+"""Before/after samples and the run's closing summary, written by the worker into the run directory.
+
+``samples.json`` holds a few fixed prompts (the first rows of the eval split, else of the train split)
+answered greedily by the model as loaded (before training) and as trained, so a user reads what the run
+changed. ``summary.json`` puts the pre-launch memory estimate beside the measured peak."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lab.config import TrainConfig
+
+SAMPLES_FILE = "samples.json"
+SUMMARY_FILE = "summary.json"
+
+
+def fixed_prompts(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, str]]]:
+    """The prompt of the first ``n`` rows: an SFT conversation without its last reply, or a preference prompt."""
+    prompts = []
+    for row in rows[:n]:
+        prompts.append(list(row["prompt"]) if "prompt" in row else list(row["messages"][:-1]))
+    return [p for p in prompts if p]
+
+
+def write_before(run_dir: Path, cfg: TrainConfig, model: Any, tokenizer: Any,
+                 prompts: list[list[dict[str, str]]]) -> None:
+    """Answer the prompts with the untrained model; kept across a resume (the base does not change)."""
+    from lab.models import generate_with
+
+    path = run_dir / SAMPLES_FILE
+    if not prompts or path.exists():
+        return
+    base = generate_with(model, tokenizer, prompts, max_new_tokens=cfg.sample_max_new_tokens, seed=cfg.seed)
+    path.write_text(json.dumps({"prompts": prompts, "base": base, "tuned": None}, indent=1))
+
+
+def write_after(run_dir: Path, cfg: TrainConfig, model: Any, tokenizer: Any) -> None:
+    from lab.models import generate_with
+
+    path = run_dir / SAMPLES_FILE
+    if not path.exists():
+        return
+    data = json.loads(path.read_text())
+    data["tuned"] = generate_with(model, tokenizer, data["prompts"], max_new_tokens=cfg.sample_max_new_tokens,
+                                  seed=cfg.seed)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def read_samples(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SAMPLES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows: int) -> None:
+    """Estimated memory by component beside the peak the CUDA allocator saw (None on CPU)."""
+    import torch
+
+    from lab.train.estimate import memory, model_shape
+
+    summary: dict[str, Any] = {"precision": precision, "train_rows": train_rows, "device": "cpu",
+                               "peak_gpu_memory_gib": None}
+    try:
+        summary["estimate_gib"] = memory(cfg, model_shape(cfg.model), bf16=precision != "fp32").gib()
+    except Exception as err:  # noqa: BLE001 - an estimate that cannot be made must not fail a finished run
+        summary["estimate_error"] = str(err).splitlines()[0]
+    if torch.cuda.is_available():
+        summary["device"] = torch.cuda.get_device_name()
+        summary["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        summary["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 1024**3, 3)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SUMMARY_FILE
+    return json.loads(path.read_text()) if path.exists() else None
