@@ -1,0 +1,1 @@
+"""Preference labeling: statistics over human votes between two model responses."""
