@@ -209,3 +209,7 @@ def test_train_tab_estimates_and_runs_a_tiny_recipe(page, shots):
     progress.first.wait_for(timeout=120_000)
     assert "step 6/6" in progress.first.inner_text()
     snap(page, shots, "15-train-run-finished")
+    page.get_by_text("Memory: estimated").wait_for(timeout=10_000)
+    assert page.get_by_text("before (base)").first.is_visible()
+    page.get_by_text("Memory: estimated").scroll_into_view_if_needed()
+    snap(page, shots, "16-train-run-outcome")

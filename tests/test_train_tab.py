@@ -3,6 +3,7 @@ run started from the form and followed to success with its curves."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -94,3 +95,20 @@ def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):
     assert "exists already" in again
     taken, _ = client.predict(recipe_name="tiny-sft", **form(), api_name="/train_save_recipe")
     assert "exists already" in taken
+
+
+@pytest.mark.parametrize("changes", [dict(method="lora"), dict(method="dpo", dataset="sample:preference",
+                                                                 max_prompt_length=128)], ids=["lora", "dpo"])
+def test_lora_and_dpo_runs_started_from_the_form_succeed(client, changes):
+    status, table, selected = client.predict(**form(**{**FAST, **changes}), api_name="/train_start")
+    run_id = value(selected)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        progress = client.predict(run_id, api_name="/train_run_view")[1]
+        if "succeeded" in progress or "failed" in progress:
+            break
+        time.sleep(2)
+    assert "succeeded" in progress, progress
+    loss, aux = client.predict(run_id, api_name="/train_run_view")[2:4]
+    if changes["method"] == "dpo":  # DPO's reward curves are drawn beside the loss
+        assert "rewards" in json.dumps(value(aux))

@@ -143,6 +143,7 @@ def build(home: Home) -> TrainUI:
             outcome = gr.Markdown()
             run_memory = gr.Plot(label="Memory: estimate and measured peak", visible=False)
         samples = gr.Dataframe(headers=SAMPLE_HEADERS, interactive=False, wrap=True, visible=False,
+                               column_widths=["20%", "40%", "40%"],
                                label="The same prompts before and after training (greedy)")
         with gr.Row():
             export_btn = gr.Button("Merge and export", scale=1)
@@ -290,9 +291,14 @@ def samples_update(data: dict[str, Any] | None) -> dict:
     if not data:
         return gr.update(visible=False)
     tuned = data.get("tuned") or ["(after the run ends)"] * len(data["prompts"])
-    shown = [[text or EMPTY_REPLY for text in pair] for pair in zip(data["base"], tuned)]
+    shown = [[clip(text) or EMPTY_REPLY for text in pair] for pair in zip(data["base"], tuned)]
     rows = [[prompt[-1]["content"], before, after] for prompt, (before, after) in zip(data["prompts"], shown)]
     return gr.update(value=pd.DataFrame(rows, columns=SAMPLE_HEADERS), visible=True)
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """Samples of an untrained model can be one endless unbroken token: keep the table readable."""
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def wandb_text(run: Any) -> str:
