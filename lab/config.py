@@ -269,6 +269,47 @@ class TrainConfig:
         return warnings
 
 
+@dataclass
+class CampaignConfig:
+    """A labeling campaign: which prompts, which sources answer them, how, and how many votes each pair needs."""
+
+    name: str = option("", "Campaign name shown to labelers (default: campaign-<time>).")
+    prompts: str = option("sample:sft", "Prompts: a dataset version NAME[@VERSION] (or sample:sft), a JSONL/CSV/"
+                          "text file path, or pasted text with one prompt per line.")
+    prompts_split: str = option("validation", "Split of the dataset version to take prompts from.",
+                                choices=("train", "validation"))
+    max_prompts: int = option(20, "Use at most this many prompts (the first ones; 0 = all).")
+    sources: str = option("tiny", "Comma-separated models that answer: 'tiny', run:<id> (a run's final model or "
+                          "adapter), a local path or a hub id. Two or more, unless a responses file gives them.")
+    responses_file: str = option("", "Optional JSONL/CSV of ready responses: a 'prompt' column and one column per "
+                                 "source (the column name is the source's name).")
+    gold_file: str = option("", "Optional JSONL/CSV of gold pairs with a known answer: prompt, response_a, "
+                            "response_b, answer (a, b or tie); mixed in to check labelers.")
+    temperature: float = option(0.7, "Sampling temperature for the responses (0 = greedy).")
+    top_p: float = option(0.95, "Nucleus sampling: keep the smallest set of tokens with this much probability.")
+    max_new_tokens: int = option(128, "Longest response, in new tokens.")
+    seed: int = option(0, "Seed for sampling (the same seed gives every source the same random stream).")
+    votes_per_pair: int = option(2, "Votes wanted per pair (overlap between labelers, for agreement).")
+
+    def validate(self) -> None:
+        errors = []
+        if self.max_prompts < 0:
+            errors.append(f"max_prompts must be 0 (all) or positive, got {self.max_prompts}.")
+        if self.votes_per_pair < 1:
+            errors.append(f"votes_per_pair must be at least 1, got {self.votes_per_pair}.")
+        if self.max_new_tokens < 1:
+            errors.append(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            errors.append(f"temperature must be >= 0 and top_p in (0, 1] (got {self.temperature}, {self.top_p}).")
+        if not self.prompts.strip():
+            errors.append("Give prompts: a dataset version, a file, or pasted text.")
+        if errors:
+            raise LabError("Invalid campaign: " + " ".join(errors))
+
+    def source_list(self) -> list[str]:
+        return [s.strip() for s in self.sources.split(",") if s.strip()]
+
+
 def cuda_available() -> bool:
     try:
         import torch

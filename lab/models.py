@@ -191,25 +191,35 @@ def load_model(name_or_path: str = TINY_MODEL, *, home: Home | None = None, dtyp
         raise hub_error("model", path, err) from None
 
 
-def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
-             temperature: float = 0.0, seed: int = 0, home: Home | None = None) -> list[str]:
-    """Replies to chat prompts, batched with left padding (greedy when temperature is 0). A folder holding
-    a LoRA adapter is loaded on top of its base."""
+def load_for_generation(model_path: str, home: Home | None = None) -> tuple[Any, Any]:
+    """Model and tokenizer ready to answer: a folder holding a LoRA adapter is loaded on top of its base;
+    on a GPU the weights go there in bf16."""
+    import torch
+
     path = resolve(model_path, home)
     tokenizer = load_tokenizer(path)
+    cuda = torch.cuda.is_available()
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "device_map": "cuda"} if cuda else {}
     adapter = Path(path) / "adapter_config.json"
     if adapter.exists():
         from peft import PeftModel
 
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
-        model = PeftModel.from_pretrained(load_model(base), path)
+        model = PeftModel.from_pretrained(load_model(base, **kwargs), path)
     else:
-        model = load_model(path)
+        model = load_model(path, **kwargs)
+    return model.eval(), tokenizer
+
+
+def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
+             temperature: float = 0.0, seed: int = 0, home: Home | None = None) -> list[str]:
+    """Replies to chat prompts, batched with left padding (greedy when temperature is 0)."""
+    model, tokenizer = load_for_generation(model_path, home)
     return generate_with(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
 
 
 def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
-                  temperature: float = 0.0, seed: int = 0) -> list[str]:
+                  temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[str]:
     """``generate`` for a model already in memory (the worker's before/after samples use the model it trains)."""
     import torch
 
@@ -226,7 +236,8 @@ def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_
     try:
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                                 temperature=temperature or None, pad_token_id=tokenizer.pad_token_id)
+                                 temperature=temperature or None, top_p=top_p if temperature > 0 else None,
+                                 pad_token_id=tokenizer.pad_token_id)
     finally:
         model.train(was_training)
     return [tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip() for row in out]

@@ -55,6 +55,79 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_status ON runs (status, created_at);
     """,
+    # 3: labeling (accounts, campaigns with their prompts, responses and pairs; leases on served pairs; votes)
+    """
+    CREATE TABLE accounts (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL CHECK (role IN ('admin', 'labeler')),
+        password_hash TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE campaigns (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('generating', 'open', 'closed', 'failed')),
+        config       TEXT NOT NULL,
+        sources      TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        pid          INTEGER,
+        error        TEXT,
+        generated    INTEGER NOT NULL DEFAULT 0,
+        to_generate  INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE campaign_prompts (
+        campaign_id  TEXT NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        idx          INTEGER NOT NULL,
+        prompt       TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, idx)
+    );
+    CREATE TABLE responses (
+        campaign_id  TEXT NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        prompt_idx   INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, prompt_idx, source)
+    );
+    CREATE TABLE pairs (
+        id            INTEGER PRIMARY KEY,
+        campaign_id   TEXT NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        prompt_idx    INTEGER NOT NULL,
+        source_1      TEXT NOT NULL,
+        source_2      TEXT NOT NULL,
+        gold          TEXT,
+        votes_wanted  INTEGER NOT NULL,
+        ready         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX pairs_campaign ON pairs (campaign_id, ready);
+    CREATE TABLE leases (
+        token        TEXT PRIMARY KEY,
+        pair_id      INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+        labeler      TEXT NOT NULL,
+        left_source  TEXT NOT NULL,
+        served_at    REAL NOT NULL,
+        expires_at   REAL NOT NULL,
+        UNIQUE (pair_id, labeler)
+    );
+    CREATE TABLE votes (
+        id           INTEGER PRIMARY KEY,
+        pair_id      INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+        campaign_id  TEXT NOT NULL,
+        labeler      TEXT NOT NULL,
+        choice       TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+        winner       TEXT,
+        left_source  TEXT NOT NULL,
+        comment      TEXT NOT NULL DEFAULT '',
+        seconds      REAL,
+        created_at   TEXT NOT NULL,
+        UNIQUE (pair_id, labeler)
+    );
+    CREATE INDEX votes_campaign ON votes (campaign_id, labeler);
+    CREATE TABLE skips (
+        pair_id  INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+        labeler  TEXT NOT NULL,
+        PRIMARY KEY (pair_id, labeler)
+    );
+    """,
 ]
 
 _lock = threading.Lock()

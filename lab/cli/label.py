@@ -1,0 +1,195 @@
+"""``python -m lab label create|status|export|leaderboard|open|close|resume|wandb|user``: what the Label
+tab's admin buttons do, from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import time
+
+from lab.cli import add_json_flag, emit, say
+from lab.config import CampaignConfig, add_arguments, from_arguments
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    label = commands.add_parser("label", help="labeling campaigns: create, status, export, leaderboard, accounts",
+                                description="Blind A/B preference labeling: campaigns, votes, agreement, leaderboard, "
+                                "and the export of votes as a DPO dataset version.")
+    sub = label.add_subparsers(dest="label_command", metavar="ACTION", required=True)
+
+    create = sub.add_parser("create", help="create a campaign (responses are generated in the background)",
+                            description="Create a campaign: prompts, two or more sources, generation settings, votes "
+                            "per pair. Prints its id.")
+    add_arguments(create, CampaignConfig)
+    create.add_argument("--wait", action="store_true", help="wait until every response is generated")
+    add_json_flag(create)
+    create.set_defaults(handler=run_create)
+
+    status = sub.add_parser("status", help="campaigns and their progress; with an id, agreement too",
+                            description="All campaigns, or one campaign's progress and agreement statistics.")
+    status.add_argument("id", nargs="?", help="campaign id (or a unique part of it, or its name)")
+    add_json_flag(status)
+    status.set_defaults(handler=run_status)
+
+    export = sub.add_parser("export", help="votes → a preference dataset version (majority rule)",
+                            description="Aggregate the votes by majority into a preference dataset version "
+                            "(prompt/chosen/rejected) that DPO trains on. Ties, both-bad and unclear pairs are left "
+                            "out and counted in the card.")
+    export.add_argument("id", help="campaign id")
+    export.add_argument("--name", default="", help="dataset name (default: labels-<campaign name>)")
+    export.add_argument("--min-votes", type=int, default=1, help="votes the winner needs at least (default: 1)")
+    export.add_argument("--min-agreement", type=float, default=0.5,
+                        help="share of a pair's votes the winner needs at least (default: 0.5)")
+    export.add_argument("--val-fraction", type=float, default=0.0, help="hold out this share as validation")
+    export.add_argument("--push", metavar="OWNER/NAME", help="also push the version to the Hub (HF_TOKEN)")
+    add_json_flag(export)
+    export.set_defaults(handler=run_export)
+
+    board = sub.add_parser("leaderboard", help="Bradley–Terry ratings with 95% intervals and win rates",
+                           description="Bradley–Terry ratings of the sources (Elo scale, mean 1000) with bootstrap "
+                           "95% intervals, and the win-rate matrix.")
+    board.add_argument("id", help="campaign id")
+    add_json_flag(board)
+    board.set_defaults(handler=run_leaderboard)
+
+    for name, text in (("open", "serve a closed campaign's pairs again"), ("close", "stop serving pairs"),
+                       ("resume", "finish generating a failed campaign's missing responses"),
+                       ("wandb", "log progress, agreement, ratings and the pairs table to W&B")):
+        cmd = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        cmd.add_argument("id", help="campaign id")
+        if name == "wandb":
+            cmd.add_argument("--project", default="lab", help="W&B project (default: lab, as runs)")
+        add_json_flag(cmd)
+        cmd.set_defaults(handler=run_wandb if name == "wandb" else run_set_status, status=name)
+
+    user = sub.add_parser("user", help="accounts: add or list labelers and admins",
+                          description="Accounts for sign-in. When the app starts with at least one account, "
+                          "everyone signs in; labelers see only the labeling page.")
+    user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_sub.add_parser("add", help="add an account", description="Add an account. The password comes from "
+                              "--password-env (the name of an environment variable) or is asked for.")
+    add.add_argument("name")
+    add.add_argument("--role", choices=("labeler", "admin"), default="labeler")
+    add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    add_json_flag(add)
+    add.set_defaults(handler=run_user_add)
+    lst = user_sub.add_parser("list", help="list accounts", description="List accounts (never passwords).")
+    add_json_flag(lst)
+    lst.set_defaults(handler=run_user_list)
+
+
+def progress_line(campaign) -> str:
+    return (f"{campaign.id}  {campaign.status:<10} {campaign.name}  responses {campaign.generated}/"
+            f"{campaign.to_generate}" + (f"  error: {campaign.error}" if campaign.error else ""))
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from lab.label.campaigns import create_campaign, get_campaign
+
+    campaign = create_campaign(from_arguments(CampaignConfig, args))
+    say(f"created {campaign.id} ({campaign.status})")
+    while args.wait and campaign.status == "generating":
+        time.sleep(1)
+        campaign = get_campaign(campaign.id)
+        say(progress_line(campaign))
+    emit(args, campaign.summary(), lambda: print(campaign.id))
+    return 0 if campaign.status != "failed" else 1
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from lab.label.campaigns import get_campaign, list_campaigns, reconcile
+    from lab.label.results import agreement
+    from lab.store import Store
+
+    reconcile()
+    if not args.id:
+        campaigns = list_campaigns()
+        emit(args, [c.summary() for c in campaigns],
+             lambda: print("\n".join(progress_line(c) for c in campaigns) or "no campaigns yet: python -m lab label "
+                           "create --sources tiny,run:<id>"))
+        return 0
+    campaign = get_campaign(args.id)
+    counts = Store().query("SELECT COUNT(*) AS pairs, SUM(votes_wanted) AS wanted, SUM(ready) AS ready, "
+                           "(SELECT COUNT(*) FROM votes WHERE campaign_id = :c) AS votes FROM pairs "
+                           "WHERE campaign_id = :c", {"c": campaign.id})[0]
+    document = {**campaign.summary(), **counts, "agreement": agreement(campaign.id)}
+
+    def human() -> None:
+        print(progress_line(campaign))
+        print(f"pairs {counts['pairs']} (ready {counts['ready']}), votes {counts['votes']}/{counts['wanted']}")
+        report = document["agreement"]
+        for key in ("fleiss_kappa", "krippendorff_alpha", "cohen_kappa", "pairwise_agreement"):
+            if report[key] is not None:
+                print(f"{key}: {report[key]:.3f}")
+        for row in report["per_labeler"]:
+            print(f"  {row['labeler']:<16} votes {row['votes']:<5} agreement {row['agreement_with_others']}  gold "
+                  f"{row['gold_accuracy']}  left {row['left_rate']}" + ("  POSITION BIAS" if row["position_bias_flagged"]
+                                                                         else ""))
+
+    emit(args, document, human)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from lab.label.results import export_preferences
+
+    version = export_preferences(args.id, name=args.name, min_votes=args.min_votes, min_agreement=args.min_agreement,
+                                 val_fraction=args.val_fraction)
+    document = {"ref": version.ref, "rows": version.rows, "card": version.card}
+    if args.push:
+        from lab.data.versions import push_to_hub
+
+        document["url"] = push_to_hub(version, args.push)
+    emit(args, document, lambda: print(version.ref))
+    say(f"train DPO on it: python -m lab train recipes/dpo-from-labels.yaml --set dataset={version.ref} "
+        "--set model=run:<SFT run id>")
+    return 0
+
+
+def run_leaderboard(args: argparse.Namespace) -> int:
+    from lab.label.results import leaderboard
+
+    board = leaderboard(args.id)
+
+    def human() -> None:
+        for r in board["ratings"]:
+            print(f"{r['source']:<40} {r['rating']:7.1f}  [{r['low']}, {r['high']}]  {r['comparisons']} comparisons")
+
+    emit(args, board, human)
+    return 0
+
+
+def run_set_status(args: argparse.Namespace) -> int:
+    from lab.label.campaigns import set_status
+
+    target = {"open": "open", "close": "closed", "resume": "generating"}[args.status]
+    campaign = set_status(args.id, target)
+    emit(args, campaign.summary(), lambda: print(progress_line(campaign)))
+    return 0
+
+
+def run_wandb(args: argparse.Namespace) -> int:
+    from lab.label.report import log_to_wandb
+
+    result = log_to_wandb(args.id, project=args.project)
+    emit(args, result, lambda: print(result["url"] or f"offline: wandb sync {result['offline_dir']}"))
+    return 0
+
+
+def run_user_add(args: argparse.Namespace) -> int:
+    from lab.label.accounts import add_account
+
+    password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
+    who = add_account(args.name, args.role, password)
+    emit(args, {"name": who.name, "role": who.role}, lambda: print(f"{who.name} ({who.role})"))
+    say("restart the app for sign-in to take effect if this is the first account")
+    return 0
+
+
+def run_user_list(args: argparse.Namespace) -> int:
+    from lab.label.accounts import list_accounts
+
+    accounts = list_accounts()
+    emit(args, accounts, lambda: print("\n".join(f"{a['name']:<20} {a['role']}" for a in accounts) or "no accounts"))
+    return 0

@@ -1,0 +1,96 @@
+"""Labeler and admin accounts: names, roles and salted PBKDF2 password hashes in the store.
+
+Sign-in is Gradio's own login page, switched on when the app starts with at least one account; with
+none, the app is a single-user local tool and whoever opens it is the admin. Roles are checked on the
+server in every labeling handler, not only by hiding tabs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from lab.errors import LabError
+from lab.home import Home, lab_home
+from lab.store import Store
+
+ROLES = ("admin", "labeler")
+ITERATIONS = 200_000
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+LOCAL = "local"  # the identity of everyone when sign-in is off
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def hash_password(password: str, *, salt: str | None = None) -> str:
+    salt = salt or secrets.token_hex(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), ITERATIONS).hex()
+    return f"pbkdf2_sha256${ITERATIONS}${salt}${digest}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    _, iterations, salt, digest = stored.split("$")
+    candidate = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), int(iterations)).hex()
+    return hmac.compare_digest(candidate, digest)
+
+
+def add_account(name: str, role: str, password: str, *, home: Home | None = None) -> Identity:
+    from lab.train.runner import now
+
+    if not NAME.match(name or ""):
+        raise LabError(f"Account name '{name}' is not allowed: letters, digits, '_', '.', '@', '-' (at most 64).")
+    if role not in ROLES:
+        raise LabError(f"Role must be admin or labeler, not '{role}'.")
+    if len(password or "") < 8:
+        raise LabError("Choose a password of at least 8 characters.")
+    store = Store(home or lab_home())
+    with store.write() as conn:
+        if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+            raise LabError(f"An account named {name} exists already.")
+        conn.execute("INSERT INTO accounts (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                     (name, role, hash_password(password), now()))
+    return Identity(name, role)
+
+
+def verify(name: str, password: str, *, home: Home | None = None) -> bool:
+    rows = Store(home or lab_home()).query("SELECT password_hash FROM accounts WHERE name = ?", (name,))
+    return bool(rows) and check_password(password, rows[0]["password_hash"])
+
+
+def role_of(name: str, *, home: Home | None = None) -> str | None:
+    rows = Store(home or lab_home()).query("SELECT role FROM accounts WHERE name = ?", (name,))
+    return rows[0]["role"] if rows else None
+
+
+def list_accounts(*, home: Home | None = None) -> list[dict[str, str]]:
+    return Store(home or lab_home()).query("SELECT name, role, created_at FROM accounts ORDER BY role, name")
+
+
+def sign_in_required(home: Home | None = None) -> bool:
+    return bool(Store(home or lab_home()).query("SELECT 1 FROM accounts LIMIT 1"))
+
+
+def identify(username: str | None, *, sign_in: bool, home: Home | None = None) -> Identity:
+    """Who is calling: the signed-in account, or the local admin when the app runs without sign-in."""
+    if not sign_in:
+        return Identity(LOCAL, "admin")
+    role = role_of(username, home=home) if username else None
+    if role is None:
+        raise LabError("Sign in first: this lab requires an account.")
+    return Identity(username, role)
+
+
+def require_admin(who: Identity) -> None:
+    if not who.is_admin:
+        raise LabError(f"{who.name} is a labeler: only an admin may do this.")

@@ -1,0 +1,66 @@
+"""A campaign's human judgements in W&B, in the same project as the runs they compare: progress,
+agreement, ratings per source and a table of every pair with its votes. Offline (kept under
+LAB_HOME/campaigns/<id>/wandb, ``wandb sync`` later) unless WANDB_API_KEY is set."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+from lab.home import Home, lab_home
+from lab.label.campaigns import get_campaign
+from lab.label.results import agreement, campaign_votes, leaderboard
+from lab.store import Store
+
+
+def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = None) -> dict[str, Any]:
+    import wandb
+
+    home = home or lab_home()
+    campaign = get_campaign(campaign_id, home)
+    folder = home.root / "campaigns" / campaign.id
+    folder.mkdir(parents=True, exist_ok=True)
+    online = bool(os.environ.get("WANDB_API_KEY"))
+    run = wandb.init(project=project, name=f"labels-{campaign.name}", job_type="labeling", dir=str(folder),
+                     mode="online" if online else "offline", config={"campaign": campaign.id, **campaign.config},
+                     reinit="finish_previous")
+    try:
+        report = agreement(campaign.id, home=home)
+        board = leaderboard(campaign.id, home=home)
+        store = Store(home)
+        progress = store.query("SELECT COUNT(*) AS votes, (SELECT SUM(votes_wanted) FROM pairs WHERE campaign_id = ?) "
+                               "AS wanted FROM votes WHERE campaign_id = ?", (campaign.id, campaign.id))[0]
+        scalars = {k: report[k] for k in ("votes", "labelers", "fleiss_kappa", "krippendorff_alpha",
+                                          "pairwise_agreement", "cohen_kappa") if report[k] is not None}
+        scalars["left_rate"] = report["position_bias"]["a_rate"]
+        scalars["completion"] = progress["votes"] / max(progress["wanted"] or 1, 1)
+        for rating in board["ratings"]:
+            scalars[f"rating/{rating['source']}"] = rating["rating"]
+        run.log(scalars)
+        run.log({"ratings": wandb.Table(columns=["source", "rating", "low", "high", "comparisons"],
+                                        data=[[r["source"], r["rating"], r["low"], r["high"], r["comparisons"]]
+                                              for r in board["ratings"]]),
+                 "pairs": pairs_table(campaign.id, store, wandb)})
+        return {"campaign": campaign.id, "url": run.url if online else None,
+                "offline_dir": None if online else str(run.dir).removesuffix("/files")}
+    finally:
+        run.finish()
+
+
+def pairs_table(campaign_id: str, store: Store, wandb: Any):
+    votes: dict[int, list[str]] = defaultdict(list)
+    for vote in campaign_votes(campaign_id, store.home):
+        votes[vote["pair_id"]].append(f"{vote['labeler']}: {vote['outcome']}")
+    texts = {(r["prompt_idx"], r["source"]): r["text"] for r in
+             store.query("SELECT prompt_idx, source, text FROM responses WHERE campaign_id = ?", (campaign_id,))}
+    prompts = {r["idx"]: json.loads(r["prompt"])[-1]["content"] for r in
+               store.query("SELECT idx, prompt FROM campaign_prompts WHERE campaign_id = ?", (campaign_id,))}
+    rows = []
+    for pair in store.query("SELECT * FROM pairs WHERE campaign_id = ? ORDER BY id", (campaign_id,)):
+        i = pair["prompt_idx"]
+        rows.append([pair["id"], prompts.get(i, ""), pair["source_1"], texts.get((i, pair["source_1"]), ""),
+                     pair["source_2"], texts.get((i, pair["source_2"]), ""), "; ".join(votes.get(pair["id"], []))])
+    return wandb.Table(columns=["pair", "prompt", "source_1", "response_1", "source_2", "response_2", "votes"],
+                       data=rows)

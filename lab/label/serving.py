@@ -1,0 +1,145 @@
+"""Serving pairs to labelers and recording their votes, safely under concurrency.
+
+A served pair is a *lease*: a random token bound to one labeler and one pair, with the side each
+source is shown on drawn at random. The labeler's page holds only the token, so which model wrote
+which answer never leaves the server. Every serve and vote is one ``BEGIN IMMEDIATE`` transaction:
+two labelers voting at the same moment are serialised by SQLite, a labeler can vote on a pair once
+(``UNIQUE (pair_id, labeler)``), and a pair stops being served once its votes plus the leases out on
+it reach the votes wanted. A reload shows the same leased pair again; an expired lease frees the pair
+for someone else, but a late vote on it is still counted (a vote is never lost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lab.errors import LabError
+from lab.home import Home, lab_home
+from lab.store import Store
+
+LEASE_S = 600.0
+CHOICES = ("a", "b", "tie", "both_bad")
+
+
+@dataclass
+class Served:
+    token: str
+    campaign_id: str
+    prompt: list[dict[str, str]]
+    left: str  # response texts only: the page never learns which source wrote which
+    right: str
+
+
+@dataclass
+class Progress:
+    mine: int  # votes this labeler gave in the campaign
+    available: int  # pairs this labeler could still be served
+    votes: int  # all votes in the campaign (gold included)
+    wanted: int  # votes wanted in all
+
+
+def order_salt(labeler: str) -> int:
+    """Each labeler walks the pairs in their own order, so concurrent labelers spread over different pairs."""
+    return int(hashlib.sha256(labeler.encode()).hexdigest()[:6], 16)
+
+
+def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served | None:
+    """The pair this labeler should see now (their open lease if any), or None when nothing is left for them."""
+    store = Store(home or lab_home())
+    now = time.time()
+    with store.write() as conn:
+        status = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        if status is None:
+            raise LabError(f"No campaign '{campaign_id}'.")
+        if status["status"] not in ("generating", "open"):
+            return None
+        lease = conn.execute("SELECT l.token, l.pair_id, l.left_source FROM leases l JOIN pairs p ON p.id = l.pair_id "
+                             "WHERE l.labeler = ? AND p.campaign_id = ? AND l.expires_at > ?",
+                             (labeler, campaign_id, now)).fetchone()
+        if lease is None:
+            pair = conn.execute(
+                """SELECT p.id, p.source_1, p.source_2,
+                          (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id) AS n_votes
+                   FROM pairs p
+                   WHERE p.campaign_id = ? AND p.ready = 1
+                     AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.labeler = ?)
+                     AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = ?)
+                     AND (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id)
+                       + (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > ?) < p.votes_wanted
+                   ORDER BY n_votes DESC, (p.id * 7919 + ?) % 10007
+                   LIMIT 1""", (campaign_id, labeler, labeler, now, order_salt(labeler))).fetchone()
+            if pair is None:
+                return None
+            left = secrets.choice([pair["source_1"], pair["source_2"]])
+            token = secrets.token_urlsafe(18)
+            conn.execute("DELETE FROM leases WHERE pair_id = ? AND labeler = ?", (pair["id"], labeler))
+            conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?)",
+                         (token, pair["id"], labeler, left, now, now + LEASE_S))
+            lease = {"token": token, "pair_id": pair["id"], "left_source": left}
+        return served(conn, campaign_id, lease)
+
+
+def served(conn: Any, campaign_id: str, lease: Any) -> Served:
+    pair = conn.execute("SELECT prompt_idx, source_1, source_2 FROM pairs WHERE id = ?", (lease["pair_id"],)).fetchone()
+    right_source = pair["source_2"] if lease["left_source"] == pair["source_1"] else pair["source_1"]
+    prompt = conn.execute("SELECT prompt FROM campaign_prompts WHERE campaign_id = ? AND idx = ?",
+                          (campaign_id, pair["prompt_idx"])).fetchone()["prompt"]
+    texts = {r["source"]: r["text"] for r in conn.execute(
+        "SELECT source, text FROM responses WHERE campaign_id = ? AND prompt_idx = ?", (campaign_id, pair["prompt_idx"]))}
+    return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], texts[right_source])
+
+
+def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home | None = None) -> bool:
+    """Record ``choice`` (a = the left answer is better, b = the right, tie, both_bad) for the leased pair.
+    Returns False when the vote was already counted (a double click), raises for a token that is not theirs."""
+    from lab.train.runner import now as timestamp
+
+    if choice not in CHOICES:
+        raise LabError(f"A vote is one of {', '.join(CHOICES)}, not '{choice}'.")
+    store = Store(home or lab_home())
+    with store.write() as conn:
+        lease = conn.execute("SELECT l.*, p.campaign_id, p.source_1, p.source_2 FROM leases l JOIN pairs p ON "
+                             "p.id = l.pair_id WHERE l.token = ?", (token,)).fetchone()
+        if lease is None:
+            return False  # voted already (or skipped): the vote that used the token is the one kept
+        if lease["labeler"] != labeler:
+            raise LabError("This pair was served to another labeler; reload to get your own.")
+        left = lease["left_source"]
+        right = lease["source_2"] if left == lease["source_1"] else lease["source_1"]
+        winner = {"a": left, "b": right}.get(choice)
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO votes (pair_id, campaign_id, labeler, choice, winner, left_source, comment, seconds, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (lease["pair_id"], lease["campaign_id"], labeler, choice, winner, left, (comment or "").strip()[:2000],
+             round(time.time() - lease["served_at"], 3), timestamp())).rowcount
+        conn.execute("DELETE FROM leases WHERE token = ?", (token,))
+    return bool(inserted)
+
+
+def skip(token: str, labeler: str, *, home: Home | None = None) -> None:
+    """Not this pair, for this labeler: it goes back to the others."""
+    store = Store(home or lab_home())
+    with store.write() as conn:
+        lease = conn.execute("SELECT pair_id, labeler FROM leases WHERE token = ?", (token,)).fetchone()
+        if lease is None or lease["labeler"] != labeler:
+            return
+        conn.execute("INSERT OR IGNORE INTO skips VALUES (?, ?)", (lease["pair_id"], labeler))
+        conn.execute("DELETE FROM leases WHERE token = ?", (token,))
+
+
+def progress(campaign_id: str, labeler: str, *, home: Home | None = None) -> Progress:
+    row = Store(home or lab_home()).query(
+        """SELECT (SELECT COUNT(*) FROM votes WHERE campaign_id = :c AND labeler = :l) AS mine,
+                  (SELECT COUNT(*) FROM pairs p WHERE p.campaign_id = :c AND p.ready = 1
+                     AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.labeler = :l)
+                     AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = :l)
+                     AND (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id) < p.votes_wanted) AS available,
+                  (SELECT COUNT(*) FROM votes WHERE campaign_id = :c) AS votes,
+                  (SELECT COALESCE(SUM(votes_wanted), 0) FROM pairs WHERE campaign_id = :c) AS wanted""",
+        {"c": campaign_id, "l": labeler})[0]
+    return Progress(**row)
