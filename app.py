@@ -1,4 +1,4 @@
-"""Start the fine-tuning lab's web app: ``python app.py [--host H] [--port P] [--share]``."""
+"""Start the fine-tuning lab's web app: ``python app.py [--host H] [--port P]``."""
 
 from lab.ui.app import main
 

@@ -278,7 +278,8 @@ class CampaignConfig:
                           "text file path, or pasted text with one prompt per line.")
     prompts_split: str = option("validation", "Split of the dataset version to take prompts from.",
                                 choices=("train", "validation"))
-    max_prompts: int = option(20, "Use at most this many prompts (the first ones; 0 = all).")
+    max_prompts: int = option(20, "Use at most this many prompts (the first ones; 0 = all). A responses file is "
+                              "used whole.")
     sources: str = option("tiny", "Comma-separated models that answer: 'tiny', run:<id> (a run's final model or "
                           "adapter), a local path or a hub id. Two or more, unless a responses file gives them.")
     responses_file: str = option("", "Optional JSONL/CSV of ready responses: a 'prompt' column and one column per "

@@ -210,9 +210,6 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
     else:
         prompts = load_prompts(cfg, home)
     models = cfg.source_list()
-    if cfg.responses_file and cfg.max_prompts:
-        prompts = prompts[:cfg.max_prompts]
-        file_responses = {k: v[:cfg.max_prompts] for k, v in file_responses.items()}
     names = models + list(file_responses)
     if len(set(names)) != len(names):
         raise LabError(f"Source names must be unique: {', '.join(names)}.")

@@ -2,9 +2,14 @@
 
 Run it::
 
-    python app.py                       # http://127.0.0.1:7860
+    python app.py                       # http://127.0.0.1:7860 (labelers: http://127.0.0.1:7860/label/)
     python app.py --host 0.0.0.0 --port 8080
     LAB_HOME=/data/lab LAB_PORT=8080 python app.py
+
+Two Gradio apps share one server: the full lab at ``/`` and the labeling page alone at ``/label``. With
+no accounts in the store the lab is a local single-user tool and both are open; once accounts exist
+(``python -m lab label user add``), both ask to sign in when the app starts: ``/`` admits admins only,
+``/label`` any account.
 
 Heavy libraries (torch, transformers, trl) are imported inside handlers, never here, so the
 app starts in a few seconds.
@@ -21,7 +26,8 @@ from typing import Sequence
 import gradio as gr
 
 from lab.home import Home, lab_home
-from lab.ui import data_tab, train_tab
+from lab.label.accounts import role_of, sign_in_required, verify
+from lab.ui import data_tab, label_tab, train_tab
 from lab.ui.placeholder import PLANNED, build_placeholder
 
 TITLE = "Fine-tuning lab"
@@ -40,19 +46,21 @@ CSS = """
 TAB_ORDER = ("Data", "Train", "Compare", "Label", "Eval")
 
 
-def build_app(home: Home | str | os.PathLike | None = None) -> gr.Blocks:
+def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = False) -> gr.Blocks:
     """The app's Blocks, reading and writing under ``home`` (default: ``$LAB_HOME`` or ./lab_home)."""
     home = home if isinstance(home, Home) else lab_home(home)
     planned = {plan.title: plan for plan in PLANNED}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             for title in TAB_ORDER:
                 with gr.Tab(title, id=title.lower()):
                     if title == "Data":
                         data_tab.build(home)
                     elif title == "Train":
-                        train_tab.build(home)
+                        train_ui = train_tab.build(home)
+                    elif title == "Label":
+                        label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
                     else:
                         build_placeholder(planned[title])
     demo.queue(default_concurrency_limit=4)
@@ -65,28 +73,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="Address to listen on (env LAB_HOST; default 127.0.0.1, only this machine).")
     parser.add_argument("--port", type=int, default=int(os.environ.get("LAB_PORT", "7860")),
                         help="Port to listen on (env LAB_PORT; default 7860).")
-    parser.add_argument("--share", action="store_true",
-                        help="Also open a temporary public gradio.live link (off by default).")
     parser.add_argument("--home", default=None, help="Lab home folder (default: $LAB_HOME or ./lab_home).")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = lab_home(args.home)
-    demo = build_app(home)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
+    sign_in = sign_in_required(home)
+    common = dict(
         allowed_paths=[str(home.exports)],
         ssr_mode=False,
         run_history=False,  # the lab keeps its own records; no copies of dataset rows in the browser
         footer_links=["api"],
         css=CSS,
         theme=gr.themes.Soft(),
+        head=label_tab.SHORTCUTS,
     )
+    app = FastAPI()
+    gr.mount_gradio_app(app, label_tab.labeling_app(home, sign_in), "/label",
+                        auth=(lambda user, password: verify(user, password, home=home)) if sign_in else None,
+                        auth_message="Sign in to label.", **common)
+    gr.mount_gradio_app(app, build_app(home, sign_in=sign_in), "/",
+                        auth=(lambda user, password: verify(user, password, home=home)
+                              and role_of(user, home=home) == "admin") if sign_in else None,
+                        auth_message="Admins sign in here; labelers sign in at /label/.", **common)
+    print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/"
+          f"{'; sign-in required' if sign_in else ''})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

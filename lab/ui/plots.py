@@ -109,6 +109,8 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
     title = f"VRAM estimate: {gib.get('total', sum(parts.values())):.2f} GiB (worst case at max_length)"
     if measured is not None:
         title += f" · measured peak {measured:.2f} GiB"
+        fig.add_vline(x=measured, line_dash="dash", line_color=COLORS["rejected"],
+                      annotation_text="measured peak", annotation_position="top")
     fig.update_layout(**{**LAYOUT, "height": 260}, title=title, xaxis_title="GiB")
     return fig
 
@@ -139,3 +141,36 @@ def run_curves(rows: Sequence[Mapping[str, Any]]) -> dict[str, go.Figure]:
     aux.update_layout(**LAYOUT, title="Learning rate, grad norm, throughput (click the legend to show more)",
                       xaxis_title="step")
     return {"loss": loss, "aux": aux}
+
+
+def ratings_plot(ratings: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Bradley–Terry ratings (mean 1000) with their bootstrap 95% intervals, best on top."""
+    if not ratings:
+        return empty_figure("No decided votes yet: the leaderboard appears with the first votes.")
+    rows = list(reversed(ratings))
+    fig = go.Figure(go.Scatter(
+        x=[r["rating"] for r in rows], y=[r["source"] for r in rows], mode="markers",
+        marker=dict(size=11, color=COLORS["prompt"]),
+        error_x=dict(type="data", symmetric=False,
+                     array=[(r["high"] - r["rating"]) if r["high"] is not None else 0 for r in rows],
+                     arrayminus=[(r["rating"] - r["low"]) if r["low"] is not None else 0 for r in rows]),
+        text=[f"{r['comparisons']} comparisons" for r in rows], hovertemplate="%{y}: %{x:.0f} (%{text})"))
+    fig.add_vline(x=1000, line_dash="dot", line_color="gray")
+    fig.update_layout(**{**LAYOUT, "height": 120 + 40 * len(rows)}, title="Bradley–Terry rating (95% interval)",
+                      xaxis_title="rating (mean 1000)")
+    return fig
+
+
+def win_matrix_plot(models: Sequence[str], rates: Sequence[Sequence[float | None]],
+                    counts: Sequence[Sequence[int]]) -> go.Figure:
+    """How often the row source beat the column source (ties count half), with the number of votes."""
+    if not models:
+        return empty_figure("No decided votes yet.")
+    text = [[f"{r:.0%}<br>{n} votes" if r is not None else "" for r, n in zip(rate_row, count_row)]
+            for rate_row, count_row in zip(rates, counts)]
+    fig = go.Figure(go.Heatmap(z=[[r if r is not None else None for r in row] for row in rates], x=list(models),
+                               y=list(models), zmin=0, zmax=1, colorscale="RdBu", text=text, texttemplate="%{text}",
+                               hovertemplate="%{y} beat %{x}: %{z:.0%}<extra></extra>"))
+    fig.update_layout(**{**LAYOUT, "height": 160 + 50 * len(models)}, title="Win rate of row over column",
+                      yaxis_autorange="reversed")
+    return fig
