@@ -280,7 +280,7 @@ class CampaignConfig:
                                 choices=("train", "validation"))
     max_prompts: int = option(20, "Use at most this many prompts (the first ones; 0 = all). A responses file is "
                               "used whole.")
-    sources: str = option("tiny", "Comma-separated models that answer: 'tiny', run:<id> (a run's final model or "
+    sources: str = option("", "Comma-separated models that answer: 'tiny', run:<id> (a run's final model or "
                           "adapter), a local path or a hub id. Two or more, unless a responses file gives them.")
     responses_file: str = option("", "Optional JSONL/CSV of ready responses: a 'prompt' column and one column per "
                                  "source (the column name is the source's name).")

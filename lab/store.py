@@ -7,6 +7,7 @@ edit a migration that has shipped: add a new one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -73,7 +74,8 @@ MIGRATIONS: list[str] = [
         pid          INTEGER,
         error        TEXT,
         generated    INTEGER NOT NULL DEFAULT 0,
-        to_generate  INTEGER NOT NULL DEFAULT 0
+        to_generate  INTEGER NOT NULL DEFAULT 0,
+        votes_wanted INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE campaign_prompts (
         campaign_id  TEXT NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
@@ -96,9 +98,11 @@ MIGRATIONS: list[str] = [
         source_2      TEXT NOT NULL,
         gold          TEXT,
         votes_wanted  INTEGER NOT NULL,
+        remaining     INTEGER NOT NULL,
+        rank          INTEGER NOT NULL,
         ready         INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX pairs_campaign ON pairs (campaign_id, ready);
+    CREATE INDEX pairs_serve ON pairs (campaign_id, remaining, rank, ready);
     CREATE TABLE leases (
         token        TEXT PRIMARY KEY,
         pair_id      INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
@@ -131,7 +135,14 @@ MIGRATIONS: list[str] = [
 ]
 
 _lock = threading.Lock()
+_local = threading.local()
 _migrated: set[Path] = set()
+_writer_locks: dict[Path, threading.Lock] = {}
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    with _lock:
+        return _writer_locks.setdefault(path, threading.Lock())
 
 
 class Store:
@@ -146,16 +157,28 @@ class Store:
                 self._migrate()
                 _migrated.add(self.path)
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    def _connect(self) -> sqlite3.Connection:
+        """This thread's connection to the store, opened once: a web request makes several small queries, and
+        opening a connection (with its pragmas) costs about as much as one of them. Never shared across threads
+        or carried over a fork."""
+        key = (os.getpid(), self.path)
+        cached = getattr(_local, "connections", None)
+        if cached is None:
+            cached = _local.connections = {}
+        if key not in cached:
+            cached[key] = self._open()
+        return cached[key]
+
     def _migrate(self) -> None:
-        conn = self._connect()
+        conn = self._open()
         try:
             conn.execute("BEGIN IMMEDIATE")
             current = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -172,24 +195,25 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed whole or not at all (BEGIN IMMEDIATE takes the write lock up front)."""
+        """One transaction: committed whole or not at all (BEGIN IMMEDIATE takes the write lock up front).
+
+        Writers of one process queue on a lock first: SQLite's own busy handler retries with sleeps of up to
+        100 ms, which under many concurrent web requests (labelers voting) turns into multi-second tails."""
+        with _writer_lock(self.path):
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
             yield conn
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        finally:
-            conn.close()
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
-        conn = self._connect()
-        try:
-            return [dict(row) for row in conn.execute(sql, params).fetchall()]
-        finally:
-            conn.close()
+        return [dict(row) for row in self._connect().execute(sql, params).fetchall()]
 
     def schema_version(self) -> int:
         return self.query("PRAGMA user_version")[0]["user_version"]

@@ -48,6 +48,8 @@ def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "config", timeout=2) as response:
             return response.status == 200
+    except urllib.error.HTTPError as err:
+        return err.code == 401  # up, with sign-in on
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
 

@@ -99,12 +99,13 @@ def test_bad_config_value_is_named(tmp_path):
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "check"], ["data", "import"], ["data", "list"],
                                      ["data", "show"], ["data", "export"], ["data", "delete"], ["data", "push"],
-                                     ["serve"], ["train"], ["runs"], ["label"], ["compare"], ["eval"]])
+                                     ["serve"], ["train"], ["runs"], ["label"], ["label", "create"], ["label", "export"],
+                                     ["label", "user", "add"], ["compare"], ["eval"]])
 def test_every_command_has_help(tmp_path, command):
     result = lab(*command, "--help", home=tmp_path)
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
 def test_planned_commands_say_so(tmp_path):
-    result = lab("label", "--json", home=tmp_path)
-    assert result.returncode != 0 and "not built yet (issue 5)" in as_json(result)["error"]
+    result = lab("compare", "--json", home=tmp_path)
+    assert result.returncode != 0 and "not built yet (issue 6)" in as_json(result)["error"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class Campaign:
     error: str | None = None
     generated: int = 0
     to_generate: int = 0
+    votes_wanted: int = 0
 
     @property
     def campaign_config(self) -> CampaignConfig:
@@ -227,27 +229,32 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
     campaign_id = new_id()
     name = cfg.name or f"campaign-{campaign_id}"
     status = "generating" if models else "open"
+    # Pairs are served in a random order fixed at creation (gold mixed in), most-voted first: see serving.
+    n_pairs = len(prompts) * len(names) * (len(names) - 1) // 2 + len(gold)
+    ranks = iter(random.Random(campaign_id).sample(range(n_pairs), n_pairs))
     with Store(home).write() as conn:
-        conn.execute("INSERT INTO campaigns (id, name, status, config, sources, created_at, to_generate) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO campaigns (id, name, status, config, sources, created_at, to_generate, votes_wanted) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (campaign_id, name, status, dumps(asdict(cfg)), dumps(sources), now(),
-                      len(models) * len(prompts)))
+                      len(models) * len(prompts), n_pairs * cfg.votes_per_pair))
         for idx, prompt in enumerate(prompts):
             conn.execute("INSERT INTO campaign_prompts VALUES (?, ?, ?)", (campaign_id, idx, dumps(prompt)))
             for source, texts in file_responses.items():
                 conn.execute("INSERT INTO responses VALUES (?, ?, ?, ?)", (campaign_id, idx, source, texts[idx]))
             for first, second in itertools.combinations(names, 2):
                 ready = int(first in file_responses and second in file_responses)
-                conn.execute("INSERT INTO pairs (campaign_id, prompt_idx, source_1, source_2, votes_wanted, ready) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (campaign_id, idx, first, second, cfg.votes_per_pair, ready))
+                conn.execute("INSERT INTO pairs (campaign_id, prompt_idx, source_1, source_2, votes_wanted, remaining, "
+                             "rank, ready) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             (campaign_id, idx, first, second, cfg.votes_per_pair, cfg.votes_per_pair, next(ranks),
+                              ready))
         for offset, pair in enumerate(gold):
             idx = len(prompts) + offset
             conn.execute("INSERT INTO campaign_prompts VALUES (?, ?, ?)", (campaign_id, idx, dumps(pair["prompt"])))
             conn.execute("INSERT INTO responses VALUES (?, ?, ?, ?)", (campaign_id, idx, "gold-a", pair["a"]))
             conn.execute("INSERT INTO responses VALUES (?, ?, ?, ?)", (campaign_id, idx, "gold-b", pair["b"]))
-            conn.execute("INSERT INTO pairs (campaign_id, prompt_idx, source_1, source_2, gold, votes_wanted, ready) "
-                         "VALUES (?, ?, 'gold-a', 'gold-b', ?, ?, 1)",
-                         (campaign_id, idx, pair["answer"], cfg.votes_per_pair))
+            conn.execute("INSERT INTO pairs (campaign_id, prompt_idx, source_1, source_2, gold, votes_wanted, remaining, "
+                         "rank, ready) VALUES (?, ?, 'gold-a', 'gold-b', ?, ?, ?, ?, 1)",
+                         (campaign_id, idx, pair["answer"], cfg.votes_per_pair, cfg.votes_per_pair, next(ranks)))
     if models and start:
         launch_generation(campaign_id, home)
     return get_campaign(campaign_id, home)

@@ -11,7 +11,6 @@ for someone else, but a late vote on it is still counted (a vote is never lost).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -43,11 +42,6 @@ class Progress:
     wanted: int  # votes wanted in all
 
 
-def order_salt(labeler: str) -> int:
-    """Each labeler walks the pairs in their own order, so concurrent labelers spread over different pairs."""
-    return int(hashlib.sha256(labeler.encode()).hexdigest()[:6], 16)
-
-
 def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served | None:
     """The pair this labeler should see now (their open lease if any), or None when nothing is left for them."""
     store = Store(home or lab_home())
@@ -62,17 +56,16 @@ def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Se
                              "WHERE l.labeler = ? AND p.campaign_id = ? AND l.expires_at > ?",
                              (labeler, campaign_id, now)).fetchone()
         if lease is None:
+            # Walk the index in order (fewest votes still wanted first, then the campaign's random rank) and
+            # stop at the first pair this labeler may take: finishing pairs early gives agreement numbers soon.
             pair = conn.execute(
-                """SELECT p.id, p.source_1, p.source_2,
-                          (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id) AS n_votes
-                   FROM pairs p
-                   WHERE p.campaign_id = ? AND p.ready = 1
+                """SELECT p.id, p.source_1, p.source_2 FROM pairs p
+                   WHERE p.campaign_id = ? AND p.remaining > 0 AND p.ready = 1
                      AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.labeler = ?)
                      AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = ?)
-                     AND (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id)
-                       + (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > ?) < p.votes_wanted
-                   ORDER BY n_votes DESC, (p.id * 7919 + ?) % 10007
-                   LIMIT 1""", (campaign_id, labeler, labeler, now, order_salt(labeler))).fetchone()
+                     AND (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > ?) < p.remaining
+                   ORDER BY p.remaining, p.rank
+                   LIMIT 1""", (campaign_id, labeler, labeler, now)).fetchone()
             if pair is None:
                 return None
             left = secrets.choice([pair["source_1"], pair["source_2"]])
@@ -117,6 +110,8 @@ def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (lease["pair_id"], lease["campaign_id"], labeler, choice, winner, left, (comment or "").strip()[:2000],
              round(time.time() - lease["served_at"], 3), timestamp())).rowcount
+        if inserted:
+            conn.execute("UPDATE pairs SET remaining = MAX(remaining - 1, 0) WHERE id = ?", (lease["pair_id"],))
         conn.execute("DELETE FROM leases WHERE token = ?", (token,))
     return bool(inserted)
 
@@ -135,11 +130,12 @@ def skip(token: str, labeler: str, *, home: Home | None = None) -> None:
 def progress(campaign_id: str, labeler: str, *, home: Home | None = None) -> Progress:
     row = Store(home or lab_home()).query(
         """SELECT (SELECT COUNT(*) FROM votes WHERE campaign_id = :c AND labeler = :l) AS mine,
-                  (SELECT COUNT(*) FROM pairs p WHERE p.campaign_id = :c AND p.ready = 1
-                     AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.labeler = :l)
-                     AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = :l)
-                     AND (SELECT COUNT(*) FROM votes v WHERE v.pair_id = p.id) < p.votes_wanted) AS available,
+                  (SELECT COUNT(*) FROM pairs WHERE campaign_id = :c AND remaining > 0 AND ready = 1)
+                  - (SELECT COUNT(*) FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.campaign_id = :c
+                       AND v.labeler = :l AND p.remaining > 0 AND p.ready = 1)
+                  - (SELECT COUNT(*) FROM skips s JOIN pairs p ON p.id = s.pair_id WHERE p.campaign_id = :c
+                       AND s.labeler = :l AND p.remaining > 0 AND p.ready = 1) AS available,
                   (SELECT COUNT(*) FROM votes WHERE campaign_id = :c) AS votes,
-                  (SELECT COALESCE(SUM(votes_wanted), 0) FROM pairs WHERE campaign_id = :c) AS wanted""",
+                  (SELECT votes_wanted FROM campaigns WHERE id = :c) AS wanted""",
         {"c": campaign_id, "l": labeler})[0]
     return Progress(**row)

@@ -125,18 +125,20 @@ def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
     token = gr.Textbox(visible=False)
     ui = LabelingUI(status, campaign, progress, prompt, left, right, comment, token)
     pair_outputs = [status, token, progress, prompt, left, right, comment]
+    # Voting bypasses Gradio's queue (queue=False: one plain HTTP POST per vote): the engine's transaction
+    # takes ~10 ms, and the queue's join-then-stream round trips would cost more than that.
 
     refresh.click(guarded(campaign_choices, status, ui, home, sign_in), inputs=None, outputs=[status, campaign],
                   api_name="label_campaigns")
     start.click(guarded(show_next, status, ui, home, sign_in), inputs=campaign, outputs=pair_outputs,
-                api_name="label_next")
+                api_name="label_next", queue=False)
     campaign.change(guarded(show_next, status, ui, home, sign_in), inputs=campaign, outputs=pair_outputs,
                     api_visibility="private")
     for choice, button in buttons.items():
         button.click(guarded(cast_vote, status, ui, home, sign_in, choice), inputs=[campaign, token, comment],
-                     outputs=pair_outputs, api_name=f"label_vote_{choice}", concurrency_limit=8)
+                     outputs=pair_outputs, api_name=f"label_vote_{choice}", queue=False)
     skip_btn.click(guarded(skip_pair, status, ui, home, sign_in), inputs=[campaign, token], outputs=pair_outputs,
-                   api_name="label_skip", concurrency_limit=8)
+                   api_name="label_skip", queue=False)
     return ui
 
 
@@ -232,7 +234,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
         overrides = {
             "prompts": lambda f, kw: gr.Textbox(lines=3, **kw),
             "sources": lambda f, kw: gr.Dropdown(choices=runs, multiselect=True, allow_custom_value=True,
-                                                 **{**kw, "value": ["tiny"]}),
+                                                 **{**kw, "value": []}),
         }
         form = build_form(CampaignConfig, rows=CAMPAIGN_ROWS, overrides=overrides)
         create = gr.Button("Create campaign", variant="primary")
@@ -321,7 +323,8 @@ def campaigns_table(home: Home) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     rows = []
     for c in campaigns:
         n = counts.get(c.id, {"wanted": 0, "ready": 0, "pairs": 0, "votes": 0})
-        rows.append([c.id, c.name, c.status + (f": {c.error}" if c.error else ""), f"{c.generated}/{c.to_generate}",
+        generated = f"{c.generated}/{c.to_generate}" if c.to_generate else "from file"
+        rows.append([c.id, c.name, c.status + (f": {c.error}" if c.error else ""), generated,
                      f"{n['votes']}/{n['wanted']}", f"{n['ready']}/{n['pairs']}", c.created_at])
     return pd.DataFrame(rows, columns=CAMPAIGN_HEADERS), [(f"{c.name} · {c.id}", c.id) for c in campaigns]
 
