@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_flag(export)
     export.set_defaults(handler=run_export)
 
-    board = sub.add_parser("leaderboard", help="Bradley–Terry ratings with 95% intervals and win rates",
+    board = sub.add_parser("leaderboard", help="Bradley–Terry ratings with 95%% intervals and win rates",
                            description="Bradley–Terry ratings of the sources (Elo scale, mean 1000) with bootstrap "
                            "95% intervals, and the win-rate matrix.")
     board.add_argument("id", help="campaign id")

@@ -358,7 +358,9 @@ def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
                      f"(p = {bias['p_value']:.3g}){flag}")
     if board["ratings"]:
         best = board["ratings"][0]
-        lines.append(f"Leader: **{best['source']}** ({best['rating']:.0f}, 95% interval {best['low']}–{best['high']})")
+        lines.append(f"Leader: **{best['source']}** ({best['rating']:.0f}, 95% interval {best['low']}–{best['high']})"
+                     + (" · few votes yet: intervals from a bootstrap of so few votes understate the uncertainty"
+                        if board["comparisons"] < 20 else ""))
     return "\n\n".join(lines)
 
 
