@@ -40,8 +40,9 @@ CSS = """
 .lab-placeholder { padding: 1.5rem 0; font-size: 1.05rem; }
 .lab-status p { margin: 0; }
 .lab-step { margin-top: 0.75rem; }
-.lab-prompt { background: #f8fafc; border: 1px solid #e2e8f0; border-radius: 8px; padding: 10px 14px; }
-.lab-response { border: 1px solid #cbd5e1; border-radius: 8px; padding: 12px 14px; min-height: 140px;
+/* Gradio puts elem_classes on a Markdown's block and on its prose: style the block only. */
+.block.lab-prompt { background: #f8fafc; border: 1px solid #e2e8f0; border-radius: 8px; padding: 10px 14px; }
+.block.lab-response { border: 1px solid #cbd5e1; border-radius: 8px; padding: 12px 14px; min-height: 140px;
                 background: #ffffff; }
 .prose.lab-warning { background: #fff7ed; border: 1px solid #fdba74; border-radius: 8px; padding: 8px 12px;
                      color: #7c2d12; }

@@ -108,14 +108,14 @@ def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
         refresh = gr.Button("↻", scale=0, min_width=40)
         start = gr.Button("Start", variant="primary", scale=1)
     progress = gr.Markdown()
-    prompt = gr.Markdown(label="Prompt", elem_classes="lab-prompt", container=True)
+    prompt = gr.Markdown(elem_classes="lab-prompt")
     with gr.Row(equal_height=True):
         with gr.Column():
             gr.Markdown("### A")
-            left = gr.Markdown(elem_classes="lab-response", container=True)
+            left = gr.Markdown(elem_classes="lab-response")
         with gr.Column():
             gr.Markdown("### B")
-            right = gr.Markdown(elem_classes="lab-response", container=True)
+            right = gr.Markdown(elem_classes="lab-response")
     with gr.Row():
         buttons = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}",
                                      variant="primary" if choice in ("a", "b") else "secondary")
