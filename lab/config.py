@@ -281,7 +281,8 @@ class CampaignConfig:
     max_prompts: int = option(20, "Use at most this many prompts (the first ones; 0 = all). A responses file is "
                               "used whole.")
     sources: str = option("", "Comma-separated models that answer: 'tiny', run:<id> (a run's final model or "
-                          "adapter), a local path or a hub id. Two or more, unless a responses file gives them.")
+                          "adapter), a local path or a hub id; NAME#2 adds a second sample of the same model. Two or "
+                          "more, unless a responses file gives them.")
     responses_file: str = option("", "Optional JSONL/CSV of ready responses: a 'prompt' column and one column per "
                                  "source (the column name is the source's name).")
     gold_file: str = option("", "Optional JSONL/CSV of gold pairs with a known answer: prompt, response_a, "
@@ -289,7 +290,7 @@ class CampaignConfig:
     temperature: float = option(0.7, "Sampling temperature for the responses (0 = greedy).")
     top_p: float = option(0.95, "Nucleus sampling: keep the smallest set of tokens with this much probability.")
     max_new_tokens: int = option(128, "Longest response, in new tokens.")
-    seed: int = option(0, "Seed for sampling (the same seed gives every source the same random stream).")
+    seed: int = option(0, "Seed for sampling (distinct models share the random stream; NAME#tag copies get their own).")
     votes_per_pair: int = option(2, "Votes wanted per pair (overlap between labelers, for agreement).")
 
     def validate(self) -> None:

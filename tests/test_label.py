@@ -295,3 +295,9 @@ def test_wandb_log_is_written_offline(home, tmp_path, monkeypatch):
     result = log_to_wandb(campaign.id, home=home)
     assert result["url"] is None and Path(result["offline_dir"]).is_dir()
     assert any(Path(result["offline_dir"]).glob("*.wandb"))
+
+
+def test_a_tagged_source_is_the_same_model_with_its_own_random_stream():
+    assert campaigns.model_of("run:abc#2") == "run:abc" and campaigns.model_of("tiny") == "tiny"
+    assert campaigns.sample_seed("tiny", 7) == campaigns.sample_seed("run:abc", 7) == 7  # distinct models: one stream
+    assert campaigns.sample_seed("tiny#2", 7) != 7 != campaigns.sample_seed("tiny#3", 7)

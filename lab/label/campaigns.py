@@ -58,6 +58,20 @@ def from_row(row: dict[str, Any]) -> Campaign:
     return Campaign(**{**row, "config": json.loads(row["config"]), "sources": json.loads(row["sources"])})
 
 
+def model_of(source: str) -> str:
+    """A source names a model, optionally with '#tag' so one model can answer twice (two samples per prompt,
+    each with its own random stream): 'run:abc#2' is run abc's model."""
+    return source.split("#", 1)[0]
+
+
+def sample_seed(source: str, seed: int) -> int:
+    """Distinct models share one random stream (a fair comparison); '#tag' copies of one model get their own."""
+    import zlib
+
+    tag = source.split("#", 1)[1] if "#" in source else ""
+    return seed + (zlib.crc32(tag.encode()) % 100_000 if tag else 0)
+
+
 def get_campaign(campaign_id: str, home: Home | None = None) -> Campaign:
     store = Store(home or lab_home())
     rows = store.query("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
@@ -222,7 +236,7 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
         from lab.train.loading import resolve_model_path
 
         for model in models:
-            resolve_model_path(model, home)  # a bad source fails now, not in the background
+            resolve_model_path(model_of(model), home)  # a bad source fails now, not in the background
     gold = load_gold(cfg.gold_file) if cfg.gold_file else []
     sources = ([{"name": m, "kind": "model"} for m in models] + [{"name": f, "kind": "file"} for f in file_responses]
                + ([{"name": g, "kind": "gold"} for g in GOLD_SOURCES] if gold else []))

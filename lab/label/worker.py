@@ -18,7 +18,7 @@ BATCH = 8
 
 
 def main(campaign_id: str) -> int:
-    from lab.label.campaigns import get_campaign
+    from lab.label.campaigns import get_campaign, model_of, sample_seed
     from lab.models import generate_with, load_for_generation
     from lab.train.loading import resolve_model_path
 
@@ -36,12 +36,12 @@ def main(campaign_id: str) -> int:
             if not todo:
                 continue
             print(f"[lab] {source}: {len(todo)} prompts to answer", flush=True)
-            model, tokenizer = load_for_generation(resolve_model_path(source, home), home)
+            model, tokenizer = load_for_generation(resolve_model_path(model_of(source), home), home)
             for start in range(0, len(todo), BATCH):
                 batch = todo[start:start + BATCH]
                 texts = generate_with(model, tokenizer, [json.loads(r["prompt"]) for r in batch],
                                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                      top_p=cfg.top_p, seed=cfg.seed + start)
+                                      top_p=cfg.top_p, seed=sample_seed(source, cfg.seed) + start)
                 with store.write() as conn:
                     for row, text in zip(batch, texts):
                         conn.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
