@@ -132,6 +132,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pair_id, labeler)
     );
     """,
+    # 4: evaluation jobs (one per model and metric; the results are small JSON documents)
+    """
+    CREATE TABLE evals (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        model        TEXT NOT NULL,
+        dataset      TEXT NOT NULL,
+        config       TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+        created_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        pid          INTEGER,
+        done         INTEGER NOT NULL DEFAULT 0,
+        total        INTEGER NOT NULL DEFAULT 0,
+        results      TEXT,
+        error        TEXT
+    );
+    CREATE INDEX evals_created ON evals (created_at);
+    """,
 ]
 
 _lock = threading.Lock()

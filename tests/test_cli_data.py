@@ -100,7 +100,8 @@ def test_bad_config_value_is_named(tmp_path):
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "check"], ["data", "import"], ["data", "list"],
                                      ["data", "show"], ["data", "export"], ["data", "delete"], ["data", "push"],
                                      ["serve"], ["train"], ["runs"], ["label"], ["label", "create"], ["label", "export"],
-                                     ["label", "user", "add"], ["compare"], ["eval"]])
+                                     ["label", "user", "add"], ["compare"], ["eval"],
+                                     ["eval", "perplexity"]])
 def test_every_command_has_help(tmp_path, command):
     result = lab(*command, "--help", home=tmp_path)
     assert result.returncode == 0 and "usage:" in result.stdout

@@ -18,7 +18,6 @@ from lab.errors import LabError
 # Commands whose engines are not built yet: name -> (issue, what it will do).
 PLANNED = {
     "compare": (6, "generate side by side from several checkpoints"),
-    "eval": (6, "perplexity, ROUGE/BLEU, LLM-as-judge and lm-eval tasks"),
 }
 
 
@@ -41,7 +40,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lab import __version__
-    from lab.cli import data, label, train
+    from lab.cli import data, eval as evaluate, label, train
 
     parser = argparse.ArgumentParser(prog="python -m lab", description="The fine-tuning lab: data → SFT → "
                                      "human preferences → DPO → evaluation.")
@@ -57,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands)
     train.register(commands)
     label.register(commands)
+    evaluate.register(commands)
     for name, (issue, what) in PLANNED.items():
         planned = commands.add_parser(name, help=f"{what} (not built yet: issue {issue})",
                                       description=f"{what[0].upper()}{what[1:]}. Not built yet: issue {issue}.")

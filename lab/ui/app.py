@@ -27,7 +27,7 @@ import gradio as gr
 
 from lab.home import Home, lab_home
 from lab.label.accounts import role_of, sign_in_required, verify
-from lab.ui import data_tab, label_tab, train_tab
+from lab.ui import data_tab, eval_tab, label_tab, train_tab
 from lab.ui.placeholder import PLANNED, build_placeholder
 
 TITLE = "Fine-tuning lab"
@@ -65,6 +65,8 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
                         train_ui = train_tab.build(home)
                     elif title == "Label":
                         label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
+                    elif title == "Eval":
+                        eval_tab.build(home)
                     else:
                         build_placeholder(planned[title])
     demo.queue(default_concurrency_limit=4)

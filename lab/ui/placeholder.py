@@ -17,8 +17,6 @@ class Planned:
 PLANNED: tuple[Planned, ...] = (
     Planned("Compare", 6, "put checkpoints side by side: answers to the same prompts, "
                           "training curves overlaid, and the differences between their configs."),
-    Planned("Eval", 6, "score checkpoints with perplexity, ROUGE/BLEU, an LLM judge, lm-eval tasks "
-                       "and human win rates, on one leaderboard."),
 )
 
 
