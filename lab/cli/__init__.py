@@ -15,11 +15,6 @@ from typing import Any
 
 from lab.errors import LabError
 
-# Commands whose engines are not built yet: name -> (issue, what it will do).
-PLANNED = {
-    "compare": (6, "generate side by side from several checkpoints"),
-}
-
 
 def say(message: str) -> None:
     """A message for a person: always stderr, so stdout stays clean for ``--json``."""
@@ -40,7 +35,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lab import __version__
-    from lab.cli import data, eval as evaluate, label, train
+    from lab.cli import compare, data, eval as evaluate, label, train
 
     parser = argparse.ArgumentParser(prog="python -m lab", description="The fine-tuning lab: data → SFT → "
                                      "human preferences → DPO → evaluation.")
@@ -57,19 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     label.register(commands)
     evaluate.register(commands)
-    for name, (issue, what) in PLANNED.items():
-        planned = commands.add_parser(name, help=f"{what} (not built yet: issue {issue})",
-                                      description=f"{what[0].upper()}{what[1:]}. Not built yet: issue {issue}.")
-        planned.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        add_json_flag(planned)
-        planned.set_defaults(handler=not_built(name, issue))
+    compare.register(commands)
     return parser
-
-
-def not_built(name: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        raise LabError(f"'{name}' is not built yet (issue {issue}).")
-    return handler
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -27,8 +27,7 @@ import gradio as gr
 
 from lab.home import Home, lab_home
 from lab.label.accounts import role_of, sign_in_required, verify
-from lab.ui import data_tab, eval_tab, label_tab, train_tab
-from lab.ui.placeholder import PLANNED, build_placeholder
+from lab.ui import compare_tab, data_tab, eval_tab, label_tab, train_tab
 
 TITLE = "Fine-tuning lab"
 INTRO = (
@@ -37,7 +36,6 @@ INTRO = (
     "by side (**Compare**), collect human preferences (**Label**) and score everything (**Eval**)."
 )
 CSS = """
-.lab-placeholder { padding: 1.5rem 0; font-size: 1.05rem; }
 .lab-status p { margin: 0; }
 .lab-step { margin-top: 0.75rem; }
 /* Gradio puts elem_classes on a Markdown's block and on its prose: style the block only. */
@@ -53,7 +51,6 @@ TAB_ORDER = ("Data", "Train", "Compare", "Label", "Eval")
 def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = False) -> gr.Blocks:
     """The app's Blocks, reading and writing under ``home`` (default: ``$LAB_HOME`` or ./lab_home)."""
     home = home if isinstance(home, Home) else lab_home(home)
-    planned = {plan.title: plan for plan in PLANNED}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
@@ -65,10 +62,10 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
                         train_ui = train_tab.build(home)
                     elif title == "Label":
                         label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
-                    elif title == "Eval":
-                        eval_tab.build(home)
+                    elif title == "Compare":
+                        compare_tab.build(home)
                     else:
-                        build_placeholder(planned[title])
+                        eval_tab.build(home)
     demo.queue(default_concurrency_limit=4)
     return demo
 
