@@ -32,6 +32,7 @@ def test_three_sources_side_by_side_with_curves_diff_and_markdown(lab_app):
     status, answers, curves, numbers, diff = client.predict(sources, "What is 2 + 2?\nName a colour.", 16, 0, 1, 0,
                                                             api_name="/compare_run")
     assert "3 checkpoints answered 2 prompts" in status
+    answers = answers.get("value", answers)  # sent as an update that also sets the column widths
     assert answers["headers"][0] == "prompt" and len(answers["headers"]) == 4
     assert all("tok/s" in h for h in answers["headers"][1:]) and len(answers["data"]) == 2
     assert [row[0] for row in diff["data"]] == ["learning_rate"]  # the only field set differently

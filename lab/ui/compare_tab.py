@@ -20,6 +20,7 @@ from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
 from lab.ui.data_tab import error_text
+from lab.ui.train_tab import clip
 
 MAX_SOURCES = 4
 
@@ -85,15 +86,17 @@ def compare(home: Home, sources: list[str] | None, prompts_text: str, max_new_to
         done: list[Any] = []
         for result in side_by_side(sources, prompts, home=home, **settings):
             done.append(result)
-            table[f"{result.source} ({result.tokens_per_second} tok/s)"] = result.answers
+            table[f"{result.source} ({result.tokens_per_second} tok/s)"] = [clip(a) or "(empty)" for a in result.answers]
             status = f"{len(done)} of {len(sources)} checkpoints answered…" if len(done) < len(sources) else \
                 f"**✓ {len(sources)} checkpoints answered {len(prompts)} prompts.**"
             document = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": settings,
                         "sources": sources, "prompts": prompts,
                         "answers": [{**asdict(r), "tokens_per_second": r.tokens_per_second} for r in done],
                         "runs": numbers.to_dict("records") if len(numbers) else [],
-                        "config_diff": diff.to_dict("records") if len(diff) else []}
-            yield status, table, curves, numbers, diff, document
+                        "config_diff": diff.to_dict("records") if len(diff.columns) > 1 else []}
+            share = f"{80 / (len(table.columns) - 1):.0f}%"  # fixed widths: long answers wrap, columns stay on screen
+            yield (status, gr.update(value=table, column_widths=["20%"] + [share] * (len(table.columns) - 1)), curves,
+                   numbers, diff, document)
     except LabError as err:
         gr.Warning(str(err))
         yield error_text(str(err)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -116,8 +119,12 @@ def runs_view(home: Home, sources: list[str] | None) -> tuple[go.Figure, pd.Data
                                          name=f"{run_id} {'train' if key == 'loss' else 'eval'}",
                                          line=dict(dash=dash)))
     fig.update_layout(**plots.LAYOUT, title="Loss (solid: train, dotted: eval)", xaxis_title="step")
-    diff = config_diff(ids, home) if len(ids) > 1 else []
-    return fig, pd.DataFrame(run_numbers(ids, home)), pd.DataFrame(diff)
+    diff = pd.DataFrame(config_diff(ids, home) if len(ids) > 1 else [], columns=None)
+    if diff.empty:
+        diff = pd.DataFrame({"field": ["(pick two or more runs; only fields that differ are listed)" if len(ids) < 2
+                                       else "(no setting differs)"]})
+    numbers = pd.DataFrame(run_numbers(ids, home)).round(4)
+    return fig, numbers, diff
 
 
 def export(home: Home, document: dict[str, Any] | None) -> tuple[str, Any]:

@@ -110,8 +110,8 @@ def perplexity_chart(found: list) -> go.Figure:
     fig = go.Figure()
     for (model, dataset, split), job in latest.items():
         fig.add_trace(go.Bar(x=[f"{dataset}:{split}"], y=[job.results["perplexity"]], name=model,
-                             text=[f"{job.results['perplexity']:.1f}"], textposition="outside"))
-    fig.update_layout(**plots.LAYOUT, barmode="group", title="Perplexity (lower is better)", yaxis_type="log")
+                             text=[f"{job.results['perplexity']:.1f}"], textposition="outside", cliponaxis=False))
+    fig.update_layout(**plots.LAYOUT, barmode="group", title="Perplexity (lower is better)")
     return fig
 
 

@@ -297,8 +297,12 @@ def samples_update(data: dict[str, Any] | None) -> dict:
 
 
 def clip(text: str, limit: int = 300) -> str:
-    """Samples of an untrained model can be one endless unbroken token: keep the table readable."""
-    return text if len(text) <= limit else text[:limit] + " …"
+    """Samples of an untrained model can be one endless unbroken token: keep the table readable (cut long text,
+    and let words of over 40 characters wrap, or they push the next column off the screen)."""
+    import re
+
+    text = text if len(text) <= limit else text[:limit] + " …"
+    return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
 
 
 def wandb_text(run: Any) -> str:
