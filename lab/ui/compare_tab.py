@@ -20,22 +20,16 @@ from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
 from lab.ui.data_tab import error_text
-from lab.ui.train_tab import clip
+from lab.ui.train_tab import checkpoint_choices, clip
 
 MAX_SOURCES = 4
-
-
-def source_choices(home: Home) -> list[str]:
-    from lab.train.runner import list_runs
-
-    return ["tiny"] + [f"run:{r.id}" for r in list_runs(home, status="succeeded")]
 
 
 def build(home: Home) -> None:
     gr.Markdown("Pick up to four checkpoints and some prompts: each answers with the same settings and seed. Runs "
                 "among them get their loss curves overlaid and their config differences listed.")
     with gr.Row():
-        sources = gr.Dropdown(source_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
+        sources = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
                               max_choices=MAX_SOURCES, label="Checkpoints", scale=3,
                               info="tiny, run:<id>, a path or a hub id (up to four)")
         refresh = gr.Button("↻", scale=0, min_width=40)
@@ -58,7 +52,7 @@ def build(home: Home) -> None:
     last = gr.State({})
 
     settings = [sources, prompts, max_new_tokens, temperature, top_p, seed]
-    refresh.click(lambda: gr.update(choices=source_choices(home)), outputs=sources, api_visibility="private")
+    refresh.click(lambda: gr.update(choices=checkpoint_choices(home)), outputs=sources, api_visibility="private")
     go_btn.click(functools.partial(compare, home), inputs=settings,  # a partial keeps it a generator for Gradio
                  outputs=[status, answers, curves, numbers, diff, last], api_name="compare_run")
     sources.change(functools.partial(runs_view, home), inputs=sources, outputs=[curves, numbers, diff],

@@ -16,6 +16,7 @@ from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
 from lab.ui.data_tab import guarded
+from lab.ui.train_tab import checkpoint_choices, dataset_choices
 
 JOB_HEADERS = ["id", "model", "dataset", "split", "status", "progress", "loss", "perplexity", "rows"]
 
@@ -30,20 +31,12 @@ class EvalUI:
     csv: gr.File
 
 
-def model_choices(home: Home) -> list[str]:
-    from lab.train.runner import list_runs
-
-    return ["tiny"] + [f"run:{r.id}" for r in list_runs(home, status="succeeded")]
-
-
 def build(home: Home) -> EvalUI:
-    from lab.ui.train_tab import dataset_choices
-
     gr.Markdown("Held-out loss and perplexity of checkpoints on a dataset version's replies (base vs tuned: pick "
                 "both). Each evaluation runs in the background; ROUGE/BLEU, LLM-as-judge and lm-eval tasks follow "
                 "(issue 6).")
     with gr.Row():
-        models = gr.Dropdown(model_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
+        models = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
                              label="Models", scale=3, info="tiny, run:<id>, a path or a hub id")
         dataset = gr.Dropdown(dataset_choices(home), value="sample:sft", allow_custom_value=True, label="Dataset",
                               scale=2)

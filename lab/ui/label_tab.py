@@ -25,6 +25,7 @@ from lab.home import Home
 from lab.label.accounts import Identity, identify, require_admin
 from lab.ui import plots
 from lab.ui.data_tab import guarded
+from lab.ui.train_tab import checkpoint_choices
 from lab.ui.forms import Form, build_form
 
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
@@ -230,7 +231,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
         labeling = build_labeling(home, sign_in)
     status = gr.Markdown(elem_classes="lab-status")
     with gr.Accordion("New campaign", open=False):
-        runs = source_choices(home)
+        runs = checkpoint_choices(home)
         overrides = {
             "prompts": lambda f, kw: gr.Textbox(lines=3, **kw),
             "sources": lambda f, kw: gr.Dropdown(choices=runs, multiselect=True, allow_custom_value=True,
@@ -302,12 +303,6 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
     add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
                       outputs=[status, accounts, account_password], api_name="label_add_account")
     return labeling, admin
-
-
-def source_choices(home: Home) -> list[str]:
-    from lab.train.runner import list_runs
-
-    return ["tiny"] + [f"run:{r.id}" for r in list_runs(home, status="succeeded")]
 
 
 def campaigns_table(home: Home) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

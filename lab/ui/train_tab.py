@@ -88,6 +88,13 @@ def dataset_choices(home: Home) -> list[str]:
     return SAMPLES + [v.ref for v in list_versions(home)]
 
 
+def checkpoint_choices(home: Home) -> list[str]:
+    """What can answer prompts: the built-in tiny model and every finished run (its final model or adapter)."""
+    from lab.train.runner import list_runs
+
+    return ["tiny"] + [f"run:{r.id}" for r in list_runs(home, status="succeeded")]
+
+
 def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
     """The form's values as a config (typed; ``validate`` runs later, where CUDA is known)."""
     from lab.config import from_dict
