@@ -1,19 +1,24 @@
-"""Checkpoints side by side: answers to the same prompts with the same settings and seed, training curves
-overlaid, the config fields that differ, and each run's final and best numbers; saved comparisons export as
-Markdown.
+"""Checkpoints side by side: answers to the same prompts with the same settings and seed (streamed token by
+token, or all at once), training curves overlaid, the config fields that differ, and each run's final and best
+numbers; comparisons are saved under LAB_HOME/comparisons/ and export as Markdown and HTML.
 
-Generation happens in the calling process (the app's, for the Compare tab) through a small cache of loaded
-models, so comparing again does not reload a model already in memory.
+Generation happens in the calling process (the app's, for the Compare tab and its chat playground) through a
+small cache of loaded models, so comparing or chatting again does not reload a model already in memory. Its
+size is ``$LAB_COMPARE_CACHE`` models (default 2).
 """
 
 from __future__ import annotations
 
+import html
 import json
+import os
+import queue
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,25 +26,190 @@ from typing import Any
 from lab.errors import LabError
 from lab.home import Home, lab_home
 
-CACHE_SIZE = 2  # models kept loaded; a third evicts the least recently used
+MAX_SOURCES = 4
+CACHE_ENV = "LAB_COMPARE_CACHE"
+DEFAULT_CACHE_SIZE = 2  # models kept loaded; one more evicts the least recently used
 _cache: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
+# One generation at a time in this process: seeds act on torch's global generator, so two at once would draw
+# from each other's random numbers and a seeded answer could not be repeated.
+_generate_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How an answer is generated; every source of a comparison gets the same."""
+
+    max_new_tokens: int = field(default=96, metadata={"help": "tokens an answer may add at most"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy: the same answer every time"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (used when temperature > 0)"})
+    seed: int = field(default=0, metadata={"help": "seeds sampling, so an answer can be repeated"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_new_tokens <= 8192:
+            raise LabError(f"max_new_tokens must be between 1 and 8192 (got {self.max_new_tokens}).")
+        if self.temperature < 0:
+            raise LabError(f"temperature must be 0 (greedy) or more (got {self.temperature}).")
+        if not 0 < self.top_p <= 1:
+            raise LabError(f"top_p must be in (0, 1] (got {self.top_p}).")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+
+# --------------------------------------------------------------------------- loaded models
+
+
+def cache_size() -> int:
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_SIZE
+    if not raw.isdigit() or int(raw) < 1:
+        raise LabError(f"{CACHE_ENV}={raw!r}: set it to how many models to keep loaded (a whole number, 1 or more).")
+    return int(raw)
 
 
 def cached_model(source: str, home: Home) -> tuple[Any, Any]:
+    """Model and tokenizer of a source ('tiny', run:<id>, a path or a hub id), loaded once and kept while it is
+    among the ``cache_size()`` most recently used."""
     from lab.models import load_for_generation
     from lab.train.loading import resolve_model_path
 
-    path = resolve_model_path(source, home)
+    path, size = resolve_model_path(source, home), cache_size()
     with _cache_lock:
         if path in _cache:
             _cache.move_to_end(path)
             return _cache[path]
         loaded = load_for_generation(path, home)
         _cache[path] = loaded
-        while len(_cache) > CACHE_SIZE:
+        while len(_cache) > size:
             _cache.popitem(last=False)
         return loaded
+
+
+# --------------------------------------------------------------------------- generation
+
+
+class _StepStreamer:
+    """Receives each decoding step's new tokens from ``model.generate`` (one per row of the batch) and hands
+    them to the reading thread; raising from ``put`` is how a reader that went away stops generation."""
+
+    def __init__(self) -> None:
+        self.steps: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+
+    def put(self, value: Any) -> None:
+        if self.cancelled:
+            raise _Cancelled
+        if value.dim() == 1:  # the first call carries the prompts (2-D): not new tokens
+            self.steps.put(value.tolist())
+
+    def end(self) -> None:
+        pass
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def prompt_texts(tokenizer: Any, prompts: list[list[dict[str, str]]]) -> list[str]:
+    """The prompts as the model sees them: rendered by the tokenizer's chat template."""
+    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+
+
+@dataclass
+class Generated:
+    texts: list[str]
+    finished: bool = False  # False while streaming: the texts so far
+    new_tokens: int = 0  # once finished: the tokens generated for all rows, each up to its end of sequence
+
+
+def stream_generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]],
+                    settings: Sampling) -> Iterator[Generated]:
+    """Replies to chat prompts in one left-padded batch, as they grow: the texts so far after each decoding step
+    (steps that pile up while the reader is busy are merged), then the final texts with their token count.
+
+    The batch and the ``generate`` arguments are those of ``lab.models.generate_with`` on a CPU, and the final
+    texts are decoded the same way, so streaming changes no answer. (On a GPU ``generate_with`` sorts the prompts
+    into bucketed batches for compiled decoding; other padding can change the last digits of the logits.)"""
+    import torch
+
+    from lab.models import generate_with
+
+    if not isinstance(model, torch.nn.Module):  # a backend without a token stream (vLLM): all at once
+        texts = generate_with(model, tokenizer, prompts, **asdict(settings))
+        yield Generated(texts, True, count_tokens(tokenizer, texts))
+        return
+    batch = tokenizer(prompt_texts(tokenizer, prompts), return_tensors="pt", padding=True, padding_side="left",
+                      add_special_tokens=False).to(model.device)
+    check_length(model, batch["input_ids"].shape[1], settings.max_new_tokens)
+    streamer = _StepStreamer()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with _generate_lock, torch.no_grad():
+                if streamer.cancelled:
+                    return
+                torch.manual_seed(settings.seed)
+                sample = settings.temperature > 0
+                outcome["out"] = model.generate(**batch, max_new_tokens=settings.max_new_tokens, do_sample=sample,
+                                                temperature=settings.temperature or None,
+                                                top_p=settings.top_p if sample else None,
+                                                pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+        except _Cancelled:
+            pass
+        except BaseException as err:  # noqa: BLE001 - re-raised in the reading thread
+            outcome["error"] = err
+        finally:
+            streamer.steps.put(None)
+
+    thread = threading.Thread(target=work, name="lab-generate", daemon=True)
+    thread.start()
+    rows: list[list[int]] = [[] for _ in prompts]
+    try:
+        while True:
+            steps = [streamer.steps.get()]
+            while not streamer.steps.empty():
+                steps.append(streamer.steps.get())
+            for step in steps:
+                if step is not None:
+                    for row, token in zip(rows, step):
+                        row.append(token)
+            if steps[-1] is None:
+                break
+            # A byte-level BPE may end mid-character: hold the replacement character back until it completes.
+            yield Generated([tokenizer.decode(r, skip_special_tokens=True).rstrip("\ufffd").strip() for r in rows])
+    finally:
+        streamer.cancelled = True  # the reader closed this generator early: stop at the next step
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    generated = outcome["out"][:, batch["input_ids"].shape[1]:]
+    texts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in generated]
+    yield Generated(texts, True, sum(generated_length(row.tolist(), model, tokenizer) for row in generated))
+
+
+def generated_length(row: list[int], model: Any, tokenizer: Any) -> int:
+    """Tokens of one generated row up to and including its end of sequence (then the batch pads it)."""
+    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
+        else tokenizer.eos_token_id
+    ends = {eos} if isinstance(eos, int) else set(eos or [])
+    return next((i + 1 for i, token in enumerate(row) if token in ends), len(row))
+
+
+def check_length(model: Any, prompt_tokens: int, max_new_tokens: int) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and prompt_tokens + max_new_tokens > limit:
+        raise LabError(f"The prompt is {prompt_tokens} tokens and the answer may add {max_new_tokens}: more than the "
+                       f"model's {limit} positions. Shorten the prompt (in the playground: Undo or Clear) or lower "
+                       "max new tokens.")
+
+
+def count_tokens(tokenizer: Any, answers: list[str]) -> int:
+    """Tokens in the answers, counted again (for backends that return text only)."""
+    return sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
 
 
 @dataclass
@@ -48,31 +218,55 @@ class SourceAnswers:
     answers: list[str] = field(default_factory=list)
     new_tokens: int = 0
     seconds: float = 0.0
+    finished: bool = True  # False while streaming: the answers so far
 
     @property
     def tokens_per_second(self) -> float:
         return round(self.new_tokens / self.seconds, 1) if self.seconds else 0.0
 
+    def record(self) -> dict[str, Any]:
+        return {"source": self.source, "answers": self.answers, "new_tokens": self.new_tokens,
+                "seconds": round(self.seconds, 3), "tokens_per_second": self.tokens_per_second}
 
-def side_by_side(sources: list[str], prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 128,
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 home: Home | None = None) -> Iterator[SourceAnswers]:
-    """Each source's answers to the same prompts (batched, left-padded), one source at a time as it finishes."""
-    from lab.models import generate_with
 
-    home = home or lab_home()
-    if not 1 <= len(sources) <= 4:
-        raise LabError(f"Compare 1 to 4 sources at a time (got {len(sources)}).")
+def check_request(sources: list[str], prompts: list[list[dict[str, str]]]) -> None:
+    if not 1 <= len(sources) <= MAX_SOURCES:
+        raise LabError(f"Compare 1 to {MAX_SOURCES} sources at a time (got {len(sources)}).")
     if not prompts:
         raise LabError("Give at least one prompt.")
+
+
+def side_by_side(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling | None = None,
+                 home: Home | None = None) -> Iterator[SourceAnswers]:
+    """Each source's answers to the same prompts (batched, left-padded, through ``lab.models.generate_with`` and
+    so its fastest backend), one source at a time as it finishes. That returns text: tokens/s counts the answers'
+    tokens again, which can differ a little from the tokens generated."""
+    from lab.models import generate_with
+
+    home, settings = home or lab_home(), settings or Sampling()
+    check_request(sources, prompts)
     for source in sources:
         model, tokenizer = cached_model(source, home)
         started = time.perf_counter()
-        answers = generate_with(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                                top_p=top_p, seed=seed)
-        seconds = time.perf_counter() - started
-        new_tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
-        yield SourceAnswers(source, answers, new_tokens, seconds)
+        answers = generate_with(model, tokenizer, prompts, **asdict(settings))
+        yield SourceAnswers(source, answers, count_tokens(tokenizer, answers), time.perf_counter() - started)
+
+
+def stream_side_by_side(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling | None = None,
+                        home: Home | None = None) -> Iterator[SourceAnswers]:
+    """``side_by_side`` token by token: one source at a time, its answers so far after every decoding step
+    (``finished`` False), then its final answers with tokens/s (``finished`` True)."""
+    home, settings = home or lab_home(), settings or Sampling()
+    check_request(sources, prompts)
+    for source in sources:
+        model, tokenizer = cached_model(source, home)
+        started = time.perf_counter()
+        for step in stream_generate(model, tokenizer, prompts, settings):
+            seconds = time.perf_counter() - started
+            yield SourceAnswers(source, step.texts, step.new_tokens, seconds if step.finished else 0.0, step.finished)
+
+
+# --------------------------------------------------------------------------- runs
 
 
 def run_ids(sources: list[str]) -> list[str]:
@@ -84,8 +278,8 @@ def config_diff(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
     from lab.train.runner import get_run
 
     configs = {run_id: get_run(run_id, home).config for run_id in ids}
-    fields = sorted({k for c in configs.values() for k in c} - {"name"})  # the name labels a run; it is no setting
-    return [{"field": f, **{run_id: c.get(f) for run_id, c in configs.items()}} for f in fields
+    fields_ = sorted({k for c in configs.values() for k in c} - {"name"})  # the name labels a run; it is no setting
+    return [{"field": f, **{run_id: c.get(f) for run_id, c in configs.items()}} for f in fields_
             if len({json.dumps(c.get(f), sort_keys=True) for c in configs.values()}) > 1]
 
 
@@ -107,20 +301,87 @@ def run_numbers(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
     return out
 
 
+# --------------------------------------------------------------------------- saved comparisons
+
+
+def comparison_document(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling,
+                        answers: list[SourceAnswers], home: Home | None = None) -> dict[str, Any]:
+    """Everything a comparison showed, as one JSON-able document (what is saved and exported)."""
+    ids = run_ids(sources)
+    return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": asdict(settings),
+            "sources": sources, "prompts": prompts, "answers": [a.record() for a in answers],
+            "runs": run_numbers(ids, home) if ids else [],
+            "config_diff": config_diff(ids, home) if len(ids) > 1 else []}
+
+
+def comparisons_dir(home: Home) -> Path:
+    return home.root / "comparisons"
+
+
 def save_comparison(document: dict[str, Any], home: Home | None = None) -> Path:
-    """Keep a comparison (settings, prompts, answers, numbers) to look at later."""
-    home = home or lab_home()
-    folder = home.root / "comparisons"
+    """Keep a comparison to reopen later: ``LAB_HOME/comparisons/<id>.json``, the id a UTC time stamp."""
+    folder = comparisons_dir(home or lab_home())
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stamp}.json"
-    path.write_text(json.dumps(document, indent=1, ensure_ascii=False))
+    comparison_id, n = stamp, 1
+    while (folder / f"{comparison_id}.json").exists():  # two saves within one second
+        n += 1
+        comparison_id = f"{stamp}-{n}"
+    path = folder / f"{comparison_id}.json"
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps({"id": comparison_id, **document}, indent=1, ensure_ascii=False))
+    os.replace(staging, path)  # a listing never sees half a file
     return path
+
+
+def list_comparisons(home: Home | None = None) -> list[dict[str, Any]]:
+    """Saved comparisons, newest first: id, time, sources, number of prompts and the first prompt."""
+    out = []
+    for path in sorted(comparisons_dir(home or lab_home()).glob("*.json"), key=natural_order, reverse=True):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            out.append({"id": path.stem, "error": f"unreadable ({err})"})
+            continue
+        prompts = document.get("prompts") or [[{"content": ""}]]
+        out.append({"id": path.stem, "created_at": document.get("created_at"), "sources": document.get("sources"),
+                    "prompts": len(document.get("prompts") or []), "first_prompt": prompts[0][-1]["content"]})
+    return out
+
+
+def natural_order(path: Path) -> list[int | str]:
+    """Ids are time stamps, with "-2" for a second save within the same second: compare their numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.stem)]
+
+
+def load_comparison(comparison_id: str, home: Home | None = None) -> dict[str, Any]:
+    folder = comparisons_dir(home or lab_home())
+    if not re.fullmatch(r"[\w-]+", comparison_id or ""):  # ids are time stamps: nothing that walks out of the folder
+        raise LabError(f"'{comparison_id}' is no comparison id (ids look like 20250101-120000).")
+    path = folder / f"{comparison_id}.json"
+    if not path.exists():
+        raise LabError(f"No saved comparison '{comparison_id}' in {folder}; `python -m lab compare list` shows them.")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise LabError(f"The saved comparison {path} is not valid JSON ({err}).") from None
+
+
+def export_comparison(document: dict[str, Any], stem: Path) -> list[Path]:
+    """Write the comparison as ``<stem>.md`` and ``<stem>.html``."""
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".html")]
+    paths[0].write_text(to_markdown(document))
+    paths[1].write_text(to_html(document))
+    return paths
+
+
+def title_of(document: dict[str, Any]) -> str:
+    return f"Comparison {document.get('id') or document.get('created_at', '')}".strip()
 
 
 def to_markdown(document: dict[str, Any]) -> str:
     """A comparison as Markdown: settings, then each prompt with every source's answer, then the run numbers."""
-    lines = [f"# Comparison {document.get('created_at', '')}", "",
+    lines = [f"# {title_of(document)}", "",
              "Settings: " + ", ".join(f"{k} {v}" for k, v in document["settings"].items()), ""]
     for i, prompt in enumerate(document["prompts"]):
         lines += [f"## Prompt {i + 1}", "", f"> {prompt[-1]['content']}", ""]
@@ -137,3 +398,49 @@ def to_markdown(document: dict[str, Any]) -> str:
                   "|" + "---|" * (len(ids) + 1)]
         lines += ["| " + " | ".join([d["field"], *(str(d[i]) for i in ids)]) + " |" for d in document["config_diff"]]
     return "\n".join(lines) + "\n"
+
+
+HTML_STYLE = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #0f172a; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #cbd5e1; padding: 6px 10px; text-align: left; vertical-align: top; }
+th { background: #f1f5f9; }
+td.answer { white-space: pre-wrap; overflow-wrap: anywhere; }
+.prompt { background: #f8fafc; border-left: 4px solid #94a3b8; padding: 6px 12px; white-space: pre-wrap; }
+.role { color: #64748b; font-size: 0.85em; text-transform: uppercase; }
+.empty { color: #94a3b8; font-style: italic; }
+"""
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{e('' if v is None else str(v))}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(document: dict[str, Any]) -> str:
+    """A comparison as one self-contained HTML page (styles inline, no scripts): settings, a table per prompt
+    with each source's answer, the run numbers and the config fields that differ. All text is escaped."""
+    e = html.escape
+    title = title_of(document)
+    parts = [f"<h1>{e(title)}</h1>", f"<p>Created {e(str(document.get('created_at', '')))}</p>", "<h2>Settings</h2>",
+             _table(["setting", "value"], [[k, v] for k, v in document["settings"].items()])]
+    for i, prompt in enumerate(document["prompts"]):
+        said = "".join(f"<div><span class=\"role\">{e(m['role'])}</span> {e(m['content'])}</div>" for m in prompt)
+        head = "".join(f"<th>{e(a['source'])} ({e(str(a['tokens_per_second']))} tokens/s)</th>"
+                       for a in document["answers"])
+        cells = "".join(f"<td class=\"answer\">{e(a['answers'][i])}</td>" if a["answers"][i] else
+                        "<td class=\"answer empty\">(empty)</td>" for a in document["answers"])
+        parts += [f"<h2>Prompt {i + 1}</h2>", f"<div class=\"prompt\">{said}</div>",
+                  f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"]
+    if document.get("runs"):
+        keys = list(document["runs"][0])
+        parts += ["<h2>Runs</h2>", _table(keys, [[r[k] for k in keys] for r in document["runs"]])]
+    if document.get("config_diff"):
+        ids = [k for k in document["config_diff"][0] if k != "field"]
+        rows = [[d["field"], *(json.dumps(d[i]) for i in ids)] for d in document["config_diff"]]
+        parts += ["<h2>Config fields that differ</h2>", _table(["field", *ids], rows)]
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{e(title)}</title>\n"
+            f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

@@ -240,3 +240,34 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
     page.get_by_text("Nothing left for you in this campaign").wait_for()
     page.get_by_text("Leader: tuned").wait_for(timeout=15_000)  # the admin view refreshes on a timer
     snap(page, shots, "21-label-admin")
+
+
+def test_chat_playground_two_at_once(page, shots):
+    tab(page, "Compare").click()
+    tab(page, "Chat playground").click()
+    page.get_by_label("Two at once").check()
+    expect(page.get_by_label("Checkpoint B")).to_be_visible()
+    page.get_by_label("System prompt").fill("You are a concise assistant.")
+    page.get_by_label("Max new tokens").filter(visible=True).fill("16")
+    box = page.get_by_placeholder("Your message (Enter sends)")
+    box.fill("Hello there, who are you?")
+    box.press("Enter")
+    # B answers after A; the first reply waits for torch to import and the model to load.
+    page.get_by_text(re.compile(r"B \(.+\): \d+ tokens")).wait_for(timeout=60_000)
+    for side in "AB":  # each conversation shows the message and its own reply
+        conversation = page.locator(f"#lab-chat-{side.lower()}")
+        expect(conversation.get_by_label("user's message: Hello there, who are you?")).to_be_visible()
+        expect(conversation.locator(".bot-row")).to_have_count(1)
+    expect(box).to_have_value("")
+    snap(page, shots, "31-compare-chat-two-at-once")
+
+
+def test_eval_tab_judge_prompt_follows_the_mode(page, shots):
+    tab(page, "Eval").click()
+    tab(page, "LLM judge").click()
+    prompt = page.get_by_role("textbox", name=re.compile(r"^Judge prompt"))
+    expect(prompt).to_have_value(re.compile(r"\{answer_b\}"))
+    page.get_by_role("combobox", name="Mode", exact=True).filter(visible=True).first.click()
+    page.get_by_role("option", name="single", exact=True).filter(visible=True).first.click()
+    expect(prompt).to_have_value(re.compile(r"\[\[rating\]\]"))
+    snap(page, shots, "32-eval-judge-single")

@@ -52,13 +52,14 @@ def test_eval_tab_runs_jobs_and_shows_examples(lab_app):
     client = Client(lab_app.url, verbose=False)
     status, jobs, selected, chart = client.predict(["tiny"], "sample:sft", "validation", 20, api_name="/eval_start")
     assert "Started 1 evaluation" in status
+    job_id = selected["value"]  # the tab follows the job it started; the shared app may hold others
     deadline = time.time() + 120
     while time.time() < deadline:
         jobs, selected, chart = client.predict(api_name="/eval_jobs")
-        if any("succeeded" in row[4] or "failed" in row[4] for row in jobs["data"]):
+        row = next(row for row in jobs["data"] if row[0] == job_id)
+        if "succeeded" in row[4] or "failed" in row[4]:
             break
         time.sleep(1)
-    row = jobs["data"][0]
     assert row[4] == "succeeded" and row[8] == 20, row
     shown = client.predict(row[0], api_name="/eval_show")
     assert "Fitted best" in shown and "Fitted worst" in shown and "perplexity" in shown

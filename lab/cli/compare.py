@@ -1,52 +1,126 @@
-"""``python -m lab compare``: the same prompts answered by several checkpoints, side by side."""
+"""``python -m lab compare run|list|show``: the same prompts answered by several checkpoints, side by side, and
+the comparisons saved under LAB_HOME/comparisons/.
+
+    python -m lab compare run --source tiny --source run:<id> --prompt "What is 7 times 8?" --save --html out.html
+    python -m lab compare list
+    python -m lab compare show 20250101-120000 --markdown out.md
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from lab.cli import add_json_flag, emit, say
+from lab.compare import MAX_SOURCES, Sampling
+
+
+def add_sampling_args(parser: argparse.ArgumentParser, defaults: Sampling) -> None:
+    """``--max-new-tokens``, ``--temperature``, ``--top-p`` and ``--seed``, from the ``Sampling`` fields."""
+    for f in fields(Sampling):
+        default = getattr(defaults, f.name)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+                            help=f"{f.metadata['help']} (default {default})")
+
+
+def sampling_from(args: argparse.Namespace) -> Sampling:
+    return Sampling(**{f.name: getattr(args, f.name) for f in fields(Sampling)})
+
+
+def add_export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--markdown", metavar="PATH", help="also write the comparison as Markdown here")
+    parser.add_argument("--html", metavar="PATH", help="also write the comparison as a self-contained HTML page here")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="answer the same prompts with several checkpoints",
                                   description="Answer the same prompts with 1–4 checkpoints (same settings and seed); "
-                                  "with run:<id> sources, also their final/best numbers and config differences.")
-    compare.add_argument("--source", action="append", required=True,
-                         help="tiny, run:<id>, a path or a hub id (repeat, up to four)")
-    compare.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
-    compare.add_argument("--max-new-tokens", type=int, default=96)
-    compare.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    compare.add_argument("--top-p", type=float, default=1.0)
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--markdown", metavar="PATH", help="also write the comparison as Markdown here")
-    add_json_flag(compare)
-    compare.set_defaults(handler=run_compare)
+                                  "with run:<id> sources, also their final/best numbers and config differences. "
+                                  "Saved comparisons are listed and shown again.")
+    sub = compare.add_subparsers(dest="compare_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="answer prompts with 1–4 checkpoints", description="Answer the same prompts with "
+                         "1–4 checkpoints, batched, with the same settings and seed.")
+    run.add_argument("--source", action="append", required=True,
+                     help=f"tiny, run:<id>, a path or a hub id (repeat, up to {MAX_SOURCES})")
+    run.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
+    add_sampling_args(run, Sampling())
+    run.add_argument("--save", action="store_true", help="keep it under LAB_HOME/comparisons/ (see compare list)")
+    add_export_args(run)
+    add_json_flag(run)
+    run.set_defaults(handler=run_compare)
+
+    lst = sub.add_parser("list", help="saved comparisons, newest first", description="Saved comparisons, newest first.")
+    add_json_flag(lst)
+    lst.set_defaults(handler=run_list)
+
+    show = sub.add_parser("show", help="one saved comparison", description="One saved comparison: settings, answers, "
+                          "run numbers; optionally exported again.")
+    show.add_argument("id", help="its id, from compare list")
+    add_export_args(show)
+    add_json_flag(show)
+    show.set_defaults(handler=run_show)
+
+
+def export(args: argparse.Namespace, document: dict[str, Any]) -> None:
+    from lab.compare import to_html, to_markdown
+
+    for path, render in ((args.markdown, to_markdown), (args.html, to_html)):
+        if path:
+            Path(path).write_text(render(document))
+            say(f"wrote {path}")
+
+
+def print_answers(document: dict[str, Any]) -> None:
+    print("settings: " + ", ".join(f"{k} {v}" for k, v in document["settings"].items()))
+    for i, prompt in enumerate(document["prompts"]):
+        print(f"## {prompt[-1]['content']}")
+        for a in document["answers"]:
+            print(f"[{a['source']}] {a['answers'][i]}")
+    for r in document.get("runs") or []:
+        print(f"run {r['run']}: final train loss {r['final_train_loss']}, best eval loss {r['best_eval_loss']}")
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from lab.compare import config_diff, run_ids, run_numbers, side_by_side, to_markdown
+    from lab.compare import comparison_document, save_comparison, side_by_side
 
     prompts = [[{"role": "user", "content": p}] for p in args.prompt]
-    settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-                "seed": args.seed}
+    settings = sampling_from(args)
     answers = []
-    for result in side_by_side(args.source, prompts, **settings):
+    for result in side_by_side(args.source, prompts, settings):
         say(f"{result.source}: {result.tokens_per_second} tokens/s")
-        answers.append({**asdict(result), "tokens_per_second": result.tokens_per_second})
-    ids = run_ids(args.source)
-    document = {"settings": settings, "sources": args.source, "prompts": prompts, "answers": answers,
-                "runs": run_numbers(ids) if ids else [], "config_diff": config_diff(ids) if len(ids) > 1 else []}
-    if args.markdown:
-        Path(args.markdown).write_text(to_markdown(document))
+        answers.append(result)
+    document = comparison_document(args.source, prompts, settings, answers)
+    if args.save:
+        path = save_comparison(document)
+        document = {"id": path.stem, **document}
+        say(f"saved {path.stem} ({path})")
+    export(args, document)
+    emit(args, document, lambda: print_answers(document))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from lab.compare import list_comparisons
+
+    found = list_comparisons()
 
     def human() -> None:
-        for i, prompt in enumerate(args.prompt):
-            print(f"## {prompt}")
-            for a in answers:
-                print(f"[{a['source']}] {a['answers'][i]}")
+        for c in found:
+            print(f"{c['id']}  {c['error']}" if "error" in c else
+                  f"{c['id']}  {', '.join(c['sources'])}  {c['prompts']} prompt(s): {c['first_prompt'][:60]}")
+        if not found:
+            print("no saved comparisons yet (compare run ... --save, or Save in the Compare tab)")
 
-    emit(args, document, human)
+    emit(args, found, human)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from lab.compare import load_comparison
+
+    document = load_comparison(args.id)
+    export(args, document)
+    emit(args, document, lambda: print_answers(document))
     return 0

@@ -1,29 +1,65 @@
-"""``python -m lab eval perplexity|list|show|export``: evaluations as stored background jobs."""
+"""``python -m lab eval perplexity|overlap|judge|harness|list|show|export|summary``: evaluations as stored
+background jobs, and every model's numbers beside the human ones.
+
+    python -m lab eval perplexity --model tiny --model run:<id> --wait
+    python -m lab eval overlap --model run:<id> --max-rows 50 --wait
+    python -m lab eval judge --model run:<id> --model tiny --judge endpoint --endpoint-model gpt-4o-mini --wait
+    python -m lab eval judge --print-prompt > judge.txt   # edit, then: --prompt-file judge.txt
+    python -m lab eval harness --model tiny --model run:<id> --tasks lab_mc --limit 20 --wait
+    python -m lab eval summary --json
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lab.cli import add_json_flag, emit, say
+from lab.config import add_arguments, from_arguments
+from lab.errors import LabError
+from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
+
+MODEL_HELP = "tiny, run:<id>, a path or a hub id (repeat to compare, e.g. base and tuned)"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    evaluate = commands.add_parser("eval", help="evaluate checkpoints: held-out loss and perplexity",
-                                   description="Evaluate checkpoints as background jobs kept in the store. Built so far: "
-                                   "held-out loss and perplexity (ROUGE/BLEU, LLM-as-judge and lm-eval tasks: issue 6).")
+    evaluate = commands.add_parser(
+        "eval", help="evaluate checkpoints: perplexity, ROUGE/BLEU, LLM-as-judge, lm-eval tasks, summary",
+        description="Evaluate checkpoints as background jobs kept in the store (one job per model), and set every "
+        "model's numbers beside the human results of labeling campaigns.")
     sub = evaluate.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
-    ppl = sub.add_parser("perplexity", help="loss and perplexity of models on a dataset version's replies",
-                         description="Held-out loss and perplexity of each model on the final replies of a dataset "
-                         "version's split, with the best and worst fitted examples. One job per model.")
-    ppl.add_argument("--model", action="append", required=True,
-                     help="tiny, run:<id>, a path or a hub id (repeat to compare, e.g. base and tuned)")
-    ppl.add_argument("--dataset", default="sample:sft", help="an SFT dataset version (default: sample:sft)")
-    ppl.add_argument("--split", default="validation", choices=("train", "validation"))
-    ppl.add_argument("--max-rows", type=int, default=200, help="rows to score (0 = all; default 200)")
-    ppl.add_argument("--max-length", type=int, default=1024, help="tokens per row at most (default 1024)")
-    ppl.add_argument("--wait", action="store_true", help="wait for the results")
-    add_json_flag(ppl)
-    ppl.set_defaults(handler=run_perplexity)
+
+    ppl = job_parser(sub, "perplexity", PerplexityConfig,
+                     "loss and perplexity of models on a dataset version's replies",
+                     "Held-out loss and perplexity of each model on the final replies of a dataset version's split, "
+                     "with the best and worst fitted examples. One job per model.")
+    ppl.set_defaults(handler=run_jobs, kind="perplexity", cls=PerplexityConfig)
+
+    overlap = job_parser(sub, "overlap", OverlapConfig, "ROUGE-L and BLEU of models' answers against the replies",
+                         "Each model answers the conversation before each final reply of a dataset version's split; "
+                         "its answers are scored against those replies with ROUGE-L and BLEU (corpus and per "
+                         "example), with the best and worst examples. One job per model.")
+    overlap.set_defaults(handler=run_jobs, kind="overlap", cls=OverlapConfig)
+
+    judge = job_parser(sub, "judge", JudgeConfig, "LLM-as-judge: model A vs model B in both orders, or 1-10 grades",
+                       "A judge compares two models' answers to a dataset version's prompts, each pair judged in both "
+                       "orders (a verdict counts only when both agree), or grades each model's answers 1-10 "
+                       "(--mode single, one job per model). The judge is a local model (scored from its next-token "
+                       "probabilities of the verdict) or, with --judge endpoint, an OpenAI-compatible API whose "
+                       "address and key come from LAB_JUDGE_BASE_URL / OPENAI_BASE_URL and LAB_JUDGE_API_KEY / "
+                       "OPENAI_API_KEY. Verdicts are cached under LAB_HOME/cache/judge.", model_required=False)
+    judge.add_argument("--prompt-file", help="the judge prompt template (default: the built-in one for the mode; "
+                       "see --print-prompt)")
+    judge.add_argument("--print-prompt", action="store_true",
+                       help="print the prompt template (the default for --mode, or --prompt-file checked) and exit")
+    judge.set_defaults(handler=run_judge)
+
+    harness = job_parser(sub, "harness", HarnessConfig, "lm-evaluation-harness task scores of models",
+                         "Scores of each model on lm-evaluation-harness tasks (base vs tuned shows what tuning cost "
+                         "elsewhere). Offline tasks ship with the lab; standard ones (mmlu, hellaswag, ...) need the "
+                         "Hub for their data. One job per model.", dataset=False)
+    harness.set_defaults(handler=run_jobs, kind="harness", cls=HarnessConfig)
+
     lst = sub.add_parser("list", help="all evaluations, newest first", description="All evaluations, newest first.")
     add_json_flag(lst)
     lst.set_defaults(handler=run_list)
@@ -31,27 +67,89 @@ def register(commands: argparse._SubParsersAction) -> None:
     show.add_argument("id")
     add_json_flag(show)
     show.set_defaults(handler=run_show)
-    export = sub.add_parser("export", help="all evaluations as CSV", description="All evaluations as CSV on stdout.")
+    export = sub.add_parser("export", help="all evaluations as CSV",
+                            description="All evaluations as CSV on stdout: one line per job with its kind's headline "
+                            "numbers.")
     export.set_defaults(handler=run_export)
+    summary = sub.add_parser("summary", help="per model: automatic numbers beside the human win rate",
+                             description="Per model, the latest perplexity, ROUGE-L, BLEU, judge win rate and grade, "
+                             "lm-eval scores, and the human win rate and Bradley-Terry rating of a labeling campaign.")
+    summary.add_argument("--campaign", help="campaign id or name for the human results (default: the newest with "
+                         "decided votes)")
+    add_json_flag(summary)
+    summary.set_defaults(handler=run_summary)
+
+
+def job_parser(sub: argparse._SubParsersAction, name: str, cls: type, help: str, description: str, *,
+               dataset: bool = True, model_required: bool = True) -> argparse.ArgumentParser:
+    """A job command: --model (repeatable), --dataset, the config's own flags, --wait and --json."""
+    parser = sub.add_parser(name, help=help, description=description)
+    parser.add_argument("--model", action="append", required=model_required, help=MODEL_HELP)
+    if dataset:
+        parser.add_argument("--dataset", default="sample:sft", help="an SFT dataset version (default: sample:sft)")
+    add_arguments(parser, cls)
+    parser.add_argument("--wait", action="store_true", help="wait for the results")
+    add_json_flag(parser)
+    return parser
 
 
 def line(job) -> str:
-    r = job.results or {}
-    numbers = f"loss {r['loss']:.4f}  ppl {r['perplexity']:.3f}  ({r['rows']} rows)" if r else (job.error or "")
-    return f"{job.id}  {job.status:<9} {job.kind}  {job.model}  on {job.dataset}:{job.config['split']}  {numbers}"
+    split = f":{job.config['split']}" if job.config.get("split") else ""
+    return f"{job.id}  {job.status:<9} {job.kind:<10} {job.subject}  on {job.dataset}{split}  {job.headline_text}"
 
 
-def run_perplexity(args: argparse.Namespace) -> int:
+def start(kind: str, models: list[str], dataset: str, settings: dict, args: argparse.Namespace) -> int:
     from lab.eval import jobs
 
-    created = [jobs.create_eval("perplexity", m, args.dataset, split=args.split, max_rows=args.max_rows,
-                                max_length=args.max_length) for m in args.model]
+    created = [jobs.create_eval(kind, m, dataset, **settings) for m in models]
     for job in created:
-        say(f"queued {job.id}: perplexity of {job.model} on {job.dataset}")
+        say(f"queued {job.id}: {kind} of {job.subject}" + (f" on {job.dataset}" if dataset else ""))
     if args.wait:
         created = [jobs.wait(job.id) for job in created]
     emit(args, [j.summary() for j in created], lambda: print("\n".join(line(j) for j in created)))
     return 0 if not args.wait or all(j.status == "succeeded" for j in created) else 1
+
+
+def settings_of(cls: type, args: argparse.Namespace, **fixed) -> dict:
+    from dataclasses import asdict
+
+    return asdict(from_arguments(cls, args, **fixed))
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    return start(args.kind, args.model, getattr(args, "dataset", ""), settings_of(args.cls, args), args)
+
+
+def run_judge(args: argparse.Namespace) -> int:
+    from lab.eval.judge import template_of
+
+    prompt = read_prompt(args.prompt_file)
+    cfg = from_arguments(JudgeConfig, args, prompt=prompt)
+    try:
+        template = template_of(cfg)
+    except LabError as err:
+        raise LabError(f"{args.prompt_file}: {err}" if args.prompt_file else str(err)) from None
+    if args.print_prompt:
+        emit(args, {"mode": cfg.mode, "prompt": template}, lambda: print(template))
+        return 0
+    models = args.model or []
+    if cfg.mode == "pairwise":
+        if len(models) != 2:
+            raise LabError(f"Pairwise judging takes two models, --model A --model B (got {len(models)}); use "
+                           "--mode single to grade models one by one.")
+        return start("judge", models[:1], args.dataset, settings_of(JudgeConfig, args, prompt=prompt,
+                                                                    model_b=models[1]), args)
+    if not models:
+        raise LabError("Name at least one model to grade: --model tiny, run:<id>, a path or a hub id.")
+    return start("judge", models, args.dataset, settings_of(JudgeConfig, args, prompt=prompt), args)
+
+
+def read_prompt(path: str | None) -> str:
+    if not path:
+        return ""
+    if not Path(path).is_file():
+        raise LabError(f"No prompt file {path}; write one from: python -m lab eval judge --print-prompt > {path}")
+    return Path(path).read_text(encoding="utf-8")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -75,3 +173,29 @@ def run_export(args: argparse.Namespace) -> int:
 
     print(jobs.to_csv(jobs.list_evals()), end="")
     return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from lab.eval.summary import summary
+
+    document = summary(campaign_id=args.campaign)
+    emit(args, document, lambda: print(summary_text(document)))
+    return 0
+
+
+def summary_text(document: dict) -> str:
+    def number(value, spec: str) -> str:
+        return format(value, spec) if value is not None else format("-", ">" + spec.split(".")[0])
+
+    campaign = document["campaign"]
+    lines = [f"human results from campaign {campaign['name']} ({campaign['id']})" if campaign
+             else "no labeling campaign with votes yet",
+             f"{'model':<28} {'ppl':>10} {'ROUGE-L':>8} {'BLEU':>6} {'judge':>6} {'grade':>6} {'human':>6} "
+             f"{'BT':>6}  lm-eval"]
+    for row in document["models"]:
+        tasks = " ".join(f"{t} {v:.3f}" for t, v in row["harness"].items())
+        lines.append(f"{row['model'][:28]:<28} {number(row['perplexity'], '10.2f')} {number(row['rouge_l'], '8.3f')} "
+                     f"{number(row['bleu'], '6.1f')} {number(row['judge_win_rate'], '6.0%')} "
+                     f"{number(row['judge_grade'], '6.2f')} {number(row['human_win_rate'], '6.0%')} "
+                     f"{number(row['human_rating'], '6.0f')}  {tasks}")
+    return "\n".join(lines)

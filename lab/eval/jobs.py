@@ -1,25 +1,24 @@
-"""Evaluations as stored background jobs: one row per (model, metric), run by ``lab.eval.worker`` in its
-own process with progress in the store, results kept as JSON beside the config that produced them."""
+"""Evaluations as stored background jobs: one row per (model, kind), run by ``lab.eval.worker`` in its own
+process with progress (done/total) in the store, results kept as JSON beside the config that produced them.
+What each kind is, checks and runs lives in ``lab.eval.kinds``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 import secrets
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lab.config import from_dict
 from lab.errors import LabError
+from lab.eval.kinds import KINDS, get_kind
 from lab.home import Home, lab_home
+from lab.processes import alive, launch_worker
 from lab.store import Store, dumps
-
-KINDS = ("perplexity",)
 
 
 @dataclass
@@ -41,38 +40,60 @@ class EvalJob:
     def summary(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def headline(self) -> dict[str, Any]:
+        """The kind's headline numbers (empty until the job has results)."""
+        return get_kind(self.kind).headline(self.results) if self.results else {}
+
+    @property
+    def headline_text(self) -> str:
+        """The headline for people, or why there is none yet."""
+        if self.results:
+            return get_kind(self.kind).text(self.results)
+        return self.error or ""
+
+    @property
+    def subject(self) -> str:
+        """What was evaluated, in a few words: the model, or 'A vs B' for a pairwise judge."""
+        other = self.config.get("model_b")
+        return f"{self.model} vs {other}" if other else self.model
+
 
 def from_row(row: dict[str, Any]) -> EvalJob:
     return EvalJob(**{**row, "config": json.loads(row["config"]),
                       "results": json.loads(row["results"]) if row["results"] else None})
 
 
-def create_eval(kind: str, model: str, dataset: str, *, split: str = "validation", max_rows: int = 200,
-                max_length: int = 1024, home: Home | None = None, start: bool = True) -> EvalJob:
+def create_eval(kind: str, model: str, dataset: str = "", *, home: Home | None = None, start: bool = True,
+                **settings: Any) -> EvalJob:
+    """Check and store one job of ``kind`` (settings: the fields of its config dataclass, defaults for the
+    rest), then start its worker process."""
     from lab.train.datasets import resolve_version
     from lab.train.loading import resolve_model_path
     from lab.train.runner import now
 
     home = home or lab_home()
-    if kind not in KINDS:
-        raise LabError(f"Unknown evaluation '{kind}'; available: {', '.join(KINDS)}.")
+    spec = get_kind(kind)
+    cfg = from_dict(spec.config, settings, where=f"{kind} evaluation")
+    cfg.validate()
     resolve_model_path(model, home)  # a bad model or dataset fails now, not in the background
-    version = resolve_version(dataset, home)
+    if not spec.data:
+        dataset = resolve_version(dataset, home).ref
+    cfg = spec.prepare(cfg, model, home)
+    if spec.data:
+        dataset = spec.data(cfg)
     job_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    config = {"split": split, "max_rows": max_rows, "max_length": max_length}
     with Store(home).write() as conn:
         conn.execute("INSERT INTO evals (id, kind, model, dataset, config, status, created_at) VALUES "
-                     "(?, ?, ?, ?, ?, 'queued', ?)", (job_id, kind, model, version.ref, dumps(config), now()))
+                     "(?, ?, ?, ?, ?, 'queued', ?)", (job_id, kind, model, dataset, dumps(asdict(cfg)), now()))
     if start:
-        log = home.root / "evals" / f"{job_id}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            process = subprocess.Popen([sys.executable, "-m", "lab.eval.worker", job_id], stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "LAB_HOME": str(home.root)},
-                                       cwd=Path(__file__).resolve().parents[2])
-        update(job_id, home, status="running", pid=process.pid)
+        pid = launch_worker("lab.eval.worker", job_id, log_path(job_id, home), home)
+        update(job_id, home, status="running", pid=pid)
     return get_eval(job_id, home)
+
+
+def log_path(job_id: str, home: Home) -> Path:
+    return home.root / "evals" / f"{job_id}.log"
 
 
 def update(job_id: str, home: Home, **fields: Any) -> None:
@@ -90,36 +111,58 @@ def get_eval(job_id: str, home: Home | None = None) -> EvalJob:
     return from_row(rows[0])
 
 
-def list_evals(home: Home | None = None) -> list[EvalJob]:
-    from lab.label.campaigns import alive
+DIED = "The evaluation process died (see its log)."
 
+
+def reconcile(home: Home) -> None:
+    """A job still 'running' whose process is gone did not finish: mark it failed."""
+    for row in Store(home).query("SELECT id, pid FROM evals WHERE status = 'running'"):
+        if row["pid"] and not alive(row["pid"]):
+            update(row["id"], home, status="failed", error=DIED)
+
+
+def list_evals(home: Home | None = None) -> list[EvalJob]:
     home = home or lab_home()
-    jobs = [from_row(r) for r in Store(home).query("SELECT * FROM evals ORDER BY created_at DESC, id DESC")]
-    for job in jobs:  # a job whose process is gone did not finish
-        if job.status == "running" and job.pid and not alive(job.pid):
-            update(job.id, home, status="failed", error="The evaluation process died (see its log).")
-            job.status, job.error = "failed", "The evaluation process died (see its log)."
-    return jobs
+    reconcile(home)
+    return [from_row(r) for r in Store(home).query("SELECT * FROM evals ORDER BY created_at DESC, id DESC")]
+
+
+def states(home: Home | None = None) -> list[tuple[str, str, int]]:
+    """(id, status, done) of every job: cheap to poll, unlike the jobs with their results."""
+    home = home or lab_home()
+    reconcile(home)
+    return [(r["id"], r["status"], r["done"]) for r in
+            Store(home).query("SELECT id, status, done FROM evals ORDER BY created_at DESC, id DESC")]
 
 
 def wait(job_id: str, home: Home | None = None, timeout: float = 3600) -> EvalJob:
     import time
 
+    home = home or lab_home()
     deadline = time.time() + timeout
     while (job := get_eval(job_id, home)).status in ("queued", "running") and time.time() < deadline:
         time.sleep(0.5)
-        list_evals(home)
+        reconcile(home)
     return job
 
 
+BASE_COLUMNS = ["id", "kind", "model", "model_b", "dataset", "split", "status", "rows"]
+
+
 def to_csv(jobs: list[EvalJob]) -> str:
-    """One line per job: what was evaluated and its headline numbers."""
+    """One line per job: what was evaluated and the headline numbers of its kind (a column per number, in the
+    order the kinds are registered; harness tasks add a column per task and metric)."""
+    columns: dict[str, None] = {}
+    for kind in KINDS:
+        for job in jobs:
+            if job.kind == kind:
+                columns.update(dict.fromkeys(job.headline))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "kind", "model", "dataset", "split", "status", "loss", "perplexity", "rows", "tokens",
-                     "created_at"])
+    writer.writerow([*BASE_COLUMNS, *columns, "created_at"])
     for job in jobs:
-        r = job.results or {}
-        writer.writerow([job.id, job.kind, job.model, job.dataset, job.config.get("split"), job.status, r.get("loss"),
-                         r.get("perplexity"), r.get("rows"), r.get("tokens"), job.created_at])
+        numbers = job.headline
+        writer.writerow([job.id, job.kind, job.model, job.config.get("model_b", ""), job.dataset,
+                         job.config.get("split", ""), job.status, (job.results or {}).get("rows"),
+                         *(numbers.get(c) for c in columns), job.created_at])
     return out.getvalue()

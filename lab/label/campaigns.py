@@ -12,8 +12,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 from lab.config import CampaignConfig, from_dict
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.processes import alive, launch_worker
 from lab.store import Store, dumps
 
 GOLD_SOURCES = ("gold-a", "gold-b")
@@ -280,16 +279,10 @@ def log_path(campaign_id: str, home: Home) -> Path:
 
 def launch_generation(campaign_id: str, home: Home) -> None:
     """Start ``lab.label.worker`` in its own session (it outlives the app, like a training run)."""
-    path = log_path(campaign_id, home)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LAB_HOME": str(home.root), "TOKENIZERS_PARALLELISM": "false"}
-    with open(path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "lab.label.worker", campaign_id], stdout=log,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                   cwd=Path(__file__).resolve().parents[2])
+    pid = launch_worker("lab.label.worker", campaign_id, log_path(campaign_id, home), home)
     with Store(home).write() as conn:
         conn.execute("UPDATE campaigns SET pid = ?, status = 'generating', error = NULL WHERE id = ?",
-                     (process.pid, campaign_id))
+                     (pid, campaign_id))
 
 
 def reconcile(home: Home | None = None) -> None:
@@ -301,17 +294,6 @@ def reconcile(home: Home | None = None) -> None:
                 conn.execute("UPDATE campaigns SET status = 'failed', error = ? WHERE id = ? AND status = 'generating'",
                              ("The generation process died; resume generation to finish the missing responses "
                               f"(log: {log_path(campaign.id, home)}).", campaign.id))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    status = Path(f"/proc/{pid}/stat")
-    return not (status.exists() and status.read_text().split()[2] == "Z")
 
 
 def set_status(campaign_id: str, status: str, *, home: Home | None = None) -> Campaign:

@@ -1,33 +1,97 @@
-"""The Compare tab: 1–4 checkpoints answer the same prompts with the same settings and seed, shown side by
-side as each finishes (with tokens/s); the chosen runs' loss curves overlaid, the config fields that differ
-and each run's final and best numbers; a comparison is saved and exported as Markdown.
+"""The Compare tab, in two parts.
 
-Handlers call ``lab.compare``; api names: ``compare_run``, ``compare_runs``, ``compare_export``.
+- Side by side: 1–4 checkpoints answer the same prompts with the same settings and seed; each column fills in
+  token by token, with tokens/s when it is done. The chosen runs' loss curves overlaid, the config fields that
+  differ and each run's final and best numbers. A comparison is saved (LAB_HOME/comparisons/) and exported
+  as Markdown and HTML; saved ones are listed and reopened.
+- Chat playground: talk to a checkpoint, multi-turn, with a system prompt and sampling settings; with "two at
+  once" the same messages go to two checkpoints, each keeping its own conversation.
+
+Handlers call ``lab.compare`` and ``lab.chat``; api names: ``compare_run``, ``compare_runs``, ``compare_export``,
+``compare_saved``, ``compare_open``, ``chat_send``, ``chat_retry``, ``chat_undo``, ``chat_clear``.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict
-from datetime import datetime, timezone
-from typing import Any, Iterator
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from lab.chat import CHAT_SAMPLING
+from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.data_tab import error_text
+from lab.ui.data_tab import guarded, streamed
 from lab.ui.train_tab import checkpoint_choices, clip
 
-MAX_SOURCES = 4
+log = logging.getLogger(__name__)
+REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation
+GENERATE = dict(concurrency_id="generate", concurrency_limit=1)  # one model generates at a time (one GPU)
+RUNS_HINT = ("*Loss curves, final and best losses and the config fields that differ show here when the checkpoints "
+             "include runs (`run:<id>`).*")
+EMPTY_ANSWERS = "(press Compare: each checkpoint's answers fill a column here as they are generated)"
+CHAT_PLACEHOLDER = "Type a message below and press Enter; the reply streams in here."
+
+
+def sampling_of(max_new_tokens: float | None, temperature: float | None, top_p: float | None, seed: float | None,
+                defaults: Sampling) -> Sampling:
+    """The form's numbers as settings; an emptied box means its default."""
+    def pick(value: float | None, name: str, kind: type) -> Any:
+        return kind(value) if value is not None else getattr(defaults, name)
+
+    return Sampling(pick(max_new_tokens, "max_new_tokens", int), pick(temperature, "temperature", float),
+                    pick(top_p, "top_p", float), pick(seed, "seed", int))
+
+
+def sampling_inputs(defaults: Sampling) -> list[gr.Number]:
+    help_ = Sampling.help()
+    return [gr.Number(value=defaults.max_new_tokens, precision=0, minimum=1, label="Max new tokens",
+                      info=help_["max_new_tokens"]),
+            gr.Number(value=defaults.temperature, minimum=0, step=0.1, label="Temperature", info=help_["temperature"]),
+            gr.Number(value=defaults.top_p, minimum=0.01, maximum=1, step=0.05, label="Top p", info=help_["top_p"]),
+            gr.Number(value=defaults.seed, precision=0, label="Seed", info=help_["seed"])]
 
 
 def build(home: Home) -> None:
-    gr.Markdown("Pick up to four checkpoints and some prompts: each answers with the same settings and seed. Runs "
-                "among them get their loss curves overlaid and their config differences listed.")
+    with gr.Tabs():
+        with gr.Tab("Side by side", id="compare-side"):
+            build_side_by_side(home)
+        with gr.Tab("Chat playground", id="compare-chat"):
+            build_playground(home)
+
+
+# --------------------------------------------------------------------------- side by side
+
+
+@dataclass
+class CompareUI:
+    sources: gr.Dropdown
+    prompts: gr.Textbox
+    settings: list[gr.Number]  # max new tokens, temperature, top p, seed
+    status: gr.Markdown
+    answers: gr.Dataframe
+    curves: gr.Plot
+    numbers: gr.Dataframe
+    diff: gr.Dataframe
+    runs_box: gr.Column  # curves, numbers and diff: shown when run:<id> sources are picked
+    runs_hint: gr.Markdown  # what to pick to see them, shown otherwise
+    files: gr.File
+    saved: gr.Dropdown
+    last: gr.State  # the comparison on screen, as saved: settings, prompts, answers, numbers
+
+
+def build_side_by_side(home: Home) -> CompareUI:
+    gr.Markdown("Pick up to four checkpoints and some prompts: each answers with the same settings and seed, "
+                "its column filling in as it generates. Runs among them get their loss curves overlaid and their "
+                "config differences listed.")
     with gr.Row():
         sources = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
                               max_choices=MAX_SOURCES, label="Checkpoints", scale=3,
@@ -35,74 +99,100 @@ def build(home: Home) -> None:
         refresh = gr.Button("↻", scale=0, min_width=40)
     prompts = gr.Textbox(label="Prompts, one per line", lines=4, value="What is 7 times 8?\nName the capital of Peru.")
     with gr.Row():
-        max_new_tokens = gr.Number(value=96, precision=0, label="Max new tokens")
-        temperature = gr.Number(value=0.0, label="Temperature", info="0 = greedy")
-        top_p = gr.Number(value=1.0, label="Top p")
-        seed = gr.Number(value=0, precision=0, label="Seed")
+        settings = sampling_inputs(Sampling())
     go_btn = gr.Button("Compare", variant="primary")
-    status = gr.Markdown()
-    answers = gr.Dataframe(interactive=False, wrap=True, label="Answers")
-    with gr.Row():
-        curves = gr.Plot(label="Loss curves")
+    status = gr.Markdown(elem_classes="lab-status")
+    answers = gr.Dataframe(pd.DataFrame({"prompt": [EMPTY_ANSWERS]}), interactive=False, wrap=True, label="Answers",
+                           max_height=1200)  # answers are clipped to a few lines each: show every prompt's row
+    runs_hint = gr.Markdown(RUNS_HINT)
+    with gr.Column(visible=False) as runs_box:
+        with gr.Row():
+            curves = gr.Plot(label="Loss curves")
+            diff = gr.Dataframe(interactive=False, wrap=True, label="Config fields that differ")
         numbers = gr.Dataframe(interactive=False, wrap=True, label="Runs: final and best")
-    diff = gr.Dataframe(interactive=False, wrap=True, label="Config fields that differ")
     with gr.Row():
-        export_btn = gr.Button("Save and export Markdown", scale=1)
-        exported = gr.File(label="Comparison (Markdown)", scale=2)
+        with gr.Column():
+            export_btn = gr.Button("Save, and export Markdown + HTML")
+            files = gr.File(label="Comparison (Markdown, HTML)", file_count="multiple", visible=False)
+        with gr.Column():
+            saved = gr.Dropdown(saved_choices(home), value=None, label="Saved comparisons",
+                                info="Reopen one: its answers, settings and run numbers as they were saved.")
+            with gr.Row():
+                open_btn = gr.Button("Open", scale=3)
+                saved_refresh = gr.Button("↻", scale=0, min_width=40)
     last = gr.State({})
+    ui = CompareUI(sources, prompts, settings, status, answers, curves, numbers, diff, runs_box, runs_hint, files,
+                   saved, last)
+    runs_outputs = [curves, numbers, diff, runs_box, runs_hint]
 
-    settings = [sources, prompts, max_new_tokens, temperature, top_p, seed]
     refresh.click(lambda: gr.update(choices=checkpoint_choices(home)), outputs=sources, api_visibility="private")
-    go_btn.click(functools.partial(compare, home), inputs=settings,  # a partial keeps it a generator for Gradio
-                 outputs=[status, answers, curves, numbers, diff, last], api_name="compare_run")
-    sources.change(functools.partial(runs_view, home), inputs=sources, outputs=[curves, numbers, diff],
-                   api_name="compare_runs")
-    export_btn.click(functools.partial(export, home), inputs=last, outputs=[status, exported],
+    go_btn.click(streamed(compare, status, ui, home), inputs=[sources, prompts, *settings],
+                 outputs=[status, answers, *runs_outputs, last], api_name="compare_run", show_progress="minimal",
+                 **GENERATE)
+    # .input, not .change: reopening a saved comparison sets the sources and keeps the numbers it saved.
+    sources.input(guarded(runs_view, status, ui, home), inputs=sources, outputs=[status, *runs_outputs],
+                  api_name="compare_runs")
+    export_btn.click(guarded(export, status, ui, home), inputs=last, outputs=[status, files, saved, last],
                      api_name="compare_export")
+    saved_refresh.click(lambda: gr.update(choices=saved_choices(home)), outputs=saved, api_name="compare_saved")
+    open_btn.click(guarded(open_saved, status, ui, home), inputs=saved,
+                   outputs=[status, answers, *runs_outputs, last, sources, prompts, *settings],
+                   api_name="compare_open")
+    return ui
 
 
 def parse_prompts(text: str) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": line.strip()}] for line in (text or "").splitlines() if line.strip()]
 
 
-def compare(home: Home, sources: list[str] | None, prompts_text: str, max_new_tokens: float, temperature: float,
-            top_p: float, seed: float) -> Iterator[tuple]:
-    """A generator: the answers table grows by one column as each checkpoint finishes."""
-    from lab.compare import side_by_side
+def answers_update(prompts: list[list[dict[str, str]]], columns: list[tuple[str, list[str]]]) -> dict:
+    """The answers table: a prompt column, then one column per source; fixed widths, so long answers wrap and
+    every column stays on screen."""
+    headers = ["prompt", *(header for header, _ in columns)]
+    rows = [[p[-1]["content"], *(clip(texts[i]) if texts else "…" for _, texts in columns)]
+            for i, p in enumerate(prompts)]
+    share = f"{80 / max(len(columns), 1):.0f}%"
+    return gr.update(value=pd.DataFrame(rows, columns=headers), column_widths=["20%"] + [share] * len(columns))
 
-    try:
-        sources = list(sources or [])
-        prompts = parse_prompts(prompts_text)
-        settings = {"max_new_tokens": int(max_new_tokens or 96), "temperature": float(temperature or 0),
-                    "top_p": float(top_p or 1), "seed": int(seed or 0)}
-        curves, numbers, diff = runs_view(home, sources)
-        table = pd.DataFrame({"prompt": [p[-1]["content"] for p in prompts]})
-        done: list[Any] = []
-        for result in side_by_side(sources, prompts, home=home, **settings):
+
+def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: str, max_new_tokens: float | None,
+            temperature: float | None, top_p: float | None, seed: float | None) -> Iterator[dict]:
+    """A generator: each checkpoint's column fills in token by token, one checkpoint after another."""
+    from lab.compare import check_request, comparison_document, stream_side_by_side
+
+    sources, prompts = list(sources or []), parse_prompts(prompts_text)
+    settings = sampling_of(max_new_tokens, temperature, top_p, seed, defaults=Sampling())
+    check_request(sources, prompts)
+    runs = runs_view(ui, home, sources)
+    columns: list[tuple[str, list[str]]] = [(f"{s} (waiting)", []) for s in sources]
+    done: list[Any] = []
+    yield {ui.status: f"Loading {sources[0]}…", ui.answers: answers_update(prompts, columns), **runs}
+    shown_at = 0.0
+    for result in stream_side_by_side(sources, prompts, settings, home):
+        i = len(done)
+        if result.finished:
             done.append(result)
-            table[f"{result.source} ({result.tokens_per_second} tok/s)"] = [clip(a) or "(empty)" for a in result.answers]
-            status = f"{len(done)} of {len(sources)} checkpoints answered…" if len(done) < len(sources) else \
-                f"**✓ {len(sources)} checkpoints answered {len(prompts)} prompts.**"
-            document = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": settings,
-                        "sources": sources, "prompts": prompts,
-                        "answers": [{**asdict(r), "tokens_per_second": r.tokens_per_second} for r in done],
-                        "runs": numbers.to_dict("records") if len(numbers) else [],
-                        "config_diff": diff.to_dict("records") if len(diff.columns) > 1 else []}
-            share = f"{80 / (len(table.columns) - 1):.0f}%"  # fixed widths: long answers wrap, columns stay on screen
-            yield (status, gr.update(value=table, column_widths=["20%"] + [share] * (len(table.columns) - 1)), curves,
-                   numbers, diff, document)
-    except LabError as err:
-        gr.Warning(str(err))
-        yield error_text(str(err)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            columns[i] = (f"{result.source} ({result.tokens_per_second} tok/s)",
+                          [a or "(empty)" for a in result.answers])
+        else:
+            columns[i] = (f"{result.source} (generating…)", result.answers)
+            if time.monotonic() - shown_at < REFRESH_S:
+                continue
+        shown_at = time.monotonic()
+        update = {ui.status: f"{result.source} is answering ({i + 1} of {len(sources)} checkpoints)…",
+                  ui.answers: answers_update(prompts, columns), **runs}
+        if len(done) < len(sources):
+            yield update
+    # The last update carries everything, so a client that keeps only the final one gets the whole comparison.
+    n, m = len(sources), len(prompts)
+    said = f"{n} checkpoint{'s' * (n > 1)} answered {m} prompt{'s' * (m > 1)}"
+    yield {**update, ui.status: f"**✓ {said}.**",
+           ui.last: comparison_document(sources, prompts, settings, done, home)}
 
 
-def runs_view(home: Home, sources: list[str] | None) -> tuple[go.Figure, pd.DataFrame, pd.DataFrame]:
-    from lab.compare import config_diff, run_ids, run_numbers
+def curves_figure(home: Home, ids: list[str]) -> go.Figure:
     from lab.train.runner import read_metrics
 
-    ids = run_ids(list(sources or []))
-    if not ids:
-        return plots.empty_figure("Pick runs (run:<id>) to overlay their curves."), pd.DataFrame(), pd.DataFrame()
     fig = go.Figure()
     for run_id in ids:
         rows = read_metrics(run_id, home)
@@ -113,21 +203,250 @@ def runs_view(home: Home, sources: list[str] | None) -> tuple[go.Figure, pd.Data
                                          name=f"{run_id} {'train' if key == 'loss' else 'eval'}",
                                          line=dict(dash=dash)))
     fig.update_layout(**plots.LAYOUT, title="Loss (solid: train, dotted: eval)", xaxis_title="step")
-    diff = pd.DataFrame(config_diff(ids, home) if len(ids) > 1 else [], columns=None)
-    if diff.empty:
-        diff = pd.DataFrame({"field": ["(pick two or more runs; only fields that differ are listed)" if len(ids) < 2
-                                       else "(no setting differs)"]})
-    numbers = pd.DataFrame(run_numbers(ids, home)).round(4)
-    return fig, numbers, diff
+    return fig
 
 
-def export(home: Home, document: dict[str, Any] | None) -> tuple[str, Any]:
-    from lab.compare import save_comparison, to_markdown
+def runs_update(ui: CompareUI, curves: go.Figure | None, numbers: list[dict[str, Any]], diff: list[dict[str, Any]],
+                runs: int) -> dict:
+    """The runs section: shown with its curves, numbers and differences when there are runs, else the hint."""
+    if not runs:
+        return {ui.runs_box: gr.update(visible=False), ui.runs_hint: gr.update(visible=True)}
+    return {ui.runs_box: gr.update(visible=True), ui.runs_hint: gr.update(visible=False),
+            ui.curves: curves if curves is not None else plots.empty_figure("The runs of this comparison are gone."),
+            ui.numbers: pd.DataFrame(numbers).round(4).rename(columns=lambda c: c.replace("_", " ")),  # wraps
+            ui.diff: pd.DataFrame(diff) if diff else pd.DataFrame(
+                {"field": ["(pick a second run: only fields that differ are listed)" if runs < 2
+                           else "(no setting differs)"]})}
+
+
+def runs_view(ui: CompareUI, home: Home, sources: list[str] | None) -> dict:
+    from lab.compare import config_diff, run_ids, run_numbers
+
+    ids = run_ids(list(sources or []))
+    if not ids:
+        return runs_update(ui, None, [], [], 0)
+    return runs_update(ui, curves_figure(home, ids), run_numbers(ids, home),
+                       config_diff(ids, home) if len(ids) > 1 else [], len(ids))
+
+
+def saved_choices(home: Home) -> list[tuple[str, str]]:
+    from lab.compare import list_comparisons
+
+    return [(f"{c['id']} · {c['error']}" if "error" in c else
+             f"{c['id']} · {', '.join(c['sources'])} · {c['prompts']} prompt(s)", c["id"])
+            for c in list_comparisons(home)]
+
+
+def export(ui: CompareUI, home: Home, document: dict[str, Any] | None) -> dict:
+    """Save the comparison on screen (unless it was reopened from a save) and write its Markdown and HTML."""
+    from lab.compare import comparisons_dir, export_comparison, save_comparison
 
     if not document or not document.get("answers"):
-        gr.Warning("Compare first; then the comparison can be saved.")
-        return error_text("Compare first; then the comparison can be saved."), None
-    saved = save_comparison(document, home)
-    markdown = saved.with_suffix(".md")
-    markdown.write_text(to_markdown(document))
-    return f"**✓ Saved {saved.name}; Markdown in {markdown}.**", str(markdown)
+        raise LabError("Compare first (or open a saved comparison); then it can be saved and exported.")
+    saved = comparisons_dir(home) / f"{document['id']}.json" if document.get("id") else save_comparison(document, home)
+    document = {"id": saved.stem, **document}
+    paths = export_comparison(document, saved.with_suffix(""))
+    return {ui.status: f"**✓ Saved as {saved.stem}; Markdown and HTML in {saved.parent}.**",
+            ui.files: gr.update(value=[str(p) for p in paths], visible=True),
+            ui.saved: gr.update(choices=saved_choices(home), value=saved.stem),
+            ui.last: document}  # with its id: saving it again exports again, without a second copy
+
+
+def open_saved(ui: CompareUI, home: Home, comparison_id: str | None) -> dict:
+    """A saved comparison back on screen: its answers and numbers as saved, its settings in the form (so Compare
+    runs it again), the curves of its runs that still exist."""
+    from lab.compare import load_comparison, run_ids
+    from lab.train.runner import get_run
+
+    if not comparison_id:
+        raise LabError("Pick a saved comparison first (Save one, or press ↻ to list them).")
+    document = load_comparison(comparison_id, home)
+    settings, prompts = document["settings"], document["prompts"]
+    columns = [(f"{a['source']} ({a['tokens_per_second']} tok/s)", [t or "(empty)" for t in a["answers"]])
+               for a in document["answers"]]
+    ids = []
+    for run_id in run_ids(document["sources"]):
+        try:
+            ids.append(get_run(run_id, home).id)
+        except LabError:
+            continue  # deleted since: its numbers were saved, its curve is gone
+    said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in settings.items())
+    return {ui.status: f"**Saved comparison {document['id']}** ({document.get('created_at', '')}): {said}.",
+            ui.answers: answers_update(prompts, columns),
+            **runs_update(ui, curves_figure(home, ids) if ids else None, document.get("runs") or [],
+                          document.get("config_diff") or [], len(run_ids(document["sources"]))),
+            ui.last: document, ui.sources: document["sources"],
+            ui.prompts: "\n".join(p[-1]["content"] for p in prompts),
+            **dict(zip(ui.settings, (settings[k] for k in ("max_new_tokens", "temperature", "top_p", "seed"))))}
+
+
+# --------------------------------------------------------------------------- chat playground
+
+History = list[list[dict[str, str]]]  # [A's conversation, B's]
+
+
+@dataclass
+class ChatUI:
+    sources: list[gr.Dropdown]  # A, B
+    bots: list[gr.Chatbot]  # A, B: what each conversation shows
+    two: gr.Checkbox
+    system: gr.Textbox
+    settings: list[gr.Number]  # max new tokens, temperature, top p, seed
+    message: gr.Textbox
+    status: gr.Markdown
+    histories: gr.State  # [A's conversation, B's]: user and assistant messages, the system prompt kept apart
+
+
+def build_playground(home: Home) -> ChatUI:
+    gr.Markdown("Talk to a checkpoint, turn after turn. Tick **Two at once** to send the same messages to two "
+                "checkpoints, each keeping its own conversation. The system prompt and sampling apply to every turn.")
+    with gr.Row(equal_height=True):
+        system = gr.Textbox(label="System prompt", lines=1, scale=4, placeholder="e.g. You are a concise assistant.")
+        two = gr.Checkbox(label="Two at once", value=False, scale=1, info="the same messages to A and B")
+    with gr.Row():
+        settings = sampling_inputs(CHAT_SAMPLING)
+    sources, bots, columns = [], [], []
+    choices = checkpoint_choices(home)
+    defaults = {"A": "tiny", "B": choices[1] if len(choices) > 1 else "tiny"}  # B: the newest run, to set against A
+    with gr.Row(equal_height=True):
+        for side in "AB":
+            with gr.Column(visible=side == "A") as column:
+                with gr.Row(equal_height=True):
+                    sources.append(gr.Dropdown(choices, value=defaults[side], allow_custom_value=True,
+                                               label=f"Checkpoint {side}", scale=4,
+                                               info="tiny, run:<id>, a path or a hub id"))
+                    refresh = gr.Button("↻", scale=0, min_width=40)
+                    refresh.click(lambda: gr.update(choices=checkpoint_choices(home)), outputs=sources[-1],
+                                  api_visibility="private")
+                bots.append(gr.Chatbot(label=f"Conversation {side}", height=420, placeholder=CHAT_PLACEHOLDER,
+                                       feedback_options=None, buttons=["copy", "copy_all"],
+                                       elem_id=f"lab-chat-{side.lower()}"))
+            columns.append(column)
+    with gr.Row(equal_height=True):
+        message = gr.Textbox(show_label=False, placeholder="Your message (Enter sends)", scale=5, lines=1)
+        send = gr.Button("Send", variant="primary", scale=1)
+    with gr.Row():
+        retry = gr.Button("↻ Retry (next seed)", size="sm")
+        undo = gr.Button("↶ Undo last exchange", size="sm")
+        clear = gr.Button("✕ Clear", size="sm")
+    status = gr.Markdown(elem_classes="lab-status")
+    histories = gr.State([[], []])
+    ui = ChatUI(sources, bots, two, system, settings, message, status, histories)
+
+    shared = [*sources, two, system, *settings, histories]
+    outputs = [*bots, histories, status, message, settings[3]]
+    two.change(lambda on: gr.update(visible=on), inputs=two, outputs=columns[1], api_visibility="private")
+    gr.on([message.submit, send.click], streamed(send_message, status, ui, home), inputs=[message, *shared],
+          outputs=outputs, api_name="chat_send", show_progress="minimal", **GENERATE)
+    retry.click(streamed(retry_last, status, ui, home), inputs=shared, outputs=outputs, api_name="chat_retry",
+                show_progress="minimal", **GENERATE)
+    for i, bot in enumerate(bots):  # the chatbot's own trash button: that conversation starts over
+        bot.clear(functools.partial(clear_side, ui, i), inputs=histories, outputs=[histories, status],
+                  api_visibility="private", **GENERATE)
+    # In the same queue as the replies: pressed while one streams, they wait for it instead of racing it.
+    undo.click(guarded(undo_last, status, ui), inputs=[two, histories], outputs=outputs, api_name="chat_undo",
+               **GENERATE)
+    clear.click(guarded(clear_all, status, ui), outputs=outputs, api_name="chat_clear", **GENERATE)
+    return ui
+
+
+
+def active_sides(source_a: str | None, source_b: str | None, two: bool) -> list[tuple[int, str]]:
+    sides = [(0, source_a)] + ([(1, source_b)] if two else [])
+    for i, source in sides:
+        if not source:
+            raise LabError(f"Pick checkpoint {'AB'[i]} first (tiny, run:<id>, a path or a hub id).")
+    return sides  # type: ignore[return-value]
+
+
+def send_message(ui: ChatUI, home: Home, message: str, source_a: str | None, source_b: str | None, two: bool,
+                 system: str, max_new_tokens: float | None, temperature: float | None, top_p: float | None,
+                 seed: float | None, histories: History) -> Iterator[dict]:
+    text = (message or "").strip()
+    if not text:
+        raise LabError("Type a message first.")
+    steps = turn(ui, home, text, source_a, source_b, two, system, max_new_tokens, temperature, top_p, seed, histories)
+    first = next(steps)  # a checkpoint that does not load fails here, while the message is still in the box
+    yield {**first, ui.message: ""}
+    yield from steps
+
+
+def retry_last(ui: ChatUI, home: Home, source_a: str | None, source_b: str | None, two: bool, system: str,
+               max_new_tokens: float | None, temperature: float | None, top_p: float | None, seed: float | None,
+               histories: History) -> Iterator[dict]:
+    """Answer the last message again with the next seed (the same seed would give the same reply)."""
+    from lab.chat import undo
+
+    histories = [list(h) for h in histories or [[], []]]
+    last = None
+    for i, _ in active_sides(source_a, source_b, two):
+        histories[i], said = undo(histories[i])
+        last = last or said
+    if last is None:
+        raise LabError("Nothing to retry yet: send a message first.")
+    seed = int(seed or 0) + 1
+    for update in turn(ui, home, last, source_a, source_b, two, system, max_new_tokens, temperature, top_p, seed,
+                       histories):
+        yield {**update, ui.settings[3]: seed}
+
+
+def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str | None, two: bool, system: str,
+         max_new_tokens: float | None, temperature: float | None, top_p: float | None, seed: float | None,
+         histories: History) -> Iterator[dict]:
+    """One user message to A (and B): the replies stream in one after the other (so a seed repeats its reply),
+    each side's conversation growing by one exchange."""
+    from lab.chat import add_exchange, messages_for, stream_reply
+    from lab.compare import cached_model
+
+    settings = sampling_of(max_new_tokens, temperature, top_p, seed, defaults=CHAT_SAMPLING)
+    histories = [list(h) for h in histories or [[], []]]
+    sides = active_sides(source_a, source_b, two)
+    for _, source in sides:
+        cached_model(source, home)  # a checkpoint that does not load fails before anything changes on screen
+    shown = [list(h) for h in histories]
+    for i, _ in sides:  # B answers once A is done: say so, rather than look stuck
+        pending = "…" if i == 0 else "(after A)"
+        shown[i] += [{"role": "user", "content": text}, {"role": "assistant", "content": pending}]
+
+    def view(status: str) -> dict:
+        return {ui.bots[0]: shown[0], ui.bots[1]: shown[1], ui.status: status}
+
+    yield view("Answering…")
+    speeds = []
+    for i, source in sides:
+        shown_at = 0.0
+        for reply in stream_reply(source, messages_for(system, histories[i], text), settings, home):
+            content = reply.text or ("(empty reply)" if reply.finished else "…")
+            shown[i][-1] = {"role": "assistant", "content": content}
+            if not reply.finished and time.monotonic() - shown_at >= REFRESH_S:
+                shown_at = time.monotonic()
+                yield view(f"{'AB'[i]} ({source}) is answering…")
+        histories[i] = add_exchange(histories[i], text, reply.text)
+        speeds.append(f"{'AB'[i]} ({source}): {reply.new_tokens} tokens, {reply.tokens_per_second} tok/s")
+        yield {**view(" — ".join(speeds)), ui.histories: histories}
+    if settings.temperature == 0:
+        yield view(" — ".join(speeds) + " (greedy: Retry gives the same reply; raise the temperature to vary)")
+
+
+def undo_last(ui: ChatUI, two: bool, histories: History) -> dict:
+    """Drop the last exchange of each conversation shown; its message goes back in the box to edit."""
+    from lab.chat import undo
+
+    histories = [list(h) for h in histories or [[], []]]
+    last = None
+    for i in (0, 1) if two else (0,):
+        histories[i], said = undo(histories[i])
+        last = last or said
+    if last is None:
+        raise LabError("Nothing to undo: the conversation is empty.")
+    return {ui.bots[0]: histories[0], ui.bots[1]: histories[1], ui.histories: histories, ui.message: last,
+            ui.status: "Undone: the last message is back in the box."}
+
+
+def clear_side(ui: ChatUI, side: int, histories: History) -> dict:
+    histories = [[] if i == side else list(h) for i, h in enumerate(histories or [[], []])]
+    return {ui.histories: histories, ui.status: f"Cleared conversation {'AB'[side]}."}
+
+
+def clear_all(ui: ChatUI) -> dict:
+    return {ui.bots[0]: [], ui.bots[1]: [], ui.histories: [[], []], ui.status: "Cleared: a new conversation."}

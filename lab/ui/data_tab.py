@@ -24,7 +24,7 @@ import html
 import logging
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,16 +177,39 @@ def guarded(fn: Callable[..., dict], status: gr.components.Component, *bound: An
     def run(*args: Any, **kwargs: Any) -> dict:
         try:
             return inner(*args, **kwargs)
-        except LabError as err:
-            message = str(err)
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
-            log.exception("%s failed", fn.__name__)
-            message = f"Unexpected error: {type(err).__name__}: {err}"
-        gr.Warning(message)
-        return {status: error_text(message)}
+            return {status: error_text(user_message(fn, err))}
 
     run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
     return run
+
+
+def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
+             *bound: Any) -> Callable[..., Iterator[dict]]:
+    """``guarded`` for handlers that stream: errors end the stream with a toast and a message in ``status``."""
+    inner = functools.partial(fn, *bound)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Iterator[dict]:
+        try:
+            yield from inner(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
+            yield {status: error_text(user_message(fn, err))}
+
+    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    return run
+
+
+def user_message(fn: Callable, err: Exception) -> str:
+    """A toast, and the text for the status line: a ``LabError`` as it is, anything else logged with its
+    traceback and shown as "Unexpected error: …"."""
+    if isinstance(err, LabError):
+        message = str(err)
+    else:
+        log.exception("%s failed", fn.__name__)
+        message = f"Unexpected error: {type(err).__name__}: {err}"
+    gr.Warning(message)
+    return message
 
 
 # --------------------------------------------------------------------------- sources and rows

@@ -1,24 +1,38 @@
-"""The Eval tab: evaluation jobs (held-out loss and perplexity so far) for several checkpoints at once, their
-progress, a chart per checkpoint, the best and worst fitted examples, and a CSV of everything.
+"""The Eval tab: evaluation jobs of every kind (held-out perplexity, reference overlap, LLM-as-judge, lm-eval
+tasks) for several checkpoints at once, their progress, a chart per metric with a bar per checkpoint, the
+selected job's numbers with its best and worst examples as chats, lm-eval scores base vs tuned, the human
+results of a labeling campaign beside the automatic numbers, and a CSV of everything.
 
-Handlers call ``lab.eval``; api names: ``eval_start``, ``eval_jobs``, ``eval_show``, ``eval_csv``.
+Handlers call ``lab.eval``; api names: ``eval_start`` (perplexity), ``eval_overlap``, ``eval_judge``,
+``eval_harness``, ``eval_jobs``, ``eval_show``, ``eval_examples``, ``eval_harness_table``, ``eval_summary``,
+``eval_csv``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
 
 from lab.errors import LabError
+from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
+from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
 from lab.ui.data_tab import guarded
-from lab.ui.train_tab import checkpoint_choices, dataset_choices
+from lab.ui.forms import Form, build_form
+from lab.ui.label_tab import chat_markdown
+from lab.ui.train_tab import checkpoint_choices, clip, dataset_choices
 
-JOB_HEADERS = ["id", "model", "dataset", "split", "status", "progress", "loss", "perplexity", "rows"]
+JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
+METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"),
+           ("judge_win_rate", "Judge win rate"), ("judge_grade", "Judge grade (1-10)"))
+SUMMARY_HEADERS = ["model", "perplexity", "ROUGE-L", "BLEU", "judge win rate", "judge vs", "judge grade", "lm-eval",
+                   "human win rate", "Bradley–Terry [95%]", "votes"]
+NO_CAMPAIGN = "newest with votes"
 
 
 @dataclass
@@ -27,103 +41,447 @@ class EvalUI:
     jobs: gr.Dataframe
     selected: gr.Dropdown
     chart: gr.Plot
-    examples: gr.Markdown
+    details: gr.Markdown
+    best: gr.Chatbot
+    worst: gr.Chatbot
+    harness_base: gr.Dropdown
+    harness_table: gr.Dataframe
+    campaign: gr.Dropdown
+    summary_table: gr.Dataframe
+    human_chart: gr.Plot
     csv: gr.File
+    seen: gr.State  # what the jobs looked like at the last timer tick: unchanged jobs redraw nothing
 
 
 def build(home: Home) -> EvalUI:
-    gr.Markdown("Held-out loss and perplexity of checkpoints on a dataset version's replies (base vs tuned: pick "
-                "both). Each evaluation runs in the background; ROUGE/BLEU, LLM-as-judge and lm-eval tasks follow "
-                "(issue 6).")
+    from lab.eval.judges import endpoint_status
+
+    gr.Markdown("Score checkpoints (base vs tuned: pick both): held-out loss and perplexity, reference overlap "
+                "(ROUGE-L, BLEU), an LLM judge, lm-eval tasks; then read them beside the human results of a "
+                "labeling campaign. Each evaluation runs in the background, one job per model.")
     with gr.Row():
         models = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
-                             label="Models", scale=3, info="tiny, run:<id>, a path or a hub id")
+                             label="Models", scale=3,
+                             info="tiny, run:<id>, a path or a hub id. Pairwise judging: model A, then model B.")
         dataset = gr.Dropdown(dataset_choices(home), value="sample:sft", allow_custom_value=True, label="Dataset",
-                              scale=2)
+                              scale=2, info="SFT version: prompts and reference replies (not used by lm-eval)")
         split = gr.Dropdown(["validation", "train"], value="validation", label="Split", scale=1)
-        max_rows = gr.Number(value=200, precision=0, label="Max rows", scale=1)
-    start = gr.Button("Evaluate", variant="primary")
+        gr.Button("↻", scale=0, min_width=40).click(
+            lambda: (gr.update(choices=checkpoint_choices(home)), gr.update(choices=dataset_choices(home))),
+            outputs=[models, dataset], api_visibility="private")
+    with gr.Tabs():
+        with gr.Tab("Perplexity"):
+            gr.Markdown("Held-out loss and perplexity of the final reply of each row, given the conversation before "
+                        "it: the tokens SFT trains on.")
+            perplexity = build_form(PerplexityConfig, rows=[("max_rows", "max_length")])
+            perplexity_btn = gr.Button("Evaluate perplexity", variant="primary")
+        with gr.Tab("Overlap (ROUGE/BLEU)"):
+            gr.Markdown("Each model answers the conversation before each final reply; its answer is scored against "
+                        "that reply: ROUGE-L (F1 of the longest common subsequence) and sacrebleu BLEU.")
+            overlap = build_form(OverlapConfig, rows=[("max_rows", "max_new_tokens", "batch_size"),
+                                                      ("temperature", "seed")])
+            overlap_btn = gr.Button("Score overlap", variant="primary")
+        with gr.Tab("LLM judge"):
+            judge = judge_form(home, endpoint_status())
+            judge_btn = gr.Button("Judge", variant="primary")
+        with gr.Tab("lm-eval tasks"):
+            harness = harness_form()
+            harness_btn = gr.Button("Run tasks", variant="primary")
     status = gr.Markdown()
-    jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True)
+    gr.Markdown("### Evaluations")
+    jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True,
+                        column_widths=["12%", "7%", "14%", "15%", "8%", "7%", "14%", "18%", "5%"])
+    chart = gr.Plot(label="Latest result per checkpoint, one panel per metric")
     with gr.Row():
-        chart = gr.Plot(label="Perplexity per checkpoint")
-        with gr.Column():
-            selected = gr.Dropdown(label="Evaluation", choices=[], allow_custom_value=True)
-            examples = gr.Markdown()
+        selected = gr.Dropdown(label="Evaluation", choices=[], allow_custom_value=True, scale=4)
+        refresh_btn = gr.Button("Refresh", size="sm", scale=0, min_width=90)
+    details = gr.Markdown()
+    with gr.Row():
+        chat = dict(height=460, group_consecutive_messages=False, autoscroll=False, buttons=["copy_all"],
+                    placeholder="Select an evaluation above.")
+        best = gr.Chatbot(label="Best examples", **chat)
+        worst = gr.Chatbot(label="Worst examples", **chat)
+    gr.Markdown("### lm-eval tasks: base vs tuned")
+    harness_base = gr.Dropdown(label="Base model", choices=[], allow_custom_value=True,
+                               info="The others' scores are shown with their difference from this one.")
+    harness_table = gr.Dataframe(interactive=False, wrap=True)
+    gr.Markdown("### People and metrics\nPer model: the automatic numbers beside the human win rate (ties count "
+                "half) and Bradley–Terry rating of a labeling campaign (Label tab), matched by model name.")
+    with gr.Row():
+        campaign = gr.Dropdown(campaign_choices(home), value=NO_CAMPAIGN, label="Campaign", scale=3)
+        summary_btn = gr.Button("Show", scale=0, min_width=90)
+    summary_table = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True,
+                                 column_widths=["16%", "8%", "7%", "6%", "8%", "12%", "7%", "12%", "8%", "10%", "6%"])
+    human_chart = gr.Plot(label="People vs judge")
     with gr.Row():
         csv_btn = gr.Button("Export CSV", scale=1)
         csv = gr.File(label="CSV", scale=2)
-    ui = EvalUI(status, jobs, selected, chart, examples, csv)
+    seen = gr.State("")
+    ui = EvalUI(status, jobs, selected, chart, details, best, worst, harness_base, harness_table, campaign,
+                summary_table, human_chart, csv, seen)
 
-    start.click(guarded(start_eval, status, ui, home), inputs=[models, dataset, split, max_rows],
-                outputs=[status, jobs, selected, chart], api_name="eval_start")
-    gr.Timer(2.0).tick(guarded(refresh, status, ui, home), inputs=None, outputs=[jobs, selected, chart],
-                       api_visibility="private", show_progress="hidden")
-    gr.Button("Refresh", size="sm").click(guarded(refresh, status, ui, home), inputs=None,
-                                          outputs=[jobs, selected, chart], api_name="eval_jobs")
-    selected.change(guarded(show, status, ui, home), inputs=selected, outputs=[examples], api_name="eval_show")
+    started = [status, jobs, selected, chart]
+    shared = {"models": models, "dataset": dataset, "split": split}
+    perplexity_btn.click(guarded(start_perplexity, status, ui, home),
+                         inputs=[models, dataset, split, perplexity["max_rows"], perplexity["max_length"]],
+                         outputs=started, api_name="eval_start")
+    overlap_btn.click(guarded(start_overlap, status, ui, home), inputs_kwargs={**shared, **overlap.components},
+                      outputs=started, api_name="eval_overlap")
+    judge_btn.click(guarded(start_judge, status, ui, home), inputs_kwargs={**shared, **judge.components},
+                    outputs=started, api_name="eval_judge")
+    harness_btn.click(guarded(start_harness, status, ui, home), inputs_kwargs={"models": models,
+                                                                               **harness.components},
+                      outputs=started, api_name="eval_harness")
+    judge["mode"].change(swap_prompt, inputs=[judge["mode"], judge["prompt"]], outputs=judge["prompt"],
+                         api_visibility="private")
+
+    listing = [jobs, selected, chart]
+    panels = [harness_base, harness_table, campaign, summary_table, human_chart]
+    view = [details, best, worst]
+    gr.Timer(2.0).tick(guarded(tick, status, ui, home), inputs=[seen, selected, harness_base, campaign],
+                       outputs=[*listing, *panels, *view, seen], api_visibility="private", show_progress="hidden")
+    refresh_btn.click(guarded(refresh, status, ui, home), inputs=None, outputs=listing, api_name="eval_jobs")
+    selected.change(guarded(show, status, ui, home), inputs=selected, outputs=[details], api_name="eval_show")
+    selected.change(guarded(examples, status, ui, home), inputs=selected, outputs=[best, worst],
+                    api_name="eval_examples")
+    harness_base.change(guarded(harness_view, status, ui, home), inputs=harness_base,
+                        outputs=[harness_base, harness_table], api_name="eval_harness_table")
+    summary_inputs = dict(inputs=campaign, outputs=[campaign, summary_table, human_chart])
+    summary_btn.click(guarded(summary_view, status, ui, home), **summary_inputs, api_name="eval_summary")
+    campaign.change(guarded(summary_view, status, ui, home), **summary_inputs, api_visibility="private")
     csv_btn.click(guarded(export_csv, status, ui, home), inputs=None, outputs=[csv], api_name="eval_csv")
     return ui
 
 
-def start_eval(ui: EvalUI, home: Home, models: list[str] | None, dataset: str, split: str, max_rows: float) -> dict:
-    from lab.eval.jobs import create_eval
+def judge_form(home: Home, endpoint: str) -> Form:
+    choices = checkpoint_choices(home) + [ENDPOINT]
+    overrides = {"judge": lambda f, kw: gr.Dropdown(choices=choices, allow_custom_value=True, **kw)}
+    form = build_form(JudgeConfig, rows=[("mode", "judge", "endpoint_model"),
+                                         ("max_rows", "max_new_tokens", "judge_max_tokens", "cache")],
+                      overrides=overrides)
+    gr.Markdown(f"**Endpoint judge:** {endpoint}. A local judge is not asked to write: its reply is scored from "
+                f"`{LOCAL_PREFIX['pairwise']}` (pairwise) or `{LOCAL_PREFIX['single']}` on, by the probability of "
+                "each verdict (A, B, C = tie; or 1-10). Pairs are judged in both orders; a verdict counts only when "
+                "both agree. Verdicts are cached under LAB_HOME/cache/judge.")
+    prompt = gr.Textbox(value=DEFAULTS["pairwise"], lines=12, max_lines=30, label="Judge prompt",
+                        info="Placeholders: {question}, {answer_a}, {answer_b} (pairwise) or {answer} (single); "
+                        "optional {reference}, the dataset's reply. Edit freely; switching the mode swaps in its "
+                        "default unless you changed the text.")
+    with gr.Row():
+        reset = gr.Button("Reset the prompt to the default", size="sm", scale=0, min_width=260)
+    reset.click(lambda mode: DEFAULTS[mode], inputs=form["mode"], outputs=prompt, api_visibility="private")
+    return Form(JudgeConfig, {**form.components, "prompt": prompt})
 
+
+def harness_form() -> Form:
+    from lab.eval.harness import OFFLINE_TASKS, list_tasks
+
+    gr.Markdown("lm-evaluation-harness scores (zero-shot, no chat template) show what tuning cost elsewhere: run "
+                "them for base and tuned. Offline tasks ship with the lab; the standard ones need the Hugging Face "
+                "Hub for their data.")
+    tasks = [(f"{name}: {text}", name) for name, text in list_tasks().items()]
+    overrides = {"tasks": lambda f, kw: gr.Dropdown(
+        choices=tasks, multiselect=True, allow_custom_value=True,
+        **{**kw, "value": OFFLINE_TASKS[:1], "info": "Pick or type any task lm-eval knows (e.g. mmlu_astronomy)."})}
+    return build_form(HarnessConfig, rows=[("tasks", "limit")], overrides=overrides)
+
+
+def swap_prompt(mode: str, text: str) -> str:
+    """The new mode's default prompt, unless the user has written their own."""
+    return DEFAULTS[mode] if not text.strip() or text in DEFAULTS.values() else text
+
+
+# --------------------------------------------------------------------------- starting jobs
+
+
+def created(ui: EvalUI, home: Home, jobs: list[Any]) -> dict:
+    listing = refresh(ui, home)
+    listing[ui.selected]["value"] = jobs[0].id  # follow the new job: its numbers appear when it finishes
+    return {ui.status: f"**✓ Started {len(jobs)} evaluation(s).**", **listing}
+
+
+def need_models(models: list[str] | None) -> list[str]:
     if not models:
         raise LabError("Pick at least one model to evaluate.")
-    created = [create_eval("perplexity", m, dataset, split=split, max_rows=int(max_rows or 0), home=home)
-               for m in models]
-    return {ui.status: f"**✓ Started {len(created)} evaluation(s).**", **refresh(ui, home)}
+    return list(models)
+
+
+def settings(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def start_perplexity(ui: EvalUI, home: Home, models: list[str] | None, dataset: str, split: str, max_rows: float,
+                     max_length: float = 1024) -> dict:
+    from lab.eval.jobs import create_eval
+
+    return created(ui, home, [create_eval("perplexity", m, dataset, split=split, max_rows=max_rows or 0,
+                                          max_length=max_length, home=home) for m in need_models(models)])
+
+
+def start_overlap(ui: EvalUI, home: Home, models: list[str] | None, dataset: str, split: str, **values: Any) -> dict:
+    from lab.eval.jobs import create_eval
+
+    return created(ui, home, [create_eval("overlap", m, dataset, split=split, home=home, **settings(values))
+                              for m in need_models(models)])
+
+
+def start_judge(ui: EvalUI, home: Home, models: list[str] | None, dataset: str, split: str, **values: Any) -> dict:
+    from lab.eval.jobs import create_eval
+
+    models = need_models(models)
+    values = {**values, "prompt": swap_prompt(values.get("mode") or "pairwise", values.get("prompt") or "")}
+    if values.get("mode") == "pairwise":
+        if len(models) != 2:
+            raise LabError(f"Pairwise judging compares two models: pick model A, then model B (picked {len(models)}"
+                           "). Or choose the single mode to grade each model 1-10.")
+        models, values = models[:1], {**values, "model_b": models[1]}
+    return created(ui, home, [create_eval("judge", m, dataset, split=split, home=home, **settings(values))
+                              for m in models])
+
+
+def start_harness(ui: EvalUI, home: Home, models: list[str] | None, tasks: list[str] | None, **values: Any) -> dict:
+    from lab.eval.jobs import create_eval
+
+    return created(ui, home, [create_eval("harness", m, home=home, tasks=",".join(tasks or []), **settings(values))
+                              for m in need_models(models)])
+
+
+# --------------------------------------------------------------------------- the job list and its chart
 
 
 def refresh(ui: EvalUI, home: Home) -> dict:
     from lab.eval.jobs import list_evals
+    from lab.eval.summary import automatic
 
     found = list_evals(home)
-    rows = []
-    for job in found:
-        r = job.results or {}
-        progress = f"{job.done}/{job.total}" if job.total else ""
-        rows.append([job.id, job.model, job.dataset, job.config.get("split"),
-                     job.status + (f": {job.error}" if job.error else ""), progress, r.get("loss"),
-                     r.get("perplexity"), r.get("rows")])
-    return {ui.jobs: pd.DataFrame(rows, columns=JOB_HEADERS),
-            ui.selected: gr.update(choices=[(f"{j.model} · {j.dataset} · {j.id}", j.id) for j in found]),
-            ui.chart: perplexity_chart(found)}
+    return {ui.jobs: pd.DataFrame([job_row(j) for j in found], columns=JOB_HEADERS),
+            ui.selected: gr.update(choices=[(f"{j.kind} · {j.subject} · {j.id}", j.id) for j in found]),
+            ui.chart: metrics_chart(list(automatic(found).values()))}
 
 
-def perplexity_chart(found: list) -> go.Figure:
-    """The latest finished result per (model, dataset, split)."""
-    latest: dict[tuple[str, str, str], object] = {}
-    for job in reversed(found):  # oldest first, so newer results overwrite
-        if job.status == "succeeded":
-            latest[(job.model, job.dataset, job.config.get("split"))] = job
-    if not latest:
-        return plots.empty_figure("No finished evaluation yet.")
-    fig = go.Figure()
-    for (model, dataset, split), job in latest.items():
-        fig.add_trace(go.Bar(x=[f"{dataset}:{split}"], y=[job.results["perplexity"]], name=model,
-                             text=[f"{job.results['perplexity']:.1f}"], textposition="outside", cliponaxis=False))
-    fig.update_layout(**plots.LAYOUT, barmode="group", title="Perplexity (lower is better)")
-    return fig
+def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | None, campaign: str | None) -> dict:
+    """The timer: redraw only when a job was added or moved on, so charts keep their zoom in between."""
+    from lab.eval.jobs import states
+
+    now = json.dumps(states(home))
+    if now == seen:
+        return {c: gr.skip() for c in (ui.jobs, ui.selected, ui.chart, ui.harness_base, ui.harness_table, ui.campaign,
+                                       ui.summary_table, ui.human_chart, ui.details, ui.best, ui.worst, ui.seen)}
+    return {**refresh(ui, home), **harness_view(ui, home, base), **summary_view(ui, home, campaign),
+            **show(ui, home, selected), **examples(ui, home, selected), ui.seen: now}
+
+
+def job_row(job: Any) -> list[Any]:
+    results = job.results or {}
+    rows = results.get("rows", sum(t.get("samples", 0) for t in (results.get("tasks") or {}).values()) or None)
+    split = f":{job.config['split']}" if job.config.get("split") else ""
+    status = job.status + (f": {job.error}" if job.error else "")
+    return [job.id, job.kind, job.subject, job.dataset + split, status, f"{job.done}/{job.total}" if job.total else "",
+            settings_text(job), job.headline_text if job.results else "", rows]
+
+
+def settings_text(job: Any) -> str:
+    """The settings that differ from the kind's defaults (the judge and its mode always)."""
+    from lab.eval.kinds import get_kind
+
+    defaults = asdict(get_kind(job.kind).config())
+    parts = []
+    for key in defaults:  # in the config's field order
+        value = job.config.get(key, defaults[key])
+        if key in ("split", "model_b", "tasks"):
+            continue
+        if key == "prompt":
+            parts += ["own prompt"] if value != DEFAULTS.get(job.config.get("mode"), value) else []
+        elif key in ("judge", "mode") or value != defaults.get(key):
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+def metrics_chart(rows: list[dict[str, Any]]):
+    tasks = sorted({t for r in rows for t in r["harness"]})
+    flat = [{**r, **{f"lm-eval {t}": r["harness"].get(t) for t in tasks}} for r in rows]
+    return plots.metric_panels(flat, [*METRICS, *((f"lm-eval {t}", f"lm-eval: {t}") for t in tasks)])
+
+
+# --------------------------------------------------------------------------- one job
 
 
 def show(ui: EvalUI, home: Home, job_id: str | None) -> dict:
-    from lab.eval.jobs import get_eval
-    from lab.ui.label_tab import chat_markdown
+    from lab.eval.jobs import get_eval, log_path
 
     if not job_id:
-        return {ui.examples: ""}
+        return {ui.details: ""}
     job = get_eval(job_id, home)
     if not job.results:
-        return {ui.examples: f"{job.status}" + (f": {job.error}" if job.error else "")}
+        text = f"**{job.kind}** of {job.subject}: {job.status}"
+        if job.total:
+            text += f" ({job.done}/{job.total})"
+        if job.error:
+            text += f": {job.error} (log: `{log_path(job.id, home)}`)"
+        return {ui.details: text}
+    return {ui.details: DETAILS[job.kind](job)}
+
+
+def perplexity_details(job: Any) -> str:
     r = job.results
     parts = [f"**{job.model}** on {r['dataset']}:{r['split']}: loss **{r['loss']}**, perplexity **{r['perplexity']}** "
              f"over {r['rows']} replies ({r['tokens']} tokens)"]
     for title, key in (("Fitted best", "best"), ("Fitted worst", "worst")):
-        parts.append(f"#### {title}")
-        parts += [f"*loss {e['loss']}*\n\n{chat_markdown(e['messages'])}" for e in r[key]]
-    return {ui.examples: "\n\n---\n\n".join(parts)}
+        parts.append(f"**{title}** (as chats below): " + " · ".join(f"line {e['line']}: loss {e['loss']}"
+                                                                     for e in r[key]))
+    return "\n\n".join(parts)
+
+
+def overlap_details(job: Any) -> str:
+    r = job.results
+    return (f"**{job.model}** on {r['dataset']}:{r['split']}: ROUGE-L **{r['rouge_l']}**, BLEU **{r['bleu']}** over "
+            f"{r['rows']} answers (corpus BLEU, sacrebleu `{r['bleu_signature']}`; ROUGE-L is the mean per-example "
+            "F1). The best and worst answers by ROUGE-L are below.")
+
+
+def judge_details(job: Any) -> str:
+    r = job.results
+    cache = f"{r['cached']} verdict(s) from the cache, {r['judged']} judged now"
+    if r["mode"] == "single":
+        grades = " · ".join(f"{g}: {n}" for g, n in r["grades"].items()) or "none"
+        return (f"**{job.model}** graded by **{r['judge']}** on {r['rows']} prompts of {r['dataset']}:{r['split']}: "
+                f"mean grade **{r['mean_grade']}** / 10 · grades {grades} · unparsed {r['unparsed']} · {cache}")
+
+    def percent(value: float | None) -> str:
+        return f"{value:.0%}" if value is not None else "-"
+
+    orders = r["orders"]
+    return "\n".join([
+        f"**A = {r['model_a']}** vs **B = {r['model_b']}**, judged by **{r['judge']}** on {r['rows']} prompts of "
+        f"{r['dataset']}:{r['split']}: A's win rate **{percent(r['win_rate'])}** (inconsistent pairs count as ties), "
+        f"position consistency **{percent(r['consistency'])}**.", "",
+        "| order | A wins | ties | B wins | unparsed |", "|---|---|---|---|---|",
+        *(f"| {label} | {orders[o]['a_wins']} | {orders[o]['ties']} | {orders[o]['b_wins']} | {orders[o]['unparsed']} |"
+          for o, label in (("a_first", "A's answer shown first"), ("b_first", "B's answer shown first"))),
+        f"| **both orders agree** | **{r['a_wins']}** | **{r['ties']}** | **{r['b_wins']}** | {r['unparsed']} |", "",
+        f"{r['inconsistent']} inconsistent · the judge picked the answer shown first in "
+        f"{percent(r['first_position_rate'])} of its decided verdicts (50% = no position bias) · {cache}"])
+
+
+def harness_details(job: Any) -> str:
+    r = job.results
+    lines = [f"**{job.model}** on lm-eval tasks (limit {r.get('limit') or 'none'}, lm-eval "
+             f"{r.get('lm_eval_version', '?')}):", "", "| task | metric | value | ± stderr | samples |",
+             "|---|---|---|---|---|"]
+    for task, t in r["tasks"].items():
+        stderr = f"{t['stderr']:.4f}" if t.get("stderr") is not None else "-"
+        lines.append(f"| {task} | {t['metric']} | {t['value']:.4f} | {stderr} | {t.get('samples', '')} |")
+    return "\n".join(lines)
+
+
+DETAILS = {"perplexity": perplexity_details, "overlap": overlap_details, "judge": judge_details,
+           "harness": harness_details}
+
+
+def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
+    """The selected job's best and worst examples, each as a chat: the prompt, the answer(s), the numbers."""
+    from lab.eval.jobs import get_eval
+
+    if not job_id:
+        return {ui.best: gr.update(value=[], visible=True), ui.worst: gr.update(value=[], visible=True)}
+    job = get_eval(job_id, home)
+    r = job.results or {}
+    if job.kind == "judge" and r.get("mode") == "pairwise":
+        won = [i for i in r["items"] if i["outcome"] == "a"]
+        lost = [i for i in r["items"] if i["outcome"] == "b"]
+        rest = [i for i in r["items"] if i["outcome"] not in ("a", "b")]
+        left = ("Prompts A won", won) if won else ("No prompt won by A; ties, inconsistent and unparsed", rest)
+        return {ui.best: chat_update(*left, job), ui.worst: chat_update("Prompts B won", lost, job)}
+    label = {"perplexity": "fitted", "overlap": "by ROUGE-L", "judge": "by grade"}.get(job.kind)
+    if not label:  # lm-eval scores have no examples to show
+        return {ui.best: gr.update(visible=False), ui.worst: gr.update(visible=False)}
+    return {ui.best: chat_update(f"Best examples ({label})", r.get("best", []), job),
+            ui.worst: chat_update(f"Worst examples ({label})", r.get("worst", []), job)}
+
+
+def chat_update(label: str, items: list[dict[str, Any]], job: Any) -> dict:
+    shown = items[:3]
+    more = f" · {len(shown)} of {len(items)}" if len(items) > len(shown) else ""
+    return gr.update(value=chats(shown, job), label=label + more, visible=True,
+                     placeholder="None." if job.results else "No results yet.")
+
+
+def chats(items: list[dict[str, Any]], job: Any) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for n, item in enumerate(items, 1):
+        prompt = item.get("prompt") or item["messages"][:-1]
+        head = f"**Example {n}** · line {item.get('line')}\n\n"
+        messages.append({"role": "user", "content": head + chat_markdown(prompt)})
+        messages += replies(item, job)
+    return messages
+
+
+def replies(item: dict[str, Any], job: Any) -> list[dict[str, str]]:
+    def said(title: str, text: str) -> dict[str, str]:
+        return {"role": "assistant", "content": f"**{title}**\n\n{clip(text, 600) or '*(empty answer)*'}"}
+
+    if job.kind == "perplexity":
+        return [said(f"Reference reply · loss {item['loss']}", item["messages"][-1]["content"])]
+    if job.kind == "overlap":
+        return [said(f"{job.model} · ROUGE-L {item['rouge_l']} · BLEU {item['bleu']}", item["generation"]),
+                said("Reference", item["reference"])]
+    if job.config.get("mode") == "single":
+        expected = f" (expected {item['expected']})" if "expected" in item else ""
+        return [said(f"{job.model} · grade {item['verdict']}{expected}", item["answer"])]
+    said_by = {"a": "A wins", "b": "B wins", "tie": "tie", None: "unparsed"}
+
+    def verdict(order: str, label: str) -> str:
+        probs = item[order].get("probs")  # a local judge's probabilities, by position: A = the first shown
+        odds = f" (P first {probs['A']:.2f} · second {probs['B']:.2f} · tie {probs['C']:.2f})" if probs else ""
+        return f"{label}: {said_by[item[order]['outcome']]}{odds}"
+
+    verdicts = "<br>".join(verdict(o, label) for o, label in (("a_first", "A shown first"),
+                                                              ("b_first", "B shown first")))
+    return [said(f"A: {job.model}", item["answer_a"]), said(f"B: {job.config['model_b']}", item["answer_b"]),
+            {"role": "assistant", "content": f"**Judge:** outcome **{item['outcome']}**<br>{verdicts}"}]
+
+
+# --------------------------------------------------------------------------- harness, people, CSV
+
+
+def harness_view(ui: EvalUI, home: Home, base: str | None) -> dict:
+    from lab.eval.jobs import list_evals
+    from lab.eval.summary import harness_table
+
+    found = list_evals(home)
+    models = list(dict.fromkeys(j.model for j in reversed(found) if j.kind == "harness" and j.status == "succeeded"))
+    table = harness_table(found, base)
+    chosen = base if base in models else (models[0] if models else None)
+    frame = pd.DataFrame(table) if table else pd.DataFrame({"": ["No finished lm-eval job yet."]})
+    return {ui.harness_base: gr.update(choices=models, value=chosen), ui.harness_table: frame}
+
+
+def campaign_choices(home: Home) -> list[tuple[str, str]]:
+    from lab.label.campaigns import list_campaigns
+
+    return [(NO_CAMPAIGN, NO_CAMPAIGN)] + [(f"{c.name} ({c.id})", c.id) for c in list_campaigns(home)]
+
+
+def summary_view(ui: EvalUI, home: Home, campaign: str | None) -> dict:
+    from lab.eval.summary import summary
+
+    document = summary(home, None if campaign in (None, "", NO_CAMPAIGN) else campaign)
+    rows = [summary_row(r) for r in document["models"]]
+    return {ui.campaign: gr.update(choices=campaign_choices(home)),
+            ui.summary_table: pd.DataFrame(rows, columns=SUMMARY_HEADERS),
+            ui.human_chart: plots.human_vs_judge(document["models"])}
+
+
+def summary_row(r: dict[str, Any]) -> list[Any]:
+    def fmt(value: float | None, spec: str) -> str:
+        return format(value, spec) if value is not None else ""
+
+    interval = (f" [{r['human_low']:.0f}, {r['human_high']:.0f}]" if r["human_low"] is not None
+                and r["human_high"] is not None else "")
+    return [r["model"], fmt(r["perplexity"], ".2f"), fmt(r["rouge_l"], ".3f"), fmt(r["bleu"], ".1f"),
+            fmt(r["judge_win_rate"], ".0%"), r["judge_vs"] or "", fmt(r["judge_grade"], ".2f"),
+            " · ".join(f"{t} {v:.3f}" for t, v in r["harness"].items()),
+            fmt(r["human_win_rate"], ".0%"), fmt(r["human_rating"], ".0f") + interval, r["human_comparisons"] or ""]
 
 
 def export_csv(ui: EvalUI, home: Home) -> dict:

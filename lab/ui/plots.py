@@ -174,3 +174,57 @@ def win_matrix_plot(models: Sequence[str], rates: Sequence[Sequence[float | None
     fig.update_layout(**{**LAYOUT, "height": 160 + 50 * len(models)}, title="Win rate of row over column",
                       yaxis_autorange="reversed")
     return fig
+
+
+def metric_panels(rows: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str, str]], *,
+                  columns: int = 3) -> go.Figure:
+    """One small bar chart per metric, a bar per model (``rows``: ``{"model", <metric>: value}``); metrics no
+    model has are left out. Scales differ (perplexity in the thousands, ROUGE-L in 0-1), hence a panel each."""
+    from plotly.subplots import make_subplots
+
+    shown = [(key, title) for key, title in metrics if any(r.get(key) is not None for r in rows)]
+    if not shown:
+        return empty_figure("No finished evaluation yet.")
+    lines = math.ceil(len(shown) / columns)
+    width = min(columns, len(shown))
+    fig = make_subplots(rows=lines, cols=width, subplot_titles=[title for _, title in shown],
+                        vertical_spacing=0.5 / lines, horizontal_spacing=0.08)
+    palette = ["#6366f1", "#10b981", "#f59e0b", "#ef4444", "#3b82f6", "#8b5cf6", "#14b8a6", "#64748b"]
+    for i, (key, _) in enumerate(shown):
+        present = [r for r in rows if r.get(key) is not None]
+        fig.add_trace(go.Bar(x=[short_name(r["model"]) for r in present], y=[r[key] for r in present],
+                             showlegend=False, marker_color=[palette[rows.index(r) % len(palette)] for r in present],
+                             text=[f"{r[key]:.0f}" if abs(r[key]) >= 100 else f"{r[key]:.3g}" for r in present],
+                             textposition="outside", cliponaxis=False, customdata=[r["model"] for r in present],
+                             hovertemplate="%{customdata}: %{y:.4g}<extra></extra>"),
+                      row=i // width + 1, col=i % width + 1)
+        top = max(r[key] for r in present)
+        fig.update_yaxes(range=[0, top * 1.2 if top > 0 else 1], row=i // width + 1, col=i % width + 1)
+    fig.update_xaxes(type="category", tickangle=-20 if len(rows) > 2 else 0)
+    fig.update_layout(**{**LAYOUT, "height": 60 + 270 * lines, "margin": dict(l=40, r=20, t=50, b=40)},
+                      bargap=0.35)
+    return fig
+
+
+def short_name(model: str) -> str:
+    """A model's name short enough for an axis: a path's last folder (the full name shows on hover)."""
+    return "…/" + model.rstrip("/").rsplit("/", 1)[-1] if model.startswith(("/", "./", "~")) else model
+
+
+def human_vs_judge(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Per model, the human win rate beside the judge's (both 0-1, ties half): do people and the judge agree?"""
+    series = (("human_win_rate", "people (labeling campaign)", COLORS["prompt"]),
+              ("judge_win_rate", "LLM judge", COLORS["response"]))
+    present = [r for r in rows if any(r.get(key) is not None for key, _, _ in series)]
+    if not present:
+        return empty_figure("No human votes or judge verdicts yet.")
+    fig = go.Figure()
+    for key, name, color in series:
+        fig.add_trace(go.Bar(x=[short_name(r["model"]) for r in present], y=[r.get(key) for r in present], name=name,
+                             marker_color=color, cliponaxis=False, textposition="outside",
+                             text=[f"{r[key]:.0%}" if r.get(key) is not None else "" for r in present]))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="gray")
+    fig.update_layout(**LAYOUT, barmode="group", title="Win rate: people vs judge (ties count half)",
+                      yaxis=dict(range=[0, 1.1], tickformat=".0%"))
+    fig.update_xaxes(type="category")
+    return fig
