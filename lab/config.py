@@ -89,6 +89,8 @@ def coerce(f: dataclasses.Field, value: Any, *, where: str = "config") -> Any:
             value = lowered in ("true", "1", "yes")
         elif kind in (int, float) and not isinstance(value, bool):
             value = kind(float(value)) if kind is int and isinstance(value, str) and "." in value else kind(value)
+        elif kind is str and isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices") or ()):
+            value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
         elif kind is str and value is not None:
             value = str(value)
     except (TypeError, ValueError):
@@ -186,6 +188,32 @@ class TrainConfig:
     dpo_beta: float = option(0.1, "DPO beta: how far the policy may move from the reference.")
     dpo_loss_type: str = option("sigmoid", "DPO loss.", choices=("sigmoid", "hinge", "ipo", "robust", "apo_zero"))
     max_prompt_length: int = option(512, "DPO: prompts longer than this keep their last tokens.")
+    precompute_ref_log_probs: str = option("auto", "DPO: compute the reference model's log-probabilities once "
+                                           "before training, so no second model copy is held or run each step. "
+                                           "auto = on for full-model DPO (adapters use the frozen base as the "
+                                           "reference already).", choices=("auto", "on", "off"))
+    # speed (each 'auto' is decided by lab.train.speed from the GPU and what is installed; see speed.json)
+    padding_free: str = option("auto", "Lay each batch's examples end to end with no padding (attention kept "
+                               "inside each example). auto = on for SFT on a CUDA GPU.", choices=("auto", "on", "off"))
+    attention: str = option("auto", "Attention kernel: auto = flash-attn if installed, else PyTorch's variable-"
+                            "length flash kernel for padding-free batches, else SDPA.",
+                            choices=("auto", "sdpa", "varlen", "flash_attention_2", "eager"))
+    liger_kernels: str = option("auto", "Liger's fused RMSNorm, RoPE and SwiGLU Triton kernels. auto = on on a "
+                                "CUDA GPU when liger-kernel is installed.", choices=("auto", "on", "off"))
+    compile: str = option("auto", "torch.compile the model (minutes of compiling first; auto = off).",
+                          choices=("auto", "on", "off"))
+    # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
+    gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
+                       "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")
+    distributed: str = option("ddp", "How several GPUs share a run: ddp = each holds the whole model (fastest, "
+                              "for models that fit one GPU); fsdp = weights, gradients and optimizer state sharded "
+                              "across the GPUs, wrapped per decoder layer (full fine-tuning of models that do not "
+                              "fit); deepspeed = ZeRO (needs the deepspeed package).",
+                              choices=("ddp", "fsdp", "deepspeed"))
+    deepspeed_stage: int = option(3, "ZeRO stage for deepspeed: 2 shards gradients and optimizer state, 3 the "
+                                  "weights too (like fsdp).", choices=(2, 3))
+    cpu_processes: int = option(1, "With gpus 0: how many CPU processes train together (gloo backend), to run "
+                                "the multi-process path without GPUs; slower than one process.")
     # where it reports
     report_to: str = option("wandb", "Also log to Weights & Biases (offline unless WANDB_API_KEY is set), "
                             "or none.", choices=("wandb", "none"))
@@ -255,9 +283,11 @@ class TrainConfig:
             if not cuda:
                 what = "QLoRA (4-bit bitsandbytes)" if self.adapter == "qlora" else f"precision {self.precision}"
                 errors.append(f"{what} needs a CUDA GPU and none is visible; use lora / precision auto on CPU.")
+        hardware_errors, hardware_warnings = self.hardware_checks(cuda)
+        errors += hardware_errors
         if errors:
             raise LabError("Invalid run config: " + " ".join(errors))
-        warnings: list[str] = []
+        warnings: list[str] = list(hardware_warnings)
         if self.learning_rate and not self.usual_lr / 10 <= self.learning_rate <= self.usual_lr * 10:
             warnings.append(f"learning_rate {self.learning_rate:g} is more than 10× away from the usual "
                             f"{self.usual_lr:g} for {self.method}"
@@ -267,6 +297,48 @@ class TrainConfig:
             warnings.append(f"lora_alpha {self.lora_alpha} is over 4 × r ({self.lora_r}): updates are strongly "
                             "scaled up; 2 × r is the usual choice.")
         return warnings
+
+    def hardware_checks(self, cuda: bool | None) -> tuple[list[str], list[str]]:
+        """Errors and warnings of the hardware fields. Whether the machine has as many GPUs as asked is checked
+        when the run is queued (``lab.train.distributed.plan_for``); here only whether any GPU is visible."""
+        if not (self.gpus == "all" or self.gpus.isdigit()):
+            return [f"gpus must be a number of GPUs or 'all' (got {self.gpus!r})."], []
+        errors: list[str] = []
+        count = None if self.gpus == "all" else int(self.gpus)
+        if self.cpu_processes < 1:
+            errors.append(f"cpu_processes must be at least 1 (got {self.cpu_processes}).")
+        elif self.cpu_processes > 1 and count != 0:
+            errors.append(f"cpu_processes {self.cpu_processes} applies to runs on the CPU: set gpus 0 with it.")
+        if count == 0:
+            if self.adapter == "qlora" or self.precision in ("bf16", "fp16"):
+                what = "QLoRA (4-bit bitsandbytes)" if self.adapter == "qlora" else f"precision {self.precision}"
+                errors.append(f"{what} needs a CUDA GPU and gpus 0 trains on the CPU.")
+            if self.distributed != "ddp":
+                errors.append(f"distributed {self.distributed} shards the model across GPUs; gpus 0 trains on the "
+                              "CPU, where several processes are plain data-parallel: use ddp.")
+        elif (count or 1) > 1 or self.distributed != "ddp":
+            # 1 and 'all' fall back to the CPU on a machine without GPUs; more than one GPU cannot.
+            if not (cuda if cuda is not None else cuda_available()):
+                if (count or 1) > 1:
+                    errors.append(f"gpus {count} asks for {count} GPUs and no CUDA GPU is visible; to try several "
+                                  f"processes on the CPU, set gpus 0 and cpu_processes {count}.")
+                else:
+                    errors.append(f"distributed {self.distributed} shards the model across GPUs and no CUDA GPU "
+                                  "is visible: use ddp on the CPU.")
+        if self.distributed == "deepspeed":
+            import importlib.util
+
+            if importlib.util.find_spec("deepspeed") is None:
+                errors.append("distributed deepspeed needs the deepspeed package (pip install deepspeed); fsdp "
+                              "ships with PyTorch and shards like ZeRO-3.")
+        warnings = []
+        if self.distributed != "ddp" and count == 1:
+            warnings.append(f"distributed {self.distributed} with one GPU shards nothing; it pays off from 2 GPUs.")
+        if self.sample_prompts and (self.distributed == "fsdp" or self.distributed == "deepspeed" and
+                                    self.deepspeed_stage == 3):
+            warnings.append("No before/after samples under fsdp or ZeRO-3 (one process cannot run a sharded model "
+                            "alone): compare the base and run:<id> in the Compare tab.")
+        return errors, warnings
 
 
 @dataclass

@@ -61,9 +61,14 @@ def overfit_set(home, tmp_path) -> str:
 
 
 def test_full_sft_overfits_a_few_rows_and_saves_the_model(home, tmp_path):
+    """Also the padding-free path (on a CPU, one SDPA call per example), with closing samples on the saved model."""
     ref = overfit_set(home, tmp_path)
     done = train(home, "tiny-sft.yaml", "--set", f"dataset={ref}", "--set", "max_steps=30", "--set", "batch_size=4",
-                 "--set", "eval_split=none", "--set", "learning_rate=3e-3", "--set", "logging_steps=2")
+                 "--set", "eval_split=none", "--set", "learning_rate=3e-3", "--set", "logging_steps=2",
+                 "--set", "padding_free=on", "--set", "sample_prompts=1")
+    plan = json.loads(Path(done["run_dir"], "speed.json").read_text())
+    assert plan["padding_free"] and plan["attention"] == "lab_varlen"
+    assert len(json.loads(Path(done["run_dir"], "samples.json").read_text())["tuned"]) == 1  # after training
     assert done["status"] == "succeeded" and done["error"] is None
     losses = [row["loss"] for row in metrics(done) if row["split"] == "train" and "loss" in row]
     assert losses[-1] < 0.5 * losses[0], losses
@@ -91,7 +96,10 @@ def test_lora_run_saves_an_adapter(home):
 
 
 def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):
-    done = train(home, "tiny-dpo.yaml", "--set", "max_steps=24", "--set", "logging_steps=4")
+    """Through the unpadded DPO forward (lab.train.speed.unpad_inside; one SDPA call per sequence on a CPU)."""
+    done = train(home, "tiny-dpo.yaml", "--set", "max_steps=24", "--set", "logging_steps=4",
+                 "--set", "padding_free=on")
+    assert json.loads(Path(done["run_dir"], "speed.json").read_text())["padding_free"]
     rows = [r for r in metrics(done) if "rewards/accuracies" in r and r["split"] == "train"]
     assert rows[0]["rewards/accuracies"] <= 0.5 and rows[-1]["rewards/accuracies"] >= 0.75, rows
     assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]

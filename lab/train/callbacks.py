@@ -68,7 +68,22 @@ class GracefulStop(TrainerCallback):
         self.requested = True
 
     def on_step_end(self, args, state, control, **kwargs):
+        # The signal reaches the ranks of a multi-process run at slightly different moments, and all must stop
+        # after the same step (saving a checkpoint is a collective under FSDP and ZeRO): stop when any rank has it.
+        self.requested = any_rank(self.requested, args.device)
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def any_rank(flag: bool, device) -> bool:
+    """``flag`` or'ed over the ranks of the process group (just ``flag`` in a one-process run)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

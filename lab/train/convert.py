@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import TrainConfig
+from lab.train.speed import SpeedPlan, liger_config
 
 
 def peft_config(cfg: TrainConfig):
@@ -26,9 +27,14 @@ def quantization_config(cfg: TrainConfig, *, bf16: bool = True):
     import torch
     from transformers import BitsAndBytesConfig
 
+    from lab.train.distributed import quant_storage
+
+    # Sharded (FSDP, ZeRO-3), the 4-bit weights are stored in the dtype of the others, so they shard alike.
+    storage = quant_storage(cfg, "bf16" if bf16 else "fp16")
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.quant_type,
                               bnb_4bit_use_double_quant=cfg.double_quant,
-                              bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16)
+                              bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
+                              bnb_4bit_quant_storage=getattr(torch, storage or "uint8"))
 
 
 def precision(cfg: TrainConfig, *, cuda: bool, bf16_supported: bool) -> str:
@@ -40,8 +46,9 @@ def precision(cfg: TrainConfig, *, cuda: bool, bf16_supported: bool) -> str:
     return "bf16" if bf16_supported else "fp16"
 
 
-def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: bool) -> dict[str, Any]:
-    """The TrainingArguments fields SFT and DPO share."""
+def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: bool,
+                speed: SpeedPlan | None = None) -> dict[str, Any]:
+    """The TrainingArguments fields SFT and DPO share (``speed``: the run's fast path, see lab.train.speed)."""
     chosen = precision(cfg, cuda=cuda, bf16_supported=bf16_supported)
     evaluating = cfg.eval_split != "none"
     args: dict[str, Any] = dict(
@@ -74,26 +81,47 @@ def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: 
         seed=cfg.seed,
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         disable_tqdm=True,  # the lab's own metrics show progress; tqdm bars would flood the log
-        optim="paged_adamw_8bit" if cfg.adapter == "qlora" else ("adamw_torch_fused" if cuda else "adamw_torch"),
-        dataloader_num_workers=0,
+        # Paged 8-bit AdamW for QLoRA on whole-model copies; FSDP cannot checkpoint it (and ZeRO shards the state).
+        optim="paged_adamw_8bit" if cfg.adapter == "qlora" and cfg.distributed == "ddp"
+        else ("adamw_torch_fused" if cuda else "adamw_torch"),
+        # Collating tokenized rows is cheap; two workers keep the next batch ready while the GPU works.
+        dataloader_num_workers=2 if cuda else 0,
+        dataloader_persistent_workers=cuda,
         include_num_input_tokens_seen="non_padding",  # real tokens, for tokens per second
     )
+    if speed is not None and speed.liger_kernels:
+        args.update(use_liger_kernel=True, liger_kernel_config=liger_config())
+    if speed is not None and speed.compile:
+        args.update(torch_compile=True)
     if args["load_best_model_at_end"] and cfg.save_steps and cfg.eval_steps:
         # The Trainer needs checkpoints on evaluation steps to pick the best one.
         args["save_steps"] = cfg.eval_steps
     return args
 
 
-def sft_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False):
+def sft_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False,
+             speed: SpeedPlan | None = None):
+    """SFT settings. Padding-free without packing is not switched on here: TRL would then stop truncating to
+    max_length, so the worker passes the lab's padding-free collator instead (``speed.padding_free_collator``)."""
     from trl import SFTConfig
 
-    return SFTConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported),
+    return SFTConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported, speed=speed),
                      max_length=cfg.max_length, packing=cfg.packing, assistant_only_loss=True,
                      neftune_noise_alpha=cfg.neftune_noise_alpha or None)
 
 
-def dpo_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False):
+def precompute_reference(cfg: TrainConfig) -> bool:
+    """Full-model DPO holds and runs a frozen copy of the model as its reference unless the reference
+    log-probabilities are computed once up front; adapters use the base with the adapter switched off."""
+    if cfg.precompute_ref_log_probs == "auto":
+        return cfg.adapter == "none"
+    return cfg.precompute_ref_log_probs == "on"
+
+
+def dpo_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False,
+             speed: SpeedPlan | None = None):
     from trl import DPOConfig
 
-    return DPOConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported),
-                     max_length=cfg.max_length, beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type])
+    return DPOConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported, speed=speed),
+                     max_length=cfg.max_length, beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type],
+                     precompute_ref_log_probs=precompute_reference(cfg))

@@ -4,7 +4,6 @@ precision and quantisation the run asks for."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
 
     from lab.models import hub_error, load_tokenizer
     from lab.train.convert import quantization_config
+    from lab.train.distributed import device_map
 
     path = resolve_model_path(cfg.model, home)
     adapter = Path(path) / "adapter_config.json"
@@ -46,7 +46,9 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
     kwargs: dict[str, Any] = {"dtype": torch.float32 if cfg.adapter == "none" or not cuda else half}
     quant = quantization_config(cfg, bf16=precision == "bf16")
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": int(os.environ.get("LOCAL_RANK", 0))})
+        placement = device_map(cfg)  # the process's own GPU, unless FSDP / ZeRO-3 place the shards
+        kwargs.update(quantization_config=quant, **({"device_map": placement} if placement else
+                                                    {"dtype": quant.bnb_4bit_quant_storage}))
     try:
         model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except ImportError as err:

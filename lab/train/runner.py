@@ -1,16 +1,26 @@
 """Runs as managed background processes: create (validated, queued), dispatch (start queued runs while
-slots are free), cancel, resume, and reconcile (find workers that died). Runs in the app's and the
-CLI's processes; the training itself happens in ``lab.train.worker``, launched with
-``accelerate launch`` so the same path serves several GPUs later.
+GPUs are free), cancel, resume, and reconcile (find workers that died). Runs in the app's and the CLI's
+processes; the training itself happens in ``lab.train.worker``, one process per GPU.
+
+A launched run is ``python -m lab.train.runner supervise RUN_DIR`` (the process group's leader, its pid in
+the store), which runs ``accelerate launch --config_file RUN_DIR/accelerate.yaml -m lab.train.worker RUN_DIR``
+(also written to ``RUN_DIR/launch.sh``), forwards a cancel's SIGTERM to the ranks, and once the launcher has
+exited records a failure the ranks could not (a rank killed, the launcher dying) and starts the next queued
+run. ``RUN_DIR/launch.json`` says which GPUs the run holds. ``python -m lab.train.runner prepare`` writes a
+run for several machines, started by a cluster's scheduler (docs/multi-gpu.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
 import secrets
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,10 +35,13 @@ from lab.config import TrainConfig, from_dict, to_yaml
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.store import Store, dumps
+from lab.train import distributed
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 CANCEL_GRACE_S = 30.0
+LAUNCH_FILE = "launch.json"
+ROOT = Path(__file__).resolve().parents[2]
 _children: dict[int, subprocess.Popen] = {}  # launched by this process: polled so they don't linger as zombies
 
 
@@ -66,8 +79,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def max_concurrent() -> int:
-    return max(1, int(os.environ.get("LAB_MAX_CONCURRENT_RUNS", "1")))
+def max_concurrent(gpu_count: int) -> int:
+    """Runs at once: LAB_MAX_CONCURRENT_RUNS, else one per GPU (each run holds at least one; several one-GPU
+    runs share a multi-GPU machine), one on a machine without GPUs (runs would share its cores)."""
+    configured = os.environ.get("LAB_MAX_CONCURRENT_RUNS")
+    return max(1, int(configured) if configured else gpu_count)
 
 
 def from_row(row: dict[str, Any]) -> Run:
@@ -100,10 +116,18 @@ def update(run_id: str, home: Home | None = None, **fields: Any) -> None:
         conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
 
 
-def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True) -> tuple[Run, list[str]]:
-    """Validate, write the run directory and queue it; returns the run and the config's warnings."""
+def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True,
+               cluster: bool = False) -> tuple[Run, list[str]]:
+    """Validate, write the run directory and queue it; returns the run and the config's warnings. ``cluster``:
+    for the GPUs of a cluster's machines, not this one's."""
     home = home or lab_home()
-    warnings = cfg.validate()
+    warnings = cfg.validate(cuda=True if cluster else None)
+    if not cluster:
+        from lab.train.speed import model_type, plan
+
+        gpu_count = len(distributed.visible_gpus())
+        distributed.check_fits(cfg, gpu_count)
+        plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))  # impossible speed settings fail now
     from lab.train.datasets import resolve_version
 
     version = resolve_version(cfg.dataset, home)  # fails before launch if the dataset is missing
@@ -133,46 +157,114 @@ def dispatch_lock(home: Home) -> Iterator[None]:
 
 
 def dispatch(home: Home | None = None) -> list[str]:
-    """Start queued runs, oldest first, while fewer than ``max_concurrent()`` are running."""
+    """Start queued runs, oldest first, while the GPUs each needs are free (and fewer than ``max_concurrent`` run).
+    First come, first served: a run waiting for GPUs holds back the runs queued after it, so a run over all the
+    GPUs is not starved by one-GPU runs slipping past it."""
     home = home or lab_home()
     started = []
     with dispatch_lock(home):
         reconcile(home)
-        running = len(list_runs(home, status="running"))
+        gpus = [g.index for g in distributed.visible_gpus()]
+        running = [r for r in list_runs(home, status="running") if not launch_info(r.run_dir).get("external")]
+        held = [g for r in running for g in launch_info(r.run_dir).get("gpus", [])]
         for run in reversed(list_runs(home, status="queued")):
-            if running >= max_concurrent():
+            if launch_info(run.run_dir).get("external"):
+                continue  # prepared for a cluster: its scheduler starts it
+            if len(running) + len(started) >= max_concurrent(len(gpus)):
                 break
-            launch(run, home)
+            try:
+                plan = distributed.plan_for(run.train_config, gpus, held)
+            except LabError as err:  # the machine changed since the run was queued
+                update(run.id, home, status="failed", finished_at=now(), error=str(err))
+                continue
+            if plan is None:
+                break
+            launch(run, home, plan)
+            held += plan.gpus
             started.append(run.id)
-            running += 1
     return started
 
 
-def launch(run: Run, home: Home) -> None:
-    """``accelerate launch -m lab.train.worker RUN_DIR`` in its own session, output to log.txt."""
-    env = {**os.environ, "LAB_HOME": str(home.root), "PYTHONUNBUFFERED": "1", "WANDB_DIR": str(run.run_dir),
+def launch_info(run_dir: Path) -> dict[str, Any]:
+    """``launch.json``: processes, the GPUs held, the host; {} for a run not launched yet."""
+    path = Path(run_dir) / LAUNCH_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def worker_env(run: Run, home: Home, plan: distributed.Plan) -> dict[str, str]:
+    """What the runner adds to its own environment for the run's processes (written to launch.sh: no secrets)."""
+    env = {"LAB_HOME": str(home.root), "PYTHONUNBUFFERED": "1", "WANDB_DIR": str(run.run_dir),
            "WANDB_PROJECT": run.config.get("wandb_project", "lab"), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    if not env.get("WANDB_API_KEY"):
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+           "LAB_RUN_ID": run.id,  # marks every process of the run, whatever session it is in
+           # Pinned to its GPUs (none on the CPU: a gpus-0 run on a GPU machine must not touch them).
+           "CUDA_VISIBLE_DEVICES": ",".join(map(str, plan.gpus))}
+    if not os.environ.get("WANDB_API_KEY"):
         env["WANDB_MODE"] = "offline"  # kept in the run dir; `wandb sync` uploads it later
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lab.train.worker", str(run.run_dir)]
+    return env
+
+
+def accelerate_command(run_dir: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """``accelerate launch`` with the run's config file (``extra``: flags over it, as a cluster job adds)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(run_dir / "accelerate.yaml"),
+            *extra, "-m", "lab.train.worker", str(run_dir)]
+
+
+def write_launch_files(run: Run, plan: distributed.Plan, env: dict[str, str], *, machines: int = 1,
+                       external: bool = False) -> list[str]:
+    """accelerate.yaml, launch.sh (the exact command, to run again by hand) and launch.json; returns the command."""
+    cfg = run.train_config
+    layer_cls = None
+    if cfg.distributed == "fsdp" and not plan.on_cpu:
+        from lab.train.loading import resolve_model_path
+
+        layer_cls = distributed.decoder_layer_class(resolve_model_path(cfg.model, lab_home(env["LAB_HOME"])))
+    config = distributed.accelerate_config(cfg, plan.processes * machines, on_cpu=plan.on_cpu, layer_cls=layer_cls,
+                                           machines=machines)
+    where = f"{plan.describe()} on each of {machines} machines" if machines > 1 else plan.describe()
+    header = (f"accelerate config of run {run.id}: {where}, {cfg.distributed} (gpus {cfg.gpus}). Written by the "
+              "lab from\nconfig.yaml, which also sets the precision (TrainingArguments); the command is in launch.sh.")
+    (run.run_dir / "accelerate.yaml").write_text(distributed.to_yaml(config, header))
+    command = accelerate_command(run.run_dir)
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    (run.run_dir / "launch.sh").write_text(
+        "#!/bin/sh\n# The command that trains this run (the lab runs it under python -m lab.train.runner supervise, "
+        "which records the outcome).\n"
+        f"cd {shlex.quote(str(ROOT))}\nexport {exports}\nexec {shlex.join(command)}\n")
+    (run.run_dir / LAUNCH_FILE).write_text(json.dumps(
+        {"processes": plan.processes * machines, "gpus": list(plan.gpus), "machines": machines, "external": external,
+         "host": None if external else socket.gethostname(), "command": command, "env": env}, indent=1))
+    return command
+
+
+def launch(run: Run, home: Home, plan: distributed.Plan) -> None:
+    """The supervisor of the run's processes, in its own session, output to log.txt."""
+    env = worker_env(run, home, plan)
+    command = write_launch_files(run, plan, env)
+    shutil.rmtree(run.run_dir / distributed.ERRORS_DIR, ignore_errors=True)  # a resumed run's old failures
     with open(run.run_dir / "log.txt", "a") as log:
-        log.write(f"[lab] {now()} starting: {' '.join(command)}\n")
+        log.write(f"[lab] {now()} starting on {plan.describe()}: {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=str(Path(__file__).resolve().parents[2]), start_new_session=True)
+        process = subprocess.Popen([sys.executable, "-m", "lab.train.runner", "supervise", str(run.run_dir)],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, **env}, cwd=str(ROOT), start_new_session=True)
     _children[process.pid] = process
     update(run.id, home, status="running", pid=process.pid, started_at=run.started_at or now(), error=None,
            finished_at=None)
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the run's process group is alive (not a zombie)."""
+def held_gpus(home: Home | None = None) -> dict[int, str]:
+    """GPU index → id of the running run that holds it."""
+    return {gpu: run.id for run in list_runs(home or lab_home(), status="running")
+            for gpu in launch_info(run.run_dir).get("gpus", [])}
+
+
+def processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every live process (zombies left out)."""
     for child in list(_children.values()):
         child.poll()  # reap our own finished children
-    proc = Path("/proc")
-    for entry in proc.iterdir():
+    found = []
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -180,25 +272,52 @@ def group_alive(pgid: int) -> bool:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), int(fields[2])))
+    return found
+
+
+def run_processes(run: Run) -> list[int]:
+    """The run's live processes: its supervisor's process group, and every process started with the run's
+    LAB_RUN_ID in its environment (torchrun gives each rank a session of its own)."""
+    marker = f"LAB_RUN_ID={run.id}".encode()
+    found = []
+    for pid, _, group in processes():
+        if group == run.pid:
+            found.append(pid)
+            continue
+        try:
+            environ = (Path("/proc") / str(pid) / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def children(pid: int) -> list[int]:
+    return [child for child, parent, _ in processes() if parent == pid]
 
 
 def reconcile(home: Home | None = None) -> list[str]:
-    """Mark ``running`` runs whose processes are gone as failed, with the reason and the log's last line."""
+    """Mark ``running`` runs whose processes are gone as failed, with the first failing rank's message, or the
+    log's last line."""
     home = home or lab_home()
     failed = []
     for run in list_runs(home, status="running"):
-        if run.pid and group_alive(run.pid):
+        info = launch_info(run.run_dir)
+        if info.get("host") not in (None, socket.gethostname()):
+            continue  # supervised on another machine (a cluster job)
+        if run_processes(run):
             continue
         fresh = get_run(run.id, home)  # the worker may have finished between the two reads
         if fresh.status != "running":
             continue
         last = last_log_line(run.run_dir)
+        message = distributed.failure_message(distributed.rank_errors(run.run_dir), info.get("processes", 1))
         update(run.id, home, status="failed", finished_at=now(),
-               error=f"The worker process (pid {run.pid}) died without reporting"
-                     f"{' (killed?)' if not last else ''}; last log line: {last or '(none)'}")
+               error=message or f"The worker process (pid {run.pid}) died without reporting"
+                                f"{' (killed?)' if not last else ''}; last log line: {last or '(none)'}")
         failed.append(run.id)
     return failed
 
@@ -247,8 +366,12 @@ def cancel(run_id: str, home: Home | None = None, *, grace_s: float = CANCEL_GRA
         return get_run(run.id, home)
     if run.status != "running":
         raise LabError(f"Run {run.id} is {run.status}; only queued or running runs can be cancelled.")
+    host = launch_info(run.run_dir).get("host")
+    if host not in (None, socket.gethostname()):
+        raise LabError(f"Run {run.id} runs on {host}, under a cluster job: cancel the job there (scancel for "
+                       "SLURM); its ranks then save a checkpoint and stop.")
     try:
-        os.killpg(run.pid, signal.SIGTERM)
+        os.kill(run.pid, signal.SIGTERM)  # the supervisor passes it to every rank
     except ProcessLookupError:
         pass
     watcher = threading.Thread(target=_finish_cancel, args=(run, home, grace_s), daemon=True)
@@ -260,11 +383,11 @@ def cancel(run_id: str, home: Home | None = None, *, grace_s: float = CANCEL_GRA
 
 def _finish_cancel(run: Run, home: Home, grace_s: float) -> None:
     deadline = time.time() + grace_s
-    while time.time() < deadline and group_alive(run.pid):
+    while time.time() < deadline and run_processes(run):
         time.sleep(0.2)
-    if group_alive(run.pid):
+    for pid in run_processes(run):
         try:
-            os.killpg(run.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     if get_run(run.id, home).status == "running":
@@ -312,3 +435,109 @@ def wait(run_id: str, home: Home | None = None, *, timeout_s: float | None = Non
         if deadline and time.time() > deadline:
             raise LabError(f"Run {run_id} still {run.status} after {timeout_s:.0f} s.")
         time.sleep(poll_s)
+
+
+def record_outcome(run_dir: Path, home: Home, returncode: int, *, cancelling: bool) -> None:
+    """After the launcher exits: the outcome the ranks could not record (one was killed, the launcher died), or
+    the failure message again now that every rank has written its own (the first failing rank wins)."""
+    run = get_run(run_dir.name, home)
+    records = distributed.rank_errors(run_dir)
+    message = distributed.failure_message(records, launch_info(run_dir).get("processes", 1))
+    # A SIGTERM is a cancel (or scancel), unless a rank failed first and the job's launcher stopped the rest.
+    if run.status == "running" and cancelling and not any(not r["secondary"] for r in records):
+        update(run.id, home, status="cancelled", finished_at=now(),
+               error="Cancelled before training had started; nothing to resume from, start it again.")
+    elif run.status == "running":
+        last = last_log_line(run_dir)
+        update(run.id, home, status="failed", finished_at=now(),
+               error=message or f"The launcher exited with code {returncode} and no process reported an error; "
+                                f"last log line: {last or '(none)'}")
+    elif run.status == "failed" and message and message != run.error:
+        update(run.id, home, error=message)
+
+
+def supervise(run_dir: Path, extra: list[str]) -> int:
+    """Run the accelerate launcher of a launched run to its end (``extra``: accelerate flags of a cluster job).
+    Only the supervisor of machine 0 writes the store."""
+    run_dir = run_dir.resolve()
+    home = lab_home()
+    lead = machine_rank(extra) == 0
+    info = launch_info(run_dir)
+    if info.get("external") and lead:
+        info["host"] = socket.gethostname()
+        (run_dir / LAUNCH_FILE).write_text(json.dumps(info, indent=1))
+        update(run_dir.name, home, status="running", pid=os.getpid(), started_at=now())
+    launcher: subprocess.Popen | None = None
+    cancelling = False
+
+    def forward(signum, frame) -> None:
+        nonlocal cancelling
+        cancelling = True
+        # To the ranks, which save a checkpoint and stop together; to the launcher while it has none yet.
+        for pid in (children(launcher.pid) or [launcher.pid]) if launcher else []:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    launcher = subprocess.Popen(accelerate_command(run_dir, extra), stdin=subprocess.DEVNULL,
+                                env={**os.environ, **info.get("env", {})})
+    returncode = launcher.wait()
+    if lead:
+        record_outcome(run_dir, home, returncode, cancelling=cancelling)
+        if not info.get("external"):
+            dispatch(home)  # now that this run's GPUs are free
+    return returncode
+
+
+def machine_rank(extra: list[str]) -> int:
+    for i, flag in enumerate(extra):
+        if flag.startswith("--machine_rank"):
+            return int(flag.split("=", 1)[1] if "=" in flag else extra[i + 1])
+    return 0
+
+
+def prepare(cfg: TrainConfig, machines: int, home: Home | None = None) -> Run:
+    """A run for ``machines`` machines of ``cfg.gpus`` GPUs each, queued for a cluster's scheduler (the local
+    queue leaves it alone); its job runs ``supervise`` on every machine (docs/multi-gpu.md)."""
+    home = home or lab_home()
+    if not cfg.gpus.isdigit() or int(cfg.gpus) < 1:
+        raise LabError(f"gpus must be the number of GPUs on each machine for a cluster run (got {cfg.gpus!r}).")
+    if machines < 1:
+        raise LabError(f"machines must be at least 1 (got {machines}).")
+    with dispatch_lock(home):  # marked external before any dispatch can see it queued
+        run, _ = create_run(cfg, home=home, start=False, cluster=True)
+        plan = distributed.Plan(int(cfg.gpus), tuple(range(int(cfg.gpus))))
+        env = {k: v for k, v in worker_env(run, home, plan).items() if k != "CUDA_VISIBLE_DEVICES"}  # the job's
+        write_launch_files(run, plan, env, machines=machines, external=True)
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.train.runner", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    watch = sub.add_parser("supervise", help="run a launched run's accelerate launcher and record its outcome")
+    watch.add_argument("run_dir", type=Path)
+    make = sub.add_parser("prepare", help="write a run for several machines and print its directory")
+    make.add_argument("recipe")
+    make.add_argument("--machines", type=int, required=True, help="how many machines the job spans")
+    make.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "supervise":
+        return supervise(args.run_dir, extra)
+    if extra:
+        parser.error(f"unknown arguments: {' '.join(extra)}")
+    from lab.config import load_yaml
+
+    try:
+        run = prepare(load_yaml(args.recipe, overrides=args.set), args.machines)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(run.run_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

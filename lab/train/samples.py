@@ -53,14 +53,16 @@ def read_samples(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows: int) -> None:
-    """Estimated memory by component beside the peak the CUDA allocator saw (None on CPU)."""
+def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows: int,
+                  setup_seconds: float | None = None) -> None:
+    """Estimated memory by component beside the peak the CUDA allocator saw (None on CPU), and the seconds from
+    the worker's start until training began (loading, tokenising, DPO's precomputed reference)."""
     import torch
 
     from lab.train.estimate import memory, model_shape
 
     summary: dict[str, Any] = {"precision": precision, "train_rows": train_rows, "device": "cpu",
-                               "peak_gpu_memory_gib": None}
+                               "peak_gpu_memory_gib": None, "setup_seconds": setup_seconds}
     try:
         summary["estimate_gib"] = memory(cfg, model_shape(cfg.model), bf16=precision != "fp32").gib()
     except Exception as err:  # noqa: BLE001 - an estimate that cannot be made must not fail a finished run

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.callbacks import MetricsCallback
     from lab.train.convert import dpo_args, peft_config, precision, sft_args
     from lab.train.datasets import training_rows, truncate_prompts
+    from lab.train.distributed import shards_weights
     from lab.train.loading import load_for_training
     from lab.train.samples import fixed_prompts, write_before
+    from lab.train.speed import padding_free_collator, plan, unpad_inside, use_attention, write_plan
 
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
@@ -41,11 +44,20 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if cfg.is_dpo:
         train_rows = truncate_prompts(train_rows, tokenizer, cfg.max_prompt_length)
         eval_rows = truncate_prompts(eval_rows, tokenizer, cfg.max_prompt_length)
-    if is_main_process() and cfg.sample_prompts:
+    # One process cannot run a sharded model (FSDP, ZeRO-3) alone, so such runs have no before/after samples.
+    if is_main_process() and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
+    speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""))
+    if is_main_process():
+        write_plan(run_dir, speed)
+        print("[lab] speed: " + "; ".join(speed.describe()), flush=True)
+    if speed.attention != "sdpa":
+        use_attention(model, speed.attention)
+    if speed.padding_free and cfg.is_dpo:
+        unpad_inside(model)
     make_args = dpo_args if cfg.is_dpo else sft_args
-    args = make_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok)
+    args = make_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
     if not eval_rows:
         if cfg.load_best_model_at_end or cfg.early_stopping_patience:
             raise LabError(f"The {cfg.eval_split} split of {cfg.dataset} is empty, but load_best_model_at_end / "
@@ -65,6 +77,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         return DPOTrainer(**common)
     from trl import SFTTrainer
 
+    if speed.padding_free and not cfg.packing:  # with packing, TRL goes padding-free by itself
+        common["data_collator"] = padding_free_collator(tokenizer, cfg.max_length)
     return SFTTrainer(**common)
 
 
@@ -84,6 +98,7 @@ def human_error(err: BaseException, step: int) -> str:
 def main(run_dir: str) -> int:
     from lab.train import runner
     from lab.train.callbacks import GracefulStop
+    from lab.train.speed import use_attention
 
     run_path = Path(run_dir).resolve()
     home = lab_home()
@@ -96,20 +111,24 @@ def main(run_dir: str) -> int:
         resume_from = runner.get_run(run_id, home).resume_from
         print(f"[lab] run {run_id}: {cfg.method} of {cfg.model} on {cfg.dataset}"
               f"{' resuming from ' + resume_from if resume_from else ''}", flush=True)
+        started = time.monotonic()
         trainer = build_trainer(cfg, run_path, home, resume_from)
+        setup_seconds = time.monotonic() - started
         trainer.add_callback(stop)
         trainer.train(resume_from_checkpoint=resume_from)
+        if stop.requested:
+            if main_process:
+                runner.update(run_id, home, status="cancelled", finished_at=runner.now(),
+                              error=f"Cancelled at step {trainer.state.global_step}; a checkpoint was saved, "
+                                    "resume continues from it.")
+            return 0
+        use_attention(trainer.model, "sdpa")  # the saved model and the closing samples use padded batches
+        final = run_path / "final"
+        trainer.save_model(str(final))  # on every rank: FSDP and ZeRO-3 gather the shards; only rank 0 writes
         if not main_process:
             return 0
-        if stop.requested:
-            runner.update(run_id, home, status="cancelled", finished_at=runner.now(),
-                          error=f"Cancelled at step {trainer.state.global_step}; a checkpoint was saved, "
-                                "resume continues from it.")
-            return 0
-        final = run_path / "final"
-        trainer.save_model(str(final))
         trainer.processing_class.save_pretrained(str(final))
-        finish_reports(run_path, cfg, trainer)
+        finish_reports(run_path, cfg, trainer, setup_seconds)
         losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
         runner.update(run_id, home, status="succeeded", finished_at=runner.now(),
                       final_loss=losses[-1] if losses else None, wandb_url=wandb_url())
@@ -118,16 +137,26 @@ def main(run_dir: str) -> int:
     except BaseException as err:  # everything, so the store never shows a dead run as running
         traceback.print_exc()
         step = trainer.state.global_step if trainer is not None else 0
+        # Every rank leaves its error in errors/; the run's message is the first failing rank's (the
+        # supervisor, python -m lab.train.runner, settles it once all have exited and starts the next run).
+        message = record_failure(run_path, err, human_error(err, step))
         if main_process:
-            runner.update(run_id, home, status="failed", finished_at=runner.now(), error=human_error(err, step))
+            runner.update(run_id, home, status="failed", finished_at=runner.now(), error=message)
         return 1
     finally:
         sys.stdout.flush()
-        if main_process:
-            runner.dispatch(home)  # queued runs start by themselves, with or without the app
 
 
-def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any) -> None:
+def record_failure(run_dir: Path, err: BaseException, message: str) -> str:
+    """Write this rank's error file; the run's failure message as far as the ranks have reported."""
+    from lab.train import distributed
+
+    distributed.write_rank_error(run_dir, message, secondary=distributed.lost_peer(err))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return distributed.failure_message(distributed.rank_errors(run_dir), world) or message
+
+
+def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any, setup_seconds: float) -> None:
     """The measured peak beside the estimate, then the tuned model's answers to the fixed prompts.
     Neither may fail a run whose model is already saved."""
     from lab.train.samples import write_after, write_summary
@@ -135,7 +164,7 @@ def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any) -> None:
     try:
         args = trainer.args
         write_summary(run_dir, cfg, precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                      train_rows=len(trainer.train_dataset))
+                      train_rows=len(trainer.train_dataset), setup_seconds=round(setup_seconds, 2))
         if cfg.sample_prompts:
             print("[lab] answering the fixed prompts with the tuned model", flush=True)
             write_after(run_dir, cfg, trainer.model, trainer.processing_class)

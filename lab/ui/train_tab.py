@@ -10,7 +10,6 @@ and tests can drive the tab.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from lab.config import TrainConfig, load_yaml, to_yaml
 from lab.errors import LabError
 from lab.home import Home
 from lab.train.samples import read_samples, read_summary
+from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
 from lab.ui.data_tab import error_text, guarded
 from lab.ui.forms import Form, build_form
@@ -36,7 +36,9 @@ GROUPS = {
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
                      ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
-    "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length")],
+    "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length", "precompute_ref_log_probs")],
+    "Speed": [("padding_free", "attention", "liger_kernels", "compile")],
+    "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
     "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
 }
 RUN_HEADERS = ["id", "name", "status", "method", "model", "dataset", "final loss", "created"]
@@ -64,6 +66,7 @@ class TrainUI:
     run_memory: gr.Plot
     samples: gr.Dataframe
     hub_repo: gr.Textbox
+    gpus: gr.Markdown
 
 
 def recipe_dirs(home: Home) -> list[Path]:
@@ -108,8 +111,8 @@ def status_ok(message: str) -> str:
 
 
 def build(home: Home) -> TrainUI:
-    gr.Markdown("Configure a run (or load a recipe), look at the estimate, start it; runs execute one at a time "
-                "in their own process and are listed below with live curves.")
+    gr.Markdown("Configure a run (or load a recipe), look at the estimate, start it; runs execute in their own "
+                "processes, queued until the GPUs they ask for are free, and are listed below with live curves.")
     with gr.Row():
         recipe = gr.Dropdown(recipe_choices(home), label="Recipe", value="tiny-sft.yaml", scale=3,
                              info="YAML files in recipes/: each holds a complete run configuration.")
@@ -124,6 +127,7 @@ def build(home: Home) -> TrainUI:
                                                               **kw)}
             components.update(build_form(TrainConfig, rows=rows, overrides=overrides).components)
     form = Form(TrainConfig, components)
+    gpus = gr.Markdown(gpus_text(home))
     with gr.Row():
         estimate_btn = gr.Button("Estimate")
         sanity_btn = gr.Button("Sanity check")
@@ -159,7 +163,7 @@ def build(home: Home) -> TrainUI:
                                   "environment.")
             push_btn = gr.Button("Push to the Hub", scale=1)
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo)
+                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo, gpus)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -170,6 +174,8 @@ def build(home: Home) -> TrainUI:
                 outputs=[status, runs, selected], api_name="train_start")
     sanity_btn.click(guarded(sanity, status, ui, home), inputs_kwargs=form.components, outputs=[status, sanity_md],
                      api_name="train_sanity")
+    gr.Timer(5.0).tick(guarded(gpu_panel, status, ui, home), outputs=[status, gpus], api_name="train_gpus",
+                       show_progress="hidden")
     export_btn.click(guarded(export, status, ui, home), inputs=selected, outputs=[status, outcome],
                      api_name="train_export")
     push_btn.click(guarded(push, status, ui, home), inputs=[selected, hub_repo], outputs=[status],
@@ -210,21 +216,52 @@ def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dic
 
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     from lab.train.datasets import resolve_version
+    from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.estimate import estimate as compute
+    from lab.train.speed import model_type, plan
 
     cfg = config_from(ui.form, values)
     warnings = cfg.validate()
     version = resolve_version(cfg.dataset, home)
-    report = compute(cfg, version.rows[cfg.train_split], gpus=1)
+    gpu_count = len(visible_gpus())
+    ranks = processes(cfg, gpu_count)  # the effective batch counts every process
+    unit = "GPU" if gpus_needed(cfg, gpu_count) else "CPU process"
+    units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
+    report = compute(cfg, version.rows[cfg.train_split], gpus=ranks)
     text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
-            f"**{report['effective_batch']}** · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
+            f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
+            f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
+    speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))
+    text += "\n\nSpeed on this machine: " + "; ".join(speed.describe())
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
     return {ui.status: status_ok("Estimate ready."), ui.estimate_md: text,
             ui.lr_plot: gr.update(value=plots.lr_schedule(report["lr_curve"]), visible=True),
             ui.memory_plot: gr.update(value=plots.memory_bars(report["memory_gib"]), visible=True)}
+
+
+def gpus_text(home: Home) -> str:
+    """The GPUs runs can use, their memory, and which run holds each."""
+    from lab.train.distributed import visible_gpus
+    from lab.train.runner import held_gpus
+
+    gpus = visible_gpus()
+    if not gpus:
+        return "**GPUs:** no GPU: runs use the CPU (gpus 0 with cpu_processes N tries N processes)."
+    held = held_gpus(home)
+    rows = ["| GPU | name | memory in use | state |", "|---|---|---|---|"]
+    for gpu in gpus:
+        # Memory used by a process the lab did not start (another user, a notebook) is shown too.
+        state = (f"held by run `{held[gpu.index]}`" if gpu.index in held
+                 else "in use by another process" if gpu.used_gib >= 1 else "free")
+        rows.append(f"| {gpu.index} | {gpu.name} | {gpu.used_gib:.1f} of {gpu.memory_gib:.0f} GiB | {state} |")
+    return "\n".join(rows)
+
+
+def gpu_panel(ui: TrainUI, home: Home) -> dict:
+    return {ui.gpus: gpus_text(home)}
 
 
 def start_run(ui: TrainUI, home: Home, **values: Any) -> dict:
@@ -331,6 +368,9 @@ def outcome_text(run: Any, home: Home) -> str:
         measured = (f"measured peak **{peak:.2f} GiB** on {summary['device']}" if peak is not None
                     else "no GPU, so no measured peak")
         lines.append(f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB**, {measured}.")
+    plan = read_plan(run.run_dir)
+    if plan:  # the fast path the worker chose (lab.train.speed): what is on, and why
+        lines.append("Speed: " + "; ".join(SpeedPlan(**plan).describe()) + ".")
     exported = home.models / f"{run.id}-merged"
     if exported.exists():
         lines.append(f"Exported: `{exported}`")

@@ -1,0 +1,221 @@
+"""Training throughput and memory: the plain TRL script against the lab's path, same model, data, seed and
+effective batch, in one call on one machine; prints a table and writes JSON.
+
+    # full SFT of the Qwen2.5-0.5B architecture, one epoch, 16 sequences per optimizer step each way
+    python bench/train_throughput.py --arch qwen2.5-0.5b --task sft --rows 1600 --out bench/results/sft.json
+    # the lab at its largest batch (packed to 2048), for MFU
+    python bench/train_throughput.py --arch qwen2.5-0.5b --task sft --variants lab --lab-set packing=true \\
+        --lab-set batch_size=16 --lab-set grad_accum=1 --out bench/results/sft-mfu.json
+    # LoRA / QLoRA of the Llama-3.1-8B architecture on full 2048-token sequences, 40 steps
+    python bench/train_throughput.py --arch llama-3.1-8b --task lora --full-length 2048 --rows 200 \\
+        --plain-batch 2 --plain-accum 4 --lab-set batch_size=4 --lab-set grad_accum=2 --max-steps 40 ...
+    # DPO (full model) of the 0.5B architecture
+    python bench/train_throughput.py --arch qwen2.5-0.5b --task dpo --rows 800 ...
+
+Variants: ``plain`` (bench/plain_trl.py, the tutorial settings), ``tuned`` (the same with TRL's own switches:
+packing, Liger, no checkpointing) and ``lab`` (``python -m lab train`` with the lab's defaults plus --lab-set).
+Tokens are real (non-padding) tokens of the data as the trainer sees it; tokens/s is epoch tokens over the
+trainer's runtime (and, for ``steady``, the median over logging intervals after the first fifth of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from chat_data import chat_tokens, preference_rows, sft_rows  # noqa: E402
+from common import (PEAK_BF16_FLOPS, ROOT, build_random_model, import_rows, lab_env, matmul_params,  # noqa: E402
+                    training_flops, versions)
+
+USUAL_LR = {"sft": 2e-5, "lora": 2e-4, "qlora": 2e-4, "dpo": 5e-7}
+
+
+def sequence_lengths(tokenizer: Any, rows: list[dict], task: str, max_length: int) -> list[int]:
+    """Token count of every sequence the trainer runs (DPO: chosen and rejected, each with the prompt)."""
+    if task == "dpo":
+        out = []
+        for row in rows:
+            for reply in ("chosen", "rejected"):
+                out.append(chat_tokens(tokenizer, row["prompt"] + row[reply], max_length))
+        return out
+    return [chat_tokens(tokenizer, row["messages"], max_length) for row in rows]
+
+
+def adapter_params(model_dir: Path, r: int = 16) -> int:
+    """Trainable LoRA parameters (r 16, all linear layers but the head), from the architecture."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    head = model.get_output_embeddings()
+    return sum(r * (m.in_features + m.out_features) for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and m is not head)
+
+
+def run_plain(args, model_dir: Path, data: Path, out: Path, tuned: bool) -> dict:
+    command = [sys.executable, str(ROOT / "bench/plain_trl.py"), "--model", str(model_dir), "--data", str(data),
+               "--task", args.task, "--batch-size", str(args.plain_batch), "--grad-accum", str(args.plain_accum),
+               "--max-length", str(args.max_length), "--max-steps", str(args.max_steps), "--out", str(out)]
+    if tuned:
+        command.append("--tuned")
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        return {"variant": "tuned" if tuned else "plain", "error": result.stderr[-3000:]}
+    report = json.loads(out.read_text())
+    report.update(wall_seconds=time.time() - started, variant="tuned" if tuned else "plain",
+                  effective_batch=args.plain_batch * args.plain_accum)
+    return report
+
+
+def run_lab(args, home, model_dir: Path, dataset: str, out: Path) -> dict:
+    method = {"sft": "sft", "lora": "lora", "qlora": "qlora", "dpo": "dpo"}[args.task]
+    # save_steps beyond the run: no checkpoint inside the timed loop (the plain script saves none either); the final
+    # model is saved after training, outside the trainer's runtime, for both.
+    sets = {"method": method, "model": str(model_dir), "dataset": dataset, "max_length": args.max_length,
+            "batch_size": args.plain_batch * args.plain_accum, "grad_accum": 1, "max_steps": args.max_steps,
+            "epochs": 1, "learning_rate": USUAL_LR[args.task], "eval_split": "none", "save_steps": 10**6,
+            "logging_steps": 5,
+            "report_to": "none", "sample_prompts": 0, "gradient_checkpointing": False}
+    if args.task == "dpo":
+        sets["dpo_adapter"] = "none"
+    for item in args.lab_set:
+        key, _, value = item.partition("=")
+        sets[key] = value
+    command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, env=lab_env(home), cwd=ROOT)
+    wall = time.time() - started
+    try:
+        run = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {"variant": "lab", "error": result.stderr[-3000:]}
+    if "run_dir" not in run:
+        return {"variant": "lab", "error": run.get("error", result.stderr[-3000:])}
+    run_dir = Path(run["run_dir"])
+    if run["status"] != "succeeded":
+        return {"variant": "lab", "error": run["error"], "log_tail": (run_dir / "log.txt").read_text()[-4000:]}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    summary_row = next(r for r in rows if r.get("split") == "summary")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    report = {"variant": "lab", "task": args.task, "train_runtime": summary_row["train_runtime"],
+              "steps": rows[-1]["step"], "wall_seconds": wall, "setup_seconds": summary.get("setup_seconds"),
+              "peak_gpu_memory_gib": summary.get("peak_gpu_memory_gib"),
+              "speed": json.loads((run_dir / "speed.json").read_text()), "settings": sets,
+              "effective_batch": int(sets["batch_size"]) * int(sets["grad_accum"]),
+              "log": [{"time": r["time"], "step": r["step"], "loss": r.get("loss"),
+                       "tokens_per_second": r.get("tokens_per_second")}
+                      for r in rows if r.get("split") == "train"]}
+    out.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def summarise(report: dict, tokens: int, flops: float, rows: int, max_steps: int) -> dict:
+    """Headline numbers of one variant; tokens and FLOPs are of the part of the epoch that was trained."""
+    if "error" in report:
+        return {"variant": report["variant"], "error": report["error"][-600:]}
+    share = 1.0 if max_steps <= 0 else min(1.0, report["steps"] * report["effective_batch"] / rows)
+    runtime = report["train_runtime"]
+    losses = [r["loss"] for r in report["log"] if r.get("loss") is not None]
+    if report["variant"] == "lab":
+        rates = [r["tokens_per_second"] for r in report["log"] if r.get("tokens_per_second")]
+    else:
+        points = [r for r in report["log"] if "loss" in r]
+        rates = [(b["tokens"] - a["tokens"]) / (b["time"] - a["time"]) for a, b in zip(points, points[1:])]
+    steady = statistics.median(rates[len(rates) // 5:]) if rates else None
+    tail = losses[-max(1, len(losses) // 10):]
+    return {"variant": report["variant"], "train_runtime_s": round(runtime, 1),
+            "tokens_per_second": round(tokens * share / runtime),
+            "steady_tokens_per_second": round(steady) if steady else None,
+            "mfu": round(flops * share / runtime / PEAK_BF16_FLOPS, 4),
+            "peak_gpu_memory_gib": round(report["peak_gpu_memory_gib"], 2) if report.get("peak_gpu_memory_gib")
+            else None,
+            "final_loss": round(statistics.mean(tail), 4) if tail else None, "steps": report["steps"],
+            "setup_seconds": report.get("setup_seconds"), "wall_seconds": round(report.get("wall_seconds", 0), 1),
+            "speed": report.get("speed")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="qwen2.5-0.5b", help="a file in bench/configs, without .json")
+    parser.add_argument("--task", choices=("sft", "lora", "qlora", "dpo"), default="sft")
+    parser.add_argument("--rows", type=int, default=1600)
+    parser.add_argument("--max-length", type=int, default=2048)
+    parser.add_argument("--full-length", type=int, default=0, help="rows longer than this (every sequence full)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="-1: one epoch")
+    parser.add_argument("--plain-batch", type=int, default=8)
+    parser.add_argument("--plain-accum", type=int, default=2)
+    parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab")
+    parser.add_argument("--lab-set", action="append", default=[], help="key=value for the lab's run (repeat)")
+    parser.add_argument("--home", default="", help="LAB_HOME to keep models and data between calls")
+    parser.add_argument("--out", default=str(ROOT / "bench/results/train.json"))
+    args = parser.parse_args()
+
+    from lab.home import lab_home
+    from lab.models import load_tokenizer
+
+    home = lab_home(args.home or tempfile.mkdtemp(prefix="lab-bench-"))
+    model_dir = build_random_model(args.arch, home.models / args.arch, home)
+    tokenizer = load_tokenizer("tiny", home=home)
+    make = preference_rows if args.task == "dpo" else sft_rows
+    extra = {"full_length": args.full_length} if args.full_length and args.task != "dpo" else {}
+    rows = make(tokenizer, args.rows, max_length=args.max_length, **extra)
+    name = f"bench-{args.task}-{args.rows}-{args.full_length}"
+    dataset = import_rows(home, rows, name)
+    data = home.root / f"{name}.jsonl"  # the plain script reads the same rows from the file import_rows wrote
+
+    lengths = sequence_lengths(tokenizer, rows, args.task, args.max_length)
+    shape = matmul_params(model_dir)
+    trainable = adapter_params(model_dir) if args.task in ("lora", "qlora") else None
+    flops = training_flops(shape, lengths, trainable=trainable)
+    effective = args.plain_batch * args.plain_accum
+    results_dir = Path(args.out).with_suffix("")
+    results_dir.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for variant in args.variants.split(","):
+        print(f"[bench] {args.arch} {args.task}: {variant} ...", flush=True)
+        out = results_dir / f"{variant}.json"
+        report = (run_lab(args, home, model_dir, dataset, out) if variant == "lab"
+                  else run_plain(args, model_dir, data, out, tuned=variant == "tuned"))
+        reports.append(summarise(report, sum(lengths), flops, len(rows), args.max_steps))
+        print(json.dumps(reports[-1]), flush=True)
+    document = {"arch": args.arch, "task": args.task, "rows": args.rows, "tokens": sum(lengths),
+                "mean_length": round(sum(lengths) / len(lengths), 1), "max_length": args.max_length,
+                "effective_batch": effective, "flops_per_epoch": flops, "params": shape, "versions": versions(),
+                "command": " ".join(sys.argv), "results": reports}
+    base = next((r for r in reports if r["variant"] == "plain" and "error" not in r), None)
+    if base:
+        for r in reports:
+            if "error" not in r:
+                r["speedup"] = round(r["tokens_per_second"] / base["tokens_per_second"], 2)
+                if r["steady_tokens_per_second"] and base["steady_tokens_per_second"]:
+                    r["steady_speedup"] = round(r["steady_tokens_per_second"] / base["steady_tokens_per_second"], 2)
+                if r["final_loss"] and base["final_loss"]:
+                    r["loss_vs_plain"] = round(r["final_loss"] / base["final_loss"] - 1, 4)
+    Path(args.out).write_text(json.dumps(document, indent=1))
+    print(f"\n{args.arch} {args.task}: {len(lengths)} sequences, {sum(lengths):,} tokens "
+          f"(mean {document['mean_length']})")
+    print(f"{'variant':<8} {'tokens/s':>10} {'speedup':>8} {'steady':>8} {'MFU':>6} {'peak GiB':>9} {'final loss':>10} "
+          f"{'runtime s':>9}")
+    for r in reports:
+        if "error" in r:
+            print(f"{r['variant']:<8} ERROR {r['error'][-300:]}")
+            continue
+        print(f"{r['variant']:<8} {r['tokens_per_second']:>10,} {r.get('speedup', ''):>8} "
+              f"{r['steady_tokens_per_second'] or 0:>8,} {r['mfu']:>6.1%} "
+              f"{r['peak_gpu_memory_gib'] or 0:>9.2f} {r['final_loss'] or 0:>10.4f} {r['train_runtime_s']:>9}")
+
+
+if __name__ == "__main__":
+    main()

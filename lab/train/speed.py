@@ -1,0 +1,299 @@
+"""The fast path: which speed features a run uses, decided from its config and the machine, and the pieces
+the lab adds on top of TRL to get them.
+
+Each feature is a config field (``padding_free``, ``attention``, ``liger_kernels``, ``compile``) that is
+``auto`` by default; :func:`plan` turns them into a :class:`SpeedPlan` with a reason for every choice, which
+the worker applies, writes to ``speed.json`` in the run directory, and the Train tab shows.
+
+Padding-free batches: the examples of a micro-batch are laid end to end in one row with position ids that
+restart at every example, so no compute is spent on padding. For SFT, TRL's collator makes such batches (with
+the sequence boundaries as ``cu_seq_lens_*``); for DPO, whose collator pads, :func:`unpad_inside` removes the
+padding inside the model. Attention must then stay inside each example. TRL leaves that to flash-attn, which is
+often not installed; :func:`varlen_attention` does it with PyTorch's own variable-length flash kernel
+(``torch.nn.attention.varlen``, CUDA, torch 2.10+), or, on a CPU, with one SDPA call per example.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import TrainConfig
+from lab.errors import LabError
+
+VARLEN = "lab_varlen"  # the attention implementation registered below
+# Models whose decoder layers Liger patches (liger_kernel.transformers.monkey_patch covers these and more).
+LIGER_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
+                     "granite", "mixtral", "smollm3")
+
+
+@dataclass
+class SpeedPlan:
+    """What a run uses, each with the reason it was chosen (shown to the user as is)."""
+
+    padding_free: bool
+    attention: str
+    liger_kernels: bool
+    compile: bool
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> list[str]:
+        """One line per feature, for the log and the Train tab."""
+        on = {True: "on", False: "off"}
+        values = {"padding_free": on[self.padding_free], "attention": self.attention,
+                  "liger_kernels": on[self.liger_kernels], "compile": on[self.compile]}
+        return [f"{name}: {value} ({self.reasons.get(name, '')})" for name, value in values.items()]
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def torch_varlen_available() -> bool:
+    """PyTorch's own variable-length flash attention (torch 2.10+, CUDA)."""
+    try:
+        from torch.nn.attention import varlen  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
+         flash_attn: bool | None = None, liger: bool | None = None) -> SpeedPlan:
+    """Resolve the ``auto`` speed settings of ``cfg`` for this machine. The keyword arguments describe what is
+    installed (looked up when None), so tests can ask about other machines."""
+    varlen = torch_varlen_available() if varlen is None else varlen
+    flash_attn = installed("flash_attn") if flash_attn is None else flash_attn
+    liger = installed("liger_kernel") if liger is None else liger
+    reasons: dict[str, str] = {}
+
+    # Padding-free needs attention that respects the boundaries between the examples of a row.
+    kernel = "flash_attention_2" if cuda and flash_attn else VARLEN if cuda and varlen else None
+    if cfg.packing:
+        padding_free = True
+        reasons["padding_free"] = "packing lays examples end to end, always padding-free in TRL"
+    elif cfg.padding_free == "auto":
+        padding_free = kernel is not None
+        reasons["padding_free"] = (("the lab unpads DPO's padded batches inside the model" if cfg.is_dpo else
+                                    "variable-length attention is available") if padding_free else
+                                   "no variable-length attention kernel on this machine (needs CUDA)")
+    else:
+        padding_free = cfg.padding_free == "on"
+        reasons["padding_free"] = "set in the config"
+
+    if cfg.attention != "auto":
+        attention = cfg.attention
+        reasons["attention"] = "set in the config"
+        if padding_free and attention in ("sdpa", "eager"):
+            raise LabError(f"attention: {attention} does not keep padding-free examples apart; use auto, varlen or "
+                           "flash_attention_2, or set padding_free: off.")
+        if attention == "varlen":
+            attention = VARLEN
+        if attention == "flash_attention_2" and not flash_attn:
+            raise LabError("attention: flash_attention_2 needs the flash-attn package; install it or use auto.")
+    elif padding_free:
+        attention = kernel or VARLEN  # the CPU falls back to one SDPA call per example (correct, not fast)
+        reasons["attention"] = ("flash-attn is installed" if attention == "flash_attention_2" else
+                                "PyTorch's variable-length flash kernel" if cuda else
+                                "one SDPA call per example (CPU)")
+    else:
+        attention = "sdpa"
+        reasons["attention"] = "padded batches: PyTorch SDPA"
+
+    if cfg.liger_kernels == "auto":
+        liger_on = cuda and liger and model_type in LIGER_MODEL_TYPES
+        reasons["liger_kernels"] = ("fused RMSNorm, RoPE and SwiGLU kernels" if liger_on else
+                                    "needs a CUDA GPU" if not cuda else "liger-kernel is not installed" if not liger
+                                    else f"Liger has no kernels for model type '{model_type}'")
+    else:
+        liger_on = cfg.liger_kernels == "on"
+        reasons["liger_kernels"] = "set in the config"
+        if liger_on and not (cuda and liger):
+            raise LabError("liger_kernels: on needs a CUDA GPU and the liger-kernel package "
+                           "(pip install -r requirements-gpu.txt).")
+
+    compile_on = cfg.compile == "on"
+    reasons["compile"] = "set in the config" if cfg.compile != "auto" else "off unless asked: compiling costs " \
+        "minutes up front and varying padding-free shapes recompile"
+    return SpeedPlan(padding_free, attention, liger_on, compile_on, reasons)
+
+
+def model_type(model: str, home: Any = None) -> str:
+    """The architecture family of a run's base model ('llama', 'qwen2', ...), '' when it cannot be read."""
+    from lab.train.loading import resolve_model_path
+
+    try:
+        path = Path(resolve_model_path(model, home))
+        adapter = path / "adapter_config.json"
+        if adapter.exists():
+            path = Path(json.loads(adapter.read_text())["base_model_name_or_path"])
+        if (path / "config.json").exists():
+            return json.loads((path / "config.json").read_text()).get("model_type", "")
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(str(path)).model_type
+    except (LabError, OSError, ValueError, KeyError):
+        return ""
+
+
+def liger_config() -> dict[str, bool]:
+    """Liger's layer kernels only: TRL's own fused LM head already avoids the full logits, and Liger's fused
+    cross-entropy would replace the forward TRL patches (TRL refuses it)."""
+    return {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False,
+            "fused_linear_cross_entropy": False}
+
+
+def write_plan(run_dir: Path, speed: SpeedPlan) -> None:
+    (run_dir / "speed.json").write_text(json.dumps(speed.to_dict(), indent=1))
+
+
+def read_plan(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "speed.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --------------------------------------------------------------------------- padding-free batches
+
+
+def padding_free_collator(tokenizer: Any, max_length: int, pad_to_multiple_of: int | None = None):
+    """TRL's own collator in padding-free mode, for runs without packing (TRL itself only goes padding-free for
+    packing or with flash-attn). ``max_length_q/k`` are set to ``max_length``, an upper bound, so their value
+    does not change from batch to batch (it only sizes the kernel's grid)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    class PaddingFreeCollator(DataCollatorForLanguageModeling):
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            batch = super().torch_call(examples)
+            batch["max_length_q"] = batch["max_length_k"] = max(max_length, int(batch["max_length_q"]))
+            return batch
+
+    return PaddingFreeCollator(pad_token_id=tokenizer.pad_token_id, padding_free=True,
+                               pad_to_multiple_of=pad_to_multiple_of)
+
+
+def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
+                     dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """Causal attention over a padding-free row: every example attends only to itself.
+
+    ``query`` is (1, heads, tokens, dim) and ``kwargs`` carries ``cu_seq_lens_q`` (example boundaries) from
+    TRL's padding-free collator. Returns (1, tokens, heads, dim), as transformers' attention functions do."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    boundaries = kwargs.get("cu_seq_lens_q")
+    if boundaries is None:
+        if query.shape[0] == 1 and attention_mask is None:  # one unpadded sequence (e.g. a single prompt)
+            return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
+                                          is_causal=True)
+        raise LabError("The lab's variable-length attention got a padded batch; it serves padding-free batches "
+                       "only. Switch the model back to sdpa for padded batches (lab.train.speed.use_attention).")
+    if dropout:
+        raise LabError("Attention dropout is not supported by the lab's variable-length attention.")
+    if query.is_cuda and torch_varlen_available():
+        return _torch_varlen(query, key, value, boundaries, int(kwargs["max_length_q"]), scaling), None
+    return _per_example_sdpa(query, key, value, boundaries, scaling), None
+
+
+def _torch_varlen(query: Any, key: Any, value: Any, boundaries: Any, max_len: int, scaling: float | None) -> Any:
+    import torch
+    from torch.nn.attention.varlen import varlen_attn
+
+    # The flash kernel takes 16-bit inputs only; a forward outside autocast on fp32 weights (DPO's precomputed
+    # reference) hands it fp32, so it runs in bf16 and the result goes back in the caller's dtype.
+    dtype = query.dtype
+    if dtype not in (torch.bfloat16, torch.float16):
+        query, key, value = (t.to(torch.bfloat16) for t in (query, key, value))
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+    params = inspect.signature(varlen_attn).parameters
+    extra: dict[str, Any] = {}
+    if q.shape[1] != k.shape[1]:  # grouped-query attention
+        if "enable_gqa" in params:
+            extra["enable_gqa"] = True
+        else:  # torch 2.10/2.11: repeat the key/value heads
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    if "window_size" in params:  # torch 2.11+: causal is a window reaching back without limit
+        extra["window_size"] = (-1, 0)
+    else:  # torch 2.10
+        extra["is_causal"] = True
+    if scaling is not None and "scale" in params:
+        extra["scale"] = scaling
+    cu = boundaries.to(device=q.device, dtype=torch.int32)
+    out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **extra)
+    return out.unsqueeze(0).to(dtype)
+
+
+def _per_example_sdpa(query: Any, key: Any, value: Any, boundaries: Any, scaling: float | None) -> Any:
+    """The reference implementation (and the CPU path): one causal SDPA call per example."""
+    import torch
+
+    groups = query.shape[1] // key.shape[1]
+    parts = []
+    for start, end in zip(boundaries[:-1].tolist(), boundaries[1:].tolist()):
+        q, k, v = query[:, :, start:end], key[:, :, start:end], value[:, :, start:end]
+        if groups > 1:
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        parts.append(torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling))
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
+
+
+def unpad_inside(model: Any) -> None:
+    """Make the model's backbone drop the padding of padded batches: the rows are laid end to end (position ids
+    restarting per row, boundaries for the variable-length attention), run, and the hidden states put back in
+    their padded places. TRL's DPO collator pads chosen and rejected replies to the longest of the batch (a third
+    to a half of the tokens are padding at chat lengths) and TRL 1.x has no padding-free DPO; with this the
+    trainer keeps its padded batches and the model computes only real tokens. Calls with a cache (generation)
+    are passed through unchanged. Apply before the trainer is built, so DPO's precomputed reference uses it."""
+    import torch
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = causal_lm.base_model
+    if "_lab_padded_forward" in backbone.__dict__:
+        return
+    padded_forward = backbone.forward
+
+    def forward(input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None, **kwargs: Any) -> Any:
+        if (input_ids is None or attention_mask is None or attention_mask.dim() != 2 or kwargs.get("use_cache")
+                or kwargs.get("past_key_values") is not None or input_ids.shape[0] == 1):
+            return padded_forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                  **kwargs)
+        keep = attention_mask.bool()
+        lengths = keep.sum(dim=1)
+        boundaries = torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+        width = input_ids.shape[1]  # an upper bound on every row's length, known without a device sync
+        out = padded_forward(input_ids=input_ids[keep][None], attention_mask=None,
+                             position_ids=(keep.cumsum(dim=1) - 1)[keep][None], cu_seq_lens_q=boundaries,
+                             cu_seq_lens_k=boundaries, max_length_q=width, max_length_k=width, **kwargs)
+        hidden = out.last_hidden_state
+        padded = hidden.new_zeros(*input_ids.shape, hidden.shape[-1])
+        padded[keep] = hidden[0]
+        out.last_hidden_state = padded
+        return out
+
+    backbone.__dict__["_lab_padded_forward"] = padded_forward
+    backbone.forward = forward
+
+
+def register_attention() -> None:
+    """Make ``lab_varlen`` a valid ``attn_implementation``. No mask function is registered on purpose: then
+    transformers builds no attention mask at all for it (a padding-free row needs none)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention)
+
+
+def use_attention(model: Any, implementation: str) -> None:
+    """Switch the attention of a loaded model (and of the PEFT wrapper's base) in place."""
+    if implementation == VARLEN:
+        register_attention()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(base, "set_attn_implementation"):
+        base.set_attn_implementation(implementation)
+    else:
+        base.config._attn_implementation = implementation

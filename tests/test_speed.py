@@ -1,0 +1,170 @@
+"""The fast path (lab.train.speed): which features a run gets on which machine, and that padding-free batches
+train on exactly the same tokens as padded ones, with each example attending only to itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.config import TrainConfig, from_dict, load_yaml
+from lab.errors import LabError
+from lab.train import speed
+from tests.test_models_masking import MULTI, SINGLE, expected_mask
+
+
+def test_cpu_auto_plan_keeps_padded_sdpa_and_says_why():
+    p = speed.plan(TrainConfig(), cuda=False, model_type="llama", varlen=False, flash_attn=False, liger=True)
+    assert (p.padding_free, p.attention, p.liger_kernels, p.compile) == (False, "sdpa", False, False)
+    assert "CUDA" in p.reasons["padding_free"] and "CUDA" in p.reasons["liger_kernels"]
+
+
+def test_gpu_auto_plan_goes_padding_free_with_torch_varlen_and_liger():
+    p = speed.plan(TrainConfig(), cuda=True, model_type="qwen2", varlen=True, flash_attn=False, liger=True)
+    assert (p.padding_free, p.attention, p.liger_kernels) == (True, speed.VARLEN, True)
+    with_fa = speed.plan(TrainConfig(), cuda=True, model_type="qwen2", varlen=True, flash_attn=True, liger=False)
+    assert with_fa.attention == "flash_attention_2" and not with_fa.liger_kernels
+
+
+def test_dpo_is_unpadded_inside_the_model_and_packing_is_always_padding_free():
+    dpo = speed.plan(TrainConfig(method="dpo"), cuda=True, model_type="llama", varlen=True, flash_attn=False,
+                     liger=False)
+    assert dpo.padding_free and "unpads DPO" in dpo.reasons["padding_free"]
+    packed = speed.plan(TrainConfig(packing=True), cuda=False, model_type="llama", varlen=False, flash_attn=False,
+                        liger=False)
+    assert packed.padding_free and packed.attention == speed.VARLEN
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"padding_free": "on", "attention": "sdpa"}, "does not keep padding-free examples apart"),
+    ({"liger_kernels": "on"}, "liger_kernels: on needs a CUDA GPU"),
+    ({"attention": "flash_attention_2"}, "flash-attn package"),
+])
+def test_impossible_speed_settings_say_what_to_change(settings, words):
+    with pytest.raises(LabError, match=words):
+        speed.plan(from_dict(TrainConfig, settings), cuda=False, model_type="llama", varlen=False, flash_attn=False,
+                   liger=False)
+
+
+def test_yaml_on_and_off_read_as_the_setting_not_a_boolean(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("padding_free: on\nliger_kernels: off\n")
+    cfg = load_yaml(str(recipe), overrides=["compile=on"])
+    assert (cfg.padding_free, cfg.liger_kernels, cfg.compile) == ("on", "off", "on")
+
+
+@pytest.fixture(scope="module")
+def trainer_and_model(tiny_home):
+    """A real SFTTrainer over two conversations of different lengths, with the lab's padding-free collator."""
+    import tempfile
+    from pathlib import Path
+
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from lab.models import load_model, load_tokenizer
+    from lab.train.convert import sft_args
+
+    tokenizer = load_tokenizer(home=tiny_home)
+    model = load_model(home=tiny_home).eval()
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(report_to="none", max_length=64, eval_split="none")
+        trainer = SFTTrainer(model=model, args=sft_args(cfg, Path(out)), processing_class=tokenizer,
+                             train_dataset=Dataset.from_list([{"messages": SINGLE}, {"messages": MULTI}]),
+                             data_collator=speed.padding_free_collator(tokenizer, cfg.max_length))
+        examples = [trainer.train_dataset[i] for i in range(2)]
+        yield trainer, model, tokenizer, examples
+
+
+def test_padding_free_batch_masks_exactly_the_assistant_tokens_and_marks_boundaries(trainer_and_model):
+    trainer, _, tokenizer, examples = trainer_and_model
+    batch = trainer.data_collator(examples)
+    lengths = [len(e["input_ids"]) for e in examples]
+    assert batch["input_ids"].shape == (1, sum(lengths))  # one row, no padding
+    assert batch["cu_seq_lens_q"].tolist() == [0, lengths[0], sum(lengths)]
+    assert batch["position_ids"][0].tolist() == list(range(lengths[0])) + list(range(lengths[1]))
+    carries_loss = (batch["labels"][0] != -100).int().tolist()
+    assert carries_loss == expected_mask(SINGLE, tokenizer) + expected_mask(MULTI, tokenizer)
+    assert batch["max_length_q"] == 64  # an upper bound that stays the same from batch to batch
+
+
+def test_padding_free_loss_equals_the_padded_loss_so_examples_do_not_see_each_other(trainer_and_model):
+    """If the second example could attend to the first, its logits (and the loss) would change."""
+    import torch
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    trainer, model, tokenizer, examples = trainer_and_model
+    flat = trainer.data_collator(examples)
+    padded = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(examples)  # TRL's, padded
+
+    def loss(batch, attention):
+        speed.use_attention(model, attention)
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "seq_idx")}
+        with torch.no_grad():
+            logits = model(**inputs).logits.float()
+        labels = batch["labels"]
+        return torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                                 reduction="sum").item()
+
+    try:
+        assert loss(flat, speed.VARLEN) == pytest.approx(loss(padded, "sdpa"), rel=1e-5)
+    finally:
+        speed.use_attention(model, "sdpa")
+
+
+def test_varlen_attention_refuses_padded_batches(trainer_and_model):
+    import torch
+
+    _, model, _, _ = trainer_and_model
+    speed.use_attention(model, speed.VARLEN)
+    try:
+        with pytest.raises(LabError, match="padding-free batches only"):
+            model(input_ids=torch.tensor([[5, 6, 7], [8, 9, 0]]), attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    finally:
+        speed.use_attention(model, "sdpa")
+
+
+def test_unpadded_dpo_forward_gives_the_padded_log_probs(tiny_home, tmp_path):
+    """DPO's padded batch of chosen and rejected replies, through the model with the padding removed inside it
+    (lab_varlen attention), gives the same per-token log-probabilities as the padded forward with SDPA."""
+    import torch
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from lab.models import load_model, load_tokenizer
+    from lab.train.convert import dpo_args
+
+    tokenizer = load_tokenizer(home=tiny_home)
+    model = load_model(home=tiny_home)
+    pairs = [{"prompt": [{"role": "user", "content": "Name a colour."}],
+              "chosen": [{"role": "assistant", "content": "Blue."}],
+              "rejected": [{"role": "assistant", "content": "I would rather talk about the weather today, if that "
+                                                            "is all right with you."}]},
+             {"prompt": [{"role": "user", "content": "What is two plus two? Answer in a full sentence please."}],
+              "chosen": [{"role": "assistant", "content": "Two plus two is four."}],
+              "rejected": [{"role": "assistant", "content": "Five."}]}]
+    cfg = TrainConfig(method="dpo", dpo_adapter="none", report_to="none", eval_split="none", max_length=128,
+                      max_prompt_length=64)
+    trainer = DPOTrainer(model=model, args=dpo_args(cfg, tmp_path), processing_class=tokenizer,
+                         train_dataset=Dataset.from_list(pairs))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert (batch["attention_mask"] == 0).any()  # really padded
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": labels,
+              "fused_lm_head": True, "use_cache": False}
+    model.eval()
+    with torch.no_grad():
+        padded = trainer.model(**inputs).log_probs
+        speed.use_attention(model, speed.VARLEN)
+        speed.unpad_inside(model)
+        unpadded = trainer.model(**inputs).log_probs
+    speed.use_attention(model, "sdpa")
+    assert unpadded.shape == padded.shape
+    torch.testing.assert_close(unpadded, padded, atol=1e-5, rtol=1e-5)
+    assert padded.abs().sum() > 0
+
+
+def test_a_run_with_impossible_speed_settings_is_refused_before_it_is_queued(home):
+    from lab.train.runner import create_run, list_runs
+
+    with pytest.raises(LabError, match="liger_kernels: on needs a CUDA GPU"):
+        create_run(TrainConfig(liger_kernels="on", report_to="none"), home=home, start=False)
+    assert list_runs(home) == []
