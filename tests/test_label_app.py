@@ -53,7 +53,7 @@ def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app,
         pair = labeler.predict(campaign_id, api_name="/label_next")
         votes = 0
         while pair[1]:  # the lease token; empty when nothing is left for this labeler
-            left, right = pair[4], pair[5]
+            left = pair[4]
             pair = labeler.predict(campaign_id, pair[1], "", api_name="/label_vote_a" if "Thank you" in left
                                    else "/label_vote_b")
             votes += 1

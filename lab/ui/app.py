@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
 from typing import Sequence
 
 import gradio as gr
