@@ -49,9 +49,36 @@ def test_memory_components(tiny_home, monkeypatch):
     assert full.optimizer == shape.params * 8 and lora.optimizer < full.optimizer / 5
     checkpointed = memory(TrainConfig(method="sft", gradient_checkpointing=True), shape)
     assert checkpointed.activations < full.activations
-    dpo_full = memory(TrainConfig(method="dpo", dpo_adapter="none"), shape)
+    dpo_full = memory(TrainConfig(method="dpo", dpo_adapter="none", precompute_ref_log_probs="off"), shape)
     assert dpo_full.reference_model > 0 and memory(TrainConfig(method="dpo"), shape).reference_model == 0
     report = estimate(TrainConfig(method="lora"), 360)
     assert report["memory_gib"]["total"] == pytest.approx(sum(v for k, v in report["memory_gib"].items()
                                                               if k != "total"), abs=0.05)
     assert 0 < report["trainable_percent"] < 100
+
+
+def test_largest_batch_is_the_last_that_fits(tiny_home, monkeypatch):
+    import dataclasses
+
+    from lab.train.estimate import GIB, largest_batch
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+    cfg = TrainConfig(method="sft", max_length=1024)
+    budget = 2 * GIB
+    fits = largest_batch(cfg, shape, budget, headroom=1.0)
+    assert fits >= 1
+    assert memory(dataclasses.replace(cfg, batch_size=fits), shape).total <= budget
+    assert memory(dataclasses.replace(cfg, batch_size=fits + 1), shape).total > budget
+    assert largest_batch(cfg, shape, 0.1 * GIB) == 0  # the framework overhead alone does not fit
+
+
+def test_checkpointing_and_a_precomputed_reference_lower_the_estimate(tiny_home, monkeypatch):
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+    plain, checkpointed = (memory(TrainConfig(batch_size=8, max_length=1024, gradient_checkpointing=c), shape)
+                           for c in (False, True))
+    assert checkpointed.activations < plain.activations / 3
+    held = memory(TrainConfig(method="dpo", dpo_adapter="none", precompute_ref_log_probs="off"), shape)
+    precomputed = memory(TrainConfig(method="dpo", dpo_adapter="none"), shape)  # auto: on for full DPO
+    assert held.reference_model > 0 and precomputed.reference_model == 0

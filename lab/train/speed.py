@@ -44,12 +44,20 @@ class SpeedPlan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def describe(self) -> list[str]:
-        """One line per feature, for the log and the Train tab."""
+    def choices(self) -> list[tuple[str, str, str]]:
+        """(feature, its value, why) for each feature."""
         on = {True: "on", False: "off"}
         values = {"padding_free": on[self.padding_free], "attention": self.attention,
                   "liger_kernels": on[self.liger_kernels], "compile": on[self.compile]}
-        return [f"{name}: {value} ({self.reasons.get(name, '')})" for name, value in values.items()]
+        return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
+
+    def describe(self) -> list[str]:
+        """One line per feature, for the log."""
+        return [f"{name}: {value} ({why})" for name, value, why in self.choices()]
+
+    def markdown(self) -> str:
+        """A bullet per feature, for the Train tab."""
+        return "\n".join(f"- {name.replace('_', ' ')}: **{value}** · {why}" for name, value, why in self.choices())
 
 
 def installed(module: str) -> bool:

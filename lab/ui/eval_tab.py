@@ -33,6 +33,7 @@ METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"
 SUMMARY_HEADERS = ["model", "perplexity", "ROUGE-L", "BLEU", "judge win rate", "judge vs", "judge grade", "lm-eval",
                    "human win rate", "Bradley–Terry [95%]", "votes"]
 NO_CAMPAIGN = "newest with votes"
+NO_HARNESS = pd.DataFrame({"": ["No finished lm-eval job yet: run one in the lm-eval tasks tab above."]})
 
 
 @dataclass
@@ -104,7 +105,7 @@ def build(home: Home) -> EvalUI:
     gr.Markdown("### lm-eval tasks: base vs tuned")
     harness_base = gr.Dropdown(label="Base model", choices=[], allow_custom_value=True,
                                info="The others' scores are shown with their difference from this one.")
-    harness_table = gr.Dataframe(interactive=False, wrap=True)
+    harness_table = gr.Dataframe(NO_HARNESS, interactive=False, wrap=True)
     gr.Markdown("### People and metrics\nPer model: the automatic numbers beside the human win rate (ties count "
                 "half) and Bradley–Terry rating of a labeling campaign (Label tab), matched by model name.")
     with gr.Row():
@@ -452,7 +453,7 @@ def harness_view(ui: EvalUI, home: Home, base: str | None) -> dict:
     models = list(dict.fromkeys(j.model for j in reversed(found) if j.kind == "harness" and j.status == "succeeded"))
     table = harness_table(found, base)
     chosen = base if base in models else (models[0] if models else None)
-    frame = pd.DataFrame(table) if table else pd.DataFrame({"": ["No finished lm-eval job yet."]})
+    frame = pd.DataFrame(table) if table else NO_HARNESS
     return {ui.harness_base: gr.update(choices=models, value=chosen), ui.harness_table: frame}
 
 

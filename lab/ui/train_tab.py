@@ -217,13 +217,15 @@ def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dic
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     from lab.train.datasets import resolve_version
     from lab.train.distributed import gpus_needed, processes, visible_gpus
+    from lab.train.estimate import GIB, largest_batch, model_shape
     from lab.train.estimate import estimate as compute
     from lab.train.speed import model_type, plan
 
     cfg = config_from(ui.form, values)
     warnings = cfg.validate()
     version = resolve_version(cfg.dataset, home)
-    gpu_count = len(visible_gpus())
+    gpus = visible_gpus()
+    gpu_count = len(gpus)
     ranks = processes(cfg, gpu_count)  # the effective batch counts every process
     unit = "GPU" if gpus_needed(cfg, gpu_count) else "CPU process"
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
@@ -233,8 +235,14 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
             f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
+    if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
+        fits = largest_batch(cfg, model_shape(cfg.model), gpus[0].memory_gib * GIB)
+        text += (f"\n\nLargest batch_size that fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
+                 f"{cfg.max_length}, worst case: **{fits}**" if fits else
+                 f"\n\n⚠ Not even batch_size 1 fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
+                 f"{cfg.max_length}: turn on gradient_checkpointing, shorten max_length, or use QLoRA.")
     speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))
-    text += "\n\nSpeed on this machine: " + "; ".join(speed.describe())
+    text += "\n\n**Speed on this machine** (the Speed group switches each part):\n" + speed.markdown()
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
     return {ui.status: status_ok("Estimate ready."), ui.estimate_md: text,
@@ -370,7 +378,7 @@ def outcome_text(run: Any, home: Home) -> str:
         lines.append(f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB**, {measured}.")
     plan = read_plan(run.run_dir)
     if plan:  # the fast path the worker chose (lab.train.speed): what is on, and why
-        lines.append("Speed: " + "; ".join(SpeedPlan(**plan).describe()) + ".")
+        lines.append("**Speed** (speed.json):\n" + SpeedPlan(**plan).markdown())
     exported = home.models / f"{run.id}-merged"
     if exported.exists():
         lines.append(f"Exported: `{exported}`")

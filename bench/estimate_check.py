@@ -1,0 +1,49 @@
+"""The Train tab's memory estimate against peaks the CUDA allocator measured on the GPU machine (the figures and
+the commands that produced them are in docs/benchmarks.md); prints a table. Runs on any machine: the estimate
+needs only the architecture (built on the meta device).
+
+    python bench/estimate_check.py
+
+The estimate is for the worst case, every sequence at max_length, which is what these runs trained on
+(packed rows, or synthetic rows longer than max_length). It is compared without the fixed framework overhead
+(CUDA context and allocator slack), which ``torch.cuda.max_memory_allocated`` does not see.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
+from lab.config import TrainConfig  # noqa: E402
+from lab.train.estimate import FRAMEWORK_OVERHEAD, GIB, memory, model_shape  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+# (what, architecture, settings, measured peak GiB, where it was measured)
+MEASURED = [
+    ("full SFT, packed 16 × 2,048", "qwen2.5-0.5b", dict(method="sft", batch_size=16, max_length=2048), 45.91,
+     "H200, 2026-12-01, train_throughput.py packed"),
+    ("QLoRA 8 × 512", "qwen2.5-0.5b", dict(method="qlora", batch_size=8, max_length=512), 7.33,
+     "H100, 2026-11-23, qlora_smoke.py"),
+    ("QLoRA 4 × 2,048", "qwen2.5-0.5b", dict(method="qlora", batch_size=4, max_length=2048), 13.90,
+     "H100, 2026-11-23, qlora_smoke.py"),
+    ("QLoRA 4 × 2,048, checkpointing", "qwen2.5-0.5b",
+     dict(method="qlora", batch_size=4, max_length=2048, gradient_checkpointing=True), 1.54,
+     "H100, 2026-11-23, qlora_smoke.py"),
+]
+
+
+def main() -> None:
+    print(f"{'run':<34} {'estimate GiB':>12} {'measured GiB':>12} {'estimate/measured':>18}")
+    for what, arch, settings, measured, _ in MEASURED:
+        folder = Path(tempfile.mkdtemp())
+        (folder / "config.json").write_text(json.dumps(json.loads((CONFIGS / f"{arch}.json").read_text())))
+        estimate = memory(TrainConfig(**settings), model_shape(str(folder)))
+        tensors = (estimate.total - FRAMEWORK_OVERHEAD) / GIB
+        print(f"{what:<34} {tensors:>12.2f} {measured:>12.2f} {tensors / measured:>18.3f}")
+
+
+if __name__ == "__main__":
+    main()
