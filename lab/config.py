@@ -164,8 +164,10 @@ class TrainConfig:
     weight_decay: float = option(0.0, "AdamW weight decay.")
     precision: str = option("auto", "Numeric precision: auto = bf16 where the GPU supports it, else fp16 on "
                             "GPU, fp32 on CPU.", choices=("auto", "bf16", "fp16", "fp32"))
-    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass: less memory, "
-                                          "about 30% slower.")
+    gradient_checkpointing: str = option("auto", "Recompute activations in the backward pass: less memory, about "
+                                         "30% slower. auto = on only when the batch's worst case does not fit the "
+                                         "GPU without it (by the memory estimate); off on a CPU.",
+                                         choices=("auto", "on", "off"))
     logging_steps: int = option(5, "Log metrics every N optimizer steps.")
     eval_steps: int = option(50, "Evaluate every N steps (0 = only at the end).")
     save_steps: int = option(100, "Save a checkpoint every N steps (0 = only at the end).")
@@ -221,6 +223,13 @@ class TrainConfig:
     sample_prompts: int = option(3, "At the end, answer this many fixed prompts (the first of the eval split) with "
                                  "the base and the tuned model, greedily, to compare (0 = off).")
     sample_max_new_tokens: int = option(96, "Longest before/after sample, in new tokens.")
+
+    def __post_init__(self) -> None:
+        # Python code passes True/False for the auto/on/off settings; from_dict does this for YAML and the CLI.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices") or ()):
+                setattr(self, f.name, "on" if value else "off")
 
     @property
     def is_dpo(self) -> bool:

@@ -168,3 +168,18 @@ def test_a_run_with_impossible_speed_settings_is_refused_before_it_is_queued(hom
     with pytest.raises(LabError, match="liger_kernels: on needs a CUDA GPU"):
         create_run(TrainConfig(liger_kernels="on", report_to="none"), home=home, start=False)
     assert list_runs(home) == []
+
+
+def test_auto_checkpointing_turns_on_only_when_the_batch_does_not_fit(tiny_home, monkeypatch):
+    from lab.train.estimate import GIB, model_shape
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+    cfg = TrainConfig(batch_size=64, max_length=2048)
+    machine = dict(model_type="llama", varlen=True, flash_attn=False, liger=False, shape=shape)
+    roomy = speed.plan(cfg, cuda=True, gpu_bytes=80 * GIB, **machine)
+    tight = speed.plan(cfg, cuda=True, gpu_bytes=2 * GIB, **machine)
+    assert not roomy.gradient_checkpointing and "fits" in roomy.reasons["gradient_checkpointing"]
+    assert tight.gradient_checkpointing and "does not fit" in tight.reasons["gradient_checkpointing"]
+    assert not speed.plan(cfg, cuda=False, **machine).gradient_checkpointing
+    assert speed.plan(TrainConfig(gradient_checkpointing=True), cuda=False, **machine).gradient_checkpointing

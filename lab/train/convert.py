@@ -67,7 +67,7 @@ def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: 
         bf16=chosen == "bf16",
         fp16=chosen == "fp16",
         use_cpu=not cuda,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=speed.gradient_checkpointing if speed else cfg.gradient_checkpointing == "on",
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         eval_strategy=("steps" if cfg.eval_steps else "epoch") if evaluating else "no",

@@ -61,8 +61,7 @@ class Memory:
 
 def model_shape(model: str) -> ModelShape:
     """Build the architecture on the meta device and measure it."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     from lab.models import hub_error, resolve
 
@@ -71,6 +70,14 @@ def model_shape(model: str) -> ModelShape:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise hub_error("model config", path, err) from None
+    return shape_of(config)
+
+
+def shape_of(config: Any) -> ModelShape:
+    """The shape of an architecture given its transformers config (built on the meta device)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         net = AutoModelForCausalLM.from_config(config)
     params = sum(p.numel() for p in net.parameters())
@@ -159,7 +166,7 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     tokens = sequences * cfg.max_length
     per_token = layer_bytes_per_token(cfg, shape, act_bytes)
     head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none")
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing == "on":  # 'auto' is decided per machine (lab.train.speed); here it is off
         # The head's backward runs before any layer is recomputed, so the two do not add up.
         activations = tokens * shape.hidden * act_bytes * shape.layers + max(head, tokens * per_token)
     else:

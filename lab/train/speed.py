@@ -39,6 +39,7 @@ class SpeedPlan:
     attention: str
     liger_kernels: bool
     compile: bool
+    gradient_checkpointing: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +49,8 @@ class SpeedPlan:
         """(feature, its value, why) for each feature."""
         on = {True: "on", False: "off"}
         values = {"padding_free": on[self.padding_free], "attention": self.attention,
-                  "liger_kernels": on[self.liger_kernels], "compile": on[self.compile]}
+                  "liger_kernels": on[self.liger_kernels], "compile": on[self.compile],
+                  "gradient_checkpointing": on[self.gradient_checkpointing]}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
 
     def describe(self) -> list[str]:
@@ -74,9 +76,11 @@ def torch_varlen_available() -> bool:
 
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
-         flash_attn: bool | None = None, liger: bool | None = None) -> SpeedPlan:
+         flash_attn: bool | None = None, liger: bool | None = None, gpu_bytes: float | None = None,
+         shape: Any = None) -> SpeedPlan:
     """Resolve the ``auto`` speed settings of ``cfg`` for this machine. The keyword arguments describe what is
-    installed (looked up when None), so tests can ask about other machines."""
+    installed (looked up when None), so tests can ask about other machines; ``gpu_bytes`` (one GPU's memory) and
+    ``shape`` (``lab.train.estimate.ModelShape``) let ``gradient_checkpointing: auto`` ask the memory estimate."""
     varlen = torch_varlen_available() if varlen is None else varlen
     flash_attn = installed("flash_attn") if flash_attn is None else flash_attn
     liger = installed("liger_kernel") if liger is None else liger
@@ -130,7 +134,28 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     compile_on = cfg.compile == "on"
     reasons["compile"] = "set in the config" if cfg.compile != "auto" else "off unless asked: compiling costs " \
         "minutes up front and varying padding-free shapes recompile"
-    return SpeedPlan(padding_free, attention, liger_on, compile_on, reasons)
+    checkpointing, reasons["gradient_checkpointing"] = checkpointing_choice(cfg, cuda, gpu_bytes, shape)
+    return SpeedPlan(padding_free, attention, liger_on, compile_on, checkpointing, reasons)
+
+
+def checkpointing_choice(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape: Any) -> tuple[bool, str]:
+    """Gradient checkpointing costs about a third more compute: on only when the batch does not fit without it."""
+    import dataclasses
+
+    if cfg.gradient_checkpointing != "auto":
+        return cfg.gradient_checkpointing == "on", "set in the config"
+    if not cuda:
+        return False, "off on a CPU"
+    if gpu_bytes is None or shape is None:
+        return False, "off: the GPU's memory is not known here"
+    from lab.train.estimate import GIB, largest_batch
+
+    fits = largest_batch(dataclasses.replace(cfg, gradient_checkpointing="off"), shape, gpu_bytes)
+    size = f"{gpu_bytes / GIB:.0f} GiB"
+    if fits >= cfg.batch_size:
+        return False, f"batch {cfg.batch_size} × {cfg.max_length} fits the GPU's {size} without it (up to {fits})"
+    return True, (f"batch {cfg.batch_size} × {cfg.max_length} does not fit the GPU's {size} without it "
+                  f"(at most {fits} would)")
 
 
 def model_type(model: str, home: Any = None) -> str:

@@ -32,6 +32,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.distributed import shards_weights
     from lab.train.loading import load_for_training
     from lab.train.samples import fixed_prompts, write_before
+    from lab.train.estimate import shape_of
     from lab.train.speed import padding_free_collator, plan, unpad_inside, use_attention, write_plan
 
     cuda = torch.cuda.is_available()
@@ -48,7 +49,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if is_main_process() and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
-    speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""))
+    gpu_bytes = torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", 0))).total_memory if cuda else None
+    speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
+                 shape=shape_of(model.config) if cuda else None)
+    cfg.gradient_checkpointing = "on" if speed.gradient_checkpointing else "off"  # as run (the summary's estimate)
     if is_main_process():
         write_plan(run_dir, speed)
         print("[lab] speed: " + "; ".join(speed.describe()), flush=True)

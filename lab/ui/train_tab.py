@@ -229,19 +229,23 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     ranks = processes(cfg, gpu_count)  # the effective batch counts every process
     unit = "GPU" if gpus_needed(cfg, gpu_count) else "CPU process"
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
-    report = compute(cfg, version.rows[cfg.train_split], gpus=ranks)
+    shape = model_shape(cfg.model)
+    speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home),
+                 gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape)
+    # The estimate is of the run as it would go on this machine: 'auto' checkpointing resolved.
+    resolved = dataclasses.replace(cfg, gradient_checkpointing="on" if speed.gradient_checkpointing else "off")
+    report = compute(resolved, version.rows[cfg.train_split], gpus=ranks)
     text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
             f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
     if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
-        fits = largest_batch(cfg, model_shape(cfg.model), gpus[0].memory_gib * GIB)
+        fits = largest_batch(resolved, shape, gpus[0].memory_gib * GIB)
         text += (f"\n\nLargest batch_size that fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
                  f"{cfg.max_length}, worst case: **{fits}**" if fits else
                  f"\n\n⚠ Not even batch_size 1 fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing, shorten max_length, or use QLoRA.")
-    speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))
     text += "\n\n**Speed on this machine** (the Speed group switches each part):\n" + speed.markdown()
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
