@@ -9,6 +9,7 @@ Layout::
       models/             built-in models (the offline tiny model) and merged exports
       exports/            files written for download
       uploads/            copies of files uploaded through the web app
+      cache/              caches: judge verdicts, Triton and torch.compile kernels
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class Home:
     @property
     def uploads(self) -> Path:
         return self.root / "uploads"
+
+    def kernel_cache_env(self) -> dict[str, str]:
+        """Where Triton (Liger's kernels) and torch.compile keep what they compiled: under LAB_HOME, so a fresh
+        process or machine with the same LAB_HOME (a Space's persistent storage) skips the seconds of compiling
+        a run's first step costs. Settings already in the environment win."""
+        wanted = {"TRITON_CACHE_DIR": self.root / "cache" / "triton",
+                  "TORCHINDUCTOR_CACHE_DIR": self.root / "cache" / "inductor"}
+        return {name: os.environ.get(name) or str(path) for name, path in wanted.items()}
 
     def ensure(self) -> "Home":
         for path in (self.root, self.datasets, self.runs, self.models, self.exports, self.uploads):

@@ -18,7 +18,7 @@ def launch_worker(module: str, argument: str, log: Path, home: Home) -> int:
     """``python -m MODULE ARGUMENT`` in a new session (a closed app or a Ctrl-C does not stop it), stdout and
     stderr appended to ``log``; returns its pid."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LAB_HOME": str(home.root), "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, **home.kernel_cache_env(), "LAB_HOME": str(home.root), "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", module, argument], stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True, cwd=ROOT)

@@ -183,3 +183,13 @@ def test_auto_checkpointing_turns_on_only_when_the_batch_does_not_fit(tiny_home,
     assert tight.gradient_checkpointing and "does not fit" in tight.reasons["gradient_checkpointing"]
     assert not speed.plan(cfg, cuda=False, **machine).gradient_checkpointing
     assert speed.plan(TrainConfig(gradient_checkpointing=True), cuda=False, **machine).gradient_checkpointing
+
+
+def test_compiled_kernels_are_kept_under_lab_home_unless_the_environment_says_otherwise(home, monkeypatch):
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    env = home.kernel_cache_env()
+    assert env["TRITON_CACHE_DIR"] == str(home.root / "cache" / "triton")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(home.root / "cache" / "inductor")
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/elsewhere/triton")
+    assert home.kernel_cache_env()["TRITON_CACHE_DIR"] == "/elsewhere/triton"

@@ -193,7 +193,8 @@ def launch_info(run_dir: Path) -> dict[str, Any]:
 
 def worker_env(run: Run, home: Home, plan: distributed.Plan) -> dict[str, str]:
     """What the runner adds to its own environment for the run's processes (written to launch.sh: no secrets)."""
-    env = {"LAB_HOME": str(home.root), "PYTHONUNBUFFERED": "1", "WANDB_DIR": str(run.run_dir),
+    env = {**home.kernel_cache_env(), "LAB_HOME": str(home.root), "PYTHONUNBUFFERED": "1",
+           "WANDB_DIR": str(run.run_dir),
            "WANDB_PROJECT": run.config.get("wandb_project", "lab"), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
            "LAB_RUN_ID": run.id,  # marks every process of the run, whatever session it is in

@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = lab_home(args.home)
+    os.environ.update(home.kernel_cache_env())  # Compare generates in this process (lab.decode compiles)
     sign_in = sign_in_required(home)
     common = dict(
         allowed_paths=[str(home.exports)],
