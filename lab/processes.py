@@ -1,6 +1,6 @@
-"""Background workers that outlive the app: labeling-campaign generation and evaluation jobs start a Python
-module in its own session with its output in a log file, and are found dead by their pid. (Training runs have
-their own supervisor with process groups and ranks: ``lab.train.runner``.)"""
+"""Background workers that outlive the app, and the process table: labeling-campaign generation and evaluation
+jobs start a Python module in its own session with its output in a log file, and are found dead by their pid;
+training runs (``lab.train.runner``, a supervisor over several ranks) find their processes in the table."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ def launch_worker(module: str, argument: str, log: Path, home: Home) -> int:
     return process.pid
 
 
+def stat(pid: int | str) -> tuple[str, int, int] | None:
+    """(state, parent pid, process group) from /proc, or None for a process that is gone."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[2])
+
+
 def alive(pid: int) -> bool:
     """Whether the process exists and is not a zombie."""
     try:
@@ -33,8 +42,23 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    status = Path(f"/proc/{pid}/stat")
-    try:
-        return status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    found = stat(pid)
+    return found is None or found[0] != "Z"
+
+
+def live_processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every live process (zombies left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := stat(entry.name)) and fields[0] != "Z":
+            found.append((int(entry.name), fields[1], fields[2]))
+    return found
+
+
+def signal_all(pids: list[int], signum: int) -> None:
+    """Send ``signum`` to each process; one that has ended meanwhile is no error."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass

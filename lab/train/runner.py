@@ -34,6 +34,7 @@ from typing import Any, Iterator
 from lab.config import TrainConfig, from_dict, to_yaml
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.processes import live_processes, signal_all
 from lab.store import Store, dumps
 from lab.train import distributed
 
@@ -261,21 +262,10 @@ def held_gpus(home: Home | None = None) -> dict[int, str]:
 
 
 def processes() -> list[tuple[int, int, int]]:
-    """(pid, parent pid, process group) of every live process (zombies left out)."""
+    """(pid, parent pid, process group) of every live process, our own finished children reaped first."""
     for child in list(_children.values()):
-        child.poll()  # reap our own finished children
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            found.append((int(entry.name), int(fields[1]), int(fields[2])))
-    return found
+        child.poll()
+    return live_processes()
 
 
 def run_processes(run: Run) -> list[int]:
@@ -371,10 +361,7 @@ def cancel(run_id: str, home: Home | None = None, *, grace_s: float = CANCEL_GRA
     if host not in (None, socket.gethostname()):
         raise LabError(f"Run {run.id} runs on {host}, under a cluster job: cancel the job there (scancel for "
                        "SLURM); its ranks then save a checkpoint and stop.")
-    try:
-        os.kill(run.pid, signal.SIGTERM)  # the supervisor passes it to every rank
-    except ProcessLookupError:
-        pass
+    signal_all([run.pid], signal.SIGTERM)  # the supervisor passes it to every rank
     watcher = threading.Thread(target=_finish_cancel, args=(run, home, grace_s), daemon=True)
     watcher.start()
     if wait:
@@ -386,11 +373,7 @@ def _finish_cancel(run: Run, home: Home, grace_s: float) -> None:
     deadline = time.time() + grace_s
     while time.time() < deadline and run_processes(run):
         time.sleep(0.2)
-    for pid in run_processes(run):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_all(run_processes(run), signal.SIGKILL)
     if get_run(run.id, home).status == "running":
         update(run.id, home, status="cancelled", finished_at=now(),
                error=f"Cancelled; the worker did not stop within {grace_s:.0f} s and was killed.")
@@ -475,11 +458,8 @@ def supervise(run_dir: Path, extra: list[str]) -> int:
         nonlocal cancelling
         cancelling = True
         # To the ranks, which save a checkpoint and stop together; to the launcher while it has none yet.
-        for pid in (children(launcher.pid) or [launcher.pid]) if launcher else []:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        if launcher:
+            signal_all(children(launcher.pid) or [launcher.pid], signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     launcher = subprocess.Popen(accelerate_command(run_dir, extra), stdin=subprocess.DEVNULL,
