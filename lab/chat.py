@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from lab.compare import Sampling, cached_model, prompt_texts, stream_generate
+from lab.compare import Sampling, cached_model, stream_generate
 from lab.errors import LabError
 from lab.home import Home, lab_home
 
@@ -60,8 +60,10 @@ def stream_reply(source: str, messages: list[dict[str, str]], settings: Sampling
 
 def rendered_prompt(source: str, messages: list[dict[str, str]], home: Home | None = None) -> str:
     """``messages`` as ``source`` sees them: its chat template, with the assistant turn opened."""
+    from lab.models import chat_texts
+
     _, tokenizer = cached_model(source, home or lab_home())
-    return prompt_texts(tokenizer, [messages])[0]
+    return chat_texts(tokenizer, [messages])[0]
 
 
 def add_exchange(history: list[dict[str, str]], user: str, reply: str) -> list[dict[str, str]]:

@@ -113,11 +113,6 @@ class _Cancelled(Exception):
     pass
 
 
-def prompt_texts(tokenizer: Any, prompts: list[list[dict[str, str]]]) -> list[str]:
-    """The prompts as the model sees them: rendered by the tokenizer's chat template."""
-    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-
-
 @dataclass
 class Generated:
     texts: list[str]
@@ -130,19 +125,15 @@ def stream_generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str
     """Replies to chat prompts in one left-padded batch, as they grow: the texts so far after each decoding step
     (steps that pile up while the reader is busy are merged), then the final texts with their token count.
 
-    The batch and the ``generate`` arguments are those of ``lab.models.generate_with`` on a CPU, and the final
-    texts are decoded the same way, so streaming changes no answer. (On a GPU ``generate_with`` sorts the prompts
-    into bucketed batches for compiled decoding; other padding can change the last digits of the logits.)"""
+    The batch and the ``generate`` arguments are those of ``lab.models.generate_with`` on a CPU (the same
+    functions make them), and the final texts are decoded the same way, so streaming changes no answer. (On a GPU
+    ``generate_with`` sorts the prompts into bucketed batches for compiled decoding; other padding can change the
+    last digits of the logits.)"""
     import torch
 
-    from lab.models import generate_with
+    from lab.models import chat_texts, generate_kwargs, left_padded
 
-    if not isinstance(model, torch.nn.Module):  # a backend without a token stream (vLLM): all at once
-        texts = generate_with(model, tokenizer, prompts, **asdict(settings))
-        yield Generated(texts, True, count_tokens(tokenizer, texts))
-        return
-    batch = tokenizer(prompt_texts(tokenizer, prompts), return_tensors="pt", padding=True, padding_side="left",
-                      add_special_tokens=False).to(model.device)
+    batch = left_padded(tokenizer, chat_texts(tokenizer, prompts), model.device)
     check_length(model, batch["input_ids"].shape[1], settings.max_new_tokens)
     streamer = _StepStreamer()
     outcome: dict[str, Any] = {}
@@ -153,11 +144,9 @@ def stream_generate(model: Any, tokenizer: Any, prompts: list[list[dict[str, str
                 if streamer.cancelled:
                     return
                 torch.manual_seed(settings.seed)
-                sample = settings.temperature > 0
-                outcome["out"] = model.generate(**batch, max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                                                temperature=settings.temperature or None,
-                                                top_p=settings.top_p if sample else None,
-                                                pad_token_id=tokenizer.pad_token_id, streamer=streamer)
+                outcome["out"] = model.generate(**batch, streamer=streamer, **generate_kwargs(
+                    tokenizer, max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                    top_p=settings.top_p))
         except _Cancelled:
             pass
         except BaseException as err:  # noqa: BLE001 - re-raised in the reading thread
@@ -208,7 +197,7 @@ def check_length(model: Any, prompt_tokens: int, max_new_tokens: int) -> None:
 
 
 def count_tokens(tokenizer: Any, answers: list[str]) -> int:
-    """Tokens in the answers, counted again (for backends that return text only)."""
+    """Tokens in the answers, counted again (``generate_with`` returns text only)."""
     return sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
 
 

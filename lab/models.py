@@ -238,20 +238,31 @@ def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)
-    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = chat_texts(tokenizer, prompts)
     try:
         if model.device.type != "cuda" or os.environ.get("LAB_FAST_GENERATION", "1") == "0":
             batch = left_padded(tokenizer, texts, model.device)
             with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                                     temperature=temperature or None, top_p=top_p if temperature > 0 else None,
-                                     pad_token_id=tokenizer.pad_token_id)
+                out = model.generate(**batch, **generate_kwargs(tokenizer, max_new_tokens=max_new_tokens,
+                                                                temperature=temperature, top_p=top_p))
             return [tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
                     for row in out]
         return fast_replies(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                             top_p=top_p)
     finally:
         model.train(was_training)
+
+
+def chat_texts(tokenizer, prompts: list[list[dict[str, str]]]) -> list[str]:
+    """Chat prompts as the model sees them: rendered by the tokenizer's template, the assistant's turn opened."""
+    return [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+
+
+def generate_kwargs(tokenizer, *, max_new_tokens: int, temperature: float, top_p: float) -> dict[str, Any]:
+    """transformers ``generate`` arguments: greedy at temperature 0, else sampling with nucleus ``top_p``."""
+    sample = temperature > 0
+    return dict(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature or None,
+                top_p=top_p if sample else None, pad_token_id=tokenizer.pad_token_id)
 
 
 def fast_replies(model, tokenizer, texts: list[str], *, max_new_tokens: int, temperature: float,
@@ -279,10 +290,6 @@ def bucket_size(n: int) -> int:
 
 
 def left_padded(tokenizer, texts: list[str], device: Any, pad_to: int | None = None):
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
-                         pad_to_multiple_of=pad_to).to(device)
-    finally:
-        tokenizer.padding_side = side
+    """A batch padded on the left, as generation needs (asked per call: the cached tokenizer is shared)."""
+    return tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False,
+                     pad_to_multiple_of=pad_to).to(device)
