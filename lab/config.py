@@ -89,8 +89,8 @@ def coerce(f: dataclasses.Field, value: Any, *, where: str = "config") -> Any:
             value = lowered in ("true", "1", "yes")
         elif kind in (int, float) and not isinstance(value, bool):
             value = kind(float(value)) if kind is int and isinstance(value, str) and "." in value else kind(value)
-        elif kind is str and isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices") or ()):
-            value = "on" if value else "off"  # YAML reads a bare on/off as a boolean
+        elif kind is str and isinstance(value, bool) and is_on_off(f):
+            value = on_off(value)  # YAML reads a bare on/off as a boolean
         elif kind is str and value is not None:
             value = str(value)
     except (TypeError, ValueError):
@@ -99,6 +99,15 @@ def coerce(f: dataclasses.Field, value: Any, *, where: str = "config") -> Any:
     if choices and value not in choices:
         raise LabError(f"{where}: {f.name} must be one of {', '.join(map(str, choices))}, got {value!r}.")
     return value
+
+
+def is_on_off(f: dataclasses.Field) -> bool:
+    """An auto/on/off setting, which also takes True and False."""
+    return {"on", "off"} <= set(f.metadata.get("choices") or ())
+
+
+def on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
@@ -227,9 +236,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Python code passes True/False for the auto/on/off settings; from_dict does this for YAML and the CLI.
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices") or ()):
-                setattr(self, f.name, "on" if value else "off")
+            if isinstance(getattr(self, f.name), bool) and is_on_off(f):
+                setattr(self, f.name, on_off(getattr(self, f.name)))
 
     @property
     def is_dpo(self) -> bool:
