@@ -219,9 +219,9 @@ def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16
     return low
 
 
-def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1) -> dict[str, Any]:
-    """Everything the pre-launch panel shows, as plain data."""
-    shape = model_shape(cfg.model)
+def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, shape: ModelShape | None = None) -> dict[str, Any]:
+    """Everything the pre-launch panel shows, as plain data (``shape``: the architecture, if already built)."""
+    shape = shape or model_shape(cfg.model)
     trainable = trainable_params(cfg, shape)
     plan = schedule(cfg, train_rows, gpus=gpus)
     return {

@@ -234,7 +234,7 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape)
     # The estimate is of the run as it would go on this machine: 'auto' checkpointing resolved.
     resolved = dataclasses.replace(cfg, gradient_checkpointing="on" if speed.gradient_checkpointing else "off")
-    report = compute(resolved, version.rows[cfg.train_split], gpus=ranks)
+    report = compute(resolved, version.rows[cfg.train_split], gpus=ranks, shape=shape)
     text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
             f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
