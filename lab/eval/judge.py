@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from lab.eval.answers import Progress, generate_answers, reference_rows
-from lab.eval.config import ENDPOINT, JudgeConfig
+from lab.eval.config import JudgeConfig
 from lab.eval.judge_prompts import DEFAULTS, check, fill, question_text
 from lab.eval.judges import VerdictCache, open_judge
 from lab.home import Home
@@ -30,10 +30,6 @@ def template_of(cfg: JudgeConfig) -> str:
     template = cfg.prompt if cfg.prompt.strip() else DEFAULTS[cfg.mode]
     check(template, cfg.mode)
     return template
-
-
-def judge_name(cfg: JudgeConfig) -> str:
-    return f"{ENDPOINT}:{cfg.endpoint_model}" if cfg.judge == ENDPOINT else cfg.judge
 
 
 def ask(judge: Any, mode: str, prompts: list[str], cache: VerdictCache,
@@ -98,7 +94,7 @@ def evaluate(model_ref: str, dataset_ref: str, cfg: JudgeConfig, *, home: Home,
     judge = open_judge(cfg, home)
     cache = VerdictCache(home, cfg.cache)
     questions = [question_text(r["prompt"]) for r in rows]
-    head = {"mode": cfg.mode, "judge": judge_name(cfg), "dataset": resolve_version(dataset_ref, home).ref,
+    head = {"mode": cfg.mode, "judge": judge.name, "dataset": resolve_version(dataset_ref, home).ref,
             "split": cfg.split, "rows": n}
     if cfg.mode == "pairwise":
         shown = [(a, b) for a, b in zip(*answers)] + [(b, a) for a, b in zip(*answers)]
