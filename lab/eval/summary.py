@@ -69,13 +69,13 @@ def human_results(campaign_id: str | None = None, home: Home | None = None) -> d
                         for s in sorted(seen, key=lambda s: -ratings[s]["rating"])}}
 
 
-def summary(home: Home | None = None, campaign_id: str | None = None) -> dict[str, Any]:
+def summary(home: Home | None = None, campaign_id: str | None = None, jobs: list[Any] | None = None) -> dict[str, Any]:
     """``{"campaign", "models": [one row of FIELDS per model]}``: evaluated models first, then sources that
-    only people judged."""
+    only people judged. ``jobs``: the evaluations, when the caller has read them already."""
     from lab.eval.jobs import list_evals
 
     home = home or lab_home()
-    rows = automatic(list_evals(home))
+    rows = automatic(list_evals(home) if jobs is None else jobs)
     human = human_results(campaign_id, home)
     for source, h in (human or {}).get("sources", {}).items():
         rows.setdefault(source, blank(source)).update(

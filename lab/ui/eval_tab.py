@@ -252,9 +252,13 @@ def start_harness(ui: EvalUI, home: Home, models: list[str] | None, tasks: list[
 
 def refresh(ui: EvalUI, home: Home) -> dict:
     from lab.eval.jobs import list_evals
+
+    return jobs_panels(ui, list_evals(home))
+
+
+def jobs_panels(ui: EvalUI, found: list[Any]) -> dict:
     from lab.eval.summary import automatic
 
-    found = list_evals(home)
     return {ui.jobs: pd.DataFrame([job_row(j) for j in found], columns=JOB_HEADERS),
             ui.selected: gr.update(choices=[(f"{j.kind} · {j.subject} · {j.id}", j.id) for j in found]),
             ui.chart: metrics_chart(list(automatic(found).values()))}
@@ -262,13 +266,14 @@ def refresh(ui: EvalUI, home: Home) -> dict:
 
 def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | None, campaign: str | None) -> dict:
     """The timer: redraw only when a job was added or moved on, so charts keep their zoom in between."""
-    from lab.eval.jobs import states
+    from lab.eval.jobs import list_evals, states
 
     now = json.dumps(states(home))
     if now == seen:
         return {c: gr.skip() for c in (ui.jobs, ui.selected, ui.chart, ui.harness_base, ui.harness_table, ui.campaign,
                                        ui.summary_table, ui.human_chart, ui.details, ui.best, ui.worst, ui.seen)}
-    return {**refresh(ui, home), **harness_view(ui, home, base), **summary_view(ui, home, campaign),
+    found = list_evals(home)  # read once for the three panels that list every job
+    return {**jobs_panels(ui, found), **harness_panels(ui, found, base), **summary_panels(ui, home, campaign, found),
             **show(ui, home, selected), **examples(ui, home, selected), ui.seen: now}
 
 
@@ -447,9 +452,13 @@ def replies(item: dict[str, Any], job: Any) -> list[dict[str, str]]:
 
 def harness_view(ui: EvalUI, home: Home, base: str | None) -> dict:
     from lab.eval.jobs import list_evals
+
+    return harness_panels(ui, list_evals(home), base)
+
+
+def harness_panels(ui: EvalUI, found: list[Any], base: str | None) -> dict:
     from lab.eval.summary import harness_table
 
-    found = list_evals(home)
     models = list(dict.fromkeys(j.model for j in reversed(found) if j.kind == "harness" and j.status == "succeeded"))
     table = harness_table(found, base)
     chosen = base if base in models else (models[0] if models else None)
@@ -464,9 +473,13 @@ def campaign_choices(home: Home) -> list[tuple[str, str]]:
 
 
 def summary_view(ui: EvalUI, home: Home, campaign: str | None) -> dict:
+    return summary_panels(ui, home, campaign, None)
+
+
+def summary_panels(ui: EvalUI, home: Home, campaign: str | None, found: list[Any] | None) -> dict:
     from lab.eval.summary import summary
 
-    document = summary(home, None if campaign in (None, "", NO_CAMPAIGN) else campaign)
+    document = summary(home, None if campaign in (None, "", NO_CAMPAIGN) else campaign, jobs=found)
     rows = [summary_row(r) for r in document["models"]]
     return {ui.campaign: gr.update(choices=campaign_choices(home)),
             ui.summary_table: pd.DataFrame(rows, columns=SUMMARY_HEADERS),
