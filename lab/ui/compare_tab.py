@@ -375,13 +375,7 @@ def retry_last(ui: ChatUI, home: Home, source_a: str | None, source_b: str | Non
                max_new_tokens: float | None, temperature: float | None, top_p: float | None, seed: float | None,
                histories: History) -> Iterator[dict]:
     """Answer the last message again with the next seed (the same seed would give the same reply)."""
-    from lab.chat import undo
-
-    histories = [list(h) for h in histories or [[], []]]
-    last = None
-    for i, _ in active_sides(source_a, source_b, two):
-        histories[i], said = undo(histories[i])
-        last = last or said
+    histories, last = undo_sides(histories, [i for i, _ in active_sides(source_a, source_b, two)])
     if last is None:
         raise LabError("Nothing to retry yet: send a message first.")
     seed = int(seed or 0) + 1
@@ -430,17 +424,24 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
 
 def undo_last(ui: ChatUI, two: bool, histories: History) -> dict:
     """Drop the last exchange of each conversation shown; its message goes back in the box to edit."""
-    from lab.chat import undo
-
-    histories = [list(h) for h in histories or [[], []]]
-    last = None
-    for i in (0, 1) if two else (0,):
-        histories[i], said = undo(histories[i])
-        last = last or said
+    histories, last = undo_sides(histories, [0, 1] if two else [0])
     if last is None:
         raise LabError("Nothing to undo: the conversation is empty.")
     return {ui.bots[0]: histories[0], ui.bots[1]: histories[1], ui.histories: histories, ui.message: last,
             ui.status: "Undone: the last message is back in the box."}
+
+
+def undo_sides(histories: History, sides: list[int]) -> tuple[list[list[dict[str, str]]], str | None]:
+    """The conversations with the last exchange of each side in ``sides`` dropped, and the first side's user
+    message of that exchange (None when there was nothing to drop)."""
+    from lab.chat import undo
+
+    histories = [list(h) for h in histories or [[], []]]
+    last = None
+    for i in sides:
+        histories[i], said = undo(histories[i])
+        last = last or said
+    return histories, last
 
 
 def clear_side(ui: ChatUI, side: int, histories: History) -> dict:
