@@ -211,13 +211,13 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
             "offload_param_device": "none", "zero3_init_flag": stage3, "zero3_save_16bit_model": stage3}
 
 
-def decoder_layer_class(model_path: str) -> str | None:
+def decoder_layer_class(model: str, home: Any) -> str | None:
     """The decoder-layer class FSDP wraps one by one, from the model's config alone; None when it cannot be told
     (accelerate then reads the model's ``_no_split_modules`` at run time: the same classes)."""
-    try:
-        from transformers import AutoConfig
+    from lab.train.loading import model_type
 
-        return layer_class_for(AutoConfig.from_pretrained(model_path).model_type)
+    try:
+        return layer_class_for(model_type(model, home))
     except Exception:  # noqa: BLE001 - a hint for the config file, never a reason to refuse a launch
         return None
 

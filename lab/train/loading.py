@@ -27,6 +27,22 @@ def resolve_model_path(name: str, home: Home) -> str:
     return resolve(name, home)
 
 
+def model_type(model: str, home: Home) -> str:
+    """The architecture family of a run's base model ('llama', 'qwen2', ...), '' when it cannot be read."""
+    try:
+        path = Path(resolve_model_path(model, home))
+        adapter = path / "adapter_config.json"
+        if adapter.exists():
+            path = Path(json.loads(adapter.read_text())["base_model_name_or_path"])
+        if (path / "config.json").exists():
+            return json.loads((path / "config.json").read_text()).get("model_type", "")
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(str(path)).model_type
+    except (LabError, OSError, ValueError, KeyError):
+        return ""
+
+
 def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: str) -> tuple[Any, Any]:
     """Tokenizer and model. Full fine-tuning keeps fp32 master weights (autocast does the 16-bit math);
     adapters freeze the base in 16-bit, or 4-bit NF4 for QLoRA. A LoRA run's output used as the base is

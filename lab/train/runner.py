@@ -124,7 +124,8 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     home = home or lab_home()
     warnings = cfg.validate(cuda=True if cluster else None)
     if not cluster:
-        from lab.train.speed import model_type, plan
+        from lab.train.loading import model_type
+        from lab.train.speed import plan
 
         gpu_count = len(distributed.visible_gpus())
         distributed.check_fits(cfg, gpu_count)
@@ -218,9 +219,7 @@ def write_launch_files(run: Run, plan: distributed.Plan, env: dict[str, str], *,
     cfg = run.train_config
     layer_cls = None
     if cfg.distributed == "fsdp" and not plan.on_cpu:
-        from lab.train.loading import resolve_model_path
-
-        layer_cls = distributed.decoder_layer_class(resolve_model_path(cfg.model, lab_home(env["LAB_HOME"])))
+        layer_cls = distributed.decoder_layer_class(cfg.model, lab_home(env["LAB_HOME"]))
     config = distributed.accelerate_config(cfg, plan.processes * machines, on_cpu=plan.on_cpu, layer_cls=layer_cls,
                                            machines=machines)
     where = f"{plan.describe()} on each of {machines} machines" if machines > 1 else plan.describe()

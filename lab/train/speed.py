@@ -158,24 +158,6 @@ def checkpointing_choice(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, 
                   f"(at most {fits} would)")
 
 
-def model_type(model: str, home: Any = None) -> str:
-    """The architecture family of a run's base model ('llama', 'qwen2', ...), '' when it cannot be read."""
-    from lab.train.loading import resolve_model_path
-
-    try:
-        path = Path(resolve_model_path(model, home))
-        adapter = path / "adapter_config.json"
-        if adapter.exists():
-            path = Path(json.loads(adapter.read_text())["base_model_name_or_path"])
-        if (path / "config.json").exists():
-            return json.loads((path / "config.json").read_text()).get("model_type", "")
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(str(path)).model_type
-    except (LabError, OSError, ValueError, KeyError):
-        return ""
-
-
 def liger_config() -> dict[str, bool]:
     """Liger's layer kernels only: TRL's own fused LM head already avoids the full logits, and Liger's fused
     cross-entropy would replace the forward TRL patches (TRL refuses it)."""

@@ -219,7 +219,8 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.estimate import GIB, largest_batch, model_shape
     from lab.train.estimate import estimate as compute
-    from lab.train.speed import model_type, plan
+    from lab.train.loading import model_type
+    from lab.train.speed import plan
 
     cfg = config_from(ui.form, values)
     warnings = cfg.validate()
