@@ -8,6 +8,8 @@ quantisation, bf16 compute) with paged 8-bit AdamW. DPO: the full model with a f
     python bench/plain_trl.py --model DIR --data rows.jsonl --task sft --batch-size 8 --grad-accum 2 --out r.json
 
 Writes the trainer's runtime, the logged losses with timestamps and token counts, and the peak GPU memory.
+``--profile START:COUNT`` profiles those steps with the lab's profiler callback (lab/train/profiling.py, the
+only piece of the lab this script can use, and only when asked) and writes its table beside ``--out``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=0.0)
     parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--tuned", action="store_true", help="TRL's own switches: packing, Liger, no checkpointing")
+    parser.add_argument("--profile", default="", help="START:COUNT optimizer steps to profile")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -82,6 +85,13 @@ def main() -> None:
         sft = SFTConfig(**common, assistant_only_loss=True, packing=args.tuned)
         trainer = SFTTrainer(model=model, args=sft, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
                              peft_config=peft_config, callbacks=[Timeline()])
+    if args.profile:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from lab.train.profiling import ProfileCallback, profile_window
+
+        trainer.add_callback(ProfileCallback(Path(args.out).with_suffix(".profile.txt"), *profile_window(args.profile)))
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     started = time.time()

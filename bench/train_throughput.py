@@ -13,7 +13,8 @@ effective batch, in one call on one machine; prints a table and writes JSON.
     python bench/train_throughput.py --arch qwen2.5-0.5b --task dpo --rows 800 ...
 
 Variants: ``plain`` (bench/plain_trl.py, the tutorial settings), ``tuned`` (the same with TRL's own switches:
-packing, Liger, no checkpointing) and ``lab`` (``python -m lab train`` with the lab's defaults plus --lab-set).
+packing, Liger, no checkpointing) and ``lab`` (``python -m lab train`` with the lab's defaults plus --lab-set);
+``lab+key=value+...`` is a lab run with more settings of its own (e.g. ``lab+gpu_memory_gib=8``).
 Tokens are real (non-padding) tokens of the data as the trainer sees it; tokens/s is epoch tokens over the
 trainer's runtime (and, for ``steady``, the median over logging intervals after the first fifth of the run).
 """
@@ -67,6 +68,8 @@ def run_plain(args, model_dir: Path, data: Path, out: Path, tuned: bool) -> dict
                "--max-length", str(args.max_length), "--max-steps", str(args.max_steps), "--out", str(out)]
     if tuned:
         command.append("--tuned")
+    if args.profile:
+        command += ["--profile", args.profile]
     started = time.time()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
@@ -74,10 +77,13 @@ def run_plain(args, model_dir: Path, data: Path, out: Path, tuned: bool) -> dict
     report = json.loads(out.read_text())
     report.update(wall_seconds=time.time() - started, variant="tuned" if tuned else "plain",
                   effective_batch=args.plain_batch * args.plain_accum)
+    profile = out.with_suffix(".profile.txt")
+    if profile.exists():
+        report["profile"] = profile.read_text()
     return report
 
 
-def run_lab(args, home, model_dir: Path, dataset: str, out: Path) -> dict:
+def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str = "lab") -> dict:
     method = {"sft": "sft", "lora": "lora", "qlora": "qlora", "dpo": "dpo"}[args.task]
     # save_steps beyond the run: no checkpoint inside the timed loop (the plain script saves none either); the final
     # model is saved after training, outside the trainer's runtime, for both.
@@ -85,31 +91,34 @@ def run_lab(args, home, model_dir: Path, dataset: str, out: Path) -> dict:
             "batch_size": args.plain_batch * args.plain_accum, "grad_accum": 1, "max_steps": args.max_steps,
             "epochs": 1, "learning_rate": USUAL_LR[args.task], "eval_split": "none", "save_steps": 10**6,
             "logging_steps": 5,
-            "report_to": "none", "sample_prompts": 0, "gradient_checkpointing": False}
+            "report_to": "none", "sample_prompts": 0}
     if args.task == "dpo":
         sets["dpo_adapter"] = "none"
-    for item in args.lab_set:
+    for item in args.lab_set + variant.split("+")[1:]:
         key, _, value = item.partition("=")
         sets[key] = value
     command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
     for key, value in sets.items():
         command += ["--set", f"{key}={value}"]
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, env=lab_env(home), cwd=ROOT)
+    env = lab_env(home)
+    if args.profile:
+        env["LAB_PROFILE_STEPS"] = args.profile
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.time() - started
     try:
         run = json.loads(result.stdout)
     except json.JSONDecodeError:
-        return {"variant": "lab", "error": result.stderr[-3000:]}
+        return {"variant": variant, "error": result.stderr[-3000:]}
     if "run_dir" not in run:
-        return {"variant": "lab", "error": run.get("error", result.stderr[-3000:])}
+        return {"variant": variant, "error": run.get("error", result.stderr[-3000:])}
     run_dir = Path(run["run_dir"])
     if run["status"] != "succeeded":
-        return {"variant": "lab", "error": run["error"], "log_tail": (run_dir / "log.txt").read_text()[-4000:]}
+        return {"variant": variant, "error": run["error"], "log_tail": (run_dir / "log.txt").read_text()[-4000:]}
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     summary_row = next(r for r in rows if r.get("split") == "summary")
     summary = json.loads((run_dir / "summary.json").read_text())
-    report = {"variant": "lab", "task": args.task, "train_runtime": summary_row["train_runtime"],
+    report = {"variant": variant, "task": args.task, "train_runtime": summary_row["train_runtime"],
               "steps": rows[-1]["step"], "wall_seconds": wall, "setup_seconds": summary.get("setup_seconds"),
               "peak_gpu_memory_gib": summary.get("peak_gpu_memory_gib"),
               "speed": json.loads((run_dir / "speed.json").read_text()), "settings": sets,
@@ -117,6 +126,8 @@ def run_lab(args, home, model_dir: Path, dataset: str, out: Path) -> dict:
               "log": [{"time": r["time"], "step": r["step"], "loss": r.get("loss"),
                        "tokens_per_second": r.get("tokens_per_second")}
                       for r in rows if r.get("split") == "train"]}
+    if (run_dir / "profile.txt").exists():
+        report["profile"] = (run_dir / "profile.txt").read_text()
     out.write_text(json.dumps(report, indent=1))
     return report
 
@@ -128,7 +139,7 @@ def summarise(report: dict, tokens: int, flops: float, rows: int, max_steps: int
     share = 1.0 if max_steps <= 0 else min(1.0, report["steps"] * report["effective_batch"] / rows)
     runtime = report["train_runtime"]
     losses = [r["loss"] for r in report["log"] if r.get("loss") is not None]
-    if report["variant"] == "lab":
+    if report["variant"].startswith("lab"):
         rates = [r["tokens_per_second"] for r in report["log"] if r.get("tokens_per_second")]
     else:
         points = [r for r in report["log"] if "loss" in r]
@@ -143,7 +154,7 @@ def summarise(report: dict, tokens: int, flops: float, rows: int, max_steps: int
             else None,
             "final_loss": round(statistics.mean(tail), 4) if tail else None, "steps": report["steps"],
             "setup_seconds": report.get("setup_seconds"), "wall_seconds": round(report.get("wall_seconds", 0), 1),
-            "speed": report.get("speed")}
+            "speed": report.get("speed"), "profile": report.get("profile")}
 
 
 def main() -> None:
@@ -158,6 +169,7 @@ def main() -> None:
     parser.add_argument("--plain-accum", type=int, default=2)
     parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab")
     parser.add_argument("--lab-set", action="append", default=[], help="key=value for the lab's run (repeat)")
+    parser.add_argument("--profile", default="", help="START:COUNT optimizer steps to profile in every variant")
     parser.add_argument("--home", default="", help="LAB_HOME to keep models and data between calls")
     parser.add_argument("--out", default=str(ROOT / "bench/results/train.json"))
     args = parser.parse_args()
@@ -185,11 +197,13 @@ def main() -> None:
     reports = []
     for variant in args.variants.split(","):
         print(f"[bench] {args.arch} {args.task}: {variant} ...", flush=True)
-        out = results_dir / f"{variant}.json"
-        report = (run_lab(args, home, model_dir, dataset, out) if variant == "lab"
+        out = results_dir / f"{variant.split('+')[0]}{len(reports)}.json"
+        report = (run_lab(args, home, model_dir, dataset, out, variant) if variant.startswith("lab")
                   else run_plain(args, model_dir, data, out, tuned=variant == "tuned"))
         reports.append(summarise(report, sum(lengths), flops, len(rows), args.max_steps))
-        print(json.dumps(reports[-1]), flush=True)
+        print(json.dumps({k: v for k, v in reports[-1].items() if k != "profile"}), flush=True)
+        if reports[-1].get("profile"):
+            print(reports[-1]["profile"][:7000], flush=True)
     document = {"arch": args.arch, "task": args.task, "rows": args.rows, "tokens": sum(lengths),
                 "mean_length": round(sum(lengths) / len(lengths), 1), "max_length": args.max_length,
                 "effective_batch": effective, "flops_per_epoch": flops, "params": shape, "versions": versions(),
@@ -206,13 +220,13 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(document, indent=1))
     print(f"\n{args.arch} {args.task}: {len(lengths)} sequences, {sum(lengths):,} tokens "
           f"(mean {document['mean_length']})")
-    print(f"{'variant':<8} {'tokens/s':>10} {'speedup':>8} {'steady':>8} {'MFU':>6} {'peak GiB':>9} {'final loss':>10} "
+    print(f"{'variant':<30} {'tokens/s':>10} {'speedup':>8} {'steady':>8} {'MFU':>6} {'peak GiB':>9} {'final loss':>10} "
           f"{'runtime s':>9}")
     for r in reports:
         if "error" in r:
-            print(f"{r['variant']:<8} ERROR {r['error'][-300:]}")
+            print(f"{r['variant']:<30} ERROR {r['error'][-300:]}")
             continue
-        print(f"{r['variant']:<8} {r['tokens_per_second']:>10,} {r.get('speedup', ''):>8} "
+        print(f"{r['variant']:<30} {r['tokens_per_second']:>10,} {r.get('speedup', ''):>8} "
               f"{r['steady_tokens_per_second'] or 0:>8,} {r['mfu']:>6.1%} "
               f"{r['peak_gpu_memory_gib'] or 0:>9.2f} {r['final_loss'] or 0:>10.4f} {r['train_runtime_s']:>9}")
 

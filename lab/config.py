@@ -177,6 +177,15 @@ class TrainConfig:
                                          "30% slower. auto = on only when the batch's worst case does not fit the "
                                          "GPU without it (by the memory estimate); off on a CPU.",
                                          choices=("auto", "on", "off"))
+    offload_activations: str = option("auto", "With gradient checkpointing, keep each layer's saved input in the "
+                                      "CPU's memory instead of the GPU's until the backward pass fetches it: frees "
+                                      "layers × tokens × hidden width × 2 bytes of GPU memory for some PCIe traffic. "
+                                      "auto = on when the batch does not fit the GPU even with checkpointing. One "
+                                      "process only.", choices=("auto", "on", "off"))
+    tiled_mlp: str = option("auto", "Run each MLP over the sequence in tiles of 4,096 tokens and recompute it in "
+                            "the backward pass, so its wide intermediate activations exist for one tile at a time "
+                            "(very long sequences). auto = on when the batch does not fit even with checkpointing "
+                            "and offloading.", choices=("auto", "on", "off"))
     logging_steps: int = option(5, "Log metrics every N optimizer steps.")
     eval_steps: int = option(50, "Evaluate every N steps (0 = only at the end).")
     save_steps: int = option(100, "Save a checkpoint every N steps (0 = only at the end).")
@@ -213,6 +222,9 @@ class TrainConfig:
                                 "CUDA GPU when liger-kernel is installed.", choices=("auto", "on", "off"))
     compile: str = option("auto", "torch.compile the model (minutes of compiling first; auto = off).",
                           choices=("auto", "on", "off"))
+    fused_lora: str = option("auto", "Add each LoRA adapter's output to its frozen layer's output inside one "
+                             "matrix product, instead of PEFT's copy, scale and add of the whole output. The same "
+                             "result; auto = on for LoRA and QLoRA.", choices=("auto", "on", "off"))
     # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
     gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
                        "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")
@@ -223,6 +235,10 @@ class TrainConfig:
                               choices=("ddp", "fsdp", "deepspeed"))
     deepspeed_stage: int = option(3, "ZeRO stage for deepspeed: 2 shards gradients and optimizer state, 3 the "
                                   "weights too (like fsdp).", choices=(2, 3))
+    gpu_memory_gib: float = option(0.0, "Most GPU memory the run may take, in GiB (0 = the whole GPU): the "
+                                   "allocator is capped there and the auto memory choices (checkpointing, "
+                                   "offloading, tiling) plan for it, e.g. to leave room for the app's generation "
+                                   "on the same GPU.")
     cpu_processes: int = option(1, "With gpus 0: how many CPU processes train together (gloo backend), to run "
                                 "the multi-process path without GPUs; slower than one process.")
     # where it reports
@@ -322,6 +338,15 @@ class TrainConfig:
             return [f"gpus must be a number of GPUs or 'all' (got {self.gpus!r})."], []
         errors: list[str] = []
         count = None if self.gpus == "all" else int(self.gpus)
+        if self.gpu_memory_gib < 0:
+            errors.append(f"gpu_memory_gib must be 0 (the whole GPU) or a positive number of GiB "
+                          f"(got {self.gpu_memory_gib:g}).")
+        if self.offload_activations == "on" and self.gradient_checkpointing == "off":
+            errors.append("offload_activations: on moves gradient checkpointing's saved inputs to the CPU; it needs "
+                          "gradient_checkpointing on or auto.")
+        for name in ("offload_activations", "tiled_mlp"):
+            if getattr(self, name) == "on" and ((count or 1) > 1 or self.cpu_processes > 1):
+                errors.append(f"{name} works in one process; it cannot be on with several GPUs or processes.")
         if self.cpu_processes < 1:
             errors.append(f"cpu_processes must be at least 1 (got {self.cpu_processes}).")
         elif self.cpu_processes > 1 and count != 0:

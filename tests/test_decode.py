@@ -55,3 +55,35 @@ def test_sampling_with_a_tiny_top_p_keeps_only_the_likeliest_token(model_and_bat
     torch.manual_seed(0)
     sampled = generate_static(model, batch["input_ids"], batch["attention_mask"], temperature=5.0, **args)
     assert sampled.tolist() != greedy.tolist()  # a hot sample of a random model wanders off the greedy path
+
+
+def test_decode_attention_reads_each_key_value_head_once_and_matches_sdpa():
+    """The packed one-token path gives SDPA's answer (keys repeated per query head) under a padding mask."""
+    import types
+
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from lab.decode import decode_attention
+
+    torch.manual_seed(0)
+    module = types.SimpleNamespace(num_key_value_groups=3, is_causal=True)
+    query, key, value = torch.randn(4, 6, 1, 8), torch.randn(4, 2, 10, 8), torch.randn(4, 2, 10, 8)
+    mask = torch.ones(4, 1, 1, 10, dtype=torch.bool)
+    mask[0, ..., :4] = False  # a left-padded row
+    mask[2, ..., 7:] = False  # positions not written yet
+    ours, _ = decode_attention(module, query, key, value, mask, scaling=0.3)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    assert ours.shape == theirs.shape == (4, 1, 6, 8)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    prefill, _ = decode_attention(module, torch.randn(4, 6, 10, 8), key, value, None, scaling=0.3)
+    assert prefill.shape == (4, 10, 6, 8)  # longer queries go to SDPA unchanged
+
+
+def test_decoding_switches_attention_only_for_the_call(model_and_batch):
+    model, tokenizer, batch = model_and_batch
+    assert model.config._attn_implementation == "sdpa"
+    assert model.config.num_attention_heads > model.config.num_key_value_heads  # the packed path is exercised
+    generate_static(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=4,
+                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, compile=False)
+    assert model.config._attn_implementation == "sdpa"

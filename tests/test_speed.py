@@ -193,3 +193,52 @@ def test_compiled_kernels_are_kept_under_lab_home_unless_the_environment_says_ot
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(home.root / "cache" / "inductor")
     monkeypatch.setenv("TRITON_CACHE_DIR", "/elsewhere/triton")
     assert home.kernel_cache_env()["TRITON_CACHE_DIR"] == "/elsewhere/triton"
+
+
+def test_fused_lora_plan_is_on_for_adapters_only():
+    lora = speed.plan(TrainConfig(method="lora"), cuda=False, varlen=False, flash_attn=False, liger=False)
+    full = speed.plan(TrainConfig(method="sft"), cuda=False, varlen=False, flash_attn=False, liger=False)
+    off = speed.plan(TrainConfig(method="lora", fused_lora="off"), cuda=False, varlen=False, flash_attn=False,
+                     liger=False)
+    assert (lora.fused_lora, full.fused_lora, off.fused_lora) == (True, False, False)
+    assert "full fine-tune" in full.reasons["fused_lora"]
+
+
+def test_fused_lora_forward_gives_peft_s_loss_and_gradients_with_dropout(tiny_home):
+    """The same seed gives the same dropout masks, so the fused forward must give PEFT's loss and adapter
+    gradients exactly (to float rounding); DoRA and disabled adapters go through PEFT's own forward."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lab.models import load_model
+
+    def loss_and_grads(fused: bool, **lora):
+        torch.manual_seed(0)
+        model = get_peft_model(load_model(home=tiny_home), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.2,
+                                                                       target_modules="all-linear", **lora))
+        with torch.no_grad():  # B starts at zero; make the adapter path count
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.05)
+        replaced = speed.fuse_lora(model) if fused else 0
+        model.train()
+        ids = torch.randint(5, 200, (2, 12), generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(2)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        with model.disable_adapter(), torch.no_grad():
+            base = model(input_ids=ids, labels=ids).loss
+        return loss, grads, base, replaced
+
+    loss, grads, base, _ = loss_and_grads(False)
+    fused_loss, fused_grads, fused_base, replaced = loss_and_grads(True)
+    assert replaced > 0 and grads.keys() == fused_grads.keys() and len(grads) == 2 * replaced
+    torch.testing.assert_close(fused_loss, loss)
+    torch.testing.assert_close(fused_base, base)
+    assert fused_base != fused_loss  # the adapters change the output, disabled they do not
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], atol=1e-6, rtol=1e-4)
+    dora_loss, *_ = loss_and_grads(False, use_dora=True)
+    fused_dora_loss, *_ = loss_and_grads(True, use_dora=True)
+    torch.testing.assert_close(fused_dora_loss, dora_loss)

@@ -79,8 +79,15 @@ def test_full_sft_overfits_a_few_rows_and_saves_the_model(home, tmp_path):
 
 
 def test_lora_run_saves_an_adapter(home):
-    done = train(home, "tiny-lora.yaml", "--set", "max_steps=6")
+    """Through the real worker with every memory saver on (the CPU's auto would leave them off)."""
+    done = train(home, "tiny-lora.yaml", "--set", "max_steps=6", "--set", "gradient_checkpointing=on",
+                 "--set", "offload_activations=on", "--set", "tiled_mlp=on")
     assert done["status"] == "succeeded"
+    log = Path(done["run_dir"], "log.txt").read_text()
+    assert "activation offloading: 4 checkpointed layers" in log and "tiled MLP (4096 tokens a tile) in 4 layers" in log
+    assert "fused LoRA forward in 28 layers" in log  # 7 linear layers in each of the tiny model's 4
+    chosen = json.loads(Path(done["run_dir"], "speed.json").read_text())
+    assert chosen["offload_activations"] and chosen["tiled_mlp"] and chosen["fused_lora"]
     assert (Path(done["run_dir"], "final") / "adapter_config.json").exists()
     assert not (Path(done["run_dir"], "final") / "model.safetensors").exists()
     exported = json.loads(lab(home, "runs", "export", done["id"], "--json").stdout)

@@ -11,6 +11,9 @@ from typing import Any
 from lab.config import TrainConfig
 
 GIB = 1024**3
+TILE_TOKENS = 4096  # tokens per MLP tile (lab.train.memory): large enough for fast matrix products
+MLP_LINEARS = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2", "w1", "w2", "w3", "c_fc", "dense_h_to_4h",
+               "dense_4h_to_h")
 # CUDA context, allocator slack and kernels' workspaces: measured overhead beyond the tensors.
 FRAMEWORK_OVERHEAD = 0.6 * GIB
 
@@ -145,8 +148,9 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     Full fine-tuning keeps fp32 master weights, their bf16 copies for the autocast forward, fp32 gradients and
     two fp32 Adam moments; adapters freeze the base in 16-bit (or 4-bit NF4 for QLoRA, embeddings staying 16-bit)
     and train only the LoRA matrices. Activations are counted per token and layer from the architecture
-    (``layer_bytes_per_token``); gradient checkpointing keeps each layer's input and one layer's activations for
-    its recomputation. The LM head is TRL's fused one, which never holds the full logits (``lm_head_bytes``).
+    (``layer_bytes_split``); gradient checkpointing keeps each layer's input (in CPU memory with
+    ``offload_activations``) and one layer's activations for its recomputation; a tiled MLP keeps its input and
+    holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one, which never holds the full logits (``lm_head_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
     from lab.train.convert import precompute_reference
 
@@ -164,32 +168,52 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
         optimizer = trainable * (2 if cfg.adapter == "qlora" else 8)  # paged 8-bit AdamW under QLoRA
     sequences = cfg.batch_size * (2 if cfg.is_dpo else 1)  # DPO runs chosen and rejected together
     tokens = sequences * cfg.max_length
-    per_token = layer_bytes_per_token(cfg, shape, act_bytes)
+    attention, mlp = layer_bytes_split(cfg, shape, act_bytes)
+    # 'auto' is decided per machine (lab.train.speed.memory_choices); here it counts as off.
+    tiled = cfg.tiled_mlp == "on"
+    tile = min(tokens, TILE_TOKENS)
+    mlp_kept = shape.hidden * act_bytes if tiled else mlp  # a tiled MLP keeps only its input
     head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none")
-    if cfg.gradient_checkpointing == "on":  # 'auto' is decided per machine (lab.train.speed); here it is off
+    if cfg.gradient_checkpointing == "on":
+        inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
+        one_layer = tokens * attention + (tile * mlp + tokens * mlp_kept if tiled else tokens * mlp)
         # The head's backward runs before any layer is recomputed, so the two do not add up.
-        activations = tokens * shape.hidden * act_bytes * shape.layers + max(head, tokens * per_token)
-    else:
-        activations = tokens * per_token * shape.layers + head  # every layer's activations wait for the head
+        activations = inputs + max(head, one_layer)
+    else:  # every layer's activations wait for the head
+        activations = tokens * (attention + mlp_kept) * shape.layers + (tile * mlp if tiled else 0) + head
     holds_reference = cfg.is_dpo and cfg.adapter == "none" and not precompute_reference(cfg)
     reference = shape.params * act_bytes if holds_reference else 0
     return Memory(weights, gradients, optimizer, activations, reference, FRAMEWORK_OVERHEAD)
 
 
 def layer_bytes_per_token(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> float:
-    """What one decoder layer keeps per token for the backward pass, with flash/SDPA attention (no s×s matrix).
+    """What one decoder layer keeps per token for the backward pass (:func:`layer_bytes_split`, summed)."""
+    return sum(layer_bytes_split(cfg, shape, act_bytes))
+
+
+def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tuple[float, float]:
+    """What one decoder layer keeps per token for the backward pass, (attention block, MLP), with flash/SDPA
+    attention (no s×s matrix).
 
     Attention block: its input, the normed input, q, k and v, the attention output and the residual, about
     7 hidden widths (k and v at the key/value width under grouped-query attention); the gated MLP: gate, up,
     the activation and their product, 4 intermediate widths. LoRA adds the dropped-out copy of each adapted
-    layer's input. Measured on the Qwen2.5-0.5B architecture: within 2% of the allocator's peak."""
+    layer's input, to the block it belongs to. Measured on the Qwen2.5-0.5B architecture: within 2% of the
+    allocator's peak."""
     linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
     widest = max((out for _, out in linear.values()), default=4 * shape.hidden)  # the MLP's intermediate width
     kv_width = linear.get("k_proj", (shape.hidden, shape.hidden))[1]
-    per_token = act_bytes * (7 * shape.hidden + 2 * kv_width + 4 * widest)
+    attention = act_bytes * (7 * shape.hidden + 2 * kv_width)
+    mlp = act_bytes * 4 * widest
     if cfg.adapter != "none" and cfg.lora_dropout > 0:
-        per_token += act_bytes * sum(linear[name][0] for name in lora_targets(cfg, shape) if name in linear)
-    return per_token
+        for name in lora_targets(cfg, shape):
+            if name in linear:
+                copy = act_bytes * linear[name][0]
+                if name in MLP_LINEARS:
+                    mlp += copy
+                else:
+                    attention += copy
+    return attention, mlp
 
 
 def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool) -> float:

@@ -40,6 +40,9 @@ class SpeedPlan:
     liger_kernels: bool
     compile: bool
     gradient_checkpointing: bool = False
+    fused_lora: bool = False
+    offload_activations: bool = False
+    tiled_mlp: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,7 +53,8 @@ class SpeedPlan:
         on = {True: "on", False: "off"}
         values = {"padding_free": on[self.padding_free], "attention": self.attention,
                   "liger_kernels": on[self.liger_kernels], "compile": on[self.compile],
-                  "gradient_checkpointing": on[self.gradient_checkpointing]}
+                  "fused_lora": on[self.fused_lora], "gradient_checkpointing": on[self.gradient_checkpointing],
+                  "offload_activations": on[self.offload_activations], "tiled_mlp": on[self.tiled_mlp]}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
 
     def describe(self) -> list[str]:
@@ -77,10 +81,11 @@ def torch_varlen_available() -> bool:
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
          flash_attn: bool | None = None, liger: bool | None = None, gpu_bytes: float | None = None,
-         shape: Any = None) -> SpeedPlan:
+         shape: Any = None, processes: int = 1) -> SpeedPlan:
     """Resolve the ``auto`` speed settings of ``cfg`` for this machine. The keyword arguments describe what is
     installed (looked up when None), so tests can ask about other machines; ``gpu_bytes`` (one GPU's memory) and
-    ``shape`` (``lab.train.estimate.ModelShape``) let ``gradient_checkpointing: auto`` ask the memory estimate."""
+    ``shape`` (``lab.train.estimate.ModelShape``) let the memory choices ask the estimate; ``processes`` is the
+    run's process count (offloading and tiling work in one)."""
     varlen = torch_varlen_available() if varlen is None else varlen
     flash_attn = installed("flash_attn") if flash_attn is None else flash_attn
     liger = installed("liger_kernel") if liger is None else liger
@@ -134,28 +139,111 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     compile_on = cfg.compile == "on"
     reasons["compile"] = "set in the config" if cfg.compile != "auto" else "off unless asked: compiling costs " \
         "minutes up front and varying padding-free shapes recompile"
-    checkpointing, reasons["gradient_checkpointing"] = checkpointing_choice(cfg, cuda, gpu_bytes, shape)
-    return SpeedPlan(padding_free, attention, liger_on, compile_on, checkpointing, reasons)
+    if cfg.adapter == "none":
+        fused = False
+        reasons["fused_lora"] = "no adapters: a full fine-tune" if cfg.fused_lora != "on" else \
+            "set in the config, but a full fine-tune has no adapters"
+    else:
+        fused = cfg.fused_lora != "off"
+        reasons["fused_lora"] = "set in the config" if cfg.fused_lora != "auto" else \
+            "the adapter's product added to the layer's output in one matrix product"
+    memory = memory_choices(cfg, cuda, gpu_bytes, shape, processes)
+    reasons.update({name: why for name, (_, why) in memory.items()})
+    return SpeedPlan(padding_free, attention, liger_on, compile_on, memory["gradient_checkpointing"][0], fused,
+                     memory["offload_activations"][0], memory["tiled_mlp"][0], reasons)
 
 
-def checkpointing_choice(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape: Any) -> tuple[bool, str]:
-    """Gradient checkpointing costs about a third more compute: on only when the batch does not fit without it."""
+def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape: Any,
+                   processes: int = 1) -> dict[str, tuple[bool, str]]:
+    """Gradient checkpointing, then activation offloading, then tiled MLPs, each costing time for memory: an
+    ``auto`` one is turned on only when the batch's worst case (``lab.train.estimate``) does not fit the GPU
+    (or ``gpu_memory_gib``) with the ones before it. {field: (on, why)}."""
     import dataclasses
 
-    if cfg.gradient_checkpointing != "auto":
-        return cfg.gradient_checkpointing == "on", "set in the config"
-    if not cuda:
-        return False, "off on a CPU"
-    if gpu_bytes is None or shape is None:
-        return False, "off: the GPU's memory is not known here"
     from lab.train.estimate import GIB, largest_batch
 
-    fits = largest_batch(dataclasses.replace(cfg, gradient_checkpointing="off"), shape, gpu_bytes)
-    size = f"{gpu_bytes / GIB:.0f} GiB"
-    if fits >= cfg.batch_size:
-        return False, f"batch {cfg.batch_size} × {cfg.max_length} fits the GPU's {size} without it (up to {fits})"
-    return True, (f"batch {cfg.batch_size} × {cfg.max_length} does not fit the GPU's {size} without it "
-                  f"(at most {fits} would)")
+    order = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
+    fixed = {name: getattr(cfg, name) for name in order}
+    if processes > 1:
+        for name in order[1:]:
+            if fixed[name] == "auto":
+                fixed[name] = "off"
+    budget = gpu_bytes if gpu_bytes else None
+    if cfg.gpu_memory_gib and budget:
+        budget = min(budget, cfg.gpu_memory_gib * GIB)
+    size = f"{budget / GIB:.0f} GiB" if budget else ""
+    where = ("the cap of " if cfg.gpu_memory_gib else "the GPU's ") + size
+    out: dict[str, tuple[bool, str]] = {}
+    settled: dict[str, str] = {}
+    for name in order:
+        value = fixed[name]
+        if value != "auto":
+            out[name] = (value == "on", "set in the config" if getattr(cfg, name) != "auto" else
+                         "off: the run has several processes")
+        elif not cuda:
+            out[name] = (False, "off on a CPU")
+        elif budget is None or shape is None:
+            out[name] = (False, "off: the GPU's memory is not known here")
+        else:
+            without = dataclasses.replace(cfg, **settled, **{n: "off" for n in order if n not in settled})
+            fits = largest_batch(without, shape, budget)
+            if fits >= cfg.batch_size:
+                out[name] = (False, f"batch {cfg.batch_size} × {cfg.max_length} fits {where} without it"
+                                    f"{' (up to ' + str(fits) + ')' if name == order[0] else ''}")
+            else:
+                out[name] = (True, f"batch {cfg.batch_size} × {cfg.max_length} does not fit {where} without it"
+                                   f"{' (at most ' + str(fits) + ' would)' if fits else ''}")
+        settled[name] = "on" if out[name][0] else "off"
+    if out["offload_activations"][0] and not out["gradient_checkpointing"][0]:
+        out["offload_activations"] = (False, "off: it moves gradient checkpointing's saved inputs, and "
+                                             "checkpointing is off")
+    return out
+
+
+def fuse_lora(model: Any) -> int:
+    """Replace the forward of every PEFT LoRA linear layer (16-bit and 4-bit bases) with
+    :func:`fused_lora_forward`; returns how many were replaced. Applied once PEFT has wrapped the model."""
+    import types
+
+    from peft.tuners.lora import Linear
+
+    kinds: tuple[type, ...] = (Linear,)
+    try:
+        from peft.tuners.lora.bnb import Linear4bit, Linear8bitLt
+
+        kinds += (Linear4bit, Linear8bitLt)
+    except ImportError:  # bitsandbytes is not installed: no quantised layers to meet
+        pass
+    count = 0
+    for module in model.modules():
+        if isinstance(module, kinds) and "_lab_peft_forward" not in module.__dict__:
+            module.__dict__["_lab_peft_forward"] = module.forward
+            module.forward = types.MethodType(fused_lora_forward, module)
+            count += 1
+    return count
+
+
+def fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """``base(x) + scaling · B(A(dropout(x)))`` as one ``addmm`` onto the base output. PEFT clones the base output
+    (for 4-bit bases), scales the adapter's output and adds it: three passes over a tokens × width tensor per
+    layer, forward and backward, 224 layers deep on an 8B model. Anything but one plain adapter in training
+    (DoRA and other variants, several or disabled adapters, merged weights, mixed-adapter batches, an adapter
+    bias, mismatched dtypes without autocast) goes to PEFT's own forward."""
+    import torch
+
+    active = self.active_adapters
+    name = active[0] if len(active) == 1 else None
+    plain = (name is not None and not args and not kwargs and not self.disable_adapters and not self.merged
+             and name in self.lora_A and name not in self.lora_variant and self.lora_B[name].bias is None
+             and (torch.is_autocast_enabled(x.device.type) or x.dtype == self.lora_A[name].weight.dtype))
+    if not plain:
+        return self.__dict__["_lab_peft_forward"](x, *args, **kwargs)
+    result = self.base_layer(x)
+    down = self.lora_A[name](self.lora_dropout[name](x))
+    up = self.lora_B[name].weight
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), down.reshape(-1, down.shape[-1]), up.t(),
+                      alpha=self.scaling[name])
+    return out.view(result.shape)
 
 
 def liger_config() -> dict[str, bool]:

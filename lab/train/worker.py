@@ -30,13 +30,15 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.convert import dpo_args, peft_config, precision, sft_args
     from lab.train.datasets import training_rows, truncate_prompts
     from lab.train.distributed import shards_weights
-    from lab.train.loading import load_for_training
-    from lab.train.samples import fixed_prompts, write_before
     from lab.train.estimate import shape_of
-    from lab.train.speed import padding_free_collator, plan, unpad_inside, use_attention, write_plan
+    from lab.train.loading import load_for_training
+    from lab.train.profiling import ProfileCallback, profile_window
+    from lab.train.samples import fixed_prompts, write_before
+    from lab.train.speed import fuse_lora, padding_free_collator, plan, unpad_inside, use_attention, write_plan
 
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    gpu_bytes = cap_gpu_memory(cfg) if cuda else None
     tokenizer, model = load_for_training(cfg, home, cuda=cuda, precision=precision(cfg, cuda=cuda,
                                                                                       bf16_supported=bf16_ok))
     kind = "preference" if cfg.is_dpo else "sft"
@@ -49,10 +51,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if is_main_process() and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
-    gpu_bytes = torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", 0))).total_memory if cuda else None
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
-                 shape=shape_of(model.config) if cuda else None)
-    cfg.gradient_checkpointing = "on" if speed.gradient_checkpointing else "off"  # as run (the summary's estimate)
+                 shape=shape_of(model.config) if cuda else None, processes=int(os.environ.get("WORLD_SIZE", "1")))
+    for name in ("gradient_checkpointing", "offload_activations", "tiled_mlp"):  # as run (the summary's estimate)
+        setattr(cfg, name, "on" if getattr(speed, name) else "off")
     if is_main_process():
         write_plan(run_dir, speed)
         print("[lab] speed: " + "; ".join(speed.describe()), flush=True)
@@ -69,6 +71,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         args.eval_strategy = "no"
         print(f"[lab] no {cfg.eval_split} rows: evaluation is off", flush=True)
     callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl")]
+    window = profile_window()
+    if window and is_main_process():
+        callbacks.append(ProfileCallback(run_dir / "profile.txt", *window))
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))
@@ -78,12 +83,36 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if cfg.is_dpo:
         from trl import DPOTrainer
 
-        return DPOTrainer(**common)
-    from trl import SFTTrainer
+        trainer = DPOTrainer(**common)
+    else:
+        from trl import SFTTrainer
 
-    if speed.padding_free and not cfg.packing:  # with packing, TRL goes padding-free by itself
-        common["data_collator"] = padding_free_collator(tokenizer, cfg.max_length)
-    return SFTTrainer(**common)
+        if speed.padding_free and not cfg.packing:  # with packing, TRL goes padding-free by itself
+            common["data_collator"] = padding_free_collator(tokenizer, cfg.max_length)
+        trainer = SFTTrainer(**common)
+    if speed.fused_lora:  # PEFT wraps the model inside the trainer
+        print(f"[lab] fused LoRA forward in {fuse_lora(trainer.model)} layers", flush=True)
+    if speed.tiled_mlp or speed.offload_activations:
+        from lab.train.memory import TILE_TOKENS, offload_callback, tile_mlps
+
+        if speed.tiled_mlp:
+            print(f"[lab] tiled MLP ({TILE_TOKENS} tokens a tile) in {tile_mlps(trainer.model)} layers", flush=True)
+        if speed.offload_activations:
+            trainer.add_callback(offload_callback())
+    return trainer
+
+
+def cap_gpu_memory(cfg: TrainConfig) -> int:
+    """This process's GPU's memory in bytes, capped at ``gpu_memory_gib`` (the allocator is held to it too)."""
+    import torch
+
+    device = int(os.environ.get("LOCAL_RANK", 0))
+    total = torch.cuda.get_device_properties(device).total_memory
+    if not cfg.gpu_memory_gib:
+        return total
+    cap = min(total, int(cfg.gpu_memory_gib * 1024**3))
+    torch.cuda.set_per_process_memory_fraction(cap / total, device)
+    return cap
 
 
 def human_error(err: BaseException, step: int) -> str:

@@ -32,12 +32,13 @@ GROUPS = {
     "What to train": [("method", "dpo_adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
     "Optimisation": [("learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps"),
                      ("batch_size", "grad_accum", "max_length", "packing", "precision"),
-                     ("max_grad_norm", "weight_decay", "gradient_checkpointing", "neftune_noise_alpha", "seed"),
+                     ("max_grad_norm", "weight_decay", "neftune_noise_alpha", "seed"),
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
                      ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
     "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length", "precompute_ref_log_probs")],
-    "Speed": [("padding_free", "attention", "liger_kernels", "compile")],
+    "Speed": [("padding_free", "attention", "liger_kernels", "compile", "fused_lora")],
+    "Memory": [("gradient_checkpointing", "offload_activations", "tiled_mlp", "gpu_memory_gib")],
     "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
     "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
 }
@@ -232,9 +233,10 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
     shape = model_shape(cfg.model)
     speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home),
-                 gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape)
-    # The estimate is of the run as it would go on this machine: 'auto' checkpointing resolved.
-    resolved = dataclasses.replace(cfg, gradient_checkpointing="on" if speed.gradient_checkpointing else "off")
+                 gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
+    # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
+    resolved = dataclasses.replace(cfg, **{name: "on" if getattr(speed, name) else "off" for name in
+                                           ("gradient_checkpointing", "offload_activations", "tiled_mlp")})
     report = compute(resolved, version.rows[cfg.train_split], gpus=ranks, shape=shape)
     text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
@@ -246,8 +248,10 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
         text += (f"\n\nLargest batch_size that fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
                  f"{cfg.max_length}, worst case: **{fits}**" if fits else
                  f"\n\n⚠ Not even batch_size 1 fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
-                 f"{cfg.max_length}: turn on gradient_checkpointing, shorten max_length, or use QLoRA.")
-    text += "\n\n**Speed on this machine** (the Speed group switches each part):\n" + speed.markdown()
+                 f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
+                 "max_length, or use QLoRA.")
+    text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
+             + speed.markdown())
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
     return {ui.status: status_ok("Estimate ready."), ui.estimate_md: text,
