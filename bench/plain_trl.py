@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--checkpointing", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--tuned", action="store_true", help="TRL's own switches: packing, Liger, no checkpointing")
     parser.add_argument("--profile", default="", help="START:COUNT optimizer steps to profile")
+    parser.add_argument("--memory-cap-gib", type=float, default=0, help="hold the CUDA allocator to this (0: all)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -42,6 +43,9 @@ def main() -> None:
 
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     cuda = torch.cuda.is_available()  # False only when the harness itself is tested on a CPU
+    if cuda and args.memory_cap_gib:
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, args.memory_cap_gib * 1024**3 / torch.cuda.get_device_properties(0).total_memory))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     load: dict = {"dtype": torch.float32 if args.task in ("sft", "dpo") else torch.bfloat16}
     if args.task == "qlora":

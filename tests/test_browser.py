@@ -196,6 +196,11 @@ def test_train_tab_estimates_and_runs_a_tiny_recipe(page, shots):
     page.get_by_text("Estimate ready").wait_for(timeout=60_000)
     assert page.get_by_text("steps in all").first.is_visible()
     snap(page, shots, "14-train-estimate")
+    memory_group = page.get_by_role("button", name=re.compile(r"^Memory\b"))
+    memory_group.click()
+    page.get_by_text("offloading, tiling) plan for it").wait_for()  # gpu_memory_gib's help text
+    snap(page, shots, "14b-train-memory-group")
+    memory_group.click()
     page.get_by_text("Optimisation", exact=True).click()
     page.get_by_text("Reporting", exact=True).click()
     page.get_by_label("Max steps", exact=True).fill("6")

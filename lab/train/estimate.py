@@ -177,8 +177,11 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     if cfg.gradient_checkpointing == "on":
         inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
         one_layer = tokens * attention + (tile * mlp + tokens * mlp_kept if tiled else tokens * mlp)
-        # The head's backward runs before any layer is recomputed, so the two do not add up.
-        activations = inputs + max(head, one_layer)
+        # The head's backward runs before any layer is recomputed, so the two do not add up; what does add is the
+        # gradient passed between layers, the recomputed input, its gradient and the head's fp32 gradient of the
+        # hidden states, which live through the whole backward (fitted on the long-sequence QLoRA runs).
+        passing = tokens * shape.hidden * (3 * act_bytes + 4)
+        activations = inputs + max(head, one_layer) + passing
     else:  # every layer's activations wait for the head
         activations = tokens * (attention + mlp_kept) * shape.layers + (tile * mlp if tiled else 0) + head
     holds_reference = cfg.is_dpo and cfg.adapter == "none" and not precompute_reference(cfg)

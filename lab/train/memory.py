@@ -97,7 +97,7 @@ def offloaded_checkpoint(function: Callable, *args: Any, **kwargs: Any) -> Any:
 
 def offload_checkpoints(model: Any) -> int:
     """Make every checkpointed decoder layer of ``model`` offload its input; returns how many. Call it after the
-    Trainer has turned checkpointing on (it sets each layer's checkpoint function then): :class:`OffloadCallback`."""
+    Trainer has turned checkpointing on (it sets each layer's checkpoint function then): :func:`memory_callback`."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     count = 0
@@ -108,21 +108,25 @@ def offload_checkpoints(model: Any) -> int:
     return count
 
 
-def offload_callback() -> Any:
+def memory_callback(*, offload: bool, tile: bool) -> Any:
+    """Installs the offloading checkpoint and the tiled MLPs when training starts: by then the Trainer has set
+    each layer's checkpoint function and Liger has replaced the MLPs' forward, both of which would otherwise
+    overwrite what is installed earlier."""
     from transformers import TrainerCallback
 
-    class OffloadCallback(TrainerCallback):
-        """Installs the offloading checkpoint once the Trainer has enabled gradient checkpointing."""
-
+    class MemoryCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            count = offload_checkpoints(model)
-            if not count:
-                raise RuntimeError("offload_activations is on but no layer is checkpointed (is gradient "
-                                   "checkpointing on?)")
-            print(f"[lab] activation offloading: {count} checkpointed layers keep their inputs in CPU memory",
-                  flush=True)
+            if tile:
+                print(f"[lab] tiled MLP ({TILE_TOKENS} tokens a tile) in {tile_mlps(model)} layers", flush=True)
+            if offload:
+                count = offload_checkpoints(model)
+                if not count:
+                    raise RuntimeError("offload_activations is on but no layer is checkpointed (is gradient "
+                                       "checkpointing on?)")
+                print(f"[lab] activation offloading: {count} checkpointed layers keep their inputs in CPU memory",
+                      flush=True)
 
-    return OffloadCallback()
+    return MemoryCallback()
 
 
 # --------------------------------------------------------------------------- tiled MLPs

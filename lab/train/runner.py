@@ -204,6 +204,10 @@ def worker_env(run: Run, home: Home, plan: distributed.Plan) -> dict[str, str]:
            "CUDA_VISIBLE_DEVICES": ",".join(map(str, plan.gpus))}
     if not os.environ.get("WANDB_API_KEY"):
         env["WANDB_MODE"] = "offline"  # kept in the run dir; `wandb sync` uploads it later
+    if not os.environ.get("PYTORCH_CUDA_ALLOC_CONF"):
+        # Growable segments instead of fixed blocks: long and variable-length batches otherwise leave gigabytes
+        # reserved but unusable between differently sized tensors, and a run under gpu_memory_gib hits the cap.
+        env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     return env
 
 

@@ -93,12 +93,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if speed.fused_lora:  # PEFT wraps the model inside the trainer
         print(f"[lab] fused LoRA forward in {fuse_lora(trainer.model)} layers", flush=True)
     if speed.tiled_mlp or speed.offload_activations:
-        from lab.train.memory import TILE_TOKENS, offload_callback, tile_mlps
+        from lab.train.memory import memory_callback
 
-        if speed.tiled_mlp:
-            print(f"[lab] tiled MLP ({TILE_TOKENS} tokens a tile) in {tile_mlps(trainer.model)} layers", flush=True)
-        if speed.offload_activations:
-            trainer.add_callback(offload_callback())
+        trainer.add_callback(memory_callback(offload=speed.offload_activations, tile=speed.tiled_mlp))
     return trainer
 
 
@@ -115,15 +112,21 @@ def cap_gpu_memory(cfg: TrainConfig) -> int:
     return cap
 
 
-def human_error(err: BaseException, step: int) -> str:
-    """One sentence for the UI; the traceback goes to the log."""
+def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -> str:
+    """One sentence for the UI; the traceback goes to the log. ``cfg`` is the run's config as it ran (its 'auto'
+    memory choices resolved), so an out-of-memory says which memory savers are still off."""
     import torch
 
     if isinstance(err, LabError):
         return str(err)
     if isinstance(err, torch.OutOfMemoryError):
-        return (f"Out of GPU memory at step {step}: lower batch_size or max_length, raise grad_accum to keep the "
-                "effective batch, or enable gradient_checkpointing.")
+        savers = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
+        off = [name for name in savers if cfg is None or getattr(cfg, name) != "on"]
+        cap = f" (capped at {cfg.gpu_memory_gib:g} GiB by gpu_memory_gib)" if cfg and cfg.gpu_memory_gib else ""
+        return (f"Out of GPU memory at step {step}{cap}: lower batch_size or max_length, raising grad_accum to keep "
+                "the effective batch" + (f", or turn on {' / '.join(off)}." if off else
+                                         "; every memory saver is already on, so QLoRA or a shorter max_length "
+                                         "is what is left."))
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__} at step {step}: {text} (full traceback in log.txt)"
 
@@ -139,6 +142,7 @@ def main(run_dir: str) -> int:
     main_process = is_main_process()
     stop = GracefulStop()
     trainer = None
+    cfg: TrainConfig | None = None
     try:
         cfg = load_yaml(str(run_path / "config.yaml"))
         resume_from = runner.get_run(run_id, home).resume_from
@@ -172,7 +176,7 @@ def main(run_dir: str) -> int:
         step = trainer.state.global_step if trainer is not None else 0
         # Every rank leaves its error in errors/; the run's message is the first failing rank's (the
         # supervisor, python -m lab.train.runner, settles it once all have exited and starts the next run).
-        message = record_failure(run_path, err, human_error(err, step))
+        message = record_failure(run_path, err, human_error(err, step, cfg))
         if main_process:
             runner.update(run_id, home, status="failed", finished_at=runner.now(), error=message)
         return 1

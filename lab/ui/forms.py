@@ -26,9 +26,13 @@ from lab.config import from_dict
 Factory = Callable[[dataclasses.Field, dict[str, Any]], gr.components.Component]
 
 
+ACRONYMS = {"lora": "LoRA", "qlora": "QLoRA", "dpo": "DPO", "mlp": "MLP", "gpu": "GPU", "gpus": "GPUs", "cpu": "CPU",
+            "gib": "GiB", "id": "ID", "hf": "HF"}
+
+
 def field_label(name: str) -> str:
-    """``near_threshold`` → ``Near threshold``."""
-    text = name.replace("_", " ").strip()
+    """``near_threshold`` → ``Near threshold``; ``gpu_memory_gib`` → ``GPU memory GiB``."""
+    text = " ".join(ACRONYMS.get(word, word) for word in name.split("_") if word)
     return text[:1].upper() + text[1:]
 
 
