@@ -28,7 +28,7 @@ def loss_and_grads(home, *, checkpointing=False, offload=False, tile=0, dropout=
             if "lora_B" in name:
                 param.normal_(std=0.05)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     layers = offload_checkpoints(model) if offload else 0
     tiled = tile_mlps(model, tile=tile) if tile else 0
     model.train()
@@ -133,3 +133,20 @@ def test_out_of_memory_names_the_memory_savers_still_off():
     assert text.endswith("turn on offload_activations / tiled_mlp.")
     every = TrainConfig(gradient_checkpointing="on", offload_activations="on", tiled_mlp="on")
     assert "already on" in human_error(torch.OutOfMemoryError("CUDA out of memory"), 0, every)
+
+
+def test_train_tab_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch):
+    import gradio as gr
+
+    from lab.train import distributed
+    from lab.ui import train_tab
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    monkeypatch.setattr(distributed, "visible_gpus", lambda: [distributed.Gpu(0, "u0", "NVIDIA H200", 140.4, 0.0)])
+    with gr.Blocks():
+        ui = train_tab.build(tiny_home)
+    values = {name: getattr(TrainConfig(), name) for name in TrainConfig.__dataclass_fields__}
+    values.update(method="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
+    text = train_tab.estimate(ui, tiny_home, **values)[ui.estimate_md]
+    assert "fits GPU 0 (16 GiB by gpu_memory_gib)" in text
+    assert "offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text

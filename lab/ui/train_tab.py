@@ -244,10 +244,12 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
     if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
-        fits = largest_batch(resolved, shape, gpus[0].memory_gib * GIB)
-        text += (f"\n\nLargest batch_size that fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
+        gib = min(gpus[0].memory_gib, cfg.gpu_memory_gib or gpus[0].memory_gib)  # gpu_memory_gib caps the run
+        where = f"GPU {gpus[0].index} ({gib:.0f} GiB{' by gpu_memory_gib' if gib < gpus[0].memory_gib else ''})"
+        fits = largest_batch(resolved, shape, gib * GIB)
+        text += (f"\n\nLargest batch_size that fits {where} at max_length "
                  f"{cfg.max_length}, worst case: **{fits}**" if fits else
-                 f"\n\n⚠ Not even batch_size 1 fits GPU {gpus[0].index} ({gpus[0].memory_gib:.0f} GiB) at max_length "
+                 f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
     text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
