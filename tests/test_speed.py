@@ -242,3 +242,32 @@ def test_fused_lora_forward_gives_peft_s_loss_and_gradients_with_dropout(tiny_ho
     dora_loss, *_ = loss_and_grads(False, use_dora=True)
     fused_dora_loss, *_ = loss_and_grads(True, use_dora=True)
     torch.testing.assert_close(fused_dora_loss, dora_loss)
+
+
+def test_rows_of_equal_full_length_attend_as_one_batch_with_the_same_result():
+    """Examples all at the bound's length (truncated rows) take one batched causal SDPA call; the answer is the
+    per-example one, grouped-query heads included, and uneven rows still go example by example."""
+    import types
+
+    import torch
+
+    torch.manual_seed(0)
+    module = types.SimpleNamespace(num_key_value_groups=2, is_causal=True)
+    query, key, value = torch.randn(1, 4, 3 * 16, 8), torch.randn(1, 2, 48, 8), torch.randn(1, 2, 48, 8)
+    even = torch.tensor([0, 16, 32, 48])
+    batched, _ = speed.varlen_attention(module, query, key, value, None, scaling=0.2, cu_seq_lens_q=even,
+                                        max_length_q=16)
+    reference = speed._per_example_sdpa(query, key, value, even, 0.2)
+    assert batched.shape == reference.shape == (1, 48, 4, 8)
+    torch.testing.assert_close(batched, reference)
+    uneven = torch.tensor([0, 10, 32, 48])  # 48 tokens, but not 3 × 16 each
+    calls = []
+    original = speed._equal_rows_sdpa
+    speed._equal_rows_sdpa = lambda *a: calls.append(a) or original(*a)
+    try:
+        out, _ = speed.varlen_attention(module, query, key, value, None, scaling=0.2, cu_seq_lens_q=uneven,
+                                        max_length_q=22)
+    finally:
+        speed._equal_rows_sdpa = original
+    assert not calls
+    torch.testing.assert_close(out, speed._per_example_sdpa(query, key, value, uneven, 0.2))
