@@ -36,6 +36,25 @@ def test_torch_varlen_matches_per_example_sdpa_forward_and_backward():
         torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
 
 
+def test_equal_rows_take_one_batched_sdpa_call_with_the_per_example_answer():
+    """Full-length rows (each example at the bound) go through SDPA's fixed-length kernels on the GPU."""
+    from lab.train import speed
+
+    torch.manual_seed(0)
+    rows, length, heads, kv_heads, dim = 4, 512, 32, 8, 128
+    shape = (1, heads, rows * length, dim)
+    q = torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, kv_heads, rows * length, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, kv_heads, rows * length, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    cu = torch.arange(0, rows * length + 1, length, dtype=torch.int32, device="cuda")
+    fast = speed._equal_rows_sdpa(q, k, v, rows, dim**-0.5)
+    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
+    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
+    grad = torch.randn_like(fast)
+    for a, b in zip(torch.autograd.grad(fast, (q, k, v), grad), torch.autograd.grad(reference, (q, k, v), grad)):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
 def test_fast_generation_answers_like_plain_generate(tiny_home):
     from lab.models import generate_with, load_for_generation
 
