@@ -17,6 +17,17 @@ from lab.errors import LabError
 T = TypeVar("T")
 
 
+ACRONYMS = {"lora": "LoRA", "qlora": "QLoRA", "dpo": "DPO", "mlp": "MLP", "gpu": "GPU", "gpus": "GPUs", "cpu": "CPU",
+            "gib": "GiB", "id": "ID", "hf": "HF"}
+
+
+def field_label(name: str) -> str:
+    """How a field is named to people (forms, the speed plan): ``near_threshold`` → ``Near threshold``,
+    ``gpu_memory_gib`` → ``GPU memory GiB``."""
+    text = " ".join(ACRONYMS.get(word, word) for word in name.split("_") if word)
+    return text[:1].upper() + text[1:]
+
+
 def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True) -> Any:
     """A config field with its help text (and optional choices) kept beside its default."""
     metadata = {"help": help, "cli": cli}

@@ -149,4 +149,4 @@ def test_train_tab_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch)
     values.update(method="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
     text = train_tab.estimate(ui, tiny_home, **values)[ui.estimate_md]
     assert "fits GPU 0 (16 GiB by gpu_memory_gib)" in text
-    assert "offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text
+    assert "Offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import TrainConfig
+from lab.config import TrainConfig, field_label
 from lab.errors import LabError
 
 VARLEN = "lab_varlen"  # the attention implementation registered below
@@ -63,7 +63,7 @@ class SpeedPlan:
 
     def markdown(self) -> str:
         """A bullet per feature, for the Train tab."""
-        return "\n".join(f"- {name.replace('_', ' ')}: **{value}** · {why}" for name, value, why in self.choices())
+        return "\n".join(f"- {field_label(name)}: **{value}** · {why}" for name, value, why in self.choices())
 
 
 def installed(module: str) -> bool:

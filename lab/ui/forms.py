@@ -21,19 +21,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import gradio as gr
 
-from lab.config import from_dict
+from lab.config import field_label, from_dict
 
 Factory = Callable[[dataclasses.Field, dict[str, Any]], gr.components.Component]
-
-
-ACRONYMS = {"lora": "LoRA", "qlora": "QLoRA", "dpo": "DPO", "mlp": "MLP", "gpu": "GPU", "gpus": "GPUs", "cpu": "CPU",
-            "gib": "GiB", "id": "ID", "hf": "HF"}
-
-
-def field_label(name: str) -> str:
-    """``near_threshold`` → ``Near threshold``; ``gpu_memory_gib`` → ``GPU memory GiB``."""
-    text = " ".join(ACRONYMS.get(word, word) for word in name.split("_") if word)
-    return text[:1].upper() + text[1:]
 
 
 def field_kind(f: dataclasses.Field) -> type:
