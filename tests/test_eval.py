@@ -65,3 +65,31 @@ def test_eval_tab_runs_jobs_and_shows_examples(lab_app):
     assert "Fitted best" in shown and "Fitted worst" in shown and "perplexity" in shown
     path = client.predict(api_name="/eval_csv")
     assert "perplexity" in open(path).read()
+
+
+def test_a_dead_worker_fails_its_job_with_the_log_s_last_line_but_a_finished_job_stays_finished(home, monkeypatch):
+    import subprocess
+    import sys
+
+    from lab.eval import jobs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    made = {}
+    for name in ("crashed", "finished"):
+        job = jobs.create_eval("perplexity", "tiny", "sample:sft", max_rows=2, home=home, start=False)
+        made[name] = job.id
+        jobs.update(job.id, home, status="running", pid=gone.pid)
+    log = jobs.log_path(made["crashed"], home)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("loading\nSegmentation fault (core dumped)\n\n")
+
+    def finishes_meanwhile(pid: int) -> bool:  # the worker writes its outcome and exits after the list was read
+        jobs.update(made["finished"], home, status="succeeded")
+        return False
+
+    monkeypatch.setattr(jobs, "alive", finishes_meanwhile)
+    jobs.reconcile(home)
+    crashed, finished = jobs.get_eval(made["crashed"], home), jobs.get_eval(made["finished"], home)
+    assert crashed.status == "failed" and crashed.error.endswith("Its last line: Segmentation fault (core dumped)")
+    assert finished.status == "succeeded"

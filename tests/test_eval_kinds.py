@@ -20,7 +20,7 @@ from gradio_client import Client
 from lab.errors import LabError
 from lab.eval import judge, overlap
 from lab.eval.config import JudgeConfig, OverlapConfig
-from lab.eval.jobs import create_eval, wait
+from lab.eval.jobs import create_eval, log_path, wait
 from lab.eval.judge_prompts import DEFAULTS, check
 from lab.eval.judges import EndpointJudge
 from lab.home import Home, lab_home
@@ -196,6 +196,7 @@ def test_an_endpoint_judge_prefers_the_shorter_answer_in_both_orders_and_the_key
     rerun = wait(create_eval("judge", "tiny", "sample:sft", model_b=other_model, judge="endpoint",
                              endpoint_model="shorter-judge", max_rows=4, max_new_tokens=12, home=eval_home).id,
                  eval_home, timeout=240)
+    assert rerun.status == "succeeded", (rerun.status, rerun.error, log_path(rerun.id, eval_home).read_text()[-3000:])
     assert rerun.results["cached"] == 8 and len(ShorterAnswerJudge.seen) == 8  # nothing asked twice
 
 

@@ -88,7 +88,9 @@ def create_eval(kind: str, model: str, dataset: str = "", *, home: Home | None =
                      "(?, ?, ?, ?, ?, 'queued', ?)", (job_id, kind, model, dataset, dumps(asdict(cfg)), now()))
     if start:
         pid = launch_worker("lab.eval.worker", job_id, log_path(job_id, home), home)
-        update(job_id, home, status="running", pid=pid)
+        with Store(home).write() as conn:  # only a job still queued: a quick worker may have finished already
+            conn.execute("UPDATE evals SET status = 'running', pid = ? WHERE id = ? AND status = 'queued'",
+                         (pid, job_id))
     return get_eval(job_id, home)
 
 
@@ -115,10 +117,24 @@ DIED = "The evaluation process died (see its log)."
 
 
 def reconcile(home: Home) -> None:
-    """A job still 'running' whose process is gone did not finish: mark it failed."""
-    for row in Store(home).query("SELECT id, pid FROM evals WHERE status = 'running'"):
+    """A job still 'running' whose process is gone did not finish: mark it failed. The status is checked again
+    in the same transaction as the update, since the worker writes its outcome just before it exits, after the
+    list of running jobs may have been read."""
+    store = Store(home)
+    for row in store.query("SELECT id, pid FROM evals WHERE status = 'running'"):
         if row["pid"] and not alive(row["pid"]):
-            update(row["id"], home, status="failed", error=DIED)
+            with store.write() as conn:
+                conn.execute("UPDATE evals SET status = 'failed', error = ? WHERE id = ? AND status = 'running'",
+                             (died_message(row["id"], home), row["id"]))
+
+
+def died_message(job_id: str, home: Home) -> str:
+    """DIED with the last line its log holds, which often names the cause (a signal, an import error)."""
+    try:
+        lines = [line for line in log_path(job_id, home).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return DIED + (f" Its last line: {lines[-1].strip()[:300]}" if lines else "")
 
 
 def list_evals(home: Home | None = None) -> list[EvalJob]:
