@@ -189,11 +189,6 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     return Memory(weights, gradients, optimizer, activations, reference, FRAMEWORK_OVERHEAD)
 
 
-def layer_bytes_per_token(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> float:
-    """What one decoder layer keeps per token for the backward pass (:func:`layer_bytes_split`, summed)."""
-    return sum(layer_bytes_split(cfg, shape, act_bytes))
-
-
 def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tuple[float, float]:
     """What one decoder layer keeps per token for the backward pass, (attention block, MLP), with flash/SDPA
     attention (no s×s matrix).
@@ -225,6 +220,11 @@ def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool) -> float:
     trained (full fine-tuning; LoRA's all-linear leaves it frozen)."""
     tile = min(tokens, 4096) * min(shape.vocab, 32768) * 4
     return tile + tokens * shape.hidden * 4 + (shape.vocab * shape.hidden * 4 if trained else 0)
+
+
+def memory_budget(cfg: TrainConfig, gpu_bytes: float) -> float:
+    """The GPU memory a run may use: the GPU's, or less when ``gpu_memory_gib`` caps it."""
+    return min(gpu_bytes, cfg.gpu_memory_gib * GIB) if cfg.gpu_memory_gib else gpu_bytes
 
 
 def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16: bool = True,

@@ -26,6 +26,8 @@ from lab.config import TrainConfig, field_label
 from lab.errors import LabError
 
 VARLEN = "lab_varlen"  # the attention implementation registered below
+# Memory for time, in the order memory_choices adds them (auto/on/off config fields).
+MEMORY_SAVERS = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
 # Models whose decoder layers Liger patches (liger_kernel.transformers.monkey_patch covers these and more).
 LIGER_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
                      "granite", "mixtral", "smollm3")
@@ -56,6 +58,10 @@ class SpeedPlan:
                   "fused_lora": on[self.fused_lora], "gradient_checkpointing": on[self.gradient_checkpointing],
                   "offload_activations": on[self.offload_activations], "tiled_mlp": on[self.tiled_mlp]}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
+
+    def memory_settings(self) -> dict[str, str]:
+        """The memory savers as the run uses them, as config values ('on'/'off': no 'auto' left)."""
+        return {name: "on" if getattr(self, name) else "off" for name in MEMORY_SAVERS}
 
     def describe(self) -> list[str]:
         """One line per feature, for the log."""
@@ -160,22 +166,19 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
     (or ``gpu_memory_gib``) with the ones before it. {field: (on, why)}."""
     import dataclasses
 
-    from lab.train.estimate import GIB, largest_batch
+    from lab.train.estimate import GIB, largest_batch, memory_budget
 
-    order = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
-    fixed = {name: getattr(cfg, name) for name in order}
+    fixed = {name: getattr(cfg, name) for name in MEMORY_SAVERS}
     if processes > 1:
-        for name in order[1:]:
+        for name in MEMORY_SAVERS[1:]:
             if fixed[name] == "auto":
                 fixed[name] = "off"
-    budget = gpu_bytes if gpu_bytes else None
-    if cfg.gpu_memory_gib and budget:
-        budget = min(budget, cfg.gpu_memory_gib * GIB)
+    budget = memory_budget(cfg, gpu_bytes) if gpu_bytes else None
     size = f"{budget / GIB:.0f} GiB" if budget else ""
     where = ("the cap of " if cfg.gpu_memory_gib else "the GPU's ") + size
     out: dict[str, tuple[bool, str]] = {}
     settled: dict[str, str] = {}
-    for name in order:
+    for name in MEMORY_SAVERS:
         value = fixed[name]
         if value != "auto":
             out[name] = (value == "on", "set in the config" if getattr(cfg, name) != "auto" else
@@ -185,11 +188,11 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
         elif budget is None or shape is None:
             out[name] = (False, "off: the GPU's memory is not known here")
         else:
-            without = dataclasses.replace(cfg, **settled, **{n: "off" for n in order if n not in settled})
+            without = dataclasses.replace(cfg, **settled, **{n: "off" for n in MEMORY_SAVERS if n not in settled})
             fits = largest_batch(without, shape, budget)
             if fits >= cfg.batch_size:
                 out[name] = (False, f"batch {cfg.batch_size} × {cfg.max_length} fits {where} without it"
-                                    f"{' (up to ' + str(fits) + ')' if name == order[0] else ''}")
+                                    f"{' (up to ' + str(fits) + ')' if name == MEMORY_SAVERS[0] else ''}")
             else:
                 out[name] = (True, f"batch {cfg.batch_size} × {cfg.max_length} does not fit {where} without it"
                                    f"{' (at most ' + str(fits) + ' would)' if fits else ''}")

@@ -53,8 +53,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
                  shape=shape_of(model.config) if cuda else None, processes=int(os.environ.get("WORLD_SIZE", "1")))
-    for name in ("gradient_checkpointing", "offload_activations", "tiled_mlp"):  # as run (the summary's estimate)
-        setattr(cfg, name, "on" if getattr(speed, name) else "off")
+    for name, value in speed.memory_settings().items():  # as run (the summary's estimate, an OOM's message)
+        setattr(cfg, name, value)
     if is_main_process():
         write_plan(run_dir, speed)
         print("[lab] speed: " + "; ".join(speed.describe()), flush=True)
@@ -103,13 +103,14 @@ def cap_gpu_memory(cfg: TrainConfig) -> int:
     """This process's GPU's memory in bytes, capped at ``gpu_memory_gib`` (the allocator is held to it too)."""
     import torch
 
+    from lab.train.estimate import memory_budget
+
     device = int(os.environ.get("LOCAL_RANK", 0))
     total = torch.cuda.get_device_properties(device).total_memory
-    if not cfg.gpu_memory_gib:
-        return total
-    cap = min(total, int(cfg.gpu_memory_gib * 1024**3))
-    torch.cuda.set_per_process_memory_fraction(cap / total, device)
-    return cap
+    cap = memory_budget(cfg, total)
+    if cap < total:
+        torch.cuda.set_per_process_memory_fraction(cap / total, device)
+    return int(cap)
 
 
 def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -> str:
@@ -120,8 +121,9 @@ def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -
     if isinstance(err, LabError):
         return str(err)
     if isinstance(err, torch.OutOfMemoryError):
-        savers = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
-        off = [name for name in savers if cfg is None or getattr(cfg, name) != "on"]
+        from lab.train.speed import MEMORY_SAVERS
+
+        off = [name for name in MEMORY_SAVERS if cfg is None or getattr(cfg, name) != "on"]
         cap = f" (capped at {cfg.gpu_memory_gib:g} GiB by gpu_memory_gib)" if cfg and cfg.gpu_memory_gib else ""
         return (f"Out of GPU memory at step {step}{cap}: lower batch_size or max_length, raising grad_accum to keep "
                 "the effective batch" + (f", or turn on {' / '.join(off)}." if off else

@@ -218,7 +218,7 @@ def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dic
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     from lab.train.datasets import resolve_version
     from lab.train.distributed import gpus_needed, processes, visible_gpus
-    from lab.train.estimate import GIB, largest_batch, model_shape
+    from lab.train.estimate import GIB, largest_batch, memory_budget, model_shape
     from lab.train.estimate import estimate as compute
     from lab.train.loading import model_type
     from lab.train.speed import plan
@@ -235,8 +235,7 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home),
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
     # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
-    resolved = dataclasses.replace(cfg, **{name: "on" if getattr(speed, name) else "off" for name in
-                                           ("gradient_checkpointing", "offload_activations", "tiled_mlp")})
+    resolved = dataclasses.replace(cfg, **speed.memory_settings())
     report = compute(resolved, version.rows[cfg.train_split], gpus=ranks, shape=shape)
     text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
@@ -244,9 +243,10 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
     if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
-        gib = min(gpus[0].memory_gib, cfg.gpu_memory_gib or gpus[0].memory_gib)  # gpu_memory_gib caps the run
-        where = f"GPU {gpus[0].index} ({gib:.0f} GiB{' by gpu_memory_gib' if gib < gpus[0].memory_gib else ''})"
-        fits = largest_batch(resolved, shape, gib * GIB)
+        budget = memory_budget(cfg, gpus[0].memory_gib * GIB)
+        capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
+        where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
+        fits = largest_batch(resolved, shape, budget)
         text += (f"\n\nLargest batch_size that fits {where} at max_length "
                  f"{cfg.max_length}, worst case: **{fits}**" if fits else
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
