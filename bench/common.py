@@ -98,6 +98,23 @@ def import_rows(home: Any, rows: list[dict], name: str) -> str:
     return json.loads(imported.stdout)["ref"]
 
 
+def lab_train(home: Any, sets: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``python -m lab train`` as a user runs it (the tiny recipe, every setting given by ``--set``), waited for:
+    its ``--json`` answer (``id``, ``run_dir``, ``status``, ``error``), or ``{"error": stderr}`` when it printed
+    none."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
+    for key, value in sets.items():
+        command += ["--set", f"{key}={value}"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**lab_env(home), **(env or {})}, cwd=ROOT)
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {"error": result.stderr[-3000:]}
+
+
 def lab_env(home: Any) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # keep carried wheels
     return {**os.environ, "LAB_HOME": str(home.root), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from chat_data import sft_rows  # noqa: E402
-from common import ROOT, build_random_model, import_rows, lab_env, versions  # noqa: E402
+from common import ROOT, build_random_model, import_rows, lab_train, versions  # noqa: E402
 
 
 def trial_plain(model_dir: Path, data: Path, length: int, cap: float, out: Path) -> dict:
@@ -43,17 +43,10 @@ def trial_lab(home, model_dir: Path, dataset: str, length: int, cap: float) -> d
     sets = {"method": "qlora", "model": str(model_dir), "dataset": dataset, "max_length": length, "batch_size": 1,
             "grad_accum": 1, "max_steps": 1, "eval_split": "none", "save_steps": 10**6, "report_to": "none",
             "sample_prompts": 0, "gpu_memory_gib": cap}
-    command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
-    for key, value in sets.items():
-        command += ["--set", f"{key}={value}"]
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, env=lab_env(home), cwd=ROOT)
-    try:
-        run = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return {"ok": False, "oom": False, "error": result.stderr[-400:], "seconds": round(time.time() - started)}
+    run = lab_train(home, sets)
     if run.get("status") != "succeeded":
-        error = run.get("error", "")
+        error = run.get("error") or ""
         log = Path(run["run_dir"], "log.txt").read_text().splitlines() if run.get("run_dir") else []
         return {"ok": False, "oom": "Out of GPU memory" in error, "error": error[-400:],
                 "log": [line for line in log if line.startswith("[lab]")] + log[-25:],

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
-from common import ROOT, build_random_model, import_rows, lab_env, versions  # noqa: E402
+from common import ROOT, build_random_model, import_rows, lab_train, versions  # noqa: E402
 
 USUAL_LR = {"sft": 2e-5, "lora": 2e-4, "qlora": 2e-4}
 
@@ -128,17 +127,10 @@ def dry_run(args: argparse.Namespace) -> None:
 
 
 def run(sets: dict[str, Any], home: Any) -> dict[str, Any]:
-    command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
-    for key, value in sets.items():
-        command += ["--set", f"{key}={value}"]
     started = time.time()
-    result = subprocess.run(command, capture_output=True, text=True, env=lab_env(home), cwd=ROOT)
-    try:
-        document = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return {"error": result.stderr[-3000:]}
+    document = lab_train(home, sets)
     if document.get("status") != "succeeded":
-        return {"error": document.get("error") or result.stderr[-3000:]}
+        return {"error": document.get("error") or "the run did not succeed"}
     run_dir = Path(document["run_dir"])
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r.get("split") == "train"]

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from chat_data import chat_tokens, preference_rows, sft_rows  # noqa: E402
-from common import (PEAK_BF16_FLOPS, ROOT, build_random_model, import_rows, lab_env, matmul_params,  # noqa: E402
+from common import (PEAK_BF16_FLOPS, ROOT, build_random_model, import_rows, lab_train, matmul_params,  # noqa: E402
                     training_flops, versions)
 
 USUAL_LR = {"sft": 2e-5, "lora": 2e-4, "qlora": 2e-4, "dpo": 5e-7}
@@ -97,21 +97,11 @@ def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str =
     for item in args.lab_set + variant.split("+")[1:]:
         key, _, value = item.partition("=")
         sets[key] = value
-    command = [sys.executable, "-m", "lab", "train", str(ROOT / "recipes/tiny-sft.yaml"), "--wait", "--json"]
-    for key, value in sets.items():
-        command += ["--set", f"{key}={value}"]
     started = time.time()
-    env = lab_env(home)
-    if args.profile:
-        env["LAB_PROFILE_STEPS"] = args.profile
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+    run = lab_train(home, sets, {"LAB_PROFILE_STEPS": args.profile} if args.profile else None)
     wall = time.time() - started
-    try:
-        run = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return {"variant": variant, "error": result.stderr[-3000:]}
     if "run_dir" not in run:
-        return {"variant": variant, "error": run.get("error", result.stderr[-3000:])}
+        return {"variant": variant, "error": run.get("error") or "no run was made"}
     run_dir = Path(run["run_dir"])
     if run["status"] != "succeeded":
         return {"variant": variant, "error": run["error"], "log_tail": (run_dir / "log.txt").read_text()[-4000:]}
