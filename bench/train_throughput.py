@@ -85,7 +85,8 @@ def run_plain(args, model_dir: Path, data: Path, out: Path, tuned: bool) -> dict
 
 def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str = "lab") -> dict:
     method = {"sft": "sft", "lora": "lora", "qlora": "qlora", "dpo": "dpo"}[args.task]
-    # save_steps beyond the run: no checkpoint inside the timed loop (the plain script saves none either); the final
+    # save_steps beyond the run: no checkpoint inside the timed loop (the plain script saves none either). Until
+    # NoCheckpointAtTheEnd, the Trainer still saved one after the last step, inside the lab's train_runtime. The final
     # model is saved after training, outside the trainer's runtime, for both.
     sets = {"method": method, "model": str(model_dir), "dataset": dataset, "max_length": args.max_length,
             "batch_size": args.plain_batch * args.plain_accum, "grad_accum": 1, "max_steps": args.max_steps,

@@ -199,7 +199,8 @@ class TrainConfig:
                             "and offloading.", choices=("auto", "on", "off"))
     logging_steps: int = option(5, "Log metrics every N optimizer steps.")
     eval_steps: int = option(50, "Evaluate every N steps (0 = only at the end).")
-    save_steps: int = option(100, "Save a checkpoint every N steps (0 = only at the end).")
+    save_steps: int = option(100, "Save a checkpoint (model and optimizer state, to resume from) every N steps; "
+                                  "0 = once an epoch. The final model is saved to final/ either way.")
     save_total_limit: int = option(3, "Checkpoints kept (oldest deleted first).")
     load_best_model_at_end: bool = option(False, "Finish with the checkpoint of lowest eval loss.")
     early_stopping_patience: int = option(0, "Stop after this many evaluations without improvement (0 = off).")

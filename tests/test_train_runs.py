@@ -81,8 +81,12 @@ def test_full_sft_overfits_a_few_rows_and_saves_the_model(home, tmp_path):
 def test_lora_run_saves_an_adapter(home):
     """Through the real worker with every memory saver on (the CPU's auto would leave them off)."""
     done = train(home, "tiny-lora.yaml", "--set", "max_steps=6", "--set", "gradient_checkpointing=on",
-                 "--set", "offload_activations=on", "--set", "tiled_mlp=on")
+                 "--set", "offload_activations=on", "--set", "tiled_mlp=on", "--set", "save_steps=4")
     assert done["status"] == "succeeded"
+    # The periodic checkpoint is kept; none after the last step, whose model is final/ (no second copy, no
+    # optimizer state written inside the timed loop)
+    saved = sorted(p.name for p in Path(done["run_dir"], "checkpoints").glob("checkpoint-*"))
+    assert saved == ["checkpoint-4"], saved
     log = Path(done["run_dir"], "log.txt").read_text()
     assert "activation offloading: 4 checkpointed layers" in log and "tiled MLP (4096 tokens a tile) in 4 layers" in log
     assert "fused LoRA forward in 28 layers" in log  # 7 linear layers in each of the tiny model's 4

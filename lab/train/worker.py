@@ -26,7 +26,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
-    from lab.train.callbacks import MetricsCallback
+    from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
     from lab.train.convert import dpo_args, peft_config, precision, sft_args
     from lab.train.datasets import training_rows, truncate_prompts
     from lab.train.distributed import shards_weights
@@ -70,7 +70,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
                            "early stopping need evaluation; import the dataset with a validation split.")
         args.eval_strategy = "no"
         print(f"[lab] no {cfg.eval_split} rows: evaluation is off", flush=True)
-    callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl")]
+    callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl"), NoCheckpointAtTheEnd()]
     window = profile_window()
     if window and is_main_process():
         callbacks.append(ProfileCallback(run_dir / "profile.txt", *window))
