@@ -277,6 +277,33 @@ def test_a_failing_source_fails_the_campaign_with_the_reason(home):
     assert kept == [{"source": "tiny"}]  # the first source's responses are kept
 
 
+def test_a_generation_that_finishes_before_its_launch_is_recorded_stays_open(home, monkeypatch):
+    """The worker may write its outcome before the launcher writes the pid; that outcome must stand."""
+    def finished_at_once(module, argument, log, lab_home):  # the real worker, run to its end first
+        env = {**os.environ, "LAB_HOME": str(lab_home.root), "PYTHONPATH": str(ROOT)}
+        process = subprocess.Popen([sys.executable, "-m", module, argument], env=env, cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert process.wait(timeout=300) == 0
+        return process.pid
+
+    monkeypatch.setattr(campaigns, "launch_worker", finished_at_once)
+    campaign = campaigns.create_campaign(CampaignConfig(prompts="hi\nthere", sources="tiny,tiny#2",
+                                                        max_new_tokens=8), home=home)
+    campaigns.reconcile(home)
+    done = campaigns.get_campaign(campaign.id, home)
+    assert done.status == "open" and done.error is None, (done.status, done.error)
+
+    busy = subprocess.Popen(["sleep", "60"])  # stands for a worker still generating
+    monkeypatch.setattr(campaigns, "launch_worker", lambda *args: busy.pid)
+    try:
+        assert campaigns.set_status(campaign.id, "generating", home=home).pid == busy.pid
+        with pytest.raises(LabError, match="already generating"):
+            campaigns.set_status(campaign.id, "generating", home=home)  # not a second worker beside it
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 def test_cli_accounts_read_the_password_from_the_environment(home):
     added = lab_cli(home, "label", "user", "add", "ann", "--password-env", "ANN_PW", "--json",
                     env={"ANN_PW": "labeler password"})

@@ -278,11 +278,16 @@ def log_path(campaign_id: str, home: Home) -> Path:
 
 
 def launch_generation(campaign_id: str, home: Home) -> None:
-    """Start ``lab.label.worker`` in its own session (it outlives the app, like a training run)."""
+    """Start ``lab.label.worker`` in its own session (it outlives the app, like a training run). The campaign is
+    marked generating (with no pid, so ``reconcile`` leaves it alone) before the worker starts, and the pid is
+    recorded only while it still is: a worker that finished first has already set the outcome, which a later
+    write would otherwise turn back into 'generating' with a dead pid, and so into 'failed'."""
+    with Store(home).write() as conn:
+        conn.execute("UPDATE campaigns SET pid = NULL, status = 'generating', error = NULL WHERE id = ?",
+                     (campaign_id,))
     pid = launch_worker("lab.label.worker", campaign_id, log_path(campaign_id, home), home)
     with Store(home).write() as conn:
-        conn.execute("UPDATE campaigns SET pid = ?, status = 'generating', error = NULL WHERE id = ?",
-                     (pid, campaign_id))
+        conn.execute("UPDATE campaigns SET pid = ? WHERE id = ? AND status = 'generating'", (pid, campaign_id))
 
 
 def reconcile(home: Home | None = None) -> None:
@@ -303,6 +308,8 @@ def set_status(campaign_id: str, status: str, *, home: Home | None = None) -> Ca
     if status == "generating":
         if not campaign.model_sources:
             raise LabError(f"Campaign {campaign.id} has no model sources to generate for.")
+        if campaign.status == "generating" and campaign.pid and alive(campaign.pid):
+            raise LabError(f"Campaign {campaign.id} is already generating (process {campaign.pid}).")
         launch_generation(campaign.id, home)
     elif status in ("open", "closed"):
         if campaign.status == "generating":
