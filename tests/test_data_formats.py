@@ -209,3 +209,47 @@ def test_wrapped_json_and_bom(tmp_path):
     assert load_file(tmp_path / "wrapped.json").rows[0].data["messages"][1] == assistant("a")
     (tmp_path / "bom.csv").write_bytes("\ufeffinstruction,output\nhi,there\n".encode())
     assert load_file(tmp_path / "bom.csv").format == "alpaca"
+
+
+def test_raw_ultrafeedback_pairs_the_best_and_worst_rated_completions(tmp_path):
+    import json
+
+    def completion(text, **scores):
+        return {"model": "m", "response": text, **scores}
+
+    rows = [
+        {"instruction": "Write a haiku", "completions": [
+            completion("Leaves fall", **{"fine-grained_score": 4.5, "overall_score": 2}),
+            completion("no", **{"fine-grained_score": 1.25, "overall_score": 9}),
+            completion("Autumn wind", **{"fine-grained_score": 3.0, "overall_score": 5})]},
+        {"instruction": "Add 2+2", "completions": [completion("4", overall_score=9), completion("5", overall_score=1)]},
+        {"instruction": "Tie", "completions": [completion("a", overall_score=5), completion("b", overall_score=5)]},
+        {"instruction": "Bad", "completions": [completion("a", overall_score="high"), completion("b", overall_score=1)]},
+    ]
+    path = tmp_path / "ultrafeedback_raw.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parsed = load_file(path)
+    assert parsed.format == "ultrafeedback-raw" and parsed.kind == "preference"
+    assert [r.data for r in parsed.rows] == [  # the fine-grained score ranks before the overall one
+        {"prompt": [user("Write a haiku")], "chosen": [assistant("Leaves fall")], "rejected": [assistant("no")]},
+        {"prompt": [user("Add 2+2")], "chosen": [assistant("4")], "rejected": [assistant("5")]}]
+    assert errors_of(parsed) == [
+        (3, "completions", "every completion has the same score (5): no preference to learn"),
+        (4, "completions[0].overall_score", "not a number: 'high'")]
+
+
+def test_tool_calls_are_named_as_unsupported(tmp_path):
+    import json
+
+    from lab.data.validate import TOOL_CALLS
+
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    rows = [{"messages": [user("Weather?"), {"role": "assistant", "content": None, "tool_calls": [call]},
+                          {"role": "tool", "tool_call_id": "c1", "content": "18C"}, assistant("18C.")]},
+            {"messages": [user("Hi"), {"role": "function", "name": "f", "content": "x"}]},
+            {"messages": [user("Hi"), assistant("Hello")]}]
+    path = tmp_path / "tools.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parsed = load_file(path)
+    assert len(parsed.rows) == 1
+    assert errors_of(parsed) == [(1, "messages[1]", TOOL_CALLS), (2, "messages[1]", TOOL_CALLS)]

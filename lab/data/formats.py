@@ -104,6 +104,50 @@ def chosen_includes_prompt(record: dict[str, Any]) -> bool:
         "assistant", "gpt")
 
 
+# Where raw UltraFeedback-style rows keep a completion's text and its score (the first present wins):
+# UltraFeedback's fine-grained score is the mean of its four aspect ratings, the score its binarized version uses.
+COMPLETION_TEXTS = ("response", "text", "completion", "output", "content")
+COMPLETION_SCORES = ("fine-grained_score", "overall_score", "score", "rating", "reward")
+
+
+def rated_completions(value: Any, field: str) -> list[tuple[float, str]]:
+    """``[{"response": ..., "overall_score": ...}, ...]`` → [(score, text)], naming the first bad element."""
+    value = parse_json_cell(value, field)
+    if not isinstance(value, list):
+        raise RowProblem(field, f"expected a list of rated completions, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(item, dict):
+            raise RowProblem(where, f"expected a completion object, got {type(item).__name__}")
+        text_key = next((k for k in COMPLETION_TEXTS if k in item), None)
+        score_key = next((k for k in COMPLETION_SCORES if isinstance(item.get(k), (int, float, str))
+                          and not isinstance(item.get(k), bool)), None)
+        if text_key is None:
+            raise RowProblem(where, f"no completion text (expected one of {', '.join(COMPLETION_TEXTS)})")
+        if score_key is None:
+            raise RowProblem(where, f"no score (expected one of {', '.join(COMPLETION_SCORES)})")
+        try:
+            score = float(item[score_key])
+        except ValueError:
+            raise RowProblem(f"{where}.{score_key}", f"not a number: {item[score_key]!r}") from None
+        out.append((score, text_of(item[text_key], f"{where}.{text_key}")))
+    return out
+
+
+def best_and_worst(value: Any, field: str) -> tuple[str, str]:
+    """The highest-scored completion as chosen and the lowest as rejected (the first of equals). The lowest rather
+    than a random one, as UltraFeedback's binarized set drew: the same file always gives the same pairs."""
+    rated = [(score, text) for score, text in rated_completions(value, field) if text.strip()]
+    if len(rated) < 2:
+        raise RowProblem(field, "fewer than two non-empty completions: no pair to make")
+    best = max(rated, key=lambda pair: pair[0])
+    worst = min(rated, key=lambda pair: pair[0])
+    if best[0] == worst[0]:
+        raise RowProblem(field, f"every completion has the same score ({best[0]:g}): no preference to learn")
+    return best[1], worst[1]
+
+
 PROMPTS = ("prompt", "question", "instruction", "input", "query")
 RESPONSES = ("answer", "response", "output", "target", "completion")
 
@@ -114,6 +158,10 @@ FORMATS: list[Format] = [
     Format("ultrafeedback", "preference", "UltraFeedback-binarized (prompt + full chosen/rejected conversations)",
            {"prompt": PROMPTS, "chosen": ("chosen",), "rejected": ("rejected",), "system": ("system",)},
            ("prompt", "chosen", "rejected"), test=chosen_includes_prompt),
+    Format("ultrafeedback-raw", "preference",
+           "UltraFeedback raw (instruction + rated completions: the best is chosen, the worst rejected)",
+           {"prompt": PROMPTS, "completions": ("completions",), "system": ("system",)}, ("prompt", "completions"),
+           test=lambda r: len(rated_completions(r.get("completions"), "completions")) >= 2),
     Format("trl-preference", "preference", "TRL preference with explicit prompt (prompt/chosen/rejected)",
            {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen"),
             "rejected": ("rejected", "rejected_response", "response_rejected"), "system": ("system",)},
@@ -332,6 +380,9 @@ def split_shared_prompt(chosen: list[Message], rejected: list[Message]) -> tuple
 
 
 def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]:
+    if "completions" in r:  # raw UltraFeedback: make the pair from the scores
+        chosen_text, rejected_text = best_and_worst(require(r, "completions"), "completions")
+        r = {**r, "chosen": chosen_text, "rejected": rejected_text}
     if hh:
         chosen_all = parse_hh(require(r, "chosen"), "chosen")
         rejected_all = parse_hh(require(r, "rejected"), "rejected")

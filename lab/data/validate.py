@@ -16,6 +16,11 @@ ROLE_ALIASES = {
 }
 
 
+TOOL_ROLES = ("tool", "function", "ipython", "observation")
+TOOL_CALLS = ("a tool call or tool result: conversations with tool calls are not supported yet (write the calls "
+              "and results into the conversation's text, or skip these rows)")
+
+
 class RowProblem(Exception):
     """What is wrong with one row; becomes a ``RowError`` with the row's place."""
 
@@ -74,6 +79,8 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
         if role_field not in item or item[role_field] is None:
             raise RowProblem(f"{where}.{role_field}", "missing field")
         raw_role = str(item[role_field]).strip()
+        if item.get("tool_calls") or item.get("function_call") or raw_role.lower() in TOOL_ROLES:
+            raise RowProblem(where, TOOL_CALLS)
         role = ROLE_ALIASES.get(raw_role.lower())
         if role is None:
             raise RowProblem(f"{where}.{role_field}",
