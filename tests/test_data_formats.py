@@ -253,3 +253,36 @@ def test_tool_calls_are_named_as_unsupported(tmp_path):
     parsed = load_file(path)
     assert len(parsed.rows) == 1
     assert errors_of(parsed) == [(1, "messages[1]", TOOL_CALLS), (2, "messages[1]", TOOL_CALLS)]
+
+
+@pytest.mark.parametrize("text, messages", [
+    ("### Human: What is 2+2?### Assistant: 4.### Human: And 3+3?### Assistant: 6.",  # openassistant-guanaco
+     [user("What is 2+2?"), assistant("4."), user("And 3+3?"), assistant("6.")]),
+    ("<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello </s><s>[INST] Bye [/INST] Goodbye </s>",  # Llama 2
+     [system("Be brief."), user("Hi"), assistant("Hello"), user("Bye"), assistant("Goodbye")]),
+    ("<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n",
+     [system("Be kind."), user("Hi"), assistant("Hello!")]),
+    ("\n\nHuman: Hi\n\nAssistant: Hello", [user("Hi"), assistant("Hello")]),
+])
+def test_chat_transcripts_in_a_text_column_become_messages(tmp_path, text, messages):
+    import json
+
+    path = tmp_path / "text.jsonl"
+    path.write_text(json.dumps({"text": text}) + "\n" + json.dumps({"text": "plain words, no markers"}) + "\n")
+    parsed = load_file(path)
+    assert parsed.format == "chat-text" and [r.data for r in parsed.rows] == [{"messages": messages}]
+    assert [(e.line, e.field) for e in parsed.errors] == [(2, "text")]  # a row without markers is named
+
+
+def test_plain_text_is_refused_as_pretraining_data(tmp_path):
+    path = tmp_path / "plain.jsonl"
+    path.write_text('{"text": "Once upon a time."}\n{"text": "The end."}\n')
+    with pytest.raises(LabError, match="plain text, as for continued pre-training"):
+        load_file(path)
+
+
+def test_a_transcript_column_can_be_mapped_to_text(tmp_path):
+    path = tmp_path / "dialogue.jsonl"
+    path.write_text('{"dialogue": "### Human: Hi### Assistant: Hello"}\n')
+    parsed = load_file(path, mapping={"dialogue": "text"})
+    assert [r.data for r in parsed.rows] == [{"messages": [user("Hi"), assistant("Hello")]}]

@@ -78,7 +78,8 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) 
         parser.add_argument("--kind", choices=("sft", "preference"), help="what the rows are (default: detect)")
     parser.add_argument("--map", action="append", metavar="COLUMN=FIELD", default=[],
                         help="map a column by hand when detection fails (repeatable); FIELD for sft: prompt, "
-                        "response, system, context, messages; for preference: prompt, chosen, rejected, system")
+                        "response, system, context, messages, text (a chat transcript); for preference: prompt, chosen, "
+                        "rejected, system")
 
 
 def run_check(args: argparse.Namespace) -> int:

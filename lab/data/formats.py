@@ -21,7 +21,7 @@ from lab.errors import LabError
 
 # Fields a column can be mapped to by hand, per kind.
 MAPPING_FIELDS: dict[str, list[str]] = {
-    "sft": ["prompt", "response", "system", "context", "messages"],
+    "sft": ["prompt", "response", "system", "context", "messages", "text"],
     "preference": ["prompt", "chosen", "rejected", "system"],
 }
 
@@ -180,6 +180,9 @@ FORMATS: list[Format] = [
            {"prompt": ("instruction",), "context": ("context",), "response": ("response",)}, ("prompt", "response")),
     Format("prompt-completion", "sft", "prompt/completion",
            {"prompt": ("prompt",), "response": ("completion",), "system": ("system",)}, ("prompt", "response")),
+    Format("chat-text", "sft", "chat transcripts in one text column (### Human:/### Assistant:, Human:/Assistant:, "
+           "ChatML, Llama-2 [INST])", {"text": ("text",)}, ("text",),
+           test=lambda r: chat_text_style(r.get("text")) is not None),
     Format("question-answer", "sft", "question/answer pairs",
            {"prompt": PROMPTS, "response": RESPONSES, "system": ("system",), "context": ("context",)},
            ("prompt", "response")),
@@ -240,6 +243,11 @@ def safe_test(test: Callable[[dict[str, Any]], bool], record: dict[str, Any]) ->
 
 def unrecognised(source: str, columns: list[str]) -> str:
     found = ", ".join(columns) if columns else "(none)"
+    if "text" in columns and not set(columns) & {"messages", "conversations", "prompt", "instruction", "chosen"}:
+        return (f"{source} has a 'text' column without chat markers (### Human:/### Assistant:, Human:/Assistant:, "
+                "<|im_start|>, [INST]): plain text, as for continued pre-training, which the lab does not train on; "
+                "it trains on conversations, with the loss on the assistant's replies. Columns found: "
+                f"{found}. If the text holds conversations in another layout, convert them to messages first.")
     return (f"Unrecognised schema in {source}: columns found: {found}. Expected one of: messages (OpenAI), "
             "conversations (ShareGPT), instruction/input/output (Alpaca), instruction/context/response (Dolly), "
             "prompt/completion, question/answer, prompt/chosen/rejected or chosen/rejected (preference). "
@@ -265,7 +273,7 @@ def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | No
     if mapped_kind == "preference":
         required = ("chosen", "rejected")
     else:
-        required = ("messages",) if "messages" in fields else ("prompt", "response")
+        required = ("messages",) if "messages" in fields else ("text",) if "text" in fields else ("prompt", "response")
     lacking = [f for f in required if f not in fields]
     if lacking:
         raise LabError(f"The mapping gives no column for {', '.join(lacking)}; {mapped_kind} data needs "
@@ -300,6 +308,10 @@ def with_system(messages: list[Message], system: Any) -> list[Message]:
 
 
 def convert_sft(r: dict[str, Any]) -> dict[str, Any]:
+    if "text" in r:
+        messages = with_system(parse_chat_text(require(r, "text"), "text"), r.get("system"))
+        check_conversation(messages, "text")
+        return {"messages": messages}
     if "messages" in r:
         messages = as_messages(require(r, "messages"), "messages", default_role="user")
         if not messages:
@@ -347,6 +359,58 @@ def history_messages(value: Any) -> list[Message]:
 
 
 HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+
+# Chat transcripts kept as one string, as in the QLoRA tutorials' datasets (openassistant-guanaco's
+# '### Human: … ### Assistant: …', guanaco-llama2's '<s>[INST] … [/INST] … </s>') and in pre-templated ChatML.
+CHAT_TEXT_TURNS = {
+    "guanaco": re.compile(r"###\s*(Human|Assistant|System)\s*:[ \t]?"),
+    "chatml": re.compile(r"<\|im_start\|>(system|user|assistant)[ \t]*\n?"),
+    "hh": HH_TURN,
+}
+CHAT_TEXT_ROLES = {"human": "user", "user": "user", "assistant": "assistant", "system": "system"}
+LLAMA2_TURN = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|$)", re.S)
+LLAMA2_SYSTEM = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.S)
+
+
+def chat_text_style(text: Any) -> str | None:
+    """Which transcript style a text holds, by its markers; None for plain text."""
+    if not isinstance(text, str):
+        return None
+    if "[INST]" in text and "[/INST]" in text:
+        return "llama2"
+    if "<|im_start|>" in text:
+        return "chatml"
+    if re.search(r"###\s*Human\s*:", text) and re.search(r"###\s*Assistant\s*:", text):
+        return "guanaco"
+    return "hh" if has_hh_markers(text) else None
+
+
+def parse_chat_text(text: Any, field: str) -> list[Message]:
+    """A transcript string → messages (the style found by :func:`chat_text_style`)."""
+    style = chat_text_style(text)
+    if style is None:
+        raise RowProblem(field, "no chat markers (### Human:/### Assistant:, Human:/Assistant:, <|im_start|>, "
+                                "[INST]) in this text")
+    if style == "llama2":
+        body = text.replace("<s>", "").replace("</s>", "")
+        messages: list[Message] = []
+        turns = LLAMA2_TURN.findall(body)
+        if body[:body.find("[INST]")].strip():
+            raise RowProblem(field, "text before the first [INST]")
+        for i, (user, reply) in enumerate(turns):
+            system = LLAMA2_SYSTEM.match(user) if i == 0 else None
+            if system:
+                messages.append({"role": "system", "content": system.group(1).strip()})
+                user = user[system.end():]
+            messages.append({"role": "user", "content": user.strip()})
+            if reply.strip():
+                messages.append({"role": "assistant", "content": reply.strip()})
+        return messages
+    pieces = CHAT_TEXT_TURNS[style].split(text.strip())
+    if pieces[0].strip():
+        raise RowProblem(field, f"text before the first turn marker: {pieces[0].strip()[:40]!r}")
+    return [{"role": CHAT_TEXT_ROLES[who.lower()], "content": body.replace("<|im_end|>", "").strip()}
+            for who, body in zip(pieces[1::2], pieces[2::2])]
 
 
 def parse_hh(text: Any, field: str) -> list[Message]:
