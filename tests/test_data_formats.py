@@ -286,3 +286,22 @@ def test_a_transcript_column_can_be_mapped_to_text(tmp_path):
     path.write_text('{"dialogue": "### Human: Hi### Assistant: Hello"}\n')
     parsed = load_file(path, mapping={"dialogue": "text"})
     assert [r.data for r in parsed.rows] == [{"messages": [user("Hi"), assistant("Hello")]}]
+
+
+def test_openai_weights_keep_a_reply_as_context_and_bad_weights_are_named(tmp_path):
+    import json
+
+    rows = [{"messages": [user("Hi"), {**assistant("Go away."), "weight": 0}, user("Please?"),
+                          {**assistant("Hello!"), "weight": 1}]},
+            {"messages": [{**user("Hi"), "weight": 0}, assistant("Hello")]},
+            {"messages": [user("Hi"), {**assistant("Hello"), "weight": 0.5}]},
+            {"messages": [user("Hi"), {**assistant("Hello"), "weight": 0}]}]
+    path = tmp_path / "weights.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parsed = load_file(path)
+    assert [r.data for r in parsed.rows] == [{"messages": [user("Hi"), {**assistant("Go away."), "weight": 0},
+                                                           user("Please?"), assistant("Hello!")]}]
+    assert errors_of(parsed) == [
+        (2, "messages[0].weight", "only assistant messages take a weight (0: the reply is context, not trained on)"),
+        (3, "messages[1].weight", "expected 0 or 1, got 0.5"),
+        (4, "messages", "every assistant reply has weight 0: nothing to train on")]

@@ -8,6 +8,7 @@ import multiprocessing
 import pytest
 
 from lab.data.masking import collated_labels, mask_html, mask_view
+from lab.errors import LabError
 from lab.home import lab_home
 from lab.models import TINY_DIR, load_model, load_tokenizer, tiny_model_path
 
@@ -73,6 +74,26 @@ def test_mask_is_exactly_the_assistant_tokens_and_matches_trls_collator(tiny_hom
     assert view.n_loss_tokens == sum(expected) > 0
 
 
+def test_a_reply_of_weight_0_is_context_in_the_view_and_in_the_trainers_batch(tiny_home):
+    """OpenAI's per-message weight 0: the reply stays in the prompt and carries no loss."""
+    from lab.data.masking import spans_of_ones
+
+    tokenizer = load_tokenizer(home=tiny_home)
+    weighted = [dict(m) for m in MULTI]
+    weighted[2]["weight"] = 0  # "Rome." as context only
+    expected = expected_mask(MULTI, tokenizer)
+    start, end = spans_of_ones(expected)[0]
+    expected[start:end] = [0] * (end - start)
+    view = mask_view(weighted, tokenizer)
+    assert view.mask == expected and view.warnings == []
+    assert tokenizer.decode([t for t, m in zip(view.token_ids, view.mask) if m]) == "Madrid is Spain's capital.<|im_end|>"
+    assert view.token_ids == mask_view(MULTI, tokenizer).token_ids  # the weight changes no token
+    labels = collated_labels([weighted, SINGLE], tokenizer, model=load_model(home=tiny_home))
+    assert [int(x != -100) for x in labels[0]] == expected
+    single = expected_mask(SINGLE, tokenizer)  # a row without weights in the same batch is untouched
+    assert [int(x != -100) for x in labels[1]] == single + [0] * (len(labels[1]) - len(single))
+
+
 def test_batch_of_different_lengths_pads_with_minus_100(tiny_home):
     tokenizer = load_tokenizer(home=tiny_home)
     labels = collated_labels([SINGLE, MULTI], tokenizer, model=load_model(home=tiny_home))
@@ -88,14 +109,55 @@ def test_alpaca_template_masks_the_responses(tiny_home):
     assert "### Instruction:" in view.rendered and view.warnings == []
 
 
-def test_template_without_markers_warns_and_marks_everything(tiny_home):
+def test_template_without_markers_has_its_replies_found_by_rendering(tiny_home):
+    """TRL cannot mark such a template (it would refuse assistant-only loss); the lab finds the replies as the
+    text each assistant turn adds, and warns when that includes more than the reply (here the role label)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path(tiny_home))
-    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant: {% endif %}")
     view = mask_view(SINGLE, tokenizer)
-    assert any("does not mark the assistant" in w for w in view.warnings)
-    assert all(view.mask)
+    assert tokenizer.decode([t for t, m in zip(view.token_ids, view.mask) if m]).strip() == "17 plus 25 is 42."
+    assert view.warnings == []
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    view = mask_view(SINGLE, tokenizer)  # no generation prompt: the role label comes with the reply
+    assert any("prompt (system or user) tokens carry loss" in w for w in view.warnings)
+
+
+def test_a_template_that_renders_turns_by_position_cannot_be_masked_and_says_so(tiny_home):
+    from transformers import AutoTokenizer
+
+    from lab.data.masking import trainer_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path(tiny_home))
+    tokenizer.chat_template = ("{% for m in messages %}{% if loop.last %}[last] {% endif %}{{ m['role'] }}: "
+                               "{{ m['content'] }}\n{% endfor %}")
+    view = mask_view(SINGLE, tokenizer)
+    assert any("cannot be found" in w for w in view.warnings) and all(view.mask)
+    with pytest.raises(LabError, match="cannot be found for assistant-only loss"):
+        trainer_rows([{"messages": SINGLE}], tokenizer)
+
+
+@pytest.mark.parametrize("name", ["llama3_1", "qwen2_5"])
+def test_real_model_templates_mask_the_replies_as_the_trainer_does(tiny_home, name):
+    """Llama 3.1's template has no markers and TRL has no training version of it (TRL alone refuses it);
+    Qwen2.5's TRL swaps for its own. Either way the view and the trainer's batch mark exactly the replies and
+    their end-of-turn token. The templates are TRL's own copies of the models' templates."""
+    import copy
+
+    from trl import chat_template_utils
+
+    tokenizer = copy.deepcopy(load_tokenizer(home=tiny_home))
+    tokenizer.chat_template = getattr(chat_template_utils, f"{name}_chat_template")
+    end_of_turn = {"llama3_1": "<|eot_id|>", "qwen2_5": "<|im_end|>"}[name]
+    view = mask_view(MULTI, tokenizer)
+    trained = tokenizer.decode([t for t, m in zip(view.token_ids, view.mask) if m])
+    assert "".join(trained.split()) == "".join(f"{m['content']}{end_of_turn}" for m in MULTI
+                                               if m["role"] == "assistant").replace(" ", "")
+    assert view.warnings == []
+    labels = collated_labels([MULTI], tokenizer, model=load_model(home=tiny_home))[0]
+    assert [int(label != -100) for label in labels] == view.mask
 
 
 def test_truncation_is_reported_like_the_trainer_applies_it(tiny_home):

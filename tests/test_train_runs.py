@@ -106,6 +106,36 @@ def test_lora_run_saves_an_adapter(home):
     assert not merged.state_dict()[name].equal(base.state_dict()[name])  # the adapter's update is folded in
 
 
+def test_a_llama_3_1_template_and_per_message_weights_train_on_the_lab_s_masks(home, tmp_path):
+    """TRL alone refuses assistant-only loss for Llama 3.1's template (no {% generation %} markers, no training
+    version in TRL) and knows no per-message weights; the worker tokenises with the lab's masks instead."""
+    import shutil
+
+    from trl.chat_template_utils import llama3_1_chat_template
+
+    from lab.models import load_tokenizer, tiny_model_path
+
+    model_dir = tmp_path / "tiny-llama3.1-template"
+    shutil.copytree(tiny_model_path(home), model_dir)
+    tokenizer = load_tokenizer(str(model_dir))
+    tokenizer.chat_template = llama3_1_chat_template
+    tokenizer.save_pretrained(model_dir)
+    rows = [{"messages": [{"role": "user", "content": f"Count to {i}."},
+                          {"role": "assistant", "content": "I will not.", "weight": 0},
+                          {"role": "user", "content": "Please."},
+                          {"role": "assistant", "content": " ".join(str(n) for n in range(1, i + 2))}]}
+            for i in range(8)]
+    path = tmp_path / "weighted.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    imported = lab(home, "data", "import", str(path), "--name", "weighted", "--val-fraction", "0", "--json")
+    assert imported.returncode == 0, imported.stderr
+    done = train(home, "tiny-sft.yaml", "--set", f"model={model_dir}", "--set",
+                 f"dataset={json.loads(imported.stdout)['ref']}", "--set", "max_steps=3", "--set", "eval_split=none",
+                 "--set", "sample_prompts=0")
+    assert done["status"] == "succeeded", done["error"]
+    assert "tokenising with the lab's assistant masks" in Path(done["run_dir"], "log.txt").read_text()
+
+
 def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):
     """Through the unpadded DPO forward (lab.train.speed.unpad_inside; one SDPA call per sequence on a CPU)."""
     done = train(home, "tiny-dpo.yaml", "--set", "max_steps=24", "--set", "logging_steps=4",

@@ -1,10 +1,13 @@
-"""Which tokens carry the SFT loss, computed the way TRL's SFTTrainer computes them.
+"""Which tokens carry the SFT loss, computed the way the trainer computes them.
 
 TRL (``assistant_only_loss=True``) tokenises a conversation with its chat template and
-``return_assistant_tokens_mask=True`` (the template's ``{% generation %}`` blocks mark the
-assistant's replies), sets labels to -100 outside the mask, then truncates to ``max_length`` keeping
-the start, and drops examples left with no loss token. ``mask_view`` calls the same TRL function
-and applies the same truncation, so what the Data tab shows is what the trainer trains on.
+``return_assistant_tokens_mask=True`` (the template's ``{% generation %}`` blocks mark the assistant's
+replies; for templates without them TRL swaps in its own training version where it has one), sets labels
+to -100 outside the mask, then truncates to ``max_length`` keeping the start, and drops examples left with
+no loss token. For templates TRL cannot mark (Llama 3.1's, SmolLM2's) and for replies of weight 0, the lab
+finds the replies itself and hands TRL the tokens with their masks (:func:`trainer_rows`). ``mask_view``
+goes through the same function and applies the same truncation, so what the Data tab shows is what the
+trainer trains on.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.data.canonical import Message
+from lab.errors import LabError
 from lab.models import template_has_generation_markers
 
 
@@ -36,24 +40,122 @@ class MaskView:
         return sum(self.mask)
 
 
+def marked_template(tokenizer: Any) -> str | None:
+    """The template TRL tokenises with under assistant-only loss: the tokenizer's own when it marks the
+    assistant's replies with ``{% generation %}``, else TRL's training version of it (TRL ships them for Qwen,
+    Gemma, Phi-3, Llama 3 and more). None when TRL has none (Llama 3.1, SmolLM2, Mistral, …): the lab then
+    finds the replies itself (:func:`tokenize_by_prefix`)."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    own = tokenizer.chat_template
+    if template_has_generation_markers(own):
+        return own
+    try:
+        return get_training_chat_template(tokenizer) or own
+    except ValueError:  # "patching is not supported for this template"
+        return None
+
+
 def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int], list[int] | None]:
-    """Token ids and assistant mask through TRL's own preprocessing helper."""
+    """Token ids and the mask of the tokens that carry loss: TRL's own preprocessing with its template
+    (:func:`marked_template`), or the lab's reply-finding for templates TRL cannot mark; the replies of weight 0
+    (OpenAI's per-message weight: context, not trained on) are then taken out of the mask. The mask is None only
+    for a template without markers that is not prefix-preserving either (nothing can tell the replies apart)."""
     from trl.data_utils import _tokenize
 
-    out = _tokenize(tokenizer, messages, return_assistant_tokens_mask=True)
-    return list(out["input_ids"]), list(out["assistant_masks"]) if "assistant_masks" in out else None
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    template = marked_template(tokenizer)
+    if template is not None and template_has_generation_markers(template):
+        out = _tokenize(tokenizer, plain, return_assistant_tokens_mask=True, chat_template=template)
+        ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
+    else:
+        ids, mask = tokenize_by_prefix(plain, tokenizer)
+    weights = [m.get("weight", 1) for m in messages if m["role"] == "assistant"]
+    if mask is None or all(weights):
+        return ids, mask
+    spans = spans_of_ones(mask)
+    if len(spans) != len(weights):
+        raise LabError(f"The chat template marks {len(spans)} assistant spans for {len(weights)} replies, so the "
+                       "replies of weight 0 cannot be told apart; use a template with one {% generation %} block "
+                       "per reply (such as chatml).")
+    for (start, end), weight in zip(spans, weights):
+        if not weight:
+            mask[start:end] = [0] * (end - start)
+    return ids, mask
+
+
+def tokenize_by_prefix(messages: list[Message], tokenizer: Any) -> tuple[list[int], list[int] | None]:
+    """The replies found by rendering: the text an assistant turn adds to the conversation before it (with the
+    generation prompt) is that reply and its end-of-turn marker, for any template that renders earlier turns the
+    same whatever follows (prefix-preserving). None for the mask when the template is not."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        upto = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
+        if not (upto.startswith(before) and text.startswith(upto)):
+            spans = None
+            break
+        spans.append((len(before), len(upto)))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=spans is not None)
+    ids = list(encoded["input_ids"])
+    if spans is None:
+        return ids, None
+    # A token carries loss when it overlaps a reply (as transformers maps {% generation %} spans to tokens)
+    mask = [int(any(start < end and stop > begin for begin, end in spans)) for start, stop in encoded["offset_mapping"]]
+    return ids, mask
+
+
+def spans_of_ones(mask: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of every run of 1s."""
+    spans, start = [], None
+    for i, bit in enumerate([*mask, 0]):
+        if bit and start is None:
+            start = i
+        elif not bit and start is not None:
+            spans.append((start, i))
+            start = None
+    return spans
+
+
+def has_weights(rows: list[dict[str, Any]]) -> bool:
+    """Whether any SFT row has a reply of weight 0."""
+    return any(m.get("weight") == 0 for row in rows for m in row["messages"])
+
+
+def tokenized_here(rows: list[dict[str, Any]], tokenizer: Any) -> bool:
+    """Whether the lab must tokenise these SFT rows for TRL: some reply has weight 0 (TRL knows no weights), or
+    TRL cannot mark the replies of this template (it would refuse assistant-only loss)."""
+    return has_weights(rows) or marked_template(tokenizer) is None
+
+
+def trainer_rows(rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """SFT rows as TRL takes them: as they are, or (:func:`tokenized_here`) as ``input_ids`` and
+    ``assistant_masks`` from :func:`tokenize_like_trl`, which TRL takes as given and builds the labels from."""
+    if not tokenized_here(rows, tokenizer):
+        return rows
+    out = []
+    for row in rows:
+        ids, mask = tokenize_like_trl(row["messages"], tokenizer)
+        if mask is None:
+            raise LabError("The model's chat template neither marks the assistant's replies ({% generation %}) nor "
+                           "renders earlier turns the same whatever follows, so the replies cannot be found for "
+                           "assistant-only loss; use a tokenizer whose chat_template does (e.g. chatml, in its tokenizer_config.json).")
+        out.append({"input_ids": ids, "assistant_masks": mask})
+    return out
 
 
 def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None = 1024) -> MaskView:
     """Every token of ``messages`` as the trainer sees it, with whether it carries loss."""
     warnings: list[str] = []
-    template = tokenizer.chat_template
-    if not template_has_generation_markers(template):
-        warnings.append("This chat template does not mark the assistant's reply, so assistant-only loss cannot be "
-                        "applied: TRL would refuse to train, or (with assistant_only_loss off) train on every token "
-                        "including the prompt. Choose a template with {% generation %} markers, such as chatml.")
     ids, assistant = tokenize_like_trl(messages, tokenizer)
-    mask = assistant if assistant is not None and template_has_generation_markers(template) else [1] * len(ids)
+    if assistant is None:
+        warnings.append("This chat template neither marks the assistant's replies ({% generation %}) nor renders "
+                        "earlier turns the same whatever follows, so the replies cannot be found: training refuses "
+                        "it. Choose a template with {% generation %} markers, such as chatml.")
+    mask = assistant if assistant is not None else [1] * len(ids)
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     full = len(ids)
     truncated = max_length is not None and full > max_length
@@ -67,7 +169,7 @@ def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None
         warnings.append("No token carries loss: the trainer drops this example. "
                         + ("Truncation cut every assistant token." if truncated else
                            "The conversation has no assistant reply the template marks."))
-    elif template_has_generation_markers(template) and prompt_tokens_in_loss(messages, ids, mask, tokenizer):
+    elif assistant is not None and prompt_tokens_in_loss(messages, ids, mask, tokenizer):
         warnings.append("Some prompt (system or user) tokens carry loss: the template's generation markers cover more "
                         "than the assistant's replies, so the model would learn to write prompts.")
     pieces = [(tokenizer.decode([token]), bool(bit)) for token, bit in zip(ids, mask)]
@@ -75,10 +177,17 @@ def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None
 
 
 def prompt_tokens_in_loss(messages: list[Message], ids: list[int], mask: list[int], tokenizer: Any) -> bool:
-    """Whether the loss tokens spell more than the assistants' replies (plus end-of-turn tokens)."""
-    loss_text = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=True)
-    replies = "".join(m["content"] for m in messages if m["role"] == "assistant")
-    return len(loss_text.replace(tokenizer.eos_token or "", "").strip()) > len(replies.strip()) + 2 * len(messages)
+    """Whether the loss tokens spell more than the assistants' replies: what is left of the loss text once each
+    reply is taken out, less end-of-turn markers (``<|…|>``, ``</s>``) and whitespace, is more than a few
+    characters a message."""
+    import re
+
+    left = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=True)
+    for message in messages:
+        if message["role"] == "assistant" and message.get("weight", 1):
+            left = left.replace(message["content"].strip(), "", 1)
+    left = re.sub(r"<\|[^|<>]*\|>|</?s>|\s", "", left.replace(tokenizer.eos_token or "\0", ""))
+    return len(left) > 2 * len(messages)
 
 
 def visible(text: str) -> str:
@@ -107,16 +216,19 @@ def mask_html(view: MaskView) -> str:
 def collated_labels(conversations: list[list[Message]], tokenizer: Any, *, max_length: int = 1024,
                     model: Any = None) -> list[list[int]]:
     """Labels of one collated batch from a real ``trl.SFTTrainer`` (its dataset preparation and its
-    collator): the ground truth that ``mask_view`` must match. Used by the tests."""
+    collator), given the rows as the worker gives them (:func:`trainer_rows`): the ground truth that
+    ``mask_view`` must match. Used by the tests."""
     import tempfile
 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     with tempfile.TemporaryDirectory() as out:
-        args = SFTConfig(output_dir=out, assistant_only_loss=True, max_length=max_length, report_to="none",
-                         per_device_train_batch_size=len(conversations), shuffle_dataset=False, use_cpu=True)
+        rows = [{"messages": m} for m in conversations]
+        args = SFTConfig(output_dir=out, assistant_only_loss=not tokenized_here(rows, tokenizer),
+                         max_length=max_length, report_to="none", per_device_train_batch_size=len(conversations),
+                         shuffle_dataset=False, use_cpu=True)  # as the worker sets it
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                             train_dataset=Dataset.from_list([{"messages": m} for m in conversations]))
+                             train_dataset=Dataset.from_list(trainer_rows(rows, tokenizer)))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
     return [[int(x) for x in row] for row in batch["labels"]]

@@ -87,8 +87,20 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
                              f"unknown role '{raw_role}' (expected one of {', '.join(ROLES)} or human/gpt)")
         if content_field not in item or item[content_field] is None:
             raise RowProblem(f"{where}.{content_field}", "missing field")
-        messages.append({"role": role, "content": text_of(item[content_field], f"{where}.{content_field}")})
+        message = {"role": role, "content": text_of(item[content_field], f"{where}.{content_field}")}
+        if item.get("weight") is not None and reply_weight(item["weight"], role, f"{where}.weight") == 0:
+            message["weight"] = 0  # kept only when 0, so rows without weights stay as they were
+        messages.append(message)
     return messages
+
+
+def reply_weight(value: Any, role: str, field: str) -> int:
+    """OpenAI's per-message ``weight``: 1 trains on an assistant reply, 0 keeps it as context only."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
+        raise RowProblem(field, f"expected 0 or 1, got {value!r}")
+    if role != "assistant":
+        raise RowProblem(field, "only assistant messages take a weight (0: the reply is context, not trained on)")
+    return int(value)
 
 
 def check_conversation(messages: list[Message], field: str, *, ends_with: str = "assistant") -> None:
@@ -114,6 +126,8 @@ def check_conversation(messages: list[Message], field: str, *, ends_with: str = 
             what = "empty assistant reply" if role == "assistant" else "empty user message"
             raise RowProblem(f"{field}[{i}]", what)
         expected = "assistant" if role == "user" else "user"
+    if ends_with == "assistant" and all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
+        raise RowProblem(field, "every assistant reply has weight 0: nothing to train on")
     last = messages[-1]["role"]
     if last != ends_with:
         if ends_with == "assistant":

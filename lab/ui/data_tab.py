@@ -642,8 +642,11 @@ def bubble(message: dict[str, Any]) -> str:
     role = str(message.get("role", ""))
     style = BUBBLE + STYLE.get(role, STYLE["assistant"])
     content = html.escape(str(message.get("content", "")))
+    label = html.escape(role) + (" · weight 0: context, not trained on" if message.get("weight") == 0 else "")
+    if message.get("weight") == 0:
+        style += "opacity:.6;border-style:dashed;"
     return (f'<div style="{style}"><div style="font-size:11px;font-weight:600;opacity:.65;'
-            f'margin-bottom:2px;text-transform:uppercase;">{html.escape(role)}</div>{content}</div>')
+            f'margin-bottom:2px;text-transform:uppercase;">{label}</div>{content}</div>')
 
 
 def thread(messages: list[dict[str, Any]]) -> str:
