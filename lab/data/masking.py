@@ -40,6 +40,9 @@ class MaskView:
         return sum(self.mask)
 
 
+_MARKED: dict[tuple[int, str], str | None] = {}  # marked_template's answers, per tokenizer and template
+
+
 def marked_template(tokenizer: Any) -> str | None:
     """The template TRL tokenises with under assistant-only loss: the tokenizer's own when it marks the
     assistant's replies with ``{% generation %}``, else TRL's training version of it (TRL ships them for Qwen,
@@ -50,10 +53,13 @@ def marked_template(tokenizer: Any) -> str | None:
     own = tokenizer.chat_template
     if template_has_generation_markers(own):
         return own
-    try:
-        return get_training_chat_template(tokenizer) or own
-    except ValueError:  # "patching is not supported for this template"
-        return None
+    key = (id(tokenizer), str(own))  # TRL renders test conversations to decide: once per tokenizer, not per row
+    if key not in _MARKED:
+        try:
+            _MARKED[key] = get_training_chat_template(tokenizer) or own
+        except ValueError:  # "patching is not supported for this template"
+            _MARKED[key] = None
+    return _MARKED[key]
 
 
 def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int], list[int] | None]:
