@@ -145,6 +145,33 @@ def test_preference_sample_shows_chosen_and_rejected_side_by_side(page, shots):
     snap(page, shots, "10-data-explore-preference-rows")
 
 
+def test_a_reply_of_weight_0_shows_as_context_in_the_rows_and_the_loss_mask(page, shots, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}?"},
+                          {"role": "assistant", "content": "A refusal kept as context.", "weight": 0},
+                          {"role": "user", "content": "Please answer."},
+                          {"role": "assistant", "content": f"The answer is {i}."}]} for i in range(4)]
+    path = tmp_path / "weighted.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    box = page.get_by_label("… or a local path or Hugging Face dataset id")
+    box.fill(str(path))
+    box.press("Enter")
+    page.locator(".lab-status").filter(has_text="Valid rows").first.wait_for()
+    page.get_by_role("button", name="Save version").click()
+    page.get_by_text("Saved weighted@").first.wait_for()
+    tab(page, "Explore").click()
+    tab(page, "Rows").click()
+    page.get_by_role("button", name="Show rows").click()
+    page.get_by_text("page 1 of").wait_for()
+    snap(page, shots, "08c-data-rows-weight-0")
+    page.get_by_text("weight 0: context, not trained on").first.wait_for()
+    tab(page, "Loss mask").click()
+    page.get_by_role("button", name="Show loss mask").click()
+    page.locator(".lab-mask").wait_for()
+    trained = "".join(page.locator('.lab-mask span[title="carries loss"]').all_inner_texts())
+    assert "answer·is" in trained and "refusal" not in trained, trained
+    snap(page, shots, "09c-data-loss-mask-weight-0")
+
+
 def test_unrecognised_file_reveals_the_mapping_panel(page, shots, tmp_path):
     path = tmp_path / "qa.csv"
     path.write_text("question_text,best_answer\nWhat is 2+2?,4\nName a colour.,Blue\n")

@@ -129,6 +129,10 @@ def test_a_llama_3_1_template_and_per_message_weights_train_on_the_lab_s_masks(h
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     imported = lab(home, "data", "import", str(path), "--name", "weighted", "--val-fraction", "0", "--json")
     assert imported.returncode == 0, imported.stderr
+    from lab.data.versions import read_rows
+
+    stored = read_rows(json.loads(imported.stdout)["ref"], home=home)[0]["messages"]
+    assert [m.get("weight") for m in stored] == [None, 0, None, None]  # kept where it is 0, nowhere else
     done = train(home, "tiny-sft.yaml", "--set", f"model={model_dir}", "--set",
                  f"dataset={json.loads(imported.stdout)['ref']}", "--set", "max_steps=3", "--set", "eval_split=none",
                  "--set", "sample_prompts=0")

@@ -76,7 +76,7 @@ def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:
         ids, mask = tokenize_by_prefix(plain, tokenizer)
-    weights = [m.get("weight", 1) for m in messages if m["role"] == "assistant"]
+    weights = [m.get("weight") != 0 for m in messages if m["role"] == "assistant"]
     if mask is None or all(weights):
         return ids, mask
     spans = spans_of_ones(mask)
@@ -190,7 +190,7 @@ def prompt_tokens_in_loss(messages: list[Message], ids: list[int], mask: list[in
 
     left = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=True)
     for message in messages:
-        if message["role"] == "assistant" and message.get("weight", 1):
+        if message["role"] == "assistant" and message.get("weight") != 0:
             left = left.replace(message["content"].strip(), "", 1)
     left = re.sub(r"<\|[^|<>]*\|>|</?s>|\s", "", left.replace(tokenizer.eos_token or "\0", ""))
     return len(left) > 2 * len(messages)

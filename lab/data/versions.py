@@ -66,7 +66,8 @@ def write_parquet(rows: list[Row], kind: Kind, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    # weight: OpenAI's per-message weight, stored only where it is 0 (null elsewhere, dropped again on reading)
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.int8())]))
     schema = pa.schema([(f, message) for f in FIELDS[kind]] + [("source", pa.string()), ("line", pa.int64())])
     columns = {f: [row.data[f] for row in rows] for f in FIELDS[kind]}
     columns["source"] = [row.source for row in rows]
@@ -156,7 +157,13 @@ def read_rows(ref: str | DatasetVersion, split: str = "train", home: Home | None
     path = version.split_path(split)
     if not path.exists():
         raise LabError(f"{version.ref}: {path} is missing; the dataset folder was changed outside the lab.")
-    return pq.read_table(path).to_pylist()
+    rows = pq.read_table(path).to_pylist()
+    for row in rows:
+        for field in FIELDS[version.kind]:
+            for message in row[field]:
+                if message.get("weight", 0) is None:
+                    del message["weight"]
+    return rows
 
 
 def export_version(ref: str | DatasetVersion, fmt: str = "jsonl", *, dest: str | Path | None = None,
