@@ -41,6 +41,11 @@ def test_the_loss_is_on_the_final_reply_only(tiny_home):
     ids, labels = reply_labels(messages, tokenizer, max_length=512)
     trained = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
     assert trained.startswith("Blue.") and "Hello" not in trained and "colour" not in trained
+    # A final reply of weight 0 is context: the last reply trained on is scored, and nothing after it is read
+    weighted = messages[:3] + [{**messages[3], "weight": 0}]
+    ids, labels = reply_labels(weighted, tokenizer, max_length=512)
+    trained = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
+    assert trained.startswith("Hello there.") and "Blue" not in tokenizer.decode(ids)
 
 
 def test_a_bad_model_fails_before_any_job(home):

@@ -1,10 +1,9 @@
 """Held-out loss and perplexity of a model on a dataset version's replies, per example and overall.
 
-The loss is the mean negative log-likelihood of the final assistant reply given everything before it,
-as the chat template renders it: the same tokens SFT trains on for a single-turn row. Perplexity is
-``exp`` of the token-weighted mean loss. Per-example losses let the Eval tab show the examples the model
-fits best and worst.
-"""
+The loss is the mean negative log-likelihood of the final assistant reply (the last one trained on, where
+OpenAI weights keep later replies as context) given everything before it, as the chat template renders it: the
+same tokens SFT trains on for a single-turn row. Perplexity is ``exp`` of the token-weighted mean loss. Per-
+example losses let the Eval tab show the examples the model fits best and worst."""
 
 from __future__ import annotations
 
@@ -16,7 +15,10 @@ from lab.home import Home, lab_home
 
 
 def reply_labels(messages: list[dict[str, str]], tokenizer: Any, max_length: int) -> tuple[list[int], list[int]]:
-    """Input ids of the whole conversation and labels that are -100 except on the final reply's tokens."""
+    """Input ids of the conversation up to its last trained reply (a final reply of OpenAI weight 0 is context,
+    not scored) and labels that are -100 except on that reply's tokens."""
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight") != 0)
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages[:last + 1]]
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
                                            return_dict=False)
     full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
