@@ -1,9 +1,10 @@
 """Held-out loss and perplexity of a model on a dataset version's replies, per example and overall.
 
 The loss is the mean negative log-likelihood of the final assistant reply (the last one trained on, where
-OpenAI weights keep later replies as context) given everything before it, as the chat template renders it: the
-same tokens SFT trains on for a single-turn row. Perplexity is ``exp`` of the token-weighted mean loss. Per-
-example losses let the Eval tab show the examples the model fits best and worst."""
+OpenAI weights keep later replies as context) given everything before it, as the chat template renders it:
+the same tokens SFT trains on for a single-turn row. Perplexity is ``exp`` of the token-weighted mean loss.
+Per-example losses let the Eval tab show the examples the model fits best and worst.
+"""
 
 from __future__ import annotations
 
