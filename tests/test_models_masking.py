@@ -94,6 +94,21 @@ def test_a_reply_of_weight_0_is_context_in_the_view_and_in_the_trainers_batch(ti
     assert [int(x != -100) for x in labels[1]] == single + [0] * (len(labels[1]) - len(single))
 
 
+def test_weights_in_one_split_tokenise_every_split_with_the_lab_s_masks(tiny_home):
+    """assistant_only_loss is one setting for the run: a validation split with weights must not leave the train
+    split to TRL's own tokenising with it off (every token in the loss)."""
+    from lab.data.masking import tokenize_like_trl, trainer_splits
+
+    tokenizer = load_tokenizer(home=tiny_home)
+    weighted = [dict(m) for m in MULTI]
+    weighted[2]["weight"] = 0
+    (train, validation), tokenized = trainer_splits([[{"messages": SINGLE}], [{"messages": weighted}]], tokenizer)
+    assert tokenized and train == [dict(zip(("input_ids", "assistant_masks"), tokenize_like_trl(SINGLE, tokenizer)))]
+    assert train[0]["assistant_masks"] == expected_mask(SINGLE, tokenizer)
+    assert "input_ids" in validation[0]
+    assert trainer_splits([[{"messages": SINGLE}], []], tokenizer) == ([[{"messages": SINGLE}], []], False)
+
+
 def test_batch_of_different_lengths_pads_with_minus_100(tiny_home):
     tokenizer = load_tokenizer(home=tiny_home)
     labels = collated_labels([SINGLE, MULTI], tokenizer, model=load_model(home=tiny_home))
@@ -128,7 +143,7 @@ def test_template_without_markers_has_its_replies_found_by_rendering(tiny_home):
 def test_a_template_that_renders_turns_by_position_cannot_be_masked_and_says_so(tiny_home):
     from transformers import AutoTokenizer
 
-    from lab.data.masking import trainer_rows
+    from lab.data.masking import trainer_splits
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path(tiny_home))
     tokenizer.chat_template = ("{% for m in messages %}{% if loop.last %}[last] {% endif %}{{ m['role'] }}: "
@@ -136,7 +151,7 @@ def test_a_template_that_renders_turns_by_position_cannot_be_masked_and_says_so(
     view = mask_view(SINGLE, tokenizer)
     assert any("cannot be found" in w for w in view.warnings) and all(view.mask)
     with pytest.raises(LabError, match="cannot be found for assistant-only loss"):
-        trainer_rows([{"messages": SINGLE}], tokenizer)
+        trainer_splits([[{"messages": SINGLE}]], tokenizer)
 
 
 @pytest.mark.parametrize("name", ["llama3_1", "qwen2_5"])

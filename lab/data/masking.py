@@ -5,7 +5,7 @@ TRL (``assistant_only_loss=True``) tokenises a conversation with its chat templa
 replies; for templates without them TRL swaps in its own training version where it has one), sets labels
 to -100 outside the mask, then truncates to ``max_length`` keeping the start, and drops examples left with
 no loss token. For templates TRL cannot mark (Llama 3.1's, SmolLM2's) and for replies of weight 0, the lab
-finds the replies itself and hands TRL the tokens with their masks (:func:`trainer_rows`). ``mask_view``
+finds the replies itself and hands TRL the tokens with their masks (:func:`trainer_splits`). ``mask_view``
 goes through the same function and applies the same truncation, so what the Data tab shows is what the
 trainer trains on.
 """
@@ -40,6 +40,8 @@ class MaskView:
         return sum(self.mask)
 
 
+UNMARKABLE = ("This chat template neither marks the assistant's replies ({% generation %}) nor renders earlier "
+              "turns the same whatever follows, so the replies cannot be found for assistant-only loss.")
 _MARKED: dict[tuple[int, str], str | None] = {}  # marked_template's answers, per tokenizer and template
 
 
@@ -137,20 +139,24 @@ def tokenized_here(rows: list[dict[str, Any]], tokenizer: Any) -> bool:
     return has_weights(rows) or marked_template(tokenizer) is None
 
 
-def trainer_rows(rows: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
-    """SFT rows as TRL takes them: as they are, or (:func:`tokenized_here`) as ``input_ids`` and
-    ``assistant_masks`` from :func:`tokenize_like_trl`, which TRL takes as given and builds the labels from."""
-    if not tokenized_here(rows, tokenizer):
-        return rows
+def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any) -> tuple[list[list[dict[str, Any]]], bool]:
+    """SFT splits as TRL takes them, and whether the lab tokenised them: as they are, or (:func:`tokenized_here`)
+    as ``input_ids`` and ``assistant_masks`` from :func:`tokenize_like_trl`, which TRL takes as given and builds
+    the labels from. Decided once for all splits: the run's ``assistant_only_loss`` is one setting for both, and
+    rows TRL tokenises itself with it off would train on every token."""
+    if not tokenized_here([row for rows in splits for row in rows], tokenizer):
+        return splits, False
     out = []
-    for row in rows:
-        ids, mask = tokenize_like_trl(row["messages"], tokenizer)
-        if mask is None:
-            raise LabError("The model's chat template neither marks the assistant's replies ({% generation %}) nor "
-                           "renders earlier turns the same whatever follows, so the replies cannot be found for "
-                           "assistant-only loss; use a tokenizer whose chat_template does (e.g. chatml, in its tokenizer_config.json).")
-        out.append({"input_ids": ids, "assistant_masks": mask})
-    return out
+    for rows in splits:
+        tokenized = []
+        for row in rows:
+            ids, mask = tokenize_like_trl(row["messages"], tokenizer)
+            if mask is None:
+                raise LabError(UNMARKABLE + " Use a tokenizer whose chat_template does (e.g. chatml, in its "
+                               "tokenizer_config.json).")
+            tokenized.append({"input_ids": ids, "assistant_masks": mask})
+        out.append(tokenized)
+    return out, True
 
 
 def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None = 1024) -> MaskView:
@@ -158,9 +164,8 @@ def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None
     warnings: list[str] = []
     ids, assistant = tokenize_like_trl(messages, tokenizer)
     if assistant is None:
-        warnings.append("This chat template neither marks the assistant's replies ({% generation %}) nor renders "
-                        "earlier turns the same whatever follows, so the replies cannot be found: training refuses "
-                        "it. Choose a template with {% generation %} markers, such as chatml.")
+        warnings.append(UNMARKABLE + " Training refuses it; choose a template with {% generation %} markers, such "
+                        "as chatml.")
     mask = assistant if assistant is not None else [1] * len(ids)
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     full = len(ids)
@@ -222,7 +227,7 @@ def mask_html(view: MaskView) -> str:
 def collated_labels(conversations: list[list[Message]], tokenizer: Any, *, max_length: int = 1024,
                     model: Any = None) -> list[list[int]]:
     """Labels of one collated batch from a real ``trl.SFTTrainer`` (its dataset preparation and its
-    collator), given the rows as the worker gives them (:func:`trainer_rows`): the ground truth that
+    collator), given the rows as the worker gives them (:func:`trainer_splits`): the ground truth that
     ``mask_view`` must match. Used by the tests."""
     import tempfile
 
@@ -230,11 +235,11 @@ def collated_labels(conversations: list[list[Message]], tokenizer: Any, *, max_l
     from trl import SFTConfig, SFTTrainer
 
     with tempfile.TemporaryDirectory() as out:
-        rows = [{"messages": m} for m in conversations]
-        args = SFTConfig(output_dir=out, assistant_only_loss=not tokenized_here(rows, tokenizer),
-                         max_length=max_length, report_to="none", per_device_train_batch_size=len(conversations),
-                         shuffle_dataset=False, use_cpu=True)  # as the worker sets it
+        (rows,), tokenized = trainer_splits([[{"messages": m} for m in conversations]], tokenizer)
+        args = SFTConfig(output_dir=out, assistant_only_loss=not tokenized, max_length=max_length,
+                         report_to="none", per_device_train_batch_size=len(conversations), shuffle_dataset=False,
+                         use_cpu=True)  # as the worker sets it
         trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                             train_dataset=Dataset.from_list(trainer_rows(rows, tokenizer)))
+                             train_dataset=Dataset.from_list(rows))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
     return [[int(x) for x in row] for row in batch["labels"]]

@@ -26,7 +26,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
-    from lab.data.masking import tokenized_here, trainer_rows
+    from lab.data.masking import trainer_splits
     from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
     from lab.train.convert import dpo_args, peft_config, precision, sft_args
     from lab.train.datasets import training_rows, truncate_prompts
@@ -78,13 +78,12 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))
-    if not cfg.is_dpo and tokenized_here(train_rows + eval_rows, tokenizer):
-        # Replies of weight 0, or a template TRL cannot mark: the lab tokenises with its own masks, and TRL builds
-        # the labels from them (it refuses assistant_only_loss on rows it does not tokenise itself).
-        print("[lab] tokenising with the lab's assistant masks (per-message weights, or a chat template TRL "
-              "cannot mark)", flush=True)
-        train_rows, eval_rows = trainer_rows(train_rows, tokenizer), trainer_rows(eval_rows, tokenizer)
-        args.assistant_only_loss = False
+    if not cfg.is_dpo:
+        (train_rows, eval_rows), tokenized = trainer_splits([train_rows, eval_rows], tokenizer)
+        if tokenized:  # TRL builds the labels from the lab's masks; it refuses assistant_only_loss on such rows
+            print("[lab] tokenising with the lab's assistant masks (per-message weights, or a chat template TRL "
+                  "cannot mark)", flush=True)
+            args.assistant_only_loss = False
     common = dict(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(cfg),
                   train_dataset=Dataset.from_list(train_rows),
                   eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=callbacks)
