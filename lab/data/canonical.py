@@ -18,6 +18,11 @@ ROLES = ("system", "user", "assistant")
 Message = dict[str, str]
 
 
+def is_context(message: Message) -> bool:
+    """A reply of OpenAI's per-message weight 0: kept in the conversation, not trained on."""
+    return message.get("weight") == 0
+
+
 @dataclass
 class RowError:
     """One problem in one row: where (file, 1-based line/row/element), which field, and why."""

@@ -16,7 +16,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.data.canonical import Message
+from lab.data.canonical import Message, is_context
 from lab.errors import LabError
 from lab.models import template_has_generation_markers
 
@@ -58,7 +58,7 @@ def marked_template(tokenizer: Any) -> str | None:
     key = (id(tokenizer), str(own))  # TRL renders test conversations to decide: once per tokenizer, not per row
     if key not in _MARKED:
         try:
-            _MARKED[key] = get_training_chat_template(tokenizer) or own
+            _MARKED[key] = get_training_chat_template(tokenizer)  # a marked copy of an unmarked template
         except ValueError:  # "patching is not supported for this template"
             _MARKED[key] = None
     return _MARKED[key]
@@ -73,12 +73,12 @@ def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int
 
     plain = [{"role": m["role"], "content": m["content"]} for m in messages]
     template = marked_template(tokenizer)
-    if template is not None and template_has_generation_markers(template):
+    if template is not None:
         out = _tokenize(tokenizer, plain, return_assistant_tokens_mask=True, chat_template=template)
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:
         ids, mask = tokenize_by_prefix(plain, tokenizer)
-    weights = [m.get("weight") != 0 for m in messages if m["role"] == "assistant"]
+    weights = [not is_context(m) for m in messages if m["role"] == "assistant"]
     if mask is None or all(weights):
         return ids, mask
     spans = spans_of_ones(mask)
@@ -130,7 +130,7 @@ def spans_of_ones(mask: list[int]) -> list[tuple[int, int]]:
 
 def has_weights(rows: list[dict[str, Any]]) -> bool:
     """Whether any SFT row has a reply of weight 0."""
-    return any(m.get("weight") == 0 for row in rows for m in row["messages"])
+    return any(is_context(m) for row in rows for m in row["messages"])
 
 
 def tokenized_here(rows: list[dict[str, Any]], tokenizer: Any) -> bool:
@@ -195,7 +195,7 @@ def prompt_tokens_in_loss(messages: list[Message], ids: list[int], mask: list[in
 
     left = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=True)
     for message in messages:
-        if message["role"] == "assistant" and message.get("weight") != 0:
+        if message["role"] == "assistant" and not is_context(message):
             left = left.replace(message["content"].strip(), "", 1)
     left = re.sub(r"<\|[^|<>]*\|>|</?s>|\s", "", left.replace(tokenizer.eos_token or "\0", ""))
     return len(left) > 2 * len(messages)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.data.canonical import ROLES, Message
+from lab.data.canonical import ROLES, Message, is_context
 
 ROLE_ALIASES = {
     "system": "system",
@@ -126,7 +126,7 @@ def check_conversation(messages: list[Message], field: str, *, ends_with: str = 
             what = "empty assistant reply" if role == "assistant" else "empty user message"
             raise RowProblem(f"{field}[{i}]", what)
         expected = "assistant" if role == "user" else "user"
-    if ends_with == "assistant" and all(m.get("weight") == 0 for m in messages if m["role"] == "assistant"):
+    if ends_with == "assistant" and all(is_context(m) for m in messages if m["role"] == "assistant"):
         raise RowProblem(field, "every assistant reply has weight 0: nothing to train on")
     last = messages[-1]["role"]
     if last != ends_with:

@@ -12,13 +12,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from lab.data.canonical import is_context
 from lab.home import Home, lab_home
 
 
 def reply_labels(messages: list[dict[str, str]], tokenizer: Any, max_length: int) -> tuple[list[int], list[int]]:
     """Input ids of the conversation up to its last trained reply (a final reply of OpenAI weight 0 is context,
     not scored) and labels that are -100 except on that reply's tokens."""
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight") != 0)
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant" and not is_context(m))
     messages = [{"role": m["role"], "content": m["content"]} for m in messages[:last + 1]]
     prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True,
                                            return_dict=False)

@@ -33,7 +33,7 @@ import gradio as gr
 import pandas as pd
 
 from lab.config import DataConfig
-from lab.data.canonical import Row, row_text
+from lab.data.canonical import Row, is_context, row_text
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
 from lab.errors import LabError
 from lab.home import Home
@@ -642,8 +642,9 @@ def bubble(message: dict[str, Any]) -> str:
     role = str(message.get("role", ""))
     style = BUBBLE + STYLE.get(role, STYLE["assistant"])
     content = html.escape(str(message.get("content", "")))
-    label = html.escape(role) + (" · weight 0: context, not trained on" if message.get("weight") == 0 else "")
-    if message.get("weight") == 0:
+    label = html.escape(role)
+    if is_context(message):
+        label += " · weight 0: context, not trained on"
         style += "opacity:.6;border-style:dashed;"
     return (f'<div style="{style}"><div style="font-size:11px;font-weight:600;opacity:.65;'
             f'margin-bottom:2px;text-transform:uppercase;">{label}</div>{content}</div>')
