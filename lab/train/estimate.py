@@ -172,7 +172,8 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     # 'auto' is decided per machine (lab.train.speed.memory_choices); here it counts as off.
     tiled = cfg.tiled_mlp == "on"
     tile = min(tokens, TILE_TOKENS)
-    mlp_kept = shape.hidden * act_bytes if tiled else mlp  # a tiled MLP keeps only its input
+    # A tiled MLP keeps only its input (and, with a frozen base, its norm's input, counted in the MLP above).
+    mlp_kept = shape.hidden * act_bytes * (1 if cfg.adapter == "none" else 2) if tiled else mlp
     head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none")
     if cfg.gradient_checkpointing == "on":
         inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
@@ -193,25 +194,66 @@ def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tu
     """What one decoder layer keeps per token for the backward pass, (attention block, MLP), with flash/SDPA
     attention (no s×s matrix).
 
-    Attention block: its input, the normed input, q, k and v, the attention output and the residual, about
-    7 hidden widths (k and v at the key/value width under grouped-query attention); the gated MLP: gate, up,
-    the activation and their product, 4 intermediate widths. LoRA adds the dropped-out copy of each adapted
-    layer's input, to the block it belongs to. Measured on the Qwen2.5-0.5B architecture: within 2% of the
-    allocator's peak."""
+    Full fine-tuning: about 7 hidden widths for the attention block (its input, the normed input, q, k and v,
+    the attention output and the residual; k and v at the key/value width under grouped-query attention) and 4
+    intermediate widths for the gated MLP (gate, up, the activation and their product). Fitted on the
+    Qwen2.5-0.5B architecture: within 3% of the allocator's peak.
+
+    Adapters (``adapter_layer_bytes``) are counted tensor by tensor instead, since a frozen layer keeps nothing
+    for its own backward pass."""
+    if cfg.adapter != "none":
+        return adapter_layer_bytes(cfg, shape, act_bytes)
+    hidden, widest, kv_width = layer_widths(shape)
+    return act_bytes * (7 * hidden + 2 * kv_width), act_bytes * 4 * widest
+
+
+def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tuple[float, float]:
+    """Per token, (attention block, MLP), with the base frozen (LoRA, QLoRA): the frozen projections keep no
+    input, so what stays is
+    - attention: the norm's input, q, k and v for the attention kernel and its output. Packed rows go through
+      the variable-length kernel, which on torch ≤ 2.11 takes k and v repeated to every query head;
+    - MLP: the norm's input, gate and up (Liger's SwiGLU recomputes their product);
+    - without Liger's kernels, each of the two norms keeps its input in fp32 and the MLP also its activation;
+    - each adapted layer's input for its A matrix: with LoRA dropout a dropped-out copy and its one-byte mask
+      per layer, without it the block's own normed input and the MLP's product, kept once.
+    Counted from the kernels' saved tensors and checked on the Llama-3.1-8B architecture (docs/benchmarks.md:
+    QLoRA and LoRA 4 × 2,048, QLoRA 8 × 2,048 with tiled MLPs, all within 1%; without Liger on the
+    Qwen2.5-0.5B architecture, within 3%)."""
+    hidden, widest, kv_width = layer_widths(shape)
     linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
-    widest = max((out for _, out in linear.values()), default=4 * shape.hidden)  # the MLP's intermediate width
-    kv_width = linear.get("k_proj", (shape.hidden, shape.hidden))[1]
-    attention = act_bytes * (7 * shape.hidden + 2 * kv_width)
-    mlp = act_bytes * 4 * widest
-    if cfg.adapter != "none" and cfg.lora_dropout > 0:
-        for name in lora_targets(cfg, shape):
-            if name in linear:
-                copy = act_bytes * linear[name][0]
-                if name in MLP_LINEARS:
-                    mlp += copy
-                else:
-                    attention += copy
+    key_value = 2 * hidden if cfg.packing and kv_width != hidden else 2 * kv_width
+    norms = 1 if liger_expected(cfg) else 2  # transformers' RMSNorm keeps an fp32 copy of its input
+    attention = act_bytes * (norms * hidden + 2 * hidden) + act_bytes * key_value
+    mlp = act_bytes * (norms * hidden + 2 * widest + (0 if liger_expected(cfg) else widest))
+    targets = [name for name in lora_targets(cfg, shape) if name in linear]
+    if cfg.lora_dropout > 0:
+        for name in targets:
+            copy = 1.5 * act_bytes * linear[name][0]  # the dropped-out input and its bool mask
+            if name in MLP_LINEARS:
+                mlp += copy
+            else:
+                attention += copy
+    else:
+        attention += act_bytes * hidden if any(n not in MLP_LINEARS and n != "o_proj" for n in targets) else 0
+        mlp += act_bytes * (hidden if any(linear[n][0] == hidden for n in targets if n in MLP_LINEARS) else 0)
+        mlp += act_bytes * (widest if any(linear[n][0] == widest for n in targets if n in MLP_LINEARS) else 0)
     return attention, mlp
+
+
+def liger_expected(cfg: TrainConfig) -> bool:
+    """Whether the run will use Liger's kernels: on when asked, and on ``auto`` when liger-kernel is installed
+    (the speed plan turns it on for every CUDA run then)."""
+    from lab.train.speed import installed
+
+    return cfg.liger_kernels == "on" or (cfg.liger_kernels == "auto" and installed("liger_kernel"))
+
+
+def layer_widths(shape: ModelShape) -> tuple[int, int, int]:
+    """(hidden, the MLP's intermediate width, the key/value width) of one decoder layer."""
+    linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
+    widest = max((out for _, out in linear.values()), default=4 * shape.hidden)
+    kv_width = linear.get("k_proj", (shape.hidden, shape.hidden))[1]
+    return shape.hidden, widest, kv_width
 
 
 def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool) -> float:
