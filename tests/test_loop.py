@@ -67,7 +67,7 @@ def test_sft_then_human_preferences_then_dpo_wins_a_fresh_blind_round(home):
     export = results.export_preferences(first.id, name="loop-prefs", home=home)
     assert export.rows["train"] >= 200, export.card["counts"]
 
-    dpo = run("tiny-dpo.yaml", home, f"model=run:{sft.id}", f"dataset={export.ref}", "epochs=3", "batch_size=4",
+    dpo = run("tiny-dpo.yaml", home, f"model=run:{sft.id}", f"dataset={export.ref}", "epochs=2", "batch_size=4",
               "max_length=128", "max_prompt_length=64")
 
     policy, reference = f"run:{dpo.id}", f"run:{sft.id}"

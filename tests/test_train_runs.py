@@ -137,7 +137,8 @@ def test_a_llama_3_1_template_and_per_message_weights_train_on_the_lab_s_masks(h
                  f"dataset={json.loads(imported.stdout)['ref']}", "--set", "max_steps=3", "--set", "eval_split=none",
                  "--set", "sample_prompts=0")
     assert done["status"] == "succeeded", done["error"]
-    assert "tokenising with the lab's assistant masks" in Path(done["run_dir"], "log.txt").read_text()
+    assert "tokenising with the lab's assistant masks (per-message weights, or a chat template TRL cannot mark): " \
+           "8 of 8 rows" in Path(done["run_dir"], "log.txt").read_text()
 
 
 def test_dpo_reward_accuracy_rises_on_an_easy_preference_set(home):

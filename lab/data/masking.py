@@ -13,6 +13,7 @@ trainer trains on.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,17 +140,24 @@ def tokenized_here(rows: list[dict[str, Any]], tokenizer: Any) -> bool:
     return has_weights(rows) or marked_template(tokenizer) is None
 
 
-def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any) -> tuple[list[list[dict[str, Any]]], bool]:
+def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[list[list[dict[str, Any]]], bool]:
     """SFT splits as TRL takes them, and whether the lab tokenised them: as they are, or (:func:`tokenized_here`)
     as ``input_ids`` and ``assistant_masks`` from :func:`tokenize_like_trl`, which TRL takes as given and builds
     the labels from. Decided once for all splits: the run's ``assistant_only_loss`` is one setting for both, and
-    rows TRL tokenises itself with it off would train on every token."""
+    rows TRL tokenises itself with it off would train on every token. ``progress(done, total)`` is called every 5%
+    of the rows (at least 1,000) and at the end when the lab tokenises, since a large dataset takes minutes."""
     if not tokenized_here([row for rows in splits for row in rows], tokenizer):
         return splits, False
+    total, done = sum(len(rows) for rows in splits), 0
+    every = max(total // 20, 1000)  # and at the end
     out = []
     for rows in splits:
         tokenized = []
         for row in rows:
+            done += 1
+            if progress and (done % every == 0 or done == total):
+                progress(done, total)
             ids, mask = tokenize_like_trl(row["messages"], tokenizer)
             if mask is None:
                 raise LabError(UNMARKABLE + " Use a tokenizer whose chat_template does (e.g. chatml, in its "

@@ -92,7 +92,8 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     installed (looked up when None), so tests can ask about other machines; ``gpu_bytes`` (one GPU's memory) and
     ``shape`` (``lab.train.estimate.ModelShape``) let the memory choices ask the estimate; ``processes`` is the
     run's process count (offloading and tiling work in one)."""
-    varlen = torch_varlen_available() if varlen is None else varlen
+    # Only a CUDA run can use the kernel, and importing it loads torch._dynamo (seconds): not asked on a CPU.
+    varlen = (cuda and torch_varlen_available()) if varlen is None else varlen
     flash_attn = installed("flash_attn") if flash_attn is None else flash_attn
     liger = installed("liger_kernel") if liger is None else liger
     reasons: dict[str, str] = {}

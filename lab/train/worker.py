@@ -79,10 +79,12 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))
     if not cfg.is_dpo:
-        (train_rows, eval_rows), tokenized = trainer_splits([train_rows, eval_rows], tokenizer)
+        def progress(done: int, total: int) -> None:
+            print(f"[lab] tokenising with the lab's assistant masks (per-message weights, or a chat template TRL "
+                  f"cannot mark): {done:,} of {total:,} rows", flush=True)
+
+        (train_rows, eval_rows), tokenized = trainer_splits([train_rows, eval_rows], tokenizer, progress)
         if tokenized:  # TRL builds the labels from the lab's masks; it refuses assistant_only_loss on such rows
-            print("[lab] tokenising with the lab's assistant masks (per-message weights, or a chat template TRL "
-                  "cannot mark)", flush=True)
             args.assistant_only_loss = False
     common = dict(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(cfg),
                   train_dataset=Dataset.from_list(train_rows),
