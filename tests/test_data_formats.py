@@ -238,6 +238,79 @@ def test_raw_ultrafeedback_pairs_the_best_and_worst_rated_completions(tmp_path):
         (4, "completions[0].overall_score", "not a number: 'high'")]
 
 
+def write_jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_arena_battles_become_pairs_with_the_winner_chosen_and_ties_reported(tmp_path):
+    """lmsys/chatbot_arena_conversations (conversation_a/b + winner) and the arena-human-preference-55k layout
+    (JSON lists of turns + one-hot winner columns)."""
+    import json
+
+    def battle(question, a, b, winner):
+        return {"question_id": question, "model_a": "m1", "model_b": "m2", "winner": winner, "turn": 1,
+                "conversation_a": [user(question), assistant(a)], "conversation_b": [user(question), assistant(b)]}
+
+    parsed = load_file(write_jsonl(tmp_path / "arena.jsonl", [
+        battle("2+2?", "4", "5", "model_a"), battle("hi", "go", "Hello!", "model_b"),
+        battle("x", "y", "z", "tie (bothbad)")]))
+    assert parsed.format == "arena" and parsed.kind == "preference"
+    assert [r.data for r in parsed.rows] == [
+        {"prompt": [user("2+2?")], "chosen": [assistant("4")], "rejected": [assistant("5")]},
+        {"prompt": [user("hi")], "chosen": [assistant("Hello!")], "rejected": [assistant("go")]}]
+    assert errors_of(parsed) == [(3, "winner", "'tie (bothbad)': a tie or no winner, no preference to learn "
+                                               "(expected model_a or model_b)")]
+
+    def flags(a, b, tie):
+        return {"winner_model_a": a, "winner_model_b": b, "winner_tie": tie}
+
+    parsed = load_file(write_jsonl(tmp_path / "arena55k.jsonl", [
+        {"id": 1, "prompt": json.dumps(["2+2?"]), "response_a": json.dumps(["5"]), "response_b": json.dumps(["4"]),
+         **flags(0, 1, 0)},
+        {"id": 2, "prompt": json.dumps(["a", "b"]), "response_a": json.dumps(["c", "d"]),
+         "response_b": json.dumps(["e", "f"]), **flags(1, 0, 0)},
+        {"id": 3, "prompt": json.dumps(["q"]), "response_a": json.dumps([None]), "response_b": json.dumps(["r"]),
+         **flags(1, 0, 0)},
+        {"id": 4, "prompt": json.dumps(["q"]), "response_a": json.dumps(["s"]), "response_b": json.dumps(["r"]),
+         **flags(0, 0, 1)},
+        {"id": 5, "prompt": json.dumps(["q"]), "response_a": json.dumps(["s"]), "response_b": json.dumps(["r"]),
+         **flags(1, 1, 0)}]))
+    assert parsed.format == "arena-55k"
+    assert [r.data for r in parsed.rows] == [
+        {"prompt": [user("2+2?")], "chosen": [assistant("4")], "rejected": [assistant("5")]}]
+    assert [(line, field) for line, field, _ in errors_of(parsed)] == [
+        (2, "response_b"), (3, "response_a[0]"), (4, "winner_tie"), (5, "winner_model_a")]
+    assert "multi-turn battle" in errors_of(parsed)[0][2]
+
+
+def test_ranked_paired_and_turn_pair_layouts_of_common_hub_sets(tmp_path):
+    """Nectar (ranked answers to an HH prompt), stack-exchange-paired (response_j is the better answer),
+    Capybara ({input, output} exchanges), NuminaMath (problem/solution), OpenOrca (system_prompt)."""
+    nectar = load_file(write_jsonl(tmp_path / "nectar.jsonl", [{
+        "prompt": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Name a colour.\n\nAssistant:", "turns": 2,
+        "answers": [{"answer": "Teal", "model": "a", "rank": 2}, {"answer": "Blue.", "model": "b", "rank": 1},
+                    {"answer": "no", "model": "c", "rank": 3}]}]))
+    assert nectar.format == "nectar"
+    assert [r.data for r in nectar.rows] == [{"prompt": [user("Hi"), assistant("Hello."), user("Name a colour.")],
+                                              "chosen": [assistant("Blue.")], "rejected": [assistant("no")]}]
+    paired = load_file(write_jsonl(tmp_path / "se.jsonl", [
+        {"qid": 1, "question": "How to sort?", "response_j": "Use sorted().", "response_k": "No idea."}]))
+    assert [r.data for r in paired.rows] == [{"prompt": [user("How to sort?")], "chosen": [assistant("Use sorted().")],
+                                              "rejected": [assistant("No idea.")]}]
+    capybara = load_file(write_jsonl(tmp_path / "capybara.jsonl", [
+        {"source": "x", "conversation": [{"input": "hi", "output": "hello"}, {"input": "and?", "output": "bye"}]}]))
+    assert [r.data for r in capybara.rows] == [
+        {"messages": [user("hi"), assistant("hello"), user("and?"), assistant("bye")]}]
+    numina = load_file(write_jsonl(tmp_path / "numina.jsonl", [{"problem": "Solve x+1=2", "solution": "x=1"}]))
+    assert [r.data for r in numina.rows] == [{"messages": [user("Solve x+1=2"), assistant("x=1")]}]
+    orca = load_file(write_jsonl(tmp_path / "orca.jsonl", [
+        {"id": "1", "system_prompt": "Be exact.", "question": "2+2?", "response": "4"}]))
+    assert [r.data for r in orca.rows] == [{"messages": [system("Be exact."), user("2+2?"), assistant("4")]}]
+
+
 def test_tool_calls_are_named_as_unsupported(tmp_path):
     import json
 

@@ -106,8 +106,10 @@ def chosen_includes_prompt(record: dict[str, Any]) -> bool:
 
 # Where raw UltraFeedback-style rows keep a completion's text and its score (the first present wins):
 # UltraFeedback's fine-grained score is the mean of its four aspect ratings, the score its binarized version uses.
-COMPLETION_TEXTS = ("response", "text", "completion", "output", "content")
-COMPLETION_SCORES = ("fine-grained_score", "overall_score", "score", "rating", "reward")
+COMPLETION_TEXTS = ("response", "text", "completion", "output", "content", "answer")
+COMPLETION_SCORES = ("fine-grained_score", "overall_score", "score", "rating", "reward", "rank")
+# Scores where lower is better (Nectar's rank 1 is the best answer): negated, so that higher is better throughout.
+LOWER_IS_BETTER = ("rank",)
 
 
 def rated_completions(value: Any, field: str) -> list[tuple[float, str]]:
@@ -131,7 +133,7 @@ def rated_completions(value: Any, field: str) -> list[tuple[float, str]]:
             score = float(item[score_key])
         except ValueError:
             raise RowProblem(f"{where}.{score_key}", f"not a number: {item[score_key]!r}") from None
-        out.append((score, text_of(item[text_key], f"{where}.{text_key}")))
+        out.append((-score if score_key in LOWER_IS_BETTER else score, text_of(item[text_key], f"{where}.{text_key}")))
     return out
 
 
@@ -148,8 +150,9 @@ def best_and_worst(value: Any, field: str) -> tuple[str, str]:
     return best[1], worst[1]
 
 
-PROMPTS = ("prompt", "question", "instruction", "input", "query")
-RESPONSES = ("answer", "response", "output", "target", "completion")
+PROMPTS = ("prompt", "question", "instruction", "input", "query", "problem")
+RESPONSES = ("answer", "response", "output", "target", "completion", "solution")
+ARENA_WINNERS = ("winner_model_a", "winner_model_b", "winner_tie")
 
 FORMATS: list[Format] = [
     Format("hh-rlhf", "preference", "HH-RLHF transcripts ('\\n\\nHuman: … \\n\\nAssistant: …')",
@@ -162,9 +165,20 @@ FORMATS: list[Format] = [
            "UltraFeedback raw (instruction + rated completions: the best is chosen, the worst rejected)",
            {"prompt": PROMPTS, "completions": ("completions",), "system": ("system",)}, ("prompt", "completions"),
            test=lambda r: len(rated_completions(r.get("completions"), "completions")) >= 2),
+    Format("nectar", "preference", "Nectar (prompt + ranked answers: rank 1 is chosen, the last rank rejected)",
+           {"prompt": PROMPTS, "completions": ("answers",)}, ("prompt", "completions"),
+           test=lambda r: len(rated_completions(r.get("completions"), "answers")) >= 2),
+    Format("arena", "preference", "Chatbot Arena battles (conversation_a/conversation_b + winner)",
+           {"conversation_a": ("conversation_a",), "conversation_b": ("conversation_b",), "winner": ("winner",)},
+           ("conversation_a", "conversation_b", "winner")),
+    Format("arena-55k", "preference",
+           "Arena human preference (prompt + response_a/response_b + winner_model_a/winner_model_b/winner_tie)",
+           {"prompt": ("prompt",), "response_a": ("response_a",), "response_b": ("response_b",),
+            **{w: (w,) for w in ARENA_WINNERS}}, ("prompt", "response_a", "response_b", *ARENA_WINNERS)),
     Format("trl-preference", "preference", "TRL preference with explicit prompt (prompt/chosen/rejected)",
-           {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen"),
-            "rejected": ("rejected", "rejected_response", "response_rejected"), "system": ("system",)},
+           {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen", "response_j"),
+            "rejected": ("rejected", "rejected_response", "response_rejected", "response_k"),
+            "system": ("system",)},
            ("prompt", "chosen", "rejected")),
     Format("trl-preference-implicit", "preference", "TRL preference with implicit prompt (chosen/rejected conversations)",
            {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
@@ -184,7 +198,8 @@ FORMATS: list[Format] = [
            "ChatML, Llama-2 [INST])", {"text": ("text",)}, ("text",),
            test=lambda r: chat_text_style(r.get("text")) is not None),
     Format("question-answer", "sft", "question/answer pairs",
-           {"prompt": PROMPTS, "response": RESPONSES, "system": ("system",), "context": ("context",)},
+           {"prompt": PROMPTS, "response": RESPONSES, "system": ("system", "system_prompt"),
+            "context": ("context",)},
            ("prompt", "response")),
 ]
 FORMATS_BY_NAME = {f.name: f for f in FORMATS}
@@ -444,10 +459,12 @@ def split_shared_prompt(chosen: list[Message], rejected: list[Message]) -> tuple
 
 
 def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]:
-    if "completions" in r:  # raw UltraFeedback: make the pair from the scores
+    if "completions" in r:  # raw UltraFeedback, Nectar: make the pair from the scores
         chosen_text, rejected_text = best_and_worst(require(r, "completions"), "completions")
-        r = {**r, "chosen": chosen_text, "rejected": rejected_text}
-    if hh:
+        r = {**r, "prompt": hh_prompt(r.get("prompt")), "chosen": chosen_text, "rejected": rejected_text}
+    if "winner" in r or "winner_tie" in r:  # an arena battle: the winner's side is chosen
+        prompt, chosen, rejected = arena_pair(r)
+    elif hh:
         chosen_all = parse_hh(require(r, "chosen"), "chosen")
         rejected_all = parse_hh(require(r, "rejected"), "rejected")
         prompt, chosen, rejected = split_final_reply(chosen_all, rejected_all)
@@ -464,6 +481,65 @@ def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]
     prompt = with_system(prompt, r.get("system"))
     check_preference(prompt, chosen, rejected)
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def hh_prompt(value: Any) -> Any:
+    """Nectar's prompt is an HH transcript ending in an open 'Assistant:' turn: its messages; other prompts as
+    they are."""
+    if not has_hh_markers(value):
+        return value
+    return parse_hh(re.sub(r"\n\nAssistant:\s*$", "", value), "prompt")
+
+
+def arena_pair(r: dict[str, Any]) -> tuple[list[Message], list[Message], list[Message]]:
+    """(prompt, chosen, rejected) from a battle: the two models' conversations and which one won. A tie, or
+    two conversations that differ before their final reply (a multi-turn battle), teaches no preference."""
+    if "winner" in r:
+        winner = str(require(r, "winner")).strip().lower()
+        if winner not in ("model_a", "model_b"):
+            raise RowProblem("winner", f"{winner!r}: a tie or no winner, no preference to learn (expected model_a "
+                                       "or model_b)")
+        a = as_messages(require(r, "conversation_a"), "conversation_a", default_role="assistant")
+        b = as_messages(require(r, "conversation_b"), "conversation_b", default_role="assistant")
+        first = winner == "model_a"
+    else:
+        flags = {w: r.get(w) for w in ARENA_WINNERS}
+        if any(v not in (0, 1, True, False, "0", "1") for v in flags.values()) or \
+                sum(int(v) for v in flags.values()) != 1:
+            raise RowProblem("winner_model_a", f"expected exactly one of {', '.join(ARENA_WINNERS)} to be 1, got "
+                                               f"{flags}")
+        if int(flags["winner_tie"]):
+            raise RowProblem("winner_tie", "a tie: no preference to learn")
+        prompts = arena_turns(r, "prompt")
+        a, b = (interleave(prompts, arena_turns(r, side), side) for side in ("response_a", "response_b"))
+        first = bool(int(flags["winner_model_a"]))
+    sides = ("conversation_a", "conversation_b") if "winner" in r else ("response_a", "response_b")
+    chosen_all, rejected_all = (a, b) if first else (b, a)
+    for side, messages in zip(sides, (a, b)):
+        if not messages or messages[-1]["role"] != "assistant":
+            raise RowProblem(side, "the battle does not end with the model's reply")
+    if chosen_all[:-1] != rejected_all[:-1]:
+        raise RowProblem(sides[1], "a multi-turn battle: the two conversations differ before their final replies, so "
+                                   "they share no prompt to make a pair from")
+    return split_final_reply(chosen_all, rejected_all)
+
+
+def arena_turns(r: dict[str, Any], field: str) -> list[str]:
+    """The 55k set stores each side's turns as a JSON list of strings (a single string also works)."""
+    value = parse_json_cell(require(r, field), field)
+    turns = value if isinstance(value, list) else [value]
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, str) or not turn.strip():
+            raise RowProblem(f"{field}[{i}]", "missing or empty turn" if turn in (None, "") or
+                             isinstance(turn, str) else f"expected text, got {type(turn).__name__}")
+    return turns
+
+
+def interleave(prompts: list[str], replies: list[str], field: str) -> list[Message]:
+    if len(prompts) != len(replies):
+        raise RowProblem(field, f"{len(replies)} replies for {len(prompts)} prompts")
+    return [m for user, reply in zip(prompts, replies)
+            for m in ({"role": "user", "content": user}, {"role": "assistant", "content": reply})]
 
 
 def split_final_reply(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message],

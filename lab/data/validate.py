@@ -65,6 +65,10 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
     """A list of message objects → canonical messages, naming the first bad element."""
     if not isinstance(value, list):
         raise RowProblem(field, f"expected a list of messages, got {type(value).__name__}")
+    if value and all(isinstance(item, dict) and {"input", "output"} <= set(item) and role_key not in item
+                     and "role" not in item for item in value):  # Capybara: one {input, output} object per exchange
+        value = [m for item in value for m in ({"role": "user", "content": item["input"]},
+                                               {"role": "assistant", "content": item["output"]})]
     messages: list[Message] = []
     for i, item in enumerate(value):
         where = f"{field}[{i}]"
