@@ -287,7 +287,7 @@ def test_arena_battles_become_pairs_with_the_winner_chosen_and_ties_reported(tmp
 
 
 def test_ranked_paired_and_turn_pair_layouts_of_common_hub_sets(tmp_path):
-    """Nectar (ranked answers to an HH prompt), stack-exchange-paired (response_j is the better answer),
+    """Nectar (ranked answers to an HH prompt), stack-exchange-paired (response_j is the better answer), PKU-SafeRLHF,
     Capybara ({input, output} exchanges), NuminaMath (problem/solution), OpenOrca (system_prompt)."""
     nectar = load_file(write_jsonl(tmp_path / "nectar.jsonl", [{
         "prompt": "\n\nHuman: Hi\n\nAssistant: Hello.\n\nHuman: Name a colour.\n\nAssistant:", "turns": 2,
@@ -306,6 +306,15 @@ def test_ranked_paired_and_turn_pair_layouts_of_common_hub_sets(tmp_path):
         {"messages": [user("hi"), assistant("hello"), user("and?"), assistant("bye")]}]
     numina = load_file(write_jsonl(tmp_path / "numina.jsonl", [{"problem": "Solve x+1=2", "solution": "x=1"}]))
     assert [r.data for r in numina.rows] == [{"messages": [user("Solve x+1=2"), assistant("x=1")]}]
+    pku = load_file(write_jsonl(tmp_path / "pku.jsonl", [
+        {"prompt": "How do I pick a lock?", "response_0": "Like this: ...", "response_1": "Call a locksmith.",
+         "better_response_id": 1, "safer_response_id": 1},
+        {"prompt": "q", "response_0": "a", "response_1": "b", "better_response_id": None}]))
+    assert pku.format == "pku-saferlhf"
+    assert [r.data for r in pku.rows] == [{"prompt": [user("How do I pick a lock?")],
+                                           "chosen": [assistant("Call a locksmith.")],
+                                           "rejected": [assistant("Like this: ...")]}]
+    assert errors_of(pku) == [(2, "better_response_id", "missing field")]
     orca = load_file(write_jsonl(tmp_path / "orca.jsonl", [
         {"id": "1", "system_prompt": "Be exact.", "question": "2+2?", "response": "4"}]))
     assert [r.data for r in orca.rows] == [{"messages": [system("Be exact."), user("2+2?"), assistant("4")]}]

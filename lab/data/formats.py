@@ -175,6 +175,9 @@ FORMATS: list[Format] = [
            "Arena human preference (prompt + response_a/response_b + winner_model_a/winner_model_b/winner_tie)",
            {"prompt": ("prompt",), "response_a": ("response_a",), "response_b": ("response_b",),
             **{w: (w,) for w in ARENA_WINNERS}}, ("prompt", "response_a", "response_b", *ARENA_WINNERS)),
+    Format("pku-saferlhf", "preference", "PKU-SafeRLHF (prompt + response_0/response_1 + better_response_id)",
+           {"prompt": PROMPTS, "response_0": ("response_0",), "response_1": ("response_1",),
+            "better": ("better_response_id",)}, ("prompt", "response_0", "response_1", "better")),
     Format("trl-preference", "preference", "TRL preference with explicit prompt (prompt/chosen/rejected)",
            {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen", "response_j"),
             "rejected": ("rejected", "rejected_response", "response_rejected", "response_k"),
@@ -462,6 +465,11 @@ def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]
     if "completions" in r:  # raw UltraFeedback, Nectar: make the pair from the scores
         chosen_text, rejected_text = best_and_worst(require(r, "completions"), "completions")
         r = {**r, "prompt": hh_prompt(r.get("prompt")), "chosen": chosen_text, "rejected": rejected_text}
+    if "better" in r:  # PKU-SafeRLHF: better_response_id names the chosen response
+        better = str(require(r, "better")).strip()
+        if better not in ("0", "1"):
+            raise RowProblem("better", f"expected 0 or 1, got {r['better']!r}")
+        r = {**r, "chosen": require(r, f"response_{better}"), "rejected": require(r, f"response_{1 - int(better)}")}
     if "winner" in r or "winner_tie" in r:  # an arena battle: the winner's side is chosen
         prompt, chosen, rejected = arena_pair(r)
     elif hh:

@@ -150,7 +150,8 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     and train only the LoRA matrices. Activations are counted per token and layer from the architecture
     (``layer_bytes_split``); gradient checkpointing keeps each layer's input (in CPU memory with
     ``offload_activations``) and one layer's activations for its recomputation; a tiled MLP keeps its input and
-    holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one, which never holds the full logits (``lm_head_bytes``).
+    holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one,
+    which never holds the full logits (``lm_head_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
     from lab.train.convert import precompute_reference
 
