@@ -212,7 +212,7 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     """Per token, (attention block, MLP), with the base frozen (LoRA, QLoRA): the frozen projections keep no
     input, so what stays is
     - attention: the norm's input, q, k and v for the attention kernel and its output. Packed rows go through
-      the variable-length kernel, which on torch ≤ 2.11 takes k and v repeated to every query head;
+      the variable-length kernel, which before torch 2.13 takes k and v repeated to every query head;
     - MLP: the norm's input, gate and up (Liger's SwiGLU recomputes their product);
     - without Liger's kernels, each of the two norms keeps its input in fp32 and the MLP also its activation;
     - each adapted layer's input for its A matrix: with LoRA dropout a dropped-out copy and its one-byte mask
@@ -220,9 +220,12 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     Counted from the kernels' saved tensors and checked on the Llama-3.1-8B architecture (docs/benchmarks.md:
     QLoRA and LoRA 4 × 2,048, QLoRA 8 × 2,048 with tiled MLPs, all within 1%; without Liger on the
     Qwen2.5-0.5B architecture, within 3%)."""
+    from lab.train.speed import varlen_repeats_kv
+
     hidden, widest, kv_width = layer_widths(shape)
     linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
-    key_value = 2 * hidden if cfg.packing and kv_width != hidden else 2 * kv_width
+    repeated = cfg.packing and kv_width != hidden and varlen_repeats_kv()
+    key_value = 2 * hidden if repeated else 2 * kv_width
     norms = 1 if liger_expected(cfg) else 2  # transformers' RMSNorm keeps an fp32 copy of its input
     attention = act_bytes * (norms * hidden + 2 * hidden) + act_bytes * key_value
     mlp = act_bytes * (norms * hidden + 2 * widest + (0 if liger_expected(cfg) else widest))

@@ -15,6 +15,7 @@ often not installed; :func:`varlen_attention` does it with PyTorch's own variabl
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import json
@@ -83,6 +84,17 @@ def torch_varlen_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+@functools.cache
+def varlen_repeats_kv() -> bool:
+    """Whether PyTorch's variable-length kernel needs k and v repeated to every query head: it takes grouped-query
+    attention itself (``enable_gqa``) from torch 2.13 on, not in 2.10/2.11. The estimate counts those copies."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    return "enable_gqa" not in inspect.signature(varlen_attn).parameters
 
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
@@ -340,7 +352,7 @@ def _torch_varlen(query: Any, key: Any, value: Any, boundaries: Any, max_len: in
     params = inspect.signature(varlen_attn).parameters
     extra: dict[str, Any] = {}
     if q.shape[1] != k.shape[1]:  # grouped-query attention
-        if "enable_gqa" in params:
+        if not varlen_repeats_kv():
             extra["enable_gqa"] = True
         else:  # torch 2.10/2.11: repeat the key/value heads
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
