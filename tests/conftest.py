@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,10 @@ DATA = FIXTURES / "data"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_home: Home) -> Home:
-    """A lab home with no data, runs or votes, also set as $LAB_HOME for code that reads the environment.
-
-    It holds a copy of the session's tiny model: building it takes about 5 s, which every test that trains or
-    generates would otherwise pay (tests of the build itself use folders of their own)."""
-    from lab.models import TINY_DIR
-
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """An empty lab home, also set as $LAB_HOME for code that reads the environment."""
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "lab_home"))
-    fresh = lab_home(tmp_path / "lab_home")
-    shutil.copytree(tiny_home.models / TINY_DIR, fresh.models / TINY_DIR)
-    return fresh
+    return lab_home(tmp_path / "lab_home")
 
 
 @pytest.fixture(scope="session")
