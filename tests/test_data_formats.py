@@ -258,6 +258,9 @@ def test_arena_battles_become_pairs_with_the_winner_chosen_and_ties_reported(tmp
         battle("2+2?", "4", "5", "model_a"), battle("hi", "go", "Hello!", "model_b"),
         battle("x", "y", "z", "tie (bothbad)")]))
     assert parsed.format == "arena" and parsed.kind == "preference"
+    from lab.data.formats import describe_format
+
+    assert describe_format(parsed.format) == "arena — Chatbot Arena battles (conversation_a/conversation_b + winner)"
     assert [r.data for r in parsed.rows] == [
         {"prompt": [user("2+2?")], "chosen": [assistant("4")], "rejected": [assistant("5")]},
         {"prompt": [user("hi")], "chosen": [assistant("Hello!")], "rejected": [assistant("go")]}]

@@ -83,12 +83,13 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) 
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from lab.data.formats import describe_format
     from lab.data.pipeline import check_file, parse_mapping
 
     report = check_file(args.path, kind=args.kind, mapping=parse_mapping(args.map))
 
     def human() -> None:
-        print(f"{report.source}: {report.kind} data, format {report.format}")
+        print(f"{report.source}: {report.kind} data, format {describe_format(report.format)}")
         print(f"  rows: {report.rows} valid of {report.total}")
         print(f"  duplicates: {report.exact_duplicates} exact, {report.near_duplicates} near "
               "(removed on import by default)")

@@ -208,6 +208,13 @@ FORMATS: list[Format] = [
 FORMATS_BY_NAME = {f.name: f for f in FORMATS}
 
 
+def describe_format(name: str) -> str:
+    """A detected format's name with what it means, for people checking that detection got their file right:
+    ``arena — Chatbot Arena battles …``; a name without a known format (a mapping) as it is."""
+    fmt = FORMATS_BY_NAME.get(name)
+    return f"{name} — {fmt.label}" if fmt else name
+
+
 def sample_record(records: list[tuple[int, dict[str, Any]]], limit: int = 50) -> dict[str, Any]:
     """The first non-empty value of every column among the first records: enough to tell formats apart."""
     sample: dict[str, Any] = {}

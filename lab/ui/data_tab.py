@@ -34,6 +34,7 @@ import pandas as pd
 
 from lab.config import DataConfig
 from lab.data.canonical import Row, is_context, row_text
+from lab.data.formats import describe_format
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
 from lab.errors import LabError
 from lab.home import Home
@@ -302,7 +303,8 @@ def check_summary(report: Any, mapped: bool) -> str:
     columns = ", ".join(f"`{c}`" for c in report.columns) or "(none)"
     lines = [
         f"### {'⚠' if invalid else '✓'} {html.escape(report.source)}",
-        f"**Format** {'columns mapped by hand' if mapped else report.format} · **Kind** {report.kind} · "
+        f"**Format** {'columns mapped by hand' if mapped else html.escape(describe_format(report.format))} · "
+        f"**Kind** {report.kind} · "
         f"**Valid rows** {report.rows} / {report.total} · **Columns** {columns}",
         "",
         f"At default settings, cleaning would remove **{report.exact_duplicates}** exact and "
