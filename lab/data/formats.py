@@ -275,7 +275,8 @@ def unrecognised(source: str, columns: list[str]) -> str:
                 f"{found}. If the text holds conversations in another layout, convert them to messages first.")
     return (f"Unrecognised schema in {source}: columns found: {found}. Expected one of: messages (OpenAI), "
             "conversations (ShareGPT), instruction/input/output (Alpaca), instruction/context/response (Dolly), "
-            "prompt/completion, question/answer, prompt/chosen/rejected or chosen/rejected (preference). "
+            "prompt/completion, question/answer, prompt/chosen/rejected or chosen/rejected (preference), "
+            "conversation_a/conversation_b/winner (Chatbot Arena), prompt/answers with ranks (Nectar). "
             "Map the columns by hand (UI: column mapping; CLI: --map COLUMN=FIELD with FIELD one of "
             f"{', '.join(MAPPING_FIELDS['sft'])} for SFT or {', '.join(MAPPING_FIELDS['preference'])} "
             "for preference).")
