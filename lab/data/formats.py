@@ -35,6 +35,8 @@ class Format:
     required: tuple[str, ...]
     test: Callable[[dict[str, Any]], bool] | None = None  # on a sample record, renamed
     absent: tuple[str, ...] = ()  # columns that must NOT exist (a prompt column rules out implicit prompts)
+    # Makes prompt/chosen/rejected from a layout that gives them otherwise (scores, a winner), before conversion.
+    pair: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -150,9 +152,84 @@ def best_and_worst(value: Any, field: str) -> tuple[str, str]:
     return best[1], worst[1]
 
 
+ARENA_WINNERS = ("winner_model_a", "winner_model_b", "winner_tie")
+
+
+def scored_pair(r: dict[str, Any]) -> dict[str, Any]:
+    """Raw UltraFeedback, Nectar: the best- and worst-scored completions; Nectar's prompt is an HH transcript
+    ending in an open 'Assistant:' turn."""
+    chosen, rejected = best_and_worst(require(r, "completions"), "completions")
+    prompt = r.get("prompt")
+    if has_hh_markers(prompt):
+        prompt = parse_hh(re.sub(r"\n\nAssistant:\s*$", "", prompt), "prompt")
+    return {**r, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def better_id_pair(r: dict[str, Any]) -> dict[str, Any]:
+    """PKU-SafeRLHF: ``better_response_id`` names the chosen one of response_0 and response_1."""
+    better = str(require(r, "better")).strip()
+    if better not in ("0", "1"):
+        raise RowProblem("better", f"expected 0 or 1, got {r['better']!r}")
+    return {**r, "chosen": require(r, f"response_{better}"), "rejected": require(r, f"response_{1 - int(better)}")}
+
+
+def battle_pair(r: dict[str, Any]) -> dict[str, Any]:
+    """lmsys/chatbot_arena_conversations: the two models' conversations and ``winner``."""
+    winner = str(require(r, "winner")).strip().lower()
+    if winner not in ("model_a", "model_b"):
+        raise RowProblem("winner", f"{winner!r}: a tie or no winner, no preference to learn (expected model_a "
+                                   "or model_b)")
+    a = as_messages(require(r, "conversation_a"), "conversation_a", default_role="assistant")
+    b = as_messages(require(r, "conversation_b"), "conversation_b", default_role="assistant")
+    return winner_pair(a, b, winner == "model_a", ("conversation_a", "conversation_b"))
+
+
+def arena_55k_pair(r: dict[str, Any]) -> dict[str, Any]:
+    """arena-human-preference-55k: each side's turns as JSON lists of strings, and one-hot winner columns."""
+    flags = {w: r.get(w) for w in ARENA_WINNERS}
+    if any(v not in (0, 1, True, False, "0", "1") for v in flags.values()) or sum(map(int, flags.values())) != 1:
+        raise RowProblem("winner_model_a", f"expected exactly one of {', '.join(ARENA_WINNERS)} to be 1, got {flags}")
+    if int(flags["winner_tie"]):
+        raise RowProblem("winner_tie", "a tie: no preference to learn")
+    prompts = arena_turns(r, "prompt")
+    a, b = (interleave(prompts, arena_turns(r, side), side) for side in ("response_a", "response_b"))
+    return winner_pair(a, b, bool(int(flags["winner_model_a"])), ("response_a", "response_b"))
+
+
+def winner_pair(a: list[Message], b: list[Message], a_won: bool, fields: tuple[str, str]) -> dict[str, Any]:
+    """A battle's two conversations as a pair: their shared turns are the prompt, the winner's last reply chosen.
+    Conversations that differ before their last reply (a multi-turn battle) share no prompt."""
+    for field, messages in zip(fields, (a, b)):
+        if not messages or messages[-1]["role"] != "assistant":
+            raise RowProblem(field, "the battle does not end with the model's reply")
+    if a[:-1] != b[:-1]:
+        raise RowProblem(fields[1], "a multi-turn battle: the two conversations differ before their final replies, "
+                                    "so they share no prompt to make a pair from")
+    chosen, rejected = (a, b) if a_won else (b, a)
+    return {"prompt": a[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
+
+
+def arena_turns(r: dict[str, Any], field: str) -> list[str]:
+    """The 55k set stores each side's turns as a JSON list of strings (a single string also works)."""
+    value = parse_json_cell(require(r, field), field)
+    turns = value if isinstance(value, list) else [value]
+    for i, turn in enumerate(turns):
+        if turn is not None and not isinstance(turn, str):
+            raise RowProblem(f"{field}[{i}]", f"expected text, got {type(turn).__name__}")
+        if not turn or not turn.strip():
+            raise RowProblem(f"{field}[{i}]", "missing or empty turn")
+    return turns
+
+
+def interleave(prompts: list[str], replies: list[str], field: str) -> list[Message]:
+    if len(prompts) != len(replies):
+        raise RowProblem(field, f"{len(replies)} replies for {len(prompts)} prompts")
+    return [m for user, reply in zip(prompts, replies)
+            for m in ({"role": "user", "content": user}, {"role": "assistant", "content": reply})]
+
+
 PROMPTS = ("prompt", "question", "instruction", "input", "query", "problem")
 RESPONSES = ("answer", "response", "output", "target", "completion", "solution")
-ARENA_WINNERS = ("winner_model_a", "winner_model_b", "winner_tie")
 
 FORMATS: list[Format] = [
     Format("hh-rlhf", "preference", "HH-RLHF transcripts ('\\n\\nHuman: … \\n\\nAssistant: …')",
@@ -164,20 +241,22 @@ FORMATS: list[Format] = [
     Format("ultrafeedback-raw", "preference",
            "UltraFeedback raw (instruction + rated completions: the best is chosen, the worst rejected)",
            {"prompt": PROMPTS, "completions": ("completions",), "system": ("system",)}, ("prompt", "completions"),
-           test=lambda r: len(rated_completions(r.get("completions"), "completions")) >= 2),
+           test=lambda r: len(rated_completions(r.get("completions"), "completions")) >= 2, pair=scored_pair),
     Format("nectar", "preference", "Nectar (prompt + ranked answers: rank 1 is chosen, the last rank rejected)",
            {"prompt": PROMPTS, "completions": ("answers",)}, ("prompt", "completions"),
-           test=lambda r: len(rated_completions(r.get("completions"), "answers")) >= 2),
+           test=lambda r: len(rated_completions(r.get("completions"), "answers")) >= 2, pair=scored_pair),
     Format("arena", "preference", "Chatbot Arena battles (conversation_a/conversation_b + winner)",
            {"conversation_a": ("conversation_a",), "conversation_b": ("conversation_b",), "winner": ("winner",)},
-           ("conversation_a", "conversation_b", "winner")),
+           ("conversation_a", "conversation_b", "winner"), pair=battle_pair),
     Format("arena-55k", "preference",
            "Arena human preference (prompt + response_a/response_b + winner_model_a/winner_model_b/winner_tie)",
            {"prompt": ("prompt",), "response_a": ("response_a",), "response_b": ("response_b",),
-            **{w: (w,) for w in ARENA_WINNERS}}, ("prompt", "response_a", "response_b", *ARENA_WINNERS)),
+            **{w: (w,) for w in ARENA_WINNERS}}, ("prompt", "response_a", "response_b", *ARENA_WINNERS),
+           pair=arena_55k_pair),
     Format("pku-saferlhf", "preference", "PKU-SafeRLHF (prompt + response_0/response_1 + better_response_id)",
            {"prompt": PROMPTS, "response_0": ("response_0",), "response_1": ("response_1",),
-            "better": ("better_response_id",)}, ("prompt", "response_0", "response_1", "better")),
+            "better": ("better_response_id",)}, ("prompt", "response_0", "response_1", "better"),
+           pair=better_id_pair),
     Format("trl-preference", "preference", "TRL preference with explicit prompt (prompt/chosen/rejected)",
            {"prompt": PROMPTS, "chosen": ("chosen", "chosen_response", "response_chosen", "response_j"),
             "rejected": ("rejected", "rejected_response", "response_rejected", "response_k"),
@@ -315,6 +394,8 @@ def convert(record: dict[str, Any], detected: Detected) -> dict[str, Any]:
     try:
         if detected.format.kind == "sft":
             return convert_sft(renamed)
+        if detected.format.pair:
+            renamed = detected.format.pair(renamed)
         row = convert_preference(renamed, hh=detected.format.name == "hh-rlhf")
         if detected.sft_from_preference:
             messages = row["prompt"] + row["chosen"]
@@ -470,17 +551,7 @@ def split_shared_prompt(chosen: list[Message], rejected: list[Message]) -> tuple
 
 
 def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]:
-    if "completions" in r:  # raw UltraFeedback, Nectar: make the pair from the scores
-        chosen_text, rejected_text = best_and_worst(require(r, "completions"), "completions")
-        r = {**r, "prompt": hh_prompt(r.get("prompt")), "chosen": chosen_text, "rejected": rejected_text}
-    if "better" in r:  # PKU-SafeRLHF: better_response_id names the chosen response
-        better = str(require(r, "better")).strip()
-        if better not in ("0", "1"):
-            raise RowProblem("better", f"expected 0 or 1, got {r['better']!r}")
-        r = {**r, "chosen": require(r, f"response_{better}"), "rejected": require(r, f"response_{1 - int(better)}")}
-    if "winner" in r or "winner_tie" in r:  # an arena battle: the winner's side is chosen
-        prompt, chosen, rejected = arena_pair(r)
-    elif hh:
+    if hh:
         chosen_all = parse_hh(require(r, "chosen"), "chosen")
         rejected_all = parse_hh(require(r, "rejected"), "rejected")
         prompt, chosen, rejected = split_final_reply(chosen_all, rejected_all)
@@ -497,65 +568,6 @@ def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]
     prompt = with_system(prompt, r.get("system"))
     check_preference(prompt, chosen, rejected)
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-
-
-def hh_prompt(value: Any) -> Any:
-    """Nectar's prompt is an HH transcript ending in an open 'Assistant:' turn: its messages; other prompts as
-    they are."""
-    if not has_hh_markers(value):
-        return value
-    return parse_hh(re.sub(r"\n\nAssistant:\s*$", "", value), "prompt")
-
-
-def arena_pair(r: dict[str, Any]) -> tuple[list[Message], list[Message], list[Message]]:
-    """(prompt, chosen, rejected) from a battle: the two models' conversations and which one won. A tie, or
-    two conversations that differ before their final reply (a multi-turn battle), teaches no preference."""
-    if "winner" in r:
-        winner = str(require(r, "winner")).strip().lower()
-        if winner not in ("model_a", "model_b"):
-            raise RowProblem("winner", f"{winner!r}: a tie or no winner, no preference to learn (expected model_a "
-                                       "or model_b)")
-        a = as_messages(require(r, "conversation_a"), "conversation_a", default_role="assistant")
-        b = as_messages(require(r, "conversation_b"), "conversation_b", default_role="assistant")
-        first = winner == "model_a"
-    else:
-        flags = {w: r.get(w) for w in ARENA_WINNERS}
-        if any(v not in (0, 1, True, False, "0", "1") for v in flags.values()) or \
-                sum(int(v) for v in flags.values()) != 1:
-            raise RowProblem("winner_model_a", f"expected exactly one of {', '.join(ARENA_WINNERS)} to be 1, got "
-                                               f"{flags}")
-        if int(flags["winner_tie"]):
-            raise RowProblem("winner_tie", "a tie: no preference to learn")
-        prompts = arena_turns(r, "prompt")
-        a, b = (interleave(prompts, arena_turns(r, side), side) for side in ("response_a", "response_b"))
-        first = bool(int(flags["winner_model_a"]))
-    sides = ("conversation_a", "conversation_b") if "winner" in r else ("response_a", "response_b")
-    chosen_all, rejected_all = (a, b) if first else (b, a)
-    for side, messages in zip(sides, (a, b)):
-        if not messages or messages[-1]["role"] != "assistant":
-            raise RowProblem(side, "the battle does not end with the model's reply")
-    if chosen_all[:-1] != rejected_all[:-1]:
-        raise RowProblem(sides[1], "a multi-turn battle: the two conversations differ before their final replies, so "
-                                   "they share no prompt to make a pair from")
-    return split_final_reply(chosen_all, rejected_all)
-
-
-def arena_turns(r: dict[str, Any], field: str) -> list[str]:
-    """The 55k set stores each side's turns as a JSON list of strings (a single string also works)."""
-    value = parse_json_cell(require(r, field), field)
-    turns = value if isinstance(value, list) else [value]
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, str) or not turn.strip():
-            raise RowProblem(f"{field}[{i}]", "missing or empty turn" if turn in (None, "") or
-                             isinstance(turn, str) else f"expected text, got {type(turn).__name__}")
-    return turns
-
-
-def interleave(prompts: list[str], replies: list[str], field: str) -> list[Message]:
-    if len(prompts) != len(replies):
-        raise RowProblem(field, f"{len(replies)} replies for {len(prompts)} prompts")
-    return [m for user, reply in zip(prompts, replies)
-            for m in ({"role": "user", "content": user}, {"role": "assistant", "content": reply})]
 
 
 def split_final_reply(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message],
