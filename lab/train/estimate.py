@@ -105,7 +105,7 @@ def lora_targets(cfg: TrainConfig, shape: ModelShape) -> list[str]:
     """Module names that get adapters (PEFT's 'all-linear' excludes the output head)."""
     targets = cfg.lora_target_modules()
     if targets == "all-linear":
-        return [name for name in shape.linear_shapes if name != "lm_head"]
+        return list(decoder_linears(shape))
     return [name for name in targets if name in shape.linear_shapes]
 
 
@@ -222,25 +222,21 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     Qwen2.5-0.5B architecture, within 3%)."""
     from lab.train.speed import varlen_repeats_kv
 
+    linear = decoder_linears(shape)
     hidden, widest, kv_width = layer_widths(shape)
-    linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
     repeated = cfg.packing and kv_width != hidden and varlen_repeats_kv()
     key_value = 2 * hidden if repeated else 2 * kv_width
-    norms = 1 if liger_expected(cfg) else 2  # transformers' RMSNorm keeps an fp32 copy of its input
-    attention = act_bytes * (norms * hidden + 2 * hidden) + act_bytes * key_value
-    mlp = act_bytes * (norms * hidden + 2 * widest + (0 if liger_expected(cfg) else widest))
-    targets = [name for name in lora_targets(cfg, shape) if name in linear]
-    if cfg.lora_dropout > 0:
-        for name in targets:
-            copy = 1.5 * act_bytes * linear[name][0]  # the dropped-out input and its bool mask
-            if name in MLP_LINEARS:
-                mlp += copy
-            else:
-                attention += copy
-    else:
+    liger = liger_expected(cfg)
+    norms = 1 if liger else 2  # transformers' RMSNorm keeps an fp32 copy of its input
+    attention = act_bytes * (norms * hidden + 2 * hidden + key_value)
+    mlp = act_bytes * (norms * hidden + 2 * widest + (0 if liger else widest))
+    targets = [name for name in lora_targets(cfg, shape) if name in linear]  # never the head
+    if cfg.lora_dropout > 0:  # a dropped-out copy of each layer's input, and its bool mask
+        attention += sum(1.5 * act_bytes * linear[n][0] for n in targets if n not in MLP_LINEARS)
+        mlp += sum(1.5 * act_bytes * linear[n][0] for n in targets if n in MLP_LINEARS)
+    else:  # the inputs themselves, once per distinct tensor (o_proj's is the attention output, counted above)
         attention += act_bytes * hidden if any(n not in MLP_LINEARS and n != "o_proj" for n in targets) else 0
-        mlp += act_bytes * (hidden if any(linear[n][0] == hidden for n in targets if n in MLP_LINEARS) else 0)
-        mlp += act_bytes * (widest if any(linear[n][0] == widest for n in targets if n in MLP_LINEARS) else 0)
+        mlp += act_bytes * sum({linear[n][0] for n in targets if n in MLP_LINEARS})
     return attention, mlp
 
 
@@ -252,9 +248,14 @@ def liger_expected(cfg: TrainConfig) -> bool:
     return cfg.liger_kernels == "on" or (cfg.liger_kernels == "auto" and installed("liger_kernel"))
 
 
+def decoder_linears(shape: ModelShape) -> dict[str, tuple[int, int]]:
+    """The decoder layers' linear layers, {name: (in, out)}: every one but the LM head."""
+    return {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
+
+
 def layer_widths(shape: ModelShape) -> tuple[int, int, int]:
     """(hidden, the MLP's intermediate width, the key/value width) of one decoder layer."""
-    linear = {name: dims for name, dims in shape.linear_shapes.items() if name != "lm_head"}
+    linear = decoder_linears(shape)
     widest = max((out for _, out in linear.values()), default=4 * shape.hidden)
     kv_width = linear.get("k_proj", (shape.hidden, shape.hidden))[1]
     return shape.hidden, widest, kv_width
