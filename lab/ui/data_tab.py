@@ -496,7 +496,7 @@ def card_markdown(version: Any) -> str:
     card = version.card or {}
     lines = [
         f"### {version.ref}",
-        f"**Kind** {version.kind} · **Format** {version.format} · "
+        f"**Kind** {version.kind} · **Format** {html.escape(describe_format(version.format))} · "
         f"**Rows** {version.rows.get('train', 0)} train / {version.rows.get('validation', 0)} validation · "
         f"**Created** {str(version.created_at)[:19].replace('T', ' ')}",
         "",
