@@ -8,7 +8,10 @@ Layout::
       runs/<run-id>/      one directory per training run
       models/             built-in models (the offline tiny model) and merged exports
       exports/            files written for download
-      uploads/            copies of files uploaded through the web app
+      imports/            files put here are importable by path from the web app (lab.paths)
+      uploads/            copies of files uploaded through the web app (lab.data.uploads: a refused one goes
+                          at once; one unused for a week that no dataset version came from, at the app's start)
+      logs/               cli-errors.log: tracebacks of CLI errors the lab did not foresee
       cache/              caches: judge verdicts, Triton and torch.compile kernels
 """
 
@@ -17,6 +20,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+
+# What the lab keeps for itself under LAB_HOME: never read back as input (lab.paths). Everything else there
+# (imports/, uploads/, exports/, recipes/, a person's own files) is people's data.
+STATE = ("store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "datasets", "runs", "models", "cache", "campaigns",
+         "evals", "comparisons")
 
 
 @dataclass(frozen=True)
@@ -44,8 +53,16 @@ class Home:
         return self.root / "exports"
 
     @property
+    def imports(self) -> Path:
+        return self.root / "imports"
+
+    @property
     def uploads(self) -> Path:
         return self.root / "uploads"
+
+    @property
+    def state(self) -> list[Path]:
+        return [self.root / name for name in STATE]
 
     def kernel_cache_env(self) -> dict[str, str]:
         """Where Triton (Liger's kernels) and torch.compile keep what they compiled: under LAB_HOME, so a fresh
@@ -56,7 +73,7 @@ class Home:
         return {name: os.environ.get(name) or str(path) for name, path in wanted.items()}
 
     def ensure(self) -> "Home":
-        for path in (self.root, self.datasets, self.runs, self.models, self.exports, self.uploads):
+        for path in (self.root, self.datasets, self.runs, self.models, self.exports, self.imports, self.uploads):
             path.mkdir(parents=True, exist_ok=True)
         return self
 

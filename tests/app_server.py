@@ -7,7 +7,9 @@ module in ``conftest.py`` with ``pytest_plugins = ["tests.app_server"]``)::
         client = gradio_client.Client(lab_app.url)
 
 The app runs with ``LAB_HOME`` set to a fresh temporary folder; its output goes to
-``<home>/../app.log``, quoted in the error if it does not come up.
+``<home>/../app.log``, quoted in the error if it does not come up. Tests hand it files they write under the
+session's temporary folder by path, so that folder is allowed (``--allow-path``), as an operator would allow a
+data folder; the rest of the disk is not.
 """
 
 from __future__ import annotations
@@ -55,16 +57,18 @@ def answers(url: str) -> bool:
 
 
 def start_app(home: Path, *, timeout: float = START_TIMEOUT_S) -> AppServer:
-    """Launch ``app.py`` on a free port with ``LAB_HOME=home`` and wait until it answers."""
+    """Launch ``app.py`` on a free port with ``LAB_HOME=home`` and wait until it answers; ``home`` is made by
+    ``tmp_path_factory.mktemp(...) / "home"``, so ``home.parent.parent`` is the session's temporary folder."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = home.parent / f"app-{port}.log"
     env = {**os.environ, "LAB_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    for name in ("LAB_PORT", "LAB_HOST", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # tests never reach the hub
+    for name in ("LAB_PORT", "LAB_HOST", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "LAB_ALLOWED_PATHS"):  # tests never reach the hub
         env.pop(name, None)
     started = time.monotonic()
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port),
+                                    "--allow-path", str(home.parent.parent)], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     while not answers(url):

@@ -7,13 +7,16 @@ same version. The store indexes versions; the files are the truth for the rows.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,10 @@ from typing import Any
 from lab.data.canonical import Kind, Row
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.names import check_name, pattern
 from lab.store import Store, dumps
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME = pattern()  # the lab's one name rule (lab.names), as a regex for code that matches names
 SPLITS = ("train", "validation")
 FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected")}
 
@@ -38,6 +42,7 @@ class DatasetVersion:
     path: Path
     rows: dict[str, int]
     card: dict[str, Any]
+    reused: bool = False  # save_version found these very rows saved under this name already
 
     @property
     def ref(self) -> str:
@@ -78,15 +83,29 @@ def write_parquet(rows: list[Row], kind: Kind, path: Path) -> None:
 def save_version(name: str, kind: Kind, fmt: str, train: list[Row], validation: list[Row], card: dict[str, Any],
                  *, home: Home | None = None) -> DatasetVersion:
     """Write the splits and card atomically and index them; an identical version is returned as is."""
-    if not NAME.match(name):
-        raise LabError(f"Dataset name '{name}' is not allowed: use letters, digits, '-', '_' and '.', "
-                       "starting with a letter or digit (at most 64 characters).")
+    name = check_name(name, "Dataset name")
     home = home or lab_home()
-    store = Store(home)
     version = content_hash(kind, train, validation)
-    existing = store.query("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version))
-    if existing:
-        return from_row(existing[0])
+    with name_lock(home, name):
+        existing = Store(home).query("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version))
+        if existing:
+            return replace(from_row(existing[0]), reused=True)
+        write_version(home, name, version, kind, fmt, train, validation, card)
+    return get_version(f"{name}@{version}", home=home)
+
+
+@contextmanager
+def name_lock(home: Home, name: str) -> Iterator[None]:
+    """One writer of a dataset name at a time, across processes: two imports of the same rows at once make one
+    version (both get it), and the files on disk are those of the writer whose row the store holds."""
+    with open(home.datasets / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def write_version(home: Home, name: str, version: str, kind: Kind, fmt: str, train: list[Row],
+                  validation: list[Row], card: dict[str, Any]) -> None:
+    """The splits and card, staged and renamed into place, then the index row (under ``name_lock``)."""
     final = home.datasets / name / version
     final.parent.mkdir(parents=True, exist_ok=True)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -103,12 +122,11 @@ def save_version(name: str, kind: Kind, fmt: str, train: list[Row], validation: 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    with store.write() as conn:
+    with Store(home).write() as conn:
         conn.execute(
             "INSERT INTO datasets (name, version, kind, format, created_at, path, train_rows, val_rows, card) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, version, kind, fmt, created, str(final), len(train), len(validation), dumps(card)))
-    return get_version(f"{name}@{version}", home=home)
 
 
 def from_row(row: dict[str, Any]) -> DatasetVersion:
@@ -133,6 +151,8 @@ def get_version(ref: str | DatasetVersion, home: Home | None = None) -> DatasetV
     if isinstance(ref, DatasetVersion):
         return ref
     name, _, version = ref.strip().partition("@")
+    if not name:  # '' would list every dataset's versions and pick the newest of any name
+        raise LabError("Give a dataset as NAME or NAME@VERSION (python -m lab data list shows them).")
     candidates = list_versions(home, name=name)
     if not candidates:
         known = sorted({v.name for v in list_versions(home)})
@@ -185,10 +205,13 @@ def export_version(ref: str | DatasetVersion, fmt: str = "jsonl", *, dest: str |
     return target
 
 
-def delete_version(ref: str | DatasetVersion, home: Home | None = None) -> DatasetVersion:
-    """Remove a version's index row and files (the index first, so a crash leaves no dangling entry)."""
+def delete_version(ref: str | DatasetVersion, home: Home | None = None, *, force: bool = False) -> DatasetVersion:
+    """Remove a version's index row and files (the index first, so a crash leaves no dangling entry). Refused
+    while a queued or running run trains on it, unless ``force``: the run would fail at launch (or mid-run)."""
     home = home or lab_home()
     version = get_version(ref, home)
+    if not force:
+        refuse_if_trained_on(version, home)
     with Store(home).write() as conn:
         conn.execute("DELETE FROM datasets WHERE name = ? AND version = ?", (version.name, version.version))
     shutil.rmtree(version.path, ignore_errors=True)
@@ -197,6 +220,17 @@ def delete_version(ref: str | DatasetVersion, home: Home | None = None) -> Datas
     except OSError:
         pass
     return version
+
+
+def refuse_if_trained_on(version: DatasetVersion, home: Home) -> None:
+    """A LabError naming the queued and running runs whose dataset is ``version``, if any."""
+    runs = Store(home).query("SELECT id, name, status FROM runs WHERE dataset = ? AND status IN ('queued', 'running') "
+                             "ORDER BY created_at", (version.ref,))
+    if runs:
+        named = ", ".join(f"{r['status']} run {r['name']} ({r['id']})" for r in runs)
+        them = "it" if len(runs) == 1 else "them"
+        raise LabError(f"Not deleted: {version.ref} is the dataset of the {named}; cancel {them} first, or delete "
+                       f"anyway with `python -m lab data delete {version.ref} --force` and let {them} fail.")
 
 
 def push_to_hub(ref: str | DatasetVersion, repo_id: str, *, private: bool = True, home: Home | None = None) -> str:
