@@ -2,7 +2,8 @@
 
 Conventions for every command: ``--help`` everywhere; messages for people go to stderr; with
 ``--json``, stdout holds exactly one JSON document (``{"error": ...}`` when the command failed);
-a ``LabError`` becomes one sentence on stderr and exit status 1.
+a ``LabError`` becomes one sentence on stderr and exit status 1; so does any other error, whose
+traceback is kept in ``LAB_HOME/logs/cli-errors.log``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the web app", description="Start the web app.")
     serve.add_argument("--host", default=None, help="interface to listen on (default: $LAB_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: $LAB_PORT or 7860)")
+    serve.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
+                       help="a folder whose files the web app may import by path (repeatable; see docs/security.md)")
     serve.set_defaults(handler=run_serve)
 
     data.register(commands)
@@ -65,6 +68,8 @@ def run_serve(args: argparse.Namespace) -> int:
         argv += ["--host", args.host]
     if args.port:
         argv += ["--port", str(args.port)]
+    for folder in args.allow_path:
+        argv += ["--allow-path", folder]
     serve(argv)
     return 0
 
@@ -76,13 +81,46 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         os.environ["LAB_HOME"] = args.home
+    from lab.housekeeping import tick
+
+    tick()  # whoever died, the queue moves on: dead runs, evaluations and campaigns settled, waiting runs started
     try:
         return args.handler(args) or 0
     except LabError as err:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": str(err)}, ensure_ascii=False))
-        say(f"error: {err}")
-        return 1
+        return failed(args, str(err))
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    except Exception as err:  # noqa: BLE001 - a case the lab does not handle yet: a sentence, not a traceback
+        return failed(args, unexpected(args, err))
+
+
+def failed(args: argparse.Namespace, message: str) -> int:
+    """``message`` on stderr (and as ``{"error": ...}`` with ``--json``); exit status 1."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    say(f"error: {message}")
+    return 1
+
+
+def unexpected(args: argparse.Namespace, err: Exception) -> str:
+    """One sentence for an error that is no ``LabError``; its traceback goes to LAB_HOME/logs/cli-errors.log, for
+    the bug report (printed instead when that file cannot be written)."""
+    import traceback
+    from datetime import datetime
+
+    from lab.errors import explain
+    from lab.home import lab_home
+
+    command = " ".join(str(v) for k, v in vars(args).items() if k == "command" or k.endswith("_command"))
+    sentence = f"{command} failed unexpectedly: {explain(err)}"
+    try:
+        log = lab_home().root / "logs" / "cli-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"--- {datetime.now().isoformat(timespec='seconds')} python -m lab {command}\n")
+            out.write("".join(traceback.format_exception(err)))
+    except OSError:
+        traceback.print_exception(err)
+        return f"{sentence} (traceback above)."
+    return f"{sentence}; the traceback is in {log}."

@@ -107,7 +107,10 @@ def update(job_id: str, home: Home, **fields: Any) -> None:
 
 
 def get_eval(job_id: str, home: Home | None = None) -> EvalJob:
-    rows = Store(home or lab_home()).query("SELECT * FROM evals WHERE id = ? OR id LIKE ?", (job_id, f"%{job_id}%"))
+    if not (job_id or "").strip():  # '' is part of every id: it would pick the only evaluation there is
+        raise LabError("Give an evaluation id (python -m lab eval list shows them).")
+    # A unique part of an id: instr, as LIKE would read '%' and '_' in it as wildcards.
+    rows = Store(home or lab_home()).query("SELECT * FROM evals WHERE id = ? OR instr(id, ?) > 0", (job_id, job_id))
     if len(rows) != 1:
         raise LabError(f"No evaluation '{job_id}'" + (" (several match)." if rows else "."))
     return from_row(rows[0])

@@ -72,10 +72,12 @@ def sample_seed(source: str, seed: int) -> int:
 
 
 def get_campaign(campaign_id: str, home: Home | None = None) -> Campaign:
+    if not (campaign_id or "").strip():  # '' is part of every id: it would pick the only campaign there is
+        raise LabError("Give a campaign id or name (python -m lab label status lists them).")
     store = Store(home or lab_home())
     rows = store.query("SELECT * FROM campaigns WHERE id = ?", (campaign_id,))
-    if not rows:
-        rows = store.query("SELECT * FROM campaigns WHERE id LIKE ? OR name = ?", (f"%{campaign_id}%", campaign_id))
+    if not rows:  # a unique part of an id: instr, as LIKE would read '%' and '_' in it as wildcards
+        rows = store.query("SELECT * FROM campaigns WHERE instr(id, ?) > 0 OR name = ?", (campaign_id, campaign_id))
         if len(rows) != 1:
             raise LabError(f"No campaign '{campaign_id}'" + (" (several match; give more of the id)." if rows
                                                             else "; list them with: python -m lab label status"))

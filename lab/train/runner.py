@@ -6,8 +6,9 @@ A launched run is ``python -m lab.train.runner supervise RUN_DIR`` (the process 
 the store), which runs ``accelerate launch --config_file RUN_DIR/accelerate.yaml -m lab.train.worker RUN_DIR``
 (also written to ``RUN_DIR/launch.sh``), forwards a cancel's SIGTERM to the ranks, and once the launcher has
 exited records a failure the ranks could not (a rank killed, the launcher dying) and starts the next queued
-run. ``RUN_DIR/launch.json`` says which GPUs the run holds. ``python -m lab.train.runner prepare`` writes a
-run for several machines, started by a cluster's scheduler (docs/multi-gpu.md).
+run; a supervisor killed starts nothing, so ``lab.housekeeping`` also dispatches, once per CLI command and every
+few seconds in the app. ``RUN_DIR/launch.json`` says which GPUs the run holds. ``python -m lab.train.runner
+prepare`` writes a run for several machines, started by a cluster's scheduler (docs/multi-gpu.md).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 CANCEL_GRACE_S = 30.0
 LAUNCH_FILE = "launch.json"
+LAUNCHER = "accelerate.commands.launch"  # the module of the launcher between a run's supervisor and its ranks
 ROOT = Path(__file__).resolve().parents[2]
 _children: dict[int, subprocess.Popen] = {}  # launched by this process: polled so they don't linger as zombies
 
@@ -92,9 +94,11 @@ def from_row(row: dict[str, Any]) -> Run:
 
 
 def get_run(run_id: str, home: Home | None = None) -> Run:
+    if not (run_id or "").strip():  # '' is part of every id: it would pick the only run there is
+        raise LabError("Give a run id (python -m lab runs list shows them).")
     rows = Store(home or lab_home()).query("SELECT * FROM runs WHERE id = ?", (run_id,))
-    if not rows:
-        matches = Store(home or lab_home()).query("SELECT * FROM runs WHERE id LIKE ?", (f"%{run_id}%",))
+    if not rows:  # a unique part of an id: instr, as LIKE would read '%' and '_' in it as wildcards
+        matches = Store(home or lab_home()).query("SELECT * FROM runs WHERE instr(id, ?) > 0", (run_id,))
         if len(matches) == 1:
             return from_row(matches[0])
         raise LabError(f"No run '{run_id}'" + (f" (it matches {len(matches)} runs)" if matches else "") + ".")
@@ -124,9 +128,10 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     home = home or lab_home()
     warnings = cfg.validate(cuda=True if cluster else None)
     if not cluster:
-        from lab.train.loading import model_type
+        from lab.train.loading import model_type, resolve_model_path
         from lab.train.speed import plan
 
+        resolve_model_path(cfg.model, home)  # a missing run or a path that holds no model fails now, not at launch
         gpu_count = len(distributed.visible_gpus())
         distributed.check_fits(cfg, gpu_count)
         plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))  # impossible speed settings fail now
@@ -166,12 +171,14 @@ def dispatch(home: Home | None = None) -> list[str]:
     started = []
     with dispatch_lock(home):
         reconcile(home)
+        # Oldest first; a run prepared for a cluster is left to its scheduler.
+        queued = [r for r in reversed(list_runs(home, status="queued")) if not launch_info(r.run_dir).get("external")]
+        if not queued:
+            return started  # the usual case of a housekeeping tick: no nvidia-smi call
         gpus = [g.index for g in distributed.visible_gpus()]
         running = [r for r in list_runs(home, status="running") if not launch_info(r.run_dir).get("external")]
         held = [g for r in running for g in launch_info(r.run_dir).get("gpus", [])]
-        for run in reversed(list_runs(home, status="queued")):
-            if launch_info(run.run_dir).get("external"):
-                continue  # prepared for a cluster: its scheduler starts it
+        for run in queued:
             if len(running) + len(started) >= max_concurrent(len(gpus)):
                 break
             try:
@@ -213,7 +220,7 @@ def worker_env(run: Run, home: Home, plan: distributed.Plan) -> dict[str, str]:
 
 def accelerate_command(run_dir: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     """``accelerate launch`` with the run's config file (``extra``: flags over it, as a cluster job adds)."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(run_dir / "accelerate.yaml"),
+    return [sys.executable, "-m", LAUNCHER, "--config_file", str(run_dir / "accelerate.yaml"),
             *extra, "-m", "lab.train.worker", str(run_dir)]
 
 
@@ -274,19 +281,41 @@ def processes() -> list[tuple[int, int, int]]:
 def run_processes(run: Run) -> list[int]:
     """The run's live processes: its supervisor's process group, and every process started with the run's
     LAB_RUN_ID in its environment (torchrun gives each rank a session of its own)."""
-    marker = f"LAB_RUN_ID={run.id}".encode()
-    found = []
-    for pid, _, group in processes():
-        if group == run.pid:
-            found.append(pid)
-            continue
-        try:
-            environ = (Path("/proc") / str(pid) / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(pid)
-    return found
+    return [pid for pid, _, group in processes() if group == run.pid or marked(pid, run.id)]
+
+
+def marked(pid: int, run_id: str) -> bool:
+    """Whether the process was started with the run's LAB_RUN_ID (a pid of the store may since name another)."""
+    try:
+        environ = (Path("/proc") / str(pid) / "environ").read_bytes()
+    except OSError:
+        return False
+    return f"LAB_RUN_ID={run_id}".encode() in environ.split(b"\0")
+
+
+def is_launcher(pid: int) -> bool:
+    """Whether the process is accelerate's launcher (its module on the command line)."""
+    try:
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return LAUNCHER.encode() in argv
+
+
+def stop_targets(run: Run) -> list[int]:
+    """Where a cancel's SIGTERM goes: to the supervisor, which passes it to every rank; with the supervisor gone
+    (killed on its own, its ranks training on as orphans) to the ranks themselves, so that they still save a
+    checkpoint and record the cancel. Not to accelerate's launcher while it has ranks: on SIGTERM it kills them
+    5 s later, too soon for a checkpoint."""
+    found = set(run_processes(run))
+    if run.pid in found and marked(run.pid, run.id):
+        return [run.pid]
+    launchers = {pid for pid in found if is_launcher(pid)}
+    parents = {pid: parent for pid, parent, _ in processes()}
+    # A rank's parent is the launcher, or gone (the launcher killed too); a rank's own children (data loaders,
+    # compile workers) are left to it.
+    ranks = [pid for pid in found - launchers if parents.get(pid) in launchers or parents.get(pid) not in found]
+    return sorted(ranks) or sorted(launchers)
 
 
 def children(pid: int) -> list[int]:
@@ -364,7 +393,7 @@ def cancel(run_id: str, home: Home | None = None, *, grace_s: float = CANCEL_GRA
     if host not in (None, socket.gethostname()):
         raise LabError(f"Run {run.id} runs on {host}, under a cluster job: cancel the job there (scancel for "
                        "SLURM); its ranks then save a checkpoint and stop.")
-    signal_all([run.pid], signal.SIGTERM)  # the supervisor passes it to every rank
+    signal_all(stop_targets(run), signal.SIGTERM)
     watcher = threading.Thread(target=_finish_cancel, args=(run, home, grace_s), daemon=True)
     watcher.start()
     if wait:
@@ -404,7 +433,8 @@ def resume(run_id: str, home: Home | None = None) -> Run:
 
 def wait(run_id: str, home: Home | None = None, *, timeout_s: float | None = None, poll_s: float = 1.0,
          on_progress=None) -> Run:
-    """Block until the run finishes (reconciling, so a dead worker ends the wait too)."""
+    """Block until the run finishes (dispatching, which reconciles: a dead worker ends the wait too, and a queued
+    run starts when the run before it died with no one left to start the next)."""
     home = home or lab_home()
     deadline = time.time() + timeout_s if timeout_s else None
     seen = 0
@@ -412,8 +442,7 @@ def wait(run_id: str, home: Home | None = None, *, timeout_s: float | None = Non
         run = get_run(run_id, home)
         if run.status in FINISHED:
             return run
-        if run.status == "running":
-            reconcile(home)
+        dispatch(home)
         if on_progress:
             metrics = read_metrics(run_id, home)
             for row in metrics[seen:]:
