@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.names import check_name
 from lab.store import Store
 
 ROLES = ("admin", "labeler")
 ITERATIONS = 200_000
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+NAME_EXTRA = "@"  # account names may be e-mail addresses
 LOCAL = "local"  # the identity of everyone when sign-in is off
+UNKNOWN_NAME_HASH = f"pbkdf2_sha256${ITERATIONS}$no-such-account${'0' * 64}"  # checked against, never matched
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,7 @@ def check_password(password: str, stored: str) -> bool:
 def add_account(name: str, role: str, password: str, *, home: Home | None = None) -> Identity:
     from lab.train.runner import now
 
-    if not NAME.match(name or ""):
-        raise LabError(f"Account name '{name}' is not allowed: letters, digits, '_', '.', '@', '-' (at most 64).")
+    name = check_name(name, "Account name", extra=NAME_EXTRA)
     if role not in ROLES:
         raise LabError(f"Role must be admin or labeler, not '{role}'.")
     if len(password or "") < 8:
@@ -63,9 +63,12 @@ def add_account(name: str, role: str, password: str, *, home: Home | None = None
     return Identity(name, role)
 
 
-def verify(name: str, password: str, *, home: Home | None = None) -> bool:
-    rows = Store(home or lab_home()).query("SELECT password_hash FROM accounts WHERE name = ?", (name,))
-    return bool(rows) and check_password(password, rows[0]["password_hash"])
+def verify(name: str, password: str, *, home: Home | None = None) -> Identity | None:
+    """The account, if ``password`` is its password. Slow on purpose (PBKDF2): call it off the event loop."""
+    rows = Store(home or lab_home()).query("SELECT role, password_hash FROM accounts WHERE name = ?", (name,))
+    # An unknown name costs the same hash as a known one, so timing does not tell which names exist.
+    stored = rows[0]["password_hash"] if rows else UNKNOWN_NAME_HASH
+    return Identity(name, rows[0]["role"]) if check_password(password, stored) and rows else None
 
 
 def role_of(name: str, *, home: Home | None = None) -> str | None:

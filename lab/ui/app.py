@@ -25,8 +25,11 @@ from typing import Sequence
 import gradio as gr
 
 from lab.home import Home, lab_home
-from lab.label.accounts import role_of, sign_in_required, verify
-from lab.ui import compare_tab, data_tab, eval_tab, label_tab, train_tab
+from lab.housekeeping import keep_ticking
+from lab.label.accounts import sign_in_required
+from lab.label.throttle import SignInThrottle
+from lab.paths import ALLOWED_ENV
+from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
 
 TITLE = "Fine-tuning lab"
 INTRO = (
@@ -45,12 +48,16 @@ CSS = """
                      color: #7c2d12; }
 """
 TAB_ORDER = ("Data", "Train", "Compare", "Label", "Eval")
+GRACEFUL_STOP_S = 3  # seconds a stopping server waits for open connections
+# Gradio's own copies of uploads and downloads: checked hourly, removed after an hour (the lab keeps what it needs
+# under LAB_HOME/uploads, and a download is made again on request), and all of them when the server restarts.
+CACHE_KEPT_S = (3600, 3600)
 
 
 def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = False) -> gr.Blocks:
     """The app's Blocks, reading and writing under ``home`` (default: ``$LAB_HOME`` or ./lab_home)."""
     home = home if isinstance(home, Home) else lab_home(home)
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_KEPT_S) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             for title in TAB_ORDER:
@@ -76,6 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("LAB_PORT", "7860")),
                         help="Port to listen on (env LAB_PORT; default 7860).")
     parser.add_argument("--home", default=None, help="Lab home folder (default: $LAB_HOME or ./lab_home).")
+    parser.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
+                        help="A folder whose files the web app may import by path, besides LAB_HOME/imports and "
+                             f"uploads (repeatable; env {ALLOWED_ENV}, {os.pathsep!r}-separated).")
     return parser.parse_args(argv)
 
 
@@ -84,12 +94,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from fastapi import FastAPI
 
     args = parse_args(argv)
+    if args.allow_path:  # lab.paths reads the allow-list from the environment, as handlers run
+        os.environ[ALLOWED_ENV] = os.pathsep.join(filter(None, [os.environ.get(ALLOWED_ENV), *args.allow_path]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     home = lab_home(args.home)
     os.environ.update(home.kernel_cache_env())  # Compare generates in this process (lab.decode compiles)
+    keep_ticking(home)  # queued runs start within seconds of a GPU coming free, whoever died (lab.housekeeping)
     sign_in = sign_in_required(home)
     common = dict(
-        allowed_paths=[str(home.exports)],
         ssr_mode=False,
         run_history=False,  # the lab keeps its own records; no copies of dataset rows in the browser
         footer_links=["api"],
@@ -97,17 +109,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         theme=gr.themes.Soft(),
         head=label_tab.SHORTCUTS,
     )
+    throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
     app = FastAPI()
+    # The labeling page serves no files: no allowed_paths, Gradio's file routes refused, and Gradio's own checks
+    # told to refuse LAB_HOME and its caches, which hold copies of the admin app's downloads.
     gr.mount_gradio_app(app, label_tab.labeling_app(home, sign_in), "/label",
-                        auth=(lambda user, password: verify(user, password, home=home)) if sign_in else None,
-                        auth_message="Sign in to label.", **common)
+                        auth=server.authenticator(home, throttle) if sign_in else None,
+                        auth_message="Sign in to label. " + throttle.rule(), blocked_paths=server.unservable(home),
+                        **common)
     gr.mount_gradio_app(app, build_app(home, sign_in=sign_in), "/",
-                        auth=(lambda user, password: verify(user, password, home=home)
-                              and role_of(user, home=home) == "admin") if sign_in else None,
-                        auth_message="Admins sign in here; labelers sign in at /label/.", **common)
+                        auth=server.authenticator(home, throttle, admin_only=True) if sign_in else None,
+                        auth_message="Admins sign in here; labelers sign in at /label/. " + throttle.rule(),
+                        allowed_paths=[str(home.exports)], **common)
+    app.add_middleware(server.NoFilesUnder, prefix="/label")
+    app.add_middleware(server.ClientAddress)
     print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/"
           f"{'; sign-in required' if sign_in else ''})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # A browser's open event stream would otherwise hold a stop (Ctrl-C, SIGTERM) for as long as it stays open.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_STOP_S)
 
 
 if __name__ == "__main__":
