@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lab.errors import LabError
+from lab.names import check_name
 
 T = TypeVar("T")
 
@@ -59,6 +61,8 @@ class DataConfig:
     seed: int = option(0, "Seed for the train/validation split.")
 
     def validate(self) -> None:
+        if self.name:  # empty while only checking or previewing; import_file asks for one
+            self.name = check_name(self.name, "Dataset name")
         if self.kind not in ("auto", "sft", "preference"):
             raise LabError(f"kind must be auto, sft or preference, not '{self.kind}'.")
         if not 0.0 < self.near_threshold <= 1.0:
@@ -100,11 +104,13 @@ def coerce(f: dataclasses.Field, value: Any, *, where: str = "config") -> Any:
             value = lowered in ("true", "1", "yes")
         elif kind in (int, float) and not isinstance(value, bool):
             value = kind(float(value)) if kind is int and isinstance(value, str) and "." in value else kind(value)
+            if not math.isfinite(value):  # nan and inf slip past every range check (nan < 0 is False)
+                raise LabError(f"{where}: {f.name} must be a finite number, got {value!r}.")
         elif kind is str and isinstance(value, bool) and is_on_off(f):
             value = on_off(value)  # YAML reads a bare on/off as a boolean
         elif kind is str and value is not None:
             value = str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise LabError(f"{where}: {f.name} must be {kind.__name__}, got {value!r}.") from None
     choices = f.metadata.get("choices")
     if choices and value not in choices:
@@ -296,6 +302,8 @@ class TrainConfig:
         """Raise ``LabError`` for impossible settings; return warnings for risky ones.
 
         ``cuda``: whether a CUDA GPU is present (checked lazily when None)."""
+        if self.name:  # a display name, but one the lists, W&B and recipes carry: the rule of every name
+            self.name = check_name(self.name, "Run name")
         errors: list[str] = []
         positive = ("batch_size", "grad_accum", "max_length", "logging_steps", "lora_r", "lora_alpha")
         errors += [f"{f} must be at least 1 (got {getattr(self, f)})." for f in positive if getattr(self, f) < 1]
@@ -420,6 +428,8 @@ class CampaignConfig:
     votes_per_pair: int = option(2, "Votes wanted per pair (overlap between labelers, for agreement).")
 
     def validate(self) -> None:
+        if self.name:  # the default export is named labels-<campaign name>
+            self.name = check_name(self.name, "Campaign name")
         errors = []
         if self.max_prompts < 0:
             errors.append(f"max_prompts must be 0 (all) or positive, got {self.max_prompts}.")
@@ -455,6 +465,12 @@ def load_yaml(path: str, cls: type[T] = TrainConfig, overrides: list[str] | None
             values = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise LabError(f"Recipe {path} not found.") from None
+    except IsADirectoryError:
+        raise LabError(f"Recipe {path} is a folder; give a YAML file of settings (see recipes/).") from None
+    except UnicodeDecodeError:
+        raise LabError(f"Recipe {path} is not a text file; give a YAML file of settings (see recipes/).") from None
+    except OSError as err:
+        raise LabError(f"Recipe {path} cannot be read: {err.strerror}.") from None
     except yaml.YAMLError as err:
         raise LabError(f"Recipe {path} is not valid YAML: {err}".splitlines()[0]) from None
     if not isinstance(values, dict):
@@ -463,8 +479,22 @@ def load_yaml(path: str, cls: type[T] = TrainConfig, overrides: list[str] | None
         key, sep, value = item.partition("=")
         if not sep:
             raise LabError(f"--set takes key=value, got '{item}'.")
-        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        values[key.strip()] = override_value(value)
     return from_dict(cls, values, where=path)
+
+
+def override_value(text: str) -> Any:
+    """A ``--set`` value as YAML reads it (numbers, booleans, null), or the text itself where YAML cannot read it
+    (``lora_targets=,q_proj``, a stray bracket or control character): the setting's own check then says what is
+    wrong with it."""
+    import yaml
+
+    if not text.strip():
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def to_yaml(config: Any) -> str:

@@ -104,7 +104,7 @@ def test_check_malformed_file_lists_each_bad_line(client: Client, malformed: Pat
 def test_missing_file_shows_the_message_not_a_traceback(client: Client, tmp_path: Path):
     status, *_ = check(client, tmp_path / "nope.jsonl")
     assert "no such file" in status
-    assert "Traceback" not in status and "Unexpected error" not in status
+    assert "Traceback" not in status and "nexpected" not in status
 
 
 def test_unrecognised_columns_reveal_the_mapping_panel_and_mapping_works(client: Client, tmp_path: Path):

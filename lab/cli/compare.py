@@ -15,6 +15,7 @@ from typing import Any
 
 from lab.cli import add_json_flag, emit, say
 from lab.compare import MAX_SOURCES, Sampling
+from lab.errors import LabError
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, defaults: Sampling) -> None:
@@ -68,7 +69,10 @@ def export(args: argparse.Namespace, document: dict[str, Any]) -> None:
 
     for path, render in ((args.markdown, to_markdown), (args.html, to_html)):
         if path:
-            Path(path).write_text(render(document))
+            try:
+                Path(path).write_text(render(document))
+            except OSError as err:  # a folder, a missing folder, no permission: the person's path to fix
+                raise LabError(f"Could not write {path}: {err.strerror}.") from None
             say(f"wrote {path}")
 
 

@@ -149,7 +149,11 @@ def read_prompt(path: str | None) -> str:
         return ""
     if not Path(path).is_file():
         raise LabError(f"No prompt file {path}; write one from: python -m lab eval judge --print-prompt > {path}")
-    return Path(path).read_text(encoding="utf-8")
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LabError(f"The prompt file {path} is not UTF-8 text; write one from: python -m lab eval judge "
+                       f"--print-prompt > {path}") from None
 
 
 def run_list(args: argparse.Namespace) -> int:

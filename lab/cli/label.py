@@ -148,9 +148,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
+    from lab.label.campaigns import get_campaign
     from lab.label.results import leaderboard
 
-    board = leaderboard(args.id)
+    board = leaderboard(get_campaign(args.id).id)  # an unknown id is an error, not an empty board
 
     def human() -> None:
         for r in board["ratings"]:

@@ -22,6 +22,8 @@ def resolve_version(ref: str, home: Home | None = None):
     from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
     from lab.data.versions import get_version, list_versions
 
+    if not (ref or "").strip():  # get_version('') would pick the newest version of any dataset
+        raise LabError("Choose a dataset: a saved version NAME[@VERSION], or sample:sft / sample:preference.")
     if ref in SAMPLES:
         name = SAMPLES[ref]
         if not list_versions(home, name=name):

@@ -24,7 +24,19 @@ def resolve_model_path(name: str, home: Home) -> str:
         if run.status != "succeeded" or not final.exists():
             raise LabError(f"Run {run.id} is {run.status} and has no final model to start from.")
         return str(final)
-    return resolve(name, home)
+    return require_model(name, resolve(name, home))
+
+
+def require_model(name: str, path: str) -> str:
+    """``path`` unless it is a local file or a folder without config.json (adapter_config.json for an adapter):
+    those fail now, not in a background process. Anything else is taken as a hub id, which loading reports on."""
+    local = Path(path).expanduser()
+    what = "give a model folder (with config.json), 'tiny', run:<id> or a hub id owner/name"
+    if local.is_file():
+        raise LabError(f"Model '{name}' is a file, not a model: {what}.")
+    if local.is_dir() and not any((local / f).is_file() for f in ("config.json", "adapter_config.json")):
+        raise LabError(f"Model folder '{name}' has no config.json, so it holds no model: {what}.")
+    return path
 
 
 def model_type(model: str, home: Home) -> str:

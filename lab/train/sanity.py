@@ -13,6 +13,7 @@ from typing import Any
 from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.names import derived_name
 
 OVERFIT_ROWS = 20
 OVERFIT_STEPS = 50
@@ -110,16 +111,16 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     say(0.1, f"Overfitting {OVERFIT_ROWS} examples for {OVERFIT_STEPS} steps")
     subset = [Row({k: v for k, v in r.items() if k not in ("source", "line")}, r["line"], r["source"])
               for r in rows[:OVERFIT_ROWS]]
-    small = save_version(f"{version.name}-sanity", version.kind, version.format, subset, [],
+    small = save_version(derived_name(version.name, suffix="-sanity"), version.kind, version.format, subset, [],
                          {"source": version.ref, "steps": [{"step": "sanity subset", "before": len(rows),
                                                             "after": len(subset), "removed": 0,
                                                             "detail": f"first {len(subset)} rows"}]}, home=home)
     quick = dict(eval_split="none", save_steps=0, report_to="none", logging_steps=2, early_stopping_patience=0,
                  sample_prompts=0,
                  load_best_model_at_end=False, warmup_ratio=0.0)
-    overfit_cfg = dataclasses.replace(cfg, name=f"sanity-overfit-{cfg.name or cfg.method}", dataset=small.ref,
-                                      max_steps=OVERFIT_STEPS, batch_size=min(cfg.batch_size, 8), grad_accum=1,
-                                      **quick)
+    overfit_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix="sanity-overfit-"),
+                                      dataset=small.ref, max_steps=OVERFIT_STEPS, batch_size=min(cfg.batch_size, 8),
+                                      grad_accum=1, **quick)
     overfit, _ = create_run(overfit_cfg, home=home)
     report.runs["overfit"] = overfit.id
     overfit = wait(overfit.id, home)
@@ -132,8 +133,8 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     report.verdicts.append(oscillation_verdict(losses))
 
     say(0.6, f"A short curve on the real data ({CURVE_STEPS} steps)")
-    curve_cfg = dataclasses.replace(cfg, name=f"sanity-curve-{cfg.name or cfg.method}", max_steps=CURVE_STEPS,
-                                    **quick)
+    curve_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix="sanity-curve-"),
+                                    max_steps=CURVE_STEPS, **quick)
     curve = wait(create_run(curve_cfg, home=home)[0].id, home)
     report.runs["curve"] = curve.id
     if curve.status == "succeeded":

@@ -12,18 +12,16 @@ Three inner tabs:
 Every handler here only calls ``lab`` functions and formats their results; each is wired with a
 stable ``api_name`` (``data_check``, ``data_import``, …) so scripts and tests can call it with
 ``gradio_client``. Handlers return ``{component: value}`` dicts. A ``LabError`` becomes a toast
-and a status message; any other exception is logged with its traceback and shown as
-"Unexpected error: …".
+and a status message; any other exception is logged with its traceback and said in one sentence
+("Save version failed unexpectedly: …").
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import html
 import logging
 import math
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,9 @@ from lab.config import DataConfig
 from lab.data.canonical import Row, is_context, row_text
 from lab.data.formats import describe_format
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
-from lab.errors import LabError
+from lab.errors import LabError, explain
 from lab.home import Home
+from lab.paths import server_path
 from lab.ui import plots
 from lab.ui.forms import Form, build_form, component_for, slider
 
@@ -166,11 +165,13 @@ def error_text(message: str) -> str:
     return f"**⚠ {message}**"
 
 
-def guarded(fn: Callable[..., dict], status: gr.components.Component, *bound: Any) -> Callable[..., dict]:
+def guarded(fn: Callable[..., dict], status: gr.components.Component | None, *bound: Any) -> Callable[..., dict]:
     """``fn`` with ``bound`` arguments first; errors become a toast plus a message in ``status``.
 
     ``LabError`` messages are shown as they are; anything else is logged with its traceback and
-    shown as "Unexpected error: …". The signature seen by Gradio is ``fn``'s without ``bound``.
+    said in a sentence (``user_message``). An event with no status line among its outputs passes
+    ``status`` None: the message is raised as ``gr.Error``, which Gradio shows as a toast (and a
+    client gets as the error's message). The signature seen by Gradio is ``fn``'s without ``bound``.
     """
     inner = functools.partial(fn, *bound)
 
@@ -179,7 +180,7 @@ def guarded(fn: Callable[..., dict], status: gr.components.Component, *bound: An
         try:
             return inner(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
-            return {status: error_text(user_message(fn, err))}
+            return failure(fn, err, status)
 
     run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
     return run
@@ -195,22 +196,29 @@ def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
         try:
             yield from inner(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
-            yield {status: error_text(user_message(fn, err))}
+            yield failure(fn, err, status)
 
     run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
     return run
 
 
-def user_message(fn: Callable, err: Exception) -> str:
-    """A toast, and the text for the status line: a ``LabError`` as it is, anything else logged with its
-    traceback and shown as "Unexpected error: …"."""
-    if isinstance(err, LabError):
-        message = str(err)
-    else:
-        log.exception("%s failed", fn.__name__)
-        message = f"Unexpected error: {type(err).__name__}: {err}"
+def failure(fn: Callable, err: Exception, status: gr.components.Component | None) -> dict:
+    """The toast and status line for ``err`` (or, with no status line, ``gr.Error``)."""
+    message = user_message(fn, err)
+    if status is None:
+        raise gr.Error(message) from None
     gr.Warning(message)
-    return message
+    return {status: error_text(message)}
+
+
+def user_message(fn: Callable, err: Exception) -> str:
+    """What a person reads about ``err``: a ``LabError`` as it is; anything else is a case the lab does not
+    handle yet, logged with its traceback and said in one sentence naming the action that failed."""
+    if isinstance(err, LabError):
+        return str(err)
+    log.exception("%s failed", fn.__name__)
+    action = fn.__name__.replace("_", " ").strip().capitalize()
+    return f"{action} failed unexpectedly: {explain(err)} (the full error is in the app's log)."
 
 
 # --------------------------------------------------------------------------- sources and rows
@@ -222,12 +230,14 @@ def sample_path(choice: str) -> Path:
     return Path(SAMPLE_PREFERENCE if choice == SAMPLE_CHOICES[1] else SAMPLE_SFT)
 
 
-def require_source(source: str | None) -> str:
+def require_source(source: str | None, home: Home) -> str:
+    """The typed source as the engine should read it: a path inside the folders this server may read, or a hub
+    id (``lab.paths.server_path``)."""
     text = (source or "").strip()
     if not text:
         raise LabError("Choose a file first: upload one, type a local path or hub dataset id, "
                        "or load a bundled sample.")
-    return text
+    return server_path(text, home)
 
 
 def kind_or_none(kind: str | None) -> str | None:
@@ -258,11 +268,11 @@ def mapping_from_choices(choices: dict[str, str | None]) -> dict[str, str]:
 
 
 def looks_like_version(source: str, home: Home) -> bool:
-    if Path(source).expanduser().exists():
-        return False
-    if "@" in source:
-        return True
-    return (home.datasets / source).is_dir()
+    """``name@version`` or a saved dataset's name (checked without touching any path outside LAB_HOME)."""
+    from lab.data.versions import NAME
+
+    name, at, _ = source.partition("@")
+    return bool(NAME.match(name)) and (bool(at) or (home.datasets / name).is_dir())
 
 
 def rows_of(source: str, kind: str | None, mapped: dict | None, home: Home) -> tuple[list[Row], str, str]:
@@ -282,8 +292,9 @@ def rows_of(source: str, kind: str | None, mapped: dict | None, home: Home) -> t
                 rows.append(Row({f: record[f] for f in fields}, record.get("line") or 0,
                                 f"{split} · {record.get('source') or version.ref}"))
         return rows, version.kind, version.ref
-    parsed = load_file(source, kind=kind_or_none(kind), mapping=mapping_for(mapped, source))
-    return parsed.rows, parsed.kind, parsed.source or Path(source).name
+    path = server_path(source, home)
+    parsed = load_file(path, kind=kind_or_none(kind), mapping=mapping_for(mapped, path))
+    return parsed.rows, parsed.kind, parsed.source or Path(path).name
 
 
 def short(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -328,7 +339,7 @@ def check_mapped(ui: DataUI, source: str, kind: str, **columns: str) -> dict:
 
 def run_check(ui: DataUI, source: str, kind: str, mapping: dict[str, str] | None) -> dict:
     """The check report, plus a clean slate below it: the last preview and save were of another file."""
-    path = require_source(source)
+    path = require_source(source, ui.home)
     return {**forget_previous_file(ui.clean, ui.save), **check_report(ui.imp, ui.explore, path, kind, mapping)}
 
 
@@ -382,17 +393,20 @@ def use_sample(choice: str) -> str:
     return str(sample_path(choice))
 
 
-def keep_upload(home: Home, upload: str | None) -> str:
-    """Copy an uploaded file into LAB_HOME/uploads (it outlives Gradio's temp files); its path."""
+def keep_upload(ui: DataUI, upload: str | None, kind: str) -> dict:
+    """Check an uploaded file from its copy under LAB_HOME/uploads, which outlives Gradio's temp file for the
+    preview, save and explore that follow; a file the check refuses is not kept (``lab.data.uploads``)."""
+    from lab.data import uploads
+
     if not upload:
-        return gr.skip()
-    src = Path(upload)
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    dest = home.uploads / digest / src.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        shutil.copyfile(src, dest)
-    return str(dest)
+        return {}
+    kept, new = uploads.keep(ui.home, upload)
+    try:
+        return {ui.imp.path: str(kept), **check_source(ui, str(kept), kind)}
+    except Exception:
+        if new:  # only a copy made here: one found there was accepted before and may still be in use
+            uploads.discard(ui.home, kept)
+        raise
 
 
 def forget_previous_file(clean: CleanUI, save: SaveUI) -> dict:
@@ -433,9 +447,10 @@ def filtered_rows(result: Any) -> list[list[Any]]:
             for step, rows in result.removed_by_filters.items() for row in rows]
 
 
-def preview_cleaning(clean: CleanUI, mapped: dict | None, source: str, kind: str, **settings: Any) -> dict:
+def preview_cleaning(clean: CleanUI, home: Home, mapped: dict | None, source: str, kind: str,
+                     **settings: Any) -> dict:
     """What cleaning would do, before anything is removed: counts, duplicate pairs, filtered rows."""
-    path = require_source(source)
+    path = require_source(source, home)
     cfg = clean.form.to_config(settings, kind=kind or "auto")
     parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping_for(mapped, path))
     result = plan_cleaning(parsed, cfg)
@@ -464,13 +479,15 @@ def save_version(ui: DataUI, mapped: dict | None, source: str, kind: str, name: 
     """Import the file as a new immutable dataset version (validated, cleaned, split, saved)."""
     from lab.data.pipeline import import_file
 
-    path = require_source(source)
+    path = require_source(source, ui.home)
     cfg = ui.clean.form.to_config(settings, kind=kind or "auto", name=(name or "").strip(),
                                   skip_invalid=bool(skip_invalid))
     version = import_file(path, cfg, mapping=mapping_for(mapped, path), home=ui.home,
                           progress=lambda fraction, message: progress(fraction, desc=message))
     return {
-        ui.save.status: f"✓ Saved **{version.ref}**: {version.rows.get('train', 0)} train and "
+        ui.save.status: (f"✓ **{version.ref}** holds these very rows already (saved {version.created_at}); "
+                         "nothing new was written: " if version.reused else f"✓ Saved **{version.ref}**: ")
+                        + f"{version.rows.get('train', 0)} train and "
                         f"{version.rows.get('validation', 0)} validation rows. See it on the **Versions** tab, "
                         "or explore it on the **Explore** tab.",
         ui.save.card: card_markdown(version),
@@ -862,7 +879,17 @@ def build(home: Home) -> DataUI:
         explore = build_explore()
     ui = DataUI(imp, clean, save, versions, explore, home)
     wire(ui)
+    sweep_uploads(home)
     return ui
+
+
+def sweep_uploads(home: Home) -> None:
+    """At the app's start: uploads nobody has used for days, and no dataset version came from, go."""
+    from lab.data.uploads import KEEP_DAYS, sweep
+
+    removed = sweep(home)
+    if removed:
+        log.info("Removed %d upload(s) unused for %d days from %s", len(removed), KEEP_DAYS, home.uploads)
 
 
 def wire(ui: DataUI) -> None:
@@ -885,13 +912,14 @@ def wire(ui: DataUI) -> None:
     suggest(imp.check.click(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_name="data_check"))
     suggest(imp.path.submit(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_visibility="private"))
     check_then_suggest(imp.load_sample.click(use_sample, imp.sample, imp.path, api_name="data_sample"))
-    check_then_suggest(imp.upload.upload(functools.partial(keep_upload, home), imp.upload, imp.path,
-                                         api_visibility="private"))
+    suggest(imp.upload.upload(guarded(keep_upload, imp.status, ui), inputs_kwargs={"upload": imp.upload,
+                                                                                  "kind": imp.kind},
+                              outputs=[imp.path, *check_outputs], api_name="data_upload"))
     imp.recheck.click(guarded(check_mapped, imp.status, ui),
                       inputs_kwargs={**check_inputs, **imp.mapping}, outputs=check_outputs,
                       api_name="data_check_mapped")
 
-    clean.preview.click(guarded(preview_cleaning, clean.status, clean),
+    clean.preview.click(guarded(preview_cleaning, clean.status, clean, home),
                         inputs_kwargs={"mapped": imp.mapped, **check_inputs, **clean.form.components},
                         outputs=[clean.status, clean.steps, clean.pairs, clean.filtered],
                         api_name="data_preview_cleaning")

@@ -140,17 +140,19 @@ def build(home: Home) -> EvalUI:
     panels = [harness_base, harness_table, campaign, summary_table, human_chart]
     view = [details, best, worst]
     gr.Timer(2.0).tick(guarded(tick, status, ui, home), inputs=[seen, selected, harness_base, campaign],
-                       outputs=[*listing, *panels, *view, seen], api_visibility="private", show_progress="hidden")
-    refresh_btn.click(guarded(refresh, status, ui, home), inputs=None, outputs=listing, api_name="eval_jobs")
-    selected.change(guarded(show, status, ui, home), inputs=selected, outputs=[details], api_name="eval_show")
-    selected.change(guarded(examples, status, ui, home), inputs=selected, outputs=[best, worst],
+                       outputs=[*listing, *panels, *view, seen, status], api_visibility="private",
+                       show_progress="hidden")
+    # These events' outputs (their API) have no status line: ``guarded`` without one raises the message as gr.Error.
+    refresh_btn.click(guarded(refresh, None, ui, home), inputs=None, outputs=listing, api_name="eval_jobs")
+    selected.change(guarded(show, None, ui, home), inputs=selected, outputs=[details], api_name="eval_show")
+    selected.change(guarded(examples, None, ui, home), inputs=selected, outputs=[best, worst],
                     api_name="eval_examples")
-    harness_base.change(guarded(harness_view, status, ui, home), inputs=harness_base,
+    harness_base.change(guarded(harness_view, None, ui, home), inputs=harness_base,
                         outputs=[harness_base, harness_table], api_name="eval_harness_table")
     summary_inputs = dict(inputs=campaign, outputs=[campaign, summary_table, human_chart])
-    summary_btn.click(guarded(summary_view, status, ui, home), **summary_inputs, api_name="eval_summary")
-    campaign.change(guarded(summary_view, status, ui, home), **summary_inputs, api_visibility="private")
-    csv_btn.click(guarded(export_csv, status, ui, home), inputs=None, outputs=[csv], api_name="eval_csv")
+    summary_btn.click(guarded(summary_view, None, ui, home), **summary_inputs, api_name="eval_summary")
+    campaign.change(guarded(summary_view, None, ui, home), **summary_inputs, api_visibility="private")
+    csv_btn.click(guarded(export_csv, None, ui, home), inputs=None, outputs=[csv], api_name="eval_csv")
     return ui
 
 

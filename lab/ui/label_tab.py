@@ -14,6 +14,7 @@ annotation, which must be the class itself, not a string, once ``guarded`` wraps
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -23,6 +24,7 @@ from lab.config import CampaignConfig
 from lab.errors import LabError
 from lab.home import Home
 from lab.label.accounts import Identity, identify, require_admin
+from lab.paths import server_path
 from lab.ui import plots
 from lab.ui.data_tab import guarded
 from lab.ui.train_tab import checkpoint_choices
@@ -324,13 +326,25 @@ def campaigns_table(home: Home) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     return pd.DataFrame(rows, columns=CAMPAIGN_HEADERS), [(f"{c.name} · {c.id}", c.id) for c in campaigns]
 
 
+def confined(cfg: CampaignConfig, home: Home) -> CampaignConfig:
+    """The campaign's files, read only inside the folders this server may read (``lab.paths.server_path``); pasted
+    prompts and dataset names pass as they are."""
+    for field in ("responses_file", "gold_file"):
+        if getattr(cfg, field).strip():
+            setattr(cfg, field, server_path(getattr(cfg, field), home))
+    prompts = cfg.prompts.strip()
+    if prompts and "\n" not in prompts and Path(prompts).expanduser().is_file():
+        cfg.prompts = server_path(prompts, home)
+    return cfg
+
+
 def create_campaign(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, **values: Any) -> dict:
     from lab.label.campaigns import create_campaign as create
 
     require_admin(who(home, sign_in, request))
     if isinstance(values.get("sources"), list):
         values["sources"] = ",".join(values["sources"])
-    campaign = create(ui.form.to_config(values), home=home)
+    campaign = create(confined(ui.form.to_config(values), home), home=home)
     table, choices = campaigns_table(home)
     what = "generating responses in the background" if campaign.status == "generating" else "open for labeling"
     return {ui.status: f"**✓ Campaign {campaign.name} ({campaign.id}) created: {what}.**", ui.campaigns: table,
@@ -361,6 +375,7 @@ def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
 
 def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
     from lab.label.accounts import list_accounts
+    from lab.label.campaigns import get_campaign
     from lab.label.results import agreement, leaderboard
 
     require_admin(who(home, sign_in, request))
@@ -370,6 +385,7 @@ def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, camp
     out = {ui.campaigns: table, ui.selected: gr.update(choices=choices), ui.accounts: accounts}
     if not campaign_id:
         return {**out, ui.quality: "Select a campaign to see its agreement and leaderboard."}
+    campaign_id = get_campaign(campaign_id, home).id  # an unknown id is an error, not empty statistics
     report = agreement(campaign_id, home=home)
     board = leaderboard(campaign_id, home=home)
     rows = [[r["labeler"], r["votes"], r["median_seconds"], r["agreement_with_others"], r["gold_accuracy"],

@@ -20,6 +20,7 @@ import pandas as pd
 from lab.config import TrainConfig, load_yaml, to_yaml
 from lab.errors import LabError
 from lab.home import Home
+from lab.names import check_name
 from lab.train.samples import read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
@@ -80,9 +81,11 @@ def recipe_choices(home: Home) -> list[str]:
 
 
 def recipe_path(home: Home, name: str) -> Path:
-    for directory in reversed(recipe_dirs(home)):
-        if (directory / name).exists():
-            return directory / name
+    """A listed recipe's file (the user's own first); any other name, a folder or '../x' among them, is refused."""
+    if name in recipe_choices(home):
+        for directory in reversed(recipe_dirs(home)):
+            if (directory / name).is_file():
+                return directory / name
     raise LabError(f"No recipe named {name}; choose one from the list.")
 
 
@@ -201,9 +204,7 @@ def load_recipe(ui: TrainUI, home: Home, name: str) -> dict:
 
 
 def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dict:
-    name = (recipe_name or "").strip().removesuffix(".yaml")
-    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise LabError("Give the recipe a file name of letters, digits, '-', '_' or '.'.")
+    name = check_name((recipe_name or "").strip().removesuffix(".yaml"), "Recipe name")
     if f"{name}.yaml" in recipe_choices(home):
         raise LabError(f"A recipe named {name}.yaml exists already; choose another name.")
     path = home.root / "recipes" / f"{name}.yaml"
@@ -220,18 +221,19 @@ def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
     from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.estimate import GIB, largest_batch, memory_budget, model_shape
     from lab.train.estimate import estimate as compute
-    from lab.train.loading import model_type
+    from lab.train.loading import model_type, resolve_model_path
     from lab.train.speed import plan
 
     cfg = config_from(ui.form, values)
     warnings = cfg.validate()
+    model = resolve_model_path(cfg.model, home)  # run:<id> → its final model; a path that holds no model fails here
     version = resolve_version(cfg.dataset, home)
     gpus = visible_gpus()
     gpu_count = len(gpus)
     ranks = processes(cfg, gpu_count)  # the effective batch counts every process
     unit = "GPU" if gpus_needed(cfg, gpu_count) else "CPU process"
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
-    shape = model_shape(cfg.model)
+    shape = model_shape(model)
     speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home),
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
     # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
