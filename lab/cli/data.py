@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lab.cli import add_json_flag, emit, say
 from lab.config import DataConfig, add_arguments, from_arguments
+from lab.data.limits import LIMITS, ReadLimits, env_name, flag_name, read_limits
 from lab.errors import LabError
 
 ERRORS_SHOWN = 20
@@ -40,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     show = sub.add_parser("show", help="show a version's card and a few rows",
                           description="Show a version's card and a few rows.")
-    show.add_argument("ref", help="NAME (newest version) or NAME@VERSION")
+    show.add_argument("ref", type=dataset_ref, help="NAME (newest version) or NAME@VERSION")
     show.add_argument("--rows", type=int, default=3, help="rows to print (default: 3)")
     show.add_argument("--split", default="train", choices=("train", "validation"))
     add_json_flag(show)
@@ -48,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     export = sub.add_parser("export", help="write a version's split as JSONL or Parquet",
                             description="Write a version's split as JSONL (canonical rows) or Parquet.")
-    export.add_argument("ref", help="NAME or NAME@VERSION")
+    export.add_argument("ref", type=dataset_ref, help="NAME or NAME@VERSION")
     export.add_argument("--format", default="jsonl", choices=("jsonl", "parquet"))
     export.add_argument("--split", default="train", choices=("train", "validation"))
     export.add_argument("--out", help="file to write (default: LAB_HOME/exports/...)")
@@ -57,19 +59,28 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     delete = sub.add_parser("delete", help="delete a version (asks for confirmation)",
                             description="Delete a dataset version and its files.")
-    delete.add_argument("ref", help="NAME@VERSION (or NAME for its newest version)")
+    delete.add_argument("ref", type=dataset_ref, help="NAME@VERSION (or NAME for its newest version)")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--force", action="store_true", help="delete it even if a queued or running run trains on "
+                        "it (that run then fails)")
     add_json_flag(delete)
     delete.set_defaults(handler=run_delete)
 
     push = sub.add_parser("push", help="upload a version to the Hugging Face Hub (token from HF_TOKEN)",
                           description="Upload a version's splits to a dataset repo on the Hub; "
                           "the token is read from HF_TOKEN.")
-    push.add_argument("ref")
+    push.add_argument("ref", type=dataset_ref)
     push.add_argument("repo_id", help="owner/name of the dataset repo")
     push.add_argument("--public", action="store_true", help="make the repo public (default: private)")
     add_json_flag(push)
     push.set_defaults(handler=run_push)
+
+
+def dataset_ref(text: str) -> str:
+    """A dataset argument: an empty one would select the newest version of any dataset (and delete it)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a dataset NAME or NAME@VERSION, not an empty string")
+    return text.strip()
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) -> None:
@@ -80,13 +91,27 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) 
                         help="map a column by hand when detection fails (repeatable); FIELD for sft: prompt, "
                         "response, system, context, messages, text (a chat transcript); for preference: prompt, chosen, "
                         "rejected, system")
+    add_limit_arguments(parser)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-import-bytes`` and ``--max-import-rows``: the limits of ``lab.data.limits``, over their variables."""
+    for name, f in LIMITS.items():
+        meta = f.metadata
+        parser.add_argument(f"--{flag_name(name)}", dest=name, metavar=meta["metavar"],
+                            help=f"{meta['help']} {meta['metavar']}: {meta['expects']} "
+                            f"(default: ${env_name(name)}, else {meta['show'](f.default)})")
+
+
+def limits_from(args: argparse.Namespace) -> ReadLimits:
+    return read_limits(**{name: getattr(args, name) for name in LIMITS})
 
 
 def run_check(args: argparse.Namespace) -> int:
     from lab.data.formats import describe_format
     from lab.data.pipeline import check_file, parse_mapping
 
-    report = check_file(args.path, kind=args.kind, mapping=parse_mapping(args.map))
+    report = check_file(args.path, kind=args.kind, mapping=parse_mapping(args.map), limits=limits_from(args))
 
     def human() -> None:
         print(f"{report.source}: {report.kind} data, format {describe_format(report.format)}")
@@ -114,10 +139,9 @@ def run_import(args: argparse.Namespace) -> int:
     from lab.data.pipeline import import_file, parse_mapping
 
     cfg = from_arguments(DataConfig, args)
-    if not cfg.name:
-        raise LabError("Give the dataset a name with --name.")
-    version = import_file(args.path, cfg, mapping=parse_mapping(args.map), progress=progress_printer())
-    emit(args, {**version.summary(), "card": version.card}, lambda: print_card(version))
+    version = import_file(args.path, cfg, mapping=parse_mapping(args.map), progress=progress_printer(),
+                          limits=limits_from(args))
+    emit(args, {**version.summary(), "reused": version.reused, "card": version.card}, lambda: print_card(version))
     return 0
 
 
@@ -177,15 +201,20 @@ def run_show(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from lab.data.versions import export_version
 
+    if args.out and Path(args.out).is_dir():
+        raise LabError(f"--out {args.out} is a folder; give the path of the file to write.")
     path = export_version(args.ref, args.format, dest=args.out, split=args.split)
     emit(args, {"path": str(path)}, lambda: print(path))
     return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    from lab.data.versions import delete_version, get_version
+    from lab.data.versions import delete_version, get_version, refuse_if_trained_on
+    from lab.home import lab_home
 
     version = get_version(args.ref)
+    if not args.force:
+        refuse_if_trained_on(version, lab_home())  # before asking for a confirmation that would be for nothing
     if not args.yes:
         if not sys.stdin.isatty():
             raise LabError(f"Deleting {version.ref} needs confirmation: add --yes.")
@@ -193,7 +222,7 @@ def run_delete(args: argparse.Namespace) -> int:
             "Type the dataset name to confirm:")
         if input().strip() != version.name:
             raise LabError("Not deleted: the name did not match.")
-    delete_version(version)
+    delete_version(version, force=args.force)
     emit(args, {"deleted": version.ref}, lambda: say(f"deleted {version.ref}"))
     return 0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.data.canonical import Kind, Message
+from lab.data.readers import Checks, UnusableJSON, load_json, value_problem
 from lab.data.validate import (RowProblem, check_conversation, check_preference, normalise_messages, require,
                                text_of)
 from lab.errors import LabError
@@ -67,13 +68,20 @@ class Detected:
 
 
 def parse_json_cell(value: Any, field: str) -> Any:
-    """CSV cells hold nested values as JSON text: ``"[{""role"": ...}]"``."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as err:
-            raise RowProblem(field, f"looks like JSON but is broken: {err.msg} at column {err.colno}") from None
-    return value
+    """CSV cells hold nested values as JSON text: ``"[{""role"": ...}]"``; parsed, they are checked as the
+    readers check records (nesting, text), since nothing after this does."""
+    if not (isinstance(value, str) and value.lstrip()[:1] in ("[", "{")):
+        return value
+    try:
+        parsed = load_json(value)
+    except json.JSONDecodeError as err:
+        raise RowProblem(field, f"looks like JSON but is broken: {err.msg} at column {err.colno}") from None
+    except UnusableJSON as err:
+        raise RowProblem(field, err.reason) from None
+    problem = value_problem(parsed, Checks.of_json(value))
+    if problem:
+        raise RowProblem(field, problem)
+    return parsed
 
 
 def as_messages(value: Any, field: str, *, default_role: str) -> list[Message]:
@@ -345,8 +353,16 @@ def safe_test(test: Callable[[dict[str, Any]], bool], record: dict[str, Any]) ->
         return False
 
 
+def column_names(columns: list[str], limit: int = 30) -> str:
+    """The file's columns for a message: plain names as they are, odd ones (a line break, a control character, a
+    name longer than a line) quoted and cut, so that the message stays one line; at most ``limit`` of them."""
+    shown = [c if c.isprintable() and len(c) <= 80 else repr(c[:80]) + ("…" if len(c) > 80 else "")
+             for c in columns[:limit]]
+    return (", ".join(shown) or "(none)") + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
+
+
 def unrecognised(source: str, columns: list[str]) -> str:
-    found = ", ".join(columns) if columns else "(none)"
+    found = column_names(columns)
     if "text" in columns and not set(columns) & {"messages", "conversations", "prompt", "instruction", "chosen"}:
         return (f"{source} has a 'text' column without chat markers (### Human:/### Assistant:, Human:/Assistant:, "
                 "<|im_start|>, [INST]): plain text, as for continued pre-training, which the lab does not train on; "
@@ -366,7 +382,7 @@ def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | No
     missing = [c for c in mapping if c not in columns]
     if missing:
         raise LabError(f"{source}: mapped column(s) {', '.join(missing)} not in the file; "
-                       f"columns found: {', '.join(columns) or '(none)'}.")
+                       f"columns found: {column_names(columns)}.")
     fields = set(mapping.values())
     mapped_kind: Kind = kind or ("preference" if fields & {"chosen", "rejected"} else "sft")
     allowed = MAPPING_FIELDS[mapped_kind]

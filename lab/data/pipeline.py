@@ -11,10 +11,12 @@ from typing import Any
 from lab.config import DataConfig
 from lab.data.canonical import Kind, ParsedFile, Row, RowError
 from lab.data.formats import MAPPING_FIELDS, convert, detect, from_mapping
+from lab.data.limits import ReadLimits
 from lab.data.readers import read_table
 from lab.data.validate import RowProblem
 from lab.errors import LabError
 from lab.home import Home
+from lab.names import check_name
 
 __all__ = ["MAPPING_FIELDS", "CheckReport", "load_file", "peek_columns", "check_file", "plan_cleaning",
            "import_file", "parse_mapping"]
@@ -23,12 +25,13 @@ Progress = Callable[[float, str], None]
 
 
 def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, str] | None = None,
-              source_name: str | None = None) -> ParsedFile:
-    """Read, detect the format (or apply ``mapping``), convert and validate every row.
+              source_name: str | None = None, limits: ReadLimits | None = None) -> ParsedFile:
+    """Read (within ``limits``, by default the environment's), detect the format (or apply ``mapping``), convert and
+    validate every row.
 
     Row problems are collected, never raised; ``LabError`` means nothing in the file is usable.
     """
-    table = read_table(path, source_name=source_name)
+    table = read_table(path, source_name=source_name, limits=limits)
     columns = table.columns
     if not table.records:
         first = table.errors[0]
@@ -85,11 +88,11 @@ class CheckReport:
 
 
 def check_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, str] | None = None,
-               source_name: str | None = None) -> CheckReport:
+               source_name: str | None = None, limits: ReadLimits | None = None) -> CheckReport:
     """Read and validate without saving; count the duplicates dedup would remove at default settings."""
     from lab.data.quality import exact_duplicates, near_duplicates
 
-    parsed = load_file(path, kind=kind, mapping=mapping, source_name=source_name)
+    parsed = load_file(path, kind=kind, mapping=mapping, source_name=source_name, limits=limits)
     defaults = DataConfig()
     exact = exact_duplicates(parsed.rows)
     dropped = {p.drop for p in exact}
@@ -123,7 +126,8 @@ def load_cfg_tokenizer(cfg: DataConfig):
 
 
 def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | None = None,
-                home: Home | None = None, progress: Progress | None = None, source_name: str | None = None):
+                home: Home | None = None, progress: Progress | None = None, source_name: str | None = None,
+                limits: ReadLimits | None = None):
     """Read, validate, clean, split and save a new dataset version. Refuses files with invalid rows
     unless ``cfg.skip_invalid``: rows are never dropped silently."""
     from lab.data import quality
@@ -131,10 +135,9 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
 
     report = progress or (lambda fraction, message: None)
     cfg.validate()
-    if not cfg.name.strip():
-        raise LabError("Give the dataset a name (letters, digits, '-', '_' and '.').")
+    check_name(cfg.name, "Dataset name")  # validate checks a name given; an import needs one
     report(0.05, "Reading and validating")
-    parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping, source_name=source_name)
+    parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping, source_name=source_name, limits=limits)
     if parsed.errors and not cfg.skip_invalid:
         shown = "; ".join(str(e) for e in parsed.errors[:3])
         raise LabError(f"{len(parsed.errors)} of {parsed.total} rows are invalid ({shown}"
@@ -174,5 +177,6 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
     }
     report(0.85, "Saving")
     version = save_version(cfg.name.strip(), parsed.kind, parsed.format, train, validation, card, home=home)
-    report(1.0, f"Saved {version.ref}")
+    report(1.0, f"{version.ref} holds these very rows already; nothing new was written" if version.reused
+           else f"Saved {version.ref}")
     return version

@@ -2,8 +2,11 @@
 
 Places: the file's line for JSONL, the data row for CSV (the header is not counted), the element
 for a JSON array (or the index for an object of arrays), the row for Parquet and hub datasets.
-Problems that spoil one record (a broken JSON line, bytes that are not UTF-8) become row errors;
-problems that leave nothing usable (empty file, not text, not a table) raise ``LabError``.
+Problems that spoil one record (a broken JSON line, bytes that are not UTF-8, a value nested deeper
+than anything downstream can walk) become row errors; problems that leave nothing usable (empty
+file, not text, not a table) raise ``LabError``, and so does a file over the limits of
+``lab.data.limits``, which bound what one import reads: gzip is inflated as a stream and stopped at
+the byte limit, and rows are counted as they are read.
 """
 
 from __future__ import annotations
@@ -12,17 +15,34 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
+import sys
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from lab.data.canonical import RowError
+from lab.data.limits import MAX_DEPTH, ReadLimits, read_limits, show_count, show_size
 from lab.errors import LabError
+from lab.paths import input_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 # Wrappers people put around a JSON list of rows: {"data": [...]}.
 WRAPPER_KEYS = ("data", "rows", "examples", "train", "records", "items", "conversations_list")
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+CHUNK = 1 << 20  # gzip is inflated a megabyte at a time
+FIRST_BYTE = re.compile(rb"[^\xef\xbb\xbf \t\r\n]")  # the first byte past a BOM and blanks, found without a copy
+FIRST_CHAR = re.compile(r"[^ \t\r\n]")
+JSON_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff: only these parse to half a character
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep, far deeper than rows need and more than the lab reads"
+NOT_TEXT = ("holds a lone UTF-16 surrogate (an escape like \\ud800 without its other half), which is not text; "
+            "re-export the file with every character whole")
 
 
 @dataclass
@@ -48,37 +68,84 @@ class RawTable:
         return len(self.records) + len(self.errors)
 
 
-def read_table(path: str | Path, *, source_name: str | None = None, split: str | None = None) -> RawTable:
-    """Read ``path`` (a local file, or a hub dataset id ``owner/name[:split]``)."""
+def read_table(path: str | Path, *, source_name: str | None = None, split: str | None = None,
+               limits: ReadLimits | None = None) -> RawTable:
+    """Read ``path`` (a local file, or a hub dataset id ``owner/name[:split]``) within ``limits`` (by default those
+    the environment sets: ``lab.data.limits.read_limits``)."""
     text_path = str(path)
     local = Path(text_path).expanduser()
+    if local.exists():
+        input_path(local)  # never the lab's own store or state (lab.paths)
+    limits = limits or read_limits()
     if not local.exists():
         if HUB_ID.match(text_path):
-            return read_hub(text_path, split=split)
+            return read_hub(text_path, split=split, limits=limits)
         raise LabError(f"{text_path}: no such file (and not a hub dataset id like 'owner/name').")
     if local.is_dir():
         raise LabError(f"{text_path} is a folder; choose a JSON, JSONL, CSV or Parquet file inside it.")
+    if not local.is_file():
+        raise LabError(f"{text_path} is not a regular file (a device, pipe or socket); choose a JSON, JSONL, CSV "
+                       "or Parquet file.")
     source = source_name or local.name
-    data = local.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise LabError(f"{source}: looks gzip-compressed but could not be decompressed ({err}).") from None
+    data, gzipped = read_bytes(local, source, limits)
+    if gzipped:
         local = local.with_suffix("")  # data.jsonl.gz reads as data.jsonl
-    if not data.strip():
+    data = utf16_as_utf8(data, source)
+    if not data or data.isspace():
         raise LabError(f"{source} is empty: there are no rows to read.")
     if data[:4] == b"PAR1":
-        return read_parquet(data, source)
+        return read_parquet(data, source, limits)
     if local.suffix.lower() == ".parquet":
         raise LabError(f"{source}: not a Parquet file (it does not start with the 'PAR1' marker).")
+    if b"\x00" in data[:8192]:
+        raise LabError(f"{source} is not a text file (it contains NUL bytes); expected JSON, JSONL, CSV or Parquet.")
     fmt = guess_text_format(local.suffix.lower(), data)
     if fmt in ("csv", "tsv"):
-        return read_csv(data, source, delimiter="\t" if fmt == "tsv" else None)
-    text = decode_text(data, source)
+        return read_csv(data, source, delimiter="\t" if fmt == "tsv" else None, limits=limits)
     if fmt == "jsonl":
-        return read_jsonl(text, source)
-    return read_json(text, source)
+        return read_jsonl(data, source, limits)
+    return read_json(data, source, limits)
+
+
+def read_bytes(path: Path, source: str, limits: ReadLimits) -> tuple[bytes, bool]:
+    """The file's bytes (gzip inflated) and whether it was gzip; a file over the byte limit is refused before it is
+    read, and gzip as soon as it inflates past it."""
+    try:
+        with path.open("rb") as stream:
+            if stream.read(2) == GZIP_MAGIC:
+                stream.seek(0)
+                return inflate(stream, source, limits), True
+            size = os.fstat(stream.fileno()).st_size
+            if size > limits.max_import_bytes:
+                raise limits.exceeded("max_import_bytes", source, f"is {show_size(size)}, more than")
+            stream.seek(0)
+            return stream.read(), False
+    except OSError as err:  # no permission, removed meanwhile, a disk error
+        raise LabError(f"{source} could not be read: {err.strerror or err}.") from None
+
+
+def inflate(stream: BinaryIO, source: str, limits: ReadLimits) -> bytes:
+    """Gzip (one member or several) inflated a chunk at a time, so a bomb is stopped at the limit, not in memory."""
+    out = io.BytesIO()  # its getvalue() hands over the buffer without a copy
+    try:
+        with gzip.GzipFile(fileobj=stream) as unzipped:
+            while chunk := unzipped.read(CHUNK):
+                if out.tell() + len(chunk) > limits.max_import_bytes:
+                    raise limits.exceeded("max_import_bytes", source, "inflates to more than")
+                out.write(chunk)
+    except (OSError, EOFError, zlib.error) as err:
+        raise LabError(f"{source}: looks gzip-compressed but could not be decompressed ({err}).") from None
+    return out.getvalue()
+
+
+def utf16_as_utf8(data: bytes, source: str) -> bytes:
+    """A file with a UTF-16 byte-order mark, re-encoded as UTF-8 so every format reads it; others as they are."""
+    if not data.startswith(UTF16_BOMS):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as err:  # an odd length, or half of a surrogate pair
+        raise LabError(f"{source}: starts like UTF-16 but could not be decoded ({err.reason}).") from None
 
 
 def guess_text_format(suffix: str, data: bytes) -> str:
@@ -86,7 +153,8 @@ def guess_text_format(suffix: str, data: bytes) -> str:
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
-    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    first = FIRST_BYTE.search(data)
+    head = first.group() if first else b""
     if head == b"[":
         return "json"
     if head == b"{":
@@ -96,82 +164,227 @@ def guess_text_format(suffix: str, data: bytes) -> str:
     return "csv"
 
 
-def decode_text(data: bytes, source: str) -> list[tuple[int, str | None, str]]:
-    """Split into ``(line_number, text or None, reason)``: lines that are not UTF-8 get ``None``
-    and a reason naming the byte, so one bad line does not spoil the rest."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+def text_lines(data: bytes) -> Iterator[tuple[int, str | None, str]]:
+    """``(line_number, text or None, reason)``, one line at a time (a list of them all would cost many times the
+    file): lines that are not UTF-8 get ``None`` and a reason naming the byte, so one bad line spoils no other."""
+    start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    number = 0
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        number += 1
+        raw = data[start:end]
+        start = end + 1
         try:
-            whole = data.decode("utf-16")
+            text = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as err:
-            raise LabError(f"{source}: starts like UTF-16 but could not be decoded ({err.reason}).") from None
-        return [(n, line, "") for n, line in enumerate(whole.splitlines(), start=1)]
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"\x00" in data[:8192]:
-        raise LabError(f"{source} is not a text file (it contains NUL bytes); expected JSON, JSONL, CSV or Parquet.")
-    lines: list[tuple[int, str | None, str]] = []
-    bad = 0
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            lines.append((number, raw.decode("utf-8").rstrip("\r"), ""))
-        except UnicodeDecodeError as err:
-            bad += 1
-            lines.append((number, None, not_utf8(raw, err)))
-    if bad and not any(text and text.strip() for _, text, _ in lines):
-        raise LabError(f"{source} could not be decoded: no line is valid UTF-8. Re-save the file as UTF-8.")
-    return lines
+            yield number, None, not_utf8(raw[err.start], err.start + 1)
+            continue
+        yield number, text, ""
 
 
-def not_utf8(raw: bytes, err: UnicodeDecodeError) -> str:
-    byte = raw[err.start]
-    return (f"not valid UTF-8: byte 0x{byte:02X} at column {err.start + 1} "
+def not_utf8(byte: int, column: int) -> str:
+    return (f"not valid UTF-8: byte 0x{byte:02X} at column {column} "
             "(the file may be Latin-1 or Windows-1252; re-save it as UTF-8)")
 
 
-def read_jsonl(lines: list[tuple[int, str | None, str]], source: str) -> RawTable:
+class UnusableJSON(Exception):
+    """Valid JSON that Python cannot turn into a value: ``reason`` is for a row error, ``line`` finds the place in
+    a whole document."""
+
+    reason = ""
+
+    def line(self, text: str) -> int:
+        raise NotImplementedError
+
+
+class TooDeep(UnusableJSON):
+    reason = TOO_DEEP
+
+    def line(self, text: str) -> int:
+        """The line where ``text`` first nests deeper than MAX_DEPTH (brackets inside strings do not count)."""
+        depth = 0
+        for match in re.finditer(JSON_STRING + r"|[\[\]{}]", text):
+            token = match.group()
+            if token in ("[", "{"):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return text.count("\n", 0, match.start()) + 1
+            elif token in ("]", "}"):
+                depth -= 1
+        return 1
+
+
+class LongNumber(UnusableJSON):
+    def __init__(self) -> None:
+        super().__init__()
+        self.digits = sys.get_int_max_str_digits()
+        self.reason = f"a number of more than {self.digits} digits, longer than Python reads"
+
+    def line(self, text: str) -> int:
+        """The line of the first number outside strings with more digits than Python converts."""
+        for match in re.finditer(JSON_STRING + rf"|\d{{{self.digits + 1}}}", text):
+            if match.group()[0] != '"':
+                return text.count("\n", 0, match.start()) + 1
+        return 1
+
+
+def load_json(text: str) -> Any:
+    """``json.loads``, with the failures a syntax error does not cover as ``UnusableJSON``: nesting deeper than
+    Python's recursion limit, and integers longer than it converts (``sys.get_int_max_str_digits``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise TooDeep() from None
+    except ValueError:
+        raise LongNumber() from None
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Which checks a value read from a file needs. Both walk the whole value, so each is skipped where it cannot
+    fail: values from Arrow (Parquet, the hub) may nest to any depth but their strings are valid UTF-8 already."""
+
+    depth: bool = True
+    text: bool = False
+
+    @classmethod
+    def of_json(cls, text: str) -> Checks:
+        """For a value parsed from ``text``: it can nest deeper than MAX_DEPTH only if the text has that many opening
+        brackets, and hold a lone surrogate only if it has a surrogate escape; both are found at C speed, so most
+        lines of a file need no walk at all."""
+        return cls(depth=text.count("[") + text.count("{") > MAX_DEPTH, text=SURROGATE_ESCAPE.search(text) is not None)
+
+
+def record_problem(record: dict[str, Any], checks: Checks) -> tuple[str | None, str] | None:
+    """``(field, reason)`` when a record cannot be used as read (a column name that is not text, a field nested too
+    deep or holding a string that is not text), else None."""
+    for key, value in record.items():
+        if checks.text and isinstance(key, str) and not is_text(key):
+            return None, NOT_TEXT
+        reason = value_problem(value, checks)
+        if reason:
+            return key, reason
+    return None
+
+
+def value_problem(value: Any, checks: Checks, depth: int = 2) -> str | None:
+    """Why a value read from a file cannot be used, or None: nested deeper than MAX_DEPTH (what reads it next walks
+    values recursively), or a string that is not text. ``depth`` is the value's own level: a record's fields are 2.
+    Iterative, so that it cannot itself run out of stack."""
+    if not (checks.depth or checks.text):
+        return None
+    wanted = (dict, list, tuple, str) if checks.text else (dict, list, tuple)
+    stack = [(value, depth)] if isinstance(value, wanted) else []
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return NOT_TEXT
+            continue
+        if level > MAX_DEPTH:
+            return TOO_DEEP
+        if isinstance(item, dict):
+            if checks.text and not all(map(is_text, item)):
+                return NOT_TEXT
+            item = item.values()
+        for child in item:  # a plain loop: several times faster here than a generator or a list of keys and values
+            if isinstance(child, wanted):
+                stack.append((child, level + 1))
+    return None
+
+
+def is_text(value: str) -> bool:
+    """False for a string holding a lone UTF-16 surrogate (``json`` makes one of ``"\\ud800"``): no encoder writes
+    it, so it would fail when saved or shown."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def make_room(table: RawTable, limits: ReadLimits) -> None:
+    """Refuse the file as soon as it has more rows than the limit, before they pile up in memory."""
+    if table.total >= limits.max_import_rows:
+        raise limits.exceeded("max_import_rows", table.source, "has more rows than")
+
+
+def add_error(table: RawTable, line: int | None, reason: str, limits: ReadLimits, field: str | None = None) -> None:
+    make_room(table, limits)
+    table.errors.append(RowError(line, field, reason, table.source))
+
+
+def add_record(table: RawTable, line: int, value: Any, limits: ReadLimits, checks: Checks) -> None:
+    """A value read from the file as a record, or a row error if it is not an object or cannot be used as read."""
+    if not isinstance(value, dict):
+        return add_error(table, line, f"expected a JSON object, got {json_type(value)}", limits)
+    problem = record_problem(value, checks)
+    if problem:
+        return add_error(table, line, problem[1], limits, field=problem[0])
+    make_room(table, limits)
+    table.records.append((line, value))
+
+
+def read_jsonl(data: bytes, source: str, limits: ReadLimits) -> RawTable:
     table = RawTable(source=source, file_format="jsonl")
-    for number, text, reason in lines:
+    readable = False
+    for number, text, reason in text_lines(data):
         if text is None:
-            table.errors.append(RowError(number, None, reason, source))
+            add_error(table, number, reason, limits)
             continue
         if not text.strip():
             continue
+        readable = True
         try:
-            value = json.loads(text)
+            value = load_json(text)
         except json.JSONDecodeError as err:
-            table.errors.append(RowError(number, None, f"broken JSON: {err.msg} at column {err.colno}", source))
-            continue
-        if not isinstance(value, dict):
-            table.errors.append(RowError(number, None, f"expected a JSON object, got {json_type(value)}", source))
-            continue
-        table.records.append((number, value))
-    if not table.records and not table.errors:
+            add_error(table, number, f"broken JSON: {err.msg} at column {err.colno}", limits)
+        except UnusableJSON as err:
+            add_error(table, number, err.reason, limits)
+        else:
+            add_record(table, number, value, limits, Checks.of_json(text))
+    if not readable and table.errors:
+        raise LabError(f"{source} could not be decoded: no line is valid UTF-8, so re-save the file as UTF-8.")
+    if not readable:
         raise LabError(f"{source} is empty: there are no rows to read.")
     return table
 
 
-def read_json(lines: list[tuple[int, str | None, str]], source: str) -> RawTable:
-    bad = [(n, reason) for n, text, reason in lines if text is None]
-    if bad:
-        number, reason = bad[0]
-        raise LabError(f"{source}: line {number} is {reason}; a JSON document must be valid UTF-8 throughout.")
-    text = "\n".join(t for _, t, _ in lines)
+def read_json(data: bytes, source: str, limits: ReadLimits) -> RawTable:
+    text = json_document(data, source)
     try:
-        value = json.loads(text)
+        value = load_json(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # a .json file that is really JSON Lines
-            try:
-                return read_jsonl(lines, source)
-            except LabError:
-                pass
-        stripped = text.lstrip()
-        if stripped.startswith("["):
-            return read_json_array_salvage(text, source)
+            return read_jsonl(data, source, limits)
+        first = FIRST_CHAR.search(text)
+        if first and first.group() == "[":
+            return read_json_array_salvage(text, source, limits, Checks.of_json(text))
         raise LabError(f"{source}: broken JSON at line {err.lineno}, column {err.colno}: {err.msg}.") from None
-    return json_value_to_table(value, source)
+    except UnusableJSON as err:
+        raise LabError(f"{source}, line {err.line(text)}: {err.reason}.") from None
+    return json_value_to_table(value, source, limits, Checks.of_json(text))
 
 
-def json_value_to_table(value: Any, source: str) -> RawTable:
+def json_document(data: bytes, source: str) -> str:
+    """A JSON document's text; a byte that is not UTF-8 spoils the whole document, so it is named with its line."""
+    start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    try:
+        return str(memoryview(data)[start:], "utf-8")  # the BOM skipped without copying the bytes
+    except UnicodeDecodeError as err:
+        bad = start + err.start
+        line_start = data.rfind(b"\n", 0, bad) + 1
+        number = data.count(b"\n", 0, bad) + 1
+        raise LabError(f"{source}: line {number} is {not_utf8(data[bad], bad - line_start + 1)}; a JSON document "
+                       "must be valid UTF-8 throughout.") from None
+
+
+def json_value_to_table(value: Any, source: str, limits: ReadLimits, checks: Checks) -> RawTable:
     table = RawTable(source=source, file_format="json")
     if isinstance(value, dict):
         wrapped = [k for k in WRAPPER_KEYS if isinstance(value.get(k), list)]
@@ -179,26 +392,33 @@ def json_value_to_table(value: Any, source: str) -> RawTable:
             value = value[wrapped[0]]
         elif value and all(isinstance(v, list) for v in value.values()):
             lengths = {len(v) for v in value.values()}
-            if len(lengths) != 1:
-                raise LabError(f"{source}: an object of arrays whose arrays differ in length "
-                               f"({', '.join(f'{k}: {len(v)}' for k, v in value.items())}).")
+            if len(lengths) != 1:  # the first few, quoted: keys may be long or hold line breaks
+                shown = ", ".join(f"{k!r}: {len(v)}" for k, v in list(value.items())[:5])
+                raise LabError(f"{source}: an object of arrays whose arrays differ in length ({shown}"
+                               f"{', …' if len(value) > 5 else ''}).")
             keys = list(value)
-            value = [{k: value[k][i] for k in keys} for i in range(lengths.pop())]
+            count = lengths.pop()
+            check_rows(count, source, limits)
+            value = [{k: value[k][i] for k in keys} for i in range(count)]
         else:
             value = [value]
     if not isinstance(value, list):
         raise LabError(f"{source}: expected a JSON array of objects, got {json_type(value)}.")
     if not value:
         raise LabError(f"{source} is empty: the JSON array has no elements.")
+    check_rows(len(value), source, limits)
     for number, item in enumerate(value, start=1):
-        if isinstance(item, dict):
-            table.records.append((number, item))
-        else:
-            table.errors.append(RowError(number, None, f"expected a JSON object, got {json_type(item)}", source))
+        add_record(table, number, item, limits, checks)
     return table
 
 
-def read_json_array_salvage(text: str, source: str) -> RawTable:
+def check_rows(count: int, source: str, limits: ReadLimits) -> None:
+    """Refuse ``count`` rows, known before they are read, when they are more than the limit."""
+    if count > limits.max_import_rows:
+        raise limits.exceeded("max_import_rows", source, f"has {show_count(count)} rows, more than")
+
+
+def read_json_array_salvage(text: str, source: str, limits: ReadLimits, checks: Checks) -> RawTable:
     """A JSON array with a syntax error: keep the elements before the error and report where it is."""
     decoder = json.JSONDecoder()
     table = RawTable(source=source, file_format="json")
@@ -212,20 +432,17 @@ def read_json_array_salvage(text: str, source: str) -> RawTable:
         try:
             item, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            table.errors.append(RowError(number, None, f"broken JSON at file line {err.lineno}, column {err.colno}: "
-                                         f"{err.msg}; elements from here on could not be read", source))
+            add_error(table, number, f"broken JSON at file line {err.lineno}, column {err.colno}: {err.msg}; "
+                      "elements from here on could not be read", limits)
             return table
-        if isinstance(item, dict):
-            table.records.append((number, item))
-        else:
-            table.errors.append(RowError(number, None, f"expected a JSON object, got {json_type(item)}", source))
+        add_record(table, number, item, limits, checks)
         pos = skip_space(text, pos)
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
             line = text.count("\n", 0, pos) + 1
-            table.errors.append(RowError(number + 1, None, f"broken JSON at file line {line}: expected ',' or ']' "
-                                         "after an element; elements from here on could not be read", source))
+            add_error(table, number + 1, f"broken JSON at file line {line}: expected ',' or ']' after an element; "
+                      "elements from here on could not be read", limits)
             return table
 
 
@@ -235,33 +452,35 @@ def skip_space(text: str, pos: int) -> int:
     return pos
 
 
-def read_csv(data: bytes, source: str, *, delimiter: str | None) -> RawTable:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"\x00" in data[:8192]:
-        raise LabError(f"{source} is not a text file (it contains NUL bytes); expected JSON, JSONL, CSV or Parquet.")
-    text = data.decode("utf-8", errors="surrogateescape")  # bad bytes are reported per cell below
+def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLimits) -> RawTable:
     if delimiter is None:
         try:
-            delimiter = csv.Sniffer().sniff(text[:20000], delimiters=",\t;|").delimiter
+            sample = data[:20000].decode("utf-8", errors="surrogateescape")
+            delimiter = csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
         except csv.Error:
             delimiter = ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # Decoded as it is read: the whole file as one str, and StringIO's copy of it, would cost several times the file.
+    # Bytes that are not UTF-8 are kept as surrogates and reported per cell below.
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         raise LabError(f"{source} is empty: there are no rows to read.") from None
+    except csv.Error as err:  # a column name longer than the csv module's field limit, or a stray quote
+        raise LabError(f"{source}: the first line (the CSV header) could not be parsed: {err}.") from None
     header = [h.strip() for h in header]
     if not any(header):
         raise LabError(f"{source}: the first line (the CSV header) has no column names.")
+    if any(map(has_surrogates, header)):
+        raise LabError(f"{source}: the first line (the CSV header) is not valid UTF-8; re-save the file as UTF-8.")
     table = RawTable(source=source, file_format="tsv" if delimiter == "\t" else "csv")
     try:
         for number, cells in enumerate(reader, start=1):
             if not cells or not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(header):
-                table.errors.append(RowError(number, None, f"has {len(cells)} fields, the header has {len(header)}",
-                                             source))
+                add_error(table, number, f"has {len(cells)} fields, the header has {len(header)}", limits)
                 continue
             record = dict(zip(header, cells))
             bad = next((k for k, v in record.items() if has_surrogates(v)), None)
@@ -270,11 +489,12 @@ def read_csv(data: bytes, source: str, *, delimiter: str | None) -> RawTable:
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    table.errors.append(RowError(number, bad, not_utf8(raw, err), source))
+                    add_error(table, number, not_utf8(raw[err.start], err.start + 1), limits, field=bad)
                 continue
+            make_room(table, limits)
             table.records.append((number, record))
     except csv.Error as err:
-        table.errors.append(RowError(reader.line_num, None, f"CSV could not be parsed from here on: {err}", source))
+        add_error(table, reader.line_num, f"CSV could not be parsed from here on: {err}", limits)
     if not table.records and not table.errors:
         raise LabError(f"{source} has a header but no data rows.")
     return table
@@ -284,20 +504,33 @@ def has_surrogates(value: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def read_parquet(data: bytes, source: str) -> RawTable:
+def read_parquet(data: bytes, source: str, limits: ReadLimits) -> RawTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(pa.BufferReader(data)).to_pylist()
-    except (pa.ArrowException, OSError) as err:
-        raise LabError(f"{source}: not a readable Parquet file ({err}).") from None
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        check_parquet_size(parquet.metadata, source, limits)
+        rows = parquet.read().to_pylist()
+    except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
+        raise LabError(f"{source}: not a readable Parquet file ({first_line(err)}).") from None
     if not rows:
         raise LabError(f"{source} is empty: the Parquet file has no rows.")
-    return RawTable(source=source, file_format="parquet", records=list(enumerate(rows, start=1)))
+    table = RawTable(source=source, file_format="parquet")
+    for number, row in enumerate(rows, start=1):
+        add_record(table, number, row, limits, Checks())
+    return table
 
 
-def read_hub(dataset_id: str, *, split: str | None) -> RawTable:
+def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> None:
+    """Refuse a Parquet file by the row count and uncompressed size in its footer, before any row is read."""
+    check_rows(metadata.num_rows, source, limits)
+    size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if size > limits.max_import_bytes:
+        raise limits.exceeded("max_import_bytes", source, f"holds {show_size(size)} uncompressed, more than")
+
+
+def read_hub(dataset_id: str, *, split: str | None, limits: ReadLimits) -> RawTable:
     """Load a dataset from the Hugging Face Hub (needs network, or a local cache)."""
     name, _, split_in_id = dataset_id.partition(":")
     split = split or split_in_id or "train"
@@ -306,12 +539,27 @@ def read_hub(dataset_id: str, *, split: str | None) -> RawTable:
 
         loaded = datasets.load_dataset(name, split=split)
     except Exception as err:  # datasets raises many types: connection, missing split, gated repo...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LabError(f"Could not load the hub dataset '{name}' (split '{split}'): {first}. "
+        raise LabError(f"Could not load the hub dataset '{name}' (split '{split}'): {first_line(err)}. "
                        "This needs network access to the Hugging Face Hub; otherwise download the file "
                        "and import it by path.") from None
-    return RawTable(source=f"{name}:{split}", file_format="hub",
-                    records=[(i, dict(row)) for i, row in enumerate(loaded, start=1)])
+    return hub_table(loaded, f"{name}:{split}", limits)
+
+
+def hub_table(loaded: Any, source: str, limits: ReadLimits) -> RawTable:
+    """A loaded hub dataset's rows, once its row count and size (both known before converting) are within limits."""
+    check_rows(loaded.num_rows, source, limits)
+    if loaded.data.nbytes > limits.max_import_bytes:
+        raise limits.exceeded("max_import_bytes", source, f"holds {show_size(loaded.data.nbytes)}, more than")
+    table = RawTable(source=source, file_format="hub")
+    for number, row in enumerate(loaded, start=1):
+        add_record(table, number, dict(row), limits, Checks())
+    return table
+
+
+def first_line(err: Exception) -> str:
+    """An exception's message, first line only (Arrow's and the hub's run on with context), or its type."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def json_type(value: Any) -> str:
