@@ -62,8 +62,8 @@ def input_path(path: str | os.PathLike, home: Home | None = None) -> Path:
     for known in lab_homes(home):
         if any(within(resolved, state) for state in known.state):
             what = "the lab's own store" if resolved.name.startswith("store.sqlite") else "part of the lab's own state"
-            raise LabError(f"{path} is {what} (under {known.root}), which the lab never reads as input: export a "
-                           "dataset version with `python -m lab data export`, or import the original file.")
+            raise LabError(f"{path} is {what}, which the lab never reads as input: import the original file, or a "
+                           "dataset version's export (Versions tab, or python -m lab data export).")
     if is_store_file(resolved):
         raise LabError(f"{path} is the lab's own store, which the lab never reads as input.")
     return resolved

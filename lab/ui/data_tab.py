@@ -403,10 +403,13 @@ def keep_upload(ui: DataUI, upload: str | None, kind: str) -> dict:
     kept, new = uploads.keep(ui.home, upload)
     try:
         return {ui.imp.path: str(kept), **check_source(ui, str(kept), kind)}
-    except Exception:
+    except Exception as err:
         if new:  # only a copy made here: one found there was accepted before and may still be in use
             uploads.discard(ui.home, kept)
-        raise
+        if not isinstance(err, LabError):
+            raise
+        gr.Warning(str(err))  # the path box is emptied: a path left from an earlier file is not this file's
+        return {ui.imp.path: "", ui.imp.status: error_text(str(err)), **forget_previous_file(ui.clean, ui.save)}
 
 
 def forget_previous_file(clean: CleanUI, save: SaveUI) -> dict:
@@ -753,7 +756,8 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
         with gr.Column(scale=4):
             path = gr.Textbox(label="… or a local path or Hugging Face dataset id",
                               placeholder="/data/chats.jsonl  or  HuggingFaceH4/no_robots",
-                              info="Press Enter or 'Check file' to read it.")
+                              info="Press Enter or 'Check file' to read it. The server reads files in LAB_HOME/imports "
+                                   "and the folders it was started with (--allow-path); upload anything else.")
             with gr.Row(equal_height=True):
                 sample = gr.Dropdown(list(SAMPLE_CHOICES), value=SAMPLE_CHOICES[0],
                                      label="… or a bundled sample", scale=3)
