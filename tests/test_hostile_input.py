@@ -358,3 +358,12 @@ def test_the_app_shows_the_sentence_not_an_unexpected_error(lab_app, tmp_path):
     assert "deep.json, line 3: nested more than 100 levels deep" in status and "nexpected" not in status
     status, *_ = client.predict(source=str(files["jsonl"]), kind="auto", api_name="/data_check")
     assert "Valid rows** 1 / 2" in status
+
+
+def test_a_csv_field_longer_than_the_csv_module_s_default_limit_is_read_with_the_rows_after_it(tmp_path):
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerows([["prompt", "completion"], ["a", "x" * 300_000], ["b", "short"], ["c", "also short"]])
+    report = check_file(str(path))
+    assert (report.rows, report.errors) == (3, [])

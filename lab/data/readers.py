@@ -36,6 +36,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CHUNK = 1 << 20  # gzip is inflated a megabyte at a time
+CSV_FIELD_MAX = 2**31 - 1  # the csv module keeps its field limit in a C long
 FIRST_BYTE = re.compile(rb"[^\xef\xbb\xbf \t\r\n]")  # the first byte past a BOM and blanks, found without a copy
 FIRST_CHAR = re.compile(r"[^ \t\r\n]")
 JSON_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
@@ -462,6 +463,9 @@ def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLim
     # Decoded as it is read: the whole file as one str, and StringIO's copy of it, would cost several times the file.
     # Bytes that are not UTF-8 are kept as surrogates and reported per cell below.
     lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    # The csv module stops at fields over 128 KiB (one long completion would end the file there); the file is bounded
+    # by the import limit already, so a field may be as long as that.
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(data), CSV_FIELD_MAX)))
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader)
