@@ -66,6 +66,20 @@ def test_deleting_the_dataset_of_a_queued_run_is_refused_with_the_run_named_unle
     assert runner.cancel(run.id, home).status == "cancelled"  # leaves: the first run training, the second queued
 
 
+def test_a_run_queued_on_a_dataset_name_trains_on_the_version_it_was_queued_with(home, runs):
+    """A version saved under the same name after the run was queued is another dataset: the run, its config and the
+    store (which delete's refusal reads) all name the version resolved when it was queued."""
+    first = lab(home, "data", "import", str(ROOT / "tests/fixtures/data/dolly.jsonl"), "--name", "moving", "--json")
+    ref = json.loads(first.stdout)["ref"]
+    cfg = load_yaml(str(ROOT / "recipes/tiny-sft.yaml"), overrides=["dataset=moving", "report_to=none"])
+    run, _ = runner.create_run(cfg, home=home, start=False)
+    newer = lab(home, "data", "import", str(ROOT / "tests/fixtures/data/openai.jsonl"), "--name", "moving", "--json")
+    assert json.loads(newer.stdout)["ref"] != ref
+    assert run.dataset == ref and run.train_config.dataset == ref
+    assert load_yaml(str(run.run_dir / "config.yaml")).dataset == ref
+    assert runner.cancel(run.id, home).status == "cancelled"  # leaves: the first run training, the second queued
+
+
 def test_a_cancel_reaches_a_run_whose_supervisor_was_killed_and_the_next_command_starts_the_queue(home, runs):
     first = runs["first"]
     wait_for(lambda: runner.read_metrics(first, home))

@@ -141,12 +141,13 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     need = "preference" if cfg.is_dpo else "sft"
     if version.kind != need:
         raise LabError(f"Dataset {version.ref} holds {version.kind} data; a {cfg.method} run needs {need} data.")
+    asked, cfg.dataset = cfg.dataset, version.ref  # pinned: a version saved under the name later is another dataset
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.method}-{secrets.token_hex(2)}"
     cfg.name = cfg.name or f"{cfg.method}-{Path(cfg.model).name}-{run_id[9:15]}"
     run_dir = home.runs / run_id
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(f"# python -m lab train {run_dir / 'config.yaml'}\n"
-                                         f"# dataset resolved to {version.ref}\n" + to_yaml(cfg))
+                                         f"# dataset {asked!r} resolved to {version.ref} when queued\n" + to_yaml(cfg))
     with Store(home).write() as conn:
         conn.execute("INSERT INTO runs (id, name, method, model, dataset, status, run_dir, config, created_at) "
                      "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
