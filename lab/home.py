@@ -78,7 +78,12 @@ class Home:
         return self
 
 
+def default_home() -> Home:
+    """``$LAB_HOME``, else ``./lab_home``, without creating it (a command that writes nothing leaves no home)."""
+    return Home(Path(os.environ.get("LAB_HOME") or "lab_home").expanduser().resolve())
+
+
 def lab_home(root: str | os.PathLike | None = None) -> Home:
     """The lab's home: ``root`` if given, else ``$LAB_HOME``, else ``./lab_home``; created if missing."""
-    chosen = root if root is not None else os.environ.get("LAB_HOME") or "lab_home"
-    return Home(Path(chosen).expanduser().resolve()).ensure()
+    home = Home(Path(root).expanduser().resolve()) if root is not None else default_home()
+    return home.ensure()

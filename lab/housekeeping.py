@@ -12,10 +12,9 @@ import logging
 import os
 import sqlite3
 import threading
-from pathlib import Path
 
 from lab.errors import LabError
-from lab.home import Home
+from lab.home import Home, default_home
 from lab.store import Store
 
 INTERVAL_ENV = "LAB_HOUSEKEEPING_S"
@@ -33,7 +32,7 @@ def tick(home: Home | None = None) -> None:
     """Reconcile and dispatch once. Never raises: the caller's own work (a command, the web app) goes on, and a
     problem is logged."""
     try:
-        home = home or current_home()
+        home = home or default_home()
         if not (home.store_path.exists() and in_flight(home)):
             return
     except Exception as err:  # noqa: BLE001 - see report
@@ -57,12 +56,6 @@ def report(what: str, err: Exception) -> None:
         log.warning("housekeeping: %s failed: %s", what, err)
     else:
         log.error("housekeeping: %s failed", what, exc_info=err)
-
-
-def current_home() -> Home:
-    """``lab_home()`` without creating it: a command that writes nothing (``data check`` in any folder) must not
-    leave an empty home behind."""
-    return Home(Path(os.environ.get("LAB_HOME") or "lab_home").expanduser().resolve())
 
 
 def in_flight(home: Home) -> bool:

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from lab.errors import LabError
-from lab.home import Home
+from lab.home import Home, default_home
 
 ALLOWED_ENV = "LAB_ALLOWED_PATHS"
 
@@ -40,7 +40,7 @@ def lab_homes(home: Home | None) -> set[Home]:
     """Every LAB_HOME this process knows of: the one given, $LAB_HOME (or ./lab_home), and each store opened."""
     from lab.store import opened_stores
 
-    roots = {absolute(os.environ.get("LAB_HOME") or "lab_home")}
+    roots = {default_home().root}
     roots.update(store.parent for store in opened_stores())
     if home is not None:
         roots.add(home.root)
