@@ -16,6 +16,7 @@ about 0.3 ms a commit here): an acknowledged write survives a power cut, too.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import sqlite3
@@ -195,6 +196,18 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+@functools.cache
+def sqlite_library() -> ctypes.CDLL:
+    """The very libsqlite3 Python's sqlite3 module uses, with the two calls ``keep_log_on_close`` makes typed."""
+    import _sqlite3
+
+    lib = ctypes.CDLL(_sqlite3.__file__)
+    lib.sqlite3_db_filename.restype = ctypes.c_char_p
+    lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.sqlite3_db_config.restype = ctypes.c_int
+    return lib
+
+
 def keep_log_on_close(conn: sqlite3.Connection, path: Path) -> None:
     """Never checkpoint and delete the write-ahead log when this connection closes (see the module docstring).
 
@@ -204,12 +217,7 @@ def keep_log_on_close(conn: sqlite3.Connection, path: Path) -> None:
     if hasattr(conn, "setconfig"):
         conn.setconfig(NO_CKPT_ON_CLOSE, True)
         return
-    import _sqlite3
-
-    lib = ctypes.CDLL(_sqlite3.__file__)  # resolves to the very libsqlite3 the module uses
-    lib.sqlite3_db_filename.restype = ctypes.c_char_p
-    lib.sqlite3_db_filename.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.sqlite3_db_config.restype = ctypes.c_int
+    lib = sqlite_library()
     handle = ctypes.c_void_p.from_address(id(conn) + 2 * ctypes.sizeof(ctypes.c_void_p)).value  # after PyObject_HEAD
     if not handle or lib.sqlite3_db_filename(handle, b"main") != os.fsencode(path):
         return
