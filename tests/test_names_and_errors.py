@@ -207,7 +207,7 @@ def test_sweep_removes_old_uploads_no_version_came_from(module_home: Home):
 
 
 def test_an_unexpected_error_is_one_sentence_in_the_app_without_its_class():
-    from lab.ui.data_tab import user_message
+    from lab.ui.common import user_message
 
     def save_recipe() -> None: ...
 

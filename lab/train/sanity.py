@@ -18,6 +18,9 @@ from lab.names import derived_name
 OVERFIT_ROWS = 20
 OVERFIT_STEPS = 50
 CURVE_STEPS = 20
+# How the check names what it makes, so pickers can leave its working runs and datasets out (lab.catalog).
+SANITY_PREFIXES = ("sanity-overfit-", "sanity-curve-")
+SANITY_STEP = "sanity subset"
 
 
 @dataclass
@@ -112,13 +115,13 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     subset = [Row({k: v for k, v in r.items() if k not in ("source", "line")}, r["line"], r["source"])
               for r in rows[:OVERFIT_ROWS]]
     small = save_version(derived_name(version.name, suffix="-sanity"), version.kind, version.format, subset, [],
-                         {"source": version.ref, "steps": [{"step": "sanity subset", "before": len(rows),
+                         {"source": version.ref, "steps": [{"step": SANITY_STEP, "before": len(rows),
                                                             "after": len(subset), "removed": 0,
                                                             "detail": f"first {len(subset)} rows"}]}, home=home)
     quick = dict(eval_split="none", save_steps=0, report_to="none", logging_steps=2, early_stopping_patience=0,
                  sample_prompts=0,
                  load_best_model_at_end=False, warmup_ratio=0.0)
-    overfit_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix="sanity-overfit-"),
+    overfit_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix=SANITY_PREFIXES[0]),
                                       dataset=small.ref, max_steps=OVERFIT_STEPS, batch_size=min(cfg.batch_size, 8),
                                       grad_accum=1, **quick)
     overfit, _ = create_run(overfit_cfg, home=home)
@@ -133,7 +136,7 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     report.verdicts.append(oscillation_verdict(losses))
 
     say(0.6, f"A short curve on the real data ({CURVE_STEPS} steps)")
-    curve_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix="sanity-curve-"),
+    curve_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix=SANITY_PREFIXES[1]),
                                     max_steps=CURVE_STEPS, **quick)
     curve = wait(create_run(curve_cfg, home=home)[0].id, home)
     report.runs["curve"] = curve.id

@@ -30,6 +30,7 @@ from lab.label.accounts import sign_in_required
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
+from lab.ui.common import wire_on_show
 
 TITLE = "Fine-tuning lab"
 INTRO = (
@@ -61,17 +62,18 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             for title in TAB_ORDER:
-                with gr.Tab(title, id=title.lower()):
+                with gr.Tab(title, id=title.lower()) as tab:
                     if title == "Data":
-                        data_tab.build(home)
+                        ui = data_tab.build(home)
                     elif title == "Train":
-                        train_ui = train_tab.build(home)
+                        ui = train_ui = train_tab.build(home)
                     elif title == "Label":
-                        label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
+                        ui = label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
                     elif title == "Compare":
-                        compare_tab.build(home)
+                        ui = compare_tab.build(home)
                     else:
-                        eval_tab.build(home)
+                        ui = eval_tab.build(home)
+                wire_on_show(tab, demo, ui.on_show)
     demo.queue(default_concurrency_limit=4)
     return demo
 

@@ -29,8 +29,8 @@ from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.data_tab import guarded, streamed
-from lab.ui.train_tab import checkpoint_choices, clip
+from lab.ui.common import clip, guarded, streamed
+from lab.ui.train_tab import checkpoint_choices
 
 log = logging.getLogger(__name__)
 REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation

@@ -22,7 +22,6 @@ import functools
 import html
 import logging
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,11 @@ from lab.config import DataConfig
 from lab.data.canonical import Row, is_context, row_text
 from lab.data.formats import describe_format
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
-from lab.errors import LabError, explain
+from lab.errors import LabError
 from lab.home import Home
 from lab.paths import server_path
 from lab.ui import plots
+from lab.ui.common import error_text, guarded
 from lab.ui.forms import Form, build_form, component_for, slider
 
 log = logging.getLogger(__name__)
@@ -159,66 +159,6 @@ class DataUI:
 
 
 # --------------------------------------------------------------------------- error handling
-
-
-def error_text(message: str) -> str:
-    return f"**⚠ {message}**"
-
-
-def guarded(fn: Callable[..., dict], status: gr.components.Component | None, *bound: Any) -> Callable[..., dict]:
-    """``fn`` with ``bound`` arguments first; errors become a toast plus a message in ``status``.
-
-    ``LabError`` messages are shown as they are; anything else is logged with its traceback and
-    said in a sentence (``user_message``). An event with no status line among its outputs passes
-    ``status`` None: the message is raised as ``gr.Error``, which Gradio shows as a toast (and a
-    client gets as the error's message). The signature seen by Gradio is ``fn``'s without ``bound``.
-    """
-    inner = functools.partial(fn, *bound)
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> dict:
-        try:
-            return inner(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
-            return failure(fn, err, status)
-
-    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
-    return run
-
-
-def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
-             *bound: Any) -> Callable[..., Iterator[dict]]:
-    """``guarded`` for handlers that stream: errors end the stream with a toast and a message in ``status``."""
-    inner = functools.partial(fn, *bound)
-
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Iterator[dict]:
-        try:
-            yield from inner(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
-            yield failure(fn, err, status)
-
-    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
-    return run
-
-
-def failure(fn: Callable, err: Exception, status: gr.components.Component | None) -> dict:
-    """The toast and status line for ``err`` (or, with no status line, ``gr.Error``)."""
-    message = user_message(fn, err)
-    if status is None:
-        raise gr.Error(message) from None
-    gr.Warning(message)
-    return {status: error_text(message)}
-
-
-def user_message(fn: Callable, err: Exception) -> str:
-    """What a person reads about ``err``: a ``LabError`` as it is; anything else is a case the lab does not
-    handle yet, logged with its traceback and said in one sentence naming the action that failed."""
-    if isinstance(err, LabError):
-        return str(err)
-    log.exception("%s failed", fn.__name__)
-    action = fn.__name__.replace("_", " ").strip().capitalize()
-    return f"{action} failed unexpectedly: {explain(err)} (the full error is in the app's log)."
 
 
 # --------------------------------------------------------------------------- sources and rows

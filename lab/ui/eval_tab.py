@@ -22,10 +22,9 @@ from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig,
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.data_tab import guarded
+from lab.ui.common import chat_markdown, clip, guarded
 from lab.ui.forms import Form, build_form
-from lab.ui.label_tab import chat_markdown
-from lab.ui.train_tab import checkpoint_choices, clip, dataset_choices
+from lab.ui.train_tab import checkpoint_choices, dataset_choices
 
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
 METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"),

@@ -26,7 +26,7 @@ from lab.home import Home
 from lab.label.accounts import Identity, identify, require_admin
 from lab.paths import server_path
 from lab.ui import plots
-from lab.ui.data_tab import guarded
+from lab.ui.common import chat_markdown, guarded
 from lab.ui.train_tab import checkpoint_choices
 from lab.ui.forms import Form, build_form
 
@@ -81,16 +81,6 @@ class AdminUI:
 
 def who(home: Home, sign_in: bool, request: gr.Request | None) -> Identity:
     return identify(getattr(request, "username", None), sign_in=sign_in, home=home)
-
-
-def chat_markdown(messages: list[dict[str, str]]) -> str:
-    parts = []
-    for message in messages:
-        if message["role"] == "system":
-            parts.append(f"*System: {message['content']}*")
-        else:
-            parts.append(f"**{message['role'].capitalize()}:** {message['content']}")
-    return "\n\n".join(parts)
 
 
 def open_campaigns(home: Home) -> list[tuple[str, str]]:

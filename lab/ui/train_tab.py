@@ -24,7 +24,7 @@ from lab.names import check_name
 from lab.train.samples import read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
-from lab.ui.data_tab import error_text, guarded
+from lab.ui.common import clip, error_text, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -108,10 +108,6 @@ def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
 
     chosen = {k: v for k, v in values.items() if k in form.components and v is not None}
     return from_dict(TrainConfig, chosen, where="the form")
-
-
-def status_ok(message: str) -> str:
-    return f"**✓ {message}**"
 
 
 def build(home: Home) -> TrainUI:
@@ -359,15 +355,6 @@ def samples_update(data: dict[str, Any] | None) -> dict:
     shown = [[clip(text) or EMPTY_REPLY for text in pair] for pair in zip(data["base"], tuned)]
     rows = [[prompt[-1]["content"], before, after] for prompt, (before, after) in zip(data["prompts"], shown)]
     return gr.update(value=pd.DataFrame(rows, columns=SAMPLE_HEADERS), visible=True)
-
-
-def clip(text: str, limit: int = 300) -> str:
-    """Samples of an untrained model can be one endless unbroken token: keep the table readable (cut long text,
-    and let words of over 40 characters wrap, or they push the next column off the screen)."""
-    import re
-
-    text = text if len(text) <= limit else text[:limit] + " …"
-    return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
 
 
 def wandb_text(run: Any) -> str:

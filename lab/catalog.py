@@ -1,0 +1,108 @@
+"""What exists now, as people name it: the choices every picker offers and the names every view shows.
+
+One place answers "which datasets, models and campaigns are there?" for the web app's pickers and the CLI, newest
+first, labelled with the name the user gave (the id is the value a picker returns). Sanity-check runs and their
+small datasets are working files of the sanity check, left out unless asked for.
+
+A model is named as the store names it: ``tiny``, ``run:<id>`` (a finished run's final model), optionally with
+``#tag`` for a second sample in a campaign; ``display_names`` turns those into the runs' names for columns,
+legends and leaderboards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from lab.home import Home, lab_home
+
+SAMPLES = ("sample:sft", "sample:preference")  # the bundled samples, always there (lab.data.samples)
+TINY = "tiny"
+Choice = tuple[str, str]  # (label shown, value returned)
+
+
+def when(stamp: str | None) -> str:
+    """'12-03 09:25' from an ISO time: enough to tell this week's runs apart in a list."""
+    return f"{stamp[5:10]} {stamp[11:16]}" if stamp and len(stamp) >= 16 else ""
+
+
+def is_sanity_run(run: Any) -> bool:
+    from lab.train.sanity import SANITY_PREFIXES
+
+    return run.name.startswith(SANITY_PREFIXES)
+
+
+def is_sanity_dataset(version: Any) -> bool:
+    from lab.train.sanity import SANITY_STEP
+
+    return any(step.get("step") == SANITY_STEP for step in version.card.get("steps", []))
+
+
+def dataset_choices(home: Home | None = None, *, kind: str | None = None, samples: bool = True,
+                    sanity: bool = False) -> list[Choice]:
+    """Saved dataset versions, newest first (``name@version`` values), then the bundled samples."""
+    from lab.data.versions import list_versions
+
+    home = home or lab_home()
+    found = [(f"{v.name}@{v.version[:8]} · {v.kind} · {v.rows['train']:,} rows · {when(v.created_at)}", v.ref)
+             for v in list_versions(home) if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]
+    bundled = [(f"{s} (bundled sample)", s) for s in SAMPLES if kind is None or s.endswith(kind)] if samples else []
+    return found + bundled
+
+
+def run_label(run: Any) -> str:
+    method = run.method.upper() + (f" {run.config.get('peft')}" if run.config.get("peft") not in (None, "none") else "")
+    return f"{run.name} · {method} · {when(run.finished_at or run.created_at)}"
+
+
+def model_choices(home: Home | None = None, *, tiny: bool = True, sanity: bool = False) -> list[Choice]:
+    """What can answer prompts: every succeeded run (its final model or adapter), newest first, then ``tiny``."""
+    from lab.train.runner import list_runs
+
+    home = home or lab_home()
+    runs = [(run_label(r), f"run:{r.id}") for r in list_runs(home, status="succeeded")
+            if sanity or not is_sanity_run(r)]
+    return runs + ([(f"{TINY} (built-in test model)", TINY)] if tiny else [])
+
+
+def run_choices(home: Home | None = None, *, sanity: bool = False) -> list[Choice]:
+    """Every run, whatever its status, newest first (the value is the run id)."""
+    from lab.train.runner import list_runs
+
+    return [(f"{r.name} · {r.status} · {when(r.created_at)}", r.id) for r in list_runs(home or lab_home())
+            if sanity or not is_sanity_run(r)]
+
+
+def campaign_choices(home: Home | None = None, *, status: Iterable[str] | None = None) -> list[Choice]:
+    """Labeling campaigns, newest first (the value is the campaign id)."""
+    from lab.label.campaigns import STATUSES, list_campaigns
+
+    found = list_campaigns(home or lab_home(), status=tuple(status or STATUSES))
+    return [(f"{c.name} · {c.status} · {when(c.created_at)}", c.id) for c in found]
+
+
+def display_names(sources: Iterable[str], home: Home | None = None) -> dict[str, str]:
+    """Each source as people know it: ``run:<id>`` becomes the run's name (with the id's tail when two runs share a
+    name), ``#tag`` is kept; anything else is shown as it is."""
+    from lab.train.runner import list_runs
+
+    sources = list(dict.fromkeys(sources))
+    runs = {f"run:{r.id}": r for r in list_runs(home or lab_home())}
+    model = {s: s.split("#", 1)[0] for s in sources}
+    named = {m: runs[m].name for m in set(model.values()) if m in runs}
+    taken: dict[str, int] = {}
+    for name in named.values():
+        taken[name] = taken.get(name, 0) + 1
+    names = {}
+    for source in sources:
+        base, tag = model[source], source[len(model[source]):]
+        if base in named:
+            name = named[base]
+            names[source] = (f"{name} ({base[-4:]})" if taken[name] > 1 else name) + tag
+        else:
+            names[source] = source
+    return names
+
+
+def display_name(source: str, home: Home | None = None) -> str:
+    return display_names([source], home)[source]

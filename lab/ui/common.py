@@ -1,0 +1,113 @@
+"""What every tab's handlers share: errors become a toast and a status line, never a traceback; text is kept
+readable; pickers offer what exists now (``lab.catalog``)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from lab.errors import LabError, explain
+
+log = logging.getLogger(__name__)
+
+
+def status_ok(message: str) -> str:
+    return f"**✓ {message}**"
+
+
+def error_text(message: str) -> str:
+    return f"**⚠ {message}**"
+
+
+def guarded(fn: Callable[..., dict], status: gr.components.Component | None, *bound: Any) -> Callable[..., dict]:
+    """``fn`` with ``bound`` arguments first; errors become a toast plus a message in ``status``.
+
+    ``LabError`` messages are shown as they are; anything else is logged with its traceback and
+    said in a sentence (``user_message``). An event with no status line among its outputs passes
+    ``status`` None: the message is raised as ``gr.Error``, which Gradio shows as a toast (and a
+    client gets as the error's message). The signature seen by Gradio is ``fn``'s without ``bound``.
+    """
+    inner = functools.partial(fn, *bound)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> dict:
+        try:
+            return inner(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
+            return failure(fn, err, status)
+
+    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    return run
+
+
+def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
+             *bound: Any) -> Callable[..., Iterator[dict]]:
+    """``guarded`` for handlers that stream: errors end the stream with a toast and a message in ``status``."""
+    inner = functools.partial(fn, *bound)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Iterator[dict]:
+        try:
+            yield from inner(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
+            yield failure(fn, err, status)
+
+    run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    return run
+
+
+def failure(fn: Callable, err: Exception, status: gr.components.Component | None) -> dict:
+    """The toast and status line for ``err`` (or, with no status line, ``gr.Error``)."""
+    message = user_message(fn, err)
+    if status is None:
+        raise gr.Error(message) from None
+    gr.Warning(message)
+    return {status: error_text(message)}
+
+
+def user_message(fn: Callable, err: Exception) -> str:
+    """What a person reads about ``err``: a ``LabError`` as it is; anything else is a case the lab does not
+    handle yet, logged with its traceback and said in one sentence naming the action that failed."""
+    if isinstance(err, LabError):
+        return str(err)
+    log.exception("%s failed", fn.__name__)
+    action = fn.__name__.replace("_", " ").strip().capitalize()
+    return f"{action} failed unexpectedly: {explain(err)} (the full error is in the app's log)."
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """Samples of an untrained model can be one endless unbroken token: keep the table readable (cut long text,
+    and let words of over 40 characters wrap, or they push the next column off the screen)."""
+    text = text if len(text) <= limit else text[:limit] + " …"
+    return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
+
+
+def chat_markdown(messages: list[dict[str, str]]) -> str:
+    parts = []
+    for message in messages:
+        if message["role"] == "system":
+            parts.append(f"*System: {message['content']}*")
+        else:
+            parts.append(f"**{message['role'].capitalize()}:** {message['content']}")
+    return "\n\n".join(parts)
+
+
+@dataclass
+class OnShow:
+    """What a tab refreshes when it is shown and when the page loads, so its pickers and lists hold what exists
+    now (a dataset saved in Data is in Train's picker without a reload). ``fn`` takes no inputs and returns
+    ``{component: update}`` for ``outputs``."""
+    fn: Callable[[], dict]
+    outputs: list[gr.components.Component]
+
+
+def wire_on_show(tab: gr.Tab, page: gr.Blocks, refreshes: list[OnShow]) -> None:
+    for refresh in refreshes:
+        for event in (tab.select, page.load):
+            event(refresh.fn, inputs=None, outputs=refresh.outputs, api_visibility="private", queue=False)
