@@ -64,16 +64,18 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
             for title in TAB_ORDER:
                 with gr.Tab(title, id=title.lower()) as tab:
                     if title == "Data":
-                        ui = data_tab.build(home)
+                        refreshes = data_tab.on_show(data_tab.build(home), home)
                     elif title == "Train":
-                        ui = train_ui = train_tab.build(home)
+                        train_ui = train_tab.build(home)
+                        refreshes = train_tab.on_show(train_ui, home)
                     elif title == "Label":
-                        ui = label_tab.build(home, sign_in, train_form=train_ui.form, tabs=tabs)
+                        refreshes = label_tab.on_show(label_tab.build(home, sign_in, train_form=train_ui.form,
+                                                                      tabs=tabs), home)
                     elif title == "Compare":
-                        ui = compare_tab.build(home)
+                        refreshes = compare_tab.on_show(compare_tab.build(home), home)
                     else:
-                        ui = eval_tab.build(home)
-                wire_on_show(tab, demo, ui.on_show)
+                        refreshes = eval_tab.on_show(eval_tab.build(home), home)
+                wire_on_show(tab, demo, refreshes)
     demo.queue(default_concurrency_limit=4)
     return demo
 

@@ -29,7 +29,7 @@ from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import clip, guarded, streamed
+from lab.ui.common import OnShow, clip, guarded, streamed
 from lab.ui.train_tab import checkpoint_choices
 
 log = logging.getLogger(__name__)
@@ -451,3 +451,8 @@ def clear_side(ui: ChatUI, side: int, histories: History) -> dict:
 
 def clear_all(ui: ChatUI) -> dict:
     return {ui.bots[0]: [], ui.bots[1]: [], ui.histories: [[], []], ui.status: "Cleared: a new conversation."}
+
+
+def on_show(ui: object, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
+    return []

@@ -37,7 +37,7 @@ from lab.errors import LabError
 from lab.home import Home
 from lab.paths import server_path
 from lab.ui import plots
-from lab.ui.common import error_text, guarded
+from lab.ui.common import OnShow, error_text, guarded
 from lab.ui.forms import Form, build_form, component_for, slider
 
 log = logging.getLogger(__name__)
@@ -904,3 +904,8 @@ def wire(ui: DataUI) -> None:
 
 def turn_page(step: int, page: int | None) -> int:
     return max(1, int(page or 1) + step)
+
+
+def on_show(ui: object, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
+    return []

@@ -22,7 +22,7 @@ from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig,
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import chat_markdown, clip, guarded
+from lab.ui.common import OnShow, chat_markdown, clip, guarded
 from lab.ui.forms import Form, build_form
 from lab.ui.train_tab import checkpoint_choices, dataset_choices
 
@@ -506,3 +506,8 @@ def export_csv(ui: EvalUI, home: Home) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_csv(list_evals(home)))
     return {ui.csv: str(path)}
+
+
+def on_show(ui: object, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
+    return []

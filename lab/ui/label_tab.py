@@ -26,9 +26,9 @@ from lab.home import Home
 from lab.label.accounts import Identity, identify, require_admin
 from lab.paths import server_path
 from lab.ui import plots
-from lab.ui.common import chat_markdown, guarded
-from lab.ui.train_tab import checkpoint_choices
+from lab.ui.common import OnShow, chat_markdown, guarded
 from lab.ui.forms import Form, build_form
+from lab.ui.train_tab import checkpoint_choices
 
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
 CAMPAIGN_HEADERS = ["id", "name", "status", "responses", "votes", "pairs ready", "created"]
@@ -446,3 +446,8 @@ def create_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, 
     note = "" if sign_in else " Restart the app to switch sign-in on."
     return {ui.status: f"**✓ Added {account.name} ({account.role}).**{note}", ui.accounts: accounts,
             ui.password: ""}
+
+
+def on_show(ui: object, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
+    return []

@@ -24,7 +24,7 @@ from lab.names import check_name
 from lab.train.samples import read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
-from lab.ui.common import clip, error_text, guarded, status_ok
+from lab.ui.common import OnShow, clip, error_text, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -445,3 +445,8 @@ def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
         raise LabError(f"Run {run.id} is {run.status} and has no final model to push.")
     url = push_model(folder, (hub_repo or "").strip())
     return {ui.status: status_ok(f"Pushed {folder.name} of {run.id} to {url}.")}
+
+
+def on_show(ui: object, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
+    return []
