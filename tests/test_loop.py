@@ -14,6 +14,7 @@ on the validation prompts, which neither SFT nor DPO trained on; only DPO-versus
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -28,6 +29,11 @@ NOISE = 0.1
 
 def rule(text: str) -> bool:
     return 0 < len(text.split()) <= RULE_WORDS
+
+
+def binomial_tail(wins: int, n: int) -> float:
+    """P(at least ``wins`` of ``n``) for a fair coin: how often DPO would win this often if it were no better."""
+    return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
 
 
 def run(recipe: str, home, *overrides: str) -> runner.Run:
@@ -82,6 +88,9 @@ def test_sft_then_human_preferences_then_dpo_wins_a_fresh_blind_round(home):
             / sum(campaigns.model_of(t["source"]) == model for t in texts) for model in (reference, policy)}
     print(f"round 2: {len(votes)} DPO-vs-SFT votes, DPO won {dpo_wins} of {len(decided)} decided; rule met: {rate}")
     assert len(decided) >= 30, votes
-    assert dpo_wins / len(decided) >= 0.7, (dpo_wins, len(decided), rate)
+    # Sampling, the hidden sides and the 10% random votes differ from run to run (CI has seen DPO win 65% of 81,
+    # locally 88% of 74): ask for a win that chance explains less than once in a hundred, and for the rule.
+    assert binomial_tail(dpo_wins, len(decided)) < 0.01, (dpo_wins, len(decided), rate)
+    assert rate[policy] >= rate[reference] + 0.1, rate
     board = results.leaderboard(second.id, home=home)
     assert {campaigns.model_of(r["source"]) for r in board["ratings"][:2]} == {policy}  # both DPO samples on top
