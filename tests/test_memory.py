@@ -135,18 +135,13 @@ def test_out_of_memory_names_the_memory_savers_still_off():
     assert "already on" in human_error(torch.OutOfMemoryError("CUDA out of memory"), 0, every)
 
 
-def test_train_tab_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch):
-    import gradio as gr
-
+def test_the_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch):
     from lab.train import distributed
-    from lab.ui import train_tab
+    from lab.train.estimate import estimate_run
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     monkeypatch.setattr(distributed, "visible_gpus", lambda: [distributed.Gpu(0, "u0", "NVIDIA H200", 140.4, 0.0)])
-    with gr.Blocks():
-        ui = train_tab.build(tiny_home)
-    values = {name: getattr(TrainConfig(), name) for name in TrainConfig.__dataclass_fields__}
-    values.update(method="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
-    text = train_tab.estimate(ui, tiny_home, **values)[ui.estimate_md]
+    cfg = TrainConfig(method="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
+    text = estimate_run(cfg, tiny_home).text
     assert "fits GPU 0 (16 GiB by gpu_memory_gib)" in text
     assert "Offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text

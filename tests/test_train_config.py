@@ -44,8 +44,25 @@ def test_learning_rate_defaults_by_method(method, adapter, lr):
     assert TrainConfig(method="dpo", dpo_adapter="none").lr == 5e-7
 
 
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_no_shipped_recipe_is_flagged(path):
+    """Measured where the model is local (the tiny recipes), taken as real-size where it is a hub id."""
+    cfg = load_yaml(str(path))
+    assert cfg.validate(cuda=True) == []
+
+
+def test_the_usual_learning_rate_depends_on_the_model_s_size():
+    real = TrainConfig(model="meta-llama/Llama-3.1-8B-Instruct", learning_rate=1e-3)
+    assert "more than 10× away from the usual 2e-05 for sft on a real-size model" in real.validate(cuda=False)[0]
+    assert real.validate(cuda=False, params=3_000_000) == []  # a few-million-parameter model learns at 1e-3
+    assert TrainConfig(model="tiny", learning_rate=1e-3).validate(cuda=False) == []
+    assert "usual 0.001 for sft on a small test model" in TrainConfig(learning_rate=1.0).validate(cuda=False)[0]
+    assert TrainConfig(model="tiny").lr == 2e-5  # learning_rate 0 still means the method's usual
+
+
 def test_risky_learning_rate_warns_and_impossible_settings_fail():
-    assert "more than 10×" in TrainConfig(method="lora", learning_rate=5e-2).validate(cuda=False)[0]
+    assert "more than 10×" in TrainConfig(model="Qwen/Qwen2.5-0.5B", method="lora",
+                                          learning_rate=5e-2).validate(cuda=False)[0]
     for bad, message in ((dict(method="qlora"), "needs a CUDA GPU"), (dict(warmup_ratio=1.5), "warmup_ratio"),
                          (dict(method="dpo", packing=True), "packing applies to SFT only"),
                          (dict(eval_split="none", early_stopping_patience=2), "needs evaluation"),

@@ -44,7 +44,7 @@ def test_bad_config_is_refused_with_the_reason_and_nothing_starts(client, lab_ap
     assert after == before
 
 
-def test_a_run_started_from_the_form_succeeds_with_curves(client):
+def test_a_run_started_from_the_form_succeeds_with_curves(client, lab_app):
     status, table, selected = client.predict(**form(**FAST), api_name="/train_start")
     assert "is running" in status or "is queued" in status
     run_id = value(selected)
@@ -58,7 +58,7 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
     assert "succeeded" in progress and "step 6/6" in progress, progress
     assert value(loss) and "run " in log
     rows = value(table)["data"]
-    assert any(row[0] == run_id and row[2] == "succeeded" for row in rows)
+    assert any(row[-1] == run_id and row[1] == "succeeded" for row in rows)
     # The outcome: the estimate beside the (absent on CPU) measured peak, and before/after samples.
     assert "Memory: estimated" in outcome and "no GPU" in outcome and "W&B: off" in outcome
     assert value(memory)
@@ -69,7 +69,7 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client):
 
     status, outcome = client.predict(run_id, api_name="/train_export")
     assert "Exported" in status and f"{run_id}-merged" in outcome
-    exported = next(line for line in outcome.split("`") if line.endswith("-merged"))
+    exported = lab_app.home / next(line for line in outcome.split("`") if line.endswith("-merged"))
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(exported).num_parameters() > 1_000_000
@@ -112,3 +112,26 @@ def test_lora_and_dpo_runs_started_from_the_form_succeed(client, changes):
     loss, aux = client.predict(run_id, api_name="/train_run_view")[2:4]
     if changes["method"] == "dpo":  # DPO's reward curves are drawn beside the loss
         assert "rewards" in json.dumps(value(aux))
+    else:  # the estimate resolves a finished run as the model as Start does (a LoRA run's final/ is an adapter)
+        status, text, _, _ = client.predict(**form(model=f"run:{run_id}", method="lora"), api_name="/train_estimate")
+        assert "Estimate ready" in status and "trainable parameters" in text, status
+
+
+def test_start_refuses_a_run_that_would_not_train_and_says_what_would(client, lab_app, tmp_path):
+    """The issue's reproduction: 3 pairs, batch 4 × 4 accumulated, warm-up: one step, at a learning rate of 0."""
+    from lab.config import DataConfig
+    from lab.data.pipeline import import_file
+    from lab.home import lab_home
+
+    path = tmp_path / "three.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Colour {i}?", "chosen": "Blue.", "rejected": "no"}) + "\n"
+                            for i in range(3)))
+    ref = import_file(str(path), DataConfig(name="three-pairs", val_fraction=0), home=lab_home(lab_app.home)).ref
+    before = sorted(p.name for p in (lab_app.home / "runs").glob("2*"))
+    bad = form(method="dpo", dataset=ref, batch_size=4, grad_accum=4, report_to="none")
+    status, *_ = client.predict(**bad, api_name="/train_start")
+    assert "would not train" in status and "3 rows" in status and "1 optimizer step" in status, status
+    assert "warmup_ratio 0" in status and "epochs 4" in status
+    assert sorted(p.name for p in (lab_app.home / "runs").glob("2*")) == before
+    status, text, *_ = client.predict(**bad, api_name="/train_estimate")
+    assert "would not train" in status and "would not train" in text

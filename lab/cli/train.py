@@ -1,4 +1,5 @@
-"""``python -m lab train RECIPE.yaml`` and ``python -m lab runs list|show|logs|cancel|resume``."""
+"""``python -m lab train RECIPE.yaml`` (or ``--estimate``, ``--sanity``; ``--propose-dpo``), and
+``python -m lab runs list|show|logs|cancel|resume``."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="queue a training run from a recipe",
                                 description="Queue a training run (SFT, LoRA, QLoRA or DPO) from a recipe YAML; "
                                 "it starts as soon as a slot is free. Prints the run id.")
-    train.add_argument("recipe", help="a YAML file of TrainConfig settings (see recipes/)")
+    train.add_argument("recipe", nargs="?", help="a YAML file of TrainConfig settings (see recipes/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting (repeatable), e.g. --set learning_rate=1e-4 --set max_steps=50")
     train.add_argument("--wait", action="store_true", help="follow the run to its end; exit non-zero unless it "
                        "succeeded")
     train.add_argument("--sanity", action="store_true", help="instead of the run: the quick sanity check (overfit "
                        "20 examples, a short curve on the real data, the loss mask, a sample) with verdicts in words")
+    train.add_argument("--estimate", action="store_true", help="instead of the run: the estimate the Train tab "
+                       "shows (steps, schedule, parameters, memory, speed plan) and whether it would train; exit "
+                       "non-zero when it would not")
+    train.add_argument("--propose-dpo", metavar="DATASET", help="print a recipe for DPO on this preference "
+                       "version (a Label export) that trains on the pairs it has; use with --model")
+    train.add_argument("--model", default="tiny", help="with --propose-dpo: the model to align, e.g. run:<SFT run "
+                       "id> (default: tiny)")
     add_json_flag(train)
     train.set_defaults(handler=run_train)
 
@@ -60,11 +68,18 @@ def finished_document(run) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from lab.config import load_yaml
+    from lab.errors import LabError
     from lab.train import runner
 
+    if args.propose_dpo:
+        return run_propose(args)
+    if not args.recipe:
+        raise LabError("Give a recipe: python -m lab train recipes/tiny-sft.yaml (or --propose-dpo DATASET).")
     cfg = load_yaml(args.recipe, overrides=args.set)
     if args.sanity:
         return run_sanity(args, cfg)
+    if args.estimate:
+        return run_estimate(args, cfg)
     run, warnings = runner.create_run(cfg)
     for warning in warnings:
         say(f"warning: {warning}")
@@ -168,3 +183,28 @@ def run_sanity(args: argparse.Namespace, cfg) -> int:
 
     emit(args, report.to_dict(), human)
     return 0 if report.ok else 1
+
+
+def run_estimate(args: argparse.Namespace, cfg) -> int:
+    from lab.home import lab_home
+    from lab.train.estimate import estimate_run
+
+    found = estimate_run(cfg, lab_home())
+    emit(args, found.to_dict(), lambda: print(found.text))
+    return 1 if found.refusal else 0
+
+
+def run_propose(args: argparse.Namespace) -> int:
+    import yaml
+
+    from lab.home import lab_home
+    from lab.train.viability import propose_dpo
+
+    proposal = propose_dpo(args.propose_dpo, args.model, lab_home())
+
+    def human() -> None:
+        print(f"# python -m lab train THIS.yaml --wait\n# {proposal.text}")
+        print(yaml.safe_dump(proposal.values, sort_keys=False, allow_unicode=True), end="")
+
+    emit(args, {"values": proposal.values, "text": proposal.text}, human)
+    return 0

@@ -106,3 +106,31 @@ def any_rank(flag: bool, device) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+class ChangeWatch(TrainerCallback):
+    """What ``lab.train.viability.unchanged`` judges a run by: a fingerprint of the trainable weights when training
+    begins (after the trainer has wrapped, sharded or resumed the model) and the highest learning rate the optimizer
+    stepped with (read between the step and the scheduler's, so it is the rate that step used). Every rank keeps
+    its own, read locally."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+        self.before: dict[str, tuple[float, float]] = {}
+        self.top_lr = 0.0
+        self.steps = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from lab.train.viability import fingerprint
+
+        self.before = fingerprint(self.trainer.model)
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.steps += 1
+        self.top_lr = max(self.top_lr, max(group["lr"] for group in self.trainer.optimizer.param_groups))
+
+    def verdict(self) -> str | None:
+        """Why the model did not change, or None when it did."""
+        from lab.train.viability import fingerprint, unchanged
+
+        return unchanged(self.before, fingerprint(self.trainer.model), self.top_lr, self.steps)

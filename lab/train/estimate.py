@@ -4,11 +4,13 @@ loaded: the model is built on the meta device)."""
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from lab.config import TrainConfig
+from lab.home import Home, lab_home
 
 GIB = 1024**3
 TILE_TOKENS = 4096  # tokens per MLP tile (lab.train.memory): large enough for fast matrix products
@@ -62,13 +64,27 @@ class Memory:
         return out
 
 
-def model_shape(model: str) -> ModelShape:
-    """Build the architecture on the meta device and measure it."""
+def model_shape(model: str, home: Home | None = None) -> ModelShape:
+    """Build the architecture on the meta device and measure it (``model``: anything a run's ``model`` takes,
+    run:<id> included: an adapter is measured by its base; or an architecture's config.json alone, as in
+    bench/configs)."""
+    from pathlib import Path
+
+    from lab.train.loading import base_model_path
+
+    if Path(model).is_file():
+        return shape_at(model)
+    return shape_at(base_model_path(model, home or lab_home()))
+
+
+@functools.lru_cache(maxsize=16)
+def shape_at(path: str) -> ModelShape:
+    """The shape of the model whose config is at ``path`` (cached: the estimate, the checks before launch and the
+    learning-rate advice all ask for it)."""
     from transformers import AutoConfig
 
-    from lab.models import hub_error, resolve
+    from lab.models import hub_error
 
-    path = resolve(model)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -117,12 +133,13 @@ def trainable_params(cfg: TrainConfig, shape: ModelShape) -> int:
 
 
 def schedule(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, points: int = 200) -> Schedule:
-    """Steps as the Trainer counts them, and the learning rate at each step from transformers' own scheduler."""
-    effective = cfg.batch_size * cfg.grad_accum * max(gpus, 1)
-    per_epoch = max(1, math.ceil(train_rows / effective))
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(per_epoch * cfg.epochs))
-    warmup = math.ceil(total * cfg.warmup_ratio)
-    return Schedule(effective, per_epoch, total, warmup, lr_curve(cfg, total, warmup, points))
+    """Steps as the Trainer counts them (``lab.train.viability.count_steps``), and the learning rate at each step
+    from transformers' own scheduler."""
+    from lab.train.viability import count_steps
+
+    steps = count_steps(cfg, train_rows, gpus)
+    return Schedule(steps.effective_batch, steps.per_epoch, steps.total, steps.warmup,
+                    lr_curve(cfg, steps.total, steps.warmup, points))
 
 
 def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
@@ -278,8 +295,6 @@ def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16
                   headroom: float = 0.9) -> int:
     """The largest ``batch_size`` whose worst-case estimate fits in ``headroom`` of the GPU's memory (0: not
     even one sequence fits, so gradient checkpointing, a shorter max_length or QLoRA is needed)."""
-    import dataclasses
-
     budget = gpu_bytes * headroom
     low, high = 0, 1
     while memory(dataclasses.replace(cfg, batch_size=high), shape, bf16=bf16).total <= budget and high < 4096:
@@ -309,3 +324,66 @@ def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, shape: ModelSh
         "trainable_percent": round(100 * trainable / shape.params, 3),
         "memory_gib": memory(cfg, shape, bf16=cfg.precision != "fp32").gib(),
     }
+
+
+@dataclass
+class RunEstimate:
+    """What the Train tab's Estimate and ``python -m lab train RECIPE --estimate`` show before a launch."""
+
+    ref: str  # the dataset version, resolved
+    rows: int  # rows of the training split
+    report: dict[str, Any]  # ``estimate``'s plain data: steps, schedule, parameters, memory
+    text: str  # Markdown: the numbers, what fits the GPU, the speed plan, warnings
+    refusal: str | None  # why the run would not train (``lab.train.viability``), None when it would
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.ref, "rows": self.rows, "refusal": self.refusal, "warnings": self.warnings,
+                **{k: v for k, v in self.report.items() if k != "lr_curve"}}
+
+
+def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
+    """The run as it would go on this machine: the model and dataset resolved as ``create_run`` resolves them,
+    every process counted in the effective batch, the 'auto' memory choices decided, and whether it would train."""
+    from lab.train.datasets import resolve_version
+    from lab.train.distributed import gpus_needed, processes, visible_gpus
+    from lab.train.loading import model_type
+    from lab.train.speed import plan
+    from lab.train.viability import count_steps, refusal
+
+    shape = model_shape(cfg.model, home)  # run:<id> → its final model (an adapter: its base), as Start resolves it
+    warnings = cfg.validate(params=shape.params)
+    version = resolve_version(cfg.dataset, home)
+    rows = version.rows[cfg.train_split]
+    gpus = visible_gpus()
+    ranks = processes(cfg, len(gpus))  # the effective batch counts every process
+    unit = "GPU" if gpus_needed(cfg, len(gpus)) else "CPU process"
+    units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
+    speed = plan(cfg, cuda=bool(gpus), model_type=model_type(cfg.model, home),
+                 gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
+    # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
+    resolved = dataclasses.replace(cfg, **speed.memory_settings())
+    report = estimate(resolved, rows, gpus=ranks, shape=shape)
+    text = (f"**{version.ref}**: {rows} {cfg.train_split} rows · effective batch "
+            f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
+            f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
+            f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
+            f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
+    if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
+        budget = memory_budget(cfg, gpus[0].memory_gib * GIB)
+        capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
+        where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
+        fits = largest_batch(resolved, shape, budget)
+        text += (f"\n\nLargest batch_size that fits {where} at max_length "
+                 f"{cfg.max_length}, worst case: **{fits}**" if fits else
+                 f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
+                 f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
+                 "max_length, or use QLoRA.")
+    text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
+             + speed.markdown())
+    if warnings:
+        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
+    reason = refusal(cfg, count_steps(cfg, rows, ranks))
+    if reason:
+        text = f"**⚠ {reason}**\n\n" + text
+    return RunEstimate(version.ref, rows, report, text, reason, warnings)

@@ -39,13 +39,18 @@ def require_model(name: str, path: str) -> str:
     return path
 
 
+def base_model_path(name: str, home: Home) -> str:
+    """Where the architecture of ``name`` is described (its config.json): the model's own folder, or for an adapter
+    (a LoRA run's final/) its base's. Every reader of a model's shape, type or size goes through here."""
+    path = resolve_model_path(name, home)
+    adapter = Path(path) / "adapter_config.json"
+    return json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else path
+
+
 def model_type(model: str, home: Home) -> str:
     """The architecture family of a run's base model ('llama', 'qwen2', ...), '' when it cannot be read."""
     try:
-        path = Path(resolve_model_path(model, home))
-        adapter = path / "adapter_config.json"
-        if adapter.exists():
-            path = Path(json.loads(adapter.read_text())["base_model_name_or_path"])
+        path = Path(base_model_path(model, home))
         if (path / "config.json").exists():
             return json.loads((path / "config.json").read_text()).get("model_type", "")
         from transformers import AutoConfig
@@ -53,6 +58,17 @@ def model_type(model: str, home: Home) -> str:
         return AutoConfig.from_pretrained(str(path)).model_type
     except (LabError, OSError, ValueError, KeyError):
         return ""
+
+
+def model_params(model: str, home: Home) -> int | None:
+    """The model's parameter count from its architecture (no weights loaded); None when its config cannot be read
+    (a hub id offline): the learning-rate advice then takes it as a real-size model."""
+    from lab.train.estimate import model_shape
+
+    try:
+        return model_shape(model, home).params
+    except (LabError, OSError, ValueError, KeyError):
+        return None
 
 
 def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: str) -> tuple[Any, Any]:
@@ -68,7 +84,7 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
 
     path = resolve_model_path(cfg.model, home)
     adapter = Path(path) / "adapter_config.json"
-    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else path
+    base = base_model_path(cfg.model, home)
     tokenizer = load_tokenizer(path)
     half = torch.bfloat16 if precision == "bf16" else torch.float16
     kwargs: dict[str, Any] = {"dtype": torch.float32 if cfg.adapter == "none" or not cuda else half}

@@ -14,6 +14,7 @@ prepare`` writes a run for several machines, started by a cluster's scheduler (d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import os
@@ -126,21 +127,34 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     """Validate, write the run directory and queue it; returns the run and the config's warnings. ``cluster``:
     for the GPUs of a cluster's machines, not this one's."""
     home = home or lab_home()
-    warnings = cfg.validate(cuda=True if cluster else None)
+    from lab.space import training_off
+
+    off = training_off()  # LAB_NO_TRAINING: e.g. a Space on a CPU, which says why
+    if off:
+        raise LabError(off)
+    from lab.train.loading import model_params
+
+    cuda = True if cluster else None
+    cfg.validate(cuda=cuda)  # impossible settings fail before the model is read
+    warnings = cfg.validate(cuda=cuda, params=model_params(cfg.model, home))  # advice for the model's size
+    gpu_count = int(cfg.gpus) if cluster else len(distributed.visible_gpus())  # a cluster's: gpus per machine
     if not cluster:
         from lab.train.loading import model_type, resolve_model_path
         from lab.train.speed import plan
 
         resolve_model_path(cfg.model, home)  # a missing run or a path that holds no model fails now, not at launch
-        gpu_count = len(distributed.visible_gpus())
         distributed.check_fits(cfg, gpu_count)
         plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))  # impossible speed settings fail now
     from lab.train.datasets import resolve_version
+    from lab.train.viability import check_trains
 
     version = resolve_version(cfg.dataset, home)  # fails before launch if the dataset is missing
     need = "preference" if cfg.is_dpo else "sft"
     if version.kind != need:
         raise LabError(f"Dataset {version.ref} holds {version.kind} data; a {cfg.method} run needs {need} data.")
+    # A run that would take no step at a learning rate above 0 is refused with settings that train.
+    check_trains(dataclasses.replace(cfg, dataset=version.ref), version.rows[cfg.train_split],
+                 distributed.processes(cfg, gpu_count))
     asked, cfg.dataset = cfg.dataset, version.ref  # pinned: a version saved under the name later is another dataset
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{cfg.method}-{secrets.token_hex(2)}"
     cfg.name = cfg.name or f"{cfg.method}-{Path(cfg.model).name}-{run_id[9:15]}"

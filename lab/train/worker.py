@@ -144,7 +144,7 @@ def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -
 
 def main(run_dir: str) -> int:
     from lab.train import runner
-    from lab.train.callbacks import GracefulStop
+    from lab.train.callbacks import ChangeWatch, GracefulStop
     from lab.train.speed import use_attention
 
     run_path = Path(run_dir).resolve()
@@ -163,6 +163,8 @@ def main(run_dir: str) -> int:
         trainer = build_trainer(cfg, run_path, home, resume_from)
         setup_seconds = time.monotonic() - started
         trainer.add_callback(stop)
+        watch = ChangeWatch(trainer)
+        trainer.add_callback(watch)
         trainer.train(resume_from_checkpoint=resume_from)
         if stop.requested:
             if main_process:
@@ -177,6 +179,9 @@ def main(run_dir: str) -> int:
             return 0
         trainer.processing_class.save_pretrained(str(final))
         finish_reports(run_path, cfg, trainer, setup_seconds)
+        unchanged = watch.verdict()  # whatever the trainer returned, a model that did not change is no result
+        if unchanged:
+            raise LabError(unchanged)
         losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
         runner.update(run_id, home, status="succeeded", finished_at=runner.now(),
                       final_loss=losses[-1] if losses else None, wandb_url=wandb_url())

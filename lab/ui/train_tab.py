@@ -17,18 +17,17 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from lab.config import TrainConfig, load_yaml, to_yaml
+from lab import catalog, recipes
+from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home
-from lab.names import check_name
+from lab.space import training_off
 from lab.train.samples import read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
 from lab.ui.common import OnShow, clip, error_text, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-SAMPLES = ["sample:sft", "sample:preference"]
 GROUPS = {
     "What to train": [("method", "dpo_adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
     "Optimisation": [("learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps"),
@@ -43,9 +42,12 @@ GROUPS = {
     "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
     "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
 }
-RUN_HEADERS = ["id", "name", "status", "method", "model", "dataset", "final loss", "created"]
+RUN_HEADERS = ["name", "status", "method", "model", "dataset", "final loss", "created", "id"]
+RED, GREEN = "#b91c1c", "#15803d"  # outcomes and verdicts in colour: emoji marks render as empty boxes in some fonts
 SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
 EMPTY_REPLY = "(empty: the model ended its reply at once)"
+SCROLL_LOG_TO_END = ("() => { setTimeout(() => { const box = document.querySelector('#train-log textarea');"
+                     " if (box) box.scrollTop = box.scrollHeight; }, 50); }")
 
 
 @dataclass
@@ -69,37 +71,8 @@ class TrainUI:
     samples: gr.Dataframe
     hub_repo: gr.Textbox
     gpus: gr.Markdown
-
-
-def recipe_dirs(home: Home) -> list[Path]:
-    """Shipped recipes, then the user's own (saved from the form into LAB_HOME/recipes)."""
-    return [RECIPES, home.root / "recipes"]
-
-
-def recipe_choices(home: Home) -> list[str]:
-    return sorted({p.name for d in recipe_dirs(home) for p in d.glob("*.yaml")})
-
-
-def recipe_path(home: Home, name: str) -> Path:
-    """A listed recipe's file (the user's own first); any other name, a folder or '../x' among them, is refused."""
-    if name in recipe_choices(home):
-        for directory in reversed(recipe_dirs(home)):
-            if (directory / name).is_file():
-                return directory / name
-    raise LabError(f"No recipe named {name}; choose one from the list.")
-
-
-def dataset_choices(home: Home) -> list[str]:
-    from lab.data.versions import list_versions
-
-    return SAMPLES + [v.ref for v in list_versions(home)]
-
-
-def checkpoint_choices(home: Home) -> list[str]:
-    """What can answer prompts: the built-in tiny model and every finished run (its final model or adapter)."""
-    from lab.train.runner import list_runs
-
-    return ["tiny"] + [f"run:{r.id}" for r in list_runs(home, status="succeeded")]
+    start: gr.Button
+    sanity: gr.Button
 
 
 def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
@@ -113,26 +86,31 @@ def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
 def build(home: Home) -> TrainUI:
     gr.Markdown("Configure a run (or load a recipe), look at the estimate, start it; runs execute in their own "
                 "processes, queued until the GPUs they ask for are free, and are listed below with live curves.")
+    off = training_off()  # e.g. a Space on a CPU: the app's banner says why; create_run refuses runs
     with gr.Row():
-        recipe = gr.Dropdown(recipe_choices(home), label="Recipe", value="tiny-sft.yaml", scale=3,
+        recipe = gr.Dropdown(recipes.recipe_choices(home), label="Recipe", value="tiny-sft.yaml", scale=3,
+                             allow_custom_value=True,
                              info="YAML files in recipes/: each holds a complete run configuration.")
         load = gr.Button("Load recipe", scale=1)
         recipe_name = gr.Textbox(label="Save the form as recipe", placeholder="my-run", scale=2,
-                                 info="Writes LAB_HOME/recipes/<name>.yaml (an existing recipe is not overwritten).")
+                                 info="Adds it to the Recipe list (an existing recipe is not overwritten).")
         save = gr.Button("Save recipe", scale=1)
     components: dict[str, Any] = {}
+    # Pickers of what exists now (lab.catalog), by name, newest first; a hub id or a path can still be typed.
+    overrides = {"dataset": lambda f, kw: gr.Dropdown(choices=catalog.dataset_choices(home), allow_custom_value=True,
+                                                      **kw),
+                 "model": lambda f, kw: gr.Dropdown(choices=catalog.model_choices(home), allow_custom_value=True,
+                                                    **kw)}
     for title, rows in GROUPS.items():
         with gr.Accordion(title, open=title == "What to train"):
-            overrides = {"dataset": lambda f, kw: gr.Dropdown(choices=dataset_choices(home), allow_custom_value=True,
-                                                              **kw)}
             components.update(build_form(TrainConfig, rows=rows, overrides=overrides).components)
     form = Form(TrainConfig, components)
     gpus = gr.Markdown(gpus_text(home))
     with gr.Row():
         estimate_btn = gr.Button("Estimate")
-        sanity_btn = gr.Button("Sanity check")
-        start = gr.Button("Start run", variant="primary")
-    status = gr.Markdown()
+        sanity_btn = gr.Button("Sanity check", interactive=not off)
+        start = gr.Button("Start run", variant="primary", interactive=not off)
+    status = gr.Markdown(error_text(off) if off else "")  # beside the buttons it disables
     estimate_md = gr.Markdown()
     sanity_md = gr.Markdown()
     with gr.Row():
@@ -141,14 +119,14 @@ def build(home: Home) -> TrainUI:
     gr.Markdown("### Runs")
     runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True)
     with gr.Row():
-        selected = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, scale=3)
+        selected = gr.Dropdown(label="Run", choices=catalog.run_choices(home), allow_custom_value=True, scale=3)
         cancel = gr.Button("Cancel run", scale=1, variant="stop")
         resume = gr.Button("Resume run", scale=1)
     progress = gr.Markdown()
     with gr.Row():
         loss_plot = gr.Plot(label="Loss")
         aux_plot = gr.Plot(label="Other metrics")
-    log = gr.Textbox(label="Log (last 40 lines)", lines=12, max_lines=12, autoscroll=True)
+    log = gr.Textbox(label="Log (last 40 lines)", lines=12, max_lines=12, autoscroll=True, elem_id="train-log")
     with gr.Accordion("Outcome: memory, before/after samples, export", open=True):
         with gr.Row():
             outcome = gr.Markdown()
@@ -163,7 +141,7 @@ def build(home: Home) -> TrainUI:
                                   "environment.")
             push_btn = gr.Button("Push to the Hub", scale=1)
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo, gpus)
+                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo, gpus, start, sanity_btn)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -182,81 +160,39 @@ def build(home: Home) -> TrainUI:
                    api_name="train_push")
     view_outputs = [status, progress, loss_plot, aux_plot, log, outcome, run_memory, samples]
     refresh_outputs = [runs, selected, *view_outputs]
-    gr.Timer(2.0).tick(guarded(refresh, status, ui, home), inputs=selected, outputs=refresh_outputs,
-                       api_visibility="private", show_progress="hidden")
+    gr.Timer(2.0).tick(guarded(follow, status, ui, home), inputs=[selected, status],
+                       outputs=[*refresh_outputs, form.components["model"]], api_visibility="private",
+                       show_progress="hidden")
     gr.Button("Refresh", size="sm").click(guarded(refresh, status, ui, home), inputs=selected,
                                           outputs=refresh_outputs, api_name="train_runs")
     selected.change(guarded(run_view, status, ui, home), inputs=selected, outputs=view_outputs,
                     api_name="train_run_view")
+    # Gradio's autoscroll follows only a box already scrolled to its end, and a new log arrives at its top.
+    log.change(None, js=SCROLL_LOG_TO_END, api_visibility="private")
     cancel.click(guarded(cancel_run, status, ui, home), inputs=selected, outputs=[status], api_name="train_cancel")
     resume.click(guarded(resume_run, status, ui, home), inputs=selected, outputs=[status], api_name="train_resume")
     return ui
 
 
 def load_recipe(ui: TrainUI, home: Home, name: str) -> dict:
-    cfg = load_yaml(str(recipe_path(home, name)))
-    values = dataclasses.asdict(cfg)
+    values = dataclasses.asdict(recipes.load_recipe(home, name))
     return {ui.status: status_ok(f"Loaded {name}."), **{c: values[k] for k, c in ui.form.components.items()}}
 
 
 def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dict:
-    name = check_name((recipe_name or "").strip().removesuffix(".yaml"), "Recipe name")
-    if f"{name}.yaml" in recipe_choices(home):
-        raise LabError(f"A recipe named {name}.yaml exists already; choose another name.")
-    path = home.root / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cfg = config_from(ui.form, values)
-    path.write_text(f"# python -m lab train {path} --wait\n" + to_yaml(cfg))
-    load_yaml(str(path))  # what we write must load back
-    return {ui.status: status_ok(f"Saved {path}."),
-            ui.recipe: gr.update(choices=recipe_choices(home), value=path.name)}
+    path = recipes.save_recipe(home, recipe_name, config_from(ui.form, values))
+    return {ui.status: status_ok(f"Saved recipe {path.name}: it is in the Recipe list."),
+            ui.recipe: gr.update(choices=recipes.recipe_choices(home), value=path.name)}
 
 
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
-    from lab.train.datasets import resolve_version
-    from lab.train.distributed import gpus_needed, processes, visible_gpus
-    from lab.train.estimate import GIB, largest_batch, memory_budget, model_shape
-    from lab.train.estimate import estimate as compute
-    from lab.train.loading import model_type, resolve_model_path
-    from lab.train.speed import plan
+    from lab.train.estimate import estimate_run
 
-    cfg = config_from(ui.form, values)
-    warnings = cfg.validate()
-    model = resolve_model_path(cfg.model, home)  # run:<id> → its final model; a path that holds no model fails here
-    version = resolve_version(cfg.dataset, home)
-    gpus = visible_gpus()
-    gpu_count = len(gpus)
-    ranks = processes(cfg, gpu_count)  # the effective batch counts every process
-    unit = "GPU" if gpus_needed(cfg, gpu_count) else "CPU process"
-    units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
-    shape = model_shape(model)
-    speed = plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home),
-                 gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
-    # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
-    resolved = dataclasses.replace(cfg, **speed.memory_settings())
-    report = compute(resolved, version.rows[cfg.train_split], gpus=ranks, shape=shape)
-    text = (f"**{version.ref}**: {version.rows[cfg.train_split]} {cfg.train_split} rows · effective batch "
-            f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
-            f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
-            f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
-            f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
-    if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
-        budget = memory_budget(cfg, gpus[0].memory_gib * GIB)
-        capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
-        where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
-        fits = largest_batch(resolved, shape, budget)
-        text += (f"\n\nLargest batch_size that fits {where} at max_length "
-                 f"{cfg.max_length}, worst case: **{fits}**" if fits else
-                 f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
-                 f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
-                 "max_length, or use QLoRA.")
-    text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
-             + speed.markdown())
-    if warnings:
-        text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
-    return {ui.status: status_ok("Estimate ready."), ui.estimate_md: text,
-            ui.lr_plot: gr.update(value=plots.lr_schedule(report["lr_curve"]), visible=True),
-            ui.memory_plot: gr.update(value=plots.memory_bars(report["memory_gib"]), visible=True)}
+    found = estimate_run(config_from(ui.form, values), home)
+    return {ui.status: error_text(found.refusal) if found.refusal else status_ok("Estimate ready."),
+            ui.estimate_md: found.text,
+            ui.lr_plot: gr.update(value=plots.lr_schedule(found.report["lr_curve"]), visible=True),
+            ui.memory_plot: gr.update(value=plots.memory_bars(found.report["memory_gib"]), visible=True)}
 
 
 def gpus_text(home: Home) -> str:
@@ -286,34 +222,69 @@ def start_run(ui: TrainUI, home: Home, **values: Any) -> dict:
 
     run, warnings = create_run(config_from(ui.form, values), home=home)
     note = "".join(f"\n- ⚠ {w}" for w in warnings)
-    table, choices = runs_table(home)
-    return {ui.status: status_ok(f"Run {run.id} is {run.status}.") + note, ui.runs: table,
-            ui.selected: gr.update(choices=choices, value=run.id)}
+    table = runs_table(home)
+    return {ui.status: run_status(run) + note, ui.runs: table,
+            ui.selected: gr.update(choices=catalog.run_choices(home), value=run.id)}
 
 
-def runs_table(home: Home) -> tuple[pd.DataFrame, list[str]]:
+def run_status(run: Any) -> str:
+    """The status line about a run, as its state is now: it starts with ``Run <name> ``, which is how ``follow``
+    knows the line is about that run and keeps it true."""
+    head = f"Run {run.name} "
+    if run.status == "failed":
+        reason = run.error or "no reason recorded"
+        return f"**{colour(f'⚠ {head}failed: {reason}', RED)}**"
+    if run.status == "succeeded":
+        return status_ok(f"{head}succeeded" + (f": final loss {run.final_loss:.4f}." if run.final_loss is not None
+                                                else "."))
+    return status_ok(f"{head}is {run.status}.")
+
+
+def colour(text: str, hex_colour: str) -> str:
+    return f'<span style="color:{hex_colour}">{text}</span>'
+
+
+def runs_table(home: Home) -> pd.DataFrame:
+    """Every run but the sanity check's working ones, newest first, by name (the model column too)."""
     from lab.train.runner import list_runs
 
-    runs = list_runs(home)
-    rows = [[r.id, r.name, r.status, r.method, r.model, r.dataset,
-             f"{r.final_loss:.4f}" if r.final_loss is not None else "", r.created_at] for r in runs]
-    return pd.DataFrame(rows, columns=RUN_HEADERS), [r.id for r in runs]
+    runs = [r for r in list_runs(home) if not catalog.is_sanity_run(r)]
+    names = catalog.display_names([r.model for r in runs], home)
+    rows = [[r.name, r.status, r.method, names[r.model], r.dataset,
+             f"{r.final_loss:.4f}" if r.final_loss is not None else "", catalog.when(r.created_at), r.id]
+            for r in runs]
+    return pd.DataFrame(rows, columns=RUN_HEADERS)
 
 
 def refresh(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     from lab.train.runner import reconcile
 
     reconcile(home)
-    table, choices = runs_table(home)
-    out = {ui.runs: table, ui.selected: gr.update(choices=choices)}
+    out = {ui.runs: runs_table(home), ui.selected: gr.update(choices=catalog.run_choices(home))}
     if run_id:
         out.update(run_view(ui, home, run_id))
     return out
 
 
+def follow(ui: TrainUI, home: Home, run_id: str | None, status: str | None) -> dict:
+    """The timer's refresh: the lists and the selected run's view, and the status line kept true while it is
+    about that run ("Run X is running." becomes "Run X succeeded" when it has); a run that has just finished
+    is a new model to pick."""
+    from lab.train.runner import get_run
+
+    out = refresh(ui, home, run_id)
+    if run_id:
+        run = get_run(run_id, home)
+        now = run_status(run)
+        if f"Run {run.name} " in (status or "") and now != status:
+            out[ui.status] = now
+            out[ui.form.components["model"]] = gr.update(choices=catalog.model_choices(home))
+    return out
+
+
 def progress_text(run: Any, rows: list[dict[str, Any]]) -> str:
     train = [r for r in rows if r.get("split") == "train"]
-    head = f"**{run.id}** · {run.status}"
+    head = f"**{run.name}** · {run.status}"
     if rows:
         step, total = rows[-1]["step"], max(rows[-1].get("max_steps") or 1, 1)
         bar = "█" * int(20 * step / total) + "░" * (20 - int(20 * step / total))
@@ -333,11 +304,11 @@ def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
         return {ui.progress: "Select a run to see its curves."}
     run = get_run(run_id, home)
     rows = read_metrics(run.id, home)
-    figures = plots.run_curves(rows)
+    figures = plots.run_curves(rows, f"run:{run.id}")
     out = {ui.progress: progress_text(run, rows), ui.loss_plot: figures["loss"], ui.aux_plot: figures["aux"],
            ui.log: tail_log(run.id, 40, home), ui.outcome: outcome_text(run, home)}
-    if run.status == "failed" and run.error:
-        out[ui.progress] += "\n\n" + error_text(f"Failed: {run.error}")
+    if run.status == "failed" and run.error:  # in red: a run that did not train is no result
+        out[ui.progress] += f"\n\n**{colour(f'⚠ Failed: {run.error}', RED)}**"
     summary = read_summary(run.run_dir)
     if summary and "estimate_gib" in summary:
         out[ui.run_memory] = gr.update(value=plots.memory_bars(summary["estimate_gib"],
@@ -381,9 +352,9 @@ def outcome_text(run: Any, home: Home) -> str:
         lines.append("**Speed** (speed.json):\n" + SpeedPlan(**plan).markdown())
     exported = home.models / f"{run.id}-merged"
     if exported.exists():
-        lines.append(f"Exported: `{exported}`")
+        lines.append(f"Exported: `{exported.relative_to(home.root)}` in the lab's home folder.")
     elif run.status == "succeeded":
-        lines.append(f"Final model: `{Path(run.run_dir) / 'final'}` (merge and export makes a standalone copy).")
+        lines.append(f"Final model: `run:{run.id}` in the model pickers (merge and export makes a standalone copy).")
     return "\n\n".join(lines)
 
 
@@ -393,7 +364,7 @@ def cancel_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     if not run_id:
         raise LabError("Select a run to cancel.")
     run = cancel(run_id, home)
-    return {ui.status: status_ok(f"Cancelling {run.id}: it saves a checkpoint and stops.")}
+    return {ui.status: status_ok(f"Run {run.name} is being cancelled: it saves a checkpoint and stops.")}
 
 
 def resume_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
@@ -402,7 +373,7 @@ def resume_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     if not run_id:
         raise LabError("Select a run to resume.")
     run = resume(run_id, home)
-    return {ui.status: status_ok(f"{run.id} is {run.status} again, from {Path(run.resume_from).name}.")}
+    return {ui.status: status_ok(f"Run {run.name} is {run.status} again, from {Path(run.resume_from).name}.")}
 
 
 def sanity(ui: TrainUI, home: Home, progress: gr.Progress = gr.Progress(), **values: Any) -> dict:
@@ -412,7 +383,8 @@ def sanity(ui: TrainUI, home: Home, progress: gr.Progress = gr.Progress(), **val
     cfg = config_from(ui.form, values)
     cfg.validate()
     report = sanity_check(cfg, home=home, progress=lambda fraction, message: progress(fraction, desc=message))
-    lines = [f"- {'✅' if v.ok else '❌'} {v.message}" for v in report.verdicts]
+    lines = [f"- **{colour('passed', GREEN) if v.ok else colour('failed', RED)}** {v.message}"
+             for v in report.verdicts]
     head = "**Sanity check passed.**" if report.ok else "**Sanity check found problems:**"
     runs = ", ".join(f"{part}: `{run_id}`" for part, run_id in report.runs.items())
     return {ui.status: status_ok("Sanity check finished.") if report.ok else error_text("Sanity check found problems."),
@@ -428,8 +400,8 @@ def export(ui: TrainUI, home: Home, run_id: str | None, progress: gr.Progress = 
     run = get_run(run_id, home)
     progress(0.1, desc="Merging the adapter into its base" if (Path(run.run_dir) / "final" / "adapter_config.json")
              .exists() else "Copying the model")
-    path = export_run(run, home=home)
-    return {ui.status: status_ok(f"Exported {run.id} to {path}."), ui.outcome: outcome_text(run, home)}
+    export_run(run, home=home)
+    return {ui.status: status_ok(f"Exported {run.name} as a standalone model."), ui.outcome: outcome_text(run, home)}
 
 
 def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
@@ -448,5 +420,14 @@ def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
 
 
 def on_show(ui: object, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
-    return []
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the dataset and model pickers, the recipe
+    list and the runs."""
+    components = ui.form.components
+
+    def pickers() -> dict:
+        return {components["dataset"]: gr.update(choices=catalog.dataset_choices(home)),
+                components["model"]: gr.update(choices=catalog.model_choices(home)),
+                ui.recipe: gr.update(choices=recipes.recipe_choices(home)),
+                ui.runs: runs_table(home), ui.selected: gr.update(choices=catalog.run_choices(home))}
+
+    return [OnShow(pickers, [components["dataset"], components["model"], ui.recipe, ui.runs, ui.selected])]

@@ -1,0 +1,74 @@
+"""The Train tab in Debian's chromium: pickers that know what exists now, a status line that follows the run,
+and a log box that shows its end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.test_browser import CHROMIUM, browser, page, shots, snap, tab  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
+
+
+@pytest.fixture(scope="module")
+def shots_dir() -> Path:
+    folder = Path(os.environ.get("LAB_SCREENSHOTS") or "/tmp/shots-train-helper")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed(page, lab_app, shots_dir,  # noqa: F811
+                                                                                 tmp_path):
+    from lab.config import DataConfig
+    from lab.data.pipeline import import_file
+    from lab.home import lab_home
+
+    path = tmp_path / "later.jsonl"
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Say {w}."},
+                                                     {"role": "assistant", "content": f"{w}."}]}) + "\n"
+                            for w in ("apple", "river", "stone", "cloud", "maple", "ocean")))
+    import_file(str(path), DataConfig(name="saved-later", val_fraction=0), home=lab_home(lab_app.home))
+    tab(page, "Train").click()  # showing the tab refreshes its pickers
+    page.get_by_label("Dataset", exact=True).click()
+    option = page.get_by_role("option", name="saved-later@", exact=False).filter(visible=True).first
+    option.wait_for()
+    assert "6 rows" in option.inner_text()
+    option.click()
+    page.get_by_text("Optimisation", exact=True).click()
+    page.get_by_label("Max steps", exact=True).fill("4")
+    page.get_by_label("Batch size", exact=True).fill("2")
+    page.keyboard.press("Tab")
+    page.get_by_text("Reporting", exact=True).click()
+    page.get_by_label("Report to", exact=True).click()
+    page.get_by_role("option", name="none", exact=True).filter(visible=True).first.click()
+    page.get_by_role("button", name="Start run").click()
+    page.get_by_text("is running").or_(page.get_by_text("is queued")).first.wait_for(timeout=30_000)
+    # The status line follows the run: "is running" becomes "succeeded" without a click.
+    page.get_by_text("succeeded: final loss").first.wait_for(timeout=120_000)
+    assert not page.get_by_text("is running.").count()
+    log = page.get_by_label("Log (last 40 lines)")
+    log.scroll_into_view_if_needed()
+    at_end = log.evaluate("box => box.scrollHeight - box.scrollTop - box.clientHeight")
+    assert at_end < 5, at_end  # the log box shows its last lines
+    snap(page, shots_dir, "train-run-followed")
+
+
+def test_a_run_that_did_not_change_the_model_is_shown_failed_in_red(page, shots_dir):  # noqa: F811
+    tab(page, "Train").click()
+    page.get_by_text("Optimisation", exact=True).click()
+    page.get_by_label("Learning rate", exact=True).fill("1e-30")
+    page.get_by_label("Max steps", exact=True).fill("2")
+    page.keyboard.press("Tab")
+    page.get_by_text("Reporting", exact=True).click()
+    page.get_by_label("Report to", exact=True).click()
+    page.get_by_role("option", name="none", exact=True).filter(visible=True).first.click()
+    page.get_by_role("button", name="Start run").click()
+    failed = page.get_by_text("failed: The model did not change").first
+    failed.wait_for(timeout=120_000)
+    assert failed.evaluate("node => getComputedStyle(node).color") == "rgb(185, 28, 28)"
+    snap(page, shots_dir, "train-run-unchanged-red")
