@@ -106,3 +106,12 @@ def display_names(sources: Iterable[str], home: Home | None = None) -> dict[str,
 
 def display_name(source: str, home: Home | None = None) -> str:
     return display_names([source], home)[source]
+
+
+def dataset_versions(home: Home | None = None, *, kind: str | None = None, sanity: bool = False) -> list[Any]:
+    """The saved versions ``dataset_choices`` offers, as ``DatasetVersion``s for tables (newest first, sanity-check
+    working files left out unless asked for)."""
+    from lab.data.versions import list_versions
+
+    return [v for v in list_versions(home or lab_home())
+            if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]

@@ -72,10 +72,12 @@ def test_app_starts_in_under_ten_seconds(lab_app: AppServer):  # noqa: F811
 def test_check_bundled_sft_sample_reports_format_kind_and_rows(client: Client):
     from lab.data.pipeline import check_file
 
+    from lab.data.sources import SAMPLES
+
     path = client.predict(choice="SFT conversations", api_name="/data_sample")
-    assert Path(path).name.endswith(".jsonl") and Path(path).exists()
+    assert path == "sample:sft"  # the sample's name, not its path on the server
     status, errors, *_ = check(client, path)
-    expected = check_file(path)
+    expected = check_file(SAMPLES[path])
     assert expected.kind == "sft" and expected.rows > 0
     assert f"**Format** {expected.format}" in status
     assert "**Kind** sft" in status
@@ -172,7 +174,7 @@ def test_import_refuses_invalid_rows_then_saves_and_lists_the_version(client: Cl
     assert [ref, "sft", "openai", 2, 1] == table(versions)[0][:5]
 
     _table, listed_picker, _status = client.predict(selected=None, api_name="/data_versions")
-    assert ref in [c[0] for c in listed_picker["choices"]]
+    assert ref in [value for _label, value in listed_picker["choices"]]
     card, *_ = client.predict(ref=ref, api_name="/data_version_card")
     assert "| read | 6 | 4 | 2 |" in card and "chats.jsonl" in card
 
@@ -205,11 +207,13 @@ def test_browse_pages_and_escapes_html(client: Client, tmp_path: Path):
     rows = [sft(f"question {i}", f"answer {i}") for i in range(1, 8)]
     rows[0] = sft("<script>alert('x')</script>\nsecond line", "fine & dandy")
     path.write_text("\n".join(rows) + "\n")
-    page_html, page, info, _ = client.predict(source=str(path), kind="auto", page=1, api_name="/data_browse")
+    page_html, page, info, _ = client.predict(source=str(path), kind="auto", page=1, per_page=5,
+                                              api_name="/data_browse")
     assert "page 1 of 2" in info and page == 1
     assert "&lt;script&gt;" in page_html and "<script>" not in page_html
     assert "fine &amp; dandy" in page_html and "question 5" in page_html and "question 6" not in page_html
-    page_html, page, info, _ = client.predict(source=str(path), kind="auto", page=9, api_name="/data_browse")
+    page_html, page, info, _ = client.predict(source=str(path), kind="auto", page=9, per_page=5,
+                                              api_name="/data_browse")
     assert page == 2 and "question 7" in page_html and "question 1" not in page_html
 
 

@@ -9,8 +9,19 @@ import threading
 import pytest
 
 from lab.config import DataConfig
+from lab.data.canonical import Row
 from lab.data.pipeline import import_file
-from lab.data.versions import delete_version, export_version, get_version, list_versions, push_to_hub, read_rows
+from lab.data.versions import (
+    delete_version,
+    export_version,
+    get_version,
+    list_versions,
+    push_to_hub,
+    read_rows,
+    save_version,
+    suggested_name,
+    version_rows,
+)
 from lab.errors import LabError
 from lab.store import MIGRATIONS, Store
 from tests.conftest import DATA
@@ -102,3 +113,32 @@ def test_max_rows_keeps_a_seeded_sample_and_records_the_step(home):
     version = import_file(DATA / "sharegpt.jsonl", DataConfig(name="small", max_rows=1, val_fraction=0.0), home=home)
     assert version.rows == {"train": 1, "validation": 0}
     assert [s["step"] for s in version.card["steps"]][-2:] == ["sample", "split"]
+
+
+def test_one_name_holds_one_kind_and_the_refusal_proposes_a_free_name(home):
+    import_file(DATA / "openai.jsonl", DataConfig(name="chats"), home=home)
+    refusal = r"'chats' holds SFT data .* this is preference data .* e\.g\. 'chats-preference'"
+    with pytest.raises(LabError, match=refusal):
+        import_file(DATA / "trl_preference.jsonl", DataConfig(name="chats"), home=home)
+    pair = Row({"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "assistant", "content": "b"}]}, 1, "x")
+    with pytest.raises(LabError, match="one name holds one kind"):  # the store's own guard, not only the import's
+        save_version("chats", "preference", "trl", [pair], [], {}, home=home)
+    assert {v.kind for v in list_versions(home)} == {"sft"}
+    saved = import_file(DATA / "trl_preference.jsonl", DataConfig(name="chats-preference"), home=home)
+    assert saved.kind == "preference"
+    # The proposal skips a name that holds the other kind, and keeps one that holds this kind.
+    assert suggested_name("/somewhere/chats.jsonl", "sft", home) == "chats"
+    assert suggested_name("/somewhere/chats.jsonl", "preference", home) == "chats-preference"
+    for taken in ("notes", "notes-sft"):
+        import_file(DATA / "trl_preference.jsonl", DataConfig(name=taken), home=home)
+    assert suggested_name("notes.jsonl", "sft", home) == "notes-sft-2"
+    assert suggested_name("Support Chats (v2).json.gz", None, home) == "Support-Chats-v2"
+
+
+def test_version_rows_name_their_split_and_file(home):
+    version = import_file(DATA / "sharegpt.jsonl", DataConfig(name="chat", val_fraction=0.5), home=home)
+    rows = version_rows(version.ref, home)
+    assert [r.source.split(" · ")[0] for r in rows] == ["train", "validation"]
+    assert {r.source.split(" · ")[1] for r in rows} == {"sharegpt.jsonl"} and set(rows[0].data) == {"messages"}
+    assert len(version_rows(version.ref, home, split="validation")) == 1

@@ -9,6 +9,7 @@ from typing import Any
 
 from lab.cli import add_json_flag, emit, say
 from lab.config import DataConfig, add_arguments, from_arguments
+from lab.data.browse import WHERE
 from lab.data.limits import LIMITS, ReadLimits, env_name, flag_name, read_limits
 from lab.errors import LabError
 
@@ -40,10 +41,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_flag(lst)
     lst.set_defaults(handler=run_list)
 
-    show = sub.add_parser("show", help="show a version's card and a few rows",
-                          description="Show a version's card and a few rows.")
+    show = sub.add_parser("show", help="show a version's card and a page of its rows",
+                          description="Show a version's card and a page of its rows, optionally only those that "
+                          "hold some text or pass a filter; rows keep their number in the split.")
     show.add_argument("ref", type=dataset_ref, help="NAME (newest version) or NAME@VERSION")
-    show.add_argument("--rows", type=int, default=3, help="rows to print (default: 3)")
+    show.add_argument("--rows", type=int, default=3, help="rows per page (default: 3)")
+    show.add_argument("--page", type=int, default=1, help="which page of the matching rows (default: 1)")
+    show.add_argument("--search", default="", help="only rows whose text holds this (case-insensitive)")
+    show.add_argument("--where", default="all", choices=list(WHERE),
+                      help="only rows that: " + "; ".join(f"{k}: {w.label}" for k, w in WHERE.items()))
     show.add_argument("--split", default="train", choices=("train", "validation"))
     add_json_flag(show)
     show.set_defaults(handler=run_show)
@@ -84,7 +90,8 @@ def dataset_ref(text: str) -> str:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) -> None:
-    parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, or a hub dataset id owner/name[:split]")
+    parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, a hub dataset id owner/name[:split], or a "
+                        "bundled sample (sample:sft, sample:preference)")
     if kind:
         parser.add_argument("--kind", choices=("sft", "preference"), help="what the rows are (default: detect)")
     parser.add_argument("--map", action="append", metavar="COLUMN=FIELD", default=[],
@@ -103,6 +110,14 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(default: ${env_name(name)}, else {meta['show'](f.default)})")
 
 
+def source_path(text: str) -> str:
+    """The file a sample's or an upload's name stands for (``lab.data.sources``), else ``text`` as given."""
+    from lab.data.sources import named_path
+    from lab.home import lab_home
+
+    return str(named_path(text, lab_home()) or text)
+
+
 def limits_from(args: argparse.Namespace) -> ReadLimits:
     return read_limits(**{name: getattr(args, name) for name in LIMITS})
 
@@ -111,7 +126,8 @@ def run_check(args: argparse.Namespace) -> int:
     from lab.data.formats import describe_format
     from lab.data.pipeline import check_file, parse_mapping
 
-    report = check_file(args.path, kind=args.kind, mapping=parse_mapping(args.map), limits=limits_from(args))
+    report = check_file(source_path(args.path), kind=args.kind, mapping=parse_mapping(args.map),
+                        limits=limits_from(args))
 
     def human() -> None:
         print(f"{report.source}: {report.kind} data, format {describe_format(report.format)}")
@@ -139,7 +155,7 @@ def run_import(args: argparse.Namespace) -> int:
     from lab.data.pipeline import import_file, parse_mapping
 
     cfg = from_arguments(DataConfig, args)
-    version = import_file(args.path, cfg, mapping=parse_mapping(args.map), progress=progress_printer(),
+    version = import_file(source_path(args.path), cfg, mapping=parse_mapping(args.map), progress=progress_printer(),
                           limits=limits_from(args))
     emit(args, {**version.summary(), "reused": version.reused, "card": version.card}, lambda: print_card(version))
     return 0
@@ -180,21 +196,26 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from lab.data.versions import get_version, read_rows
+    from lab.data.browse import page_of
+    from lab.data.versions import get_version, version_rows
 
     version = get_version(args.ref)
-    rows = read_rows(version, args.split)[: max(args.rows, 0)]
+    found = page_of(version_rows(version, split=args.split), page=args.page, per_page=args.rows,
+                    search=args.search, where=args.where)
+    rows = [{"number": number, **row.data, "source": row.source, "line": row.line} for number, row in found.rows]
 
     def human() -> None:
         print_card(version)
+        print(f"  {args.split} rows {found.matched} of {found.total} match · page {found.page} of {found.pages}")
         for row in rows:
-            print(f"  --- {row['source']}:{row['line']}")
+            print(f"  --- row {row['number']} · {row['source']}:{row['line']}")
             for field in ("messages", "prompt", "chosen", "rejected"):
                 for message in row.get(field) or []:
                     label = message["role"] if field in ("messages", "prompt") else field
                     print(f"  {label:>9}: {message['content'][:200]}")
 
-    emit(args, {**version.summary(), "card": version.card, "rows": rows}, human)
+    emit(args, {**version.summary(), "card": version.card, "rows": rows, "page": found.page, "pages": found.pages,
+                "matched": found.matched, "total": found.total}, human)
     return 0
 
 

@@ -131,7 +131,7 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
     """Read, validate, clean, split and save a new dataset version. Refuses files with invalid rows
     unless ``cfg.skip_invalid``: rows are never dropped silently."""
     from lab.data import quality
-    from lab.data.versions import save_version
+    from lab.data.versions import refuse_other_kind, save_version
 
     report = progress or (lambda fraction, message: None)
     cfg.validate()
@@ -144,6 +144,7 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
                        f"{'; …' if len(parsed.errors) > 3 else ''}). Fix the file, or choose to skip invalid rows.")
     if not parsed.rows:
         raise LabError(f"{parsed.source}: no valid rows to save.")
+    refuse_other_kind(cfg.name.strip(), parsed.kind, home)  # before the cleaning; save_version checks again, locked
     report(0.4, "Removing duplicates and filtering")
     plan = plan_cleaning(parsed, cfg)
     if not plan.rows:

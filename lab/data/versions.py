@@ -18,18 +18,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 from lab.data.canonical import Kind, Row
 from lab.errors import LabError
 from lab.home import Home, lab_home
-from lab.names import check_name, pattern
+from lab.names import check_name, derived_name, pattern
 from lab.store import Store, dumps
 
 NAME = pattern()  # the lab's one name rule (lab.names), as a regex for code that matches names
 SPLITS = ("train", "validation")
 FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected")}
+KIND_WORDS = {"sft": "SFT data (conversations)", "preference": "preference data (chosen/rejected pairs)"}
+FILE_SUFFIXES = (".gz", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 @dataclass
@@ -87,11 +90,51 @@ def save_version(name: str, kind: Kind, fmt: str, train: list[Row], validation: 
     home = home or lab_home()
     version = content_hash(kind, train, validation)
     with name_lock(home, name):
+        refuse_other_kind(name, kind, home)
         existing = Store(home).query("SELECT * FROM datasets WHERE name = ? AND version = ?", (name, version))
         if existing:
             return replace(from_row(existing[0]), reused=True)
         write_version(home, name, version, kind, fmt, train, validation, card)
     return get_version(f"{name}@{version}", home=home)
+
+
+def name_kinds(home: Home) -> dict[str, str]:
+    """``{dataset name: its kind}`` for every saved name (one name holds one kind)."""
+    return {r["name"]: r["kind"] for r in Store(home).query("SELECT DISTINCT name, kind FROM datasets")}
+
+
+def refuse_other_kind(name: str, kind: Kind, home: Home | None = None) -> None:
+    """A LabError when ``name`` already holds versions of another kind: a preference file saved as a new version of
+    an SFT dataset's name would be picked by whatever trains on that name's newest version."""
+    home = home or lab_home()
+    held = name_kinds(home).get(name)
+    if held is not None and held != kind:
+        raise LabError(f"Not saved: the name '{name}' holds {KIND_WORDS[held]}, and this is {KIND_WORDS[kind]}; "
+                       f"one name holds one kind of data. Save it under another name, e.g. "
+                       f"'{free_name(name, kind, home)}'.")
+
+
+def free_name(stem: str, kind: Kind, home: Home | None = None) -> str:
+    """``stem`` if it is unused or holds ``kind``, else the first of ``stem-<kind>``, ``stem-<kind>-2``, … that is."""
+    taken = name_kinds(home or lab_home())
+    candidates = (stem if n == 0 else derived_name(stem, suffix=f"-{kind}" + (f"-{n}" if n > 1 else ""))
+                  for n in count())
+    return next(c for c in candidates if taken.get(c, kind) == kind)
+
+
+def name_from_file(path: str | Path) -> str:
+    """A dataset name from a file's name (``support chats.jsonl`` → ``support-chats``; a hub id's last part)."""
+    stem = Path(str(path).strip()).name
+    for suffix in FILE_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")
+    return derived_name(cleaned or "dataset")
+
+
+def suggested_name(path: str | Path, kind: Kind | None = None, home: Home | None = None) -> str:
+    """The name the Data tab proposes for a file: from its file name, never a name that holds another kind."""
+    stem = name_from_file(path)
+    return free_name(stem, kind, home) if kind else stem
 
 
 @contextmanager
@@ -183,6 +226,18 @@ def read_rows(ref: str | DatasetVersion, split: str = "train", home: Home | None
             for message in row[field]:
                 if message.get("weight", 0) is None:
                     del message["weight"]
+    return rows
+
+
+def version_rows(ref: str | DatasetVersion, home: Home | None = None, *, split: str | None = None) -> list[Row]:
+    """The rows of one split, or of both (train then validation), as canonical ``Row``s whose source names the
+    split and the file the row came from."""
+    version = get_version(ref, home)
+    rows: list[Row] = []
+    for part in [split] if split else SPLITS:
+        for record in read_rows(version, split=part, home=home):
+            rows.append(Row({f: record[f] for f in FIELDS[version.kind]}, record.get("line") or 0,
+                            f"{part} · {record.get('source') or version.ref}"))
     return rows
 
 

@@ -6,8 +6,14 @@ Three inner tabs:
    row errors); unrecognised columns can be mapped by hand; cleaning is previewed (counts per
    step, duplicate pairs side by side, rows the filters drop) before a version is saved.
 2. **Versions** — saved versions: card, export, delete, push to the hub.
-3. **Explore** — statistics, a paged row browser (chat bubbles) and the loss-mask view, for a
-   file or a saved version (``name@version``).
+3. **Explore** — statistics, a row browser (chat bubbles; rows per page, search, filters) and the
+   loss-mask view, for a file or a saved version (``name@version``).
+
+Each new file starts a clean form when it is checked: the name box is refilled from the new file's name
+(never the last dataset's), and nothing of the previous file's check, preview or save stays on screen;
+preview and save refuse a file typed over the checked one until it is checked. No server path is
+shown: the bundled samples and uploads appear by their names (``lab.data.sources``), a version's source
+as its file's name. Pickers list what exists now (``lab.catalog``), refreshed when the tab is shown.
 
 Every handler here only calls ``lab`` functions and formats their results; each is wired with a
 stable ``api_name`` (``data_check``, ``data_import``, …) so scripts and tests can call it with
@@ -21,7 +27,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
-import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +35,14 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from lab import catalog
 from lab.config import DataConfig
+from lab.data.browse import PAGE_SIZE, PAGE_SIZES, WHERE, page_of
 from lab.data.canonical import Row, is_context, row_text
 from lab.data.formats import describe_format
-from lab.data.pipeline import MAPPING_FIELDS, check_file, load_file, peek_columns, plan_cleaning
+from lab.data.pipeline import MAPPING_FIELDS, check_file, load_cfg_tokenizer, load_file, peek_columns, plan_cleaning
+from lab.data.sources import SAMPLES, named_path, shown, source_name
+from lab.data.versions import name_from_file, suggested_name
 from lab.errors import LabError
 from lab.home import Home
 from lab.paths import server_path
@@ -43,7 +53,6 @@ from lab.ui.forms import Form, build_form, component_for, slider
 log = logging.getLogger(__name__)
 
 NONE = "(none)"
-PAGE_SIZE = 5
 MAX_ERRORS_SHOWN = 1000
 PREVIEW_CHARS = 300
 SAMPLE_CHOICES = ("SFT conversations", "Preference pairs")
@@ -67,6 +76,7 @@ STEP_HEADERS = ["step", "before", "after", "removed", "detail"]
 PAIR_HEADERS = ["type", "similarity", "kept (row A)", "removed (row B)"]
 FILTER_HEADERS = ["line", "reason", "text"]
 ERROR_HEADERS = ["line", "field", "reason"]
+CLEAN_HINT = "Nothing is removed until you save; the preview shows what would be."
 VERSION_HEADERS = ["ref", "kind", "format", "train rows", "validation rows", "created"]
 
 
@@ -87,6 +97,7 @@ class ImportUI:
     mapping: dict[str, gr.Dropdown]
     recheck: gr.Button
     mapped: gr.State  # {"source": path, "mapping": {column: field}} from the last manual mapping
+    checked: gr.State  # the source (as in the path box) whose check the form shows; None after a failed check
 
 
 @dataclass
@@ -126,7 +137,7 @@ class VersionsUI:
 
 @dataclass
 class ExploreUI:
-    source: gr.Textbox
+    source: gr.Dropdown
     form: Form  # tokenizer, template
     status: gr.Markdown
     show_stats: gr.Button
@@ -135,6 +146,9 @@ class ExploreUI:
     turns: gr.Plot
     roles: gr.Plot
     show_rows: gr.Button
+    per_page: gr.Dropdown
+    search: gr.Textbox
+    where: gr.Dropdown
     prev: gr.Button
     next: gr.Button
     page: gr.Number
@@ -158,26 +172,18 @@ class DataUI:
     home: Home
 
 
-# --------------------------------------------------------------------------- error handling
-
-
 # --------------------------------------------------------------------------- sources and rows
 
 
-def sample_path(choice: str) -> Path:
-    from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
-
-    return Path(SAMPLE_PREFERENCE if choice == SAMPLE_CHOICES[1] else SAMPLE_SFT)
-
-
 def require_source(source: str | None, home: Home) -> str:
-    """The typed source as the engine should read it: a path inside the folders this server may read, or a hub
-    id (``lab.paths.server_path``)."""
+    """The source in a box as the engine should read it: a sample's or an upload's file (``lab.data.sources``), a
+    path inside the folders this server may read, or a hub id (``lab.paths.server_path``)."""
     text = (source or "").strip()
     if not text:
         raise LabError("Choose a file first: upload one, type a local path or hub dataset id, "
                        "or load a bundled sample.")
-    return server_path(text, home)
+    named = named_path(text, home)
+    return server_path(str(named) if named else text, home)
 
 
 def kind_or_none(kind: str | None) -> str | None:
@@ -222,17 +228,11 @@ def rows_of(source: str, kind: str | None, mapped: dict | None, home: Home) -> t
         raise LabError("Choose what to explore: check a file on the Import tab, select a saved "
                        "version, or type a file path or name@version above.")
     if looks_like_version(source, home):
-        from lab.data.versions import get_version, read_rows
+        from lab.data.versions import get_version, version_rows
 
         version = get_version(source, home=home)
-        rows: list[Row] = []
-        fields = ("messages",) if version.kind == "sft" else ("prompt", "chosen", "rejected")
-        for split in ("train", "validation"):
-            for record in read_rows(version.ref, split=split, home=home):
-                rows.append(Row({f: record[f] for f in fields}, record.get("line") or 0,
-                                f"{split} · {record.get('source') or version.ref}"))
-        return rows, version.kind, version.ref
-    path = server_path(source, home)
+        return version_rows(version, home=home), version.kind, version.ref
+    path = require_source(source, home)
     parsed = load_file(path, kind=kind_or_none(kind), mapping=mapping_for(mapped, path))
     return parsed.rows, parsed.kind, parsed.source or Path(path).name
 
@@ -267,23 +267,38 @@ def check_summary(report: Any, mapped: bool) -> str:
     return "\n".join(lines)
 
 
-def check_source(ui: DataUI, source: str, kind: str) -> dict:
-    """Read and validate a file (path, hub id or upload) with format detection; no mapping."""
-    return run_check(ui, source, kind, None)
+def check_source(ui: DataUI, source: str, kind: str, checked: str | None = None) -> dict:
+    """Read and validate a file (path, hub id, sample or upload) with format detection; no mapping."""
+    return run_check(ui, source, kind, None, checked)[0]
 
 
-def check_mapped(ui: DataUI, source: str, kind: str, **columns: str) -> dict:
+def check_mapped(ui: DataUI, source: str, kind: str, checked: str | None = None, **columns: str) -> dict:
     """Read and validate a file with columns mapped by hand (one column per field, or "(none)")."""
-    return run_check(ui, source, kind, mapping_from_choices(columns))
+    return run_check(ui, source, kind, mapping_from_choices(columns), checked)[0]
 
 
-def run_check(ui: DataUI, source: str, kind: str, mapping: dict[str, str] | None) -> dict:
-    """The check report, plus a clean slate below it: the last preview and save were of another file."""
-    path = require_source(source, ui.home)
-    return {**forget_previous_file(ui.clean, ui.save), **check_report(ui.imp, ui.explore, path, kind, mapping)}
+def run_check(ui: DataUI, source: str, kind: str, mapping: dict[str, str] | None,
+              checked: str | None) -> tuple[dict, bool]:
+    """The check report over a clean slate, and whether the file could be read. A file other than the one checked
+    last is a new file: its name is proposed afresh (from the file's name, never a name that holds another kind),
+    and nothing of the previous file stays on screen, even when this one cannot be read."""
+    text = (source or "").strip()
+    new_file = text != (checked or "")
+    slate = {**clean_slate(ui, text if new_file else None), ui.imp.checked: text}
+    try:
+        path = require_source(text, ui.home)
+        report, kind_found = check_report(ui.imp, ui.explore, path, kind, mapping, ui.home)
+    except LabError as err:
+        gr.Warning(str(err))  # the form shows no file's results now: nothing for a preview or save to contradict
+        return {**slate, ui.imp.status: error_text(str(err)), ui.imp.checked: None}, False
+    if new_file:
+        slate[ui.save.form["name"]] = suggested_name(path, kind_found, ui.home)
+    return {**slate, **report}, True
 
 
-def check_report(imp: ImportUI, explore: ExploreUI, path: str, kind: str, mapping: dict[str, str] | None) -> dict:
+def check_report(imp: ImportUI, explore: ExploreUI, path: str, kind: str, mapping: dict[str, str] | None,
+                 home: Home) -> tuple[dict, str | None]:
+    """What the check shows of the file at ``path``, and the kind found (None: the columns need mapping)."""
     try:
         report = check_file(path, kind=kind_or_none(kind), mapping=mapping)
     except LabError as err:
@@ -297,18 +312,18 @@ def check_report(imp: ImportUI, explore: ExploreUI, path: str, kind: str, mappin
             imp.mapping_panel: gr.Group(visible=True),
             **mapping_dropdowns(imp, columns, mapping),
             imp.mapped: None,
-        }
-    shown = report.errors[:MAX_ERRORS_SHOWN]
-    label = f"Invalid rows ({len(report.errors)}" + (f", first {len(shown)} shown)" if len(shown) < len(report.errors)
-                                                     else ")")
+        }, None
+    shown_errors = report.errors[:MAX_ERRORS_SHOWN]
+    label = f"Invalid rows ({len(report.errors)}" + (f", first {len(shown_errors)} shown)"
+                                                     if len(shown_errors) < len(report.errors) else ")")
     return {
         imp.status: check_summary(report, mapped=bool(mapping)),
-        imp.errors: gr.Dataframe(value=frame([[e.line, e.field or "—", e.reason] for e in shown], ERROR_HEADERS),
-                                 visible=bool(shown), label=label),
+        imp.errors: gr.Dataframe(value=frame([[e.line, e.field or "—", e.reason] for e in shown_errors],
+                                             ERROR_HEADERS), visible=bool(shown_errors), label=label),
         imp.mapping_panel: gr.Group(visible=bool(mapping)),
         imp.mapped: {"source": path, "mapping": mapping} if mapping else None,
-        explore.source: path,
-    }
+        explore.source: source_name(path, home),
+    }, report.kind
 
 
 def safe_columns(path: str) -> list[str]:
@@ -328,46 +343,51 @@ def mapping_dropdowns(imp: ImportUI, columns: list[str], mapping: dict[str, str]
     return out
 
 
+def started(action: str, source: str | None) -> str:
+    """The status line of a step that takes seconds, shown at once: the step's progress appears over it. Short,
+    so the progress text (centred) stays readable over it."""
+    return f"{action} **{html.escape(shown(source) or 'the file')}**…"
+
+
 def use_sample(choice: str) -> str:
-    """The path of a bundled sample file (SFT conversations or preference pairs)."""
-    return str(sample_path(choice))
+    """The bundled sample's name (``sample:sft`` or ``sample:preference``), which the path box shows."""
+    return "sample:preference" if choice == SAMPLE_CHOICES[1] else "sample:sft"
 
 
-def keep_upload(ui: DataUI, upload: str | None, kind: str) -> dict:
+def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None = None) -> dict:
     """Check an uploaded file from its copy under LAB_HOME/uploads, which outlives Gradio's temp file for the
-    preview, save and explore that follow; a file the check refuses is not kept (``lab.data.uploads``)."""
+    preview, save and explore that follow; the path box shows the copy's name (``upload:<digest>/<file>``), not
+    its path. A file the check refuses is not kept (``lab.data.uploads``)."""
     from lab.data import uploads
 
     if not upload:
         return {}
     kept, new = uploads.keep(ui.home, upload)
+    name = source_name(kept, ui.home)
     try:
-        return {ui.imp.path: str(kept), **check_source(ui, str(kept), kind)}
-    except Exception as err:
-        if new:  # only a copy made here: one found there was accepted before and may still be in use
+        report, readable = run_check(ui, name, kind, None, checked)
+    except Exception:
+        if new:
             uploads.discard(ui.home, kept)
-        if not isinstance(err, LabError):
-            raise
-        gr.Warning(str(err))  # the path box is emptied: a path left from an earlier file is not this file's
-        return {ui.imp.path: "", ui.imp.status: error_text(str(err)), **forget_previous_file(ui.clean, ui.save)}
+        raise
+    if readable:
+        return {ui.imp.path: name, **report}
+    if new:  # only a copy made here: one found there was accepted before and may still be in use
+        uploads.discard(ui.home, kept)
+    return {**report, ui.imp.path: ""}  # the box names no file that is not there
 
 
-def forget_previous_file(clean: CleanUI, save: SaveUI) -> dict:
-    """After a new check, the last preview and save results belong to another file: clear them."""
-    return {clean.status: "Nothing is removed until you save; the preview shows what would be.",
-            clean.steps: gr.Dataframe(visible=False), clean.pairs: gr.Dataframe(visible=False),
-            clean.filtered: gr.Dataframe(visible=False), save.status: "", save.card: ""}
-
-
-def suggest_name(source: str, name: str) -> str:
-    """A dataset name from the file name, when none is typed yet."""
-    if (name or "").strip() or not (source or "").strip():
-        return gr.skip()
-    stem = Path(source.strip()).name
-    for suffix in (".gz", ".jsonl", ".json", ".csv", ".tsv", ".parquet"):
-        stem = stem.removesuffix(suffix)
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in stem).strip("-.")
-    return cleaned or gr.skip()
+def clean_slate(ui: DataUI, new_file: str | None) -> dict:
+    """Nothing of the last check's results, cleaning preview or save stays; for a ``new_file`` (its source as in
+    the path box) the name box also gets a name from its file name, never the previous dataset's."""
+    imp, clean, save = ui.imp, ui.clean, ui.save
+    slate = {imp.errors: gr.Dataframe(visible=False), imp.mapping_panel: gr.Group(visible=False), imp.mapped: None,
+             clean.status: CLEAN_HINT, clean.steps: gr.Dataframe(visible=False),
+             clean.pairs: gr.Dataframe(visible=False), clean.filtered: gr.Dataframe(visible=False),
+             save.status: "", save.card: ""}
+    if new_file is not None:
+        slate[save.form["name"]] = name_from_file(SAMPLES.get(new_file, new_file)) if new_file else ""
+    return slate
 
 
 # --------------------------------------------------------------------------- 1 · import: clean and save
@@ -390,13 +410,31 @@ def filtered_rows(result: Any) -> list[list[Any]]:
             for step, rows in result.removed_by_filters.items() for row in rows]
 
 
+def the_checked_file(source: str | None, checked: str | None) -> None:
+    """Preview and save act on the file whose check the form shows: a file typed over it is checked first (so its
+    name is proposed and its problems shown). With no check on show (none yet, or a failed one: a script's calls)
+    there is nothing to contradict."""
+    text = (source or "").strip()
+    if checked is not None and text != checked:
+        raise LabError(f"Press Check file first: the form shows what the check found in {shown(checked) or 'no file'}, "
+                       f"and the box now names {shown(text) or 'no file'}.")
+
+
 def preview_cleaning(clean: CleanUI, home: Home, mapped: dict | None, source: str, kind: str,
-                     **settings: Any) -> dict:
+                     checked: str | None = None, progress: gr.Progress = gr.Progress(), **settings: Any) -> dict:
     """What cleaning would do, before anything is removed: counts, duplicate pairs, filtered rows."""
+    the_checked_file(source, checked)
     path = require_source(source, home)
     cfg = clean.form.to_config(settings, kind=kind or "auto")
+    progress(0.05, desc=f"Reading {shown(source)}")
     parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping_for(mapped, path))
-    result = plan_cleaning(parsed, cfg)
+    tokenizer = None
+    if cfg.min_tokens or cfg.max_tokens:
+        progress(0.2, desc=f"Loading the tokenizer {cfg.tokenizer} to count tokens (the first time takes a while)")
+        tokenizer = load_cfg_tokenizer(cfg)
+    progress(0.5, desc=f"Looking for duplicates and rows outside the limits among {len(parsed.rows)} rows")
+    result = plan_cleaning(parsed, cfg, tokenizer)
+    progress(0.95, desc="Laying out the preview")
     read = [["read", parsed.total, len(parsed.rows), len(parsed.errors),
              "invalid rows left out (tick Skip invalid rows to save without them)" if parsed.errors
              else "all rows valid"]]
@@ -418,10 +456,11 @@ def preview_cleaning(clean: CleanUI, home: Home, mapped: dict | None, source: st
 
 
 def save_version(ui: DataUI, mapped: dict | None, source: str, kind: str, name: str, skip_invalid: bool,
-                 progress: gr.Progress = gr.Progress(), **settings: Any) -> dict:
+                 checked: str | None = None, progress: gr.Progress = gr.Progress(), **settings: Any) -> dict:
     """Import the file as a new immutable dataset version (validated, cleaned, split, saved)."""
     from lab.data.pipeline import import_file
 
+    the_checked_file(source, checked)
     path = require_source(source, ui.home)
     cfg = ui.clean.form.to_config(settings, kind=kind or "auto", name=(name or "").strip(),
                                   skip_invalid=bool(skip_invalid))
@@ -436,7 +475,7 @@ def save_version(ui: DataUI, mapped: dict | None, source: str, kind: str, name: 
         ui.save.card: card_markdown(version),
         ui.versions.table: versions_frame(ui.home),
         ui.versions.ref: version_choices(ui.home, version.ref),
-        ui.explore.source: version.ref,
+        ui.explore.source: explore_choices(ui.home, version.ref),
     }
 
 
@@ -444,10 +483,9 @@ def save_version(ui: DataUI, mapped: dict | None, source: str, kind: str, name: 
 
 
 def versions_frame(home: Home) -> pd.DataFrame:
-    from lab.data.versions import list_versions
-
+    """Saved versions, newest first, sanity-check working files left out (``lab.catalog``)."""
     rows = [[v.ref, v.kind, v.format, v.rows.get("train", 0), v.rows.get("validation", 0),
-             str(v.created_at)[:19].replace("T", " ")] for v in list_versions(home=home)]
+             str(v.created_at)[:19].replace("T", " ")] for v in catalog.dataset_versions(home)]
     return frame(rows, VERSION_HEADERS)
 
 
@@ -460,8 +498,8 @@ def card_markdown(version: Any) -> str:
         f"**Rows** {version.rows.get('train', 0)} train / {version.rows.get('validation', 0)} validation · "
         f"**Created** {str(version.created_at)[:19].replace('T', ' ')}",
         "",
-        f"**Source** `{card.get('source', '?')}`" + (f" · **Columns** {', '.join(card['columns'])}"
-                                                       if card.get("columns") else ""),
+        f"**Source** `{shown(card.get('source')) or '?'}`" + (f" · **Columns** {', '.join(card['columns'])}"
+                                                                if card.get("columns") else ""),
     ]
     if card.get("mapping"):
         lines.append("**Mapping** " + ", ".join(f"{c} → {f}" for c, f in card["mapping"].items()))
@@ -475,17 +513,22 @@ def card_markdown(version: Any) -> str:
         lines += ["", f"{card['invalid_count']} invalid row(s) were left out."]
     config = card.get("config") or {}
     if config:
-        shown = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "kind"))
-        lines += ["", f"<small>Settings: {html.escape(shown)}</small>"]
+        settings = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "kind"))
+        lines += ["", f"<small>Settings: {html.escape(settings)}</small>"]
     return "\n".join(lines)
 
 
 def version_choices(home: Home, selected: str | None = None) -> gr.Dropdown:
-    """The version picker's choices; keeps ``selected`` if it still exists, else selects nothing."""
-    from lab.data.versions import list_versions
+    """The version picker's choices (``lab.catalog``); keeps ``selected`` if it still exists, else selects nothing."""
+    choices = catalog.dataset_choices(home, samples=False)
+    return gr.Dropdown(choices=choices, value=selected if selected in {v for _, v in choices} else None)
 
-    refs = [v.ref for v in list_versions(home=home)]
-    return gr.Dropdown(choices=refs, value=selected if selected in refs else None)
+
+def explore_choices(home: Home, selected: str | None = None) -> gr.Dropdown:
+    """What Explore can open: saved versions, newest first, and the bundled samples; a file's name is typed or
+    filled in by a check. With ``selected``, that is selected too."""
+    choices = catalog.dataset_choices(home)
+    return gr.Dropdown(choices=choices) if selected is None else gr.Dropdown(choices=choices, value=selected)
 
 
 def list_saved(ver: VersionsUI, home: Home, selected: str | None = None) -> dict:
@@ -572,13 +615,19 @@ def summary_frame(stats: Any) -> pd.DataFrame:
 
 
 def statistics(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str,
-               tokenizer: str, template: str) -> dict:
+               tokenizer: str, template: str, progress: gr.Progress = gr.Progress()) -> dict:
     """Length histograms, turns and roles, and a summary table for a file or a version."""
     from lab.data.stats import dataset_stats
 
+    progress(0.05, desc=f"Reading {shown(source)}")
     rows, _, label = rows_of(source, kind, mapped, home)
-    tok = tokenizer_for(tokenizer, template, home) if (tokenizer or "").strip() else None
+    tok = None
+    if (tokenizer or "").strip():
+        progress(0.2, desc=f"Loading the tokenizer {tokenizer.strip()} (the first time takes a few seconds)")
+        tok = tokenizer_for(tokenizer, template, home)
+    progress(0.6, desc=f"Counting the lengths of {len(rows)} rows")
     stats = dataset_stats(rows, tokenizer=tok)
+    progress(0.85, desc="Drawing the charts")
     figures = plots.stats_figures(stats)
     return {
         ex.status: (f"Statistics of **{html.escape(label)}**: {stats.n_rows} rows ({stats.kind}), "
@@ -600,10 +649,20 @@ STYLE = {
 }
 
 
-def bubble(message: dict[str, Any]) -> str:
+def marked(text: str, search: str) -> str:
+    """``text`` escaped for HTML, each occurrence of ``search`` (any case) highlighted."""
+    escaped = html.escape(text)
+    needle = html.escape((search or "").strip())
+    if not needle:
+        return escaped
+    return re.sub(re.escape(needle), lambda m: f'<mark style="background:#fde68a;">{m.group(0)}</mark>', escaped,
+                  flags=re.IGNORECASE)
+
+
+def bubble(message: dict[str, Any], search: str = "") -> str:
     role = str(message.get("role", ""))
     style = BUBBLE + STYLE.get(role, STYLE["assistant"])
-    content = html.escape(str(message.get("content", "")))
+    content = marked(str(message.get("content", "")), search)
     label = html.escape(role)
     if is_context(message):
         label += " · weight 0: context, not trained on"
@@ -612,43 +671,45 @@ def bubble(message: dict[str, Any]) -> str:
             f'margin-bottom:2px;text-transform:uppercase;">{label}</div>{content}</div>')
 
 
-def thread(messages: list[dict[str, Any]]) -> str:
+def thread(messages: list[dict[str, Any]], search: str = "") -> str:
     return ('<div style="display:flex;flex-direction:column;gap:6px;">'
-            + "".join(bubble(m) for m in messages) + "</div>")
+            + "".join(bubble(m, search) for m in messages) + "</div>")
 
 
-def row_html(row: Row, number: int, total: int) -> str:
+def row_html(row: Row, number: int, total: int, search: str = "") -> str:
     """One canonical row as chat bubbles; a preference row shows chosen and rejected side by side."""
     head = (f'<div style="font-size:12px;color:#6b7280;margin-bottom:6px;">Row {number} of {total}'
             f' · {html.escape(row.source)} line {row.line}</div>')
     data = row.data
     if "messages" in data:
-        body = thread(data["messages"])
+        body = thread(data["messages"], search)
     else:
         side = ('<div style="flex:1;min-width:0;border:2px solid {color};border-radius:10px;padding:8px;">'
                 '<div style="font-size:12px;font-weight:700;color:{color};margin-bottom:6px;">{title}</div>'
                 '{body}</div>')
-        body = (thread(data.get("prompt") or [])
+        body = (thread(data.get("prompt") or [], search)
                 + '<div style="display:flex;gap:10px;margin-top:8px;">'
-                + side.format(color="#059669", title="✓ CHOSEN", body=thread(data.get("chosen") or []))
-                + side.format(color="#dc2626", title="✗ REJECTED", body=thread(data.get("rejected") or []))
+                + side.format(color="#059669", title="✓ CHOSEN", body=thread(data.get("chosen") or [], search))
+                + side.format(color="#dc2626", title="✗ REJECTED", body=thread(data.get("rejected") or [], search))
                 + "</div>")
     return (f'<div style="border:1px solid #e5e7eb;border-radius:12px;padding:12px;margin-bottom:12px;'
             f'background:#ffffff;">{head}{body}</div>')
 
 
-def browse(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str, page: int = 1) -> dict:
-    """One page of rows (5 a page) rendered as chat bubbles; ``page`` is 1-based and clamped."""
+def browse(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str, page: int = 1,
+           per_page: int = PAGE_SIZE, search: str = "", where: str = "all") -> dict:
+    """One page of the rows that hold ``search`` and pass the filter ``where`` (``lab.data.browse``), rendered as
+    chat bubbles; ``page`` is 1-based and clamped. Rows keep their number in the whole dataset."""
     rows, _, label = rows_of(source, kind, mapped, home)
-    pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
-    page = min(max(1, int(page or 1)), pages)
-    start = (page - 1) * PAGE_SIZE
-    shown = rows[start:start + PAGE_SIZE]
-    body = "".join(row_html(r, start + i + 1, len(rows)) for i, r in enumerate(shown))
+    found = page_of(rows, page=page, per_page=per_page, search=search, where=where or "all")
+    body = "".join(row_html(row, number, found.total, search) for number, row in found.rows)
+    narrowed = bool((search or "").strip()) or (where or "all") != "all"
+    counted = f"{found.matched} of {found.total} rows match" if narrowed else f"{found.total} rows"
+    empty = "No row matches: change the search or the filter." if rows else "No rows."
     return {
-        ex.rows: body or '<p style="color:#6b7280">No rows.</p>',
-        ex.page: page,
-        ex.page_info: f"**{html.escape(label)}** · page {page} of {pages} · {len(rows)} rows",
+        ex.rows: body or f'<p style="color:#6b7280">{empty}</p>',
+        ex.page: found.page,
+        ex.page_info: f"**{html.escape(label)}** · page {found.page} of {found.pages} · {counted}",
         ex.status: "",
     }
 
@@ -717,15 +778,14 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
                        for target in MAPPING_TARGETS}
         recheck = gr.Button("Check again with this mapping", variant="primary")
     imp = ImportUI(upload, path, sample, load_sample, kind, check, status, errors, mapping_panel, mapping,
-                   recheck, gr.State(None))
+                   recheck, gr.State(None), gr.State(None))
 
     gr.Markdown("### 2 · Preview the cleaning", elem_classes=["lab-step"])
     with gr.Accordion("Cleaning options", open=True):
         form = build_form(DataConfig, rows=CLEANING_ROWS,
                           overrides={"near_threshold": slider(0.5, 1.0, 0.01), "val_fraction": slider(0.0, 0.5, 0.01)})
     preview = gr.Button("Preview cleaning")
-    clean_status = gr.Markdown("Nothing is removed until you save; the preview shows what would be.",
-                               elem_classes=["lab-status"])
+    clean_status = gr.Markdown(CLEAN_HINT, elem_classes=["lab-status"])
     steps = gr.Dataframe(headers=STEP_HEADERS, visible=False, label="Rows per step", interactive=False, wrap=True)
     pairs = gr.Dataframe(headers=PAIR_HEADERS, visible=False, label="Duplicate pairs", interactive=False, wrap=True,
                          max_height=420, column_widths=["8%", "10%", "41%", "41%"])
@@ -772,12 +832,13 @@ def build_versions() -> VersionsUI:
                       repo, push_button, status)
 
 
-def build_explore() -> ExploreUI:
+def build_explore(home: Home) -> ExploreUI:
     with gr.Tab("Explore", id="data-explore"):
         with gr.Row(equal_height=True):
-            source = gr.Textbox(label="Dataset", scale=4, placeholder="/data/chats.jsonl  or  my-dataset@1a2b3c4d5e6f",
-                                info="A file path, or a saved version as name@version. Filled in when you "
-                                     "check a file or select a version.")
+            source = gr.Dropdown(catalog.dataset_choices(home), value=None, label="Dataset", scale=4,
+                                 allow_custom_value=True,
+                                 info="A saved version or a bundled sample, or type a file's path. Filled in when "
+                                      "you check a file or select a version.")
             form = build_form(DataConfig, only=("tokenizer", "template"),
                               extra={"tokenizer": {"scale": 2}, "template": {"scale": 2}})
         status = gr.Markdown(elem_classes=["lab-status"])
@@ -790,6 +851,12 @@ def build_explore() -> ExploreUI:
                     turns = gr.Plot(label="Turns", visible=False)
                     roles = gr.Plot(label="Roles", visible=False)
             with gr.Tab("Rows"):
+                with gr.Row(equal_height=True):
+                    search = gr.Textbox("", label="Search", placeholder="text in the row (Enter searches)", scale=3)
+                    where = gr.Dropdown([(w.label, key) for key, w in WHERE.items()], value="all", label="Show",
+                                        scale=2)
+                    per_page = gr.Dropdown(list(PAGE_SIZES), value=PAGE_SIZE, label="Rows per page", scale=1,
+                                           min_width=110)
                 with gr.Row(equal_height=True):
                     show_rows = gr.Button("Show rows", variant="primary", scale=2)
                     prev = gr.Button("◀ Previous", scale=1)
@@ -810,8 +877,9 @@ def build_explore() -> ExploreUI:
                 mask_summary = gr.Markdown()
                 mask_warnings = gr.Markdown(visible=False, elem_classes=["lab-warning"])
                 mask_view = gr.HTML()
-    return ExploreUI(source, form, status, show_stats, summary, lengths, turns, roles, show_rows, prev, next_,
-                     page, page_info, rows, row, max_length, show_mask, mask_summary, mask_warnings, mask_view)
+    return ExploreUI(source, form, status, show_stats, summary, lengths, turns, roles, show_rows, per_page, search,
+                     where, prev, next_, page, page_info, rows, row, max_length, show_mask, mask_summary,
+                     mask_warnings, mask_view)
 
 
 def build(home: Home) -> DataUI:
@@ -820,7 +888,7 @@ def build(home: Home) -> DataUI:
         with gr.Tab("Import", id="data-import"):
             imp, clean, save = build_import(home, [])
         versions = build_versions()
-        explore = build_explore()
+        explore = build_explore(home)
     ui = DataUI(imp, clean, save, versions, explore, home)
     wire(ui)
     sweep_uploads(home)
@@ -842,33 +910,29 @@ def wire(ui: DataUI) -> None:
     name = save.form["name"]
 
     check_outputs = [imp.status, imp.errors, imp.mapping_panel, *imp.mapping.values(), imp.mapped, ex.source,
-                     clean.status, clean.steps, clean.pairs, clean.filtered, save.status, save.card]
+                     clean.status, clean.steps, clean.pairs, clean.filtered, save.status, save.card, name, imp.checked]
     check_inputs = {"source": imp.path, "kind": imp.kind}
     check = guarded(check_source, imp.status, ui)
+    check_io = dict(inputs_kwargs={**check_inputs, "checked": imp.checked}, outputs=check_outputs)
 
-    def suggest(event: Any) -> Any:
-        return event.then(suggest_name, [imp.path, name], name, api_visibility="private", queue=False)
-
-    def check_then_suggest(event: Any) -> Any:
-        return suggest(event.then(check, inputs_kwargs=check_inputs, outputs=check_outputs,
-                                  api_visibility="private"))
-
-    suggest(imp.check.click(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_name="data_check"))
-    suggest(imp.path.submit(check, inputs_kwargs=check_inputs, outputs=check_outputs, api_visibility="private"))
-    check_then_suggest(imp.load_sample.click(use_sample, imp.sample, imp.path, api_name="data_sample"))
-    suggest(imp.upload.upload(guarded(keep_upload, imp.status, ui), inputs_kwargs={"upload": imp.upload,
-                                                                                  "kind": imp.kind},
-                              outputs=[imp.path, *check_outputs], api_name="data_upload"))
+    imp.check.click(check, api_name="data_check", **check_io)
+    imp.path.submit(check, api_visibility="private", **check_io)
+    imp.load_sample.click(use_sample, imp.sample, imp.path, api_name="data_sample") \
+       .then(check, api_visibility="private", **check_io)
+    imp.upload.upload(guarded(keep_upload, imp.status, ui),
+                      inputs_kwargs={"upload": imp.upload, "kind": imp.kind, "checked": imp.checked},
+                      outputs=[imp.path, *check_outputs], api_name="data_upload")
     imp.recheck.click(guarded(check_mapped, imp.status, ui),
-                      inputs_kwargs={**check_inputs, **imp.mapping}, outputs=check_outputs,
+                      inputs_kwargs={**check_inputs, "checked": imp.checked, **imp.mapping}, outputs=check_outputs,
                       api_name="data_check_mapped")
 
-    clean.preview.click(guarded(preview_cleaning, clean.status, clean, home),
-                        inputs_kwargs={"mapped": imp.mapped, **check_inputs, **clean.form.components},
-                        outputs=[clean.status, clean.steps, clean.pairs, clean.filtered],
-                        api_name="data_preview_cleaning")
+    clean.preview.click(functools.partial(started, "Previewing the cleaning of"), imp.path, clean.status,
+                        api_visibility="private", queue=False) \
+         .then(guarded(preview_cleaning, clean.status, clean, home),
+               inputs_kwargs={"mapped": imp.mapped, "checked": imp.checked, **check_inputs, **clean.form.components},
+               outputs=[clean.status, clean.steps, clean.pairs, clean.filtered], api_name="data_preview_cleaning")
     save.save.click(guarded(save_version, save.status, ui),
-                    inputs_kwargs={"mapped": imp.mapped, **check_inputs, "name": name,
+                    inputs_kwargs={"mapped": imp.mapped, "checked": imp.checked, **check_inputs, "name": name,
                                    "skip_invalid": save.form["skip_invalid"], **clean.form.components},
                     outputs=[save.status, save.card, ver.table, ver.ref, ex.source], api_name="data_import")
 
@@ -882,21 +946,29 @@ def wire(ui: DataUI) -> None:
     ver.export.click(guarded(export, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "fmt": ver.fmt},
                      outputs=[ver.download, ver.status], api_name="data_export")
     ver.delete.click(guarded(delete, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "confirm": ver.confirm},
-                     outputs=[ver.table, ver.ref, ver.status, ver.confirm, ver.card], api_name="data_delete")
+                     outputs=[ver.table, ver.ref, ver.status, ver.confirm, ver.card], api_name="data_delete") \
+       .then(lambda: explore_choices(home), None, ex.source, api_visibility="private", queue=False)
     ver.push.click(guarded(push, ver.status, ver, home), inputs_kwargs={"ref": ver.ref, "repo_id": ver.repo},
                    outputs=[ver.status], api_name="data_push")
 
     explore_inputs = {"mapped": imp.mapped, "source": ex.source, "kind": imp.kind}
     tokenizer_inputs = {"tokenizer": ex.form["tokenizer"], "template": ex.form["template"]}
-    ex.show_stats.click(guarded(statistics, ex.status, ex, home), inputs_kwargs={**explore_inputs, **tokenizer_inputs},
-                        outputs=[ex.status, ex.summary, ex.lengths, ex.turns, ex.roles], api_name="data_stats")
+    # The status line first, at once: the charts are hidden until drawn, so the progress needs a line to show on.
+    ex.show_stats.click(functools.partial(started, "Computing statistics of"), ex.source, ex.status,
+                        api_visibility="private", queue=False) \
+      .then(guarded(statistics, ex.status, ex, home), inputs_kwargs={**explore_inputs, **tokenizer_inputs},
+            outputs=[ex.status, ex.summary, ex.lengths, ex.turns, ex.roles], api_name="data_stats")
     browse_fn = guarded(browse, ex.status, ex, home)
-    browse_io = dict(inputs_kwargs={**explore_inputs, "page": ex.page},
+    browse_io = dict(inputs_kwargs={**explore_inputs, "page": ex.page, "per_page": ex.per_page, "search": ex.search,
+                                    "where": ex.where},
                      outputs=[ex.rows, ex.page, ex.page_info, ex.status])
     ex.show_rows.click(browse_fn, api_name="data_browse", **browse_io)
     for button, step in ((ex.prev, -1), (ex.next, 1)):
         button.click(functools.partial(turn_page, step), ex.page, ex.page, api_visibility="private", queue=False) \
               .then(browse_fn, api_visibility="private", **browse_io)
+    for event in (ex.search.submit, ex.where.input, ex.per_page.input):  # a new question starts at its first page
+        event(lambda: 1, None, ex.page, api_visibility="private", queue=False) \
+            .then(browse_fn, api_visibility="private", **browse_io)
     ex.show_mask.click(guarded(mask, ex.status, ex, home),
                        inputs_kwargs={**explore_inputs, "row": ex.row, **tokenizer_inputs, "max_length": ex.max_length},
                        outputs=[ex.mask_summary, ex.mask_warnings, ex.mask_html, ex.status], api_name="data_mask")
@@ -906,6 +978,13 @@ def turn_page(step: int, page: int | None) -> int:
     return max(1, int(page or 1) + step)
 
 
-def on_show(ui: object, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
-    return []
+def on_show(ui: DataUI, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the saved versions' table and picker, and
+    Explore's dataset picker, so a version saved elsewhere (a campaign's export, the CLI) is there."""
+    ver, ex = ui.versions, ui.explore
+
+    def refresh() -> dict:
+        return {ver.table: versions_frame(home), ex.source: explore_choices(home),
+                ver.ref: gr.Dropdown(choices=catalog.dataset_choices(home, samples=False))}
+
+    return [OnShow(refresh, [ver.table, ver.ref, ex.source])]
