@@ -152,6 +152,11 @@ def from_arguments(cls: type[T], args: argparse.Namespace, **overrides: Any) -> 
 METHODS = ("sft", "lora", "qlora", "dpo")
 # The learning rates people start from, by what is trained (the usual ranges in TRL/PEFT docs).
 USUAL_LR = {"full": 2e-5, "adapter": 2e-4, "dpo_full": 5e-7, "dpo_adapter": 5e-6}
+# Small, randomly initialised test models (the built-in 'tiny': a few million parameters) learn visibly in a few
+# steps only at rates like these (recipes/tiny-*.yaml); a rate that would wreck a pretrained 7B model is usual here.
+SMALL_MODEL_PARAMS = 50_000_000
+USUAL_LR_SMALL = {"full": 1e-3, "adapter": 2e-3, "dpo_full": 1e-4, "dpo_adapter": 5e-4}
+SMALL_MODELS = ("tiny",)  # known to be small without reading their config (lab.models.TINY_MODEL)
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
@@ -286,8 +291,21 @@ class TrainConfig:
 
     @property
     def usual_lr(self) -> float:
-        key = ("dpo_" if self.is_dpo else "") + ("full" if self.adapter == "none" else "adapter")
-        return USUAL_LR[key]
+        """The method's usual learning rate on a real-size (pretrained) model: what learning_rate 0 means."""
+        return USUAL_LR[self.lr_key]
+
+    @property
+    def lr_key(self) -> str:
+        return ("dpo_" if self.is_dpo else "") + ("full" if self.adapter == "none" else "adapter")
+
+    def small_model(self, params: int | None) -> bool:
+        """Whether the model is a small test model: by its measured ``params``, else by what is known without
+        reading it (the built-in tiny model)."""
+        return params < SMALL_MODEL_PARAMS if params is not None else self.model in SMALL_MODELS
+
+    def usual_lr_for(self, params: int | None) -> float:
+        """The usual learning rate for this method on this model (``params``: its size, None when not measured)."""
+        return (USUAL_LR_SMALL if self.small_model(params) else USUAL_LR)[self.lr_key]
 
     @property
     def lr(self) -> float:
@@ -298,10 +316,11 @@ class TrainConfig:
             return LORA_TARGETS[self.lora_targets]
         return [m.strip() for m in self.lora_targets.split(",") if m.strip()]
 
-    def validate(self, *, cuda: bool | None = None) -> list[str]:
+    def validate(self, *, cuda: bool | None = None, params: int | None = None) -> list[str]:
         """Raise ``LabError`` for impossible settings; return warnings for risky ones.
 
-        ``cuda``: whether a CUDA GPU is present (checked lazily when None)."""
+        ``cuda``: whether a CUDA GPU is present (checked lazily when None). ``params``: the model's parameter count
+        where the caller has measured it (``lab.train.loading.model_params``): the usual learning rate depends on it."""
         if self.name:  # a display name, but one the lists, W&B and recipes carry: the rule of every name
             self.name = check_name(self.name, "Run name")
         errors: list[str] = []
@@ -341,11 +360,13 @@ class TrainConfig:
         if errors:
             raise LabError("Invalid run config: " + " ".join(errors))
         warnings: list[str] = list(hardware_warnings)
-        if self.learning_rate and not self.usual_lr / 10 <= self.learning_rate <= self.usual_lr * 10:
+        usual = self.usual_lr_for(params)
+        if self.learning_rate and not usual / 10 <= self.learning_rate <= usual * 10:
+            size = "a small test model" if self.small_model(params) else "a real-size model"
             warnings.append(f"learning_rate {self.learning_rate:g} is more than 10× away from the usual "
-                            f"{self.usual_lr:g} for {self.method}"
-                            f"{' with ' + self.adapter if self.adapter != 'none' else ''}: expect "
-                            f"{'divergence' if self.learning_rate > self.usual_lr else 'very slow learning'}.")
+                            f"{usual:g} for {self.method}"
+                            f"{' with ' + self.adapter if self.adapter != 'none' else ''} on {size}: expect "
+                            f"{'divergence' if self.learning_rate > usual else 'very slow learning'}.")
         if self.lora_alpha and self.adapter != "none" and self.lora_alpha > 4 * self.lora_r:
             warnings.append(f"lora_alpha {self.lora_alpha} is over 4 × r ({self.lora_r}): updates are strongly "
                             "scaled up; 2 × r is the usual choice.")
@@ -426,6 +447,7 @@ class CampaignConfig:
     max_new_tokens: int = option(128, "Longest response, in new tokens.")
     seed: int = option(0, "Seed for sampling (distinct models share the random stream; NAME#tag copies get their own).")
     votes_per_pair: int = option(2, "Votes wanted per pair (overlap between labelers, for agreement).")
+    guidelines: str = option("", "What labelers should judge, shown above every pair (Markdown), e.g. 'Prefer the correct answer; then the shorter one.'")
 
     def validate(self) -> None:
         if self.name:  # the default export is named labels-<campaign name>

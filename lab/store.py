@@ -163,6 +163,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX evals_created ON evals (created_at);
     """,
+    # 5: undoing a vote appends a retraction (the vote row stays); a labeler may vote on the pair again, so the
+    #    rule "one counted vote per pair and labeler" moves from a UNIQUE constraint to lab.label.serving, and the
+    #    view live_votes is the one place that says which votes count
+    """
+    CREATE TABLE votes_unique_dropped (
+        id           INTEGER PRIMARY KEY,
+        pair_id      INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+        campaign_id  TEXT NOT NULL,
+        labeler      TEXT NOT NULL,
+        choice       TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+        winner       TEXT,
+        left_source  TEXT NOT NULL,
+        comment      TEXT NOT NULL DEFAULT '',
+        seconds      REAL,
+        created_at   TEXT NOT NULL
+    );
+    INSERT INTO votes_unique_dropped SELECT id, pair_id, campaign_id, labeler, choice, winner, left_source, comment,
+        seconds, created_at FROM votes;
+    DROP TABLE votes;
+    ALTER TABLE votes_unique_dropped RENAME TO votes;
+    CREATE INDEX votes_campaign ON votes (campaign_id, labeler);
+    CREATE INDEX votes_pair ON votes (pair_id, labeler);
+    CREATE TABLE retractions (
+        vote_id      INTEGER PRIMARY KEY REFERENCES votes (id) ON DELETE CASCADE,
+        labeler      TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE VIEW live_votes AS SELECT * FROM votes WHERE id NOT IN (SELECT vote_id FROM retractions);
+    """,
 ]
 
 _lock = threading.Lock()

@@ -105,7 +105,9 @@ def test_data_tab_sample_check_preview_save_and_explore(page, shots):
     snap(page, shots, "05-data-versions")
 
     tab(page, "Explore").click()
-    expect(page.get_by_placeholder("my-dataset@")).to_have_value(ref)
+    name, version = ref.split("@")
+    expect(page.get_by_label("Dataset", exact=True).filter(visible=True)).to_have_value(
+        re.compile(rf"^{name}@{version[:8]} · sft · "))
     page.get_by_role("button", name="Compute statistics").click()
     page.get_by_text("Statistics of").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
@@ -210,8 +212,9 @@ def test_uploaded_file_is_kept_under_lab_home_and_checked(page, shots, tmp_path,
     summary = page.locator(".lab-status").filter(has_text="Valid rows").first
     summary.wait_for()
     assert "3 / 3" in summary.inner_text()
-    kept = page.get_by_label("… or a local path or Hugging Face dataset id").input_value()
-    assert Path(kept).is_relative_to(lab_app.home / "uploads") and Path(kept).name == path.name
+    shown = page.get_by_label("… or a local path or Hugging Face dataset id").input_value()
+    digest = re.fullmatch(rf"upload:([0-9a-f]{{12}})/{re.escape(path.name)}", shown).group(1)
+    assert (lab_app.home / "uploads" / digest / path.name).is_file()
     snap(page, shots, "13-data-uploaded")
 
 
@@ -253,12 +256,14 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
     page.get_by_text("New campaign", exact=True).click()
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     page.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-campaign")
-    page.get_by_role("textbox", name=re.compile(r"^Responses file")).fill(responses_file(tmp_path, 4))
+    page.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 4))
     page.get_by_label("Votes per pair", exact=True).fill("1")
     page.keyboard.press("Tab")
     page.get_by_role("button", name="Create campaign").click()
-    page.get_by_text("open for labeling").wait_for()
+    page.get_by_text("Created campaign browser-campaign").wait_for()
     page.get_by_role("button", name="↻").click()
+    page.get_by_label("Campaign", exact=True).filter(visible=True).first.click()  # creating does not pick it here
+    page.get_by_role("option", name=re.compile(r"^browser-campaign · open")).filter(visible=True).first.click()
     page.get_by_role("button", name="Start", exact=True).click()
     progress = page.get_by_text("votes · ").first
     progress.wait_for()
@@ -269,7 +274,7 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
         page.locator("body").click(position={"x": 5, "y": 5})  # focus off any input, as a labeler's page is
         page.keyboard.press("1" if "Thank you" in answer_a else "2")
         expect(page.get_by_text(f"You: {expected} votes")).to_be_visible()
-    page.get_by_text("Nothing left for you in this campaign").wait_for()
+    page.get_by_text("Nothing left for you in this campaign").first.wait_for()
     page.get_by_text("Leader: tuned").wait_for(timeout=15_000)  # the admin view refreshes on a timer
     snap(page, shots, "21-label-admin")
 

@@ -149,6 +149,79 @@ def test_double_votes_skips_and_foreign_tokens(home, tmp_path):
     assert votes == [{"choice": "tie", "comment": "same"}]
 
 
+def test_a_skipped_pair_returns_last_so_two_labelers_finish_every_vote(home, tmp_path):
+    """6 pairs × 2 votes with two labelers: a pair ann skipped comes back to her after her other pairs (it used to
+    be gone for her for good, and the campaign stalled at 11 of 12 votes)."""
+    campaign = file_campaign(home, tmp_path, n=6, votes=2)
+    first = serving.next_pair(campaign.id, "ann", home=home)
+    serving.skip(first.token, "ann", home=home)
+    assert vote_all(campaign.id, "bob", home) == 6
+    served = []
+    while (pair := serving.next_pair(campaign.id, "ann", home=home)) is not None:
+        served.append(pair.prompt)
+        assert serving.vote(pair.token, "ann", "a", home=home)
+    assert len(served) == 6 and served[-1] == first.prompt and first.prompt not in served[:-1]
+    done = serving.progress(campaign.id, "ann", home=home)
+    assert (done.votes, done.wanted, done.available) == (12, 12, 0)
+    counts = campaigns.campaign_counts(home, campaign.id)[campaign.id]
+    assert (counts.pairs, counts.ready, counts.votes, counts.wanted) == (6, 6, 12, 12)
+
+
+def test_undo_appends_a_retraction_and_serves_the_pair_again(home, tmp_path):
+    campaign = file_campaign(home, tmp_path, n=3, votes=1)
+    with pytest.raises(LabError, match="Nothing to undo"):
+        serving.undo(campaign.id, "ann", home=home)
+    pair = serving.next_pair(campaign.id, "ann", home=home)
+    assert serving.vote(pair.token, "ann", "a", home=home)
+    looking_at = serving.next_pair(campaign.id, "ann", home=home)  # the next pair, leased: it goes back
+    again = serving.undo(campaign.id, "ann", home=home)
+    assert (again.prompt, again.left, again.right) == (pair.prompt, pair.left, pair.right)  # sides as they were
+    assert serving.next_pair(campaign.id, "ann", home=home).token == again.token
+    assert serving.progress(campaign.id, "ann", home=home).mine == 0
+    assert results.campaign_votes(campaign.id, home) == []  # a retracted vote counts nowhere
+    leases = Store(home).query("SELECT token FROM leases WHERE labeler = 'ann'")
+    assert leases == [{"token": again.token}] and looking_at.token != again.token  # the pair looked at went back
+    assert serving.vote(again.token, "ann", "b", home=home)
+    assert serving.vote(again.token, "ann", "tie", home=home) is False  # a double click after the undo
+    log = Store(home).query("SELECT choice FROM votes ORDER BY id")
+    assert [v["choice"] for v in log] == ["a", "b"]  # the log keeps both: nothing updated or deleted
+    assert len(Store(home).query("SELECT * FROM retractions")) == 1
+    counted = results.campaign_votes(campaign.id, home)
+    assert [v["choice"] for v in counted] == ["b"]
+    assert results.agreement(campaign.id, home=home)["votes"] == 1
+    assert campaigns.campaign_counts(home, campaign.id)[campaign.id].votes == 1
+    campaigns.set_status(campaign.id, "closed", home=home)
+    with pytest.raises(LabError, match="closed"):
+        serving.undo(campaign.id, "ann", home=home)
+
+
+def test_export_and_leaderboard_ignore_retracted_votes(home, tmp_path):
+    campaign = file_campaign(home, tmp_path, n=4, votes=1)
+    vote_all(campaign.id, "ann", home, rule=prefer_thanks)
+    redo = serving.undo(campaign.id, "ann", home=home)  # the last vote, for 'tuned', becomes one for 'base'
+    serving.vote(redo.token, "ann", "b" if "Thank you" in redo.left else "a", home=home)
+    board = results.leaderboard(campaign.id, home=home)
+    assert board["comparisons"] == 4 and board["win_rates"][board["models"].index("tuned")][
+        board["models"].index("base")] == pytest.approx(3 / 4)
+    version = results.export_preferences(campaign.id, name="labels-undo", home=home)
+    from lab.data.versions import read_rows
+
+    thanked = ["Thank you" in r["chosen"][0]["content"] for r in read_rows(version, "train", home)]
+    assert sorted(thanked) == [False, True, True, True]  # the retracted vote's pair exported as re-voted
+
+
+def test_state_text_follows_the_campaign(home, tmp_path):
+    campaign = file_campaign(home, tmp_path, n=2, votes=1)
+    counts = campaigns.campaign_counts(home)[campaign.id]
+    assert campaigns.state_text(campaign, counts) == "open for labeling · 0/2 votes (0%)"
+    vote_all(campaign.id, "ann", home)
+    closed = campaigns.set_status(campaign.id, "closed", home=home)
+    assert campaigns.state_text(closed, campaigns.campaign_counts(home)[campaign.id]) == \
+        "closed: no pairs are served · 2/2 votes (100%)"
+    generating = campaigns.Campaign(**{**vars(closed), "status": "generating", "generated": 1, "to_generate": 4})
+    assert campaigns.state_text(generating).startswith("generating responses in the background: 1/4 done")
+
+
 def test_sides_are_randomised(home, tmp_path):
     """400 pairs, one vote each: the source shown on the left is source_1 about half the time (binomial,
     sd 10; the bound is 4 sd) and the labeler's 'a' clicks follow the content, not the side."""
@@ -217,8 +290,9 @@ def test_agreement_leaderboard_and_export_follow_the_votes(home, tmp_path):
 
 def test_accounts_hash_passwords_and_roles_decide(home):
     assert accounts.identify(None, sign_in=False, home=home).is_admin  # local mode
+    accounts.add_account("boss", "admin", "admin password", home=home)  # the first account is an admin
     accounts.add_account("ann", "labeler", "correct horse", home=home)
-    stored = Store(home).query("SELECT password_hash FROM accounts")[0]["password_hash"]
+    stored = Store(home).query("SELECT password_hash FROM accounts WHERE name = 'ann'")[0]["password_hash"]
     assert "correct horse" not in stored and stored.startswith("pbkdf2_sha256$")
     assert accounts.verify("ann", "correct horse", home=home) and not accounts.verify("ann", "wrong one", home=home)
     ann = accounts.identify("ann", sign_in=True, home=home)
@@ -305,11 +379,13 @@ def test_a_generation_that_finishes_before_its_launch_is_recorded_stays_open(hom
 
 
 def test_cli_accounts_read_the_password_from_the_environment(home):
+    assert lab_cli(home, "label", "user", "add", "boss", "--role", "admin", "--password-env", "PW",
+                   env={"PW": "admin password"}).returncode == 0
     added = lab_cli(home, "label", "user", "add", "ann", "--password-env", "ANN_PW", "--json",
                     env={"ANN_PW": "labeler password"})
     assert added.returncode == 0, added.stderr
-    assert json.loads(lab_cli(home, "label", "user", "list", "--json").stdout) == [
-        {"name": "ann", "role": "labeler", "created_at": accounts.list_accounts(home=home)[0]["created_at"]}]
+    listed = json.loads(lab_cli(home, "label", "user", "list", "--json").stdout)
+    assert [(a["name"], a["role"]) for a in listed] == [("boss", "admin"), ("ann", "labeler")]
     assert accounts.verify("ann", "labeler password", home=home)
 
 

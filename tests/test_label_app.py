@@ -1,6 +1,7 @@
 """The labeling loop through the real app with sign-in on, driven by ``gradio_client`` as people would:
-an admin creates a campaign, two labelers vote it to completion at /label, roles hold on the server,
-and the admin's export trains a DPO run that succeeds."""
+an admin creates a campaign from an uploaded file, two labelers vote it to completion at /label (and undo a
+vote), roles hold on the server, and "Train DPO on this" fills the Train form with settings that train on the
+export: the run succeeds (a run whose model did not change fails)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from lab.home import lab_home
 from lab.store import Store
@@ -43,40 +44,51 @@ def signed_in(url: str, name: str) -> Client:
 
 def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app, tmp_path):
     admin = signed_in(signed_app.url, "boss")
-    status, _, selected = admin.predict(name="loop", prompts="unused", sources=[], votes_per_pair=2,
-                                        responses_file=responses_file(tmp_path, 6), api_name="/label_create")
-    assert "created" in status, status
+    status, _, selected, state, _ = admin.predict(name="loop", prompts="unused", sources=[], votes_per_pair=2,
+                                                  responses_file=handle_file(responses_file(tmp_path, 6)), gold_file=None,
+                                                  api_name="/label_create")
+    assert "Created campaign loop" in status and "open for labeling · 0/12 votes" in state, (status, state)
     campaign_id = selected["value"]
     for name in ("ann", "bob"):
         labeler = signed_in(signed_app.url + "label/", name)
         assert "Signed in as **" + name in labeler.predict(api_name="/label_campaigns")[0]
-        pair = labeler.predict(campaign_id, api_name="/label_next")
+        pair = labeler.predict(campaign_id, False, api_name="/label_next")
         votes = 0
         while pair[1]:  # the lease token; empty when nothing is left for this labeler
             left = pair[4]
-            pair = labeler.predict(campaign_id, pair[1], "", api_name="/label_vote_a" if "Thank you" in left
+            pair = labeler.predict(campaign_id, pair[1], "", False, api_name="/label_vote_a" if "Thank you" in left
                                    else "/label_vote_b")
             votes += 1
-        assert votes == 6 and "Nothing left for you" in pair[3]
+        assert votes == 6 and "Nothing left for you" in pair[3] and "Nothing left" in pair[4] + pair[5]
     store = Store(lab_home(signed_app.home))
     rows = store.query("SELECT pair_id, COUNT(*) AS n, COUNT(DISTINCT labeler) AS who FROM votes GROUP BY pair_id")
     assert len(rows) == 6 and all(r["n"] == 2 == r["who"] for r in rows)
     assert {r["labeler"] for r in store.query("SELECT labeler FROM votes")} == {"ann", "bob"}
 
     view = admin.predict(campaign_id, api_name="/label_admin_view")
-    assert "**12** votes from **2** labelers" in view[3] and "Leader: **tuned**" in view[3]
-    status, result = admin.predict(campaign_id, "labels-loop", 2, 1.0, 0, api_name="/label_export")
+    assert "**12** votes from **2** labelers" in view[4] and "Leader: **tuned**" in view[4]
+    assert "every vote is in" in view[3]
+    status, result, policy = admin.predict(campaign_id, "labels-loop", 2, 1.0, 0, api_name="/label_export")
     assert "Exported labels-loop@" in status and "6 train" in result, result
     ref = result.split("`")[1]
-    status, method, adapter, model, dataset = admin.predict(result, "tiny", api_name="/label_train_dpo")
-    assert (method, model, dataset) == ("dpo", "tiny", ref)
-
+    filled = admin.predict("tiny", api_name="/label_train_dpo")  # the exported ref is the session's state
+    assert "6 pairs of " + ref in filled[0] and "optimizer step" in filled[0], filled[0]
+    names = [p["parameter_name"] for p in admin.view_api(return_format="dict", print_info=False)[
+        "named_endpoints"]["/train_start"]["parameters"]]
     from lab.config import TrainConfig
 
-    form = {**{f: getattr(TrainConfig(), f) for f in TrainConfig.__dataclass_fields__},
-            "method": "dpo", "model": "tiny", "dataset": ref, "report_to": "none", "max_steps": 4, "batch_size": 2,
-            "eval_split": "none", "save_steps": 0, "max_length": 128, "max_prompt_length": 64, "sample_prompts": 0}
-    status, _, selected = admin.predict(**form, api_name="/train_start")
+    form = {name: getattr(TrainConfig(), name) for name in names}  # fields the proposal leaves are not updated
+    for name, value in zip(names, filled[1:]):
+        if not isinstance(value, dict):
+            form[name] = value
+        elif "value" in value:  # a picker comes with its choices
+            form[name] = value["value"]
+    assert (form["method"], form["model"], form["dataset"]) == ("dpo", "tiny", ref)
+    assert form["warmup_ratio"] == 0 and form["learning_rate"] > 0
+
+    form.update(report_to="none", eval_split="none", save_steps=0, max_length=128, max_prompt_length=64,
+                sample_prompts=0)
+    status, _, selected = admin.predict(**form, api_name="/train_start")[:3]
     run_id = selected["value"]
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -85,6 +97,34 @@ def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app,
             break
         time.sleep(2)
     assert "succeeded" in progress, progress
+
+
+def test_a_labeler_undoes_a_vote_on_the_page(signed_app, tmp_path):
+    admin = signed_in(signed_app.url, "boss")
+    campaign_id = admin.predict(name="undo", prompts="unused", sources=[], votes_per_pair=1,
+                                responses_file=handle_file(responses_file(tmp_path, 3)), gold_file=None,
+                                api_name="/label_create")[2]["value"]
+    labeler = signed_in(signed_app.url + "label/", "ann")
+    pair = labeler.predict(campaign_id, False, api_name="/label_next")
+    after = labeler.predict(campaign_id, pair[1], "", False, api_name="/label_vote_a")
+    assert "You: **1** votes" in after[2]
+    undone = labeler.predict(campaign_id, False, api_name="/label_undo")
+    assert "undone" in undone[0] and undone[4:6] == pair[4:6] and "You: **0** votes" in undone[2]
+    raw = labeler.predict(campaign_id, True, api_name="/label_next")
+    assert raw[4].startswith("```text\n") and pair[4] in raw[4]
+    counted = Store(lab_home(signed_app.home)).query("SELECT COUNT(*) AS n FROM live_votes WHERE campaign_id = ?",
+                                                     (campaign_id,))
+    assert counted == [{"n": 0}]
+
+
+def test_the_leaderboard_names_no_leader_when_all_are_tied():
+    from lab.ui.label_tab import leader_line
+
+    tied = {"comparisons": 40, "ratings": [{"source": s, "rating": 1000.0, "low": 950, "high": 1050}
+                                           for s in ("sft", "dpo")]}
+    assert leader_line(tied).startswith("No leader: all 2 models are tied (1000, 50%")
+    ahead = {**tied, "ratings": [{**tied["ratings"][1], "rating": 1040.0}, {**tied["ratings"][0], "rating": 960.0}]}
+    assert leader_line(ahead).startswith("Leader: **dpo** (1040")
 
 
 def test_roles_are_enforced_by_the_server(signed_app):

@@ -64,7 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         cmd.set_defaults(handler=run_wandb if name == "wandb" else run_set_status, status=name)
 
     user = sub.add_parser("user", help="accounts: add or list labelers and admins",
-                          description="Accounts for sign-in. When the app starts with at least one account, "
+                          description="Accounts for sign-in, applied at once. From the first account (an admin) on, "
                           "everyone signs in; labelers see only the labeling page.")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     add = user_sub.add_parser("add", help="add an account", description="Add an account. The password comes from "
@@ -98,9 +98,10 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from lab.label.campaigns import get_campaign, list_campaigns, reconcile
+    from dataclasses import asdict
+
+    from lab.label.campaigns import Counts, campaign_counts, get_campaign, list_campaigns, reconcile
     from lab.label.results import agreement
-    from lab.store import Store
 
     reconcile()
     if not args.id:
@@ -110,14 +111,12 @@ def run_status(args: argparse.Namespace) -> int:
                            "create --sources tiny,run:<id>"))
         return 0
     campaign = get_campaign(args.id)
-    counts = Store().query("SELECT COUNT(*) AS pairs, SUM(votes_wanted) AS wanted, SUM(ready) AS ready, "
-                           "(SELECT COUNT(*) FROM votes WHERE campaign_id = :c) AS votes FROM pairs "
-                           "WHERE campaign_id = :c", {"c": campaign.id})[0]
-    document = {**campaign.summary(), **counts, "agreement": agreement(campaign.id)}
+    counts = campaign_counts(campaign_id=campaign.id).get(campaign.id, Counts())
+    document = {**campaign.summary(), **asdict(counts), "agreement": agreement(campaign.id)}
 
     def human() -> None:
         print(progress_line(campaign))
-        print(f"pairs {counts['pairs']} (ready {counts['ready']}), votes {counts['votes']}/{counts['wanted']}")
+        print(f"pairs {counts.pairs} (ready {counts.ready}), votes {counts.votes}/{counts.wanted}")
         report = document["agreement"]
         for key in ("fleiss_kappa", "krippendorff_alpha", "cohen_kappa", "pairwise_agreement"):
             if report[key] is not None:
@@ -184,7 +183,7 @@ def run_user_add(args: argparse.Namespace) -> int:
     password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
     who = add_account(args.name, args.role, password)
     emit(args, {"name": who.name, "role": who.role}, lambda: print(f"{who.name} ({who.role})"))
-    say("restart the app for sign-in to take effect if this is the first account")
+    say("sign-in applies at once: from the first account on, everyone signs in to the running app")
     return 0
 
 

@@ -91,6 +91,44 @@ def list_campaigns(home: Home | None = None, *, status: tuple[str, ...] = STATUS
     return [from_row(r) for r in rows]
 
 
+@dataclass
+class Counts:
+    """How far a campaign is: its pairs, those ready to serve, the votes counted and the votes wanted."""
+    pairs: int = 0
+    ready: int = 0
+    votes: int = 0  # live votes (retracted ones do not count), gold pairs included
+    wanted: int = 0
+
+    @property
+    def share(self) -> float:
+        return self.votes / self.wanted if self.wanted else 0.0
+
+
+def campaign_counts(home: Home | None = None, campaign_id: str | None = None) -> dict[str, Counts]:
+    """Counts per campaign id (every campaign, or the one given); a campaign with no pairs has none."""
+    where, params = ("WHERE p.campaign_id = ?", (campaign_id,)) if campaign_id else ("", ())
+    rows = Store(home or lab_home()).query(
+        "SELECT p.campaign_id, COUNT(*) AS pairs, SUM(p.ready) AS ready, SUM(p.votes_wanted) AS wanted, "
+        "(SELECT COUNT(*) FROM live_votes v WHERE v.campaign_id = p.campaign_id) AS votes "
+        f"FROM pairs p {where} GROUP BY p.campaign_id", params)
+    return {r["campaign_id"]: Counts(r["pairs"], r["ready"] or 0, r["votes"], r["wanted"] or 0) for r in rows}
+
+
+def state_text(campaign: Campaign, counts: Counts | None = None) -> str:
+    """One line on where the campaign stands now, for status lines that must follow its state."""
+    counts = counts or Counts()
+    votes = f"{counts.votes}/{counts.wanted} votes ({counts.share:.0%})"
+    if campaign.status == "generating":
+        return (f"generating responses in the background: {campaign.generated}/{campaign.to_generate} done, "
+                f"{counts.ready}/{counts.pairs} pairs ready to label · {votes}")
+    if campaign.status == "open":
+        return f"open for labeling · {votes}" + (" · every vote is in" if counts.wanted and
+                                                  counts.votes >= counts.wanted else "")
+    if campaign.status == "closed":
+        return f"closed: no pairs are served · {votes}"
+    return f"failed: {campaign.error or 'no reason recorded'} · {votes}"
+
+
 # --------------------------------------------------------------------------- inputs
 
 
@@ -232,7 +270,7 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
         raise LabError(f"Source names must be unique: {', '.join(names)}.")
     if len(names) < 2:
         raise LabError(f"A campaign compares two or more sources; got {len(names)} ({', '.join(names) or 'none'}). "
-                       "Add sources (comma-separated) or a responses file.")
+                       "Add sources or a responses file.")
     if models:
         from lab.train.loading import resolve_model_path
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from lab.home import Home, lab_home
-from lab.label.campaigns import get_campaign
+from lab.label.campaigns import Counts, campaign_counts, get_campaign
 from lab.label.results import agreement, campaign_votes, leaderboard
 from lab.store import Store
 
@@ -30,12 +30,11 @@ def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = 
         report = agreement(campaign.id, home=home)
         board = leaderboard(campaign.id, home=home)
         store = Store(home)
-        progress = store.query("SELECT COUNT(*) AS votes, (SELECT SUM(votes_wanted) FROM pairs WHERE campaign_id = ?) "
-                               "AS wanted FROM votes WHERE campaign_id = ?", (campaign.id, campaign.id))[0]
+        counts = campaign_counts(home, campaign.id).get(campaign.id, Counts())
         scalars = {k: report[k] for k in ("votes", "labelers", "fleiss_kappa", "krippendorff_alpha",
                                           "pairwise_agreement", "cohen_kappa") if report[k] is not None}
         scalars["left_rate"] = report["position_bias"]["a_rate"]
-        scalars["completion"] = progress["votes"] / max(progress["wanted"] or 1, 1)
+        scalars["completion"] = counts.share
         for rating in board["ratings"]:
             scalars[f"rating/{rating['source']}"] = rating["rating"]
         run.log(scalars)

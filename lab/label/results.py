@@ -16,9 +16,10 @@ from lab.store import Store
 
 
 def campaign_votes(campaign_id: str, home: Home | None = None) -> list[dict[str, Any]]:
-    """Every vote with its pair: outcome is the winning source, 'tie' or 'both_bad' (independent of sides)."""
+    """Every counted vote (retracted ones left out) with its pair: outcome is the winning source, 'tie' or
+    'both_bad' (independent of sides)."""
     rows = Store(home or lab_home()).query(
-        "SELECT v.*, p.prompt_idx, p.source_1, p.source_2, p.gold FROM votes v JOIN pairs p ON p.id = v.pair_id "
+        "SELECT v.*, p.prompt_idx, p.source_1, p.source_2, p.gold FROM live_votes v JOIN pairs p ON p.id = v.pair_id "
         "WHERE v.campaign_id = ? ORDER BY v.id", (campaign_id,))
     for row in rows:
         row["outcome"] = row["winner"] or row["choice"]

@@ -2,11 +2,15 @@
 
 A served pair is a *lease*: a random token bound to one labeler and one pair, with the side each
 source is shown on drawn at random. The labeler's page holds only the token, so which model wrote
-which answer never leaves the server. Every serve and vote is one ``BEGIN IMMEDIATE`` transaction:
-two labelers voting at the same moment are serialised by SQLite, a labeler can vote on a pair once
-(``UNIQUE (pair_id, labeler)``), and a pair stops being served once its votes plus the leases out on
-it reach the votes wanted. A reload shows the same leased pair again; an expired lease frees the pair
-for someone else, but a late vote on it is still counted (a vote is never lost).
+which answer never leaves the server. Every serve, vote and undo is one ``BEGIN IMMEDIATE`` transaction:
+two labelers voting at the same moment are serialised by SQLite, a labeler's vote on a pair counts
+once, and a pair stops being served once its votes plus the leases out on it reach the votes wanted.
+A reload shows the same leased pair again; an expired lease frees the pair for someone else, but a late
+vote on it is still counted (a vote is never lost).
+
+The votes table is a log: nothing in it is updated or deleted. Undoing a vote appends a retraction
+(``retractions``) and serves the pair again; the view ``live_votes`` (votes not retracted) is what every
+count, statistic and export reads. A skipped pair returns to the labeler after every other pair.
 """
 
 from __future__ import annotations
@@ -47,34 +51,43 @@ def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Se
     store = Store(home or lab_home())
     now = time.time()
     with store.write() as conn:
-        status = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
-        if status is None:
-            raise LabError(f"No campaign '{campaign_id}'.")
-        if status["status"] not in ("generating", "open"):
+        if not serving_campaign(conn, campaign_id):
             return None
         lease = conn.execute("SELECT l.token, l.pair_id, l.left_source FROM leases l JOIN pairs p ON p.id = l.pair_id "
                              "WHERE l.labeler = ? AND p.campaign_id = ? AND l.expires_at > ?",
                              (labeler, campaign_id, now)).fetchone()
         if lease is None:
-            # Walk the index in order (fewest votes still wanted first, then the campaign's random rank) and
-            # stop at the first pair this labeler may take: finishing pairs early gives agreement numbers soon.
+            # Walk the index in order (pairs this labeler skipped last, then fewest votes still wanted first, then
+            # the campaign's random rank) and stop at the first pair this labeler may take: finishing pairs early
+            # gives agreement numbers soon, and a skipped pair comes back once nothing else is left (with two
+            # labelers and two votes a pair, a pair skipped for good would never be finished).
             pair = conn.execute(
                 """SELECT p.id, p.source_1, p.source_2 FROM pairs p
                    WHERE p.campaign_id = ? AND p.remaining > 0 AND p.ready = 1
-                     AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.pair_id = p.id AND v.labeler = ?)
-                     AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = ?)
+                     AND NOT EXISTS (SELECT 1 FROM live_votes v WHERE v.pair_id = p.id AND v.labeler = ?)
                      AND (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > ?) < p.remaining
-                   ORDER BY p.remaining, p.rank
-                   LIMIT 1""", (campaign_id, labeler, labeler, now)).fetchone()
+                   ORDER BY EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = ?), p.remaining,
+                            p.rank
+                   LIMIT 1""", (campaign_id, labeler, now, labeler)).fetchone()
             if pair is None:
                 return None
-            left = secrets.choice([pair["source_1"], pair["source_2"]])
-            token = secrets.token_urlsafe(18)
-            conn.execute("DELETE FROM leases WHERE pair_id = ? AND labeler = ?", (pair["id"], labeler))
-            conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?)",
-                         (token, pair["id"], labeler, left, now, now + LEASE_S))
-            lease = {"token": token, "pair_id": pair["id"], "left_source": left}
+            lease = new_lease(conn, pair["id"], labeler, secrets.choice([pair["source_1"], pair["source_2"]]), now)
         return served(conn, campaign_id, lease)
+
+
+def serving_campaign(conn: Any, campaign_id: str) -> bool:
+    """Whether the campaign serves pairs now (generating or open); an unknown campaign is an error."""
+    row = conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    if row is None:
+        raise LabError(f"No campaign '{campaign_id}'.")
+    return row["status"] in ("generating", "open")
+
+
+def new_lease(conn: Any, pair_id: int, labeler: str, left: str, now: float) -> dict[str, Any]:
+    token = secrets.token_urlsafe(18)
+    conn.execute("DELETE FROM leases WHERE pair_id = ? AND labeler = ?", (pair_id, labeler))
+    conn.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?)", (token, pair_id, labeler, left, now, now + LEASE_S))
+    return {"token": token, "pair_id": pair_id, "left_source": left}
 
 
 def served(conn: Any, campaign_id: str, lease: Any) -> Served:
@@ -102,22 +115,51 @@ def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home
             return False  # voted already (or skipped): the vote that used the token is the one kept
         if lease["labeler"] != labeler:
             raise LabError("This pair was served to another labeler; reload to get your own.")
+        conn.execute("DELETE FROM leases WHERE token = ?", (token,))
+        if conn.execute("SELECT 1 FROM live_votes WHERE pair_id = ? AND labeler = ?",
+                        (lease["pair_id"], labeler)).fetchone():
+            return False  # one counted vote per pair and labeler (the transaction holds the write lock)
         left = lease["left_source"]
         right = lease["source_2"] if left == lease["source_1"] else lease["source_1"]
-        winner = {"a": left, "b": right}.get(choice)
-        inserted = conn.execute(
-            "INSERT OR IGNORE INTO votes (pair_id, campaign_id, labeler, choice, winner, left_source, comment, seconds, "
+        conn.execute(
+            "INSERT INTO votes (pair_id, campaign_id, labeler, choice, winner, left_source, comment, seconds, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (lease["pair_id"], lease["campaign_id"], labeler, choice, winner, left, (comment or "").strip()[:2000],
-             round(time.time() - lease["served_at"], 3), timestamp())).rowcount
-        if inserted:
-            conn.execute("UPDATE pairs SET remaining = MAX(remaining - 1, 0) WHERE id = ?", (lease["pair_id"],))
-        conn.execute("DELETE FROM leases WHERE token = ?", (token,))
-    return bool(inserted)
+            (lease["pair_id"], lease["campaign_id"], labeler, choice, {"a": left, "b": right}.get(choice), left,
+             (comment or "").strip()[:2000], round(time.time() - lease["served_at"], 3), timestamp()))
+        count_remaining(conn, lease["pair_id"])
+    return True
+
+
+def count_remaining(conn: Any, pair_id: int) -> None:
+    """The pair's votes still wanted, from its live votes (``remaining`` is the serving index, not the record)."""
+    conn.execute("UPDATE pairs SET remaining = MAX(votes_wanted - (SELECT COUNT(*) FROM live_votes v WHERE "
+                 "v.pair_id = pairs.id), 0) WHERE id = ?", (pair_id,))
+
+
+def undo(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served:
+    """Retract this labeler's last counted vote in the campaign and serve that pair again, sides as they were.
+    The vote stays in the log with a retraction appended; the pair they were looking at goes back."""
+    from lab.train.runner import now as timestamp
+
+    store = Store(home or lab_home())
+    now = time.time()
+    with store.write() as conn:
+        if not serving_campaign(conn, campaign_id):
+            raise LabError("This campaign is closed: its votes stand and can no longer be undone.")
+        last = conn.execute("SELECT id, pair_id, left_source FROM live_votes WHERE campaign_id = ? AND labeler = ? "
+                            "ORDER BY id DESC LIMIT 1", (campaign_id, labeler)).fetchone()
+        if last is None:
+            raise LabError("Nothing to undo: you have no vote in this campaign.")
+        conn.execute("INSERT INTO retractions (vote_id, labeler, created_at) VALUES (?, ?, ?)",
+                     (last["id"], labeler, timestamp()))
+        count_remaining(conn, last["pair_id"])
+        conn.execute("DELETE FROM leases WHERE labeler = ? AND pair_id IN (SELECT id FROM pairs WHERE campaign_id = ?)",
+                     (labeler, campaign_id))
+        return served(conn, campaign_id, new_lease(conn, last["pair_id"], labeler, last["left_source"], now))
 
 
 def skip(token: str, labeler: str, *, home: Home | None = None) -> None:
-    """Not this pair, for this labeler: it goes back to the others."""
+    """Not this pair now, for this labeler: it goes back to the others, and to them after every other pair."""
     store = Store(home or lab_home())
     with store.write() as conn:
         lease = conn.execute("SELECT pair_id, labeler FROM leases WHERE token = ?", (token,)).fetchone()
@@ -129,13 +171,11 @@ def skip(token: str, labeler: str, *, home: Home | None = None) -> None:
 
 def progress(campaign_id: str, labeler: str, *, home: Home | None = None) -> Progress:
     row = Store(home or lab_home()).query(
-        """SELECT (SELECT COUNT(*) FROM votes WHERE campaign_id = :c AND labeler = :l) AS mine,
-                  (SELECT COUNT(*) FROM pairs WHERE campaign_id = :c AND remaining > 0 AND ready = 1)
-                  - (SELECT COUNT(*) FROM votes v JOIN pairs p ON p.id = v.pair_id WHERE v.campaign_id = :c
-                       AND v.labeler = :l AND p.remaining > 0 AND p.ready = 1)
-                  - (SELECT COUNT(*) FROM skips s JOIN pairs p ON p.id = s.pair_id WHERE p.campaign_id = :c
-                       AND s.labeler = :l AND p.remaining > 0 AND p.ready = 1) AS available,
-                  (SELECT COUNT(*) FROM votes WHERE campaign_id = :c) AS votes,
+        """SELECT (SELECT COUNT(*) FROM live_votes WHERE campaign_id = :c AND labeler = :l) AS mine,
+                  (SELECT COUNT(*) FROM pairs p WHERE p.campaign_id = :c AND p.remaining > 0 AND p.ready = 1
+                     AND NOT EXISTS (SELECT 1 FROM live_votes v WHERE v.pair_id = p.id AND v.labeler = :l))
+                  AS available,
+                  (SELECT COUNT(*) FROM live_votes WHERE campaign_id = :c) AS votes,
                   (SELECT votes_wanted FROM campaigns WHERE id = :c) AS wanted""",
         {"c": campaign_id, "l": labeler})[0]
     return Progress(**row)

@@ -6,13 +6,14 @@ The labeling page is built twice: inside the Label tab of the full app, and alon
 admins only). Every handler asks ``lab.label.accounts.identify`` who is calling; admin handlers refuse
 labelers on the server, whatever the page shows. Stable ``api_name``s: ``label_campaigns``,
 ``label_next``, ``label_vote_a``, ``label_vote_b``, ``label_vote_tie``, ``label_vote_both_bad``,
-``label_skip``, and for admins ``label_create``, ``label_admin_view``, ``label_close``, ``label_reopen``, ``label_resume``,
-``label_export``, ``label_train_dpo``, ``label_wandb``, ``label_add_account``.
+``label_skip``, ``label_undo``, and for admins ``label_create``, ``label_admin_view``, ``label_close``,
+``label_reopen``, ``label_resume``, ``label_export``, ``label_train_dpo``, ``label_wandb``, ``label_add_account``.
 
 No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter by its
 annotation, which must be the class itself, not a string, once ``guarded`` wraps the handler.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,32 +21,39 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from lab import catalog
 from lab.config import CampaignConfig
 from lab.errors import LabError
 from lab.home import Home
-from lab.label.accounts import Identity, identify, require_admin
+from lab.label.accounts import LOCAL, Identity, identify, require_admin
 from lab.paths import server_path
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, guarded
+from lab.ui.common import OnShow, chat_markdown, guarded, status_ok
 from lab.ui.forms import Form, build_form
-from lab.ui.train_tab import checkpoint_choices
 
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
-CAMPAIGN_HEADERS = ["id", "name", "status", "responses", "votes", "pairs ready", "created"]
+CAMPAIGN_HEADERS = ["id", "name", "sources", "status", "responses", "votes", "pairs ready", "created"]
 LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agreement with others", "gold accuracy", "left chosen",
                    "position bias"]
 ACCOUNT_HEADERS = ["name", "role", "created"]
-CAMPAIGN_ROWS = [("name", "prompts", "prompts_split", "max_prompts"), ("sources", "responses_file", "gold_file"),
-                 ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair")]
-# Keys 1-4 vote, s skips, on whichever labeling page is showing (not while typing a comment).
+UPLOADS = ("responses_file", "gold_file")  # campaign files come as uploads: a team on a Space has no server paths
+CAMPAIGN_ROWS = [("name", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
+                 ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"), ("guidelines",)]
+SOURCES_HELP = ("Two or more models that answer, newest run first: pick finished runs by name, or tiny; type a local "
+                "path or hub id; NAME#2 adds a second sample of the same model. Not needed with a responses file.")
+ANSWER_HEIGHT = 360  # px: both answers' boxes the same height side by side; a longer answer scrolls inside its box
+NOTHING_LEFT = "Nothing left for you in this campaign. Thank you!"
+# Keys 1-4 vote, s skips, u undoes the last vote, on whichever labeling page is showing (not while typing a
+# comment). The page's head is shared by the full app and /label (lab.ui.app).
 SHORTCUTS = """
 <script>
 document.addEventListener('keydown', (event) => {
   const tag = (document.activeElement && document.activeElement.tagName) || '';
   if (tag === 'INPUT' || tag === 'TEXTAREA' || event.ctrlKey || event.metaKey || event.altKey) return;
-  const ids = {'1': 'lab-vote-a', '2': 'lab-vote-b', '3': 'lab-vote-tie', '4': 'lab-vote-both_bad', 's': 'lab-skip'};
+  const ids = {'1': 'lab-vote-a', '2': 'lab-vote-b', '3': 'lab-vote-tie', '4': 'lab-vote-both_bad', 's': 'lab-skip',
+               'u': 'lab-undo'};
   const button = ids[event.key] && document.getElementById(ids[event.key]);
-  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  if (button && button.offsetParent !== null && !button.disabled) { event.preventDefault(); button.click(); }
 });
 </script>
 """
@@ -56,11 +64,20 @@ class LabelingUI:
     status: gr.Markdown
     campaign: gr.Dropdown
     progress: gr.Markdown
+    guidelines: gr.Markdown
     prompt: gr.Markdown
     left: gr.Markdown
     right: gr.Markdown
     comment: gr.Textbox
     token: gr.Textbox  # the lease token: hidden, and all the page knows of the pair
+    raw: gr.Checkbox
+    buttons: dict[str, gr.Button]  # the four votes, then skip, then undo
+
+    @property
+    def pair_outputs(self) -> list:
+        # The first seven are the api's positions (tests and clients read them), the buttons follow.
+        return [self.status, self.token, self.progress, self.prompt, self.left, self.right, self.comment,
+                self.guidelines, *self.buttons.values()]
 
 
 @dataclass
@@ -69,11 +86,13 @@ class AdminUI:
     form: Form
     campaigns: gr.Dataframe
     selected: gr.Dropdown
+    state: gr.Markdown  # where the selected campaign stands now
     quality: gr.Markdown
     labelers: gr.Dataframe
     ratings: gr.Plot
     matrix: gr.Plot
     export_result: gr.Markdown
+    exported: gr.State  # the exported version's ref, for "Train DPO on this"
     policy: gr.Dropdown
     accounts: gr.Dataframe
     password: gr.Textbox
@@ -84,10 +103,10 @@ def who(home: Home, sign_in: bool, request: gr.Request | None) -> Identity:
 
 
 def open_campaigns(home: Home) -> list[tuple[str, str]]:
-    from lab.label.campaigns import list_campaigns, reconcile
+    from lab.label.campaigns import reconcile
 
     reconcile(home)
-    return [(f"{c.name} ({c.status})", c.id) for c in list_campaigns(home, status=("generating", "open"))]
+    return catalog.campaign_choices(home, status=("generating", "open"))
 
 
 # --------------------------------------------------------------------------- the labeler's page
@@ -97,73 +116,99 @@ def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
     status = gr.Markdown(elem_classes="lab-status")
     with gr.Row():
         campaign = gr.Dropdown(label="Campaign", choices=[], scale=4, allow_custom_value=True,
-                               info="Open campaigns; pick one and press Start.")
+                               info="Open campaigns, newest first; pick one and press Start.")
         refresh = gr.Button("↻", scale=0, min_width=40)
         start = gr.Button("Start", variant="primary", scale=1)
     progress = gr.Markdown()
+    guidelines = gr.Markdown(elem_classes="lab-guidelines")
     prompt = gr.Markdown(elem_classes="lab-prompt")
     with gr.Row(equal_height=True):
         with gr.Column():
             gr.Markdown("### A")
-            left = gr.Markdown(elem_classes="lab-response")
+            left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", height=ANSWER_HEIGHT)
         with gr.Column():
             gr.Markdown("### B")
-            right = gr.Markdown(elem_classes="lab-response")
+            right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", height=ANSWER_HEIGHT)
+    raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
     with gr.Row():
-        buttons = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}",
+        buttons = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}", interactive=False,
                                      variant="primary" if choice in ("a", "b") else "secondary")
                    for choice, text, key in VOTES}
-        skip_btn = gr.Button("Skip  [s]", elem_id="lab-skip", variant="secondary")
+        buttons["skip"] = gr.Button("Skip  [s]", elem_id="lab-skip", variant="secondary", interactive=False)
+        buttons["undo"] = gr.Button("Undo last vote  [u]", elem_id="lab-undo", variant="secondary", interactive=False)
     comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong with both?", lines=1)
     token = gr.Textbox(visible=False)
-    ui = LabelingUI(status, campaign, progress, prompt, left, right, comment, token)
-    pair_outputs = [status, token, progress, prompt, left, right, comment]
+    ui = LabelingUI(status, campaign, progress, guidelines, prompt, left, right, comment, token, raw, buttons)
+    outputs = ui.pair_outputs
     # Voting bypasses Gradio's queue (queue=False: one plain HTTP POST per vote): the engine's transaction
     # takes ~10 ms, and the queue's join-then-stream round trips would cost more than that.
 
     refresh.click(guarded(campaign_choices, status, ui, home, sign_in), inputs=None, outputs=[status, campaign],
                   api_name="label_campaigns")
-    start.click(guarded(show_next, status, ui, home, sign_in), inputs=campaign, outputs=pair_outputs,
+    start.click(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
                 api_name="label_next", queue=False)
-    campaign.change(guarded(show_next, status, ui, home, sign_in), inputs=campaign, outputs=pair_outputs,
-                    api_visibility="private")
-    for choice, button in buttons.items():
-        button.click(guarded(cast_vote, status, ui, home, sign_in, choice), inputs=[campaign, token, comment],
-                     outputs=pair_outputs, api_name=f"label_vote_{choice}", queue=False)
-    skip_btn.click(guarded(skip_pair, status, ui, home, sign_in), inputs=[campaign, token], outputs=pair_outputs,
-                   api_name="label_skip", queue=False)
+    for trigger in (campaign.change, raw.change):
+        trigger(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
+                api_visibility="private")
+    for choice, _, _ in VOTES:
+        buttons[choice].click(guarded(cast_vote, status, ui, home, sign_in, choice),
+                              inputs=[campaign, token, comment, raw], outputs=outputs, api_name=f"label_vote_{choice}",
+                              queue=False)
+    buttons["skip"].click(guarded(skip_pair, status, ui, home, sign_in), inputs=[campaign, token, raw],
+                          outputs=outputs, api_name="label_skip", queue=False)
+    buttons["undo"].click(guarded(undo_vote, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
+                          api_name="label_undo", queue=False)
     return ui
 
 
 def campaign_choices(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request) -> dict:
     identity = who(home, sign_in, request)
     choices = open_campaigns(home)
-    note = f"Signed in as **{identity.name}** ({identity.role})." if sign_in else ""
+    note = f"Signed in as **{identity.name}** ({identity.role})." if sign_in and identity.name != LOCAL else ""
     if not choices:
         note += " No campaign is open yet."
     return {ui.status: note.strip(), ui.campaign: gr.update(choices=choices, value=choices[0][1] if choices else None)}
 
 
-def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, note: str = "") -> dict:
-    """The next pair for this labeler (or a word on why there is none), with their progress."""
+def answer_text(text: str, raw: bool) -> str:
+    """An answer as the labeler reads it: Markdown and code rendered, or (raw) the exact text in a fence longer
+    than any run of backticks inside it."""
+    if not text.strip():
+        return "*(empty response)*"
+    if not raw:
+        return text
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw: bool = False, note: str = "",
+              served=None) -> dict:
+    """The next pair for this labeler (``served``, or the one ``next_pair`` gives), or a word on why there is
+    none with the vote buttons off; their progress, and the campaign's guidelines."""
     from lab.label.campaigns import get_campaign
     from lab.label.serving import next_pair, progress
 
-    served = next_pair(campaign_id, labeler, home=home)
+    served = served or next_pair(campaign_id, labeler, home=home)
     mine = progress(campaign_id, labeler, home=home)
+    campaign = get_campaign(campaign_id, home)
     share = f"{100 * mine.votes / mine.wanted:.0f}%" if mine.wanted else "0%"
     text = (f"You: **{mine.mine}** votes · {mine.available} pairs left for you · campaign {share} "
             f"({mine.votes}/{mine.wanted} votes)")
+    guidelines = campaign.config.get("guidelines", "").strip()
+    view = {ui.status: note, ui.progress: text, ui.comment: "",
+            ui.guidelines: f"**Guidelines:** {guidelines}" if guidelines else "",
+            ui.buttons["undo"]: gr.update(interactive=mine.mine > 0)}
     if served is None:
-        campaign = get_campaign(campaign_id, home)
-        done = ("Responses are still being generated; pairs appear here as they are ready — press Start again "
-                "in a moment." if campaign.status == "generating" and mine.available == 0 else
-                "Nothing left for you in this campaign. Thank you!")
-        return {ui.status: note, ui.token: "", ui.progress: text, ui.prompt: f"**{done}**", ui.left: "", ui.right: "",
-                ui.comment: ""}
-    return {ui.status: note, ui.token: served.token, ui.progress: text, ui.prompt: chat_markdown(served.prompt),
-            ui.left: served.left or "*(empty response)*", ui.right: served.right or "*(empty response)*",
-            ui.comment: ""}
+        done = ("Responses are still being generated; pairs appear here as they are ready: press Start again in a "
+                "moment." if campaign.status == "generating" and mine.available == 0 else
+                f"{campaign.name} is {campaign.status}: no pairs are served." if campaign.status not in
+                ("generating", "open") else NOTHING_LEFT)
+        off = {ui.buttons[name]: gr.update(interactive=False) for name in ui.buttons if name != "undo"}
+        return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: f"*{done}*", ui.right: f"*{done}*"}
+    on = {ui.buttons[name]: gr.update(interactive=True) for name in ui.buttons if name != "undo"}
+    return {**view, **on, ui.token: served.token, ui.prompt: chat_markdown(served.prompt),
+            ui.left: answer_text(served.left, raw), ui.right: answer_text(served.right, raw)}
 
 
 def require_campaign(campaign_id: str | None) -> str:
@@ -172,40 +217,55 @@ def require_campaign(campaign_id: str | None) -> str:
     return campaign_id
 
 
-def show_next(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
+def show_next(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+              raw: bool) -> dict:
     identity = who(home, sign_in, request)
-    return pair_view(ui, home, require_campaign(campaign_id), identity.name)
+    return pair_view(ui, home, require_campaign(campaign_id), identity.name, raw=raw)
 
 
 def cast_vote(ui: LabelingUI, home: Home, sign_in: bool, choice: str, request: gr.Request, campaign_id: str | None,
-              token: str, comment: str) -> dict:
+              token: str, comment: str, raw: bool) -> dict:
     from lab.label.serving import vote
 
     identity = who(home, sign_in, request)
     campaign_id = require_campaign(campaign_id)
     if not token:
-        return pair_view(ui, home, campaign_id, identity.name)
+        return pair_view(ui, home, campaign_id, identity.name, raw=raw)
     counted = vote(token, identity.name, choice, comment=comment or "", home=home)
-    return pair_view(ui, home, campaign_id, identity.name, "" if counted else "That vote was already counted.")
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw,
+                     note="" if counted else "That vote was already counted.")
 
 
 def skip_pair(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
-              token: str) -> dict:
+              token: str, raw: bool) -> dict:
     from lab.label.serving import skip
 
     identity = who(home, sign_in, request)
     campaign_id = require_campaign(campaign_id)
     if token:
         skip(token, identity.name, home=home)
-    return pair_view(ui, home, campaign_id, identity.name, "Skipped.")
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw,
+                     note="Skipped: the pair comes back after the others.")
+
+
+def undo_vote(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+              raw: bool) -> dict:
+    from lab.label.serving import undo
+
+    identity = who(home, sign_in, request)
+    campaign_id = require_campaign(campaign_id)
+    served = undo(campaign_id, identity.name, home=home)
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw, served=served,
+                     note="Your last vote is undone: vote on this pair again.")
 
 
 def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
-    """The page labelers sign in to (mounted at /label): only the labeling widgets."""
+    """The page labelers sign in to (mounted at /label): only the labeling widgets, its campaign list read
+    afresh on every load."""
     with gr.Blocks(title="Labeling · Fine-tuning lab", analytics_enabled=False) as demo:
         gr.Markdown("# Which answer is better?\nRead the prompt, then both answers; vote with the buttons or the keys "
-                    "1 (A), 2 (B), 3 (tie), 4 (both bad), s (skip). Which model wrote which answer is hidden and the "
-                    "sides are shuffled.")
+                    "1 (A), 2 (B), 3 (tie), 4 (both bad), s (skip), u (undo your last vote). Which model wrote which "
+                    "answer is hidden and the sides are shuffled.")
         ui = build_labeling(home, sign_in)
         demo.load(guarded(campaign_choices, ui.status, ui, home, sign_in), inputs=None, outputs=[ui.status, ui.campaign],
                   api_visibility="private")
@@ -223,22 +283,19 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
         labeling = build_labeling(home, sign_in)
     status = gr.Markdown(elem_classes="lab-status")
     with gr.Accordion("New campaign", open=False):
-        runs = checkpoint_choices(home)
-        overrides = {
-            "prompts": lambda f, kw: gr.Textbox(lines=3, **kw),
-            "sources": lambda f, kw: gr.Dropdown(choices=runs, multiselect=True, allow_custom_value=True,
-                                                 **{**kw, "value": []}),
-        }
-        form = build_form(CampaignConfig, rows=CAMPAIGN_ROWS, overrides=overrides)
+        form = build_form(CampaignConfig, rows=CAMPAIGN_ROWS, overrides=campaign_widgets(home))
         create = gr.Button("Create campaign", variant="primary")
     gr.Markdown("### Campaigns")
     campaigns = gr.Dataframe(headers=CAMPAIGN_HEADERS, interactive=False, wrap=True)
     with gr.Row():
-        selected = gr.Dropdown(label="Campaign", choices=[], scale=3, allow_custom_value=True)
+        selected = gr.Dropdown(label="Campaign", choices=catalog.campaign_choices(home), value=None, scale=3,
+                               allow_custom_value=True,
+                               info="Newest first.")
         close = gr.Button("Close", scale=1)
         reopen = gr.Button("Reopen", scale=1)
         resume = gr.Button("Resume generation", scale=1)
         wandb_btn = gr.Button("Log to W&B", scale=1)
+    state = gr.Markdown(elem_classes="lab-status")
     with gr.Row():
         with gr.Column():
             quality = gr.Markdown()
@@ -256,95 +313,137 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
             val_fraction = gr.Number(label="Validation fraction", value=0.0, scale=1)
         export_btn = gr.Button("Export", variant="primary")
         export_result = gr.Markdown()
+        exported = gr.State("")
         with gr.Row():
-            policy = gr.Dropdown(label="Policy to train with DPO", choices=runs, allow_custom_value=True, scale=3,
-                                 info="The model DPO starts from (usually the SFT run you labeled).")
+            policy = gr.Dropdown(label="Policy to train with DPO", choices=catalog.model_choices(home), value=None,
+                                 scale=3, allow_custom_value=True, info="The model DPO starts from (usually the SFT run you labeled), newest "
+                                 "first.")
             train_dpo = gr.Button("Train DPO on this", scale=1)
     with gr.Accordion("Accounts", open=False):
-        gr.Markdown("Accounts switch sign-in on at the next start of the app: admins sign in to the full lab, "
-                    "labelers to **/label** and see nothing else." + ("" if sign_in else
-                                                                     " *Sign-in is off now (no accounts).*"))
+        gr.Markdown("Accounts apply at once. With no account the lab is open to anyone who can reach it; from the "
+                    "first account (an admin) on, everyone signs in: admins to the full lab, labelers to **/label** "
+                    "and see nothing else.")
         with gr.Row():
             account_name = gr.Textbox(label="Name", scale=2)
             account_role = gr.Dropdown(label="Role", choices=["labeler", "admin"], value="labeler", scale=1)
             account_password = gr.Textbox(label="Password (8+ characters)", type="password", scale=2)
             add_account = gr.Button("Add account", scale=1)
         accounts = gr.Dataframe(headers=ACCOUNT_HEADERS, interactive=False)
-    admin = AdminUI(status, form, campaigns, selected, quality, labelers, ratings, matrix, export_result, policy,
-                    accounts, account_password)
+    admin = AdminUI(status, form, campaigns, selected, state, quality, labelers, ratings, matrix, export_result,
+                    exported, policy, accounts, account_password)
 
     bound = (admin, home, sign_in)
-    create.click(guarded(create_campaign, status, *bound), inputs_kwargs=form.components,
-                 outputs=[status, campaigns, selected], api_name="label_create")
-    view_outputs = [status, campaigns, selected, quality, labelers, ratings, matrix, accounts]
+    create.click(guarded(create_campaign, status, *bound, labeling), inputs_kwargs=form.components,
+                 outputs=[status, campaigns, selected, state, labeling.campaign], api_name="label_create")
+    view_outputs = [status, campaigns, selected, state, quality, labelers, ratings, matrix, accounts]
     selected.change(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                     api_name="label_admin_view")
     gr.Timer(3.0).tick(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                        api_visibility="private", show_progress="hidden")
     for button, target, api in ((close, "closed", "label_close"), (reopen, "open", "label_reopen"),
                                 (resume, "generating", "label_resume")):
-        button.click(guarded(set_campaign_status, status, *bound, target), inputs=selected, outputs=[status],
+        button.click(guarded(set_campaign_status, status, *bound, target), inputs=selected, outputs=[status, state],
                      api_name=api)
     export_btn.click(guarded(export, status, *bound), inputs=[selected, export_name, min_votes, min_agreement,
                                                                val_fraction],
-                     outputs=[status, export_result], api_name="label_export")
-    train_fields = [train_form["method"], train_form["dpo_adapter"], train_form["model"], train_form["dataset"]]
-    train_dpo.click(guarded(train_dpo_on_export, status, *bound, train_fields, tabs), inputs=[export_result, policy],
-                    outputs=[status, *train_fields, tabs], api_name="label_train_dpo")
+                     outputs=[status, export_result, exported, policy], api_name="label_export")
+    train_dpo.click(guarded(train_dpo_on_export, status, *bound, train_form, tabs), inputs=[exported, policy],
+                    outputs=[status, *train_form, tabs], api_name="label_train_dpo")
     wandb_btn.click(guarded(log_wandb, status, *bound), inputs=selected, outputs=[status], api_name="label_wandb")
     add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
                       outputs=[status, accounts, account_password], api_name="label_add_account")
     return labeling, admin
 
 
-def campaigns_table(home: Home) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    from lab.label.campaigns import list_campaigns, reconcile
-    from lab.store import Store
+def campaign_widgets(home: Home) -> dict:
+    """The campaign form's widgets that are not a plain box: prompts and sources picked from what exists,
+    and the two campaign files as uploads (``gr.File`` has no help line: the help becomes its label)."""
+    def sources(f, kw):
+        return gr.Dropdown(choices=catalog.model_choices(home), multiselect=True, allow_custom_value=True,
+                           **{**kw, "value": [], "info": SOURCES_HELP})
+
+    def upload(f, kw):
+        return gr.File(label=f"{kw['label']}: {kw['info'][0].lower()}{kw['info'][1:]}", file_types=[".jsonl", ".json",
+                                                                                                  ".csv", ".parquet"],
+                       height=140, elem_id=f"lab-{f.name}")
+
+    def prompts(f, kw):  # pasted prompts (the CLI's third way) need a text box: the form offers datasets and files
+        return gr.Dropdown(choices=catalog.dataset_choices(home, kind="sft"), allow_custom_value=True,
+                           **{**kw, "info": "The prompts: a saved SFT dataset (newest first) or a bundled sample; or "
+                                            "type a JSONL/CSV/text file's path."})
+
+    return {"prompts": prompts, "sources": sources,
+            **{name: upload for name in UPLOADS}}
+
+
+def campaigns_table(home: Home) -> pd.DataFrame:
+    from lab.label.campaigns import Counts, campaign_counts, list_campaigns, reconcile
 
     reconcile(home)
     campaigns = list_campaigns(home)
-    counts = {r["campaign_id"]: r for r in Store(home).query(
-        "SELECT campaign_id, SUM(votes_wanted) AS wanted, SUM(ready) AS ready, COUNT(*) AS pairs, "
-        "(SELECT COUNT(*) FROM votes v WHERE v.campaign_id = p.campaign_id) AS votes FROM pairs p "
-        "GROUP BY campaign_id")}
+    counts = campaign_counts(home)
+    names = catalog.display_names([s["name"] for c in campaigns for s in c.sources], home)
     rows = []
     for c in campaigns:
-        n = counts.get(c.id, {"wanted": 0, "ready": 0, "pairs": 0, "votes": 0})
+        n = counts.get(c.id, Counts())
         generated = f"{c.generated}/{c.to_generate}" if c.to_generate else "from file"
-        rows.append([c.id, c.name, c.status + (f": {c.error}" if c.error else ""), generated,
-                     f"{n['votes']}/{n['wanted']}", f"{n['ready']}/{n['pairs']}", c.created_at])
-    return pd.DataFrame(rows, columns=CAMPAIGN_HEADERS), [(f"{c.name} · {c.id}", c.id) for c in campaigns]
+        rows.append([c.id, c.name, ", ".join(names[s["name"]] for s in c.sources if s["kind"] != "gold"),
+                     c.status + (f": {c.error}" if c.error else ""), generated, f"{n.votes}/{n.wanted}",
+                     f"{n.ready}/{n.pairs}", catalog.when(c.created_at)])
+    return pd.DataFrame(rows, columns=CAMPAIGN_HEADERS)
+
+
+def campaign_state(home: Home, campaign_id: str | None) -> str:
+    """The selected campaign's state now (a status line that follows it, refreshed with the view)."""
+    from lab.label.campaigns import Counts, campaign_counts, get_campaign, state_text
+
+    if not campaign_id:
+        return ""
+    campaign = get_campaign(campaign_id, home)
+    return f"**{campaign.name}**: " + state_text(campaign, campaign_counts(home, campaign.id).get(campaign.id,
+                                                                                              Counts()))
 
 
 def confined(cfg: CampaignConfig, home: Home) -> CampaignConfig:
-    """The campaign's files, read only inside the folders this server may read (``lab.paths.server_path``); pasted
-    prompts and dataset names pass as they are."""
-    for field in ("responses_file", "gold_file"):
-        if getattr(cfg, field).strip():
-            setattr(cfg, field, server_path(getattr(cfg, field), home))
+    """A prompts file is read only inside the folders this server may read (``lab.paths.server_path``); pasted
+    prompts and dataset names pass as they are. The campaign's other files are uploads (``kept_uploads``)."""
     prompts = cfg.prompts.strip()
     if prompts and "\n" not in prompts and Path(prompts).expanduser().is_file():
         cfg.prompts = server_path(prompts, home)
     return cfg
 
 
-def create_campaign(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, **values: Any) -> dict:
+def kept_uploads(home: Home, values: dict[str, Any]) -> dict[str, Path]:
+    """The campaign's uploaded files, copied under LAB_HOME/uploads (Gradio's copy does not last, and the
+    campaign's config names its files)."""
+    from lab.data import uploads
+
+    return {name: uploads.keep(home, values[name])[0] for name in UPLOADS if values.get(name)}
+
+
+def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI, request: gr.Request,
+                    **values: Any) -> dict:
     from lab.label.campaigns import create_campaign as create
 
     require_admin(who(home, sign_in, request))
     if isinstance(values.get("sources"), list):
         values["sources"] = ",".join(values["sources"])
-    campaign = create(confined(ui.form.to_config(values), home), home=home)
-    table, choices = campaigns_table(home)
-    what = "generating responses in the background" if campaign.status == "generating" else "open for labeling"
-    return {ui.status: f"**✓ Campaign {campaign.name} ({campaign.id}) created: {what}.**", ui.campaigns: table,
-            ui.selected: gr.update(choices=choices, value=campaign.id)}
+    files = kept_uploads(home, values)
+    campaign = create(confined(ui.form.to_config({**values, **{k: str(v) for k, v in files.items()}}), home),
+                      home=home)
+    return {ui.status: status_ok(f"Created campaign {campaign.name} ({campaign.id})."),
+            ui.campaigns: campaigns_table(home),
+            ui.selected: gr.update(choices=catalog.campaign_choices(home), value=campaign.id),
+            ui.state: campaign_state(home, campaign.id),
+            labeling.campaign: gr.update(choices=open_campaigns(home))}  # offered, not chosen: choosing leases a pair
+
+
+def number(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "–"
 
 
 def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
-    def number(value: float | None) -> str:
-        return f"{value:.2f}" if value is not None else "–"
-
+    """Agreement, position bias and who leads, in people's names (``board`` already uses display names)."""
     bias = report["position_bias"]
     lines = [f"**{report['votes']}** votes from **{report['labelers']}** labelers · {report['pairs_with_overlap']} "
              "pairs with 2+ votes",
@@ -356,32 +455,52 @@ def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
         lines.append(f"Left answer chosen in {bias['a_rate']:.0%} of {bias['decided']} decided votes "
                      f"(p = {bias['p_value']:.3g}){flag}")
     if board["ratings"]:
-        best = board["ratings"][0]
-        lines.append(f"Leader: **{best['source']}** ({best['rating']:.0f}, 95% interval {best['low']}–{best['high']})"
-                     + (" · few votes yet: intervals from a bootstrap of so few votes understate the uncertainty"
-                        if board["comparisons"] < 20 else ""))
+        lines.append(leader_line(board))
     return "\n\n".join(lines)
 
 
-def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
+def leader_line(board: dict[str, Any]) -> str:
+    """Who leads, or that nobody does: when every model sits at the same rating (all 1000, every win rate 50%)
+    there is no leader to name."""
+    few = (" · few votes yet: intervals from a bootstrap of so few votes understate the uncertainty"
+           if board["comparisons"] < 20 else "")
+    ratings = board["ratings"]
+    if ratings[0]["rating"] - ratings[-1]["rating"] < 0.5:
+        return f"No leader: all {len(ratings)} models are tied ({ratings[0]['rating']:.0f}, 50% against each other)" + few
+    best = ratings[0]
+    return f"Leader: **{best['source']}** ({best['rating']:.0f}, 95% interval {best['low']}–{best['high']})" + few
+
+
+def named_board(board: dict[str, Any], home: Home) -> dict[str, Any]:
+    """The leaderboard with run names instead of run:<id> (for people; the engine keeps the sources)."""
+    names = catalog.display_names(board["models"] + [r["source"] for r in board["ratings"]], home)
+    return {**board, "ratings": [{**r, "source": names[r["source"]]} for r in board["ratings"]],
+            "models": [names[m] for m in board["models"]]}
+
+
+def accounts_table(home: Home) -> pd.DataFrame:
     from lab.label.accounts import list_accounts
+
+    return pd.DataFrame([[a["name"], a["role"], a["created_at"]] for a in list_accounts(home=home)],
+                        columns=ACCOUNT_HEADERS)
+
+
+def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
     from lab.label.campaigns import get_campaign
     from lab.label.results import agreement, leaderboard
 
     require_admin(who(home, sign_in, request))
-    table, choices = campaigns_table(home)
-    accounts = pd.DataFrame([[a["name"], a["role"], a["created_at"]] for a in list_accounts(home=home)],
-                            columns=ACCOUNT_HEADERS)
-    out = {ui.campaigns: table, ui.selected: gr.update(choices=choices), ui.accounts: accounts}
+    out = {ui.campaigns: campaigns_table(home), ui.selected: gr.update(choices=catalog.campaign_choices(home)),
+           ui.accounts: accounts_table(home)}
     if not campaign_id:
-        return {**out, ui.quality: "Select a campaign to see its agreement and leaderboard."}
+        return {**out, ui.state: "", ui.quality: "Select a campaign to see its agreement and leaderboard."}
     campaign_id = get_campaign(campaign_id, home).id  # an unknown id is an error, not empty statistics
     report = agreement(campaign_id, home=home)
-    board = leaderboard(campaign_id, home=home)
+    board = named_board(leaderboard(campaign_id, home=home), home)
     rows = [[r["labeler"], r["votes"], r["median_seconds"], r["agreement_with_others"], r["gold_accuracy"],
              r["left_rate"] if r["left_rate"] is None else round(r["left_rate"], 2),
              "⚠ flagged" if r["position_bias_flagged"] else ""] for r in report["per_labeler"]]
-    return {**out, ui.quality: quality_text(report, board),
+    return {**out, ui.state: campaign_state(home, campaign_id), ui.quality: quality_text(report, board),
             ui.labelers: pd.DataFrame(rows, columns=LABELER_HEADERS),
             ui.ratings: plots.ratings_plot(board["ratings"]),
             ui.matrix: plots.win_matrix_plot(board["models"], board["win_rates"], board["counts"])}
@@ -393,35 +512,52 @@ def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, req
 
     require_admin(who(home, sign_in, request))
     campaign = set_status(require_campaign(campaign_id), target, home=home)
-    return {ui.status: f"**✓ {campaign.name} is {campaign.status}.**"}
+    done = {"closed": "Closed", "open": "Reopened", "generating": "Resumed generating for"}[target]
+    return {ui.status: status_ok(f"{done} {campaign.name}."), ui.state: campaign_state(home, campaign.id)}
 
 
 def export(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None, name: str,
            min_votes: float, min_agreement: float, val_fraction: float) -> dict:
+    """Export the votes; the version's ref is kept (``exported``) for "Train DPO on this", whose policy picker is
+    set to the campaign's first finished run (the model that was labeled, usually)."""
+    from lab.label.campaigns import get_campaign, model_of
     from lab.label.results import export_preferences
 
     require_admin(who(home, sign_in, request))
-    version = export_preferences(require_campaign(campaign_id), name=(name or "").strip(), min_votes=int(min_votes or 1),
+    campaign = get_campaign(require_campaign(campaign_id), home)
+    version = export_preferences(campaign.id, name=(name or "").strip(), min_votes=int(min_votes or 1),
                                  min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0), home=home)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(version.card["counts"].items()))
-    return {ui.status: f"**✓ Exported {version.ref}.**",
+    models = catalog.model_choices(home)
+    labeled = [model_of(s) for s in campaign.model_sources if model_of(s) in {value for _, value in models}]
+    return {ui.status: status_ok(f"Exported {version.ref}."), ui.exported: version.ref,
             ui.export_result: f"Dataset version `{version.ref}`: {version.rows['train']} train / "
                               f"{version.rows['validation']} validation pairs ({counts}). Labelers: "
-                              f"{', '.join(version.card['labelers'])}."}
+                              f"{', '.join(version.card['labelers'])}.",
+            ui.policy: gr.update(choices=models, **({"value": labeled[0]} if labeled else {}))}
 
 
-def train_dpo_on_export(ui: AdminUI, home: Home, sign_in: bool, train_fields: list, tabs: gr.Tabs,
-                        request: gr.Request, export_result: str, policy: str | None) -> dict:
-    """Prefill the Train tab with a DPO run on the exported version, starting from the chosen policy."""
+def train_dpo_on_export(ui: AdminUI, home: Home, sign_in: bool, train_form: Form, tabs: gr.Tabs,
+                        request: gr.Request, dataset_ref: str, policy: str | None) -> dict:
+    """Fill the Train tab with DPO settings that train on the exported version from the chosen policy
+    (``lab.train.viability.propose_dpo``: enough optimizer steps, a learning rate above 0), and go there."""
+    from lab.train.viability import propose_dpo
+
     require_admin(who(home, sign_in, request))
-    ref = export_result.split("`")[1] if export_result.count("`") >= 2 else ""
-    if not ref:
+    if not dataset_ref:
         raise LabError("Export the votes first; the exported version is what DPO trains on.")
     if not policy:
         raise LabError("Choose the policy to train (usually the SFT run the campaign labeled).")
-    method, adapter, model, dataset = train_fields
-    return {ui.status: f"**✓ The Train tab holds a DPO run on {ref} from {policy}: check it and start it.**",
-            method: "dpo", adapter: "lora", model: policy, dataset: ref, tabs: gr.Tabs(selected="train")}
+    proposal = propose_dpo(dataset_ref, policy, home)
+    pickers = {"dataset": catalog.dataset_choices(home), "model": catalog.model_choices(home)}
+    filled = {train_form[name]: gr.update(value=value, choices=pickers[name])
+              if name in pickers and isinstance(train_form[name], gr.Dropdown) else value
+              for name, value in proposal.values.items()}
+    message = (f"The Train tab holds a DPO run on {dataset_ref} from {catalog.display_name(policy, home)}: "
+               f"{proposal.text} Check it and start it.")
+    gr.Info(message)  # the page switches to the Train tab: a toast is seen there, this tab's status line is not
+    return {ui.status: status_ok(message),
+            **filled, tabs: gr.Tabs(selected="train")}
 
 
 def log_wandb(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
@@ -437,17 +573,27 @@ def log_wandb(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campa
 
 def create_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, name: str, role: str,
                    password: str) -> dict:
-    from lab.label.accounts import add_account, list_accounts
+    from lab.label.accounts import add_account
 
     require_admin(who(home, sign_in, request))
     account = add_account((name or "").strip(), role, password or "", home=home)
-    accounts = pd.DataFrame([[a["name"], a["role"], a["created_at"]] for a in list_accounts(home=home)],
-                            columns=ACCOUNT_HEADERS)
-    note = "" if sign_in else " Restart the app to switch sign-in on."
-    return {ui.status: f"**✓ Added {account.name} ({account.role}).**{note}", ui.accounts: accounts,
+    return {ui.status: f"**✓ Added {account.name} ({account.role}).** Sign-in applies from the next page load.",
+            ui.accounts: accounts_table(home),
             ui.password: ""}
 
 
-def on_show(ui: object, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
-    return []
+def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the campaigns to label, the campaign
+    form's prompts and sources, the campaign picker and table, and the DPO policy picker, each as it is now."""
+    labeling, admin = ui
+
+    def refresh() -> dict:
+        models = catalog.model_choices(home)
+        return {labeling.campaign: gr.update(choices=open_campaigns(home)),
+                admin.form["sources"]: gr.update(choices=models), admin.policy: gr.update(choices=models),
+                admin.form["prompts"]: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
+                admin.selected: gr.update(choices=catalog.campaign_choices(home)),
+                admin.campaigns: campaigns_table(home)}
+
+    return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["prompts"],
+                             admin.selected, admin.campaigns])]

@@ -1,0 +1,135 @@
+"""The labeling loop in a real browser with sign-in on: an admin creates a campaign from an uploaded file, two
+labelers in separate browser contexts vote by keyboard at /label (one skips a pair, which comes back to her last,
+and undoes a vote), the answers sit side by side in boxes of one height, the vote buttons turn off when nothing is
+left, and "Train DPO on this" fills the Train tab. Screenshots go to ``$LAB_SCREENSHOTS`` (else a temporary
+folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.app_server import ROOT, start_app, stop_app
+from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
+expect = pytest.importorskip("playwright.sync_api").expect
+PASSWORDS = {"boss": "admin password", "ann": "ann password", "bob": "bob password"}
+LONG = ("Thank you for asking! Here is how:\n\n1. Add the numbers.\n2. Check the sum.\n\n```python\ndef add(a, b):\n"
+        "    return a + b\n```\n\n" + "More detail on every step. " * 120)
+
+
+@pytest.fixture(scope="module")
+def signed_app(tmp_path_factory):
+    home = tmp_path_factory.mktemp("label-browser") / "home"
+    for name, role in (("boss", "admin"), ("ann", "labeler"), ("bob", "labeler")):
+        added = subprocess.run([sys.executable, "-m", "lab", "label", "user", "add", name, "--role", role,
+                                "--password-env", "PW"], capture_output=True, text=True, cwd=ROOT,
+                               env={**os.environ, "LAB_HOME": str(home), "PW": PASSWORDS[name]})
+        assert added.returncode == 0, added.stderr
+    server = start_app(home)
+    yield server
+    stop_app(server.process)
+
+
+def signed_in_page(browser, url: str, name: str):  # noqa: F811
+    """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(PASSWORDS[name])
+    page.get_by_role("button", name="Login").click()
+    return page
+
+
+def answers_file(tmp_path) -> str:
+    rows = [{"prompt": f"Question {i}: what is {i} + {i}?", "base": f"{2 * i}.",
+             "tuned": LONG if i == 0 else f"**{2 * i}**. Thank you for asking!"} for i in range(6)]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def vote_by_key(page, key: str) -> None:
+    page.locator("body").click(position={"x": 5, "y": 5})  # focus off any input, as a labeler's page is
+    page.keyboard.press(key)
+
+
+def better(page) -> str:
+    return "1" if "Thank you" in page.locator("#lab-answer-a").inner_text() else "2"
+
+
+def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_app, shots, tmp_path):  # noqa: F811
+    admin = signed_in_page(browser, signed_app.url, "boss")
+    tab(admin, "Label").click()
+    admin.get_by_text("New campaign", exact=True).click()
+    # A textbox's accessible name includes its help text, hence the anchored patterns.
+    admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-loop")
+    admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
+    admin.get_by_label("Votes per pair", exact=True).fill("2")
+    admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **correct** answer; then the "
+                                                                        "politer one.")
+    admin.keyboard.press("Tab")
+    admin.get_by_role("button", name="Create campaign").click()
+    admin.get_by_text("Created campaign browser-loop").wait_for()
+    admin.get_by_text("open for labeling · 0/12 votes").wait_for()
+    snap(admin, shots, "30-label-campaign-created")
+
+    ann = signed_in_page(browser, signed_app.url + "label/", "ann")
+    bob = signed_in_page(browser, signed_app.url + "label/", "bob")
+    for page in (ann, bob):  # the newest open campaign is chosen, and its first pair shown, on load
+        page.get_by_text("You: 0 votes").wait_for()
+    skipped = ann.locator(".block.lab-prompt").inner_text()
+    snap(ann, shots, "31-label-pair")
+    a_box, b_box = ann.locator("#lab-answer-a").bounding_box(), ann.locator("#lab-answer-b").bounding_box()
+    assert a_box["y"] == b_box["y"] and a_box["height"] == b_box["height"], (a_box, b_box)  # side by side, aligned
+
+    vote_by_key(ann, "s")
+    ann.get_by_text("Skipped").wait_for()
+    vote_by_key(ann, better(ann))
+    expect(ann.get_by_text("You: 1 votes")).to_be_visible()
+    vote_by_key(ann, "u")  # undo: the pair comes back, the vote is retracted
+    ann.get_by_text("Your last vote is undone").wait_for()
+    expect(ann.get_by_text("You: 0 votes")).to_be_visible()
+    snap(ann, shots, "32-label-undone")
+    ann.get_by_label("Show the answers as raw text").check()
+    ann.get_by_text("Your last vote is undone").wait_for(state="detached")
+    snap(ann, shots, "33-label-raw")
+    ann.get_by_label("Show the answers as raw text").uncheck()
+
+    for expected in range(1, 7):
+        vote_by_key(bob, better(bob))
+        expect(bob.get_by_text(f"You: {expected} votes")).to_be_visible()
+    expect(bob.locator("#lab-vote-a")).to_be_disabled()
+
+    for expected in range(1, 7):
+        if expected == 6:
+            assert ann.locator(".block.lab-prompt").inner_text() == skipped  # the skipped pair came back last
+        vote_by_key(ann, better(ann))
+        expect(ann.get_by_text(f"You: {expected} votes")).to_be_visible()
+    ann.get_by_text("campaign 100% (12/12 votes)").wait_for()
+    for button in ("#lab-vote-a", "#lab-vote-b", "#lab-vote-tie", "#lab-vote-both_bad", "#lab-skip"):
+        expect(ann.locator(button)).to_be_disabled()
+    expect(ann.locator("#lab-answer-a")).to_contain_text("Nothing left for you")
+    snap(ann, shots, "34-label-nothing-left")
+
+    admin.get_by_text("every vote is in").wait_for(timeout=15_000)  # the state line follows the campaign
+    admin.get_by_text("Leader: tuned").wait_for()
+    admin.get_by_role("button", name="Export", exact=True).click()
+    admin.get_by_text("Exported labels-browser-loop@").wait_for()
+    choose(admin, "Policy to train with DPO", "tiny (built-in test model)")  # the campaign's answers came from a file
+    admin.get_by_role("button", name="Train DPO on this").click()
+    # The proposal reads the model's size (transformers loads on the first call): seconds, not milliseconds.
+    expect(tab(admin, "Train")).to_have_attribute("aria-selected", "true", timeout=60_000)
+    admin.get_by_text("optimizer step").filter(visible=True).first.wait_for()  # the proposal, in a toast
+    expect(admin.get_by_label("Dataset", exact=True).filter(visible=True).first).to_have_value(
+        re.compile(r"^labels-browser-loop@"))
+    snap(admin, shots, "35-train-dpo-proposed")
