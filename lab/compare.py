@@ -262,14 +262,59 @@ def run_ids(sources: list[str]) -> list[str]:
     return [s.removeprefix("run:") for s in sources if s.startswith("run:")]
 
 
+def source_names(sources: list[str], home: Home | None = None) -> dict[str, str]:
+    """Each source, and each run's bare id (how the run numbers and config differences key a run), to the name
+    people know it by (``lab.catalog.display_names``)."""
+    from lab.catalog import display_names
+
+    names = display_names(sources, home)
+    return {**names, **{s.removeprefix("run:"): names[s] for s in sources if s.startswith("run:")}}
+
+
+def name_in(document: dict[str, Any], key: str) -> str:
+    """A source's or run id's name as the comparison recorded it (comparisons saved before names: the key)."""
+    return (document.get("names") or {}).get(key, key)
+
+
 def config_diff(ids: list[str], home: Home | None = None) -> list[dict[str, Any]]:
-    """The config fields whose values differ between the runs: ``{"field", <run id>: value, ...}``."""
+    """The config fields that differ between the runs, as each run used them: ``{"field", <run id>: value, ...}``.
+    A field left to the lab (learning rate 0, an ``auto`` setting) shows the value the run got, so two runs that
+    both say 0 but trained at different rates are listed too (``used_config``)."""
     from lab.train.runner import get_run
 
-    configs = {run_id: get_run(run_id, home).config for run_id in ids}
+    configs = {run_id: used_config(get_run(run_id, home), home) for run_id in ids}
     fields_ = sorted({k for c in configs.values() for k in c} - {"name"})  # the name labels a run; it is no setting
     return [{"field": f, **{run_id: c.get(f) for run_id, c in configs.items()}} for f in fields_
             if len({json.dumps(c.get(f), sort_keys=True) for c in configs.values()}) > 1]
+
+
+def used_config(run: Any, home: Home | None = None) -> dict[str, Any]:
+    """A run's config with what the lab decided in place of 0 and ``auto``: the learning rate from
+    ``TrainConfig.lr``, DPO's reference precomputation from ``convert.precompute_reference``, the precision from
+    the run's ``summary.json`` and the speed and memory settings from its ``speed.json`` (both written by the
+    worker; absent before it got that far, when ``auto`` stays). Decided values read ``VALUE (auto)``; a base model
+    that is an earlier run reads as that run's name."""
+    from lab.train.convert import precompute_reference
+    from lab.train.samples import read_summary
+    from lab.train.speed import SpeedPlan, read_plan
+
+    from lab.catalog import display_name
+
+    cfg, used = run.train_config, dict(run.config)
+    used["model"] = display_name(cfg.model, home)  # a run trained from another names it (run:<id> → its name)
+    if not cfg.learning_rate:
+        used["learning_rate"] = f"{cfg.lr:g} (0 = the method's usual)"
+    decided: dict[str, str] = {}
+    if cfg.is_dpo:
+        decided["precompute_ref_log_probs"] = "on" if precompute_reference(cfg) else "off"
+    if summary := read_summary(run.run_dir):
+        decided["precision"] = summary["precision"]
+    if plan := read_plan(run.run_dir):
+        decided.update({name: value for name, value, _ in SpeedPlan(**plan).choices()})
+    for name, value in decided.items():
+        if used.get(name) == "auto":
+            used[name] = f"{value} (auto)"
+    return used
 
 
 def run_numbers(ids: list[str], home: Home | None = None) -> list[dict[str, Any]]:
@@ -283,7 +328,7 @@ def run_numbers(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
         train = [r["loss"] for r in rows if r.get("split") == "train" and "loss" in r]
         evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
         summary = next((r for r in rows if r.get("split") == "summary"), {})
-        out.append({"run": run.id, "method": run.method, "status": run.status,
+        out.append({"run": run.id, "name": run.name, "method": run.method, "status": run.status,
                     "steps": rows[-1]["step"] if rows else 0, "final_train_loss": train[-1] if train else None,
                     "best_train_loss": min(train) if train else None, "final_eval_loss": evals[-1] if evals else None,
                     "best_eval_loss": min(evals) if evals else None, "runtime_s": summary.get("train_runtime")})
@@ -295,10 +340,13 @@ def run_numbers(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
 
 def comparison_document(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling,
                         answers: list[SourceAnswers], home: Home | None = None) -> dict[str, Any]:
-    """Everything a comparison showed, as one JSON-able document (what is saved and exported)."""
+    """Everything a comparison showed, as one JSON-able document (what is saved and exported). ``names``: each
+    source and run id as people know it (``lab.catalog.display_names``), kept so a saved comparison still names
+    a run deleted since."""
     ids = run_ids(sources)
     return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": asdict(settings),
-            "sources": sources, "prompts": prompts, "answers": [a.record() for a in answers],
+            "sources": sources, "names": source_names(sources, home),
+            "prompts": prompts, "answers": [a.record() for a in answers],
             "runs": run_numbers(ids, home) if ids else [],
             "config_diff": config_diff(ids, home) if len(ids) > 1 else []}
 
@@ -333,7 +381,9 @@ def list_comparisons(home: Home | None = None) -> list[dict[str, Any]]:
             out.append({"id": path.stem, "error": f"unreadable ({err})"})
             continue
         prompts = document.get("prompts") or [[{"content": ""}]]
-        out.append({"id": path.stem, "created_at": document.get("created_at"), "sources": document.get("sources"),
+        sources = document.get("sources") or []
+        out.append({"id": path.stem, "created_at": document.get("created_at"), "sources": sources,
+                    "names": [name_in(document, s) for s in sources],
                     "prompts": len(document.get("prompts") or []), "first_prompt": prompts[0][-1]["content"]})
     return out
 
@@ -364,6 +414,14 @@ def export_comparison(document: dict[str, Any], stem: Path) -> list[Path]:
     return paths
 
 
+def numbers_table(document: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The runs' numbers as a table for people: the run's name first (its id kept in the saved document)."""
+    keys = [k for k in document["runs"][0] if k not in ("run", "name")]
+    names = document.get("names") or {}
+    return ["run", *keys], [[names.get(r["run"]) or r.get("name") or r["run"], *(r[k] for k in keys)]
+                            for r in document["runs"]]
+
+
 def title_of(document: dict[str, Any]) -> str:
     return f"Comparison {document.get('id') or document.get('created_at', '')}".strip()
 
@@ -375,16 +433,16 @@ def to_markdown(document: dict[str, Any]) -> str:
     for i, prompt in enumerate(document["prompts"]):
         lines += [f"## Prompt {i + 1}", "", f"> {prompt[-1]['content']}", ""]
         for source in document["answers"]:
-            lines += [f"**{source['source']}** ({source['tokens_per_second']} tokens/s)", "",
+            lines += [f"**{name_in(document, source['source'])}** ({source['tokens_per_second']} tokens/s)", "",
                       source["answers"][i] or "*(empty)*", ""]
     if document.get("runs"):
-        keys = list(document["runs"][0])
+        keys, rows = numbers_table(document)
         lines += ["## Runs", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in document["runs"]]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     if document.get("config_diff"):
         ids = [k for k in document["config_diff"][0] if k != "field"]
-        lines += ["", "## Config fields that differ", "", "| field | " + " | ".join(ids) + " |",
-                  "|" + "---|" * (len(ids) + 1)]
+        lines += ["", "## Config fields that differ", "",
+                  "| field | " + " | ".join(name_in(document, i) for i in ids) + " |", "|" + "---|" * (len(ids) + 1)]
         lines += ["| " + " | ".join([d["field"], *(str(d[i]) for i in ids)]) + " |" for d in document["config_diff"]]
     return "\n".join(lines) + "\n"
 
@@ -418,18 +476,18 @@ def to_html(document: dict[str, Any]) -> str:
              _table(["setting", "value"], [[k, v] for k, v in document["settings"].items()])]
     for i, prompt in enumerate(document["prompts"]):
         said = "".join(f"<div><span class=\"role\">{e(m['role'])}</span> {e(m['content'])}</div>" for m in prompt)
-        head = "".join(f"<th>{e(a['source'])} ({e(str(a['tokens_per_second']))} tokens/s)</th>"
-                       for a in document["answers"])
+        head = "".join(f"<th>{e(name_in(document, a['source']))} ({e(str(a['tokens_per_second']))} tokens/s)"
+                       "</th>" for a in document["answers"])
         cells = "".join(f"<td class=\"answer\">{e(a['answers'][i])}</td>" if a["answers"][i] else
                         "<td class=\"answer empty\">(empty)</td>" for a in document["answers"])
         parts += [f"<h2>Prompt {i + 1}</h2>", f"<div class=\"prompt\">{said}</div>",
                   f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"]
     if document.get("runs"):
-        keys = list(document["runs"][0])
-        parts += ["<h2>Runs</h2>", _table(keys, [[r[k] for k in keys] for r in document["runs"]])]
+        parts += ["<h2>Runs</h2>", _table(*numbers_table(document))]
     if document.get("config_diff"):
         ids = [k for k in document["config_diff"][0] if k != "field"]
         rows = [[d["field"], *(json.dumps(d[i]) for i in ids)] for d in document["config_diff"]]
-        parts += ["<h2>Config fields that differ</h2>", _table(["field", *ids], rows)]
+        headers = ["field", *(name_in(document, i) for i in ids)]
+        parts += ["<h2>Config fields that differ</h2>", _table(headers, rows)]
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{e(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

@@ -152,6 +152,9 @@ def test_saved_comparisons_are_listed_newest_first(home):
 
 
 def test_three_sources_stream_side_by_side_with_curves_diff_saved_and_reopened(lab_app, two_runs):
+    from lab.catalog import display_names
+    from lab.home import lab_home
+
     first, second = two_runs
     client = Client(lab_app.url, verbose=False)
     sources = ["tiny", f"run:{first}", f"run:{second}"]
@@ -168,9 +171,10 @@ def test_three_sources_stream_side_by_side_with_curves_diff_saved_and_reopened(l
 
     status, files, saved = client.predict(api_name="/compare_export")
     markdown, page = (Path(f).read_text() for f in files["value"])  # an update: the files box appears with them
-    assert "Saved" in status and "## Prompt 2" in markdown and f"run:{first}" in markdown
-    assert "learning_rate" in markdown
-    assert page.startswith("<!DOCTYPE html>") and f"run:{second}" in page
+    names = display_names(sources, lab_home(lab_app.home))  # runs by name, not by id
+    assert "Saved" in status and "## Prompt 2" in markdown and f"**{names[sources[1]]}**" in markdown
+    assert "learning_rate" in markdown and f"run:{first}" not in markdown
+    assert page.startswith("<!DOCTYPE html>") and names[sources[2]] in page
     assert client.predict(api_name="/compare_saved")["choices"][0][1] == saved["value"]
 
     reopened = client.predict(saved["value"], api_name="/compare_open")

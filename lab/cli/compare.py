@@ -77,13 +77,18 @@ def export(args: argparse.Namespace, document: dict[str, Any]) -> None:
 
 
 def print_answers(document: dict[str, Any]) -> None:
+    from lab.compare import name_in
+
     print("settings: " + ", ".join(f"{k} {v}" for k, v in document["settings"].items()))
     for i, prompt in enumerate(document["prompts"]):
         print(f"## {prompt[-1]['content']}")
         for a in document["answers"]:
-            print(f"[{a['source']}] {a['answers'][i]}")
+            print(f"[{name_in(document, a['source'])}] {a['answers'][i]}")
     for r in document.get("runs") or []:
-        print(f"run {r['run']}: final train loss {r['final_train_loss']}, best eval loss {r['best_eval_loss']}")
+        print(f"run {name_in(document, r['run'])} ({r['run']}): final train loss {r['final_train_loss']}, "
+              f"best eval loss {r['best_eval_loss']}")
+    for d in document.get("config_diff") or []:
+        print(f"{d['field']}: " + " · ".join(f"{name_in(document, k)} {v}" for k, v in d.items() if k != "field"))
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -113,7 +118,7 @@ def run_list(args: argparse.Namespace) -> int:
     def human() -> None:
         for c in found:
             print(f"{c['id']}  {c['error']}" if "error" in c else
-                  f"{c['id']}  {', '.join(c['sources'])}  {c['prompts']} prompt(s): {c['first_prompt'][:60]}")
+                  f"{c['id']}  {', '.join(c['names'])}  {c['prompts']} prompt(s): {c['first_prompt'][:60]}")
         if not found:
             print("no saved comparisons yet (compare run ... --save, or Save in the Compare tab)")
 

@@ -93,20 +93,26 @@ def job_parser(sub: argparse._SubParsersAction, name: str, cls: type, help: str,
     return parser
 
 
-def line(job) -> str:
-    split = f":{job.config['split']}" if job.config.get("split") else ""
-    return f"{job.id}  {job.status:<9} {job.kind:<10} {job.subject}  on {job.dataset}{split}  {job.headline_text}"
+def job_lines(jobs: list) -> str:
+    """One line per job, its models by name."""
+    from lab.eval.jobs import model_names
+
+    names = model_names(jobs)
+    return "\n".join(f"{job.id}  {job.status:<9} {job.kind:<10} {job.named_subject(names)}  on {job.dataset}"
+                     + (f":{job.config['split']}" if job.config.get("split") else "") + f"  {job.headline_text}"
+                     for job in jobs)
 
 
 def start(kind: str, models: list[str], dataset: str, settings: dict, args: argparse.Namespace) -> int:
     from lab.eval import jobs
 
     created = [jobs.create_eval(kind, m, dataset, **settings) for m in models]
+    names = jobs.model_names(created)
     for job in created:
-        say(f"queued {job.id}: {kind} of {job.subject}" + (f" on {job.dataset}" if dataset else ""))
+        say(f"queued {job.id}: {kind} of {job.named_subject(names)}" + (f" on {job.dataset}" if dataset else ""))
     if args.wait:
         created = [jobs.wait(job.id) for job in created]
-    emit(args, [j.summary() for j in created], lambda: print("\n".join(line(j) for j in created)))
+    emit(args, [j.summary() for j in created], lambda: print(job_lines(created)))
     return 0 if not args.wait or all(j.status == "succeeded" for j in created) else 1
 
 
@@ -160,7 +166,7 @@ def run_list(args: argparse.Namespace) -> int:
     from lab.eval import jobs
 
     found = jobs.list_evals()
-    emit(args, [j.summary() for j in found], lambda: print("\n".join(line(j) for j in found) or "no evaluations yet"))
+    emit(args, [j.summary() for j in found], lambda: print(job_lines(found) or "no evaluations yet"))
     return 0
 
 
@@ -168,7 +174,7 @@ def run_show(args: argparse.Namespace) -> int:
     from lab.eval import jobs
 
     job = jobs.get_eval(args.id)
-    emit(args, job.summary(), lambda: print(line(job)))
+    emit(args, job.summary(), lambda: print(job_lines([job])))
     return 0
 
 
@@ -198,7 +204,7 @@ def summary_text(document: dict) -> str:
              f"{'BT':>6}  lm-eval"]
     for row in document["models"]:
         tasks = " ".join(f"{t} {v:.3f}" for t, v in row["harness"].items())
-        lines.append(f"{row['model'][:28]:<28} {number(row['perplexity'], '10.2f')} {number(row['rouge_l'], '8.3f')} "
+        lines.append(f"{row['name'][:28]:<28} {number(row['perplexity'], '10.2f')} {number(row['rouge_l'], '8.3f')} "
                      f"{number(row['bleu'], '6.1f')} {number(row['judge_win_rate'], '6.0%')} "
                      f"{number(row['judge_grade'], '6.2f')} {number(row['human_win_rate'], '6.0%')} "
                      f"{number(row['human_rating'], '6.0f')}  {tasks}")

@@ -53,10 +53,25 @@ class EvalJob:
         return self.error or ""
 
     @property
+    def models(self) -> list[str]:
+        """The model evaluated, and model B of a pairwise judge."""
+        return [self.model] + ([self.config["model_b"]] if self.config.get("model_b") else [])
+
+    @property
     def subject(self) -> str:
         """What was evaluated, in a few words: the model, or 'A vs B' for a pairwise judge."""
-        other = self.config.get("model_b")
-        return f"{self.model} vs {other}" if other else self.model
+        return self.named_subject({})
+
+    def named_subject(self, names: dict[str, str]) -> str:
+        """``subject`` with each model as ``names`` calls it (``model_names``); a model not in it as it is."""
+        return " vs ".join(names.get(m, m) for m in self.models)
+
+
+def model_names(jobs: list[EvalJob], home: Home | None = None) -> dict[str, str]:
+    """Every model the jobs evaluated, as people know it: a run's name for ``run:<id>`` (``lab.catalog``)."""
+    from lab.catalog import display_names
+
+    return display_names([m for job in jobs for m in job.models], home)
 
 
 def from_row(row: dict[str, Any]) -> EvalJob:

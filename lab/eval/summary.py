@@ -9,7 +9,7 @@ from typing import Any
 
 from lab.home import Home, lab_home
 
-FIELDS = ("model", "perplexity", "loss", "rouge_l", "bleu", "judge_win_rate", "judge_vs", "judge_consistency",
+FIELDS = ("model", "name", "perplexity", "loss", "rouge_l", "bleu", "judge_win_rate", "judge_vs", "judge_consistency",
           "judge_grade", "harness", "human_win_rate", "human_rating", "human_low", "human_high", "human_comparisons")
 
 
@@ -71,7 +71,9 @@ def human_results(campaign_id: str | None = None, home: Home | None = None) -> d
 
 def summary(home: Home | None = None, campaign_id: str | None = None, jobs: list[Any] | None = None) -> dict[str, Any]:
     """``{"campaign", "models": [one row of FIELDS per model]}``: evaluated models first, then sources that
-    only people judged. ``jobs``: the evaluations, when the caller has read them already."""
+    only people judged; ``name`` is the model as people know it (a run's name, ``lab.catalog.display_names``).
+    ``jobs``: the evaluations, when the caller has read them already."""
+    from lab.catalog import display_names
     from lab.eval.jobs import list_evals
 
     home = home or lab_home()
@@ -81,6 +83,9 @@ def summary(home: Home | None = None, campaign_id: str | None = None, jobs: list
         rows.setdefault(source, blank(source)).update(
             human_win_rate=h["win_rate"], human_rating=h["rating"], human_low=h["low"], human_high=h["high"],
             human_comparisons=h["comparisons"])
+    names = display_names(rows, home)
+    for model, row in rows.items():
+        row["name"] = names[model]
     return {"campaign": human["campaign"] if human else None, "models": list(rows.values())}
 
 

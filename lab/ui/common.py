@@ -102,7 +102,8 @@ def chat_markdown(messages: list[dict[str, str]]) -> str:
 class OnShow:
     """What a tab refreshes when it is shown and when the page loads, so its pickers and lists hold what exists
     now (a dataset saved in Data is in Train's picker without a reload). ``fn`` takes no inputs and returns
-    ``{component: update}`` for ``outputs``."""
+    ``{component: update}`` for ``outputs``. A picker refreshed this way also takes ``allow_custom_value=True``:
+    Gradio checks an API caller's value against the choices the app started with, so the handler checks it."""
     fn: Callable[[], dict]
     outputs: list[gr.components.Component]
 

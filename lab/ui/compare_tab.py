@@ -24,13 +24,13 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from lab.catalog import model_choices
 from lab.chat import CHAT_SAMPLING
 from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
 from lab.ui.common import OnShow, clip, guarded, streamed
-from lab.ui.train_tab import checkpoint_choices
 
 log = logging.getLogger(__name__)
 REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation
@@ -60,12 +60,19 @@ def sampling_inputs(defaults: Sampling) -> list[gr.Number]:
             gr.Number(value=defaults.seed, precision=0, label="Seed", info=help_["seed"])]
 
 
-def build(home: Home) -> None:
+@dataclass
+class TabUI:
+    side: CompareUI
+    chat: ChatUI
+
+
+def build(home: Home) -> TabUI:
     with gr.Tabs():
         with gr.Tab("Side by side", id="compare-side"):
-            build_side_by_side(home)
+            side = build_side_by_side(home)
         with gr.Tab("Chat playground", id="compare-chat"):
-            build_playground(home)
+            chat = build_playground(home)
+    return TabUI(side, chat)
 
 
 # --------------------------------------------------------------------------- side by side
@@ -93,9 +100,9 @@ def build_side_by_side(home: Home) -> CompareUI:
                 "its column filling in as it generates. Runs among them get their loss curves overlaid and their "
                 "config differences listed.")
     with gr.Row():
-        sources = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
+        sources = gr.Dropdown(model_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
                               max_choices=MAX_SOURCES, label="Checkpoints", scale=3,
-                              info="tiny, run:<id>, a path or a hub id (up to four)")
+                              info="finished runs, newest first, and tiny; or type a path or a hub id (up to four)")
         refresh = gr.Button("↻", scale=0, min_width=40)
     prompts = gr.Textbox(label="Prompts, one per line", lines=4, value="What is 7 times 8?\nName the capital of Peru.")
     with gr.Row():
@@ -105,17 +112,16 @@ def build_side_by_side(home: Home) -> CompareUI:
     answers = gr.Dataframe(pd.DataFrame({"prompt": [EMPTY_ANSWERS]}), interactive=False, wrap=True, label="Answers",
                            max_height=1200)  # answers are clipped to a few lines each: show every prompt's row
     runs_hint = gr.Markdown(RUNS_HINT)
-    with gr.Column(visible=False) as runs_box:
-        with gr.Row():
-            curves = gr.Plot(label="Loss curves")
-            diff = gr.Dataframe(interactive=False, wrap=True, label="Config fields that differ")
+    with gr.Column(visible=False) as runs_box:  # one under the other: each needs the width (a column per run)
+        curves = gr.Plot(label="Loss curves")
+        diff = gr.Dataframe(interactive=False, wrap=True, label="Config fields that differ (as each run used them)")
         numbers = gr.Dataframe(interactive=False, wrap=True, label="Runs: final and best")
     with gr.Row():
         with gr.Column():
             export_btn = gr.Button("Save, and export Markdown + HTML")
             files = gr.File(label="Comparison (Markdown, HTML)", file_count="multiple", visible=False)
         with gr.Column():
-            saved = gr.Dropdown(saved_choices(home), value=None, label="Saved comparisons",
+            saved = gr.Dropdown(saved_choices(home), value=None, label="Saved comparisons", allow_custom_value=True,
                                 info="Reopen one: its answers, settings and run numbers as they were saved.")
             with gr.Row():
                 open_btn = gr.Button("Open", scale=3)
@@ -125,7 +131,7 @@ def build_side_by_side(home: Home) -> CompareUI:
                    saved, last)
     runs_outputs = [curves, numbers, diff, runs_box, runs_hint]
 
-    refresh.click(lambda: gr.update(choices=checkpoint_choices(home)), outputs=sources, api_visibility="private")
+    refresh.click(lambda: gr.update(choices=model_choices(home)), outputs=sources, api_visibility="private")
     go_btn.click(streamed(compare, status, ui, home), inputs=[sources, prompts, *settings],
                  outputs=[status, answers, *runs_outputs, last], api_name="compare_run", show_progress="minimal",
                  **GENERATE)
@@ -157,29 +163,30 @@ def answers_update(prompts: list[list[dict[str, str]]], columns: list[tuple[str,
 
 def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: str, max_new_tokens: float | None,
             temperature: float | None, top_p: float | None, seed: float | None) -> Iterator[dict]:
-    """A generator: each checkpoint's column fills in token by token, one checkpoint after another."""
-    from lab.compare import check_request, comparison_document, stream_side_by_side
+    """A generator: each checkpoint's column fills in token by token, one checkpoint after another; columns,
+    legends and tables name each run as people know it."""
+    from lab.compare import check_request, comparison_document, source_names, stream_side_by_side
 
     sources, prompts = list(sources or []), parse_prompts(prompts_text)
     settings = sampling_of(max_new_tokens, temperature, top_p, seed, defaults=Sampling())
     check_request(sources, prompts)
+    names = source_names(sources, home)
     runs = runs_view(ui, home, sources)
-    columns: list[tuple[str, list[str]]] = [(f"{s} (waiting)", []) for s in sources]
+    columns: list[tuple[str, list[str]]] = [(f"{names[s]} (waiting)", []) for s in sources]
     done: list[Any] = []
-    yield {ui.status: f"Loading {sources[0]}…", ui.answers: answers_update(prompts, columns), **runs}
+    yield {ui.status: f"Loading {names[sources[0]]}…", ui.answers: answers_update(prompts, columns), **runs}
     shown_at = 0.0
     for result in stream_side_by_side(sources, prompts, settings, home):
-        i = len(done)
+        i, name = len(done), names[result.source]
         if result.finished:
             done.append(result)
-            columns[i] = (f"{result.source} ({result.tokens_per_second} tok/s)",
-                          [a or "(empty)" for a in result.answers])
+            columns[i] = (f"{name} ({result.tokens_per_second} tok/s)", [a or "(empty)" for a in result.answers])
         else:
-            columns[i] = (f"{result.source} (generating…)", result.answers)
+            columns[i] = (f"{name} (generating…)", result.answers)
             if time.monotonic() - shown_at < REFRESH_S:
                 continue
         shown_at = time.monotonic()
-        update = {ui.status: f"{result.source} is answering ({i + 1} of {len(sources)} checkpoints)…",
+        update = {ui.status: f"{name} is answering ({i + 1} of {len(sources)} checkpoints)…",
                   ui.answers: answers_update(prompts, columns), **runs}
         if len(done) < len(sources):
             yield update
@@ -190,50 +197,48 @@ def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: 
            ui.last: comparison_document(sources, prompts, settings, done, home)}
 
 
-def curves_figure(home: Home, ids: list[str]) -> go.Figure:
+def curves_figure(home: Home, ids: list[str], names: dict[str, str]) -> go.Figure:
+    """The runs' losses overlaid, each run in its colour (``plots.run_colors``) and by its name."""
     from lab.train.runner import read_metrics
 
-    fig = go.Figure()
-    for run_id in ids:
-        rows = read_metrics(run_id, home)
-        for key, dash in (("loss", "solid"), ("eval_loss", "dot")):
-            points = [(r["step"], r[key]) for r in rows if key in r and r.get("split") != "summary"]
-            if points:
-                fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines",
-                                         name=f"{run_id} {'train' if key == 'loss' else 'eval'}",
-                                         line=dict(dash=dash)))
-    fig.update_layout(**plots.LAYOUT, title="Loss (solid: train, dotted: eval)", xaxis_title="step")
-    return fig
+    return plots.loss_overlay([(f"run:{run_id}", names.get(run_id, run_id), read_metrics(run_id, home))
+                               for run_id in ids])
 
 
 def runs_update(ui: CompareUI, curves: go.Figure | None, numbers: list[dict[str, Any]], diff: list[dict[str, Any]],
-                runs: int) -> dict:
-    """The runs section: shown with its curves, numbers and differences when there are runs, else the hint."""
+                runs: int, names: dict[str, str]) -> dict:
+    """The runs section: shown with its curves, numbers and differences when there are runs, else the hint;
+    runs are named (``names``: run id → name) in every table."""
+    from lab.compare import numbers_table
+
     if not runs:
         return {ui.runs_box: gr.update(visible=False), ui.runs_hint: gr.update(visible=True)}
+    headers, rows = numbers_table({"runs": numbers, "names": names}) if numbers else ([], [])
     return {ui.runs_box: gr.update(visible=True), ui.runs_hint: gr.update(visible=False),
             ui.curves: curves if curves is not None else plots.empty_figure("The runs of this comparison are gone."),
-            ui.numbers: pd.DataFrame(numbers).round(4).rename(columns=lambda c: c.replace("_", " ")),  # wraps
-            ui.diff: pd.DataFrame(diff) if diff else pd.DataFrame(
+            ui.numbers: pd.DataFrame(rows, columns=[h.replace("_", " ") for h in headers]).round(4),  # wraps
+            ui.diff: pd.DataFrame(diff).rename(columns=names) if diff else pd.DataFrame(
                 {"field": ["(pick a second run: only fields that differ are listed)" if runs < 2
                            else "(no setting differs)"]})}
 
 
 def runs_view(ui: CompareUI, home: Home, sources: list[str] | None) -> dict:
-    from lab.compare import config_diff, run_ids, run_numbers
+    from lab.compare import config_diff, run_ids, run_numbers, source_names
 
-    ids = run_ids(list(sources or []))
+    sources = list(sources or [])
+    ids = run_ids(sources)
     if not ids:
-        return runs_update(ui, None, [], [], 0)
-    return runs_update(ui, curves_figure(home, ids), run_numbers(ids, home),
-                       config_diff(ids, home) if len(ids) > 1 else [], len(ids))
+        return runs_update(ui, None, [], [], 0, {})
+    names = source_names(sources, home)
+    return runs_update(ui, curves_figure(home, ids, names), run_numbers(ids, home),
+                       config_diff(ids, home) if len(ids) > 1 else [], len(ids), names)
 
 
 def saved_choices(home: Home) -> list[tuple[str, str]]:
     from lab.compare import list_comparisons
 
     return [(f"{c['id']} · {c['error']}" if "error" in c else
-             f"{c['id']} · {', '.join(c['sources'])} · {c['prompts']} prompt(s)", c["id"])
+             f"{c['id']} · {', '.join(c['names'])} · {c['prompts']} prompt(s)", c["id"])
             for c in list_comparisons(home)]
 
 
@@ -254,16 +259,17 @@ def export(ui: CompareUI, home: Home, document: dict[str, Any] | None) -> dict:
 
 def open_saved(ui: CompareUI, home: Home, comparison_id: str | None) -> dict:
     """A saved comparison back on screen: its answers and numbers as saved, its settings in the form (so Compare
-    runs it again), the curves of its runs that still exist."""
-    from lab.compare import load_comparison, run_ids
+    runs it again), the curves of its runs that still exist; runs named as when it was saved."""
+    from lab.compare import load_comparison, run_ids, source_names
     from lab.train.runner import get_run
 
     if not comparison_id:
         raise LabError("Pick a saved comparison first (Save one, or press ↻ to list them).")
     document = load_comparison(comparison_id, home)
     settings, prompts = document["settings"], document["prompts"]
-    columns = [(f"{a['source']} ({a['tokens_per_second']} tok/s)", [t or "(empty)" for t in a["answers"]])
-               for a in document["answers"]]
+    names = document.get("names") or source_names(document["sources"], home)  # saved before names were kept
+    columns = [(f"{names.get(a['source'], a['source'])} ({a['tokens_per_second']} tok/s)",
+                [t or "(empty)" for t in a["answers"]]) for a in document["answers"]]
     ids = []
     for run_id in run_ids(document["sources"]):
         try:
@@ -273,8 +279,8 @@ def open_saved(ui: CompareUI, home: Home, comparison_id: str | None) -> dict:
     said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in settings.items())
     return {ui.status: f"**Saved comparison {document['id']}** ({document.get('created_at', '')}): {said}.",
             ui.answers: answers_update(prompts, columns),
-            **runs_update(ui, curves_figure(home, ids) if ids else None, document.get("runs") or [],
-                          document.get("config_diff") or [], len(run_ids(document["sources"]))),
+            **runs_update(ui, curves_figure(home, ids, names) if ids else None, document.get("runs") or [],
+                          document.get("config_diff") or [], len(run_ids(document["sources"])), names),
             ui.last: document, ui.sources: document["sources"],
             ui.prompts: "\n".join(p[-1]["content"] for p in prompts),
             **dict(zip(ui.settings, (settings[k] for k in ("max_new_tokens", "temperature", "top_p", "seed"))))}
@@ -306,17 +312,17 @@ def build_playground(home: Home) -> ChatUI:
     with gr.Row():
         settings = sampling_inputs(CHAT_SAMPLING)
     sources, bots, columns = [], [], []
-    choices = checkpoint_choices(home)
-    defaults = {"A": "tiny", "B": choices[1] if len(choices) > 1 else "tiny"}  # B: the newest run, to set against A
+    choices = model_choices(home)
+    defaults = {"A": "tiny", "B": choices[0][1]}  # B: the newest run (tiny when there is none), to set against A
     with gr.Row(equal_height=True):
         for side in "AB":
             with gr.Column(visible=side == "A") as column:
                 with gr.Row(equal_height=True):
                     sources.append(gr.Dropdown(choices, value=defaults[side], allow_custom_value=True,
                                                label=f"Checkpoint {side}", scale=4,
-                                               info="tiny, run:<id>, a path or a hub id"))
+                                               info="a finished run, tiny, or type a path or a hub id"))
                     refresh = gr.Button("↻", scale=0, min_width=40)
-                    refresh.click(lambda: gr.update(choices=checkpoint_choices(home)), outputs=sources[-1],
+                    refresh.click(lambda: gr.update(choices=model_choices(home)), outputs=sources[-1],
                                   api_visibility="private")
                 bots.append(gr.Chatbot(label=f"Conversation {side}", height=420, placeholder=CHAT_PLACEHOLDER,
                                        feedback_options=None, buttons=["copy", "copy_all"],
@@ -389,12 +395,14 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
          histories: History) -> Iterator[dict]:
     """One user message to A (and B): the replies stream in one after the other (so a seed repeats its reply),
     each side's conversation growing by one exchange."""
+    from lab.catalog import display_names
     from lab.chat import add_exchange, messages_for, stream_reply
     from lab.compare import cached_model
 
     settings = sampling_of(max_new_tokens, temperature, top_p, seed, defaults=CHAT_SAMPLING)
     histories = [list(h) for h in histories or [[], []]]
     sides = active_sides(source_a, source_b, two)
+    names = display_names([source for _, source in sides], home)
     for _, source in sides:
         cached_model(source, home)  # a checkpoint that does not load fails before anything changes on screen
     shown = [list(h) for h in histories]
@@ -414,9 +422,9 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
             shown[i][-1] = {"role": "assistant", "content": content}
             if not reply.finished and time.monotonic() - shown_at >= REFRESH_S:
                 shown_at = time.monotonic()
-                yield view(f"{'AB'[i]} ({source}) is answering…")
+                yield view(f"{'AB'[i]} ({names[source]}) is answering…")
         histories[i] = add_exchange(histories[i], text, reply.text)
-        speeds.append(f"{'AB'[i]} ({source}): {reply.new_tokens} tokens, {reply.tokens_per_second} tok/s")
+        speeds.append(f"{'AB'[i]} ({names[source]}): {reply.new_tokens} tokens, {reply.tokens_per_second} tok/s")
         yield {**view(" — ".join(speeds)), ui.histories: histories}
     if settings.temperature == 0:
         yield view(" — ".join(speeds) + " (greedy: Retry gives the same reply; raise the temperature to vary)")
@@ -453,6 +461,14 @@ def clear_all(ui: ChatUI) -> dict:
     return {ui.bots[0]: [], ui.bots[1]: [], ui.histories: [[], []], ui.status: "Cleared: a new conversation."}
 
 
-def on_show(ui: object, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
-    return []
+def on_show(ui: TabUI, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the checkpoints every picker offers (runs
+    finished since), and the saved comparisons; what is picked stays picked."""
+    pickers = [ui.side.sources, *ui.chat.sources]
+
+    def models() -> dict:
+        choices = model_choices(home)
+        return {picker: gr.update(choices=choices) for picker in pickers}
+
+    return [OnShow(models, pickers),
+            OnShow(lambda: {ui.side.saved: gr.update(choices=saved_choices(home))}, [ui.side.saved])]

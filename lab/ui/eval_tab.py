@@ -11,20 +11,21 @@ Handlers call ``lab.eval``; api names: ``eval_start`` (perplexity), ``eval_overl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from lab import catalog
 from lab.errors import LabError
 from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, clip, guarded
+from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, status_ok
 from lab.ui.forms import Form, build_form
-from lab.ui.train_tab import checkpoint_choices, dataset_choices
 
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
 METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"),
@@ -37,6 +38,9 @@ NO_HARNESS = pd.DataFrame({"": ["No finished lm-eval job yet: run one in the lm-
 
 @dataclass
 class EvalUI:
+    models: gr.Dropdown
+    dataset: gr.Dropdown
+    judge: gr.Dropdown  # the judge model
     status: gr.Markdown
     jobs: gr.Dataframe
     selected: gr.Dropdown
@@ -51,6 +55,7 @@ class EvalUI:
     human_chart: gr.Plot
     csv: gr.File
     seen: gr.State  # what the jobs looked like at the last timer tick: unchanged jobs redraw nothing
+    started: gr.State  # the ids of the jobs started last: the status line follows them
 
 
 def build(home: Home) -> EvalUI:
@@ -60,15 +65,13 @@ def build(home: Home) -> EvalUI:
                 "(ROUGE-L, BLEU), an LLM judge, lm-eval tasks; then read them beside the human results of a "
                 "labeling campaign. Each evaluation runs in the background, one job per model.")
     with gr.Row():
-        models = gr.Dropdown(checkpoint_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
-                             label="Models", scale=3,
-                             info="tiny, run:<id>, a path or a hub id. Pairwise judging: model A, then model B.")
-        dataset = gr.Dropdown(dataset_choices(home), value="sample:sft", allow_custom_value=True, label="Dataset",
+        models = gr.Dropdown(catalog.model_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
+                             label="Models", scale=3, info="finished runs, newest first, and tiny; or type a path or "
+                             "a hub id. Pairwise judging: model A, then model B.")
+        dataset = gr.Dropdown(sft_datasets(home), value="sample:sft", allow_custom_value=True, label="Dataset",
                               scale=2, info="SFT version: prompts and reference replies (not used by lm-eval)")
         split = gr.Dropdown(["validation", "train"], value="validation", label="Split", scale=1)
-        gr.Button("↻", scale=0, min_width=40).click(
-            lambda: (gr.update(choices=checkpoint_choices(home)), gr.update(choices=dataset_choices(home))),
-            outputs=[models, dataset], api_visibility="private")
+        refresh_pickers = gr.Button("↻", scale=0, min_width=40)
     with gr.Tabs():
         with gr.Tab("Perplexity"):
             gr.Markdown("Held-out loss and perplexity of the final reply of each row, given the conversation before "
@@ -108,7 +111,8 @@ def build(home: Home) -> EvalUI:
     gr.Markdown("### People and metrics\nPer model: the automatic numbers beside the human win rate (ties count "
                 "half) and Bradley–Terry rating of a labeling campaign (Label tab), matched by model name.")
     with gr.Row():
-        campaign = gr.Dropdown(campaign_choices(home), value=NO_CAMPAIGN, label="Campaign", scale=3)
+        campaign = gr.Dropdown(campaign_choices(home), value=NO_CAMPAIGN, label="Campaign", scale=3, allow_custom_value=True,
+                               info="newest first")
         summary_btn = gr.Button("Show", scale=0, min_width=90)
     summary_table = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True,
                                  column_widths=["16%", "8%", "7%", "6%", "8%", "12%", "7%", "12%", "8%", "10%", "6%"])
@@ -116,11 +120,12 @@ def build(home: Home) -> EvalUI:
     with gr.Row():
         csv_btn = gr.Button("Export CSV", scale=1)
         csv = gr.File(label="CSV", scale=2)
-    seen = gr.State("")
-    ui = EvalUI(status, jobs, selected, chart, details, best, worst, harness_base, harness_table, campaign,
-                summary_table, human_chart, csv, seen)
+    seen, following = gr.State(""), gr.State([])
+    ui = EvalUI(models, dataset, judge["judge"], status, jobs, selected, chart, details, best, worst, harness_base,
+                harness_table, campaign, summary_table, human_chart, csv, seen, following)
+    refresh_pickers.click(pickers(ui, home), outputs=[models, dataset, ui.judge], api_visibility="private")
 
-    started = [status, jobs, selected, chart]
+    started = [status, jobs, selected, chart, following]
     shared = {"models": models, "dataset": dataset, "split": split}
     perplexity_btn.click(guarded(start_perplexity, status, ui, home),
                          inputs=[models, dataset, split, perplexity["max_rows"], perplexity["max_length"]],
@@ -138,11 +143,12 @@ def build(home: Home) -> EvalUI:
     listing = [jobs, selected, chart]
     panels = [harness_base, harness_table, campaign, summary_table, human_chart]
     view = [details, best, worst]
-    gr.Timer(2.0).tick(guarded(tick, status, ui, home), inputs=[seen, selected, harness_base, campaign],
+    gr.Timer(2.0).tick(guarded(tick, status, ui, home), inputs=[seen, selected, harness_base, campaign, following],
                        outputs=[*listing, *panels, *view, seen, status], api_visibility="private",
                        show_progress="hidden")
     # These events' outputs (their API) have no status line: ``guarded`` without one raises the message as gr.Error.
-    refresh_btn.click(guarded(refresh, None, ui, home), inputs=None, outputs=listing, api_name="eval_jobs")
+    refresh_btn.click(guarded(refresh, None, ui, home), inputs=None, outputs=listing, api_name="eval_jobs").then(
+        guarded(follow, status, ui, home), inputs=following, outputs=status, api_visibility="private")
     selected.change(guarded(show, None, ui, home), inputs=selected, outputs=[details], api_name="eval_show")
     selected.change(guarded(examples, None, ui, home), inputs=selected, outputs=[best, worst],
                     api_name="eval_examples")
@@ -155,8 +161,24 @@ def build(home: Home) -> EvalUI:
     return ui
 
 
+def sft_datasets(home: Home) -> list[tuple[str, str]]:
+    return catalog.dataset_choices(home, kind="sft")
+
+
+def judge_choices(home: Home) -> list[tuple[str, str]]:
+    return catalog.model_choices(home) + [(f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]
+
+
+def pickers(ui: EvalUI, home: Home) -> Callable[[], dict]:
+    """The pickers of models, datasets and judges, as they are now (what is picked stays picked)."""
+    def fresh() -> dict:
+        return {ui.models: gr.update(choices=catalog.model_choices(home)),
+                ui.dataset: gr.update(choices=sft_datasets(home)), ui.judge: gr.update(choices=judge_choices(home))}
+    return fresh
+
+
 def judge_form(home: Home, endpoint: str) -> Form:
-    choices = checkpoint_choices(home) + [ENDPOINT]
+    choices = judge_choices(home)
     overrides = {"judge": lambda f, kw: gr.Dropdown(choices=choices, allow_custom_value=True, **kw)}
     form = build_form(JudgeConfig, rows=[("mode", "judge", "endpoint_model"),
                                          ("max_rows", "max_new_tokens", "judge_max_tokens", "cache")],
@@ -199,7 +221,38 @@ def swap_prompt(mode: str, text: str) -> str:
 def created(ui: EvalUI, home: Home, jobs: list[Any]) -> dict:
     listing = refresh(ui, home)
     listing[ui.selected]["value"] = jobs[0].id  # follow the new job: its numbers appear when it finishes
-    return {ui.status: f"**✓ Started {len(jobs)} evaluation(s).**", **listing}
+    ids = [job.id for job in jobs]
+    text, _ = progress_of(ids, home)
+    return {ui.status: f"**Started {len(jobs)} evaluation(s):** {text}", ui.started: ids, **listing}
+
+
+def follow(ui: EvalUI, home: Home, ids: list[str] | None) -> dict:
+    """The status line for the jobs started last, as they are now (never "started" once they finished)."""
+    if not ids:
+        return {}  # nothing started from this page: the status line keeps what it says
+    text, outcome = progress_of(ids, home)
+    return {ui.status: {"failed": error_text, "succeeded": status_ok}.get(outcome, str)(text)}
+
+
+def progress_of(ids: list[str], home: Home) -> tuple[str, str]:
+    """Each job by name with its state: progress while it runs, then its headline numbers or its error; and the
+    outcome of them all: failed (one did), succeeded (all did) or running."""
+    from lab.eval.jobs import get_eval, model_names
+
+    jobs = [get_eval(job_id, home) for job_id in ids]
+    names = model_names(jobs, home)
+
+    def state(job: Any) -> str:
+        said = f"{job.kind} of {job.named_subject(names)}: "
+        if job.status == "succeeded":
+            return said + job.headline_text
+        if job.status == "failed":
+            return said + f"failed ({job.error})"
+        return said + job.status + (f" {job.done}/{job.total}" if job.total else "")
+
+    statuses = {job.status for job in jobs}
+    outcome = "failed" if "failed" in statuses else "succeeded" if statuses == {"succeeded"} else "running"
+    return " · ".join(state(job) for job in jobs), outcome
 
 
 def need_models(models: list[str] | None) -> list[str]:
@@ -258,33 +311,42 @@ def refresh(ui: EvalUI, home: Home) -> dict:
 
 
 def jobs_panels(ui: EvalUI, found: list[Any]) -> dict:
+    """The job list, the pick of one job and the chart, every model by its name."""
+    from lab.eval.jobs import model_names
     from lab.eval.summary import automatic
 
-    return {ui.jobs: pd.DataFrame([job_row(j) for j in found], columns=JOB_HEADERS),
-            ui.selected: gr.update(choices=[(f"{j.kind} · {j.subject} · {j.id}", j.id) for j in found]),
-            ui.chart: metrics_chart(list(automatic(found).values()))}
+    names = model_names(found)
+    rows = [{**row, "name": names[model]} for model, row in automatic(found).items()]
+    return {ui.jobs: pd.DataFrame([job_row(j, names) for j in found], columns=JOB_HEADERS),
+            ui.selected: gr.update(choices=[(f"{j.kind} · {j.named_subject(names)} · {j.id}", j.id) for j in found]),
+            ui.chart: metrics_chart(rows)}
 
 
-def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | None, campaign: str | None) -> dict:
-    """The timer: redraw only when a job was added or moved on, so charts keep their zoom in between."""
+def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | None, campaign: str | None,
+         following: list[str] | None) -> dict:
+    """The timer: redraw only when a job was added or moved on, so charts keep their zoom in between; the status
+    line follows the jobs started last."""
     from lab.eval.jobs import list_evals, states
 
     now = json.dumps(states(home))
     if now == seen:
         return {c: gr.skip() for c in (ui.jobs, ui.selected, ui.chart, ui.harness_base, ui.harness_table, ui.campaign,
-                                       ui.summary_table, ui.human_chart, ui.details, ui.best, ui.worst, ui.seen)}
+                                       ui.summary_table, ui.human_chart, ui.details, ui.best, ui.worst, ui.seen,
+                                       ui.status)}
     found = list_evals(home)  # read once for the three panels that list every job
     return {**jobs_panels(ui, found), **harness_panels(ui, found, base), **summary_panels(ui, home, campaign, found),
-            **show(ui, home, selected), **examples(ui, home, selected), ui.seen: now}
+            **show(ui, home, selected), **examples(ui, home, selected), **follow(ui, home, following),
+            ui.seen: now}
 
 
-def job_row(job: Any) -> list[Any]:
+def job_row(job: Any, names: dict[str, str]) -> list[Any]:
     results = job.results or {}
     rows = results.get("rows", sum(t.get("samples", 0) for t in (results.get("tasks") or {}).values()) or None)
     split = f":{job.config['split']}" if job.config.get("split") else ""
     status = job.status + (f": {job.error}" if job.error else "")
-    return [job.id, job.kind, job.subject, job.dataset + split, status, f"{job.done}/{job.total}" if job.total else "",
-            settings_text(job), job.headline_text if job.results else "", rows]
+    return [job.id, job.kind, job.named_subject(names), job.dataset + split, status,
+            f"{job.done}/{job.total}" if job.total else "", settings_text(job),
+            job.headline_text if job.results else "", rows]
 
 
 def settings_text(job: Any) -> str:
@@ -319,49 +381,57 @@ def show(ui: EvalUI, home: Home, job_id: str | None) -> dict:
     if not job_id:
         return {ui.details: ""}
     job = get_eval(job_id, home)
+    names = job_names(job, home)
     if not job.results:
-        text = f"**{job.kind}** of {job.subject}: {job.status}"
+        text = f"**{job.kind}** of {job.named_subject(names)}: {job.status}"
         if job.total:
             text += f" ({job.done}/{job.total})"
         if job.error:
             text += f": {job.error} (log: `{log_path(job.id, home)}`)"
         return {ui.details: text}
-    return {ui.details: DETAILS[job.kind](job)}
+    return {ui.details: DETAILS[job.kind](job, names)}
 
 
-def perplexity_details(job: Any) -> str:
+def job_names(job: Any, home: Home) -> dict[str, str]:
+    """The job's models and its judge (a run can judge), as people know them."""
+    return catalog.display_names([*job.models, *([job.config["judge"]] if job.config.get("judge") else [])], home)
+
+
+def perplexity_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
-    parts = [f"**{job.model}** on {r['dataset']}:{r['split']}: loss **{r['loss']}**, perplexity **{r['perplexity']}** "
-             f"over {r['rows']} replies ({r['tokens']} tokens)"]
+    parts = [f"**{names[job.model]}** on {r['dataset']}:{r['split']}: loss **{r['loss']}**, perplexity "
+             f"**{r['perplexity']}** over {r['rows']} replies ({r['tokens']} tokens)"]
     for title, key in (("Fitted best", "best"), ("Fitted worst", "worst")):
         parts.append(f"**{title}** (as chats below): " + " · ".join(f"line {e['line']}: loss {e['loss']}"
                                                                      for e in r[key]))
     return "\n\n".join(parts)
 
 
-def overlap_details(job: Any) -> str:
+def overlap_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
-    return (f"**{job.model}** on {r['dataset']}:{r['split']}: ROUGE-L **{r['rouge_l']}**, BLEU **{r['bleu']}** over "
-            f"{r['rows']} answers (corpus BLEU, sacrebleu `{r['bleu_signature']}`; ROUGE-L is the mean per-example "
-            "F1). The best and worst answers by ROUGE-L are below.")
+    return (f"**{names[job.model]}** on {r['dataset']}:{r['split']}: ROUGE-L **{r['rouge_l']}**, BLEU "
+            f"**{r['bleu']}** over {r['rows']} answers (corpus BLEU, sacrebleu `{r['bleu_signature']}`; ROUGE-L is "
+            "the mean per-example F1). The best and worst answers by ROUGE-L are below.")
 
 
-def judge_details(job: Any) -> str:
+def judge_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
     cache = f"{r['cached']} verdict(s) from the cache, {r['judged']} judged now"
     if r["mode"] == "single":
         grades = " · ".join(f"{g}: {n}" for g, n in r["grades"].items()) or "none"
-        return (f"**{job.model}** graded by **{r['judge']}** on {r['rows']} prompts of {r['dataset']}:{r['split']}: "
-                f"mean grade **{r['mean_grade']}** / 10 · grades {grades} · unparsed {r['unparsed']} · {cache}")
+        return (f"**{names[job.model]}** graded by **{names.get(r['judge'], r['judge'])}** on {r['rows']} prompts "
+                f"of {r['dataset']}:{r['split']}: mean grade **{r['mean_grade']}** / 10 · grades {grades} · "
+                f"unparsed {r['unparsed']} · {cache}")
 
     def percent(value: float | None) -> str:
         return f"{value:.0%}" if value is not None else "-"
 
     orders = r["orders"]
     return "\n".join([
-        f"**A = {r['model_a']}** vs **B = {r['model_b']}**, judged by **{r['judge']}** on {r['rows']} prompts of "
-        f"{r['dataset']}:{r['split']}: A's win rate **{percent(r['win_rate'])}** (inconsistent pairs count as ties), "
-        f"position consistency **{percent(r['consistency'])}**.", "",
+        f"**A = {names[r['model_a']]}** vs **B = {names[r['model_b']]}**, judged by "
+        f"**{names.get(r['judge'], r['judge'])}** on {r['rows']} prompts of {r['dataset']}:{r['split']}: A's win "
+        f"rate **{percent(r['win_rate'])}** (inconsistent pairs count as ties), position consistency "
+        f"**{percent(r['consistency'])}**.", "",
         "| order | A wins | ties | B wins | unparsed |", "|---|---|---|---|---|",
         *(f"| {label} | {orders[o]['a_wins']} | {orders[o]['ties']} | {orders[o]['b_wins']} | {orders[o]['unparsed']} |"
           for o, label in (("a_first", "A's answer shown first"), ("b_first", "B's answer shown first"))),
@@ -370,9 +440,9 @@ def judge_details(job: Any) -> str:
         f"{percent(r['first_position_rate'])} of its decided verdicts (50% = no position bias) · {cache}"])
 
 
-def harness_details(job: Any) -> str:
+def harness_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
-    lines = [f"**{job.model}** on lm-eval tasks (limit {r.get('limit') or 'none'}, lm-eval "
+    lines = [f"**{names[job.model]}** on lm-eval tasks (limit {r.get('limit') or 'none'}, lm-eval "
              f"{r.get('lm_eval_version', '?')}):", "", "| task | metric | value | ± stderr | samples |",
              "|---|---|---|---|---|"]
     for task, t in r["tasks"].items():
@@ -392,49 +462,50 @@ def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
     if not job_id:
         return {ui.best: gr.update(value=[], visible=True), ui.worst: gr.update(value=[], visible=True)}
     job = get_eval(job_id, home)
+    names = job_names(job, home)
     r = job.results or {}
     if job.kind == "judge" and r.get("mode") == "pairwise":
         won = [i for i in r["items"] if i["outcome"] == "a"]
         lost = [i for i in r["items"] if i["outcome"] == "b"]
         rest = [i for i in r["items"] if i["outcome"] not in ("a", "b")]
         left = ("Prompts A won", won) if won else ("No prompt won by A; ties, inconsistent and unparsed", rest)
-        return {ui.best: chat_update(*left, job), ui.worst: chat_update("Prompts B won", lost, job)}
+        return {ui.best: chat_update(*left, job, names), ui.worst: chat_update("Prompts B won", lost, job, names)}
     label = {"perplexity": "fitted", "overlap": "by ROUGE-L", "judge": "by grade"}.get(job.kind)
     if not label:  # lm-eval scores have no examples to show
         return {ui.best: gr.update(visible=False), ui.worst: gr.update(visible=False)}
-    return {ui.best: chat_update(f"Best examples ({label})", r.get("best", []), job),
-            ui.worst: chat_update(f"Worst examples ({label})", r.get("worst", []), job)}
+    return {ui.best: chat_update(f"Best examples ({label})", r.get("best", []), job, names),
+            ui.worst: chat_update(f"Worst examples ({label})", r.get("worst", []), job, names)}
 
 
-def chat_update(label: str, items: list[dict[str, Any]], job: Any) -> dict:
+def chat_update(label: str, items: list[dict[str, Any]], job: Any, names: dict[str, str]) -> dict:
     shown = items[:3]
     more = f" · {len(shown)} of {len(items)}" if len(items) > len(shown) else ""
-    return gr.update(value=chats(shown, job), label=label + more, visible=True,
+    return gr.update(value=chats(shown, job, names), label=label + more, visible=True,
                      placeholder="None." if job.results else "No results yet.")
 
 
-def chats(items: list[dict[str, Any]], job: Any) -> list[dict[str, str]]:
+def chats(items: list[dict[str, Any]], job: Any, names: dict[str, str]) -> list[dict[str, str]]:
     messages: list[dict[str, str]] = []
     for n, item in enumerate(items, 1):
         prompt = item.get("prompt") or item["messages"][:-1]
         head = f"**Example {n}** · line {item.get('line')}\n\n"
         messages.append({"role": "user", "content": head + chat_markdown(prompt)})
-        messages += replies(item, job)
+        messages += replies(item, job, names)
     return messages
 
 
-def replies(item: dict[str, Any], job: Any) -> list[dict[str, str]]:
+def replies(item: dict[str, Any], job: Any, names: dict[str, str]) -> list[dict[str, str]]:
     def said(title: str, text: str) -> dict[str, str]:
         return {"role": "assistant", "content": f"**{title}**\n\n{clip(text, 600) or '*(empty answer)*'}"}
 
     if job.kind == "perplexity":
         return [said(f"Reference reply · loss {item['loss']}", item["messages"][-1]["content"])]
     if job.kind == "overlap":
-        return [said(f"{job.model} · ROUGE-L {item['rouge_l']} · BLEU {item['bleu']}", item["generation"]),
+        return [said(f"{names[job.model]} · ROUGE-L {item['rouge_l']} · BLEU {item['bleu']}", item["generation"]),
                 said("Reference", item["reference"])]
     if job.config.get("mode") == "single":
         expected = f" (expected {item['expected']})" if "expected" in item else ""
-        return [said(f"{job.model} · grade {item['verdict']}{expected}", item["answer"])]
+        return [said(f"{names[job.model]} · grade {item['verdict']}{expected}", item["answer"])]
     said_by = {"a": "A wins", "b": "B wins", "tie": "tie", None: "unparsed"}
 
     def verdict(order: str, label: str) -> str:
@@ -444,7 +515,8 @@ def replies(item: dict[str, Any], job: Any) -> list[dict[str, str]]:
 
     verdicts = "<br>".join(verdict(o, label) for o, label in (("a_first", "A shown first"),
                                                               ("b_first", "B shown first")))
-    return [said(f"A: {job.model}", item["answer_a"]), said(f"B: {job.config['model_b']}", item["answer_b"]),
+    return [said(f"A: {names[job.model]}", item["answer_a"]),
+            said(f"B: {names[job.config['model_b']]}", item["answer_b"]),
             {"role": "assistant", "content": f"**Judge:** outcome **{item['outcome']}**<br>{verdicts}"}]
 
 
@@ -458,19 +530,22 @@ def harness_view(ui: EvalUI, home: Home, base: str | None) -> dict:
 
 
 def harness_panels(ui: EvalUI, found: list[Any], base: str | None) -> dict:
+    """lm-eval scores per task, a column per model (by name) and its difference from the base model's."""
+    from lab.eval.jobs import model_names
     from lab.eval.summary import harness_table
 
     models = list(dict.fromkeys(j.model for j in reversed(found) if j.kind == "harness" and j.status == "succeeded"))
+    names = model_names(found)
     table = harness_table(found, base)
     chosen = base if base in models else (models[0] if models else None)
-    frame = pd.DataFrame(table) if table else NO_HARNESS
-    return {ui.harness_base: gr.update(choices=models, value=chosen), ui.harness_table: frame}
+    columns = {**names, **{f"Δ {m}": f"Δ {name}" for m, name in names.items()}}
+    frame = pd.DataFrame(table).rename(columns=columns) if table else NO_HARNESS
+    return {ui.harness_base: gr.update(choices=[(names[m], m) for m in models], value=chosen),
+            ui.harness_table: frame}
 
 
 def campaign_choices(home: Home) -> list[tuple[str, str]]:
-    from lab.label.campaigns import list_campaigns
-
-    return [(NO_CAMPAIGN, NO_CAMPAIGN)] + [(f"{c.name} ({c.id})", c.id) for c in list_campaigns(home)]
+    return [(NO_CAMPAIGN, NO_CAMPAIGN)] + catalog.campaign_choices(home)
 
 
 def summary_view(ui: EvalUI, home: Home, campaign: str | None) -> dict:
@@ -481,20 +556,23 @@ def summary_panels(ui: EvalUI, home: Home, campaign: str | None, found: list[Any
     from lab.eval.summary import summary
 
     document = summary(home, None if campaign in (None, "", NO_CAMPAIGN) else campaign, jobs=found)
-    rows = [summary_row(r) for r in document["models"]]
+    names = {r["model"]: r["name"] for r in document["models"]}
+    rows = [summary_row(r, names) for r in document["models"]]
     return {ui.campaign: gr.update(choices=campaign_choices(home)),
             ui.summary_table: pd.DataFrame(rows, columns=SUMMARY_HEADERS),
             ui.human_chart: plots.human_vs_judge(document["models"])}
 
 
-def summary_row(r: dict[str, Any]) -> list[Any]:
+def summary_row(r: dict[str, Any], names: dict[str, str]) -> list[Any]:
+    """One model's numbers for the table, the model and its judge opponent by name."""
     def fmt(value: float | None, spec: str) -> str:
         return format(value, spec) if value is not None else ""
 
     interval = (f" [{r['human_low']:.0f}, {r['human_high']:.0f}]" if r["human_low"] is not None
                 and r["human_high"] is not None else "")
-    return [r["model"], fmt(r["perplexity"], ".2f"), fmt(r["rouge_l"], ".3f"), fmt(r["bleu"], ".1f"),
-            fmt(r["judge_win_rate"], ".0%"), r["judge_vs"] or "", fmt(r["judge_grade"], ".2f"),
+    return [r["name"], fmt(r["perplexity"], ".2f"), fmt(r["rouge_l"], ".3f"), fmt(r["bleu"], ".1f"),
+            fmt(r["judge_win_rate"], ".0%"), names.get(r["judge_vs"], r["judge_vs"] or ""),
+            fmt(r["judge_grade"], ".2f"),
             " · ".join(f"{t} {v:.3f}" for t, v in r["harness"].items()),
             fmt(r["human_win_rate"], ".0%"), fmt(r["human_rating"], ".0f") + interval, r["human_comparisons"] or ""]
 
@@ -508,6 +586,9 @@ def export_csv(ui: EvalUI, home: Home) -> dict:
     return {ui.csv: str(path)}
 
 
-def on_show(ui: object, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show)."""
-    return []
+def on_show(ui: EvalUI, home: Home) -> list[OnShow]:
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the pickers of models, datasets, judges
+    and campaigns (what is picked stays picked), and the jobs with their chart."""
+    return [OnShow(pickers(ui, home), [ui.models, ui.dataset, ui.judge]),
+            OnShow(lambda: {ui.campaign: gr.update(choices=campaign_choices(home))}, [ui.campaign]),
+            OnShow(guarded(refresh, None, ui, home), [ui.jobs, ui.selected, ui.chart])]

@@ -6,7 +6,9 @@ touches Gradio, so they can be tested and reused on their own.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,8 +17,57 @@ import plotly.graph_objects as go
 COLORS = {"prompt": "#6366f1", "response": "#10b981", "chosen": "#10b981", "rejected": "#ef4444",
           "system": "#9ca3af", "user": "#3b82f6", "assistant": "#10b981"}
 BINS = 40
+# One colour per run in every chart (Train curves, Compare overlays, Eval panels): D3's ten, which stay apart on
+# white; the built-in ``tiny`` (the base of every test run) is grey.
+RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+               "#393b79")
+BASE_COLOR = "#7f7f7f"
 LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=50, r=20, t=50, b=45),
               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+
+
+def color_key(source: str) -> str:
+    """What a run's colour hangs on: ``run:<id>`` and the bare id (as Compare's run lists hold it) are one run."""
+    return source.removeprefix("run:")
+
+
+def run_color(source: str) -> str:
+    """The colour of ``source`` (``run:<id>``, a run id, ``tiny``, a path) in every chart: from a hash of it, so
+    it is the same in every tab and after a restart. Two sources in one chart can draw the same slot:
+    ``run_colors`` keeps them apart."""
+    key = color_key(source)
+    if key == "tiny":
+        return BASE_COLOR
+    if not key:  # a chart of one unnamed run
+        return RUN_PALETTE[0]
+    return RUN_PALETTE[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(RUN_PALETTE)]
+
+
+def run_colors(sources: Sequence[str]) -> dict[str, str]:
+    """A colour for each source one chart shows: its ``run_color``, unless an older run (ids start with their time)
+    holds that slot in this chart; then the next free one. The same set of sources always gets the same colours."""
+    colors: dict[str, str] = {}
+    holder: dict[str, str] = {}  # colour -> the run that has it in this chart
+    for source in sorted(dict.fromkeys(sources), key=color_key):
+        key, color = color_key(source), run_color(source)
+        if color in RUN_PALETTE:
+            first = RUN_PALETTE.index(color)
+            turns = (RUN_PALETTE[(first + step) % len(RUN_PALETTE)] for step in range(len(RUN_PALETTE)))
+            color = next((c for c in turns if holder.get(c, key) == key), color)  # all taken: share
+            holder.setdefault(color, key)
+        colors[source] = color
+    return colors
+
+
+def wrap_label(text: str, width: int = 18) -> str:
+    """An axis label on lines of about ``width`` characters (``<br>`` between, broken after a space, - or _), so
+    long run names never run into each other; a path is shortened to its last folder first."""
+    lines = [""]
+    for part in re.split(r"(?<=[-_ ])", short_name(text)):
+        if lines[-1].strip() and len(lines[-1]) + len(part.rstrip()) > width:
+            lines.append("")
+        lines[-1] += part
+    return "<br>".join(line.strip() for line in lines)
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -115,32 +166,73 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
     return fig
 
 
-RUN_SERIES = (("loss", "train loss"), ("eval_loss", "eval loss"))
-AUX_SERIES = ("learning_rate", "grad_norm", "tokens_per_second", "gpu_memory_gib", "rewards/chosen",
-              "rewards/rejected", "rewards/margins", "rewards/accuracies")
+RUN_SERIES = (("loss", "train", "solid"), ("eval_loss", "eval", "dot"))  # train solid, eval dotted, in every chart
+# The other logged series, a panel per scale: the learning rate (~1e-5) on the grad-norm axis (~1) looks flat at 0.
+AUX_PANELS = (("Learning rate", ("learning_rate",)), ("Grad norm", ("grad_norm",)),
+              ("Tokens/s", ("tokens_per_second",)), ("GPU memory (GiB)", ("gpu_memory_gib",)),
+              ("DPO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
+              ("DPO reward accuracy", ("rewards/accuracies",)))
+REWARD_DASH = {"rewards/chosen": "solid", "rewards/rejected": "dot", "rewards/margins": "dash"}
 
 
-def run_curves(rows: Sequence[Mapping[str, Any]]) -> dict[str, go.Figure]:
-    """Loss (train and eval) and the other logged series of one run, against the step."""
+def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
+    """Steps and values of one logged series (the closing summary row is no step)."""
+    points = [(r["step"], r[key]) for r in rows if key in r and r.get("split") != "summary"]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def loss_overlay(runs: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]], *, title: str = "Loss") -> go.Figure:
+    """Train and eval loss of several runs on one axis (``runs``: (source, name, metric rows) each): a colour per
+    run (``run_colors``), train solid, eval dotted; the legend names the runs (no name: one run, "train loss")."""
+    colors = run_colors([source for source, _, _ in runs])
+    fig = go.Figure()
+    for source, name, rows in runs:
+        for key, label, dash in RUN_SERIES:
+            steps, values = series(rows, key)
+            if steps:
+                fig.add_trace(go.Scatter(x=steps, y=values, name=f"{name} · {label}" if name else f"{label} loss",
+                                         mode="lines+markers",
+                                         line=dict(color=colors[source], dash=dash), marker=dict(size=4),
+                                         legendgroup=source))
+    if not fig.data:
+        return empty_figure("No losses logged yet.")
+    # The legend under the plot: one entry per run and split would run over the title at the top.
+    fig.update_layout(**{**LAYOUT, "height": 360, "margin": dict(l=50, r=20, t=50, b=20),
+                         "legend": dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)},
+                      title=f"{title} (solid: train, dotted: eval)", xaxis_title="step")
+    return fig
+
+
+def run_curves(rows: Sequence[Mapping[str, Any]], source: str = "") -> dict[str, go.Figure]:
+    """Loss (train and eval) and the other logged series of one run, against the step; ``source`` (``run:<id>``)
+    gives the run its colour, the one it has in Compare and Eval."""
     if not rows:
         empty = empty_figure("No metrics yet: the run logs its first step shortly after it starts.")
         return {"loss": empty, "aux": empty}
-    loss = go.Figure()
-    for key, label in RUN_SERIES:
-        points = [(r["step"], r[key]) for r in rows if key in r and r.get("split") != "summary"]
-        if points:
-            loss.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=label,
-                                      mode="lines+markers"))
-    loss.update_layout(**LAYOUT, title="Loss", xaxis_title="step")
-    present = [k for k in AUX_SERIES if any(k in r for r in rows)]
-    aux = go.Figure()
-    for i, key in enumerate(present):
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        aux.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=key, mode="lines",
-                                 visible=True if i < 2 or key.startswith("rewards/") else "legendonly"))
-    aux.update_layout(**LAYOUT, title="Learning rate, grad norm, throughput (click the legend to show more)",
-                      xaxis_title="step")
-    return {"loss": loss, "aux": aux}
+    return {"loss": loss_overlay([(source, "", rows)]), "aux": aux_panels(rows, run_color(source))}
+
+
+def aux_panels(rows: Sequence[Mapping[str, Any]], color: str) -> go.Figure:
+    """The series other than the loss, a small panel each (own y axis), two panels a line, sharing the steps."""
+    from plotly.subplots import make_subplots
+
+    shown = [(title, keys) for title, keys in AUX_PANELS if any(k in r for r in rows for k in keys)]
+    if not shown:
+        return empty_figure("Only the loss is logged for this run.")
+    lines = math.ceil(len(shown) / 2)
+    fig = make_subplots(rows=lines, cols=min(2, len(shown)), subplot_titles=[t for t, _ in shown],
+                        vertical_spacing=min(0.25, 0.4 / lines), horizontal_spacing=0.1)
+    for i, (_, keys) in enumerate(shown):
+        for key in keys:
+            steps, values = series(rows, key)
+            fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines", showlegend=len(keys) > 1,
+                                     line=dict(color=color, dash=REWARD_DASH.get(key, "solid"))),
+                          row=i // 2 + 1, col=i % 2 + 1)
+    fig.update_yaxes(exponentformat="e", rangemode="tozero")  # a learning rate reads 2e-5, not 0.00002
+    # The legend (DPO's three rewards) under the panels: at the top it would cover a panel's title.
+    fig.update_layout(**{**LAYOUT, "height": 100 + 220 * lines, "margin": dict(l=60, r=20, t=40, b=40),
+                         "legend": dict(orientation="h", yanchor="top", y=-0.4 / lines, xanchor="left", x=0)})
+    return fig
 
 
 def ratings_plot(ratings: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -176,33 +268,42 @@ def win_matrix_plot(models: Sequence[str], rates: Sequence[Sequence[float | None
     return fig
 
 
+def bar_label(row: Mapping[str, Any]) -> str:
+    """A model's label on a chart axis: its name (``name``, else ``model``), wrapped."""
+    return wrap_label(row.get("name") or row["model"])
+
+
 def metric_panels(rows: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str, str]], *,
                   columns: int = 3) -> go.Figure:
-    """One small bar chart per metric, a bar per model (``rows``: ``{"model", <metric>: value}``); metrics no
-    model has are left out. Scales differ (perplexity in the thousands, ROUGE-L in 0-1), hence a panel each."""
+    """One small bar chart per metric, a horizontal bar per model in the model's colour (``rows``: ``{"model",
+    "name", <metric>: value}``; names on the y axis, wrapped, never overlapping); metrics no model has are left
+    out. Scales differ (perplexity in the thousands, ROUGE-L in 0-1), hence a panel each. Every panel lists the
+    models in the same order, so a model sits at the same height in each."""
     from plotly.subplots import make_subplots
 
     shown = [(key, title) for key, title in metrics if any(r.get(key) is not None for r in rows)]
     if not shown:
         return empty_figure("No finished evaluation yet.")
-    lines = math.ceil(len(shown) / columns)
-    width = min(columns, len(shown))
+    lines, width = math.ceil(len(shown) / columns), min(columns, len(shown))
+    colors = run_colors([r["model"] for r in rows])
+    order = list(reversed([bar_label(r) for r in rows]))  # the first model on top
+    panel = max(150, 40 + 34 * len(rows))
     fig = make_subplots(rows=lines, cols=width, subplot_titles=[title for _, title in shown],
-                        vertical_spacing=0.5 / lines, horizontal_spacing=0.08)
-    palette = ["#6366f1", "#10b981", "#f59e0b", "#ef4444", "#3b82f6", "#8b5cf6", "#14b8a6", "#64748b"]
+                        vertical_spacing=min(0.3, 70 / (panel * lines)), horizontal_spacing=0.16)
     for i, (key, _) in enumerate(shown):
         present = [r for r in rows if r.get(key) is not None]
-        fig.add_trace(go.Bar(x=[short_name(r["model"]) for r in present], y=[r[key] for r in present],
-                             showlegend=False, marker_color=[palette[rows.index(r) % len(palette)] for r in present],
+        fig.add_trace(go.Bar(y=[bar_label(r) for r in present], x=[r[key] for r in present], orientation="h",
+                             showlegend=False, marker_color=[colors[r["model"]] for r in present],
                              text=[f"{r[key]:.0f}" if abs(r[key]) >= 100 else f"{r[key]:.3g}" for r in present],
-                             textposition="outside", cliponaxis=False, customdata=[r["model"] for r in present],
-                             hovertemplate="%{customdata}: %{y:.4g}<extra></extra>"),
+                             textposition="outside", cliponaxis=False,
+                             customdata=[r.get("name") or r["model"] for r in present],
+                             hovertemplate="%{customdata}: %{x:.4g}<extra></extra>"),
                       row=i // width + 1, col=i % width + 1)
         top = max(r[key] for r in present)
-        fig.update_yaxes(range=[0, top * 1.2 if top > 0 else 1], row=i // width + 1, col=i % width + 1)
-    fig.update_xaxes(type="category", tickangle=-20 if len(rows) > 2 else 0)
-    fig.update_layout(**{**LAYOUT, "height": 60 + 270 * lines, "margin": dict(l=40, r=20, t=50, b=40)},
-                      bargap=0.35)
+        fig.update_xaxes(range=[0, top * 1.3 if top > 0 else 1], row=i // width + 1, col=i % width + 1)
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=order, automargin=True)
+    fig.update_layout(**{**LAYOUT, "height": 50 + (panel + 70) * lines, "margin": dict(l=20, r=30, t=50, b=30)},
+                      bargap=0.3)
     return fig
 
 
@@ -212,19 +313,22 @@ def short_name(model: str) -> str:
 
 
 def human_vs_judge(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
-    """Per model, the human win rate beside the judge's (both 0-1, ties half): do people and the judge agree?"""
-    series = (("human_win_rate", "people (labeling campaign)", COLORS["prompt"]),
-              ("judge_win_rate", "LLM judge", COLORS["response"]))
-    present = [r for r in rows if any(r.get(key) is not None for key, _, _ in series)]
+    """Per model, the human win rate beside the judge's (both 0-1, ties half): do people and the judge agree?
+    Horizontal bars, the models' names (``name``, else ``model``) on the y axis."""
+    series_ = (("human_win_rate", "people (labeling campaign)", COLORS["prompt"]),
+               ("judge_win_rate", "LLM judge", COLORS["response"]))
+    present = [r for r in rows if any(r.get(key) is not None for key, _, _ in series_)]
     if not present:
         return empty_figure("No human votes or judge verdicts yet.")
     fig = go.Figure()
-    for key, name, color in series:
-        fig.add_trace(go.Bar(x=[short_name(r["model"]) for r in present], y=[r.get(key) for r in present], name=name,
-                             marker_color=color, cliponaxis=False, textposition="outside",
+    for key, name, color in reversed(series_):  # people's bar above the judge's in each group
+        fig.add_trace(go.Bar(y=[bar_label(r) for r in present], x=[r.get(key) for r in present], name=name,
+                             orientation="h", marker_color=color, cliponaxis=False, textposition="outside",
                              text=[f"{r[key]:.0%}" if r.get(key) is not None else "" for r in present]))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="gray")
-    fig.update_layout(**LAYOUT, barmode="group", title="Win rate: people vs judge (ties count half)",
-                      yaxis=dict(range=[0, 1.1], tickformat=".0%"))
-    fig.update_xaxes(type="category")
+    fig.add_vline(x=0.5, line_dash="dot", line_color="gray")
+    fig.update_layout(**{**LAYOUT, "height": 140 + 56 * len(present)}, barmode="group",
+                      title="Win rate: people vs judge (ties count half)",
+                      xaxis=dict(range=[0, 1.12], tickformat=".0%"), legend_traceorder="reversed")
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=[bar_label(r) for r in reversed(present)],
+                     automargin=True)
     return fig
