@@ -45,6 +45,7 @@ def prepare(home: Path, labelers: int, pairs: int, votes_per_pair: int) -> str:
     from lab.label.campaigns import create_campaign
 
     lab = lab_home(home)
+    add_account("admin", "admin", PASSWORD, home=lab)  # the first account is an admin
     for i in range(labelers):
         add_account(f"labeler{i:02d}", "labeler", PASSWORD, home=lab)
     rows = [{"prompt": f"Prompt {i}: explain item {i} briefly.", "base": f"Item {i} is a thing.",

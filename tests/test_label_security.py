@@ -181,6 +181,7 @@ def test_the_password_is_hashed_off_the_event_loop(home, monkeypatch):
     checked; a check on the loop would block it here until the wait below gives up, and the sign-in would fail."""
     from lab.ui import server
 
+    accounts.add_account("boss", "admin", PASSWORDS["boss"], home=home)  # the first account is an admin
     accounts.add_account("ann", "labeler", PASSWORDS["ann"], home=home)
     checking, release = threading.Event(), threading.Event()
     real_check = accounts.check_password

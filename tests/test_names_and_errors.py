@@ -98,6 +98,7 @@ def test_names_are_matched_whole_and_accounts_keep_their_at_sign(module_home: Ho
     cfg = TrainConfig(name=" spaced-out ")
     cfg.validate(cuda=False)
     assert cfg.name == "spaced-out"
+    add_account("boss", "admin", "a good password", home=module_home)  # the first account is an admin
     assert add_account("ann@example.org", "labeler", "a good password", home=module_home).name == "ann@example.org"
     with pytest.raises(LabError, match="Run name 'a@b' is not allowed"):
         TrainConfig(name="a@b").validate(cuda=False)
@@ -146,7 +147,8 @@ def test_app_refuses_bad_names_with_the_cli_message(client: Client):
         "Dataset name": lambda name: client.predict(source=data, name=name, api_name="/data_import")[0],
         "Recipe name": lambda name: client.predict(recipe_name=name, api_name="/train_save_recipe")[0],
         "Run name": lambda name: client.predict(name=name, dataset="no-such-dataset", api_name="/train_estimate")[0],
-        "Campaign name": lambda name: client.predict(name=name, prompts="", api_name="/label_create")[0],
+        "Campaign name": lambda name: client.predict(name=name, prompts="", responses_file=None, gold_file=None,
+                                                     api_name="/label_create")[0],
         "Account name": lambda name: client.predict(name=name, password="a good password",
                                                     api_name="/label_add_account")[0],
     }
@@ -177,8 +179,9 @@ def test_a_refused_upload_is_not_kept_and_an_accepted_one_stays_for_the_save(cli
 
     path, status = uploaded(client, write_sft(tmp_path / "good chats.jsonl"))
     assert "**Valid rows** 3 / 3" in status
-    kept = Path(path)
-    assert kept.is_relative_to(uploads) and kept.read_bytes() == (tmp_path / "good chats.jsonl").read_bytes()
+    assert path.startswith("upload:") and path.endswith("/good chats.jsonl")  # a name, not the server's path
+    kept = uploads / path.removeprefix("upload:")
+    assert kept.read_bytes() == (tmp_path / "good chats.jsonl").read_bytes()
     status = client.predict(source=path, name="from-upload", api_name="/data_import")[0]
     assert "Saved **from-upload@" in status and kept.exists()
 

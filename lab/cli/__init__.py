@@ -36,7 +36,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from lab import __version__
-    from lab.cli import chat, compare, data, eval as evaluate, label, train
+    from lab.cli import chat, compare, data, eval as evaluate, label, space, train
 
     parser = argparse.ArgumentParser(prog="python -m lab", description="The fine-tuning lab: data → SFT → "
                                      "human preferences → DPO → evaluation.")
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(commands)
     compare.register(commands)
     chat.register(commands)
+    space.register(commands)
     return parser
 
 

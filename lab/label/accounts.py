@@ -1,14 +1,17 @@
-"""Labeler and admin accounts: names, roles and salted PBKDF2 password hashes in the store.
+"""Labeler and admin accounts: names, roles and salted PBKDF2 password hashes in the store, and Hugging Face
+users given a role by the operator (``LAB_HF_ADMINS``, ``LAB_HF_LABELERS``).
 
-Sign-in is Gradio's own login page, switched on when the app starts with at least one account; with
-none, the app is a single-user local tool and whoever opens it is the admin. Roles are checked on the
-server in every labeling handler, not only by hiding tabs.
+Sign-in is asked for as soon as it is required (``sign_in_required``: an account exists, or Hugging Face sign-in
+is configured), checked on every request, so an account takes effect at once; with neither, the app is a
+single-user local tool and whoever opens it is the admin. Roles are read from the store on every request and
+checked on the server in every labeling handler, not only by hiding tabs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -22,6 +25,14 @@ ITERATIONS = 200_000
 NAME_EXTRA = "@"  # account names may be e-mail addresses
 LOCAL = "local"  # the identity of everyone when sign-in is off
 UNKNOWN_NAME_HASH = f"pbkdf2_sha256${ITERATIONS}$no-such-account${'0' * 64}"  # checked against, never matched
+# Hugging Face users are named "hf:<username>" in the lab (votes, stats): a local account name cannot hold ':', so
+# the two never collide.
+HF_PREFIX = "hf:"
+HF_ADMINS_ENV = "LAB_HF_ADMINS"  # comma-separated Hugging Face usernames who are admins
+HF_LABELERS_ENV = "LAB_HF_LABELERS"  # comma-separated usernames who may label, or "*" for any signed-in user
+ANYONE = "*"
+FIRST_ADMIN = ("The first account must be an admin: as soon as an account exists the lab asks everyone to sign in, "
+               "and only an admin can open the full lab (and add the other accounts).")
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ def add_account(name: str, role: str, password: str, *, home: Home | None = None
     with store.write() as conn:
         if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
             raise LabError(f"An account named {name} exists already.")
+        if role != "admin" and not conn.execute("SELECT 1 FROM accounts WHERE role = 'admin' LIMIT 1").fetchone():
+            raise LabError(FIRST_ADMIN)
         conn.execute("INSERT INTO accounts (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
                      (name, role, hash_password(password), now()))
     return Identity(name, role)
@@ -80,18 +93,52 @@ def list_accounts(*, home: Home | None = None) -> list[dict[str, str]]:
     return Store(home or lab_home()).query("SELECT name, role, created_at FROM accounts ORDER BY role, name")
 
 
+def hf_users(variable: str) -> set[str]:
+    """The Hugging Face usernames listed in the environment variable ``variable`` (read on each call, so a changed
+    Space secret applies after the Space restarts it, and a test may set it)."""
+    return {name.strip().lower() for name in os.environ.get(variable, "").split(",") if name.strip()}
+
+
+def hf_sign_in() -> bool:
+    """Whether Hugging Face sign-in is configured (either list set)."""
+    return bool(hf_users(HF_ADMINS_ENV) or hf_users(HF_LABELERS_ENV))
+
+
+def hf_role(username: str) -> str | None:
+    """The role the operator gave the Hugging Face user ``username``, if any: admins first, then labelers."""
+    username = username.lower()
+    if username in hf_users(HF_ADMINS_ENV):
+        return "admin"
+    labelers = hf_users(HF_LABELERS_ENV)
+    return "labeler" if username in labelers or ANYONE in labelers else None
+
+
 def sign_in_required(home: Home | None = None) -> bool:
-    return bool(Store(home or lab_home()).query("SELECT 1 FROM accounts LIMIT 1"))
+    """Whether callers must sign in now: an account exists, or Hugging Face sign-in is configured. Asked on every
+    request, so the first account switches sign-in on at once."""
+    return hf_sign_in() or bool(Store(home or lab_home()).query("SELECT 1 FROM accounts LIMIT 1"))
+
+
+def identity_of(name: str | None, *, home: Home | None = None) -> Identity | None:
+    """The signed-in ``name`` (an account, or ``hf:<username>``) with its role now, or None if it has none."""
+    if not name:
+        return None
+    if name.startswith(HF_PREFIX):
+        role = hf_role(name[len(HF_PREFIX):])
+    else:
+        role = role_of(name, home=home)
+    return Identity(name, role) if role else None
 
 
 def identify(username: str | None, *, sign_in: bool, home: Home | None = None) -> Identity:
-    """Who is calling: the signed-in account, or the local admin when the app runs without sign-in."""
-    if not sign_in:
+    """Who is calling: the signed-in account, or the local admin when sign-in is off (``sign_in`` False: the app
+    was built without sign-in; or no account exists and Hugging Face sign-in is not configured)."""
+    if not sign_in or not sign_in_required(home):
         return Identity(LOCAL, "admin")
-    role = role_of(username, home=home) if username else None
-    if role is None:
+    identity = identity_of(username, home=home)
+    if identity is None:
         raise LabError("Sign in first: this lab requires an account.")
-    return Identity(username, role)
+    return identity
 
 
 def require_admin(who: Identity) -> None:

@@ -7,9 +7,17 @@ Run it::
     LAB_HOME=/data/lab LAB_PORT=8080 python app.py
 
 Two Gradio apps share one server: the full lab at ``/`` and the labeling page alone at ``/label``. With
-no accounts in the store the lab is a local single-user tool and both are open; once accounts exist
-(``python -m lab label user add``), both ask to sign in when the app starts: ``/`` admits admins only,
-``/label`` any account.
+no accounts in the store (and no Hugging Face sign-in configured) the lab is a local single-user tool and both
+are open. As soon as the first account exists (an admin: ``python -m lab label user add NAME --role admin``,
+or the Label tab's Accounts), both ask to sign in, on the next request, without a restart: ``/`` admits admins
+only, ``/label`` any account, and a labeler who signs in at ``/`` is sent on to ``/label/``. Roles are read
+from the store on every request (``lab.ui.server.sign_in_per_request``). With ``LAB_HF_ADMINS`` or
+``LAB_HF_LABELERS`` set, people may also sign in with Hugging Face (Gradio's OAuth; a local mock off a Space),
+and their role comes from those lists (``lab.label.accounts.hf_role``).
+
+Banners at the top of the lab say what an operator must know: a Space without persistent storage, training
+switched off (``LAB_NO_TRAINING``, set by the Space's entry without a GPU); see ``lab.space`` and
+docs/space.md.
 
 Heavy libraries (torch, transformers, trl) are imported inside handlers, never here, so the
 app starts in a few seconds.
@@ -23,12 +31,14 @@ import os
 from typing import Sequence
 
 import gradio as gr
+from fastapi import FastAPI
 
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
-from lab.label.accounts import sign_in_required
+from lab.label.accounts import hf_sign_in
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
+from lab.space import banners
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
 from lab.ui.common import wire_on_show
 
@@ -47,6 +57,8 @@ CSS = """
                 background: #ffffff; }
 .prose.lab-warning { background: #fff7ed; border: 1px solid #fdba74; border-radius: 8px; padding: 8px 12px;
                      color: #7c2d12; }
+.block.lab-banner { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 8px 14px; }
+.block.lab-banner p { margin: 0; color: #78350f; }
 """
 TAB_ORDER = ("Data", "Train", "Compare", "Label", "Eval")
 GRACEFUL_STOP_S = 3  # seconds a stopping server waits for open connections
@@ -56,9 +68,12 @@ CACHE_KEPT_S = (3600, 3600)
 
 
 def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = False) -> gr.Blocks:
-    """The app's Blocks, reading and writing under ``home`` (default: ``$LAB_HOME`` or ./lab_home)."""
+    """The app's Blocks, reading and writing under ``home`` (default: ``$LAB_HOME`` or ./lab_home). ``sign_in``:
+    the handlers ask who is calling (``lab.label.accounts.identify``); without it everyone is the local admin."""
     home = home if isinstance(home, Home) else lab_home(home)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_KEPT_S) as demo:
+        for text in banners(home):
+            gr.Markdown(f"⚠ **{text}**", elem_classes="lab-banner")
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             for title in TAB_ORDER:
@@ -80,6 +95,26 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
     return demo
 
 
+def with_hf_sign_in(page: gr.Blocks) -> gr.Blocks:
+    """``page`` with Gradio's "Sign in with Hugging Face" button at its top when Hugging Face sign-in is configured
+    (the button is what makes Gradio add its OAuth routes; once signed in it reads "Sign out (name)")."""
+    if hf_sign_in():
+        with page, gr.Row():
+            # No icon: Gradio serves its logo through the file routes, which the labeling page refuses.
+            gr.LoginButton(logout_value="Sign out of Hugging Face ({})", size="sm", icon=None, scale=0,
+                           min_width=260)
+        page.children.insert(0, page.children.pop())  # added last, shown first
+    return page
+
+
+def sign_in_message(text: str, throttle: SignInThrottle, *, target: str) -> str:
+    """What Gradio's sign-in page shows above its form (HTML): ``text``, the Hugging Face link when that sign-in is
+    configured (back to ``target`` afterwards), and the throttle's rule."""
+    link = (f' Or <a href="/login/huggingface?_target_url={target}"><b>sign in with Hugging Face</b></a> (for the '
+            "usernames the operator listed).") if hf_sign_in() else ""
+    return f"{text}{link} {throttle.rule()}"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Start the fine-tuning lab's web app.")
     parser.add_argument("--host", default=os.environ.get("LAB_HOST", "127.0.0.1"),
@@ -95,7 +130,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
-    from fastapi import FastAPI
 
     args = parse_args(argv)
     if args.allow_path:  # lab.paths reads the allow-list from the environment, as handlers run
@@ -104,7 +138,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     home = lab_home(args.home)
     os.environ.update(home.kernel_cache_env())  # Compare generates in this process (lab.decode compiles)
     keep_ticking(home)  # queued runs start within seconds of a GPU coming free, whoever died (lab.housekeeping)
-    sign_in = sign_in_required(home)
+    app = server_app(home)
+    print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/; sign-in as soon as an account "
+          f"exists{'; Sign in with Hugging Face on' if hf_sign_in() else ''})", flush=True)
+    # A browser's open event stream would otherwise hold a stop (Ctrl-C, SIGTERM) for as long as it stays open.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_STOP_S)
+
+
+def server_app(home: Home) -> FastAPI:
+    """What the server serves: the full lab at ``/`` and the labeling page at ``/label``, with sign-in decided on
+    each request, and the middleware around them (``lab.ui.server``)."""
     common = dict(
         ssr_mode=False,
         run_history=False,  # the lab keeps its own records; no copies of dataset rows in the browser
@@ -114,24 +157,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         head=label_tab.SHORTCUTS,
     )
     throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
+    authenticate = server.authenticator(home, throttle)
     app = FastAPI()
+    # Both apps always have Gradio's sign-in; whether it is asked for is decided on each request (no account: open).
     # The labeling page serves no files: no allowed_paths, Gradio's file routes refused, and Gradio's own checks
     # told to refuse LAB_HOME and its caches, which hold copies of the admin app's downloads.
-    gr.mount_gradio_app(app, label_tab.labeling_app(home, sign_in), "/label",
-                        auth=server.authenticator(home, throttle) if sign_in else None,
-                        auth_message="Sign in to label. " + throttle.rule(), blocked_paths=server.unservable(home),
-                        **common)
-    gr.mount_gradio_app(app, build_app(home, sign_in=sign_in), "/",
-                        auth=server.authenticator(home, throttle, admin_only=True) if sign_in else None,
-                        auth_message="Admins sign in here; labelers sign in at /label/. " + throttle.rule(),
+    gr.mount_gradio_app(app, with_hf_sign_in(label_tab.labeling_app(home, True)), "/label", auth=authenticate,
+                        auth_message=sign_in_message("Sign in to label.", throttle, target="/label/"),
+                        blocked_paths=server.unservable(home), **common)
+    gr.mount_gradio_app(app, with_hf_sign_in(build_app(home, sign_in=True)), "/", auth=authenticate,
+                        auth_message=sign_in_message("Sign in to the lab; labelers are sent on to the labeling page.",
+                                                     throttle, target="/"),
                         allowed_paths=[str(home.exports)], **common)
+    server.sign_in_per_request(app, home, admin_at="/", labeling_at="/label")
     app.add_middleware(server.NoFilesUnder, prefix="/label")
     app.add_middleware(server.ClientAddress)
-    print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/"
-          f"{'; sign-in required' if sign_in else ''})", flush=True)
-    # A browser's open event stream would otherwise hold a stop (Ctrl-C, SIGTERM) for as long as it stays open.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_STOP_S)
-
+    return app
 
 if __name__ == "__main__":
     main()

@@ -1,27 +1,37 @@
-"""What the server adds around its two Gradio apps (``lab.ui.app.main``): sign-in that is throttled and hashes
-passwords off the event loop, and a labeling mount that serves no files.
+"""What the server adds around its two Gradio apps (``lab.ui.app.main``): sign-in that is throttled, hashes
+passwords off the event loop and is decided on every request, and a labeling mount that serves no files.
 
 Gradio's login route calls ``auth(name, password)`` with nothing else, and awaits it when it is a coroutine
 function; a plain function would run PBKDF2 (~0.1 s) on the event loop and stall every other request. So
 ``authenticator`` is async and hashes in a small thread pool, and ``ClientAddress`` gives it the caller's address,
 which Gradio does not.
+
+Gradio decides once, when an app is mounted, whether it asks to sign in (``auth``), and then asks one dependency,
+``get_current_user``, who each request comes from. The lab always mounts with ``auth`` and overrides that
+dependency (``sign_in_per_request``): with no account (and no Hugging Face sign-in) every request is the local
+admin, so the lab stays open; once an account exists, a request is whoever its session names, with the role the
+store gives now. Both apps share one set of sessions, so a labeler who signs in at ``/`` is sent on to ``/label/``
+already signed in, and a Hugging Face session (Gradio's OAuth, ``request.session``) counts at both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from functools import partial
+from typing import Any
 
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from starlette.responses import PlainTextResponse
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.errors import LabError
 from lab.home import Home
-from lab.label.accounts import verify
+from lab.label.accounts import HF_PREFIX, LOCAL, identity_of, sign_in_required, verify
 from lab.label.throttle import SignInThrottle
 
 HASH_WORKERS = 2  # passwords hashed at once: a burst of sign-ins queues rather than take every core from the pages
@@ -35,9 +45,10 @@ FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/", "/gradio_api/proxy=", "
                "/gradio_api/deep_link")
 
 
-def authenticator(home: Home, throttle: SignInThrottle, *,
-                  admin_only: bool = False) -> Callable[[str, str], Awaitable[bool]]:
-    """Gradio's ``auth``: whether ``name`` may sign in with ``password`` (at ``/``, admins only)."""
+def authenticator(home: Home, throttle: SignInThrottle) -> Callable[[str, str], Awaitable[bool]]:
+    """Gradio's ``auth``: whether ``name`` may sign in with ``password``. Any account may, at either app: what it
+    may then reach is decided on each request (``sign_in_per_request``), and a labeler at ``/`` is sent on to
+    ``/label/`` rather than told the password is wrong."""
 
     async def sign_in(name: str, password: str) -> bool:
         address = CLIENT_ADDRESS.get()
@@ -51,10 +62,85 @@ def authenticator(home: Home, throttle: SignInThrottle, *,
                                                                                       home=home))
         if identity is None:
             return False
-        throttle.succeeded(name, address)  # the password was right, even where the role is not
-        return identity.is_admin or not admin_only
+        throttle.succeeded(name, address)
+        return True
 
     return sign_in
+
+
+def gradio_app(parent: FastAPI, path: str) -> Any:
+    """The Gradio app ``gr.mount_gradio_app`` mounted on ``parent`` at ``path``."""
+    for route in parent.routes:
+        if isinstance(route, Mount) and route.path == path.rstrip("/"):
+            return route.app
+    raise LookupError(f"No app is mounted at {path}.")
+
+
+def sign_in_per_request(parent: FastAPI, home: Home, *, admin_at: str, labeling_at: str) -> None:
+    """Make the Gradio apps mounted at ``admin_at`` (admins only) and ``labeling_at`` (any role) decide sign-in on
+    every request: they share one set of password sessions (one cookie), and Gradio's ``get_current_user`` is
+    replaced by ``current_user``."""
+    admin, labeling = gradio_app(parent, admin_at), gradio_app(parent, labeling_at)
+    labeling.tokens, labeling.cookie_id = admin.tokens, admin.cookie_id
+    for app, admin_only in ((admin, True), (labeling, False)):
+        app.dependency_overrides[gradio_user_dependency(app)] = current_user(app, home, admin_only=admin_only,
+                                                                             labeling_url=labeling_at.strip("/") + "/")
+
+
+def gradio_user_dependency(app: Any) -> Callable:
+    """Gradio's ``get_current_user``: the dependency its page, API and queue routes ask who is calling, found among
+    what its page route (``/``) depends on."""
+    for route in app.routes:
+        if getattr(route, "path", None) == "/" and hasattr(route, "dependant"):
+            for dependency in route.dependant.dependencies:
+                if getattr(dependency.call, "__name__", None) == "get_current_user":
+                    return dependency.call
+    raise RuntimeError("This Gradio version's page route does not ask get_current_user who is calling: sign-in "
+                       "cannot be decided per request.")
+
+
+def current_user(app: Any, home: Home, *, admin_only: bool, labeling_url: str) -> Callable[[Request],
+                                                                                        Awaitable[str | None]]:
+    """The dependency that replaces Gradio's ``get_current_user``: the caller's name, or None (Gradio then shows
+    its sign-in page, or answers 401). A labeler's request for the admin app's page is redirected to the
+    labeling page instead."""
+
+    async def user(request: Request) -> str | None:
+        if not sign_in_required(home):
+            return LOCAL  # no accounts: the local single-user lab, open to whoever reaches it
+        identity = identity_of(session_name(app, request), home=home)
+        if identity is None:
+            return None
+        if admin_only and not identity.is_admin:
+            if request.method == "GET" and route_path(request.scope) in ("", "/"):
+                raise HTTPException(status_code=303, headers={"Location": labeling_url},
+                                    detail=f"{identity.name} is a labeler: the labeling page is at /{labeling_url}.")
+            return None
+        return identity.name
+
+    return user
+
+
+def session_name(app: Any, request: Request) -> str | None:
+    """Who the request's session names: a password sign-in (Gradio's token cookie), else a Hugging Face sign-in
+    (``hf:<username>``, from Gradio's OAuth session when the app has a login button)."""
+    token = (request.cookies.get(f"access-token-{app.cookie_id}")
+             or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))
+    name = app.tokens.get(token) if token else None
+    if name:
+        return name
+    username = hf_username(request.scope.get("session"))
+    return HF_PREFIX + username if username else None
+
+
+def hf_username(session: dict | None) -> str | None:
+    """The Hugging Face username of a valid OAuth sign-in in ``session`` (Gradio's ``oauth_info``), if any."""
+    info = (session or {}).get("oauth_info") or {}
+    expires_at = info.get("expires_at")
+    if expires_at is not None and expires_at < time.time():
+        return None
+    return (info.get("userinfo") or {}).get("preferred_username")
+
 
 
 class ClientAddress:
