@@ -2,13 +2,16 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 
-.PHONY: run test install install-test browser
+.PHONY: run test screenshots install install-test browser
 
 run: install            ## install what the app needs and start it on http://127.0.0.1:7860
 	$(PYTHON) app.py
 
 test: install-test      ## install what the tests need and run the whole suite
 	$(PYTHON) -m pytest
+
+screenshots: install-test  ## rewrite the README's loop screenshots (docs/img/loop-*.png) from the browser loop test
+	LAB_SCREENSHOTS=docs/img $(PYTHON) -m pytest tests/test_browser_loop.py -q
 
 install:
 	$(PIP) -r requirements.txt

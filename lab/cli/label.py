@@ -153,8 +153,12 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     board = leaderboard(get_campaign(args.id).id)  # an unknown id is an error, not an empty board
 
     def human() -> None:
+        from lab.catalog import display_names
+
+        names = display_names(r["source"] for r in board["ratings"])
         for r in board["ratings"]:
-            print(f"{r['source']:<40} {r['rating']:7.1f}  [{r['low']}, {r['high']}]  {r['comparisons']} comparisons")
+            print(f"{names[r['source']]:<40} {r['rating']:7.1f}  [{r['low']}, {r['high']}]  {r['comparisons']} "
+                  "comparisons")
 
     emit(args, board, human)
     return 0

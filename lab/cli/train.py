@@ -104,9 +104,13 @@ def run_list(args: argparse.Namespace) -> int:
     def human() -> None:
         if not runs:
             print("no runs yet: python -m lab train recipes/tiny-sft.yaml")
+        from lab.catalog import display_names
+
+        models = display_names(run.model for run in runs)  # a run trained from an earlier run shows its name
         for run in runs:
             loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
-            print(f"{run.id:<34} {run.status:<10} {run.method:<6} {run.model[:28]:<28} {run.dataset[:28]:<28} {loss}")
+            print(f"{run.id:<34} {run.name[:24]:<24} {run.status:<10} {run.method:<6} {models[run.model][:24]:<24} "
+                  f"{run.dataset[:28]:<28} {loss}")
 
     emit(args, [r.summary() for r in runs], human)
     return 0

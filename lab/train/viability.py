@@ -86,7 +86,7 @@ def remedies(cfg: TrainConfig, steps: Steps) -> str:
     """Concrete changes that give the run steps with a learning rate above 0, each with its step count."""
     options = [f"warmup_ratio 0 ({steps.total} step{'s' if steps.total != 1 else ''} at {cfg.lr:g})"]
     more = trainable(cfg, steps.rows, steps.processes)
-    if more.values:
+    if set(more.values) - {"warmup_ratio"}:  # warm-up off alone is the first option already
         changes = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in more.values.items())
         warm = f"{more.steps.warmup} of them warm-up" if more.steps.warmup else "no warm-up"
         options.append(f"{changes} ({more.steps.total} steps, {warm})")
