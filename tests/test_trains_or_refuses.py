@@ -87,6 +87,11 @@ def test_the_dpo_proposal_trains_on_three_pairs_and_the_adapter_moves(home):
     assert steps.total >= 10 and steps.warmup == 0 and cfg.warmup_ratio == 0 and cfg.method == "dpo"
     assert proposal.text.startswith(f"3 pairs of {ref(home, 'three-pairs')} make {steps.total} optimizer steps")
     assert "at learning rate 0.0005" in proposal.text  # the tiny model's usual DPO rate, not a 7B model's
+    # Laid over a form that still holds an SFT run's settings (as "Train DPO on this" does), it still trains.
+    sft_form = dataclasses.asdict(TrainConfig(max_steps=40, max_length=256, eval_split="validation"))
+    laid_over = from_dict(TrainConfig, {**sft_form, **proposal.values})
+    laid_over.validate(cuda=False)  # raises on max_prompt_length >= max_length, as Start did
+    assert count_steps(laid_over, PAIRS).total == steps.total and laid_over.eval_split == "none"
     with pytest.raises(LabError, match="needs preference pairs"):
         propose_dpo("three-short", "tiny", home)
     printed = lab(home, "train", "--propose-dpo", "three-pairs", "--model", "tiny")

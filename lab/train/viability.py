@@ -169,6 +169,11 @@ def propose_dpo(dataset_ref: str, model: str, home: Home) -> Proposal:
     values = {"method": "dpo", "dpo_adapter": base.dpo_adapter, "model": model, "dataset": version.ref,
               "batch_size": base.batch_size, "grad_accum": base.grad_accum, "epochs": base.epochs,
               "warmup_ratio": base.warmup_ratio, **plan.values, "learning_rate": rate,
+              # Every field the schedule and the refusals read, so nothing left in a form from an SFT run (a
+              # max_steps, a max_length below DPO's prompt length) overrides the proposal.
+              "max_steps": base.max_steps, "max_length": base.max_length,
+              "max_prompt_length": base.max_prompt_length,
+              "eval_split": "validation" if version.rows.get("validation") else "none",
               "name": derived_name(version.name, prefix="dpo-")}
     if not plan.steps.trains:
         raise LabError(f"Dataset {version.ref} has no {base.train_split} pairs to train on; export a campaign "
