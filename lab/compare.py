@@ -294,11 +294,10 @@ def used_config(run: Any, home: Home | None = None) -> dict[str, Any]:
     the run's ``summary.json`` and the speed and memory settings from its ``speed.json`` (both written by the
     worker; absent before it got that far, when ``auto`` stays). Decided values read ``VALUE (auto)``; a base model
     that is an earlier run reads as that run's name."""
+    from lab.catalog import display_name
     from lab.train.convert import precompute_reference
     from lab.train.samples import read_summary
     from lab.train.speed import SpeedPlan, read_plan
-
-    from lab.catalog import display_name
 
     cfg, used = run.train_config, dict(run.config)
     used["model"] = display_name(cfg.model, home)  # a run trained from another names it (run:<id> → its name)

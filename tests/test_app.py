@@ -71,7 +71,6 @@ def test_app_starts_in_under_ten_seconds(lab_app: AppServer):  # noqa: F811
 
 def test_check_bundled_sft_sample_reports_format_kind_and_rows(client: Client):
     from lab.data.pipeline import check_file
-
     from lab.data.sources import SAMPLES
 
     path = client.predict(choice="SFT conversations", api_name="/data_sample")

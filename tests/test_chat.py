@@ -77,8 +77,8 @@ def text_of(message: dict) -> str:
 
 
 def test_playground_two_at_once_through_the_app(lab_app):
-    from lab.models import tiny_model_path
     from lab.home import lab_home
+    from lab.models import tiny_model_path
 
     client = Client(lab_app.url, verbose=False)
     a, b = "tiny", str(tiny_model_path(lab_home(lab_app.home)))  # the same weights under two names

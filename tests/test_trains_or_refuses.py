@@ -135,3 +135,21 @@ def test_a_server_without_training_refuses_runs_with_its_reason(home, monkeypatc
     monkeypatch.setenv("LAB_NO_TRAINING", "This Space runs on a CPU: training is off, labeling works.")
     with pytest.raises(LabError, match="This Space runs on a CPU"):
         create_run(TrainConfig(), home=home)
+
+
+def test_a_run_resumed_from_its_last_step_is_not_called_unchanged():
+    """Resuming a run whose checkpoint is its last step takes no step, and its result is that checkpoint's weights,
+    trained before; a fresh run that takes no step did not train."""
+    import types
+
+    import torch
+    from transformers import TrainerState
+
+    from lab.train.callbacks import ChangeWatch
+
+    holder = types.SimpleNamespace(model=torch.nn.Linear(2, 2), optimizer=None)  # what ChangeWatch reads of a trainer
+    for global_step, expected in ((10, None), (0, "The model did not change: the run took no optimizer step")):
+        watch = ChangeWatch(holder)
+        watch.on_train_begin(None, TrainerState(max_steps=10, global_step=global_step), None)
+        verdict = watch.verdict()
+        assert verdict == expected if expected is None else verdict.startswith(expected), verdict

@@ -9,6 +9,7 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from lab.catalog import display_names
 from lab.home import Home, lab_home
 from lab.label.campaigns import Counts, campaign_counts, get_campaign
 from lab.label.results import agreement, campaign_votes, leaderboard
@@ -35,12 +36,13 @@ def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = 
                                           "pairwise_agreement", "cohen_kappa") if report[k] is not None}
         scalars["left_rate"] = report["position_bias"]["a_rate"]
         scalars["completion"] = counts.share
+        names = display_names((r["source"] for r in board["ratings"]), home)  # runs by the names people gave
         for rating in board["ratings"]:
-            scalars[f"rating/{rating['source']}"] = rating["rating"]
+            scalars[f"rating/{names[rating['source']]}"] = rating["rating"]
         run.log(scalars)
-        run.log({"ratings": wandb.Table(columns=["source", "rating", "low", "high", "comparisons"],
-                                        data=[[r["source"], r["rating"], r["low"], r["high"], r["comparisons"]]
-                                              for r in board["ratings"]]),
+        run.log({"ratings": wandb.Table(columns=["name", "source", "rating", "low", "high", "comparisons"],
+                                        data=[[names[r["source"]], r["source"], r["rating"], r["low"], r["high"],
+                                               r["comparisons"]] for r in board["ratings"]]),
                  "pairs": pairs_table(campaign.id, store, wandb)})
         return {"campaign": campaign.id, "url": run.url if online else None,
                 "offline_dir": None if online else str(run.dir).removesuffix("/files")}

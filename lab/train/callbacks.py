@@ -119,18 +119,23 @@ class ChangeWatch(TrainerCallback):
         self.before: dict[str, tuple[float, float]] = {}
         self.top_lr = 0.0
         self.steps = 0
+        self.finished_already = False  # resumed from a checkpoint at the last step: nothing was left to train
 
     def on_train_begin(self, args, state, control, **kwargs):
         from lab.train.viability import fingerprint
 
         self.before = fingerprint(self.trainer.model)
+        self.finished_already = 0 < state.max_steps <= state.global_step
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         self.steps += 1
         self.top_lr = max(self.top_lr, max(group["lr"] for group in self.trainer.optimizer.param_groups))
 
     def verdict(self) -> str | None:
-        """Why the model did not change, or None when it did."""
+        """Why the model did not change, or None when it did (or when a resumed run's checkpoint was its last step:
+        the checkpoint's weights, trained before, are the result)."""
         from lab.train.viability import fingerprint, unchanged
 
+        if self.finished_already and self.steps == 0:
+            return None
         return unchanged(self.before, fingerprint(self.trainer.model), self.top_lr, self.steps)
