@@ -57,6 +57,9 @@ def prepare(home: Path, labelers: int, pairs: int, votes_per_pair: int) -> str:
     return campaign.id
 
 
+SIGN_IN_S = 30.0  # seconds given to every labeler's sign-in before the clock starts
+
+
 def call(client: Any, url: str, api_name: str, *data: Any) -> list[Any]:
     response = client.post(f"{url}gradio_api/run/{api_name}", json={"data": list(data)})
     response.raise_for_status()
@@ -76,7 +79,7 @@ def sign_in(client: Any, url: str, name: str, rng: Any) -> None:
     response.raise_for_status()
 
 
-def labeler_loop(url: str, name: str, campaign_id: str, until: float, think: float,
+def labeler_loop(url: str, name: str, campaign_id: str, start_at: float, until: float, think: float,
                  out: list[dict[str, Any]]) -> None:
     import random
 
@@ -88,6 +91,8 @@ def labeler_loop(url: str, name: str, campaign_id: str, until: float, think: flo
     with httpx.Client(timeout=60) as client:
         sign_in(client, url, name, rng)
         pair = call(client, url, "label_next", campaign_id, False)
+        record["late"] = time.time() > start_at  # still signing in when the clock started
+        time.sleep(max(0.0, start_at - time.time()))  # everyone votes from the same moment, sign-ins done
         while pair[1] and time.time() < until:
             if think:
                 time.sleep(rng.uniform(0.5 * think, 1.5 * think))  # reading the two answers
@@ -106,9 +111,10 @@ def labeler_loop(url: str, name: str, campaign_id: str, until: float, think: flo
     out.append(record)
 
 
-def worker(url: str, names: list[str], campaign_id: str, until: float, think: float, queue: mp.Queue) -> None:
+def worker(url: str, names: list[str], campaign_id: str, start_at: float, until: float, think: float,
+           queue: mp.Queue) -> None:
     results: list[dict[str, Any]] = []
-    threads = [threading.Thread(target=labeler_loop, args=(url, n, campaign_id, until, think, results))
+    threads = [threading.Thread(target=labeler_loop, args=(url, n, campaign_id, start_at, until, think, results))
                for n in names]
     for thread in threads:
         thread.start()
@@ -149,19 +155,21 @@ def run_load(labelers: int, seconds: float, *, pairs: int, votes_per_pair: int, 
     try:
         url = server.url + "label/"
         names = [f"labeler{i:02d}" for i in range(labelers)]
-        until = time.time() + seconds
+        # The clock starts once every labeler has signed in: a sign-in's hash takes ~0.1 s of a core, and 50 of
+        # them (some retried after the throttle) would otherwise compete with the first seconds of voting.
+        start_at = time.time() + SIGN_IN_S
+        until = start_at + seconds
         queue: mp.Queue = mp.get_context("spawn").Queue()
         groups = [names[i::processes] for i in range(processes)]
         context = mp.get_context("spawn")
-        workers = [context.Process(target=worker, args=(url, group, campaign_id, until, think, queue)) for group in groups
-                   if group]
-        started = time.time()
+        workers = [context.Process(target=worker, args=(url, group, campaign_id, start_at, until, think, queue))
+                   for group in groups if group]
         for process in workers:
             process.start()
         records = [r for _ in workers for r in queue.get(timeout=seconds + 600)]
         for process in workers:
             process.join()
-        elapsed = time.time() - started
+        elapsed = time.time() - start_at
     finally:
         stop_app(server.process)
     latencies = [x for r in records for x in r["latencies"]]
@@ -171,6 +179,7 @@ def run_load(labelers: int, seconds: float, *, pairs: int, votes_per_pair: int, 
         "labelers": labelers, "think_seconds": think, "seconds": round(elapsed, 1), "votes_acknowledged": acknowledged,
         "votes_stored": store["stored"], "lost": acknowledged - store["stored"], "doubled": store["doubled"],
         "pairs_over_wanted": store["over_wanted"], "errors": sum(len(r["errors"]) for r in records),
+        "late_sign_ins": sum(r.get("late", False) for r in records),
         "votes_per_second": round(store["stored"] / elapsed, 1),
         "latency_ms": {"p50": round(1000 * statistics.median(latencies), 1),
                        "p95": round(1000 * percentile(latencies, 0.95), 1),
