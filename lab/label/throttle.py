@@ -39,7 +39,8 @@ class SignInThrottle:
     def rule(self) -> str:
         """The limit in words, for the sign-in page (which shows no reason when it refuses)."""
         return (f"After {self.limits['account']} wrong passwords an account waits up to {self.window_s:g} s "
-                "before it may try again.")
+                f"before it may try again. At most {self.limits['address']} sign-ins are checked at once from one "
+                "address: if many people sign in together and yours fails, try again in a few seconds.")
 
     def begin(self, name: str, address: str) -> None:
         """Count this sign-in as failed, or refuse it if its account or address has no failures left."""
