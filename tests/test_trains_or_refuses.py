@@ -78,6 +78,9 @@ def test_the_issue_s_reproduction_is_refused_before_launch(home):
                    "dataset=three-pairs", "--estimate", "--json")
     document = json.loads(estimate.stdout)
     assert estimate.returncode == 1 and "would not train" in document["refusal"] and document["total_steps"] == 1
+    # The estimate and Start name the same version, not one the name as typed and the other the version.
+    split = f"the train split of {ref(home, 'three-pairs')} has 3 rows"
+    assert split in document["refusal"] and split in json.loads(result.stdout)["error"], document["refusal"]
 
 
 def test_the_dpo_proposal_trains_on_three_pairs_and_the_adapter_moves(home):

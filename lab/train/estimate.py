@@ -383,7 +383,8 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
              + speed.markdown())
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
-    reason = refusal(cfg, count_steps(cfg, rows, ranks))
+    # Named by the version resolved, as create_run's refusal of the same run names it.
+    reason = refusal(dataclasses.replace(cfg, dataset=version.ref), count_steps(cfg, rows, ranks))
     if reason:
         text = f"**⚠ {reason}**\n\n" + text
     return RunEstimate(version.ref, rows, report, text, reason, warnings)
