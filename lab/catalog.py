@@ -38,21 +38,26 @@ def is_sanity_dataset(version: Any) -> bool:
     return any(step.get("step") == SANITY_STEP for step in version.card.get("steps", []))
 
 
+def dataset_versions(home: Home | None = None, *, kind: str | None = None, sanity: bool = False) -> list[Any]:
+    """The saved versions ``dataset_choices`` offers, as ``DatasetVersion``s for tables (newest first, sanity-check
+    working files left out unless asked for)."""
+    from lab.data.versions import list_versions
+
+    return [v for v in list_versions(home or lab_home())
+            if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]
+
+
 def dataset_choices(home: Home | None = None, *, kind: str | None = None, samples: bool = True,
                     sanity: bool = False) -> list[Choice]:
     """Saved dataset versions, newest first (``name@version`` values), then the bundled samples."""
-    from lab.data.versions import list_versions
-
-    home = home or lab_home()
     found = [(f"{v.name}@{v.version[:8]} · {v.kind} · {v.rows['train']:,} rows · {when(v.created_at)}", v.ref)
-             for v in list_versions(home) if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]
+             for v in dataset_versions(home, kind=kind, sanity=sanity)]
     bundled = [(f"{s} (bundled sample)", s) for s in SAMPLES if kind is None or s.endswith(kind)] if samples else []
     return found + bundled
 
 
 def run_label(run: Any) -> str:
-    method = run.method.upper() + (f" {run.config.get('peft')}" if run.config.get("peft") not in (None, "none") else "")
-    return f"{run.name} · {method} · {when(run.finished_at or run.created_at)}"
+    return f"{run.name} · {run.method.upper()} · {when(run.finished_at or run.created_at)}"
 
 
 def model_choices(home: Home | None = None, *, tiny: bool = True, sanity: bool = False) -> list[Choice]:
@@ -107,11 +112,3 @@ def display_names(sources: Iterable[str], home: Home | None = None) -> dict[str,
 def display_name(source: str, home: Home | None = None) -> str:
     return display_names([source], home)[source]
 
-
-def dataset_versions(home: Home | None = None, *, kind: str | None = None, sanity: bool = False) -> list[Any]:
-    """The saved versions ``dataset_choices`` offers, as ``DatasetVersion``s for tables (newest first, sanity-check
-    working files left out unless asked for)."""
-    from lab.data.versions import list_versions
-
-    return [v for v in list_versions(home or lab_home())
-            if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]

@@ -90,6 +90,25 @@ def stop_app(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def add_accounts(home: Path, accounts: dict[str, tuple[str, str]]) -> None:
+    """``{name: (role, password)}`` added through the CLI, as an operator would (the first should be an admin)."""
+    for name, (role, password) in accounts.items():
+        added = subprocess.run([sys.executable, "-m", "lab", "label", "user", "add", name, "--role", role,
+                                "--password-env", "PW"], capture_output=True, text=True, cwd=ROOT,
+                               env={**os.environ, "LAB_HOME": str(home), "PW": password})
+        assert added.returncode == 0, added.stderr
+
+
+def start_app_with_accounts(home: Path, accounts: dict[str, tuple[str, str]]) -> Iterator[AppServer]:
+    """For a module-scoped fixture: the app on a home that holds ``accounts``, so sign-in is on."""
+    add_accounts(home, accounts)
+    server = start_app(home)
+    try:
+        yield server
+    finally:
+        stop_app(server.process)
+
+
 @pytest.fixture(scope="session")
 def lab_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     """The real app, started once per test session with an empty temporary ``LAB_HOME``."""

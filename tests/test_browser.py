@@ -60,6 +60,18 @@ def snap(page, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
+def signed_in_page(browser, url: str, name: str, password: str):
+    """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    return page
+
+
 def tab(page, name: str):
     return page.get_by_role("tab", name=name, exact=True)
 
@@ -256,7 +268,9 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
     page.get_by_text("New campaign", exact=True).click()
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     page.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-campaign")
-    page.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 4))
+    responses = responses_file(tmp_path, 4)
+    page.locator("#lab-responses_file input[type=file]").set_input_files(responses)
+    page.locator("#lab-responses_file").get_by_text(Path(responses).name).wait_for()  # uploaded before Create
     page.get_by_label("Votes per pair", exact=True).fill("1")
     page.keyboard.press("Tab")
     page.get_by_role("button", name="Create campaign").click()

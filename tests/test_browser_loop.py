@@ -8,57 +8,37 @@ One app (sign-in on: an admin and two labelers) and one pass through the loop: e
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from lab.home import lab_home
-from tests.app_server import ROOT, start_app, stop_app
-from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+from tests.app_server import start_app_with_accounts
+from tests.test_browser import CHROMIUM, browser, shots, signed_in_page, snap, tab  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 expect = pytest.importorskip("playwright.sync_api").expect
-PASSWORDS = {"lead": "lead password", "ann": "ann password", "bob": "bob password"}
+ACCOUNTS = {"lead": ("admin", "lead password"), "ann": ("labeler", "ann password"),
+            "bob": ("labeler", "bob password")}
 RUN_S = 240_000  # ms a tiny run may take on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
 def team_app(tmp_path_factory):
-    home = tmp_path_factory.mktemp("loop-browser") / "home"
-    for name, role in (("lead", "admin"), ("ann", "labeler"), ("bob", "labeler")):
-        added = subprocess.run([sys.executable, "-m", "lab", "label", "user", "add", name, "--role", role,
-                                "--password-env", "PW"], capture_output=True, text=True, cwd=ROOT,
-                               env={**os.environ, "LAB_HOME": str(home), "PW": PASSWORDS[name]})
-        assert added.returncode == 0, added.stderr
-    server = start_app(home)
-    yield server
-    stop_app(server.process)
+    yield from start_app_with_accounts(tmp_path_factory.mktemp("loop-browser") / "home", ACCOUNTS)
 
 
 def signed_in(browser, url: str, name: str):  # noqa: F811
-    """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORDS[name])
-    page.get_by_role("button", name="Login").click()
-    return page
+    return signed_in_page(browser, url, name, ACCOUNTS[name][1])
 
 
 def pick(page, label: str, option: str | re.Pattern) -> None:
     """Open the visible picker labelled ``label`` and click the option whose name matches."""
-    page.get_by_label(label, exact=True).filter(visible=True).first.click()
-    page.get_by_role("option", name=option).filter(visible=True).first.click()
-    page.keyboard.press("Escape")
+    pick_many(page, label, option)
 
 
-def pick_many(page, label: str, *options: re.Pattern) -> None:
+def pick_many(page, label: str, *options: str | re.Pattern) -> None:
     """Pick several options of the visible multi-select labelled ``label`` (its list stays open between picks)."""
     box = page.get_by_label(label, exact=True).filter(visible=True).first
     for option in options:

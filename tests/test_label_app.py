@@ -6,9 +6,6 @@ export: the run succeeds (a run whose model did not change fails)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,25 +14,19 @@ from gradio_client import Client, handle_file
 
 from lab.home import lab_home
 from lab.store import Store
-from tests.app_server import start_app, stop_app
+from tests.app_server import start_app_with_accounts
 from tests.test_label import responses_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORDS = {"boss": "admin password", "ann": "ann password", "bob": "bob password"}
+ACCOUNTS = {"boss": ("admin", PASSWORDS["boss"]), "ann": ("labeler", PASSWORDS["ann"]),
+            "bob": ("labeler", PASSWORDS["bob"])}
 
 
 @pytest.fixture(scope="module")
 def signed_app(tmp_path_factory):
     """The app started on a home that holds accounts, so sign-in is on."""
-    home = tmp_path_factory.mktemp("signed") / "home"
-    for name, role in (("boss", "admin"), ("ann", "labeler"), ("bob", "labeler")):
-        added = subprocess.run([sys.executable, "-m", "lab", "label", "user", "add", name, "--role", role,
-                                "--password-env", "PW"], capture_output=True, text=True, cwd=ROOT,
-                               env={**os.environ, "LAB_HOME": str(home), "PW": PASSWORDS[name]})
-        assert added.returncode == 0, added.stderr
-    server = start_app(home)
-    yield server
-    stop_app(server.process)
+    yield from start_app_with_accounts(tmp_path_factory.mktemp("signed") / "home", ACCOUNTS)
 
 
 def signed_in(url: str, name: str) -> Client:

@@ -7,47 +7,31 @@ folder)."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.app_server import ROOT, start_app, stop_app
-from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+from tests.app_server import start_app_with_accounts
+from tests.test_browser import CHROMIUM, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+from tests.test_browser import signed_in_page as signed_in_as
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 expect = pytest.importorskip("playwright.sync_api").expect
 PASSWORDS = {"boss": "admin password", "ann": "ann password", "bob": "bob password"}
+ACCOUNTS = {"boss": ("admin", PASSWORDS["boss"]), "ann": ("labeler", PASSWORDS["ann"]),
+            "bob": ("labeler", PASSWORDS["bob"])}
 LONG = ("Thank you for asking! Here is how:\n\n1. Add the numbers.\n2. Check the sum.\n\n```python\ndef add(a, b):\n"
         "    return a + b\n```\n\n" + "More detail on every step. " * 120)
 
 
 @pytest.fixture(scope="module")
 def signed_app(tmp_path_factory):
-    home = tmp_path_factory.mktemp("label-browser") / "home"
-    for name, role in (("boss", "admin"), ("ann", "labeler"), ("bob", "labeler")):
-        added = subprocess.run([sys.executable, "-m", "lab", "label", "user", "add", name, "--role", role,
-                                "--password-env", "PW"], capture_output=True, text=True, cwd=ROOT,
-                               env={**os.environ, "LAB_HOME": str(home), "PW": PASSWORDS[name]})
-        assert added.returncode == 0, added.stderr
-    server = start_app(home)
-    yield server
-    stop_app(server.process)
+    yield from start_app_with_accounts(tmp_path_factory.mktemp("label-browser") / "home", ACCOUNTS)
 
 
 def signed_in_page(browser, url: str, name: str):  # noqa: F811
-    """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url)
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORDS[name])
-    page.get_by_role("button", name="Login").click()
-    return page
+    return signed_in_as(browser, url, name, PASSWORDS[name])
 
 
 def answers_file(tmp_path) -> str:
@@ -74,6 +58,7 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-loop")
     admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
+    admin.locator("#lab-responses_file").get_by_text("answers.jsonl").wait_for()  # uploaded before Create reads it
     admin.get_by_label("Votes per pair", exact=True).fill("2")
     admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **correct** answer; then the "
                                                                         "politer one.")

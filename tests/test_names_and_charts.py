@@ -166,8 +166,8 @@ browser_test = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def shots() -> Path:
-    folder = Path(os.environ.get("LAB_SCREENSHOTS") or "/tmp/shots-compare-helper")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("LAB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -4,8 +4,6 @@ and a log box that shows its end."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -15,14 +13,19 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
 
-@pytest.fixture(scope="module")
-def shots_dir() -> Path:
-    folder = Path(os.environ.get("LAB_SCREENSHOTS") or "/tmp/shots-train-helper")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def start_with(page, fields: dict[str, str]) -> None:  # noqa: F811 - the page, not the fixture
+    """Open the Optimisation group, fill ``fields`` (label → value), report to nothing, and press Start."""
+    page.get_by_text("Optimisation", exact=True).click()
+    for label, value in fields.items():
+        page.get_by_label(label, exact=True).fill(value)
+    page.keyboard.press("Tab")
+    page.get_by_text("Reporting", exact=True).click()
+    page.get_by_label("Report to", exact=True).click()
+    page.get_by_role("option", name="none", exact=True).filter(visible=True).first.click()
+    page.get_by_role("button", name="Start run").click()
 
 
-def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed(page, lab_app, shots_dir,  # noqa: F811
+def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed(page, lab_app, shots,  # noqa: F811
                                                                                  tmp_path):
     from lab.config import DataConfig
     from lab.data.pipeline import import_file
@@ -39,14 +42,7 @@ def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed
     option.wait_for()
     assert "6 rows" in option.inner_text()
     option.click()
-    page.get_by_text("Optimisation", exact=True).click()
-    page.get_by_label("Max steps", exact=True).fill("4")
-    page.get_by_label("Batch size", exact=True).fill("2")
-    page.keyboard.press("Tab")
-    page.get_by_text("Reporting", exact=True).click()
-    page.get_by_label("Report to", exact=True).click()
-    page.get_by_role("option", name="none", exact=True).filter(visible=True).first.click()
-    page.get_by_role("button", name="Start run").click()
+    start_with(page, {"Max steps": "4", "Batch size": "2"})
     page.get_by_text("is running").or_(page.get_by_text("is queued")).first.wait_for(timeout=30_000)
     # The status line follows the run: "is running" becomes "succeeded" without a click.
     page.get_by_text("succeeded: final loss").first.wait_for(timeout=120_000)
@@ -55,20 +51,13 @@ def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed
     log.scroll_into_view_if_needed()
     at_end = log.evaluate("box => box.scrollHeight - box.scrollTop - box.clientHeight")
     assert at_end < 5, at_end  # the log box shows its last lines
-    snap(page, shots_dir, "train-run-followed")
+    snap(page, shots, "train-run-followed")
 
 
-def test_a_run_that_did_not_change_the_model_is_shown_failed_in_red(page, shots_dir):  # noqa: F811
+def test_a_run_that_did_not_change_the_model_is_shown_failed_in_red(page, shots):  # noqa: F811
     tab(page, "Train").click()
-    page.get_by_text("Optimisation", exact=True).click()
-    page.get_by_label("Learning rate", exact=True).fill("1e-30")
-    page.get_by_label("Max steps", exact=True).fill("2")
-    page.keyboard.press("Tab")
-    page.get_by_text("Reporting", exact=True).click()
-    page.get_by_label("Report to", exact=True).click()
-    page.get_by_role("option", name="none", exact=True).filter(visible=True).first.click()
-    page.get_by_role("button", name="Start run").click()
+    start_with(page, {"Learning rate": "1e-30", "Max steps": "2"})
     failed = page.get_by_text("failed: The model did not change").first
     failed.wait_for(timeout=120_000)
     assert failed.evaluate("node => getComputedStyle(node).color") == "rgb(185, 28, 28)"
-    snap(page, shots_dir, "train-run-unchanged-red")
+    snap(page, shots, "train-run-unchanged-red")
