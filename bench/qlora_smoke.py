@@ -50,7 +50,7 @@ def main() -> None:
     checkpointing = "on" if args.checkpointing else "off"
     print(f"[bench] {args.arch} qlora, {args.data} data, batch {args.batch_size} x {args.max_length}, "
           f"checkpointing {checkpointing}", flush=True)
-    sets = {"method": "qlora", "model": str(model_dir), "dataset": dataset, "max_steps": args.steps,
+    sets = {"adapter": "qlora", "model": str(model_dir), "dataset": dataset, "max_steps": args.steps,
             "batch_size": args.batch_size, "max_length": args.max_length, "report_to": "none",
             "learning_rate": 2e-4, "eval_steps": 0, "save_steps": 0, "eval_split": "none", "logging_steps": 5,
             "gradient_checkpointing": checkpointing}

@@ -16,7 +16,6 @@ from typing import Any
 
 from lab.home import Home, lab_home
 
-SAMPLES = ("sample:sft", "sample:preference")  # the bundled samples, always there (lab.data.samples)
 TINY = "tiny"
 Choice = tuple[str, str]  # (label shown, value returned)
 
@@ -50,9 +49,11 @@ def dataset_versions(home: Home | None = None, *, kind: str | None = None, sanit
 def dataset_choices(home: Home | None = None, *, kind: str | None = None, samples: bool = True,
                     sanity: bool = False) -> list[Choice]:
     """Saved dataset versions, newest first (``name@version`` values), then the bundled samples."""
+    from lab.data.sources import SAMPLES
+
     found = [(f"{v.name}@{v.version[:8]} · {v.kind} · {v.rows['train']:,} rows · {when(v.created_at)}", v.ref)
              for v in dataset_versions(home, kind=kind, sanity=sanity)]
-    bundled = [(f"{s} (bundled sample)", s) for s in SAMPLES if kind is None or s.endswith(kind)] if samples else []
+    bundled = [(f"{s} (bundled sample)", s) for s in SAMPLES if kind is None or s == f"sample:{kind}"] if samples else []
     return found + bundled
 
 
@@ -61,13 +62,21 @@ def run_label(run: Any) -> str:
 
 
 def model_choices(home: Home | None = None, *, tiny: bool = True, sanity: bool = False) -> list[Choice]:
-    """What can answer prompts: every succeeded run (its final model or adapter), newest first, then ``tiny``."""
+    """What can answer prompts: every succeeded run (its final model or adapter) but reward models, newest first,
+    then ``tiny``."""
     from lab.train.runner import list_runs
 
     home = home or lab_home()
     runs = [(run_label(r), f"run:{r.id}") for r in list_runs(home, status="succeeded")
-            if sanity or not is_sanity_run(r)]
+            if not scores(r) and (sanity or not is_sanity_run(r))]  # a reward model scores answers, writes none
     return runs + ([(f"{TINY} (built-in test model)", TINY)] if tiny else [])
+
+
+def scores(run: Any) -> bool:
+    """Whether a run trained a model that scores answers (a reward model) rather than one that writes them."""
+    from lab.train.methods import objective
+
+    return objective(run.train_config.objective).model_kind == "score"
 
 
 def run_choices(home: Home | None = None, *, sanity: bool = False) -> list[Choice]:
@@ -112,3 +121,12 @@ def display_names(sources: Iterable[str], home: Home | None = None) -> dict[str,
 def display_name(source: str, home: Home | None = None) -> str:
     return display_names([source], home)[source]
 
+
+
+def reward_model_choices(home: Home | None = None, *, sanity: bool = False) -> list[Choice]:
+    """Finished reward-model runs (objectives that load a scoring model), newest first: what can score answers
+    (the reward eval, Compare's scorer, GRPO's reward-model reward). The value is ``run:<id>``."""
+    from lab.train.runner import list_runs
+
+    return [(run_label(r), f"run:{r.id}") for r in list_runs(home or lab_home(), status="succeeded")
+            if scores(r) and (sanity or not is_sanity_run(r))]

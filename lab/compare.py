@@ -1,10 +1,11 @@
 """Checkpoints side by side: answers to the same prompts with the same settings and seed (streamed token by
-token, or all at once), training curves overlaid, the config fields that differ, and each run's final and best
+token, or all at once), optionally each answer's score by a reward model (``lab.train.reward_model``) with each
+checkpoint's mean, training curves overlaid, the config fields that differ, and each run's final and best
 numbers; comparisons are saved under LAB_HOME/comparisons/ and export as Markdown and HTML.
 
 Generation happens in the calling process (the app's, for the Compare tab and its chat playground) through a
-small cache of loaded models, so comparing or chatting again does not reload a model already in memory. Its
-size is ``$LAB_COMPARE_CACHE`` models (default 2).
+small cache of loaded models (reward models included), so comparing or chatting again does not reload a model
+already in memory. Its size is ``$LAB_COMPARE_CACHE`` models (default 2).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,13 +77,28 @@ def cached_model(source: str, home: Home) -> tuple[Any, Any]:
     from lab.models import load_for_generation
     from lab.train.loading import resolve_model_path
 
-    path, size = resolve_model_path(source, home), cache_size()
+    path = resolve_model_path(source, home)
+    return cached(path, lambda: load_for_generation(path, home))
+
+
+def cached_scorer(reward_model: str, home: Home) -> Any:
+    """The reward model's ``Scorer`` (``lab.train.reward_model.load_scorer``), kept in the same cache as the
+    models that answer."""
+    from lab.train.loading import resolve_model_path
+    from lab.train.reward_model import load_scorer
+
+    return cached("score:" + resolve_model_path(reward_model, home), lambda: load_scorer(reward_model, home))
+
+
+def cached(key: str, load: Callable[[], Any]) -> Any:
+    """What ``load`` gives, kept under ``key`` while it is among the ``cache_size()`` most recently used."""
+    size = cache_size()
     with _cache_lock:
-        if path in _cache:
-            _cache.move_to_end(path)
-            return _cache[path]
-        loaded = load_for_generation(path, home)
-        _cache[path] = loaded
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        loaded = load()
+        _cache[key] = loaded
         while len(_cache) > size:
             _cache.popitem(last=False)
         return loaded
@@ -218,11 +234,31 @@ class SourceAnswers:
                 "seconds": round(self.seconds, 3), "tokens_per_second": self.tokens_per_second}
 
 
-def check_request(sources: list[str], prompts: list[list[dict[str, str]]]) -> None:
+def check_request(sources: list[str], prompts: list[list[dict[str, str]]], reward_model: str = "",
+                  home: Home | None = None) -> None:
+    """Refuse what cannot be compared: no prompt, too many sources, a reward model among the sources (it scores
+    answers and writes none) or a scorer that is no reward model."""
+    from lab.train.reward_model import NOT_A_REWARD_MODEL, is_reward_model
+
     if not 1 <= len(sources) <= MAX_SOURCES:
         raise LabError(f"Compare 1 to {MAX_SOURCES} sources at a time (got {len(sources)}).")
     if not prompts:
         raise LabError("Give at least one prompt.")
+    home = home or lab_home()
+    for source in sources:
+        if is_reward_model(source, home):
+            raise LabError(f"'{source}' is a reward model: it scores answers and writes none. Pick it as the reward "
+                           "model that scores the answers, and checkpoints that answer.")
+    if reward_model and not is_reward_model(reward_model, home):
+        raise LabError(f"'{reward_model}' is not a reward model: {NOT_A_REWARD_MODEL}.")
+
+
+def score_answers(reward_model: str, prompts: list[list[dict[str, str]]], answers: list[SourceAnswers],
+                  home: Home | None = None) -> list[list[float]]:
+    """Each source's answers scored by the reward model, in the order of ``answers``."""
+    scorer = cached_scorer(reward_model, home or lab_home())
+    with _generate_lock:  # one model computes at a time in this process
+        return [scorer.score(prompts, a.answers) for a in answers]
 
 
 def side_by_side(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling | None = None,
@@ -233,7 +269,7 @@ def side_by_side(sources: list[str], prompts: list[list[dict[str, str]]], settin
     from lab.models import generate_with
 
     home, settings = home or lab_home(), settings or Sampling()
-    check_request(sources, prompts)
+    check_request(sources, prompts, home=home)
     for source in sources:
         model, tokenizer = cached_model(source, home)
         started = time.perf_counter()
@@ -246,7 +282,7 @@ def stream_side_by_side(sources: list[str], prompts: list[list[dict[str, str]]],
     """``side_by_side`` token by token: one source at a time, its answers so far after every decoding step
     (``finished`` False), then its final answers with tokens/s (``finished`` True)."""
     home, settings = home or lab_home(), settings or Sampling()
-    check_request(sources, prompts)
+    check_request(sources, prompts, home=home)
     for source in sources:
         model, tokenizer = cached_model(source, home)
         started = time.perf_counter()
@@ -290,12 +326,12 @@ def config_diff(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
 
 def used_config(run: Any, home: Home | None = None) -> dict[str, Any]:
     """A run's config with what the lab decided in place of 0 and ``auto``: the learning rate from
-    ``TrainConfig.lr``, DPO's reference precomputation from ``convert.precompute_reference``, the precision from
+    ``TrainConfig.lr``, DPO's reference precomputation from ``objectives.dpo.precompute_reference``, the precision from
     the run's ``summary.json`` and the speed and memory settings from its ``speed.json`` (both written by the
     worker; absent before it got that far, when ``auto`` stays). Decided values read ``VALUE (auto)``; a base model
     that is an earlier run reads as that run's name."""
     from lab.catalog import display_name
-    from lab.train.convert import precompute_reference
+    from lab.train.methods import objective
     from lab.train.samples import read_summary
     from lab.train.speed import SpeedPlan, read_plan
 
@@ -304,7 +340,9 @@ def used_config(run: Any, home: Home | None = None) -> dict[str, Any]:
     if not cfg.learning_rate:
         used["learning_rate"] = f"{cfg.lr:g} (0 = the method's usual)"
     decided: dict[str, str] = {}
-    if cfg.is_dpo:
+    if "precompute_ref_log_probs" in objective(cfg.objective).settings:
+        from lab.train.objectives.dpo import precompute_reference
+
         decided["precompute_ref_log_probs"] = "on" if precompute_reference(cfg) else "off"
     if summary := read_summary(run.run_dir):
         decided["precision"] = summary["precision"]
@@ -338,16 +376,30 @@ def run_numbers(ids: list[str], home: Home | None = None) -> list[dict[str, Any]
 
 
 def comparison_document(sources: list[str], prompts: list[list[dict[str, str]]], settings: Sampling,
-                        answers: list[SourceAnswers], home: Home | None = None) -> dict[str, Any]:
+                        answers: list[SourceAnswers], home: Home | None = None,
+                        reward_model: str = "") -> dict[str, Any]:
     """Everything a comparison showed, as one JSON-able document (what is saved and exported). ``names``: each
     source and run id as people know it (``lab.catalog.display_names``), kept so a saved comparison still names
-    a run deleted since."""
+    a run deleted since. With a ``reward_model``, every answer is scored by it: each source's ``rewards`` (one per
+    prompt) and ``mean_reward``."""
     ids = run_ids(sources)
+    records = [a.record() for a in answers]
+    if reward_model:
+        for record, rewards in zip(records, score_answers(reward_model, prompts, answers, home)):
+            record.update(rewards=rewards, mean_reward=round(sum(rewards) / len(rewards), 4))
     return {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": asdict(settings),
-            "sources": sources, "names": source_names(sources, home),
-            "prompts": prompts, "answers": [a.record() for a in answers],
+            "sources": sources, "names": source_names([*sources, *([reward_model] if reward_model else [])], home),
+            "prompts": prompts, "answers": records, "reward_model": reward_model,
             "runs": run_numbers(ids, home) if ids else [],
             "config_diff": config_diff(ids, home) if len(ids) > 1 else []}
+
+
+def reward_note(source: dict[str, Any], i: int | None = None) -> str:
+    """'reward +0.53' for answer ``i`` of a source's record, or its mean ('mean reward +0.12') when ``i`` is None;
+    '' when the comparison was not scored."""
+    if "rewards" not in source:
+        return ""
+    return f"mean reward {source['mean_reward']:+.3f}" if i is None else f"reward {source['rewards'][i]:+.3f}"
 
 
 def comparisons_dir(home: Home) -> Path:
@@ -429,10 +481,14 @@ def to_markdown(document: dict[str, Any]) -> str:
     """A comparison as Markdown: settings, then each prompt with every source's answer, then the run numbers."""
     lines = [f"# {title_of(document)}", "",
              "Settings: " + ", ".join(f"{k} {v}" for k, v in document["settings"].items()), ""]
+    if document.get("reward_model"):
+        lines += [f"Scored by the reward model {name_in(document, document['reward_model'])}: " + " · ".join(
+            f"{name_in(document, a['source'])} {reward_note(a)}" for a in document["answers"]), ""]
     for i, prompt in enumerate(document["prompts"]):
         lines += [f"## Prompt {i + 1}", "", f"> {prompt[-1]['content']}", ""]
         for source in document["answers"]:
-            lines += [f"**{name_in(document, source['source'])}** ({source['tokens_per_second']} tokens/s)", "",
+            note = f", {reward_note(source, i)}" if "rewards" in source else ""
+            lines += [f"**{name_in(document, source['source'])}** ({source['tokens_per_second']} tokens/s{note})", "",
                       source["answers"][i] or "*(empty)*", ""]
     if document.get("runs"):
         keys, rows = numbers_table(document)
@@ -473,12 +529,21 @@ def to_html(document: dict[str, Any]) -> str:
     title = title_of(document)
     parts = [f"<h1>{e(title)}</h1>", f"<p>Created {e(str(document.get('created_at', '')))}</p>", "<h2>Settings</h2>",
              _table(["setting", "value"], [[k, v] for k, v in document["settings"].items()])]
+    if document.get("reward_model"):
+        parts += [f"<h2>Reward model: {e(name_in(document, document['reward_model']))}</h2>",
+                  _table(["checkpoint", "mean reward"], [[name_in(document, a["source"]), f"{a['mean_reward']:+.3f}"]
+                                                         for a in document["answers"]])]
     for i, prompt in enumerate(document["prompts"]):
         said = "".join(f"<div><span class=\"role\">{e(m['role'])}</span> {e(m['content'])}</div>" for m in prompt)
         head = "".join(f"<th>{e(name_in(document, a['source']))} ({e(str(a['tokens_per_second']))} tokens/s)"
                        "</th>" for a in document["answers"])
-        cells = "".join(f"<td class=\"answer\">{e(a['answers'][i])}</td>" if a["answers"][i] else
-                        "<td class=\"answer empty\">(empty)</td>" for a in document["answers"])
+
+        def cell(a: dict[str, Any]) -> str:
+            note = f"<div class=\"role\">{e(reward_note(a, i))}</div>" if "rewards" in a else ""
+            text = e(a["answers"][i]) if a["answers"][i] else "(empty)"
+            return f"<td class=\"answer{'' if a['answers'][i] else ' empty'}\">{note}{text}</td>"
+
+        cells = "".join(cell(a) for a in document["answers"])
         parts += [f"<h2>Prompt {i + 1}</h2>", f"<div class=\"prompt\">{said}</div>",
                   f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"]
     if document.get("runs"):

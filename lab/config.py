@@ -13,14 +13,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from lab.data.kinds import KINDS
+from lab.data.kinds import NAMES as DATA_KINDS
 from lab.errors import LabError
 from lab.names import check_name
+from lab.train.methods import ADAPTERS, OBJECTIVES
+from lab.train.methods import NAMES as OBJECTIVE_NAMES
+from lab.train.rewards import described as rewards_described
 
 T = TypeVar("T")
 
 
 ACRONYMS = {"lora": "LoRA", "qlora": "QLoRA", "dpo": "DPO", "mlp": "MLP", "gpu": "GPU", "gpus": "GPUs", "cpu": "CPU",
-            "gib": "GiB", "id": "ID", "hf": "HF"}
+            "gib": "GiB", "id": "ID", "hf": "HF", "kto": "KTO", "kl": "KL", "vllm": "vLLM"}
 
 
 def field_label(name: str) -> str:
@@ -43,8 +48,8 @@ class DataConfig:
     """How a file becomes a dataset version: what it holds, how it is cleaned and split."""
 
     name: str = option("", "Name of the dataset; each save adds an immutable version under it.")
-    kind: str = option("auto", "What the rows are: instruction/chat (sft) or preference pairs; auto detects.",
-                       choices=("auto", "sft", "preference"))
+    kind: str = option("auto", "What the rows are (" + "; ".join(f"{k.name}: {k.words}" for k in KINDS.values())
+                       + "); auto detects.", choices=("auto", *DATA_KINDS))
     skip_invalid: bool = option(False, "Leave out rows that fail validation (otherwise saving is refused).")
     dedup_exact: bool = option(True, "Remove rows identical to an earlier row (whitespace-normalised).")
     dedup_near: bool = option(True, "Remove near-duplicates found by MinHash/LSH.")
@@ -63,8 +68,8 @@ class DataConfig:
     def validate(self) -> None:
         if self.name:  # empty while only checking or previewing; import_file asks for one
             self.name = check_name(self.name, "Dataset name")
-        if self.kind not in ("auto", "sft", "preference"):
-            raise LabError(f"kind must be auto, sft or preference, not '{self.kind}'.")
+        if self.kind not in ("auto", *DATA_KINDS):
+            raise LabError(f"kind must be auto or one of {', '.join(DATA_KINDS)}, not '{self.kind}'.")
         if not 0.0 < self.near_threshold <= 1.0:
             raise LabError(f"near_threshold must be in (0, 1], got {self.near_threshold}.")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -85,6 +90,9 @@ class DataConfig:
 
 def from_dict(cls: type[T], values: dict[str, Any], *, where: str = "config") -> T:
     """Build a config from a mapping, naming unknown keys and badly typed values."""
+    upgrade = getattr(cls, "upgrade", None)
+    if upgrade is not None:  # settings renamed since a stored config or recipe was written
+        values = upgrade(values)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -149,14 +157,12 @@ def from_arguments(cls: type[T], args: argparse.Namespace, **overrides: Any) -> 
     return from_dict(cls, values, where="command line")
 
 
-METHODS = ("sft", "lora", "qlora", "dpo")
-# The learning rates people start from, by what is trained (the usual ranges in TRL/PEFT docs).
-USUAL_LR = {"full": 2e-5, "adapter": 2e-4, "dpo_full": 5e-7, "dpo_adapter": 5e-6}
 # Small, randomly initialised test models (the built-in 'tiny': a few million parameters) learn visibly in a few
-# steps only at rates like these (recipes/tiny-*.yaml); a rate that would wreck a pretrained 7B model is usual here.
+# steps only at the objectives' small-model rates (lab.train.methods); below this size a model counts as small.
 SMALL_MODEL_PARAMS = 50_000_000
-USUAL_LR_SMALL = {"full": 1e-3, "adapter": 2e-3, "dpo_full": 1e-4, "dpo_adapter": 5e-4}
 SMALL_MODELS = ("tiny",)  # known to be small without reading their config (lab.models.TINY_MODEL)
+# Recipes and stored configs from before objectives and adapters were separate settings: method → both.
+LEGACY_METHODS = {"sft": ("sft", "none"), "lora": ("sft", "lora"), "qlora": ("sft", "qlora")}
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
@@ -166,21 +172,24 @@ class TrainConfig:
 
     # what
     name: str = option("", "Run name shown in the lists (default: method-model-time).")
-    method: str = option("sft", "sft = full fine-tuning, lora / qlora = adapters (qlora on a 4-bit base), "
-                         "dpo = preference tuning.", choices=METHODS)
-    dpo_adapter: str = option("lora", "For dpo: train the full model (none), a LoRA adapter, or LoRA on a 4-bit "
-                              "QLoRA base; adapters use the frozen base as the implicit reference model.",
-                              choices=("none", "lora", "qlora"))
+    objective: str = option("sft", "What the run learns, and from which kind of data: " + ", ".join(
+        f"{o.name} ({o.title}: {o.data_kind})" for o in OBJECTIVES.values()) + "; `python -m lab train --help` "
+        "says what each does.", choices=OBJECTIVE_NAMES)
+    adapter: str = option("none", "What is trained: every weight (none), a LoRA adapter on the frozen model, or "
+                          "LoRA on the model loaded in 4 bits (qlora, CUDA only). Adapters need far less memory; "
+                          "for preference objectives the frozen base is the reference model.", choices=ADAPTERS)
     model: str = option("tiny", "Base model: 'tiny' (built-in, offline), a hub id, a local path, or run:<id> "
                         "for a finished run's model.")
-    dataset: str = option("sample:sft", "Dataset version NAME[@VERSION], or sample:sft / sample:preference for "
-                          "the bundled samples.")
+    dataset: str = option("sample:sft", "Dataset version NAME[@VERSION], or a bundled sample: sample:sft, "
+                          "sample:preference, sample:unpaired, sample:prompts.")
     train_split: str = option("train", "Split to train on.", choices=("train", "validation"))
     eval_split: str = option("validation", "Split to evaluate on ('none' to skip evaluation).",
                              choices=("validation", "train", "none"))
     # optimisation
-    learning_rate: float = option(0.0, "Peak learning rate; 0 = the method's usual: 2e-5 full, 2e-4 LoRA/QLoRA, "
-                                  "5e-7 DPO full, 5e-6 DPO adapter.")
+    learning_rate: float = option(0.0, "Peak learning rate; 0 = the objective's usual for the model's size and "
+                                  "adapter: " + ", ".join(f"{o.title} {o.usual_lr['full']:g} full / "
+                                                          f"{o.usual_lr['adapter']:g} adapter"
+                                                          for o in OBJECTIVES.values()) + ".")
     lr_scheduler: str = option("cosine", "Learning-rate schedule after warm-up.",
                                choices=("cosine", "linear", "constant", "constant_with_warmup"))
     warmup_ratio: float = option(0.03, "Fraction of the steps spent warming the learning rate up from 0.")
@@ -190,7 +199,8 @@ class TrainConfig:
     grad_accum: int = option(1, "Forward passes accumulated per optimizer step (effective batch = "
                              "batch_size × grad_accum × GPUs).")
     max_length: int = option(1024, "Longest sequence in tokens; longer ones are truncated.")
-    packing: bool = option(False, "Pack several short examples into each sequence (SFT only).")
+    packing: bool = option(False, "Pack several short examples into each sequence (" + ", ".join(
+        o.title for o in OBJECTIVES.values() if o.packing) + " only).")
     max_grad_norm: float = option(1.0, "Gradient clipping norm.")
     weight_decay: float = option(0.0, "AdamW weight decay.")
     precision: str = option("auto", "Numeric precision: auto = bf16 where the GPU supports it, else fp16 on "
@@ -230,11 +240,45 @@ class TrainConfig:
     # dpo
     dpo_beta: float = option(0.1, "DPO beta: how far the policy may move from the reference.")
     dpo_loss_type: str = option("sigmoid", "DPO loss.", choices=("sigmoid", "hinge", "ipo", "robust", "apo_zero"))
-    max_prompt_length: int = option(512, "DPO: prompts longer than this keep their last tokens.")
-    precompute_ref_log_probs: str = option("auto", "DPO: compute the reference model's log-probabilities once "
+    max_prompt_length: int = option(512, "DPO and KTO: prompts longer than this keep their last tokens.")
+    precompute_ref_log_probs: str = option("auto", "DPO and KTO: compute the reference model's log-probabilities once "
                                            "before training, so no second model copy is held or run each step. "
                                            "auto = on for full-model DPO (adapters use the frozen base as the "
                                            "reference already).", choices=("auto", "on", "off"))
+    # kto (settings of the kto objective go here)
+    kto_beta: float = option(0.1, "KTO beta: how far the policy may move from the reference (higher = closer).")
+    kto_loss_type: str = option("kto", "KTO loss: kto (the paper's, with the KL estimate from mismatched pairs in "
+                                "each batch) or apo_zero_unpaired (no KL term).", choices=("kto", "apo_zero_unpaired"))
+    kto_desirable_weight: str = option("auto", "Weight of the desirable (👍) examples' loss: a number, or auto = "
+                                       "balance the label counts (weight × count of the desirable side 1–4/3 × the "
+                                       "undesirable side's, as the KTO paper advises).")
+    kto_undesirable_weight: str = option("auto", "Weight of the undesirable (👎) examples' loss: a number, or auto "
+                                         "(balanced from the label counts, with the desirable weight).")
+    # reward model (settings of the reward objective go here)
+    reward_center_coefficient: float = option(0.0, "Reward model: weight of a penalty on the rewards' squared "
+                                              "mean, which keeps them centred on 0 so the scores of different "
+                                              "runs read alike (0.01 is usual; 0 = off).")
+    # grpo and rloo (settings of the grpo and rloo objectives go here)
+    num_generations: int = option(8, "GRPO/RLOO: completions sampled per prompt; each is judged against its "
+                                  "group. batch_size counts completions and must be a multiple of this.")
+    max_completion_length: int = option(256, "GRPO/RLOO: longest completion sampled, in tokens.")
+    temperature: float = option(1.0, "GRPO/RLOO: sampling temperature; a group's completions must differ for "
+                                "their rewards to teach anything.")
+    kl_beta: float = option(0.0, "GRPO/RLOO: weight of the KL penalty to the starting model (0 = none, and no "
+                            "frozen copy is held; 0.001-0.05 keeps the policy near its start).")
+    rewards: str = option("numeric_answer:1", "GRPO/RLOO: reward functions and their weights, 'name:weight, ...' "
+                          "(the total is the weighted sum): " + rewards_described() + ".")
+    reward_pattern: str = option(r"^-?\d[\d,]*(\.\d+)?$", "format reward: the regular expression the stripped reply "
+                                 "must match (searched; anchor it with ^ and $). Default: a single number.")
+    length_target: int = option(200, "length reward: the reply length in characters that scores 1.")
+    reward_model: str = option("", "reward_model reward: a finished reward run (run:<id>), or the path or hub id "
+                               "of a sequence-classification model with one output.")
+    reward_file: str = option("", "custom reward: PATH.py:FUNCTION, your function (prompts, completions, "
+                              "**kwargs) -> one number per completion; kwargs hold answer and the rows' meta "
+                              "columns. The file must lie in LAB_HOME/imports or a folder the lab is allowed "
+                              "to read; it is checked before launch.")
+    vllm: str = option("auto", "GRPO/RLOO: sample completions with vLLM in the training process (colocated). "
+                       "auto = on when vllm is installed and a CUDA GPU is there.", choices=("auto", "on", "off"))
     # speed (each 'auto' is decided by lab.train.speed from the GPU and what is installed; see speed.json)
     padding_free: str = option("auto", "Lay each batch's examples end to end with no padding (attention kept "
                                "inside each example). auto = on for SFT on a CUDA GPU.", choices=("auto", "on", "off"))
@@ -278,25 +322,46 @@ class TrainConfig:
             if isinstance(getattr(self, f.name), bool) and is_on_off(f):
                 setattr(self, f.name, on_off(getattr(self, f.name)))
 
-    @property
-    def is_dpo(self) -> bool:
-        return self.method == "dpo"
+    @staticmethod
+    def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+        """A config written before objective and adapter were separate settings (``method: lora``, ``method: dpo``
+        with ``dpo_adapter``), in today's fields; today's configs pass through."""
+        if "method" not in values and "dpo_adapter" not in values:
+            return values
+        values = dict(values)
+        method, dpo_adapter = values.pop("method", None), values.pop("dpo_adapter", None)
+        if method == "dpo" or (method is None and dpo_adapter is not None):
+            values.setdefault("objective", "dpo")
+            values.setdefault("adapter", dpo_adapter or "lora")  # DPO's adapter was LoRA unless set
+        elif method in LEGACY_METHODS:
+            values.setdefault("objective", LEGACY_METHODS[method][0])
+            values.setdefault("adapter", LEGACY_METHODS[method][1])
+        elif method is not None:
+            values.setdefault("objective", method)  # an objective under the old key: from_dict checks its name
+        return values
 
     @property
-    def adapter(self) -> str:
-        """What is trained: 'none' (full weights), 'lora' or 'qlora'."""
-        if self.is_dpo:
-            return self.dpo_adapter
-        return {"sft": "none", "lora": "lora", "qlora": "qlora"}[self.method]
+    def method(self) -> str:
+        """The run's method in one word, for ids, default names and lists: sft, lora, qlora (SFT), dpo, dpo-lora,
+        kto-qlora, …"""
+        if self.objective == "sft":
+            return "sft" if self.adapter == "none" else self.adapter
+        return self.objective if self.adapter == "none" else f"{self.objective}-{self.adapter}"
+
+    @property
+    def method_title(self) -> str:
+        """As people read it: "SFT", "DPO with LoRA"."""
+        title = OBJECTIVES[self.objective].title
+        return title if self.adapter == "none" else f"{title} with {ACRONYMS[self.adapter]}"
 
     @property
     def usual_lr(self) -> float:
-        """The method's usual learning rate on a real-size (pretrained) model: what learning_rate 0 means."""
-        return USUAL_LR[self.lr_key]
+        """The objective's usual learning rate on a real-size (pretrained) model: what learning_rate 0 means."""
+        return OBJECTIVES[self.objective].usual_lr[self.lr_key]
 
     @property
     def lr_key(self) -> str:
-        return ("dpo_" if self.is_dpo else "") + ("full" if self.adapter == "none" else "adapter")
+        return "full" if self.adapter == "none" else "adapter"
 
     def small_model(self, params: int | None) -> bool:
         """Whether the model is a small test model: by its measured ``params``, else by what is known without
@@ -305,7 +370,8 @@ class TrainConfig:
 
     def usual_lr_for(self, params: int | None) -> float:
         """The usual learning rate for this method on this model (``params``: its size, None when not measured)."""
-        return (USUAL_LR_SMALL if self.small_model(params) else USUAL_LR)[self.lr_key]
+        entry = OBJECTIVES[self.objective]
+        return (entry.usual_lr_small if self.small_model(params) else entry.usual_lr)[self.lr_key]
 
     @property
     def lr(self) -> float:
@@ -340,15 +406,16 @@ class TrainConfig:
             errors.append(f"max_steps must be -1 (use epochs) or a positive number of steps (got {self.max_steps}).")
         if self.dpo_beta <= 0:
             errors.append(f"dpo_beta must be positive (got {self.dpo_beta}).")
-        if self.is_dpo and self.max_prompt_length >= self.max_length:
+        entry = OBJECTIVES[self.objective]
+        if entry.prompt_limit and self.max_prompt_length >= self.max_length:
             errors.append(f"max_prompt_length ({self.max_prompt_length}) must be below max_length "
                           f"({self.max_length}) to leave room for the reply.")
         if self.load_best_model_at_end and self.eval_split == "none":
             errors.append("load_best_model_at_end needs evaluation: set eval_split.")
         if self.early_stopping_patience and self.eval_split == "none":
             errors.append("early_stopping_patience needs evaluation: set eval_split.")
-        if self.packing and self.is_dpo:
-            errors.append("packing applies to SFT only; turn it off for DPO.")
+        if self.packing and not entry.packing:
+            errors.append(f"packing does not apply to {entry.title}; turn it off.")
         if self.adapter == "qlora" or self.precision in ("bf16", "fp16"):
             if cuda is None:
                 cuda = cuda_available()
@@ -364,8 +431,7 @@ class TrainConfig:
         if self.learning_rate and not usual / 10 <= self.learning_rate <= usual * 10:
             size = "a small test model" if self.small_model(params) else "a real-size model"
             warnings.append(f"learning_rate {self.learning_rate:g} is more than 10× away from the usual "
-                            f"{usual:g} for {self.method}"
-                            f"{' with ' + self.adapter if self.adapter != 'none' else ''} on {size}: expect "
+                            f"{usual:g} for {self.method_title} on {size}: expect "
                             f"{'divergence' if self.learning_rate > usual else 'very slow learning'}.")
         if self.lora_alpha and self.adapter != "none" and self.lora_alpha > 4 * self.lora_r:
             warnings.append(f"lora_alpha {self.lora_alpha} is over 4 × r ({self.lora_r}): updates are strongly "
@@ -429,6 +495,9 @@ class CampaignConfig:
     """A labeling campaign: which prompts, which sources answer them, how, and how many votes each pair needs."""
 
     name: str = option("", "Campaign name shown to labelers (default: campaign-<time>).")
+    mode: str = option("pairwise", "pairwise = two answers side by side, which is better (exports preference pairs); "
+                       "thumbs = one answer at a time, 👍 or 👎 (exports unpaired data for KTO; one source is "
+                       "enough).", choices=("pairwise", "thumbs"))
     prompts: str = option("sample:sft", "Prompts: a dataset version NAME[@VERSION] (or sample:sft), a JSONL/CSV/"
                           "text file path, or pasted text with one prompt per line.")
     prompts_split: str = option("validation", "Split of the dataset version to take prompts from.",

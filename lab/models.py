@@ -23,15 +23,45 @@ from lab.home import Home, lab_home
 
 TINY_MODEL = "tiny"
 TINY_DIR = "tiny-llama"
-TINY_VERSION = 1  # bump when the recipe below changes, so cached copies are rebuilt
+TINY_VERSION = 2  # bump when the recipe below changes, so cached copies are rebuilt (2: tool calls in the template)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+# ChatML, with tool calls written the way Qwen2.5's template writes them: the functions (``tools=``) listed in the
+# system turn, each call as <tool_call>{"name": …, "arguments": {…}}</tool_call> in the assistant's turn, and the
+# results of consecutive tool turns in one user turn as <tool_response> blocks. The assistant's turns (its calls
+# included) are wrapped in {% generation %}, so TRL's assistant-only loss trains on the calls and replies, never on
+# the tool results.
+TOOLS_PREAMBLE = ("# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided "
+                  "with function signatures within <tools></tools> XML tags:\\n<tools>")
+TOOLS_FORMAT = ("\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+                "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": "
+                "<args-json-object>}\\n</tool_call>")
 CHATML = (
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+    "{{- '" + TOOLS_PREAMBLE + "' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '" + TOOLS_FORMAT + "<|im_end|>\\n' }}"
+    "{%- endif %}"
     "{%- for message in messages %}"
     "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] }}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{%- for call in message['tool_calls'] %}"
+    "{%- if call['function'] is defined %}{%- set call = call['function'] %}{%- endif %}"
+    "{%- if message['content'] or not loop.first %}{{- '\\n' }}{%- endif %}"
+    "{{- '<tool_call>\\n{\"name\": \"' + call['name'] + '\", \"arguments\": ' }}"
+    "{%- if call['arguments'] is string %}{{- call['arguments'] }}{%- else %}{{- call['arguments'] | tojson }}{%- endif %}"
+    "{{- '}\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- elif not (loop.first and tools and message['role'] == 'system') %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endif %}"
     "{%- endfor %}"

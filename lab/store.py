@@ -192,6 +192,59 @@ MIGRATIONS: list[str] = [
     );
     CREATE VIEW live_votes AS SELECT * FROM votes WHERE id NOT IN (SELECT vote_id FROM retractions);
     """,
+    # 6: a dataset's kind is any lab.data.kinds entry (checked there when a version is saved), not a list kept here
+    """
+    CREATE TABLE datasets_any_kind (
+        name        TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        train_rows  INTEGER NOT NULL,
+        val_rows    INTEGER NOT NULL,
+        card        TEXT NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    INSERT INTO datasets_any_kind SELECT name, version, kind, format, created_at, path, train_rows, val_rows, card
+        FROM datasets;
+    DROP TABLE datasets;
+    ALTER TABLE datasets_any_kind RENAME TO datasets;
+    CREATE INDEX datasets_created ON datasets (created_at);
+    """,
+    # 7: thumbs campaigns (one answer at a time) vote up or down. SQLite cannot change a CHECK in place, so votes is
+    #    rebuilt; retractions is set aside first (dropping votes would cascade into it) and the view rebuilt after
+    """
+    DROP VIEW live_votes;
+    CREATE TABLE retractions_kept AS SELECT vote_id, labeler, created_at FROM retractions;
+    DROP TABLE retractions;
+    CREATE TABLE votes_thumbs (
+        id           INTEGER PRIMARY KEY,
+        pair_id      INTEGER NOT NULL REFERENCES pairs (id) ON DELETE CASCADE,
+        campaign_id  TEXT NOT NULL,
+        labeler      TEXT NOT NULL,
+        choice       TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad', 'up', 'down')),
+        winner       TEXT,
+        left_source  TEXT NOT NULL,
+        comment      TEXT NOT NULL DEFAULT '',
+        seconds      REAL,
+        created_at   TEXT NOT NULL
+    );
+    INSERT INTO votes_thumbs SELECT id, pair_id, campaign_id, labeler, choice, winner, left_source, comment, seconds,
+        created_at FROM votes;
+    DROP TABLE votes;
+    ALTER TABLE votes_thumbs RENAME TO votes;
+    CREATE INDEX votes_campaign ON votes (campaign_id, labeler);
+    CREATE INDEX votes_pair ON votes (pair_id, labeler);
+    CREATE TABLE retractions (
+        vote_id      INTEGER PRIMARY KEY REFERENCES votes (id) ON DELETE CASCADE,
+        labeler      TEXT NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    INSERT INTO retractions SELECT vote_id, labeler, created_at FROM retractions_kept;
+    DROP TABLE retractions_kept;
+    CREATE VIEW live_votes AS SELECT * FROM votes WHERE id NOT IN (SELECT vote_id FROM retractions);
+    """,
 ]
 
 _lock = threading.Lock()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,24 @@ def browser():
             browser.close()
 
 
-@pytest.fixture()
-def page(browser, lab_app: AppServer):  # noqa: F811
+@contextmanager
+def opened(browser, url: str):
+    """A fresh browser context on the lab at ``url``, once its heading is drawn."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    page.goto(lab_app.url)
+    page.goto(url)
     page.get_by_role("heading", name="Fine-tuning lab").wait_for()
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def page(browser, lab_app: AppServer):  # noqa: F811
+    with opened(browser, lab_app.url) as page:
+        yield page
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     from lab.eval.jobs import list_evals
     from lab.train.runner import list_runs
 
-    runs = {r.method: r for r in list_runs(home, status="succeeded")}
+    runs = {r.train_config.objective: r for r in list_runs(home, status="succeeded")}
     assert set(runs) == {"sft", "dpo"}, runs
     assert runs["dpo"].model == f"run:{runs['sft'].id}" and runs["dpo"].dataset.startswith("labels-team-round@")
     assert adapter_moved(runs["dpo"].run_dir / "final"), "the DPO adapter is still zero: DPO trained nothing"

@@ -323,10 +323,8 @@ def test_ranked_paired_and_turn_pair_layouts_of_common_hub_sets(tmp_path):
     assert [r.data for r in orca.rows] == [{"messages": [system("Be exact."), user("2+2?"), assistant("4")]}]
 
 
-def test_tool_calls_are_named_as_unsupported(tmp_path):
+def test_tool_calls_import_and_a_result_without_a_call_is_named(tmp_path):
     import json
-
-    from lab.data.validate import TOOL_CALLS
 
     call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
     rows = [{"messages": [user("Weather?"), {"role": "assistant", "content": None, "tool_calls": [call]},
@@ -336,8 +334,9 @@ def test_tool_calls_are_named_as_unsupported(tmp_path):
     path = tmp_path / "tools.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     parsed = load_file(path)
-    assert len(parsed.rows) == 1
-    assert errors_of(parsed) == [(1, "messages[1]", TOOL_CALLS), (2, "messages[1]", TOOL_CALLS)]
+    assert [row.line for row in parsed.rows] == [1, 3]
+    [(line, field, reason)] = errors_of(parsed)
+    assert (line, field) == (2, "messages[1]") and reason.startswith("a tool result that answers no call")
 
 
 @pytest.mark.parametrize("text, messages", [

@@ -22,9 +22,12 @@ def client(lab_app: AppServer) -> Client:
 
 def check(client: Client, source: str) -> dict:
     """data_check's outputs by what they are (the name box is the last one)."""
+    from lab.ui.data_tab import MAPPING_TARGETS
+
     out = client.predict(source=source, kind="auto", api_name="/data_check")
-    return {"status": out[0], "errors": out[1], "explore": out[10], "clean": out[11], "save": out[15],
-            "card": out[16], "name": out[-1]}
+    n = len(MAPPING_TARGETS)  # one column-mapping dropdown per field a column can feed, before the rest
+    return {"status": out[0], "errors": out[1], "explore": out[2 + n], "clean": out[3 + n], "save": out[7 + n],
+            "card": out[8 + n], "name": out[-1]}
 
 
 def import_as(client: Client, source: str, name: str) -> tuple:

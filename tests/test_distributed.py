@@ -70,7 +70,7 @@ def test_accelerate_config_for_fsdp_wraps_decoder_layers_and_qlora_uses_fsdp1(tm
     assert plugin.reshard_after_forward is True  # full shard
     assert plugin.transformer_cls_names_to_wrap == ["Qwen2DecoderLayer"]
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type) and plugin.cpu_ram_efficient_loading
-    qlora = distributed.accelerate_config(TrainConfig(method="qlora", gpus="2", distributed="fsdp"), 2)
+    qlora = distributed.accelerate_config(TrainConfig(adapter="qlora", gpus="2", distributed="fsdp"), 2)
     env = launch_env(qlora, tmp_path)  # FSDP1's plugin needs a GPU to be built; its environment does not
     assert env["FSDP_VERSION"] == "1" and env["FSDP_USE_ORIG_PARAMS"] == "false"
     assert env["FSDP_SYNC_MODULE_STATES"] == "true" and env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"
@@ -103,11 +103,11 @@ def test_gpus_field_validation():
                          (dict(cpu_processes=0, gpus="0"), "cpu_processes must be at least 1"),
                          (dict(gpus="0", distributed="fsdp"), "use ddp"),
                          (dict(distributed="fsdp"), "no CUDA GPU is visible"),
-                         (dict(gpus="0", method="qlora"), "gpus 0 trains on the CPU")):
+                         (dict(gpus="0", adapter="qlora"), "gpus 0 trains on the CPU")):
         with pytest.raises(LabError, match=message):
             TrainConfig(**bad).validate(cuda=False)
     with pytest.raises(LabError, match="gpus 0 trains on the CPU"):
-        TrainConfig(gpus="0", method="qlora").validate(cuda=True)
+        TrainConfig(gpus="0", adapter="qlora").validate(cuda=True)
     assert "shards nothing" in TrainConfig(distributed="fsdp").validate(cuda=True)[0]
 
 
@@ -149,8 +149,8 @@ def test_nvidia_smi_rows_and_cuda_visible_devices():
 
 def test_qlora_placement_per_strategy(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "3")
-    ddp, fsdp = TrainConfig(method="qlora", gpus="4"), TrainConfig(method="qlora", gpus="4", distributed="fsdp")
-    zero2 = TrainConfig(method="qlora", gpus="4", distributed="deepspeed", deepspeed_stage=2)
+    ddp, fsdp = TrainConfig(adapter="qlora", gpus="4"), TrainConfig(adapter="qlora", gpus="4", distributed="fsdp")
+    zero2 = TrainConfig(adapter="qlora", gpus="4", distributed="deepspeed", deepspeed_stage=2)
     assert distributed.device_map(ddp) == {"": 3} and distributed.device_map(zero2) == {"": 3}
     assert distributed.device_map(fsdp) is None  # FSDP places the shards
     assert distributed.quant_storage(ddp, "bf16") is None and distributed.quant_storage(fsdp, "bf16") == "bfloat16"
@@ -374,7 +374,7 @@ def cuda_count() -> int:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(cuda_count() < 1, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("sets", [["--set", "distributed=fsdp"], ["--set", "distributed=fsdp", "--set", "method=lora"]],
+@pytest.mark.parametrize("sets", [["--set", "distributed=fsdp"], ["--set", "distributed=fsdp", "--set", "adapter=lora"]],
                          ids=["fsdp-full", "fsdp-lora"])
 def test_fsdp_path_on_one_gpu_saves_a_loadable_model(cpu_home, sets):
     """FSDP's code path (sharding, rank-0 loading, the full state dict gathered for final/) with one process."""
@@ -403,6 +403,6 @@ def test_two_gpus_follow_the_one_gpu_loss_curve(cpu_home, strategy):
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_qlora_over_two_gpus_saves_an_adapter(cpu_home, strategy):
     pytest.importorskip("bitsandbytes")
-    done, _ = train_losses(cpu_home, "--set", "method=qlora", "--set", "learning_rate=2e-4", "--set", "gpus=2",
+    done, _ = train_losses(cpu_home, "--set", "adapter=qlora", "--set", "learning_rate=2e-4", "--set", "gpus=2",
                            "--set", f"distributed={strategy}")
     assert Path(done["run_dir"], "final", "adapter_config.json").exists()

@@ -20,7 +20,7 @@ def test_steps_and_effective_batch():
 
 
 def test_lr_curve_warms_up_then_decays_to_zero():
-    cfg = TrainConfig(method="lora", warmup_ratio=0.1, max_steps=100)
+    cfg = TrainConfig(adapter="lora", warmup_ratio=0.1, max_steps=100)
     curve = dict(schedule(cfg, 1000).lr)
     peak = max(curve.values())
     assert curve[1] == 0.0 and peak == pytest.approx(2e-4)
@@ -33,7 +33,7 @@ def test_lora_trainable_params_match_peft(tiny_home, monkeypatch, targets):
     from peft import LoraConfig, get_peft_model
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
-    cfg = TrainConfig(method="lora", lora_r=8, lora_targets=targets)
+    cfg = TrainConfig(adapter="lora", lora_r=8, lora_targets=targets)
     peft_model = get_peft_model(load_model(home=tiny_home),
                                 LoraConfig(r=8, lora_alpha=16, target_modules=cfg.lora_target_modules(),
                                            task_type="CAUSAL_LM"))
@@ -44,14 +44,14 @@ def test_lora_trainable_params_match_peft(tiny_home, monkeypatch, targets):
 def test_memory_components(tiny_home, monkeypatch):
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     shape = model_shape("tiny")
-    full = memory(TrainConfig(method="sft"), shape)
-    lora = memory(TrainConfig(method="lora"), shape)
+    full = memory(TrainConfig(objective="sft"), shape)
+    lora = memory(TrainConfig(adapter="lora"), shape)
     assert full.optimizer == shape.params * 8 and lora.optimizer < full.optimizer / 5
-    checkpointed = memory(TrainConfig(method="sft", gradient_checkpointing=True), shape)
+    checkpointed = memory(TrainConfig(objective="sft", gradient_checkpointing=True), shape)
     assert checkpointed.activations < full.activations
-    dpo_full = memory(TrainConfig(method="dpo", dpo_adapter="none", precompute_ref_log_probs="off"), shape)
-    assert dpo_full.reference_model > 0 and memory(TrainConfig(method="dpo"), shape).reference_model == 0
-    report = estimate(TrainConfig(method="lora"), 360)
+    dpo_full = memory(TrainConfig(objective="dpo", adapter="none", precompute_ref_log_probs="off"), shape)
+    assert dpo_full.reference_model > 0 and memory(TrainConfig(objective="dpo", adapter="lora"), shape).reference_model == 0
+    report = estimate(TrainConfig(adapter="lora"), 360)
     assert report["memory_gib"]["total"] == pytest.approx(sum(v for k, v in report["memory_gib"].items()
                                                               if k != "total"), abs=0.05)
     assert 0 < report["trainable_percent"] < 100
@@ -64,7 +64,7 @@ def test_largest_batch_is_the_last_that_fits(tiny_home, monkeypatch):
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     shape = model_shape("tiny")
-    cfg = TrainConfig(method="sft", max_length=1024)
+    cfg = TrainConfig(objective="sft", max_length=1024)
     budget = 2 * GIB
     fits = largest_batch(cfg, shape, budget, headroom=1.0)
     assert fits >= 1
@@ -79,6 +79,6 @@ def test_checkpointing_and_a_precomputed_reference_lower_the_estimate(tiny_home,
     plain, checkpointed = (memory(TrainConfig(batch_size=8, max_length=1024, gradient_checkpointing=c), shape)
                            for c in (False, True))
     assert checkpointed.activations < plain.activations / 3
-    held = memory(TrainConfig(method="dpo", dpo_adapter="none", precompute_ref_log_probs="off"), shape)
-    precomputed = memory(TrainConfig(method="dpo", dpo_adapter="none"), shape)  # auto: on for full DPO
+    held = memory(TrainConfig(objective="dpo", adapter="none", precompute_ref_log_probs="off"), shape)
+    precomputed = memory(TrainConfig(objective="dpo", adapter="none"), shape)  # auto: on for full DPO
     assert held.reference_model > 0 and precomputed.reference_model == 0

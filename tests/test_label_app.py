@@ -74,7 +74,7 @@ def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app,
             form[name] = value
         elif "value" in value:  # a picker comes with its choices
             form[name] = value["value"]
-    assert (form["method"], form["model"], form["dataset"]) == ("dpo", "tiny", ref)
+    assert (form["objective"], form["adapter"], form["model"], form["dataset"]) == ("dpo", "lora", "tiny", ref)
     assert form["warmup_ratio"] == 0 and form["learning_rate"] > 0
 
     form.update(report_to="none", eval_split="none", save_steps=0, max_length=128, max_prompt_length=64,

@@ -81,7 +81,7 @@ def test_estimate_counts_offloaded_inputs_and_tiled_mlps():
     from lab.train.estimate import GIB, memory, model_shape
 
     shape = model_shape("bench/configs/llama-3.1-8b.json")
-    at = dict(method="qlora", batch_size=1, max_length=65536)
+    at = dict(adapter="qlora", batch_size=1, max_length=65536)
     checkpointed = memory(TrainConfig(**at, gradient_checkpointing="on"), shape).activations
     offloaded = memory(TrainConfig(**at, gradient_checkpointing="on", offload_activations="on"), shape).activations
     tiled = memory(TrainConfig(**at, gradient_checkpointing="on", offload_activations="on", tiled_mlp="on"),
@@ -97,14 +97,14 @@ def test_plan_adds_memory_savers_one_at_a_time_as_the_budget_shrinks():
 
     shape = model_shape("bench/configs/llama-3.1-8b.json")
     machine = dict(cuda=True, model_type="llama", varlen=True, flash_attn=False, liger=False, shape=shape)
-    cfg = TrainConfig(method="qlora", batch_size=1, max_length=32768)
+    cfg = TrainConfig(adapter="qlora", batch_size=1, max_length=32768)
     chosen = {}
     for gib in (300, 30, 18, 12):  # estimates: 255 GiB plain, 22 checkpointed, 14 offloaded, 9.9 tiled
         p = speed.plan(cfg, gpu_bytes=gib * GIB, **machine)
         chosen[gib] = (p.gradient_checkpointing, p.offload_activations, p.tiled_mlp)
     assert chosen == {300: (False, False, False), 30: (True, False, False), 18: (True, True, False),
                       12: (True, True, True)}
-    capped = speed.plan(TrainConfig(method="qlora", batch_size=1, max_length=32768, gpu_memory_gib=18),
+    capped = speed.plan(TrainConfig(adapter="qlora", batch_size=1, max_length=32768, gpu_memory_gib=18),
                         gpu_bytes=140 * GIB, **machine)
     assert (capped.gradient_checkpointing, capped.offload_activations, capped.tiled_mlp) == (True, True, False)
     assert "cap of 18 GiB" in capped.reasons["offload_activations"]
@@ -119,7 +119,7 @@ def test_plan_adds_memory_savers_one_at_a_time_as_the_budget_shrinks():
 ])
 def test_impossible_memory_settings_say_what_to_change(settings, words):
     with pytest.raises(LabError, match=words):
-        TrainConfig(method="lora", **settings).validate(cuda=True)
+        TrainConfig(adapter="lora", **settings).validate(cuda=True)
 
 
 def test_out_of_memory_names_the_memory_savers_still_off():
@@ -141,7 +141,7 @@ def test_the_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch):
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     monkeypatch.setattr(distributed, "visible_gpus", lambda: [distributed.Gpu(0, "u0", "NVIDIA H200", 140.4, 0.0)])
-    cfg = TrainConfig(method="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
+    cfg = TrainConfig(adapter="lora", gpu_memory_gib=16.0, max_length=512, batch_size=4)
     text = estimate_run(cfg, tiny_home).text
     assert "fits GPU 0 (16 GiB by gpu_memory_gib)" in text
     assert "Offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text

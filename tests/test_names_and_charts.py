@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from lab.config import TrainConfig
 from lab.ui import plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +85,7 @@ def named_runs(lab_app) -> tuple[str, str]:
     """In the app's home: an SFT run at the recipe's learning rate, and a DPO run from it with learning_rate 0
     (the method's usual), as "Train DPO on this" queues it."""
     sft = train(lab_app.home, "--set", f"name={SFT}", "--set", "max_steps=8", "--set", "eval_steps=4")
-    dpo = train(lab_app.home, "--set", f"name={DPO}", "--set", "method=dpo", "--set", f"model=run:{sft}",
+    dpo = train(lab_app.home, "--set", f"name={DPO}", "--set", "objective=dpo", "--set", "adapter=lora", "--set", f"model=run:{sft}",
                 "--set", "dataset=sample:preference", "--set", "learning_rate=0", "--set", "max_steps=4",
                 "--set", "eval_steps=2", "--set", "max_prompt_length=128")
     return sft, dpo
@@ -100,7 +99,7 @@ def test_the_config_diff_shows_the_learning_rate_each_run_used(lab_app, named_ru
     sft, dpo = named_runs
     home = lab_home(lab_app.home)
     diff = {d["field"]: d for d in config_diff([sft, dpo], home)}
-    usual = TrainConfig(method="dpo", dpo_adapter=get_run(dpo, home).config["dpo_adapter"]).lr
+    usual = get_run(dpo, home).train_config.lr
     assert diff["learning_rate"][dpo] == f"{usual:g} (0 = the method's usual)"
     assert diff["learning_rate"][sft] == get_run(sft, home).config["learning_rate"]
     assert diff["precompute_ref_log_probs"][dpo] == "off (auto)"  # adapters need no precomputed reference

@@ -25,7 +25,7 @@ def test_gpu_auto_plan_goes_padding_free_with_torch_varlen_and_liger():
 
 
 def test_dpo_is_unpadded_inside_the_model_and_packing_is_always_padding_free():
-    dpo = speed.plan(TrainConfig(method="dpo"), cuda=True, model_type="llama", varlen=True, flash_attn=False,
+    dpo = speed.plan(TrainConfig(objective="dpo", adapter="lora"), cuda=True, model_type="llama", varlen=True, flash_attn=False,
                      liger=False)
     assert dpo.padding_free and "unpads DPO" in dpo.reasons["padding_free"]
     packed = speed.plan(TrainConfig(packing=True), cuda=False, model_type="llama", varlen=False, flash_attn=False,
@@ -61,13 +61,13 @@ def trainer_and_model(tiny_home):
     from trl import SFTTrainer
 
     from lab.models import load_model, load_tokenizer
-    from lab.train.convert import sft_args
+    from lab.train.convert import trainer_config
 
     tokenizer = load_tokenizer(home=tiny_home)
     model = load_model(home=tiny_home).eval()
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(report_to="none", max_length=64, eval_split="none")
-        trainer = SFTTrainer(model=model, args=sft_args(cfg, Path(out)), processing_class=tokenizer,
+        trainer = SFTTrainer(model=model, args=trainer_config(cfg, Path(out)), processing_class=tokenizer,
                              train_dataset=Dataset.from_list([{"messages": SINGLE}, {"messages": MULTI}]),
                              data_collator=speed.padding_free_collator(tokenizer, cfg.max_length))
         examples = [trainer.train_dataset[i] for i in range(2)]
@@ -130,7 +130,7 @@ def test_unpadded_dpo_forward_gives_the_padded_log_probs(tiny_home, tmp_path):
     from trl import DPOTrainer
 
     from lab.models import load_model, load_tokenizer
-    from lab.train.convert import dpo_args
+    from lab.train.convert import trainer_config
 
     tokenizer = load_tokenizer(home=tiny_home)
     model = load_model(home=tiny_home)
@@ -141,9 +141,9 @@ def test_unpadded_dpo_forward_gives_the_padded_log_probs(tiny_home, tmp_path):
              {"prompt": [{"role": "user", "content": "What is two plus two? Answer in a full sentence please."}],
               "chosen": [{"role": "assistant", "content": "Two plus two is four."}],
               "rejected": [{"role": "assistant", "content": "Five."}]}]
-    cfg = TrainConfig(method="dpo", dpo_adapter="none", report_to="none", eval_split="none", max_length=128,
+    cfg = TrainConfig(objective="dpo", adapter="none", report_to="none", eval_split="none", max_length=128,
                       max_prompt_length=64)
-    trainer = DPOTrainer(model=model, args=dpo_args(cfg, tmp_path), processing_class=tokenizer,
+    trainer = DPOTrainer(model=model, args=trainer_config(cfg, tmp_path), processing_class=tokenizer,
                          train_dataset=Dataset.from_list(pairs))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     assert (batch["attention_mask"] == 0).any()  # really padded
@@ -196,9 +196,9 @@ def test_compiled_kernels_are_kept_under_lab_home_unless_the_environment_says_ot
 
 
 def test_fused_lora_plan_is_on_for_adapters_only():
-    lora = speed.plan(TrainConfig(method="lora"), cuda=False, varlen=False, flash_attn=False, liger=False)
-    full = speed.plan(TrainConfig(method="sft"), cuda=False, varlen=False, flash_attn=False, liger=False)
-    off = speed.plan(TrainConfig(method="lora", fused_lora="off"), cuda=False, varlen=False, flash_attn=False,
+    lora = speed.plan(TrainConfig(adapter="lora"), cuda=False, varlen=False, flash_attn=False, liger=False)
+    full = speed.plan(TrainConfig(objective="sft"), cuda=False, varlen=False, flash_attn=False, liger=False)
+    off = speed.plan(TrainConfig(adapter="lora", fused_lora="off"), cuda=False, varlen=False, flash_attn=False,
                      liger=False)
     assert (lora.fused_lora, full.fused_lora, off.fused_lora) == (True, False, False)
     assert "full fine-tune" in full.reasons["fused_lora"]

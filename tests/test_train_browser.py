@@ -61,3 +61,28 @@ def test_a_run_that_did_not_change_the_model_is_shown_failed_in_red(page, shots)
     failed.wait_for(timeout=120_000)
     assert failed.evaluate("node => getComputedStyle(node).color") == "rgb(185, 28, 28)"
     snap(page, shots, "train-run-unchanged-red")
+
+
+def test_choosing_an_objective_shows_its_settings_and_hides_the_others(page, shots):  # noqa: F811
+    """The objective picker lists every registered objective; its settings row shows while it is chosen (DPO and
+    KTO share one row for the settings both read), the others' rows are hidden."""
+    from lab.train.methods import NAMES
+
+    tab(page, "Train").click()
+    page.get_by_text("Objective settings", exact=False).first.click()
+    page.get_by_label("Objective", exact=True).click()
+    listed = [o.inner_text().split()[-1] for o in page.get_by_role("option").filter(visible=True).all()]  # ✓ marks
+    assert set(NAMES) <= set(listed), listed
+    page.get_by_role("option", name="grpo", exact=True).filter(visible=True).first.click()
+    page.get_by_label("Num generations", exact=True).wait_for()
+    snap(page, shots, "train-objective-grpo")
+    assert page.get_by_text("Reward file", exact=True).is_visible()
+    assert not page.get_by_label("DPO beta", exact=True).is_visible()
+    page.get_by_label("Objective", exact=True).click()
+    page.get_by_role("option", name="kto", exact=True).filter(visible=True).first.click()
+    page.get_by_label("KTO beta", exact=True).wait_for()
+    assert page.get_by_label("Max prompt length", exact=True).is_visible()  # shared with DPO
+    assert not page.get_by_label("Num generations", exact=True).is_visible()
+    # The bundled sample follows the objective's kind of data (a saved dataset the user chose would stay).
+    assert page.get_by_label("Dataset", exact=True).input_value().startswith("sample:unpaired")
+    snap(page, shots, "train-objective-kto")

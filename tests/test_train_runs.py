@@ -190,7 +190,7 @@ def test_early_stopping_ends_the_run_on_the_best_checkpoint(home, tmp_path):
 
 
 def test_full_model_dpo_and_neftune_sft_run(home):
-    dpo = train(home, "tiny-dpo.yaml", "--set", "dpo_adapter=none", "--set", "max_steps=4",
+    dpo = train(home, "tiny-dpo.yaml", "--set", "adapter=none", "--set", "max_steps=4",
                 "--set", "learning_rate=1e-4")
     assert dpo["status"] == "succeeded", dpo["error"]
     assert (Path(dpo["run_dir"], "final") / "model.safetensors").exists()  # the whole model, no adapter
@@ -198,15 +198,15 @@ def test_full_model_dpo_and_neftune_sft_run(home):
     noisy = train(home, "tiny-sft.yaml", "--set", "neftune_noise_alpha=5", "--set", "max_steps=4")
     assert noisy["status"] == "succeeded", noisy["error"]
     from lab.config import TrainConfig
-    from lab.train.convert import sft_args
+    from lab.train.convert import trainer_config
 
-    assert sft_args(TrainConfig(neftune_noise_alpha=5), Path(noisy["run_dir"])).neftune_noise_alpha == 5
+    assert trainer_config(TrainConfig(neftune_noise_alpha=5), Path(noisy["run_dir"])).neftune_noise_alpha == 5
 
 
 def test_bad_config_fails_before_launch(home):
     for sets, message in ((["--set", "batch_size=0"], "batch_size must be at least 1"),
-                          (["--set", "method=qlora"], "needs a CUDA GPU"),
-                          (["--set", "dataset=sample:preference"], "needs sft data"),
+                          (["--set", "adapter=qlora"], "needs a CUDA GPU"),
+                          (["--set", "dataset=sample:preference"], "SFT trains on SFT data"),
                           (["--set", "warmup=0.1"], "unknown setting(s) warmup")):
         before = len(list(home.runs.iterdir()))
         result = lab(home, "train", "recipes/tiny-sft.yaml", *sets, "--json")

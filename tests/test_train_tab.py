@@ -29,7 +29,7 @@ def value(update):
 
 
 def test_estimate_reports_steps_params_and_memory(client):
-    status, text, lr_plot, memory_plot = client.predict(**form(method="lora", dataset="sample:sft"),
+    status, text, lr_plot, memory_plot = client.predict(**form(adapter="lora", dataset="sample:sft"),
                                                         api_name="/train_estimate")
     assert "Estimate ready" in status
     assert "effective batch **4**" in text and "steps in all" in text and "sample-sft@" in text
@@ -50,7 +50,7 @@ def test_a_run_started_from_the_form_succeeds_with_curves(client, lab_app):
     run_id = value(selected)
     deadline = time.time() + 180
     while time.time() < deadline:
-        table, selected, status, progress, loss, aux, log, outcome, memory, samples = client.predict(
+        table, selected, status, progress, loss, aux, log, outcome, memory, samples, completions = client.predict(
             run_id, api_name="/train_runs")
         if "succeeded" in progress or "failed" in progress:
             break
@@ -86,7 +86,7 @@ def test_sanity_check_from_the_form_gives_verdicts(client):
 
 
 def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):
-    status, recipe = client.predict(recipe_name="my-run", **form(method="lora", lora_r=8, epochs=2.0),
+    status, recipe = client.predict(recipe_name="my-run", **form(adapter="lora", lora_r=8, epochs=2.0),
                                     api_name="/train_save_recipe")
     assert "Saved" in status and value(recipe) == "my-run.yaml"
     loaded = load_yaml(str(lab_app.home / "recipes" / "my-run.yaml"))
@@ -97,7 +97,7 @@ def test_form_saved_as_recipe_loads_back_and_refuses_overwrite(client, lab_app):
     assert "exists already" in taken
 
 
-@pytest.mark.parametrize("changes", [dict(method="lora"), dict(method="dpo", dataset="sample:preference",
+@pytest.mark.parametrize("changes", [dict(adapter="lora"), dict(objective="dpo", adapter="lora", dataset="sample:preference",
                                                                  max_prompt_length=128)], ids=["lora", "dpo"])
 def test_lora_and_dpo_runs_started_from_the_form_succeed(client, changes):
     status, table, selected = client.predict(**form(**{**FAST, **changes}), api_name="/train_start")
@@ -110,10 +110,10 @@ def test_lora_and_dpo_runs_started_from_the_form_succeed(client, changes):
         time.sleep(2)
     assert "succeeded" in progress, progress
     loss, aux = client.predict(run_id, api_name="/train_run_view")[2:4]
-    if changes["method"] == "dpo":  # DPO's reward curves are drawn beside the loss
+    if changes.get("objective") == "dpo":  # DPO's reward curves are drawn beside the loss
         assert "rewards" in json.dumps(value(aux))
     else:  # the estimate resolves a finished run as the model as Start does (a LoRA run's final/ is an adapter)
-        status, text, _, _ = client.predict(**form(model=f"run:{run_id}", method="lora"), api_name="/train_estimate")
+        status, text, _, _ = client.predict(**form(model=f"run:{run_id}", adapter="lora"), api_name="/train_estimate")
         assert "Estimate ready" in status and "trainable parameters" in text, status
 
 
@@ -128,10 +128,34 @@ def test_start_refuses_a_run_that_would_not_train_and_says_what_would(client, la
                             for i in range(3)))
     ref = import_file(str(path), DataConfig(name="three-pairs", val_fraction=0), home=lab_home(lab_app.home)).ref
     before = sorted(p.name for p in (lab_app.home / "runs").glob("2*"))
-    bad = form(method="dpo", dataset=ref, batch_size=4, grad_accum=4, report_to="none")
+    bad = form(objective="dpo", adapter="lora", dataset=ref, batch_size=4, grad_accum=4, report_to="none")
     status, *_ = client.predict(**bad, api_name="/train_start")
     assert "would not train" in status and "3 rows" in status and "1 optimizer step" in status, status
     assert "warmup_ratio 0" in status and "epochs 4" in status
     assert sorted(p.name for p in (lab_app.home / "runs").glob("2*")) == before
     status, text, *_ = client.predict(**bad, api_name="/train_estimate")
     assert "would not train" in status and "would not train" in text
+
+
+def test_a_grpo_run_from_the_form_shows_its_rewards_and_sampled_completions(client):
+    """The GRPO recipe loaded into the form, its settings row shown, started, and followed: the reward panel has a
+    line per reward function and the completions table gives each sample's score."""
+    loaded = client.predict("tiny-grpo.yaml", api_name="/train_load_recipe")
+    assert "Loaded tiny-grpo.yaml" in loaded[0]
+    cfg = load_yaml("recipes/tiny-grpo.yaml")
+    values = {**form(**{f: getattr(cfg, f) for f in TrainConfig.__dataclass_fields__}), "max_steps": 10,
+              "report_to": "none", "eval_split": "none", "save_steps": 0}
+    status, table, selected = client.predict(**values, api_name="/train_start")
+    run_id = value(selected)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        view = client.predict(run_id, api_name="/train_run_view")
+        if "succeeded" in view[1] or "failed" in view[1]:
+            break
+        time.sleep(2)
+    assert "succeeded" in view[1], view[1]
+    traces = {trace["name"] for trace in json.loads(value(view[3])["plot"])["data"]}
+    assert {"rewards/format/mean", "reward", "reward_std"} <= traces, traces  # the pattern panel, expanded
+    completions = value(view[-1])
+    assert completions["headers"] == ["step", "prompt", "completion", "format", "total"]
+    assert completions["data"] and all(row[3] in ("0", "1") for row in completions["data"]), completions["data"][:3]

@@ -57,7 +57,7 @@ def test_steps_are_counted_as_the_trainer_counts_them():
 
 
 def test_a_schedule_with_no_step_at_a_rate_above_zero_is_refused_with_settings_that_train():
-    cfg = TrainConfig(method="dpo", dataset="labels", batch_size=4, grad_accum=4)
+    cfg = TrainConfig(objective="dpo", adapter="lora", dataset="labels", batch_size=4, grad_accum=4)
     reason = refusal(cfg, count_steps(cfg, PAIRS))
     assert reason.startswith("This run would not train: the train split of labels has 3 rows, which make 1 "
                              "optimizer step"), reason
@@ -87,7 +87,7 @@ def test_the_dpo_proposal_trains_on_three_pairs_and_the_adapter_moves(home):
     proposal = propose_dpo("three-pairs", "tiny", home)
     cfg = from_dict(TrainConfig, proposal.values)  # every key a TrainConfig field
     steps = count_steps(cfg, PAIRS)
-    assert steps.total >= 10 and steps.warmup == 0 and cfg.warmup_ratio == 0 and cfg.method == "dpo"
+    assert steps.total >= 10 and steps.warmup == 0 and cfg.warmup_ratio == 0 and cfg.objective == "dpo"
     assert proposal.text.startswith(f"3 pairs of {ref(home, 'three-pairs')} make {steps.total} optimizer steps")
     assert "at learning rate 0.0005" in proposal.text  # the tiny model's usual DPO rate, not a 7B model's
     # Laid over a form that still holds an SFT run's settings (as "Train DPO on this" does), it still trains.
@@ -156,3 +156,20 @@ def test_a_run_resumed_from_its_last_step_is_not_called_unchanged():
         watch.on_train_begin(None, TrainerState(max_steps=10, global_step=global_step), None)
         verdict = watch.verdict()
         assert verdict == expected if expected is None else verdict.startswith(expected), verdict
+
+
+def test_an_sft_run_whose_replies_are_all_cut_by_max_length_is_refused_before_launch(home):
+    """Every reply beyond max_length: no token would carry loss, the trainer would drop every row. Refused with the
+    length that keeps them, before a run exists; a max_length that keeps them passes the check."""
+    from lab.train.runner import create_run
+
+    cfg = TrainConfig(dataset=ref(home, "three-short"), max_length=6, report_to="none", epochs=4, batch_size=1,
+                      warmup_ratio=0.0)
+    runs = len(list(home.runs.iterdir())) if home.runs.exists() else 0
+    with pytest.raises(LabError, match=r"max_length 6 cuts every assistant reply out of the first 3 rows .* raise "
+                                       r"max_length to about \d+"):
+        create_run(cfg, home=home)
+    assert (len(list(home.runs.iterdir())) if home.runs.exists() else 0) == runs
+    from lab.train.objectives.sft import precheck
+
+    precheck(dataclasses.replace(cfg, max_length=64), home)  # the replies fit: nothing to refuse

@@ -140,5 +140,5 @@ def test_version_rows_name_their_split_and_file(home):
     version = import_file(DATA / "sharegpt.jsonl", DataConfig(name="chat", val_fraction=0.5), home=home)
     rows = version_rows(version.ref, home)
     assert [r.source.split(" · ")[0] for r in rows] == ["train", "validation"]
-    assert {r.source.split(" · ")[1] for r in rows} == {"sharegpt.jsonl"} and set(rows[0].data) == {"messages"}
+    assert {r.source.split(" · ")[1] for r in rows} == {"sharegpt.jsonl"} and set(rows[0].data) == {"messages", "tools"}
     assert len(version_rows(version.ref, home, split="validation")) == 1

@@ -2,6 +2,7 @@
 the comparisons saved under LAB_HOME/comparisons/.
 
     python -m lab compare run --source tiny --source run:<id> --prompt "What is 7 times 8?" --save --html out.html
+    python -m lab compare run --source tiny --source run:<id> --prompt "Hi" --reward-model run:<reward id>
     python -m lab compare list
     python -m lab compare show 20250101-120000 --markdown out.md
 """
@@ -46,6 +47,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--source", action="append", required=True,
                      help=f"tiny, run:<id>, a path or a hub id (repeat, up to {MAX_SOURCES})")
     run.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
+    run.add_argument("--reward-model", default="", metavar="MODEL",
+                     help="score every answer with this reward model (run:<id> of a reward-model run, or a folder or "
+                     "hub id of a sequence classifier with one output) and give each checkpoint its mean")
     add_sampling_args(run, Sampling())
     run.add_argument("--save", action="store_true", help="keep it under LAB_HOME/comparisons/ (see compare list)")
     add_export_args(run)
@@ -77,13 +81,17 @@ def export(args: argparse.Namespace, document: dict[str, Any]) -> None:
 
 
 def print_answers(document: dict[str, Any]) -> None:
-    from lab.compare import name_in
+    from lab.compare import name_in, reward_note
 
     print("settings: " + ", ".join(f"{k} {v}" for k, v in document["settings"].items()))
+    if document.get("reward_model"):
+        print(f"scored by {name_in(document, document['reward_model'])}: " + " · ".join(
+            f"{name_in(document, a['source'])} {reward_note(a)}" for a in document["answers"]))
     for i, prompt in enumerate(document["prompts"]):
         print(f"## {prompt[-1]['content']}")
         for a in document["answers"]:
-            print(f"[{name_in(document, a['source'])}] {a['answers'][i]}")
+            note = f" ({reward_note(a, i)})" if "rewards" in a else ""
+            print(f"[{name_in(document, a['source'])}]{note} {a['answers'][i]}")
     for r in document.get("runs") or []:
         print(f"run {name_in(document, r['run'])} ({r['run']}): final train loss {r['final_train_loss']}, "
               f"best eval loss {r['best_eval_loss']}")
@@ -92,15 +100,16 @@ def print_answers(document: dict[str, Any]) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from lab.compare import comparison_document, save_comparison, side_by_side
+    from lab.compare import check_request, comparison_document, save_comparison, side_by_side
 
     prompts = [[{"role": "user", "content": p}] for p in args.prompt]
     settings = sampling_from(args)
+    check_request(args.source, prompts, args.reward_model)  # a scorer that is no reward model fails before answering
     answers = []
     for result in side_by_side(args.source, prompts, settings):
         say(f"{result.source}: {result.tokens_per_second} tokens/s")
         answers.append(result)
-    document = comparison_document(args.source, prompts, settings, answers)
+    document = comparison_document(args.source, prompts, settings, answers, reward_model=args.reward_model)
     if args.save:
         path = save_comparison(document)
         document = {"id": path.stem, **document}

@@ -10,6 +10,9 @@ from typing import Any
 from lab.cli import add_json_flag, emit, say
 from lab.config import DataConfig, add_arguments, from_arguments
 from lab.data.browse import WHERE
+from lab.data.canonical import message_text
+from lab.data.kinds import KINDS, LABEL_WORDS, MESSAGES
+from lab.data.kinds import NAMES as KIND_NAMES
 from lab.data.limits import LIMITS, ReadLimits, env_name, flag_name, read_limits
 from lab.errors import LabError
 
@@ -90,14 +93,18 @@ def dataset_ref(text: str) -> str:
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) -> None:
+    from lab.data.sources import SAMPLES
+
     parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, a hub dataset id owner/name[:split], or a "
-                        "bundled sample (sample:sft, sample:preference)")
-    if kind:
-        parser.add_argument("--kind", choices=("sft", "preference"), help="what the rows are (default: detect)")
+                        f"bundled sample ({', '.join(SAMPLES)})")
+    if kind:  # import takes --kind from DataConfig, whose choices are the same registry's
+        parser.add_argument("--kind", choices=KIND_NAMES, help="what the rows are (default: detect; a file of "
+                            "questions and answers is SFT data unless you say prompts): " + "; ".join(
+                                f"{k.name}: {k.words}" for k in KINDS.values()))
     parser.add_argument("--map", action="append", metavar="COLUMN=FIELD", default=[],
-                        help="map a column by hand when detection fails (repeatable); FIELD for sft: prompt, "
-                        "response, system, context, messages, text (a chat transcript); for preference: prompt, chosen, "
-                        "rejected, system")
+                        help="map a column by hand when detection fails (repeatable); FIELD " + "; ".join(
+                            f"for {k.name}: {', '.join(k.mapping_fields)}" for k in KINDS.values())
+                        + " (text: a chat transcript; meta: a JSON object of metadata)")
     add_limit_arguments(parser)
 
 
@@ -209,14 +216,26 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"  {args.split} rows {found.matched} of {found.total} match · page {found.page} of {found.pages}")
         for row in rows:
             print(f"  --- row {row['number']} · {row['source']}:{row['line']}")
-            for field in ("messages", "prompt", "chosen", "rejected"):
-                for message in row.get(field) or []:
-                    label = message["role"] if field in ("messages", "prompt") else field
-                    print(f"  {label:>9}: {message['content'][:200]}")
+            print_fields(row, KINDS[version.kind].fields)
 
     emit(args, {**version.summary(), "card": version.card, "rows": rows, "page": found.page, "pages": found.pages,
                 "matched": found.matched, "total": found.total}, human)
     return 0
+
+
+def print_fields(row: dict[str, Any], fields: dict[str, str]) -> None:
+    """A row's fields as lines: a conversation or prompt by role, a reply by its side, a label by its words, a text
+    (a reference answer, metadata) when it holds one."""
+    for field, how in fields.items():
+        value = row.get(field)
+        if how == MESSAGES:
+            for message in value or []:
+                label = message["role"] if field in ("messages", "prompt") else field
+                print(f"  {label:>10}: {message_text(message)[:200]}")
+        elif isinstance(value, bool):
+            print(f"  {field:>10}: {LABEL_WORDS[value]}")
+        elif value and value != "{}":
+            print(f"  {field:>10}: {value[:200]}")
 
 
 def run_export(args: argparse.Namespace) -> int:

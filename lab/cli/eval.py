@@ -1,4 +1,4 @@
-"""``python -m lab eval perplexity|overlap|judge|harness|list|show|export|summary``: evaluations as stored
+"""``python -m lab eval perplexity|overlap|judge|harness|reward|list|show|export|summary``: evaluations as stored
 background jobs, and every model's numbers beside the human ones.
 
     python -m lab eval perplexity --model tiny --model run:<id> --wait
@@ -6,6 +6,7 @@ background jobs, and every model's numbers beside the human ones.
     python -m lab eval judge --model run:<id> --model tiny --judge endpoint --endpoint-model gpt-4o-mini --wait
     python -m lab eval judge --print-prompt > judge.txt   # edit, then: --prompt-file judge.txt
     python -m lab eval harness --model tiny --model run:<id> --tasks lab_mc --limit 20 --wait
+    python -m lab eval reward --model tiny --model run:<sft id> --reward-model run:<reward id> --wait
     python -m lab eval summary --json
 """
 
@@ -17,14 +18,15 @@ from pathlib import Path
 from lab.cli import add_json_flag, emit, say
 from lab.config import add_arguments, from_arguments
 from lab.errors import LabError
-from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
+from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig, RewardEvalConfig
 
 MODEL_HELP = "tiny, run:<id>, a path or a hub id (repeat to compare, e.g. base and tuned)"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
-        "eval", help="evaluate checkpoints: perplexity, ROUGE/BLEU, LLM-as-judge, lm-eval tasks, summary",
+        "eval", help="evaluate checkpoints: perplexity, ROUGE/BLEU, LLM-as-judge, lm-eval tasks, reward model, "
+        "summary",
         description="Evaluate checkpoints as background jobs kept in the store (one job per model), and set every "
         "model's numbers beside the human results of labeling campaigns.")
     sub = evaluate.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
@@ -60,6 +62,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                          "Hub for their data. One job per model.", dataset=False)
     harness.set_defaults(handler=run_jobs, kind="harness", cls=HarnessConfig)
 
+    reward = job_parser(sub, "reward", RewardEvalConfig, "mean reward of models' answers, by a reward model",
+                        "Each model answers the prompts of a dataset version's split (of any kind: an SFT "
+                        "conversation before its final reply, a preference or prompts row's prompt), and a reward "
+                        "model (a finished reward-model run, or a sequence classifier with one output) scores every "
+                        "answer: the mean reward per model, each prompt's score kept (eval show ID --json), and the "
+                        "dataset's own replies scored beside them where it has some. One job per model.",
+                        dataset_help="a dataset version of any kind whose prompts are answered (default: sample:sft)")
+    reward.set_defaults(handler=run_jobs, kind="reward", cls=RewardEvalConfig)
+
     lst = sub.add_parser("list", help="all evaluations, newest first", description="All evaluations, newest first.")
     add_json_flag(lst)
     lst.set_defaults(handler=run_list)
@@ -81,12 +92,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def job_parser(sub: argparse._SubParsersAction, name: str, cls: type, help: str, description: str, *,
-               dataset: bool = True, model_required: bool = True) -> argparse.ArgumentParser:
+               dataset: bool = True, model_required: bool = True,
+               dataset_help: str = "an SFT dataset version (default: sample:sft)") -> argparse.ArgumentParser:
     """A job command: --model (repeatable), --dataset, the config's own flags, --wait and --json."""
     parser = sub.add_parser(name, help=help, description=description)
     parser.add_argument("--model", action="append", required=model_required, help=MODEL_HELP)
     if dataset:
-        parser.add_argument("--dataset", default="sample:sft", help="an SFT dataset version (default: sample:sft)")
+        parser.add_argument("--dataset", default="sample:sft", help=dataset_help)
     add_arguments(parser, cls)
     parser.add_argument("--wait", action="store_true", help="wait for the results")
     add_json_flag(parser)
@@ -200,12 +212,13 @@ def summary_text(document: dict) -> str:
     campaign = document["campaign"]
     lines = [f"human results from campaign {campaign['name']} ({campaign['id']})" if campaign
              else "no labeling campaign with votes yet",
-             f"{'model':<28} {'ppl':>10} {'ROUGE-L':>8} {'BLEU':>6} {'judge':>6} {'grade':>6} {'human':>6} "
-             f"{'BT':>6}  lm-eval"]
+             f"{'model':<28} {'ppl':>10} {'ROUGE-L':>8} {'BLEU':>6} {'judge':>6} {'grade':>6} {'reward':>7} "
+             f"{'human':>6} {'BT':>6}  lm-eval"]
     for row in document["models"]:
         tasks = " ".join(f"{t} {v:.3f}" for t, v in row["harness"].items())
         lines.append(f"{row['name'][:28]:<28} {number(row['perplexity'], '10.2f')} {number(row['rouge_l'], '8.3f')} "
                      f"{number(row['bleu'], '6.1f')} {number(row['judge_win_rate'], '6.0%')} "
-                     f"{number(row['judge_grade'], '6.2f')} {number(row['human_win_rate'], '6.0%')} "
+                     f"{number(row['judge_grade'], '6.2f')} {number(row['reward'], '7.3f')} "
+                     f"{number(row['human_win_rate'], '6.0%')} "
                      f"{number(row['human_rating'], '6.0f')}  {tasks}")
     return "\n".join(lines)

@@ -14,13 +14,14 @@ from lab.config import CampaignConfig, add_arguments, from_arguments
 
 def register(commands: argparse._SubParsersAction) -> None:
     label = commands.add_parser("label", help="labeling campaigns: create, status, export, leaderboard, accounts",
-                                description="Blind A/B preference labeling: campaigns, votes, agreement, leaderboard, "
-                                "and the export of votes as a DPO dataset version.")
+                                description="Blind A/B preference labeling (or one answer at a time, 👍/👎: --mode "
+                                "thumbs): campaigns, votes, agreement, leaderboard, and the export of votes as a DPO "
+                                "(preference) or KTO (unpaired) dataset version.")
     sub = label.add_subparsers(dest="label_command", metavar="ACTION", required=True)
 
     create = sub.add_parser("create", help="create a campaign (responses are generated in the background)",
-                            description="Create a campaign: prompts, two or more sources, generation settings, votes "
-                            "per pair. Prints its id.")
+                            description="Create a campaign: prompts, two or more sources (one is enough with --mode "
+                            "thumbs), generation settings, votes per pair. Prints its id.")
     add_arguments(create, CampaignConfig)
     create.add_argument("--wait", action="store_true", help="wait until every response is generated")
     add_json_flag(create)
@@ -32,12 +33,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_flag(status)
     status.set_defaults(handler=run_status)
 
-    export = sub.add_parser("export", help="votes → a preference dataset version (majority rule)",
-                            description="Aggregate the votes by majority into a preference dataset version "
-                            "(prompt/chosen/rejected) that DPO trains on. Ties, both-bad and unclear pairs are left "
-                            "out and counted in the card.")
+    export = sub.add_parser("export", help="votes → a preference or unpaired dataset version (majority rule)",
+                            description="Aggregate the votes by majority into a dataset version: preference pairs "
+                            "(prompt/chosen/rejected) that DPO trains on, or unpaired replies (prompt/completion/label) "
+                            "that KTO trains on: a pair's winner desirable and loser undesirable, both-bad two "
+                            "undesirable, a thumbs campaign's 👍/👎 as they are. Ties and unclear pairs are left out "
+                            "and counted in the card.")
     export.add_argument("id", help="campaign id")
-    export.add_argument("--name", default="", help="dataset name (default: labels-<campaign name>)")
+    export.add_argument("--kind", choices=("preference", "unpaired"), default="",
+                        help="what to export (default: preference for a pairwise campaign, unpaired for thumbs)")
+    export.add_argument("--name", default="", help="dataset name (default: labels-<campaign name>, or "
+                        "unpaired-<campaign name> for unpaired)")
     export.add_argument("--min-votes", type=int, default=1, help="votes the winner needs at least (default: 1)")
     export.add_argument("--min-agreement", type=float, default=0.5,
                         help="share of a pair's votes the winner needs at least (default: 0.5)")
@@ -48,7 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     board = sub.add_parser("leaderboard", help="Bradley–Terry ratings with 95%% intervals and win rates",
                            description="Bradley–Terry ratings of the sources (Elo scale, mean 1000) with bootstrap "
-                           "95% intervals, and the win-rate matrix.")
+                           "95% intervals, and the win-rate matrix; for a thumbs campaign, each source's share of 👍 "
+                           "with a Wilson 95% interval.")
     board.add_argument("id", help="campaign id")
     add_json_flag(board)
     board.set_defaults(handler=run_leaderboard)
@@ -122,35 +129,39 @@ def run_status(args: argparse.Namespace) -> int:
             if report[key] is not None:
                 print(f"{key}: {report[key]:.3f}")
         for row in report["per_labeler"]:
-            print(f"  {row['labeler']:<16} votes {row['votes']:<5} agreement {row['agreement_with_others']}  gold "
-                  f"{row['gold_accuracy']}  left {row['left_rate']}" + ("  POSITION BIAS" if row["position_bias_flagged"]
-                                                                         else ""))
+            sides = (f"👍 {row['up_rate']}" if campaign.thumbs else f"gold {row['gold_accuracy']}  left "
+                     f"{row['left_rate']}" + ("  POSITION BIAS" if row["position_bias_flagged"] else ""))
+            print(f"  {row['labeler']:<16} votes {row['votes']:<5} agreement {row['agreement_with_others']}  {sides}")
 
     emit(args, document, human)
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lab.label.results import export_preferences
+    from lab.label.results import export_votes
 
-    version = export_preferences(args.id, name=args.name, min_votes=args.min_votes, min_agreement=args.min_agreement,
-                                 val_fraction=args.val_fraction)
+    version = export_votes(args.id, args.kind, name=args.name, min_votes=args.min_votes,
+                           min_agreement=args.min_agreement, val_fraction=args.val_fraction)
     document = {"ref": version.ref, "rows": version.rows, "card": version.card}
     if args.push:
         from lab.data.versions import push_to_hub
 
         document["url"] = push_to_hub(version, args.push)
     emit(args, document, lambda: print(version.ref))
-    say(f"train DPO on it: python -m lab train recipes/dpo-from-labels.yaml --set dataset={version.ref} "
-        "--set model=run:<SFT run id>")
+    recipe = "dpo-from-labels.yaml" if version.kind == "preference" else "qwen2.5-0.5b-kto.yaml"
+    say(f"train {'DPO' if version.kind == 'preference' else 'KTO'} on it: python -m lab train recipes/{recipe} "
+        f"--set dataset={version.ref} --set model=run:<SFT run id>")
     return 0
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
     from lab.label.campaigns import get_campaign
-    from lab.label.results import leaderboard
+    from lab.label.results import approval, leaderboard
 
-    board = leaderboard(get_campaign(args.id).id)  # an unknown id is an error, not an empty board
+    campaign = get_campaign(args.id)  # an unknown id is an error, not an empty board
+    if campaign.thumbs:
+        return print_approval(args, approval(campaign.id))
+    board = leaderboard(campaign.id)
 
     def human() -> None:
         from lab.catalog import display_names
@@ -159,6 +170,19 @@ def run_leaderboard(args: argparse.Namespace) -> int:
         for r in board["ratings"]:
             print(f"{names[r['source']]:<40} {r['rating']:7.1f}  [{r['low']}, {r['high']}]  {r['comparisons']} "
                   "comparisons")
+
+    emit(args, board, human)
+    return 0
+
+
+def print_approval(args: argparse.Namespace, board: dict) -> int:
+    def human() -> None:
+        from lab.catalog import display_names
+
+        names = display_names(r["source"] for r in board["sources"])
+        for r in board["sources"]:
+            print(f"{names[r['source']]:<40} 👍 {r['rate']:6.1%}  [{r['low']:.1%}, {r['high']:.1%}]  {r['up']} up, "
+                  f"{r['down']} down")
 
     emit(args, board, human)
     return 0

@@ -7,12 +7,15 @@ import argparse
 from typing import Any
 
 from lab.cli import add_json_flag, emit, say
+from lab.train.methods import described
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="queue a training run from a recipe",
-                                description="Queue a training run (SFT, LoRA, QLoRA or DPO) from a recipe YAML; "
-                                "it starts as soon as a slot is free. Prints the run id.")
+                                description="Queue a training run from a recipe YAML (its objective and adapter "
+                                "below; every other setting: the recipes in recipes/ and `--set KEY=VALUE`); it "
+                                "starts as soon as a slot is free. Prints the run id.",
+                                epilog=described(), formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("recipe", nargs="?", help="a YAML file of TrainConfig settings (see recipes/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting (repeatable), e.g. --set learning_rate=1e-4 --set max_steps=50")

@@ -2,7 +2,8 @@
 ``python -m lab data show``.
 
 Rows keep their number in the whole list (1-based) whatever the search or filter, so "row 17" names the
-same row in the browser, the loss-mask view and the CLI.
+same row in the browser, the loss-mask view and the CLI. Rows of every kind (``lab.data.kinds``) are searched
+in all their text, a prompts row's reference answer and metadata included.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.config import DataConfig
-from lab.data.canonical import Row, is_context, row_text
+from lab.data.canonical import Row, is_context
+from lab.data.kinds import MESSAGES, flags, kind_of, search_text
 from lab.errors import LabError
 
 PAGE_SIZES = (5, 10, 25, 50)
@@ -32,7 +34,12 @@ def turns(row: Row) -> int:
 
 def messages_of(row: Row) -> list[dict]:
     data = row.data
-    return [m for field in ("messages", "prompt", "chosen", "rejected") for m in data.get(field) or []]
+    return [m for field, how in kind_of(data).fields.items() if how == MESSAGES for m in data.get(field) or []]
+
+
+def labelled(value: bool) -> Callable[[Row], bool]:
+    """Rows whose flag (an unpaired reply's label) is ``value``; rows of a kind without flags never are."""
+    return lambda row: flags(row.data)[:1] == (value,)
 
 
 def duplicates(rows: list[Row]) -> list[bool]:
@@ -59,6 +66,9 @@ WHERE: dict[str, Where] = {
     "context": Where("with context turns (replies of weight 0, SFT)", each(lambda row: any(map(is_context,
                                                                                                 messages_of(row))))),
     "duplicate": Where("duplicates cleaning would remove", duplicates),
+    "desirable": Where("labelled 👍 desirable (unpaired)", each(labelled(True))),
+    "undesirable": Where("labelled 👎 undesirable (unpaired)", each(labelled(False))),
+    "answered": Where("with a reference answer (prompts)", each(lambda row: bool(row.data.get("answer")))),
 }
 
 
@@ -79,7 +89,7 @@ def matching(rows: list[Row], *, search: str = "", where: str = "all") -> list[t
     needle = (search or "").strip().casefold()
     kept = WHERE[where].keep(rows)
     return [(i + 1, row) for i, (row, keep) in enumerate(zip(rows, kept))
-            if keep and (not needle or needle in row_text(row.data).casefold())]
+            if keep and (not needle or needle in search_text(row.data).casefold())]
 
 
 def page_of(rows: list[Row], *, page: int = 1, per_page: int = PAGE_SIZE, search: str = "",

@@ -2,20 +2,25 @@
 readers, converters and validators.
 
 SFT rows are conversations ``{"messages": [{"role", "content"}, ...]}`` with roles
-system/user/assistant. Preference rows are ``{"prompt": [...], "chosen": [...],
-"rejected": [...]}``, each a list of messages: ``prompt`` ends with the user's turn,
-``chosen`` and ``rejected`` hold the assistant's reply (usually one message).
+system/user/assistant, and tool: an assistant turn may make calls (``tool_calls``: ``[{"id", "type": "function",
+"function": {"name", "arguments"}}]``, the arguments a dict) and each call is answered, in order, by a ``tool`` turn
+(``tool_call_id``, ``name``, ``content``: the result). Such a row may declare the functions it can call in
+``tools``: their schemas as a JSON list, in text ("" when none).
+
+Preference rows are ``{"prompt": [...], "chosen": [...], "rejected": [...]}``, each a list of messages: ``prompt``
+ends with the user's turn, ``chosen`` and ``rejected`` hold the assistant's reply (usually one message).
 Every row remembers where it came from (``source`` file name and 1-based ``line``).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Kind = Literal["sft", "preference"]
+Kind = str  # a lab.data.kinds name: sft, preference, unpaired, prompts
 ROLES = ("system", "user", "assistant")
-Message = dict[str, str]
+Message = dict[str, Any]  # role, content (text); weight, tool_calls, tool_call_id, name only where they apply
 
 
 def is_context(message: Message) -> bool:
@@ -69,13 +74,27 @@ class ParsedFile:
         return out
 
 
-def row_text(data: dict[str, Any]) -> str:
-    """All the text of a canonical row, in order: what dedup compares."""
-    parts: list[str] = []
-    for key in ("messages", "prompt", "chosen", "rejected"):
-        for message in data.get(key) or []:
-            parts.append(message["content"])
-    return "\n".join(parts)
+def message_text(message: Message) -> str:
+    """A message's text with its tool calls, one per line as ``name({"arg": ...})``: what a search or a duplicate
+    check compares (two calls with different arguments differ)."""
+    calls = [call_text(call) for call in message.get("tool_calls") or []]
+    return "\n".join([message["content"], *calls] if message["content"] else calls)
+
+
+def call_text(call: dict[str, Any]) -> str:
+    function = call["function"]
+    return f"{function['name']}({json.dumps(function['arguments'], ensure_ascii=False)})"
+
+
+def tool_list(tools: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """A row's ``tools`` (JSON text, "" when none) as the list a chat template takes, None when there are none."""
+    if isinstance(tools, str):
+        tools = json.loads(tools) if tools.strip() else None
+    return tools or None
+
+
+def has_tool_calls(messages: list[Message]) -> bool:
+    return any(m.get("tool_calls") or m["role"] == "tool" for m in messages)
 
 
 def prompt_messages(data: dict[str, Any]) -> list[Message]:

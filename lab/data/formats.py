@@ -2,29 +2,30 @@
 
 Every format is a renaming of the file's columns onto a few canonical fields (``messages`` or
 ``prompt``/``response``/``context``/``system``/``history`` for SFT; ``prompt``/``chosen``/
-``rejected``/``system`` for preference pairs) followed by one generic converter per kind. A
-user's manual mapping (``--map COLUMN=FIELD``) is the same renaming, written by hand.
+``rejected``/``system`` for preference pairs; ``prompt``/``completion``/``label``/``system`` for unpaired
+replies; ``prompt``/``answer``/``system``/``meta`` for prompts) followed by one generic converter per kind. A
+user's manual mapping (``--map COLUMN=FIELD``) is the same renaming, written by hand. Which fields each kind has is
+``lab.data.kinds``'s to say.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lab.data.canonical import Kind, Message
-from lab.data.readers import Checks, UnusableJSON, load_json, value_problem
-from lab.data.validate import (RowProblem, check_conversation, check_preference, normalise_messages, require,
-                               text_of)
+from lab.data.kind_checks import answer_text, check_prompts, check_unpaired, meta_object, meta_text, parse_label
+from lab.data.kinds import KINDS
+from lab.data.validate import (RowProblem, check_conversation, check_preference, check_sft, json_text, normalise_messages,
+                               require, text_of)
 from lab.errors import LabError
 
 # Fields a column can be mapped to by hand, per kind.
-MAPPING_FIELDS: dict[str, list[str]] = {
-    "sft": ["prompt", "response", "system", "context", "messages", "text"],
-    "preference": ["prompt", "chosen", "rejected", "system"],
-}
+MAPPING_FIELDS: dict[str, list[str]] = {k.name: list(k.mapping_fields) for k in KINDS.values()}
+# Fields that hold a whole conversation: mapped, they stand for a kind's required prompt and reply (SFT).
+CONVERSATION_FIELDS = ("messages", "text")
 
 
 @dataclass(frozen=True)
@@ -72,16 +73,7 @@ def parse_json_cell(value: Any, field: str) -> Any:
     readers check records (nesting, text), since nothing after this does."""
     if not (isinstance(value, str) and value.lstrip()[:1] in ("[", "{")):
         return value
-    try:
-        parsed = load_json(value)
-    except json.JSONDecodeError as err:
-        raise RowProblem(field, f"looks like JSON but is broken: {err.msg} at column {err.colno}") from None
-    except UnusableJSON as err:
-        raise RowProblem(field, err.reason) from None
-    problem = value_problem(parsed, Checks.of_json(value))
-    if problem:
-        raise RowProblem(field, problem)
-    return parsed
+    return json_text(value, field, what="a list or an object (the cell starts with [ or {)")
 
 
 def as_messages(value: Any, field: str, *, default_role: str) -> list[Message]:
@@ -238,8 +230,42 @@ def interleave(prompts: list[str], replies: list[str], field: str) -> list[Messa
 
 PROMPTS = ("prompt", "question", "instruction", "input", "query", "problem")
 RESPONSES = ("answer", "response", "output", "target", "completion", "solution")
+# Prompt datasets for online RL: the prompt (text, or messages ending with the user's turn) and a reference answer
+# (GSM8K's answer, MATH's solution, ground_truth as in verl's layout).
+RL_PROMPTS = ("prompt", "question", "problem", "query", "messages")
+ANSWERS = ("answer", "solution", "ground_truth", "target", "reference")
+META = ("meta", "metadata")
+# A preference layout's columns rule out an unpaired one: they hold pairs, not one labelled reply each.
+NOT_UNPAIRED = ("chosen", "rejected", "completions")
+REPLIES = ("response", "completion", "output", "answer")
+# A rating column holds thumbs (up/down) in feedback exports; star ratings (1-5) are scores, not labels.
+THUMBS = {"up", "down", "thumbs_up", "thumbs_down", "👍", "👎"}
+
+
+def is_thumb(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in THUMBS
+
+
+def is_label(value: Any) -> bool:
+    try:
+        parse_label(value)
+    except RowProblem:
+        return False
+    return True
+
 
 FORMATS: list[Format] = [
+    Format("trl-unpaired", "unpaired",
+           "TRL unpaired preference (prompt/completion/label: a label of true marks a desirable completion, false "
+           "an undesirable one; as KTO takes)",
+           {"prompt": ("prompt",), "completion": ("completion",), "label": ("label",), "system": ("system",)},
+           ("prompt", "completion", "label"), absent=NOT_UNPAIRED),
+    Format("thumbs", "unpaired", "thumbs up/down feedback (prompt/response + thumbs_up: true is desirable)",
+           {"prompt": PROMPTS, "completion": REPLIES, "label": ("thumbs_up", "thumbs"), "system": ("system",)},
+           ("prompt", "completion", "label"), test=lambda r: is_label(r.get("label")), absent=NOT_UNPAIRED),
+    Format("thumbs-rating", "unpaired", "thumbs up/down feedback (prompt/response + rating: up or down)",
+           {"prompt": PROMPTS, "completion": REPLIES, "label": ("rating", "feedback"), "system": ("system",)},
+           ("prompt", "completion", "label"), test=lambda r: is_thumb(r.get("label")), absent=NOT_UNPAIRED),
     Format("hh-rlhf", "preference", "HH-RLHF transcripts ('\\n\\nHuman: … \\n\\nAssistant: …')",
            {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
            test=lambda r: has_hh_markers(r.get("chosen")), absent=PROMPTS),
@@ -273,10 +299,11 @@ FORMATS: list[Format] = [
     Format("trl-preference-implicit", "preference", "TRL preference with implicit prompt (chosen/rejected conversations)",
            {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
            test=lambda r: is_message_list(r.get("chosen")), absent=PROMPTS),
-    Format("openai", "sft", "OpenAI messages (role/content)",
-           {"messages": ("messages",), "system": ("system",)}, ("messages",)),
-    Format("sharegpt", "sft", "ShareGPT conversations (from/value)",
-           {"messages": ("conversations", "conversation"), "system": ("system",)}, ("messages",)),
+    Format("openai", "sft", "OpenAI messages (role/content; tool_calls/tool turns and a tools column)",
+           {"messages": ("messages",), "system": ("system",), "tools": ("tools",)}, ("messages",)),
+    Format("sharegpt", "sft", "ShareGPT conversations (from/value; function_call/observation turns and tools)",
+           {"messages": ("conversations", "conversation"), "system": ("system",), "tools": ("tools",)},
+           ("messages",)),
     Format("alpaca", "sft", "Alpaca (instruction/input/output)",
            {"prompt": ("instruction",), "context": ("input",), "response": ("output",), "system": ("system",),
             "history": ("history",)}, ("prompt", "response")),
@@ -287,10 +314,19 @@ FORMATS: list[Format] = [
     Format("chat-text", "sft", "chat transcripts in one text column (### Human:/### Assistant:, Human:/Assistant:, "
            "ChatML, Llama-2 [INST])", {"text": ("text",)}, ("text",),
            test=lambda r: chat_text_style(r.get("text")) is not None),
-    Format("question-answer", "sft", "question/answer pairs",
+    Format("question-answer", "sft", "question/answer pairs (choose kind prompts to read them as prompts with "
+           "reference answers, for GRPO/RLOO)",
            {"prompt": PROMPTS, "response": RESPONSES, "system": ("system", "system_prompt"),
             "context": ("context",)},
            ("prompt", "response")),
+    # Last: a prompt with an answer also reads as an SFT question/answer pair above, and stays one unless the
+    # kind asked for is prompts; a file of prompts alone (or with a ground_truth/reference column) is found here.
+    Format("prompts", "prompts",
+           "prompts for online RL (prompt, question, problem, query, or messages ending with the user's turn; an "
+           "optional reference answer: answer, solution, ground_truth, target or reference; every other column "
+           "kept as the row's metadata). A file with prompts and answers reads as SFT question/answer pairs unless "
+           "you choose kind prompts",
+           {"prompt": RL_PROMPTS, "answer": ANSWERS, "system": ("system",), "meta": META}, ("prompt",)),
 ]
 FORMATS_BY_NAME = {f.name: f for f in FORMATS}
 
@@ -328,8 +364,11 @@ def bind(fmt: Format, columns: list[str]) -> dict[str, str] | None:
 
 
 def detect(columns: list[str], records: list[tuple[int, dict[str, Any]]], *, kind: Kind | None, source: str) -> Detected:
-    """The first format whose columns are present (and whose sample test passes)."""
+    """The first format whose columns are present (and whose sample test passes). With a ``kind`` asked for, formats
+    of other kinds are passed over (a question/answer file is SFT data, or prompts when asked for), except that
+    preference pairs asked for as SFT give their chosen conversations."""
     sample = sample_record(records)
+    other: Format | None = None  # the first format of another kind that fits: what the file holds, if none of kind
     for fmt in FORMATS:
         bound = bind(fmt, columns)
         if bound is None:
@@ -341,8 +380,10 @@ def detect(columns: list[str], records: list[tuple[int, dict[str, Any]]], *, kin
             return Detected(fmt, bound)
         if kind == "sft" and fmt.kind == "preference":
             return Detected(fmt, bound, name=f"{fmt.name} (chosen replies as SFT)", sft_from_preference=True)
-        raise LabError(f"{source} holds SFT conversations ({fmt.label}), not preference pairs. "
-                       "Import it as sft, or map columns to prompt/chosen/rejected by hand.")
+        other = other or fmt
+    if other is not None and kind is not None:
+        raise LabError(f"{source} holds {KINDS[other.kind].rows} ({other.label}), not {KINDS[kind].rows}. Import it "
+                       f"as {other.kind}, or map its columns to {', '.join(MAPPING_FIELDS[kind])} by hand.")
     raise LabError(unrecognised(source, columns))
 
 
@@ -371,10 +412,10 @@ def unrecognised(source: str, columns: list[str]) -> str:
     return (f"Unrecognised schema in {source}: columns found: {found}. Expected one of: messages (OpenAI), "
             "conversations (ShareGPT), instruction/input/output (Alpaca), instruction/context/response (Dolly), "
             "prompt/completion, question/answer, prompt/chosen/rejected or chosen/rejected (preference), "
-            "conversation_a/conversation_b/winner (Chatbot Arena), prompt/answers with ranks (Nectar). "
-            "Map the columns by hand (UI: column mapping; CLI: --map COLUMN=FIELD with FIELD one of "
-            f"{', '.join(MAPPING_FIELDS['sft'])} for SFT or {', '.join(MAPPING_FIELDS['preference'])} "
-            "for preference).")
+            "conversation_a/conversation_b/winner (Chatbot Arena), prompt/answers with ranks (Nectar), "
+            "prompt/completion/label or prompt/response/thumbs_up (unpaired), a prompt or question column alone "
+            "(prompts). Map the columns by hand (UI: column mapping; CLI: --map COLUMN=FIELD with FIELD one of "
+            + "; ".join(f"{', '.join(fields)} for {kind}" for kind, fields in MAPPING_FIELDS.items()) + ").")
 
 
 def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | None, source: str) -> Detected:
@@ -384,17 +425,16 @@ def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | No
         raise LabError(f"{source}: mapped column(s) {', '.join(missing)} not in the file; "
                        f"columns found: {column_names(columns)}.")
     fields = set(mapping.values())
-    mapped_kind: Kind = kind or ("preference" if fields & {"chosen", "rejected"} else "sft")
+    # Unless asked for, the first kind that takes every mapped field: a prompt alone is SFT still lacking its reply.
+    mapped_kind: Kind = kind or next((k for k, allowed in MAPPING_FIELDS.items() if fields <= set(allowed)), "sft")
     allowed = MAPPING_FIELDS[mapped_kind]
     wrong = sorted(fields - set(allowed))
     if wrong:
         raise LabError(f"Cannot map to {', '.join(wrong)} for {mapped_kind} data; fields: {', '.join(allowed)}.")
     if len(fields) != len(mapping):
         raise LabError("Two columns are mapped to the same field; map each field once.")
-    if mapped_kind == "preference":
-        required = ("chosen", "rejected")
-    else:
-        required = ("messages",) if "messages" in fields else ("text",) if "text" in fields else ("prompt", "response")
+    conversation = [f for f in CONVERSATION_FIELDS if f in fields]
+    required = tuple(conversation[:1]) or KINDS[mapped_kind].required
     lacking = [f for f in required if f not in fields]
     if lacking:
         raise LabError(f"The mapping gives no column for {', '.join(lacking)}; {mapped_kind} data needs "
@@ -410,6 +450,11 @@ def convert(record: dict[str, Any], detected: Detected) -> dict[str, Any]:
     try:
         if detected.format.kind == "sft":
             return convert_sft(renamed)
+        if detected.format.kind == "unpaired":
+            return convert_unpaired(renamed)
+        if detected.format.kind == "prompts":
+            used = set(detected.columns.values())
+            return convert_prompts(renamed, {c: v for c, v in record.items() if c not in used})
         if detected.format.pair:
             renamed = detected.format.pair(renamed)
         row = convert_preference(renamed, hh=detected.format.name == "hh-rlhf")
@@ -439,17 +484,13 @@ def convert_sft(r: dict[str, Any]) -> dict[str, Any]:
         messages = as_messages(require(r, "messages"), "messages", default_role="user")
         if not messages:
             raise RowProblem("messages", "empty conversation")
-        messages = with_system(messages, r.get("system"))
-        check_conversation(messages, "messages")
-        return {"messages": messages}
+        return check_sft(with_system(messages, r.get("system")), "messages", r.get("tools"))
     prompt = parse_json_cell(require(r, "prompt"), "prompt")
     response = parse_json_cell(require(r, "response"), "response")
     if isinstance(prompt, list):  # TRL conversational prompt/completion
         messages = as_messages(prompt, "prompt", default_role="user") + as_messages(
             response, "response", default_role="assistant")
-        messages = with_system(messages, r.get("system"))
-        check_conversation(messages, "prompt")
-        return {"messages": messages}
+        return check_sft(with_system(messages, r.get("system")), "prompt", r.get("tools"))
     user = text_of(prompt, "prompt").strip()
     context = text_of(r["context"], "context").strip() if r.get("context") is not None else ""
     if context:
@@ -603,3 +644,22 @@ def drop_repeated_prompt(side: list[Message], prompt: list[Message], field: str)
     if last_user < 0:
         raise RowProblem(f"{field}[0]", f"expected the assistant's reply, got a {side[0]['role']} turn")
     return side[last_user + 1:]
+
+
+def convert_unpaired(r: dict[str, Any]) -> dict[str, Any]:
+    """TRL's unpaired layout (or a thumbs export renamed to it): a prompt, one completion and its label."""
+    prompt = with_system(as_messages(require(r, "prompt"), "prompt", default_role="user"), r.get("system"))
+    completion = as_messages(require(r, "completion"), "completion", default_role="assistant")
+    label = parse_label(r.get("label"), "label")
+    check_unpaired(prompt, completion, label)
+    return {"prompt": prompt, "completion": completion, "label": label}
+
+
+def convert_prompts(r: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+    """A prompt for online RL, its reference answer ("" when there is none), and as ``meta`` the record's other
+    columns (with a metadata column's own object over them) as a JSON object in text, for reward functions."""
+    prompt = with_system(as_messages(require(r, "prompt"), "prompt", default_role="user"), r.get("system"))
+    answer = answer_text(r.get("answer"), "answer")  # as written: an answer such as "[1, 2]" is text, not JSON
+    meta = meta_text({**others, **meta_object(parse_json_cell(r.get("meta"), "meta"), "meta")})
+    check_prompts(prompt, answer, meta)
+    return {"prompt": prompt, "answer": answer, "meta": meta}

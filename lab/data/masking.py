@@ -4,10 +4,14 @@ TRL (``assistant_only_loss=True``) tokenises a conversation with its chat templa
 ``return_assistant_tokens_mask=True`` (the template's ``{% generation %}`` blocks mark the assistant's
 replies; for templates without them TRL swaps in its own training version where it has one), sets labels
 to -100 outside the mask, then truncates to ``max_length`` keeping the start, and drops examples left with
-no loss token. For templates TRL cannot mark (Llama 3.1's, SmolLM2's) and for replies of weight 0, the lab
-finds the replies itself and hands TRL the tokens with their masks (:func:`trainer_splits`). ``mask_view``
-goes through the same function and applies the same truncation, so what the Data tab shows is what the
-trainer trains on.
+no loss token. For templates TRL cannot mark (Llama 3.1's, SmolLM2's), for replies of weight 0 and for
+conversations with tool calls, the lab finds the replies itself and hands TRL the tokens with their masks
+(:func:`trainer_splits`). ``mask_view`` goes through the same function and applies the same truncation, so what
+the Data tab shows is what the trainer trains on.
+
+A tool call is part of the assistant's turn and carries loss; a tool's result is input, as the user's turns are,
+and carries none (the template writes it in a user turn, outside ``{% generation %}``). The row's ``tools`` go to
+the template, which lists them in the system turn.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.data.canonical import Message, is_context
+from lab.data.canonical import Message, has_tool_calls, is_context, tool_list
 from lab.errors import LabError
 from lab.models import template_has_generation_markers
 
@@ -31,6 +35,7 @@ class MaskView:
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
     max_length: int | None = None
+    full_length: int = 0  # tokens before truncation
 
     @property
     def n_tokens(self) -> int:
@@ -65,20 +70,25 @@ def marked_template(tokenizer: Any) -> str | None:
     return _MARKED[key]
 
 
-def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int], list[int] | None]:
+def tokenize_like_trl(messages: list[Message], tokenizer: Any,
+                      tools: str | list[dict[str, Any]] | None = None) -> tuple[list[int], list[int] | None]:
     """Token ids and the mask of the tokens that carry loss: TRL's own preprocessing with its template
     (:func:`marked_template`), or the lab's reply-finding for templates TRL cannot mark; the replies of weight 0
-    (OpenAI's per-message weight: context, not trained on) are then taken out of the mask. The mask is None only
-    for a template without markers that is not prefix-preserving either (nothing can tell the replies apart)."""
+    (OpenAI's per-message weight: context, not trained on) are then taken out of the mask. ``tools`` (a row's
+    ``tools``) go to the template, which lists them for the model. The mask is None only for a template without
+    markers that is not prefix-preserving either (nothing can tell the replies apart)."""
     from trl.data_utils import _tokenize
 
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    plain = [template_message(m) for m in messages]
+    schemas = tool_list(tools)
+    if schemas or has_tool_calls(messages):
+        refuse_toolless_template(tokenizer)
     template = marked_template(tokenizer)
     if template is not None:
-        out = _tokenize(tokenizer, plain, return_assistant_tokens_mask=True, chat_template=template)
+        out = _tokenize(tokenizer, plain, return_assistant_tokens_mask=True, chat_template=template, tools=schemas)
         ids, mask = list(out["input_ids"]), list(out["assistant_masks"])
     else:
-        ids, mask = tokenize_by_prefix(plain, tokenizer)
+        ids, mask = tokenize_by_prefix(plain, tokenizer, schemas)
     weights = [not is_context(m) for m in messages if m["role"] == "assistant"]
     if mask is None or all(weights):
         return ids, mask
@@ -93,17 +103,47 @@ def tokenize_like_trl(messages: list[Message], tokenizer: Any) -> tuple[list[int
     return ids, mask
 
 
-def tokenize_by_prefix(messages: list[Message], tokenizer: Any) -> tuple[list[int], list[int] | None]:
+def template_message(message: Message) -> Message:
+    """A message as chat templates take it: without the lab's ``weight``."""
+    return {k: v for k, v in message.items() if k != "weight"}
+
+
+TOOL_PROBE = [{"role": "user", "content": "?"},
+              {"role": "assistant", "content": "", "tool_calls": [
+                  {"id": "call_1", "type": "function", "function": {"name": "lab_probe_call", "arguments": {}}}]},
+              {"role": "tool", "content": "lab_probe_result", "tool_call_id": "call_1", "name": "lab_probe_call"},
+              {"role": "assistant", "content": "!"}]
+_SPEAKS_TOOLS: dict[tuple[int, str], bool] = {}  # per tokenizer and template
+
+
+def refuse_toolless_template(tokenizer: Any) -> None:
+    """A LabError when the chat template drops tool calls or their results (one written before tools existed):
+    the model would learn replies to calls it never sees, or train on the results as if it had written them."""
+    key = (id(tokenizer), str(tokenizer.chat_template))
+    if key not in _SPEAKS_TOOLS:
+        try:
+            text = tokenizer.apply_chat_template(TOOL_PROBE, tokenize=False)
+        except Exception:  # noqa: BLE001 - a template may raise on roles it does not know
+            text = ""
+        _SPEAKS_TOOLS[key] = "lab_probe_call" in text and "lab_probe_result" in text
+    if not _SPEAKS_TOOLS[key]:
+        raise LabError("This chat template does not write tool calls and tool results, and this conversation has "
+                       "them; use a template that does (chatml, the tiny model's, or a model's own such as "
+                       "Qwen2.5's).")
+
+
+def tokenize_by_prefix(messages: list[Message], tokenizer: Any,
+                       tools: list[dict[str, Any]] | None = None) -> tuple[list[int], list[int] | None]:
     """The replies found by rendering: the text an assistant turn adds to the conversation before it (with the
     generation prompt) is that reply and its end-of-turn marker, for any template that renders earlier turns the
     same whatever follows (prefix-preserving). None for the mask when the template is not."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = tokenizer.apply_chat_template(messages, tokenize=False, tools=tools)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        upto = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False)
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True, tools=tools)
+        upto = tokenizer.apply_chat_template(messages[:i + 1], tokenize=False, tools=tools)
         if not (upto.startswith(before) and text.startswith(upto)):
             spans = None
             break
@@ -134,10 +174,17 @@ def has_weights(rows: list[dict[str, Any]]) -> bool:
     return any(is_context(m) for row in rows for m in row["messages"])
 
 
+def has_tools(rows: list[dict[str, Any]]) -> bool:
+    """Whether any SFT row calls tools or declares some."""
+    return any(row.get("tools") or has_tool_calls(row["messages"]) for row in rows)
+
+
 def tokenized_here(rows: list[dict[str, Any]], tokenizer: Any) -> bool:
-    """Whether the lab must tokenise these SFT rows for TRL: some reply has weight 0 (TRL knows no weights), or
-    TRL cannot mark the replies of this template (it would refuse assistant-only loss)."""
-    return has_weights(rows) or marked_template(tokenizer) is None
+    """Whether the lab must tokenise these SFT rows for TRL: some reply has weight 0 (TRL knows no weights), some
+    row has tool calls (a ``datasets`` column would merge every call's arguments into one struct, adding the other
+    calls' argument names as nulls), or TRL cannot mark the replies of this template (it would refuse assistant-only
+    loss)."""
+    return has_weights(rows) or has_tools(rows) or marked_template(tokenizer) is None
 
 
 def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any,
@@ -148,7 +195,7 @@ def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any,
     rows TRL tokenises itself with it off would train on every token. ``progress(done, total)`` is called every 5%
     of the rows (at least 1,000) and at the end when the lab tokenises, since a large dataset takes minutes."""
     if not tokenized_here([row for rows in splits for row in rows], tokenizer):
-        return splits, False
+        return [[{"messages": row["messages"]} for row in rows] for rows in splits], False  # no row has tools
     total, done = sum(len(rows) for rows in splits), 0
     every = max(total // 20, 1000)  # and at the end
     out = []
@@ -158,7 +205,7 @@ def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any,
             done += 1
             if progress and (done % every == 0 or done == total):
                 progress(done, total)
-            ids, mask = tokenize_like_trl(row["messages"], tokenizer)
+            ids, mask = tokenize_like_trl(row["messages"], tokenizer, row.get("tools"))
             if mask is None:
                 raise LabError(UNMARKABLE + " Use a tokenizer whose chat_template does (e.g. chatml, in its "
                                "tokenizer_config.json).")
@@ -167,15 +214,17 @@ def trainer_splits(splits: list[list[dict[str, Any]]], tokenizer: Any,
     return out, True
 
 
-def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None = 1024) -> MaskView:
-    """Every token of ``messages`` as the trainer sees it, with whether it carries loss."""
+def mask_view(messages: list[Message], tokenizer: Any, *, tools: str | list[dict[str, Any]] | None = None,
+              max_length: int | None = 1024) -> MaskView:
+    """Every token of ``messages`` (with the row's ``tools``) as the trainer sees it, with whether it carries loss."""
     warnings: list[str] = []
-    ids, assistant = tokenize_like_trl(messages, tokenizer)
+    ids, assistant = tokenize_like_trl(messages, tokenizer, tools)
     if assistant is None:
         warnings.append(UNMARKABLE + " Training refuses it; choose a template with {% generation %} markers, such "
                         "as chatml.")
     mask = assistant if assistant is not None else [1] * len(ids)
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    rendered = tokenizer.apply_chat_template([template_message(m) for m in messages], tokenize=False,
+                                             tools=tool_list(tools))
     full = len(ids)
     truncated = max_length is not None and full > max_length
     if truncated:
@@ -192,19 +241,26 @@ def mask_view(messages: list[Message], tokenizer: Any, *, max_length: int | None
         warnings.append("Some prompt (system or user) tokens carry loss: the template's generation markers cover more "
                         "than the assistant's replies, so the model would learn to write prompts.")
     pieces = [(tokenizer.decode([token]), bool(bit)) for token, bit in zip(ids, mask)]
-    return MaskView(ids, mask, pieces, rendered, warnings, truncated, max_length)
+    return MaskView(ids, mask, pieces, rendered, warnings, truncated, max_length, full)
 
 
 def prompt_tokens_in_loss(messages: list[Message], ids: list[int], mask: list[int], tokenizer: Any) -> bool:
-    """Whether the loss tokens spell more than the assistants' replies: what is left of the loss text once each
-    reply is taken out, less end-of-turn markers (``<|…|>``, ``</s>``) and whitespace, is more than a few
-    characters a message."""
+    """Whether the loss tokens spell more than the assistants' replies and calls: what is left of the loss text once
+    each reply and each call's function name and arguments are taken out, less end-of-turn markers (``<|…|>``,
+    ``</s>``), what templates write around a call (``<tool_call>``, the keys, JSON's punctuation) and whitespace, is
+    more than a few characters a message. A tool's result in the loss is left over, and so found."""
+    import json
     import re
 
     left = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=True)
     for message in messages:
         if message["role"] == "assistant" and not is_context(message):
             left = left.replace(message["content"].strip(), "", 1)
+            for call in message.get("tool_calls") or []:
+                arguments = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+                left = left.replace(arguments, "", 1).replace(f'"{call["function"]["name"]}"', "", 1)
+    if has_tool_calls(messages):
+        left = re.sub(r'</?tool_call>|"(name|arguments|parameters)"|[{}\[\]":,]', "", left)
     left = re.sub(r"<\|[^|<>]*\|>|</?s>|\s", "", left.replace(tokenizer.eos_token or "\0", ""))
     return len(left) > 2 * len(messages)
 
@@ -233,17 +289,18 @@ def mask_html(view: MaskView) -> str:
 
 
 def collated_labels(conversations: list[list[Message]], tokenizer: Any, *, max_length: int = 1024,
-                    model: Any = None) -> list[list[int]]:
+                    model: Any = None, tools: list[str] | None = None) -> list[list[int]]:
     """Labels of one collated batch from a real ``trl.SFTTrainer`` (its dataset preparation and its
-    collator), given the rows as the worker gives them (:func:`trainer_splits`): the ground truth that
-    ``mask_view`` must match. Used by the tests."""
+    collator), given the rows as the worker gives them (:func:`trainer_splits`; ``tools``: each row's, "" for
+    none): the ground truth that ``mask_view`` must match. Used by the tests."""
     import tempfile
 
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     with tempfile.TemporaryDirectory() as out:
-        (rows,), tokenized = trainer_splits([[{"messages": m} for m in conversations]], tokenizer)
+        rows = [{"messages": m, "tools": t} for m, t in zip(conversations, tools or [""] * len(conversations))]
+        (rows,), tokenized = trainer_splits([rows], tokenizer)
         args = SFTConfig(output_dir=out, assistant_only_loss=not tokenized, max_length=max_length,
                          report_to="none", per_device_train_batch_size=len(conversations), shuffle_dataset=False,
                          use_cpu=True)  # as the worker sets it

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lab.data.canonical import Message, Row, row_text
+from lab.data.canonical import Message, Row, message_text
+from lab.data.kinds import KEY_FIELDS, MESSAGES, flags, kind_of, row_text
 from lab.errors import LabError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-FIELDS = ("messages", "prompt", "chosen", "rejected")
 PUNCTUATION = r"[^\p{L}\p{M}\p{N}\s]+"  # RE2: anything but letters, combining marks, digits and spaces
 TEXT_CHUNK = 10_000  # documents tokenised at once: bounds the memory of the Arrow word arrays
 MINHASH_CHUNK = 131_072  # shingles per MinHash block: big enough that numpy call overhead vanishes
@@ -77,14 +77,26 @@ def normalise_text(text: str) -> str:
 
 
 def content_key(data: dict[str, Any]) -> bytes:
-    """A digest of every message's field, role and normalised content: equal keys, equal rows."""
+    """A digest of what identifies a row (its kind's ``dedup`` fields, ``lab.data.kinds``): each message's field,
+    role and normalised content, a text's normalised content, a flag's value. Equal keys, equal rows: an unpaired
+    row's label counts, a prompts row's metadata does not."""
     digest = hashlib.blake2b(digest_size=16)
-    for name in FIELDS:
-        for message in data.get(name) or []:
-            content = normalise_text(message["content"]).encode()
-            digest.update(f"{name}\0{message['role']}\0{len(content)}\0".encode())  # length: no ambiguity
-            digest.update(content)
+    for name in KEY_FIELDS:  # every kind's, in one order: a row has only its own kind's
+        value = data.get(name)
+        if isinstance(value, list):
+            for message in value:
+                update(digest, f"{name}\0{message['role']}", message_text(message))  # its tool calls too
+        elif isinstance(value, bool):
+            digest.update(f"{name}\0{int(value)}\0".encode())
+        elif isinstance(value, str):
+            update(digest, name, value)
     return digest.digest()
+
+
+def update(digest: Any, head: str, text: str) -> None:
+    content = normalise_text(text).encode()
+    digest.update(f"{head}\0{len(content)}\0".encode())  # the length: no ambiguity where one text ends
+    digest.update(content)
 
 
 def exact_duplicates(rows: list[Row]) -> list[DuplicatePair]:
@@ -114,7 +126,8 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
     shorter than that is one shorter n-gram), and compared through MinHash signatures: LSH bands
     propose candidates, the signatures' agreement (the Jaccard estimate) confirms them. Rows are
     taken in order; each row is dropped at most once, pointing at its most similar earlier row
-    that is itself kept. Pairs come sorted by ``drop``.
+    that is itself kept. Pairs come sorted by ``drop``. Rows whose flags differ (an unpaired reply labelled
+    desirable, the same reply labelled not) are compared only with rows flagged alike: they are not the same row.
     """
     if not 0 < threshold <= 1:
         raise LabError(f"Near-duplicate threshold must be in (0, 1], got {threshold}.")
@@ -122,6 +135,14 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
         raise LabError(f"Near-dedup needs num_perm >= 2 and shingle >= 1 (got {num_perm} and {shingle}).")
     if len(rows) < 2:
         return []
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(flags(row.data), []).append(index)
+    if len(groups) > 1:
+        pairs = [DuplicatePair(group[p.keep], group[p.drop], p.similarity) for group in groups.values()
+                 for p in near_duplicates([rows[i] for i in group], threshold, num_perm=num_perm, shingle=shingle,
+                                          seed=seed)]
+        return sorted(pairs, key=lambda p: p.drop)
     rng = np.random.default_rng(seed)
     hashes, counts = shingle_hashes([row_text(row.data) for row in rows], shingle, rng)
     has_words = counts > 0  # a text of punctuation alone has no shingles to compare
@@ -334,10 +355,13 @@ def choose_drops(keep: np.ndarray, drop: np.ndarray, similarity: np.ndarray) -> 
 # ---------------------------------------------------------------- filters
 
 def conversations(data: dict[str, Any]) -> list[list[Message]]:
-    """The sequences a trainer sees for a row: the conversation, or prompt + each reply."""
-    if "messages" in data:
-        return [data["messages"]]
-    return [data["prompt"] + data["chosen"], data["prompt"] + data["rejected"]]
+    """The sequences a trainer sees for a row: the conversation, prompt + each reply, or the prompt alone (a
+    prompts row: the replies are generated in training)."""
+    messages = [f for f, how in kind_of(data).fields.items() if how == MESSAGES]
+    if "prompt" not in messages:
+        return [data[f] for f in messages]
+    replies = [data["prompt"] + data[f] for f in messages if f != "prompt"]
+    return replies or [data["prompt"]]
 
 
 def token_lengths(rows: list[Row], tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -346,18 +370,23 @@ def token_lengths(rows: list[Row], tokenizer: PreTrainedTokenizerBase) -> list[i
     Preference rows count their longer side (prompt + chosen or prompt + rejected), which is
     what a DPO batch must fit.
     """
+    from lab.data.canonical import tool_list
+
     owners: list[int] = []
     sequences: list[list[Message]] = []
+    tools: list[list[dict[str, Any]] | None] = []  # the functions a row declares: the template lists them
     for index, row in enumerate(rows):
         for sequence in conversations(row.data):
             owners.append(index)
             sequences.append(sequence)
+            tools.append(tool_list(row.data.get("tools")))
     counts = [0] * len(rows)
     templated = bool(getattr(tokenizer, "chat_template", None))
     for start in range(0, len(sequences), TOKEN_BATCH):
         batch = sequences[start:start + TOKEN_BATCH]
         if templated:
-            texts = tokenizer.apply_chat_template(batch, tokenize=False)
+            texts = [tokenizer.apply_chat_template(s, tools=t, tokenize=False)
+                     for s, t in zip(batch, tools[start:start + TOKEN_BATCH])]
             ids = tokenizer(texts, add_special_tokens=False)["input_ids"]  # the template holds them
         else:
             ids = tokenizer(["\n".join(m["content"] for m in s) for s in batch])["input_ids"]
@@ -376,7 +405,7 @@ def filter_by_tokens(rows: list[Row], lengths: list[int], min_tokens: int | None
 
 
 def turn_count(row: Row) -> int:
-    """User turns in the conversation (for a preference row, in its prompt)."""
+    """User turns in the conversation (for a row with a prompt field: preference, unpaired, prompts, in its prompt)."""
     messages = row.data["messages"] if "messages" in row.data else row.data["prompt"]
     return sum(1 for m in messages if m["role"] == "user")
 

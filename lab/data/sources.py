@@ -1,7 +1,7 @@
 """Names for the files the lab holds itself, so that no server path is ever shown to a person.
 
-- ``sample:sft`` and ``sample:preference``: the bundled samples (the names ``lab.train.datasets`` and
-  ``lab.catalog`` use for them too);
+- ``sample:<kind>`` (``sample:sft``, ``sample:preference``, ``sample:unpaired``, ``sample:prompts``): the bundled
+  samples, one per data kind (the names ``lab.train.datasets`` and ``lab.catalog`` use for them too);
 - ``upload:<digest>/<file name>``: a file uploaded through the web app, as kept by ``lab.data.uploads``
   (``LAB_HOME/uploads/<digest>/<file name>``). The digest tells two uploads of the same name apart.
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
+from lab.data.samples import SAMPLE_FILES
 from lab.data.uploads import DIGEST_CHARS
 from lab.errors import LabError
 from lab.home import Home
 
-SAMPLES = {"sample:sft": Path(SAMPLE_SFT), "sample:preference": Path(SAMPLE_PREFERENCE)}
+SAMPLES = {f"sample:{kind}": Path(path) for kind, path in SAMPLE_FILES.items()}
 UPLOAD = "upload:"
 UPLOAD_NAME = re.compile(rf"upload:([0-9a-f]{{{DIGEST_CHARS}}})/([^/\\\0]+)\Z")
 

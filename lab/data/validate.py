@@ -1,12 +1,21 @@
 """Row checks on canonical messages. Each check raises ``RowProblem(field, reason)`` naming the
 field as it is called in the source file (``conversations[3].from``, ``output``, ``chosen``), so
-the user can find and fix it."""
+the user can find and fix it.
+
+Tool calls come in three spellings, all read into the canonical form (``lab.data.canonical``): OpenAI's
+``tool_calls`` on an assistant turn answered by ``tool`` turns (``tool_call_id``), OpenAI's older single
+``function_call`` answered by a ``function`` turn, and ShareGPT's ``function_call`` turn (its value the call as JSON,
+``{"name", "arguments"}``, or a list of them) answered by ``observation`` turns, as LLaMA-Factory writes glaive's and
+xlam's function-calling sets. Calls without ids get ``call_1``, ``call_2``, … (their place in the row)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from typing import Any
 
 from lab.data.canonical import ROLES, Message, is_context
+from lab.data.readers import Checks, UnusableJSON, load_json, value_problem
 
 ROLE_ALIASES = {
     "system": "system",
@@ -16,9 +25,10 @@ ROLE_ALIASES = {
 }
 
 
-TOOL_ROLES = ("tool", "function", "ipython", "observation")
-TOOL_CALLS = ("a tool call or tool result: conversations with tool calls are not supported yet (write the calls "
-              "and results into the conversation's text, or skip these rows)")
+TOOL_ROLES = ("tool", "function", "ipython", "observation")  # a tool's result: OpenAI, its older API, Llama 3.1, ShareGPT
+CALL_ROLES = ("function_call",)  # ShareGPT's turn holding the assistant's call(s)
+TOOL_CALLS = ("a tool call or tool result: tool calls are supported in SFT conversations only (import the file as "
+              "sft, or skip these rows)")
 
 
 class RowProblem(Exception):
@@ -83,19 +93,173 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
         if role_field not in item or item[role_field] is None:
             raise RowProblem(f"{where}.{role_field}", "missing field")
         raw_role = str(item[role_field]).strip()
-        if item.get("tool_calls") or item.get("function_call") or raw_role.lower() in TOOL_ROLES:
-            raise RowProblem(where, TOOL_CALLS)
-        role = ROLE_ALIASES.get(raw_role.lower())
+        if raw_role.lower() in CALL_ROLES:
+            messages.append({"role": "assistant", "content": "",
+                             "tool_calls": sharegpt_calls(item.get(content_field), f"{where}.{content_field}")})
+            continue
+        role = "tool" if raw_role.lower() in TOOL_ROLES else ROLE_ALIASES.get(raw_role.lower())
         if role is None:
             raise RowProblem(f"{where}.{role_field}",
                              f"unknown role '{raw_role}' (expected one of {', '.join(ROLES)} or human/gpt)")
-        if content_field not in item or item[content_field] is None:
+        calls = message_calls(item, role, where)
+        if (content_field not in item or item[content_field] is None) and not calls:
             raise RowProblem(f"{where}.{content_field}", "missing field")
-        message = {"role": role, "content": text_of(item[content_field], f"{where}.{content_field}")}
+        content = item.get(content_field)
+        message = {"role": role, "content": "" if content is None else text_of(content, f"{where}.{content_field}")}
+        if calls:
+            message["tool_calls"] = calls
+        if role == "tool":
+            message.update(result_link(item, where))
         if item.get("weight") is not None and reply_weight(item["weight"], role, f"{where}.weight") == 0:
             message["weight"] = 0  # kept only when 0, so rows without weights stay as they were
         messages.append(message)
+    return link_tool_calls(messages, field)
+
+
+def message_calls(item: dict[str, Any], role: str, where: str) -> list[dict[str, Any]]:
+    """The calls an OpenAI-style message makes: ``tool_calls``, or the older single ``function_call``."""
+    if item.get("tool_calls") is not None and item.get("tool_calls") != []:
+        key, value = "tool_calls", item["tool_calls"]
+    elif item.get("function_call") is not None:
+        key, value = "function_call", [item["function_call"]]
+    else:
+        return []
+    if role != "assistant":
+        raise RowProblem(f"{where}.{key}", f"a {role} turn with tool calls: only the assistant calls tools")
+    if not isinstance(value, list):
+        raise RowProblem(f"{where}.{key}", f"expected a list of tool calls, got {type(value).__name__}")
+    return [tool_call(call, f"{where}.{key}" + (f"[{j}]" if key == "tool_calls" else ""))
+            for j, call in enumerate(value)]
+
+
+def sharegpt_calls(value: Any, field: str) -> list[dict[str, Any]]:
+    """A ShareGPT ``function_call`` turn's value: ``{"name", "arguments"}`` or a list of them, as JSON or JSON text."""
+    if value is None:
+        raise RowProblem(field, "missing field")
+    if isinstance(value, str):
+        value = json_text(value, field, what='the call as JSON, {"name": …, "arguments": {…}}')
+    calls = value if isinstance(value, list) else [value]
+    if not calls:
+        raise RowProblem(field, "a function_call turn with no call in it")
+    return [tool_call(call, f"{field}[{j}]" if isinstance(value, list) else field) for j, call in enumerate(calls)]
+
+
+def tool_call(call: Any, field: str) -> dict[str, Any]:
+    """One call in canonical form: ``{"id", "type": "function", "function": {"name", "arguments": dict}}``; the id is
+    None until :func:`link_tool_calls` numbers the calls that came without one."""
+    if not isinstance(call, dict):
+        raise RowProblem(field, f"expected a tool call object, got {type(call).__name__}")
+    kind = call.get("type", "function")
+    if kind != "function":
+        raise RowProblem(f"{field}.type", f"'{kind}': only function calls are supported")
+    nested = "function" in call
+    function = call["function"] if nested else call  # ShareGPT's and the older API's calls have no "function" level
+    at = f"{field}.function" if nested else field
+    if not isinstance(function, dict):
+        raise RowProblem(at, f"expected an object with name and arguments, got {type(function).__name__}")
+    call_id = call.get("id")
+    if call_id is not None and (not isinstance(call_id, str) or not call_id.strip()):
+        raise RowProblem(f"{field}.id", f"expected the call's id as text, got {call_id!r}")
+    return {"id": call_id, "type": "function",
+            "function": {"name": function_name(function.get("name"), f"{at}.name"),
+                         "arguments": arguments(function, f"{at}.arguments")}}
+
+
+def function_name(value: Any, field: str) -> str:
+    if value is None:
+        raise RowProblem(field, "missing field: every tool call names its function")
+    if not isinstance(value, str) or not value.strip():
+        raise RowProblem(field, f"expected the function's name as text, got {value!r}")
+    return value
+
+
+def arguments(function: dict[str, Any], field: str) -> dict[str, Any]:
+    """A call's arguments as a dict: OpenAI writes them as JSON text, others as an object; either way a JSON object
+    (``{}`` for a call without arguments)."""
+    if "arguments" not in function or function["arguments"] is None:
+        raise RowProblem(field, 'missing field (write {} for a call without arguments)')
+    value = function["arguments"]
+    if isinstance(value, str):
+        value = json_text(value, field, what="the arguments as a JSON object")
+    if not isinstance(value, dict):
+        shown = "a list" if isinstance(value, list) else json.dumps(value, ensure_ascii=False)[:40]
+        raise RowProblem(field, f"expected a JSON object of arguments, got {shown}")
+    return value
+
+
+def json_text(text: str, field: str, *, what: str) -> Any:
+    """JSON kept as text inside a row, parsed and checked as the readers check records (nesting, text)."""
+    try:
+        value = load_json(text)
+    except json.JSONDecodeError as err:
+        raise RowProblem(field, f"not valid JSON ({err.msg} at column {err.colno}); expected {what}") from None
+    except UnusableJSON as err:
+        raise RowProblem(field, err.reason) from None
+    problem = value_problem(value, Checks.of_json(text))
+    if problem:
+        raise RowProblem(field, problem)
+    return value
+
+
+def result_link(item: dict[str, Any], where: str) -> dict[str, str]:
+    """The call a tool result names: ``tool_call_id`` and ``name`` where given (checked against the call later)."""
+    link = {}
+    for key in ("tool_call_id", "name"):
+        value = item.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise RowProblem(f"{where}.{key}", f"expected text, got {value!r}")
+            link[key] = value
+    return link
+
+
+def link_tool_calls(messages: list[Message], field: str) -> list[Message]:
+    """Number the calls that came without an id (``call_<n>``: the n-th call of the row) and pair each tool result
+    with the call it answers: the calls of an assistant turn are answered by the tool turns right after it, one each,
+    in order; a result's ``tool_call_id`` and ``name``, when given, must be that call's. Each result then carries
+    both."""
+    pending: list[tuple[dict[str, Any], bool]] = []  # (call, came with an id) not answered yet
+    seen: dict[str, str] = {}  # id -> where it was made
+    made = 0
+    for i, message in enumerate(messages):
+        where = f"{field}[{i}]"
+        if message["role"] == "tool":
+            if not pending:
+                raise RowProblem(where, "a tool result that answers no call: every tool turn follows the assistant "
+                                        "turn that calls the tool (more results than calls?)")
+            call, had_id = pending.pop(0)
+            check_answer(message, call, had_id, where)
+            message["tool_call_id"], message["name"] = call["id"], call["function"]["name"]
+            continue
+        if pending:
+            open_ids = ", ".join(f"'{c['id']}' ({c['function']['name']})" for c, _ in pending)
+            raise RowProblem(where, f"tool call {open_ids} not answered: a tool turn with its result comes right "
+                                    "after the assistant turn that makes the call")
+        for j, call in enumerate(message.get("tool_calls") or []):
+            made += 1
+            had_id = call["id"] is not None
+            call["id"] = call["id"] if had_id else f"call_{made}"
+            if call["id"] in seen:
+                raise RowProblem(f"{where}.tool_calls[{j}].id",
+                                 f"duplicate tool call id '{call['id']}' (also at {seen[call['id']]}): ids are unique "
+                                 "within a conversation")
+            seen[call["id"]] = f"{where}.tool_calls[{j}]"
+            pending.append((call, had_id))
+    if pending:
+        open_ids = ", ".join(f"'{c['id']}' ({c['function']['name']})" for c, _ in pending)
+        raise RowProblem(f"{field}[{len(messages) - 1}]", f"tool call {open_ids} not answered: the conversation ends "
+                                                          "before its tool result")
     return messages
+
+
+def check_answer(result: Message, call: dict[str, Any], had_id: bool, where: str) -> None:
+    given, name = result.get("tool_call_id"), call["function"]["name"]
+    if given is not None and given != call["id"]:
+        expected = f"the call '{call['id']}' ({name})" if had_id else f"a call to {name} that has no id"
+        raise RowProblem(f"{where}.tool_call_id", f"'{given}' does not match the call this result answers: results "
+                                                   f"answer the calls in order, and this one answers {expected}")
+    if result.get("name") is not None and result["name"] != name:
+        raise RowProblem(f"{where}.name", f"'{result['name']}', but the call this result answers is to {name}")
 
 
 def reply_weight(value: Any, role: str, field: str) -> int:
@@ -107,9 +271,12 @@ def reply_weight(value: Any, role: str, field: str) -> int:
     return int(value)
 
 
-def check_conversation(messages: list[Message], field: str, *, ends_with: str = "assistant") -> None:
-    """Roles in order (optional system first, then user/assistant alternating, user first),
-    no empty turns, and the last turn is ``ends_with``."""
+def check_conversation(messages: list[Message], field: str, *, ends_with: str = "assistant", calls: bool = False,
+                       declared: Collection[str] = ()) -> None:
+    """Roles in order (optional system first, then user/assistant alternating, user first), no empty turns, and the
+    last turn is ``ends_with``. With ``calls`` (SFT conversations) an assistant turn may call tools, each call answered
+    by a tool turn before the assistant goes on (:func:`link_tool_calls` paired them); with ``declared`` (the row's
+    tools) only those functions may be called."""
     if not messages:
         raise RowProblem(field, "empty conversation")
     start = 0
@@ -117,19 +284,29 @@ def check_conversation(messages: list[Message], field: str, *, ends_with: str = 
         start = 1
         if len(messages) == 1:
             raise RowProblem(field, "only a system message: no user turn and no assistant reply")
-    expected = "user"
+    expected: tuple[str, ...] = ("user",)
     for i in range(start, len(messages)):
-        role = messages[i]["role"]
+        message, where = messages[i], f"{field}[{i}]"
+        role = message["role"]
         if role == "system":
-            raise RowProblem(f"{field}[{i}]", "wrong role order: a system message may only come first")
-        if role != expected:
+            raise RowProblem(where, "wrong role order: a system message may only come first")
+        if (role == "tool" or message.get("tool_calls")) and not calls:
+            raise RowProblem(where, TOOL_CALLS)
+        if role not in expected:
             if i == start:
-                raise RowProblem(f"{field}[{i}]", f"wrong role order: the conversation starts with {role}, expected user")
-            raise RowProblem(f"{field}[{i}]", f"wrong role order: two {role} turns in a row")
-        if not messages[i]["content"].strip():
-            what = "empty assistant reply" if role == "assistant" else "empty user message"
-            raise RowProblem(f"{field}[{i}]", what)
-        expected = "assistant" if role == "user" else "user"
+                raise RowProblem(where, f"wrong role order: the conversation starts with {role}, expected user")
+            before = messages[i - 1]["role"]
+            raise RowProblem(where, f"wrong role order: two {role} turns in a row" if role == before else
+                             f"wrong role order: a {role} turn after a {before} turn (expected "
+                             f"{' or '.join(expected)})")
+        if not message["content"].strip() and role != "tool" and not message.get("tool_calls"):
+            raise RowProblem(where, "empty assistant reply" if role == "assistant" else "empty user message")
+        undeclared = [c["function"]["name"] for c in message.get("tool_calls") or []
+                      if declared and c["function"]["name"] not in declared]
+        if undeclared:
+            raise RowProblem(where, f"calls {undeclared[0]}, which the row's tools do not declare (declared: "
+                                    f"{', '.join(declared)})")
+        expected = NEXT_ROLES["calls" if message.get("tool_calls") else role]
     if ends_with == "assistant" and all(is_context(m) for m in messages if m["role"] == "assistant"):
         raise RowProblem(field, "every assistant reply has weight 0: nothing to train on")
     last = messages[-1]["role"]
@@ -139,6 +316,41 @@ def check_conversation(messages: list[Message], field: str, *, ends_with: str = 
         raise RowProblem(field, f"the prompt must end with a user turn (the last turn is {last})")
 
 
+# Which roles may follow a turn: an assistant turn that calls tools ("calls") is followed by their results, and the
+# last result by the assistant (another call, or the reply); link_tool_calls has matched results to calls already.
+NEXT_ROLES = {"user": ("assistant",), "assistant": ("user",), "calls": ("tool",), "tool": ("tool", "assistant")}
+
+
+def tools_of(value: Any, field: str = "tools") -> tuple[str, list[str]]:
+    """A row's ``tools`` (function schemas: OpenAI's ``{"type": "function", "function": {...}}`` or the bare
+    ``{"name", "description", "parameters"}``; a list, as JSON or JSON text) → the canonical text ("" when none) and
+    the names it declares."""
+    if isinstance(value, str):
+        value = json_text(value, field, what="a list of function schemas") if value.strip() else None
+    if value is None or value == []:
+        return "", []
+    schemas = [value] if isinstance(value, dict) else value
+    if not isinstance(schemas, list):
+        raise RowProblem(field, f"expected a list of function schemas, got {type(value).__name__}")
+    names = []
+    for i, schema in enumerate(schemas):
+        at = f"{field}[{i}]" if isinstance(value, list) else field
+        if not isinstance(schema, dict):
+            raise RowProblem(at, f"expected a function schema object, got {type(schema).__name__}")
+        nested = isinstance(schema.get("function"), dict)
+        names.append(function_name((schema["function"] if nested else schema).get("name"),
+                                   f"{at}.function.name" if nested else f"{at}.name"))
+    return json.dumps(schemas, ensure_ascii=False), names
+
+
+def check_sft(messages: list[Message], field: str, tools: Any = None) -> dict[str, Any]:
+    """An SFT conversation checked (tool calls allowed, against the row's ``tools`` when it has them): the canonical
+    row, with ``tools`` only when the row declares some."""
+    text, names = tools_of(tools)
+    check_conversation(messages, field, calls=True, declared=names)
+    return {"messages": messages, "tools": text} if text else {"messages": messages}
+
+
 def check_reply(messages: list[Message], field: str) -> None:
     """A chosen/rejected side: one or more assistant messages, not empty."""
     if not messages:
@@ -146,6 +358,8 @@ def check_reply(messages: list[Message], field: str) -> None:
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             raise RowProblem(f"{field}[{i}]", f"expected the assistant's reply, got a {message['role']} turn")
+        if message.get("tool_calls"):
+            raise RowProblem(f"{field}[{i}]", TOOL_CALLS)
         if not message["content"].strip():
             raise RowProblem(field, "empty assistant reply")
 
@@ -161,7 +375,6 @@ def check_preference(prompt: list[Message], chosen: list[Message], rejected: lis
 
 def validate_canonical(data: dict[str, Any], kind: str) -> None:
     """Check a row already in canonical form (e.g. one built from votes) the same way imports are."""
-    if kind == "sft":
-        check_conversation(normalise_messages(require(data, "messages"), "messages"), "messages")
-    else:
-        check_preference(*(normalise_messages(require(data, k), k) for k in ("prompt", "chosen", "rejected")))
+    from lab.data.kind_checks import check_row  # which builds on this module's checks
+
+    check_row(data, kind)

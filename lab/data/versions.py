@@ -22,7 +22,9 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from lab.data import kinds
 from lab.data.canonical import Kind, Row
+from lab.data.kinds import FLAG, KINDS, MESSAGES, TEXT
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.names import check_name, derived_name, pattern
@@ -30,8 +32,6 @@ from lab.store import Store, dumps
 
 NAME = pattern()  # the lab's one name rule (lab.names), as a regex for code that matches names
 SPLITS = ("train", "validation")
-FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected")}
-KIND_WORDS = {"sft": "SFT data (conversations)", "preference": "preference data (chosen/rejected pairs)"}
 FILE_SUFFIXES = (".gz", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -65,7 +65,10 @@ def content_hash(kind: Kind, train: list[Row], validation: list[Row]) -> str:
     for split, rows in (("train", train), ("validation", validation)):
         digest.update(split.encode())
         for row in rows:
-            digest.update(json.dumps(row.data, ensure_ascii=False, sort_keys=True).encode())
+            # A text field that is "" is one the row does not have (an SFT row without tools): left out, so a row
+            # read back hashes as it did when imported, and versions saved before the field existed keep their id.
+            data = {k: v for k, v in row.data.items() if v != ""}
+            digest.update(json.dumps(data, ensure_ascii=False, sort_keys=True).encode())
             digest.update(b"\n")
     return digest.hexdigest()[:12]
 
@@ -74,10 +77,19 @@ def write_parquet(rows: list[Row], kind: Kind, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # weight: OpenAI's per-message weight, stored only where it is 0 (null elsewhere, dropped again on reading)
-    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.int8())]))
-    schema = pa.schema([(f, message) for f in FIELDS[kind]] + [("source", pa.string()), ("line", pa.int64())])
-    columns = {f: [row.data[f] for row in rows] for f in FIELDS[kind]}
+    # weight: OpenAI's per-message weight, stored only where it is 0; tool_calls on the assistant's turns that call
+    # tools, tool_call_id and name on tool results. Null elsewhere, and dropped again on reading.
+    call = pa.struct([("id", pa.string()), ("type", pa.string()),
+                      ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.int8()),
+                                  ("tool_calls", pa.list_(call)), ("tool_call_id", pa.string()),
+                                  ("name", pa.string())]))
+    types = {MESSAGES: message, FLAG: pa.bool_()}
+    fields = KINDS[kind].fields
+    schema = pa.schema([(f, types.get(how, pa.string())) for f, how in fields.items()]
+                       + [("source", pa.string()), ("line", pa.int64())])
+    # A text field a row leaves out (an SFT row without tools) is stored as ""
+    columns = {f: [stored(row.data.get(f, ""), how) for row in rows] for f, how in fields.items()}
     columns["source"] = [row.source for row in rows]
     columns["line"] = [row.line for row in rows]
     pq.write_table(pa.table(columns, schema=schema), path)
@@ -87,6 +99,7 @@ def save_version(name: str, kind: Kind, fmt: str, train: list[Row], validation: 
                  *, home: Home | None = None) -> DatasetVersion:
     """Write the splits and card atomically and index them; an identical version is returned as is."""
     name = check_name(name, "Dataset name")
+    kinds.kind(kind)  # a kind the registry knows, or a LabError naming those it does
     home = home or lab_home()
     version = content_hash(kind, train, validation)
     with name_lock(home, name):
@@ -109,7 +122,7 @@ def refuse_other_kind(name: str, kind: Kind, home: Home | None = None) -> None:
     home = home or lab_home()
     held = name_kinds(home).get(name)
     if held is not None and held != kind:
-        raise LabError(f"Not saved: the name '{name}' holds {KIND_WORDS[held]}, and this is {KIND_WORDS[kind]}; "
+        raise LabError(f"Not saved: the name '{name}' holds {KINDS[held].words}, and this is {KINDS[kind].words}; "
                        f"one name holds one kind of data. Save it under another name, e.g. "
                        f"'{free_name(name, kind, home)}'.")
 
@@ -222,11 +235,34 @@ def read_rows(ref: str | DatasetVersion, split: str = "train", home: Home | None
         raise LabError(f"{version.ref}: {path} is missing; the dataset folder was changed outside the lab.")
     rows = pq.read_table(path).to_pylist()
     for row in rows:
-        for field in FIELDS[version.kind]:
-            for message in row[field]:
-                if message.get("weight", 0) is None:
-                    del message["weight"]
+        for field, how in KINDS[version.kind].fields.items():
+            if how == MESSAGES:
+                row[field] = [read_message(m) for m in row[field]]
+            elif how == TEXT:
+                row.setdefault(field, "")  # a version saved before this text field existed
     return rows
+
+
+def stored(value: Any, how: str) -> Any:
+    """A canonical field's value as Parquet keeps it: tool calls' arguments as JSON text (their keys differ from
+    call to call, which one Arrow struct cannot hold), read back by :func:`read_message`."""
+    if how != MESSAGES:
+        return value
+    return [{**m, "tool_calls": [stored_call(c) for c in m["tool_calls"]]} if m.get("tool_calls") else m
+            for m in value]
+
+
+def stored_call(call: dict[str, Any]) -> dict[str, Any]:
+    arguments = json.dumps(call["function"]["arguments"], ensure_ascii=False)
+    return {**call, "function": {**call["function"], "arguments": arguments}}
+
+
+def read_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message in canonical form: the fields it does not have (null) dropped, arguments parsed again."""
+    message = {k: v for k, v in message.items() if v is not None}
+    for call in message.get("tool_calls") or []:
+        call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+    return message
 
 
 def version_rows(ref: str | DatasetVersion, home: Home | None = None, *, split: str | None = None) -> list[Row]:
@@ -236,7 +272,7 @@ def version_rows(ref: str | DatasetVersion, home: Home | None = None, *, split: 
     rows: list[Row] = []
     for part in [split] if split else SPLITS:
         for record in read_rows(version, split=part, home=home):
-            rows.append(Row({f: record[f] for f in FIELDS[version.kind]}, record.get("line") or 0,
+            rows.append(Row({f: record[f] for f in KINDS[version.kind].fields}, record.get("line") or 0,
                             f"{part} · {record.get('source') or version.ref}"))
     return rows
 
@@ -253,10 +289,10 @@ def export_version(ref: str | DatasetVersion, fmt: str = "jsonl", *, dest: str |
     if fmt == "parquet":
         shutil.copyfile(version.split_path(split), target)
         return target
-    fields = FIELDS[version.kind]
+    fields = KINDS[version.kind].fields
     with open(target, "w", encoding="utf-8") as out:
         for row in read_rows(version, split, home):
-            out.write(json.dumps({f: row[f] for f in fields}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({f: row[f] for f in fields if row[f] != ""}, ensure_ascii=False) + "\n")
     return target
 
 

@@ -10,6 +10,8 @@ from lab.errors import LabError
 
 SPLITS = ("validation", "train")
 JUDGE_MODES = ("pairwise", "single")
+# What a reward eval's reward_model may be (lab.train.reward_model.is_reward_model decides).
+REWARD_MODEL_WORDS = "a finished reward-model run (run:<id>), or a folder or hub id of a sequence classifier"
 ENDPOINT = "endpoint"  # the judge setting that means an OpenAI-compatible API rather than a local model
 
 
@@ -93,3 +95,26 @@ class HarnessConfig:
 
     def task_list(self) -> list[str]:
         return [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+
+@dataclass
+class RewardEvalConfig:
+    """The model answers a dataset version's prompts; a reward model scores each answer (mean reward per model)."""
+
+    reward_model: str = option("", "The reward model: a finished reward-model run (run:<id>), or a folder or hub id "
+                               "of a sequence-classification model with one output.")
+    split: str = option("validation", "Split of the dataset version whose prompts are answered.", choices=SPLITS)
+    max_rows: int = option(50, "Prompts to answer, the first ones (0 = all).")
+    max_new_tokens: int = option(128, "Longest answer, in new tokens.")
+    batch_size: int = option(8, "Prompts generated together (left-padded).")
+    temperature: float = option(0.0, "Sampling temperature (0 = greedy).")
+    seed: int = option(0, "Seed for sampling (used when temperature > 0).")
+
+    def validate(self) -> None:
+        if not self.reward_model.strip():
+            raise LabError(f"Name the reward model that scores the answers: {REWARD_MODEL_WORDS}.")
+        at_least("max_rows", self.max_rows, 0, " (0 = all)")
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("temperature", self.temperature, 0.0)
+

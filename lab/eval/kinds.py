@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
-from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
+from lab.eval.config import (
+    ENDPOINT,
+    REWARD_MODEL_WORDS,
+    HarnessConfig,
+    JudgeConfig,
+    OverlapConfig,
+    PerplexityConfig,
+    RewardEvalConfig,
+)
 from lab.home import Home
 
 if TYPE_CHECKING:
@@ -144,12 +152,46 @@ def harness_text(r: dict[str, Any]) -> str:
     return " · ".join(f"{task} {t['metric']} {t['value']:.3f}" for task, t in (r.get("tasks") or {}).items())
 
 
+# --------------------------------------------------------------------------- reward model
+
+
+def prepare_reward(cfg: RewardEvalConfig, model: str, home: Home) -> RewardEvalConfig:
+    from lab.train.loading import resolve_model_path
+    from lab.train.reward_model import is_reward_model
+
+    if is_reward_model(model, home):
+        raise LabError(f"'{model}' is a reward model: it scores answers and writes none. Evaluate a model that "
+                       "answers, and pick this one as the reward model.")
+    if not is_reward_model(cfg.reward_model, home):
+        raise LabError(f"'{cfg.reward_model}' is not a reward model: pick {REWARD_MODEL_WORDS} with one output.")
+    resolve_model_path(cfg.reward_model, home)  # a reward run that did not finish fails now
+    return cfg
+
+
+def run_reward(job: "EvalJob", home: Home, progress: Progress) -> dict[str, Any]:
+    from lab.eval.reward import evaluate
+
+    return evaluate(job.model, job.dataset, config_of(job), home=home, progress=progress)
+
+
+def reward_headline(r: dict[str, Any]) -> dict[str, Any]:
+    return {"mean_reward": r.get("mean_reward"), "reference_mean_reward": r.get("reference_mean_reward"),
+            "reward_model": r.get("reward_model")}
+
+
+def reward_text(r: dict[str, Any]) -> str:
+    reference = r.get("reference_mean_reward")
+    return (f"mean reward {r['mean_reward']:+.3f} by {r['reward_model_name']}"
+            + (f" (the data's replies {reference:+.3f})" if reference is not None else ""))
+
+
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("perplexity", PerplexityConfig, run_perplexity, perplexity_headline, perplexity_text),
     Kind("overlap", OverlapConfig, run_overlap, overlap_headline, overlap_text),
     Kind("judge", JudgeConfig, run_judge, judge_headline, judge_text, prepare_judge),
     Kind("harness", HarnessConfig, run_harness, harness_headline, harness_text, prepare_harness,
          data=lambda cfg: f"lm-eval:{cfg.tasks}"),
+    Kind("reward", RewardEvalConfig, run_reward, reward_headline, reward_text, prepare_reward),
 )}
 
 

@@ -1,5 +1,5 @@
 """Every model's numbers in one place: the latest finished evaluation of each kind per model (perplexity,
-ROUGE-L, BLEU, judge win rate and grade, lm-eval task scores) beside the human results of a labeling campaign
+ROUGE-L, BLEU, judge win rate and grade, mean reward under a reward model, lm-eval task scores) beside the human results of a labeling campaign
 (win rate with ties as half, Bradley–Terry rating with its 95% interval), so automatic and human numbers can
 be read together. Models are matched by name: a campaign source 'run:abc' is the eval jobs' model 'run:abc'."""
 
@@ -10,7 +10,7 @@ from typing import Any
 from lab.home import Home, lab_home
 
 FIELDS = ("model", "name", "perplexity", "loss", "rouge_l", "bleu", "judge_win_rate", "judge_vs", "judge_consistency",
-          "judge_grade", "harness", "human_win_rate", "human_rating", "human_low", "human_high", "human_comparisons")
+          "judge_grade", "reward", "reward_model", "harness", "human_win_rate", "human_rating", "human_low", "human_high", "human_comparisons")
 
 
 def automatic(jobs: list[Any]) -> dict[str, dict[str, Any]]:
@@ -33,6 +33,8 @@ def automatic(jobs: list[Any]) -> dict[str, dict[str, Any]]:
             other = rows.setdefault(r["model_b"], blank(r["model_b"]))
             other.update(judge_win_rate=round(1 - r["win_rate"], 4), judge_vs=job.model,
                          judge_consistency=r["consistency"])
+        elif job.kind == "reward":  # the latest reward model's mean: scales differ between reward models
+            row.update(reward=r["mean_reward"], reward_model=r.get("reward_model_name") or r["reward_model"])
         elif job.kind == "harness":
             row["harness"].update({task: t["value"] for task, t in (r.get("tasks") or {}).items()})
     return rows

@@ -12,7 +12,7 @@ from typing import Any
 from lab.catalog import display_names
 from lab.home import Home, lab_home
 from lab.label.campaigns import Counts, campaign_counts, get_campaign
-from lab.label.results import agreement, campaign_votes, leaderboard
+from lab.label.results import agreement, approval, campaign_votes, leaderboard
 from lab.store import Store
 
 
@@ -39,6 +39,10 @@ def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = 
         names = display_names((r["source"] for r in board["ratings"]), home)  # runs by the names people gave
         for rating in board["ratings"]:
             scalars[f"rating/{names[rating['source']]}"] = rating["rating"]
+        if campaign.thumbs:  # one answer at a time: each source's share of 👍 instead of ratings
+            rates = approval(campaign.id, home=home)["sources"]
+            shown = display_names((r["source"] for r in rates), home)
+            scalars.update({f"approval/{shown[r['source']]}": r["rate"] for r in rates})
         run.log(scalars)
         run.log({"ratings": wandb.Table(columns=["name", "source", "rating", "low", "high", "comparisons"],
                                         data=[[names[r["source"]], r["source"], r["rating"], r["low"], r["high"],

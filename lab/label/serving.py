@@ -11,6 +11,9 @@ vote on it is still counted (a vote is never lost).
 The votes table is a log: nothing in it is updated or deleted. Undoing a vote appends a retraction
 (``retractions``) and serves the pair again; the view ``live_votes`` (votes not retracted) is what every
 count, statistic and export reads. A skipped pair returns to the labeler after every other pair.
+
+A thumbs campaign's item is a pair of a source with itself (``lab.label.campaigns``): it is served with one answer
+(``Served.right`` empty) and takes the votes up or down instead of a, b, tie or both_bad.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from lab.home import Home, lab_home
 from lab.store import Store
 
 LEASE_S = 600.0
-CHOICES = ("a", "b", "tie", "both_bad")
+CHOICES = ("a", "b", "tie", "both_bad")  # a pair: the left answer is better, the right, a tie, both bad
+THUMBS = ("up", "down")  # one answer (a thumbs campaign): good or not
 
 
 @dataclass
@@ -35,7 +39,7 @@ class Served:
     campaign_id: str
     prompt: list[dict[str, str]]
     left: str  # response texts only: the page never learns which source wrote which
-    right: str
+    right: str  # "" for a thumbs item (one answer)
 
 
 @dataclass
@@ -97,16 +101,19 @@ def served(conn: Any, campaign_id: str, lease: Any) -> Served:
                           (campaign_id, pair["prompt_idx"])).fetchone()["prompt"]
     texts = {r["source"]: r["text"] for r in conn.execute(
         "SELECT source, text FROM responses WHERE campaign_id = ? AND prompt_idx = ?", (campaign_id, pair["prompt_idx"]))}
+    if pair["source_1"] == pair["source_2"]:  # a thumbs item
+        return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], "")
     return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], texts[right_source])
 
 
 def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home | None = None) -> bool:
-    """Record ``choice`` (a = the left answer is better, b = the right, tie, both_bad) for the leased pair.
-    Returns False when the vote was already counted (a double click), raises for a token that is not theirs."""
+    """Record ``choice`` (a = the left answer is better, b = the right, tie, both_bad; up or down for a thumbs
+    item) for the leased pair. Returns False when the vote was already counted (a double click), raises for a
+    token that is not theirs and for a choice the item does not take."""
     from lab.train.runner import now as timestamp
 
-    if choice not in CHOICES:
-        raise LabError(f"A vote is one of {', '.join(CHOICES)}, not '{choice}'.")
+    if choice not in CHOICES + THUMBS:
+        raise LabError(f"A vote is one of {', '.join(CHOICES + THUMBS)}, not '{choice}'.")
     store = Store(home or lab_home())
     with store.write() as conn:
         lease = conn.execute("SELECT l.*, p.campaign_id, p.source_1, p.source_2 FROM leases l JOIN pairs p ON "
@@ -115,6 +122,10 @@ def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home
             return False  # voted already (or skipped): the vote that used the token is the one kept
         if lease["labeler"] != labeler:
             raise LabError("This pair was served to another labeler; reload to get your own.")
+        allowed = THUMBS if lease["source_1"] == lease["source_2"] else CHOICES
+        if choice not in allowed:
+            what = "answer takes a vote up or down" if allowed == THUMBS else "pair takes a, b, tie or both_bad"
+            raise LabError(f"This {what}, not '{choice}'.")
         conn.execute("DELETE FROM leases WHERE token = ?", (token,))
         if conn.execute("SELECT 1 FROM live_votes WHERE pair_id = ? AND labeler = ?",
                         (lease["pair_id"], labeler)).fetchone():

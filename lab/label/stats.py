@@ -173,6 +173,17 @@ def win_matrix(
     return models, rates, counts.astype(int).tolist()
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score 95% interval of a proportion (a thumbs campaign's approval rate): sound at 0%, 100% and
+    with few votes, where the normal approximation gives intervals outside [0, 1]."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _chance_corrected(observed: float, expected: float) -> float:
     """(p_o - p_e) / (1 - p_e); when chance agreement is certain, kappa is 1 for full agreement, else 0."""
     if expected >= 1.0 - 1e-12:

@@ -11,11 +11,6 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-# Trainer log keys kept in metrics.jsonl (DPO's rewards/* and logps/* pass through too).
-KEEP_PREFIXES = ("loss", "eval_", "learning_rate", "grad_norm", "rewards/", "logps/", "logits/", "entropy",
-                 "mean_token_accuracy", "num_tokens", "epoch", "train_runtime", "train_loss")
-
-
 class MetricsCallback(TrainerCallback):
     """Appends ``{time, step, max_steps, epoch, split, ...metrics, tokens_per_second, gpu_memory_gib}``
     to ``metrics.jsonl``, on the main process only, flushed at once so the UI sees it live."""
@@ -36,7 +31,9 @@ class MetricsCallback(TrainerCallback):
             split = "eval" if any(k.startswith("eval_") for k in logs) else "train"
         row: dict[str, Any] = {"time": round(now, 3), "step": state.global_step, "max_steps": state.max_steps,
                                "split": split}
-        row.update({k: v for k, v in logs.items() if k.startswith(KEEP_PREFIXES) and isinstance(v, (int, float))})
+        # Every number the trainer logs: each objective logs its own (DPO's rewards/*, KTO's kl, GRPO's rewards per
+        # function), and its panels (lab.train.methods) name them.
+        row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         if split == "train" and "loss" in logs:
             tokens = state.num_input_tokens_seen
             if tokens and now > self.last_time:

@@ -16,8 +16,12 @@ def peft_config(cfg: TrainConfig):
         return None
     from peft import LoraConfig
 
+    from lab.train.methods import objective
+
+    # A reward model's score head is new: it trains in full beside the adapters (PEFT's SEQ_CLS saves it).
+    task = "SEQ_CLS" if objective(cfg.objective).model_kind == "score" else "CAUSAL_LM"
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules(), task_type="CAUSAL_LM")
+                      target_modules=cfg.lora_target_modules(), task_type=task)
 
 
 def quantization_config(cfg: TrainConfig, *, bf16: bool = True):
@@ -48,7 +52,7 @@ def precision(cfg: TrainConfig, *, cuda: bool, bf16_supported: bool) -> str:
 
 def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: bool,
                 speed: SpeedPlan | None = None) -> dict[str, Any]:
-    """The TrainingArguments fields SFT and DPO share (``speed``: the run's fast path, see lab.train.speed)."""
+    """The TrainingArguments fields every objective shares (``speed``: the run's fast path, see lab.train.speed)."""
     chosen = precision(cfg, cuda=cuda, bf16_supported=bf16_supported)
     evaluating = cfg.eval_split != "none"
     args: dict[str, Any] = dict(
@@ -99,29 +103,10 @@ def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: 
     return args
 
 
-def sft_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False,
-             speed: SpeedPlan | None = None):
-    """SFT settings. Padding-free without packing is not switched on here: TRL would then stop truncating to
-    max_length, so the worker passes the lab's padding-free collator instead (``speed.padding_free_collator``)."""
-    from trl import SFTConfig
+def trainer_config(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False,
+                   speed: SpeedPlan | None = None):
+    """The objective's TRL config (``SFTConfig``, ``DPOConfig``, …) for this run."""
+    from lab.train.methods import objective
 
-    return SFTConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported, speed=speed),
-                     max_length=cfg.max_length, packing=cfg.packing, assistant_only_loss=True,
-                     neftune_noise_alpha=cfg.neftune_noise_alpha or None)
-
-
-def precompute_reference(cfg: TrainConfig) -> bool:
-    """Full-model DPO holds and runs a frozen copy of the model as its reference unless the reference
-    log-probabilities are computed once up front; adapters use the base with the adapter switched off."""
-    if cfg.precompute_ref_log_probs == "auto":
-        return cfg.adapter == "none"
-    return cfg.precompute_ref_log_probs == "on"
-
-
-def dpo_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool = False, bf16_supported: bool = False,
-             speed: SpeedPlan | None = None):
-    from trl import DPOConfig
-
-    return DPOConfig(**common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported, speed=speed),
-                     max_length=cfg.max_length, beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss_type],
-                     precompute_ref_log_probs=precompute_reference(cfg))
+    common = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_supported, speed=speed)
+    return objective(cfg.objective).module().config(cfg, common)

@@ -1,48 +1,48 @@
 """A run's ``dataset`` setting → the rows TRL trains on.
 
-``NAME[@VERSION]`` is a saved dataset version; ``sample:sft`` / ``sample:preference`` are the bundled
-samples, imported as versions ``sample-sft`` / ``sample-preference`` on first use so the tiny recipes
-work on an empty LAB_HOME.
+``NAME[@VERSION]`` is a saved dataset version; ``sample:<kind>`` (``sample:sft``, ``sample:preference``,
+``sample:unpaired``, ``sample:prompts``) is a bundled sample, imported as version ``sample-<kind>`` on first use so
+the tiny recipes work on an empty LAB_HOME.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from lab.data.kinds import KINDS
+from lab.data.samples import SAMPLE_FILES
 from lab.errors import LabError
 from lab.home import Home
 
-SAMPLES = {"sample:sft": "sample-sft", "sample:preference": "sample-preference"}
+SAMPLES = {f"sample:{kind}": f"sample-{kind}" for kind in SAMPLE_FILES}  # sample ref -> the version it imports as
 
 
 def resolve_version(ref: str, home: Home | None = None):
-    """The dataset version a run trains on (importing a bundled sample the first time)."""
+    """The dataset version a run trains on (importing a bundled sample the first time, as the kind it holds)."""
     from lab.config import DataConfig
     from lab.data.pipeline import import_file
-    from lab.data.samples import SAMPLE_PREFERENCE, SAMPLE_SFT
     from lab.data.versions import get_version, list_versions
 
     if not (ref or "").strip():  # get_version('') would pick the newest version of any dataset
-        raise LabError("Choose a dataset: a saved version NAME[@VERSION], or sample:sft / sample:preference.")
+        raise LabError(f"Choose a dataset: a saved version NAME[@VERSION], or a bundled sample ({', '.join(SAMPLES)}).")
     if ref in SAMPLES:
-        name = SAMPLES[ref]
+        name, kind = SAMPLES[ref], ref.removeprefix("sample:")
         if not list_versions(home, name=name):
-            path = SAMPLE_SFT if ref == "sample:sft" else SAMPLE_PREFERENCE
-            return import_file(path, DataConfig(name=name), home=home)
+            return import_file(SAMPLE_FILES[kind], DataConfig(name=name, kind=kind), home=home)
         return get_version(name, home)
     return get_version(ref, home)
 
 
 def training_rows(ref: str, split: str, kind: str, home: Home | None = None) -> list[dict[str, Any]]:
-    """The canonical rows of one split, with only the fields the trainer takes."""
+    """The canonical rows of one split, with only the fields the trainer takes (``DataKind.trainer_fields``, TRL's
+    column layout for the kind)."""
     from lab.data.versions import read_rows
 
     version = resolve_version(ref, home)
     if version.kind != kind:
-        need = "preference pairs (prompt/chosen/rejected)" if kind == "preference" else "SFT conversations"
-        raise LabError(f"Dataset {version.ref} holds {version.kind} data, but this run needs {need}; "
-                       f"choose a {kind} dataset version.")
-    fields = ("messages",) if kind == "sft" else ("prompt", "chosen", "rejected")
+        raise LabError(f"Dataset {version.ref} holds {KINDS[version.kind].words}, but this run needs "
+                       f"{KINDS[kind].words}; choose a {kind} dataset version.")
+    fields = KINDS[kind].trainer_fields
     return [{f: row[f] for f in fields} for row in read_rows(version, split, home)]
 
 

@@ -170,8 +170,9 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one,
     which never holds the full logits (``lm_head_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
-    from lab.train.convert import precompute_reference
+    from lab.train.methods import objective
 
+    entry = objective(cfg.objective)
     act_bytes = 2 if bf16 else 4
     trainable = trainable_params(cfg, shape)
     if cfg.adapter == "none":
@@ -184,7 +185,7 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
         weights = base + shape.embedding_params * 2 + trainable * 4
         gradients = trainable * 4
         optimizer = trainable * (2 if cfg.adapter == "qlora" else 8)  # paged 8-bit AdamW under QLoRA
-    sequences = cfg.batch_size * (2 if cfg.is_dpo else 1)  # DPO runs chosen and rejected together
+    sequences = cfg.batch_size * entry.sequences(cfg)  # e.g. DPO runs chosen and rejected together
     tokens = sequences * cfg.max_length
     attention, mlp = layer_bytes_split(cfg, shape, act_bytes)
     # 'auto' is decided per machine (lab.train.speed.memory_choices); here it counts as off.
@@ -203,8 +204,7 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
         activations = inputs + max(head, one_layer) + passing
     else:  # every layer's activations wait for the head
         activations = tokens * (attention + mlp_kept) * shape.layers + (tile * mlp if tiled else 0) + head
-    holds_reference = cfg.is_dpo and cfg.adapter == "none" and not precompute_reference(cfg)
-    reference = shape.params * act_bytes if holds_reference else 0
+    reference = shape.params * act_bytes if entry.reference(cfg) else 0
     return Memory(weights, gradients, optimizer, activations, reference, FRAMEWORK_OVERHEAD)
 
 
@@ -348,12 +348,14 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     from lab.train.datasets import resolve_version
     from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.loading import model_type
+    from lab.train.methods import check_data
     from lab.train.speed import plan
     from lab.train.viability import count_steps, refusal
 
     shape = model_shape(cfg.model, home)  # run:<id> → its final model (an adapter: its base), as Start resolves it
     warnings = cfg.validate(params=shape.params)
     version = resolve_version(cfg.dataset, home)
+    check_data(cfg, version, home)  # as Start checks it
     rows = version.rows[cfg.train_split]
     gpus = visible_gpus()
     ranks = processes(cfg, len(gpus))  # the effective batch counts every process

@@ -74,13 +74,14 @@ def model_params(model: str, home: Home) -> int | None:
 def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: str) -> tuple[Any, Any]:
     """Tokenizer and model. Full fine-tuning keeps fp32 master weights (autocast does the 16-bit math);
     adapters freeze the base in 16-bit, or 4-bit NF4 for QLoRA. A LoRA run's output used as the base is
-    merged first, so a new adapter (e.g. DPO after SFT) trains on top of it."""
+    merged first, so a new adapter (e.g. DPO after SFT) trains on top of it. An objective whose ``model_kind`` is
+    'score' (a reward model) gets the base as a sequence classifier with one output (``score_model``)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from lab.models import hub_error, load_tokenizer
     from lab.train.convert import quantization_config
     from lab.train.distributed import device_map
+    from lab.train.methods import objective
 
     path = resolve_model_path(cfg.model, home)
     adapter = Path(path) / "adapter_config.json"
@@ -93,8 +94,9 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
         placement = device_map(cfg)  # the process's own GPU, unless FSDP / ZeRO-3 place the shards
         kwargs.update(quantization_config=quant, **({"device_map": placement} if placement else
                                                     {"dtype": quant.bnb_4bit_quant_storage}))
+    score = objective(cfg.objective).model_kind == "score"
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+        model = score_model(base, tokenizer, **kwargs) if score else causal_lm(base, **kwargs)
     except ImportError as err:
         raise LabError(f"Loading {base} needs a package that is missing: {err}. For QLoRA install "
                        "requirements-gpu.txt (bitsandbytes).") from None
@@ -105,3 +107,20 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
 
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
     return tokenizer, model
+
+
+def causal_lm(path: str, **kwargs: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def score_model(path: str, tokenizer: Any, **kwargs: Any) -> Any:
+    """A sequence classifier with one output (a reward model) from ``path``: a causal LM gets a new ``score`` head
+    in place of its LM head (randomly initialised: training it is the point), a reward model keeps its own. The
+    score is read at the last token that is not padding, so the model must know the pad token."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model

@@ -146,12 +146,11 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
         distributed.check_fits(cfg, gpu_count)
         plan(cfg, cuda=gpu_count > 0, model_type=model_type(cfg.model, home))  # impossible speed settings fail now
     from lab.train.datasets import resolve_version
+    from lab.train.methods import check_data
     from lab.train.viability import check_trains
 
     version = resolve_version(cfg.dataset, home)  # fails before launch if the dataset is missing
-    need = "preference" if cfg.is_dpo else "sft"
-    if version.kind != need:
-        raise LabError(f"Dataset {version.ref} holds {version.kind} data; a {cfg.method} run needs {need} data.")
+    check_data(cfg, version, home)
     # A run that would take no step at a learning rate above 0 is refused with settings that train.
     check_trains(dataclasses.replace(cfg, dataset=version.ref), version.rows[cfg.train_split],
                  distributed.processes(cfg, gpu_count))

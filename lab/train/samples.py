@@ -2,7 +2,8 @@
 
 ``samples.json`` holds a few fixed prompts (the first rows of the eval split, else of the train split)
 answered greedily by the model as loaded (before training) and as trained, so a user reads what the run
-changed. ``summary.json`` puts the pre-launch memory estimate beside the measured peak."""
+changed. ``summary.json`` puts the pre-launch memory estimate beside the measured peak. ``completions.jsonl``: an
+online objective's (GRPO, RLOO) completions sampled while it trains, with their rewards, a few per logging step."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lab.config import TrainConfig
 
 SAMPLES_FILE = "samples.json"
 SUMMARY_FILE = "summary.json"
+COMPLETIONS_FILE = "completions.jsonl"  # an online objective's sampled completions and their rewards, per step
 
 
 def fixed_prompts(rows: list[dict[str, Any]], n: int) -> list[list[dict[str, str]]]:
@@ -77,3 +79,19 @@ def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_completions(run_dir: str | Path, last: int = 50) -> list[dict[str, Any]]:
+    """The last ``last`` completions sampled during an online run (GRPO, RLOO), oldest first: {step, prompt, completion,
+    rewards: {name: value}, reward}; [] for a run that wrote none."""
+    path = Path(run_dir) / COMPLETIONS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for line in lines[-last:] if last > 0 else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+    return rows

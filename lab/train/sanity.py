@@ -14,6 +14,7 @@ from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.names import derived_name
+from lab.train.methods import objective
 
 OVERFIT_ROWS = 20
 OVERFIT_STEPS = 50
@@ -45,20 +46,26 @@ class SanityReport:
                 "sample": self.sample}
 
 
-def losses_of(run_id: str, home: Home) -> list[float]:
+def losses_of(run_id: str, home: Home, metric: str = "loss") -> list[float]:
+    """The logged training values of ``metric`` (the loss, or an online objective's reward), in order."""
     from lab.train.runner import read_metrics
 
-    return [r["loss"] for r in read_metrics(run_id, home) if r.get("split") == "train" and "loss" in r]
+    return [r[metric] for r in read_metrics(run_id, home) if r.get("split") == "train" and metric in r]
 
 
-def loss_verdict(losses: list[float], *, what: str, need_fraction: float) -> Verdict:
+def loss_verdict(losses: list[float], *, what: str, need_fraction: float, metric: str = "loss") -> Verdict:
+    """The loss must fall below ``need_fraction`` of its first value; another series (a reward) must rise."""
     if len(losses) < 2:
         return Verdict(what, False, f"{what}: too few logged steps to judge.")
     first, last = losses[0], losses[-1]
-    fell = last < need_fraction * first
-    return Verdict(what, fell, f"{what}: loss {first:.3f} → {last:.3f} in {len(losses)} logs "
-                   + ("(fell as it should)." if fell else "(did not fall enough: check the learning rate, the "
-                      "masking and the data)."))
+    if metric == "loss":
+        good = last < need_fraction * first
+        advice = "did not fall enough: check the learning rate, the masking and the data"
+    else:
+        good = last > first
+        advice = "did not rise: check the learning rate, the reward functions and the sampling temperature"
+    return Verdict(what, good, f"{what}: {metric} {first:.3f} → {last:.3f} in {len(losses)} logs "
+                   + (f"({'fell' if metric == 'loss' else 'rose'} as it should)." if good else f"({advice})."))
 
 
 def oscillation_verdict(losses: list[float]) -> Verdict:
@@ -101,9 +108,10 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
         raise LabError(f"{version.ref} has no {cfg.train_split} rows to check with.")
 
     say(0.05, "Checking the loss mask")
-    if not cfg.is_dpo:
+    entry = objective(cfg.objective)
+    if entry.loss_mask:
         tokenizer = load_tokenizer(resolve_model_path(cfg.model, home))
-        views = [mask_view(r["messages"], tokenizer, max_length=cfg.max_length) for r in rows[:5]]
+        views = [mask_view(r["messages"], tokenizer, tools=r.get("tools"), max_length=cfg.max_length) for r in rows[:5]]
         problems = sorted({w for v in views for w in v.warnings})
         trained = sum(v.n_loss_tokens for v in views)
         total = sum(v.n_tokens for v in views)
@@ -122,7 +130,10 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
                  sample_prompts=0,
                  load_best_model_at_end=False, warmup_ratio=0.0)
     overfit_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix=SANITY_PREFIXES[0]),
-                                      dataset=small.ref, max_steps=OVERFIT_STEPS, batch_size=min(cfg.batch_size, 8),
+                                      dataset=small.ref, max_steps=OVERFIT_STEPS,
+                                      # an online objective's batch holds whole groups of completions: kept
+                                      batch_size=cfg.batch_size if entry.entries_per_row(cfg) > 1 else
+                                      min(cfg.batch_size, 8),
                                       grad_accum=1, **quick)
     overfit, _ = create_run(overfit_cfg, home=home)
     report.runs["overfit"] = overfit.id
@@ -130,10 +141,12 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     if overfit.status != "succeeded":
         report.verdicts.append(Verdict("overfit", False, f"The overfit run {overfit.status}: {overfit.error}"))
         return report
-    losses = losses_of(overfit.id, home)
+    metric = entry.sanity_metric
+    losses = losses_of(overfit.id, home, metric)
     report.verdicts.append(loss_verdict(losses, what="Overfit on 20 examples",
-                                        need_fraction=0.5 if not cfg.is_dpo else 0.9))
-    report.verdicts.append(oscillation_verdict(losses))
+                                        need_fraction=entry.overfit_fraction, metric=metric))
+    if metric == "loss":  # a reward's spread across steps is its sampling, not the learning rate
+        report.verdicts.append(oscillation_verdict(losses))
 
     say(0.6, f"A short curve on the real data ({CURVE_STEPS} steps)")
     curve_cfg = dataclasses.replace(cfg, name=derived_name(cfg.name or cfg.method, prefix=SANITY_PREFIXES[1]),
@@ -141,11 +154,14 @@ def sanity_check(cfg: TrainConfig, *, home: Home | None = None,
     curve = wait(create_run(curve_cfg, home=home)[0].id, home)
     report.runs["curve"] = curve.id
     if curve.status == "succeeded":
-        report.verdicts.append(loss_verdict(losses_of(curve.id, home), what="Short curve on the real data",
-                                            need_fraction=1.0))
+        report.verdicts.append(loss_verdict(losses_of(curve.id, home, metric), what="Short curve on the real data",
+                                            need_fraction=1.0, metric=metric))
     else:
         report.verdicts.append(Verdict("curve", False, f"The short run {curve.status}: {curve.error}"))
 
+    if not entry.generates:  # a reward model scores answers; it writes none
+        say(1.0, "Done")
+        return report
     say(0.9, "Reading a sample")
     prompt = rows[0]["messages"][:-1] if "messages" in rows[0] else rows[0]["prompt"]
     report.sample = generate(str(overfit.run_dir / "final"), [prompt], max_new_tokens=48, home=home)[0]

@@ -25,6 +25,7 @@ from typing import Any
 
 from lab.config import TrainConfig, field_label
 from lab.errors import LabError
+from lab.train.methods import objective
 
 VARLEN = "lab_varlen"  # the attention implementation registered below
 # Memory for time, in the order memory_choices adds them (auto/on/off config fields).
@@ -112,13 +113,21 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
 
     # Padding-free needs attention that respects the boundaries between the examples of a row.
     kernel = "flash_attention_2" if cuda and flash_attn else VARLEN if cuda and varlen else None
+    way = objective(cfg.objective).padding_free
     if cfg.packing:
         padding_free = True
         reasons["padding_free"] = "packing lays examples end to end, always padding-free in TRL"
+    elif way == "off":
+        if cfg.padding_free == "on":
+            raise LabError(f"padding_free: on does not apply to {cfg.method_title}: its trainer makes its own "
+                           "batches; set padding_free: auto or off.")
+        padding_free = False
+        reasons["padding_free"] = f"{cfg.method_title}'s trainer makes its own padded batches"
     elif cfg.padding_free == "auto":
         padding_free = kernel is not None
-        reasons["padding_free"] = (("the lab unpads DPO's padded batches inside the model" if cfg.is_dpo else
-                                    "variable-length attention is available") if padding_free else
+        title = objective(cfg.objective).title
+        reasons["padding_free"] = ((f"the lab unpads {title}'s padded batches inside the model" if way == "unpad"
+                                    else "variable-length attention is available") if padding_free else
                                    "no variable-length attention kernel on this machine (needs CUDA)")
     else:
         padding_free = cfg.padding_free == "on"

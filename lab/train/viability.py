@@ -23,6 +23,7 @@ from typing import Any
 from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home
+from lab.train.methods import objective
 
 MIN_STEPS = 10  # what a proposal aims for: enough optimizer steps for the weights to move visibly
 MAX_EPOCHS = 10  # ... without passing over a handful of pairs more often than this
@@ -53,7 +54,8 @@ def count_steps(cfg: TrainConfig, rows: int, processes: int = 1) -> Steps:
     counting as a step; ``max_steps`` overrides epochs. Warm-up as TrainingArguments.get_warmup_steps reads the
     ratio (lab.train.convert passes it as warmup_steps below 1); the 'constant' schedule has none."""
     processes = max(processes, 1)
-    batches = math.ceil(rows / cfg.batch_size) if rows else 0
+    entries = rows * objective(cfg.objective).entries_per_row(cfg)  # GRPO: each prompt's completions
+    batches = math.ceil(entries / cfg.batch_size) if rows else 0
     per_process = math.ceil(batches / processes)
     per_epoch = math.ceil(per_process / cfg.grad_accum) if per_process else 0
     if cfg.max_steps > 0 and rows:
@@ -145,7 +147,7 @@ def check_trains(cfg: TrainConfig, rows: int, processes: int) -> Steps:
 
 @dataclass
 class Proposal:
-    values: dict[str, Any]  # TrainConfig field -> value, including method="dpo", dpo_adapter, model, dataset, epochs, warmup_ratio, batch_size, grad_accum, learning_rate and name; every key a TrainConfig field
+    values: dict[str, Any]  # TrainConfig field -> value, including objective="dpo", adapter, model, dataset, epochs, warmup_ratio, batch_size, grad_accum, learning_rate and name; every key a TrainConfig field
     text: str  # one sentence: how many pairs, how many optimizer steps, at what learning rate
 
 
@@ -157,16 +159,16 @@ def propose_dpo(dataset_ref: str, model: str, home: Home) -> Proposal:
     from lab.train.loading import model_params
 
     version = resolve_version(dataset_ref, home)
-    if version.kind != "preference":
+    if version.kind != objective("dpo").data_kind:
         raise LabError(f"Dataset {version.ref} holds {version.kind} data; DPO needs preference pairs "
                        "(a Label export or a preference file).")
-    base = TrainConfig(method="dpo", dpo_adapter="lora", model=model, dataset=version.ref)
+    base = TrainConfig(objective="dpo", adapter="lora", model=model, dataset=version.ref)
     rate = base.usual_lr_for(model_params(model, home))
     base = dataclasses.replace(base, learning_rate=rate)
     pairs = version.rows[base.train_split]
     processes = run_processes(base)
     plan = trainable(base, pairs, processes)
-    values = {"method": "dpo", "dpo_adapter": base.dpo_adapter, "model": model, "dataset": version.ref,
+    values = {"objective": "dpo", "adapter": base.adapter, "model": model, "dataset": version.ref,
               "batch_size": base.batch_size, "grad_accum": base.grad_accum, "epochs": base.epochs,
               "warmup_ratio": base.warmup_ratio, **plan.values, "learning_rate": rate,
               # Every field the schedule and the refusals read, so nothing left in a form from an SFT run (a

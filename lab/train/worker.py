@@ -21,35 +21,32 @@ def is_main_process() -> bool:
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str | None):
-    """Tokenizer, model, datasets and the TRL trainer for this run."""
+    """Tokenizer, model, datasets and the objective's TRL trainer for this run."""
     import torch
-    from datasets import Dataset
     from transformers import EarlyStoppingCallback
 
-    from lab.data.masking import trainer_splits
     from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
-    from lab.train.convert import dpo_args, peft_config, precision, sft_args
-    from lab.train.datasets import training_rows, truncate_prompts
+    from lab.train.convert import common_args, precision
+    from lab.train.datasets import training_rows
     from lab.train.distributed import shards_weights
     from lab.train.estimate import shape_of
     from lab.train.loading import load_for_training
+    from lab.train.methods import Build, objective
     from lab.train.profiling import ProfileCallback, profile_window
     from lab.train.samples import fixed_prompts, write_before
-    from lab.train.speed import fuse_lora, padding_free_collator, plan, unpad_inside, use_attention, write_plan
+    from lab.train.speed import fuse_lora, plan, unpad_inside, use_attention, write_plan
 
+    entry = objective(cfg.objective)
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
     gpu_bytes = cap_gpu_memory(cfg) if cuda else None
     tokenizer, model = load_for_training(cfg, home, cuda=cuda, precision=precision(cfg, cuda=cuda,
                                                                                       bf16_supported=bf16_ok))
-    kind = "preference" if cfg.is_dpo else "sft"
+    kind = entry.data_kind
     train_rows = training_rows(cfg.dataset, cfg.train_split, kind, home)
     eval_rows = training_rows(cfg.dataset, cfg.eval_split, kind, home) if cfg.eval_split != "none" else []
-    if cfg.is_dpo:
-        train_rows = truncate_prompts(train_rows, tokenizer, cfg.max_prompt_length)
-        eval_rows = truncate_prompts(eval_rows, tokenizer, cfg.max_prompt_length)
     # One process cannot run a sharded model (FSDP, ZeRO-3) alone, so such runs have no before/after samples.
-    if is_main_process() and cfg.sample_prompts and not shards_weights(cfg):
+    if is_main_process() and entry.generates and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
@@ -61,15 +58,14 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         print("[lab] speed: " + "; ".join(speed.describe()), flush=True)
     if speed.attention != "sdpa":
         use_attention(model, speed.attention)
-    if speed.padding_free and cfg.is_dpo:
+    if speed.padding_free and entry.padding_free == "unpad":
         unpad_inside(model)
-    make_args = dpo_args if cfg.is_dpo else sft_args
-    args = make_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
+    args = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
     if not eval_rows:
         if cfg.load_best_model_at_end or cfg.early_stopping_patience:
             raise LabError(f"The {cfg.eval_split} split of {cfg.dataset} is empty, but load_best_model_at_end / "
                            "early stopping need evaluation; import the dataset with a validation split.")
-        args.eval_strategy = "no"
+        args["eval_strategy"] = "no"
         print(f"[lab] no {cfg.eval_split} rows: evaluation is off", flush=True)
     callbacks: list[Any] = [MetricsCallback(run_dir / "metrics.jsonl"), NoCheckpointAtTheEnd()]
     window = profile_window()
@@ -78,27 +74,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))
-    if not cfg.is_dpo:
-        def progress(done: int, total: int) -> None:
-            print(f"[lab] tokenising with the lab's assistant masks (per-message weights, or a chat template TRL "
-                  f"cannot mark): {done:,} of {total:,} rows", flush=True)
-
-        (train_rows, eval_rows), tokenized = trainer_splits([train_rows, eval_rows], tokenizer, progress)
-        if tokenized:  # TRL builds the labels from the lab's masks; it refuses assistant_only_loss on such rows
-            args.assistant_only_loss = False
-    common = dict(model=model, args=args, processing_class=tokenizer, peft_config=peft_config(cfg),
-                  train_dataset=Dataset.from_list(train_rows),
-                  eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None, callbacks=callbacks)
-    if cfg.is_dpo:
-        from trl import DPOTrainer
-
-        trainer = DPOTrainer(**common)
-    else:
-        from trl import SFTTrainer
-
-        if speed.padding_free and not cfg.packing:  # with packing, TRL goes padding-free by itself
-            common["data_collator"] = padding_free_collator(tokenizer, cfg.max_length)
-        trainer = SFTTrainer(**common)
+    trainer = entry.module().build(Build(cfg, run_dir, model, tokenizer, train_rows, eval_rows, args, speed,
+                                         callbacks))
     if speed.fused_lora:  # PEFT wraps the model inside the trainer
         print(f"[lab] fused LoRA forward in {fuse_lora(trainer.model)} layers", flush=True)
     if speed.tiled_mlp or speed.offload_activations:
@@ -157,7 +134,7 @@ def main(run_dir: str) -> int:
     try:
         cfg = load_yaml(str(run_path / "config.yaml"))
         resume_from = runner.get_run(run_id, home).resume_from
-        print(f"[lab] run {run_id}: {cfg.method} of {cfg.model} on {cfg.dataset}"
+        print(f"[lab] run {run_id}: {cfg.method_title} of {cfg.model} on {cfg.dataset}"
               f"{' resuming from ' + resume_from if resume_from else ''}", flush=True)
         started = time.monotonic()
         trainer = build_trainer(cfg, run_path, home, resume_from)
@@ -212,13 +189,14 @@ def record_failure(run_dir: Path, err: BaseException, message: str) -> str:
 def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any, setup_seconds: float) -> None:
     """The measured peak beside the estimate, then the tuned model's answers to the fixed prompts.
     Neither may fail a run whose model is already saved."""
+    from lab.train.methods import objective
     from lab.train.samples import write_after, write_summary
 
     try:
         args = trainer.args
         write_summary(run_dir, cfg, precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
                       train_rows=len(trainer.train_dataset), setup_seconds=round(setup_seconds, 2))
-        if cfg.sample_prompts:
+        if cfg.sample_prompts and objective(cfg.objective).generates:
             print("[lab] answering the fixed prompts with the tuned model", flush=True)
             write_after(run_dir, cfg, trainer.model, trainer.processing_class)
     except Exception:  # noqa: BLE001

@@ -4,6 +4,7 @@ readable; pickers offer what exists now (``lab.catalog``)."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -88,13 +89,22 @@ def clip(text: str, limit: int = 300) -> str:
     return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
 
 
-def chat_markdown(messages: list[dict[str, str]]) -> str:
+def chat_markdown(messages: list[dict[str, Any]]) -> str:
+    """A conversation as Markdown: each turn labelled by its role; a tool call as the function's name with its
+    arguments, and a tool's result labelled with the function it answers."""
     parts = []
     for message in messages:
         if message["role"] == "system":
             parts.append(f"*System: {message['content']}*")
+        elif message["role"] == "tool":
+            parts.append(f"**Tool result ({message.get('name') or 'tool'}):**\n```\n{message['content']}\n```")
         else:
-            parts.append(f"**{message['role'].capitalize()}:** {message['content']}")
+            calls = [f"**→ calls `{c['function']['name']}`** with\n```json\n"
+                     f"{json.dumps(c['function']['arguments'], ensure_ascii=False, indent=1)}\n```"
+                     for c in message.get("tool_calls") or []]
+            head = f"**{message['role'].capitalize()}:**"
+            said = f"{head} {message['content']}" if message["content"] or not calls else head
+            parts.append("\n\n".join([said, *calls]))
     return "\n\n".join(parts)
 
 

@@ -1,7 +1,8 @@
 """The Compare tab, in two parts.
 
 - Side by side: 1–4 checkpoints answer the same prompts with the same settings and seed; each column fills in
-  token by token, with tokens/s when it is done. The chosen runs' loss curves overlaid, the config fields that
+  token by token, with tokens/s when it is done; optionally a reward model scores every answer (and gives each
+  checkpoint its mean). The chosen runs' loss curves overlaid, the config fields that
   differ and each run's final and best numbers. A comparison is saved (LAB_HOME/comparisons/) and exported
   as Markdown and HTML; saved ones are listed and reopened.
 - Chat playground: talk to a checkpoint, multi-turn, with a system prompt and sampling settings; with "two at
@@ -24,7 +25,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.catalog import model_choices
+from lab.catalog import model_choices, reward_model_choices
 from lab.chat import CHAT_SAMPLING
 from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
@@ -39,6 +40,7 @@ RUNS_HINT = ("*Loss curves, final and best losses and the config fields that dif
              "include runs (`run:<id>`).*")
 EMPTY_ANSWERS = "(press Compare: each checkpoint's answers fill a column here as they are generated)"
 CHAT_PLACEHOLDER = "Type a message below and press Enter; the reply streams in here."
+NO_SCORER = "none"  # the reward-model picker's value for answers left unscored
 
 
 def sampling_of(max_new_tokens: float | None, temperature: float | None, top_p: float | None, seed: float | None,
@@ -81,6 +83,7 @@ def build(home: Home) -> TabUI:
 @dataclass
 class CompareUI:
     sources: gr.Dropdown
+    reward_model: gr.Dropdown  # scores every answer, or NO_SCORER
     prompts: gr.Textbox
     settings: list[gr.Number]  # max new tokens, temperature, top p, seed
     status: gr.Markdown
@@ -103,6 +106,9 @@ def build_side_by_side(home: Home) -> CompareUI:
         sources = gr.Dropdown(model_choices(home), value=["tiny"], multiselect=True, allow_custom_value=True,
                               max_choices=MAX_SOURCES, label="Checkpoints", scale=3,
                               info="finished runs, newest first, and tiny; or type a path or a hub id (up to four)")
+        reward_model = gr.Dropdown(scorer_choices(home), value=NO_SCORER, allow_custom_value=True, scale=2,
+                                   label="Score with a reward model",
+                                   info="a finished reward-model run scores every answer (none: no scores)")
         refresh = gr.Button("↻", scale=0, min_width=40)
     prompts = gr.Textbox(label="Prompts, one per line", lines=4, value="What is 7 times 8?\nName the capital of Peru.")
     with gr.Row():
@@ -127,12 +133,15 @@ def build_side_by_side(home: Home) -> CompareUI:
                 open_btn = gr.Button("Open", scale=3)
                 saved_refresh = gr.Button("↻", scale=0, min_width=40)
     last = gr.State({})
-    ui = CompareUI(sources, prompts, settings, status, answers, curves, numbers, diff, runs_box, runs_hint, files,
-                   saved, last)
+    ui = CompareUI(sources, reward_model, prompts, settings, status, answers, curves, numbers, diff, runs_box,
+                   runs_hint, files, saved, last)
     runs_outputs = [curves, numbers, diff, runs_box, runs_hint]
 
-    refresh.click(lambda: gr.update(choices=model_choices(home)), outputs=sources, api_visibility="private")
-    go_btn.click(streamed(compare, status, ui, home), inputs=[sources, prompts, *settings],
+    refresh.click(lambda: {sources: gr.update(choices=model_choices(home)),
+                           reward_model: gr.update(choices=scorer_choices(home))},
+                  outputs=[sources, reward_model], api_visibility="private")
+    # The reward model comes last: callers of the API that name no scorer keep working.
+    go_btn.click(streamed(compare, status, ui, home), inputs=[sources, prompts, *settings, reward_model],
                  outputs=[status, answers, *runs_outputs, last], api_name="compare_run", show_progress="minimal",
                  **GENERATE)
     # .input, not .change: reopening a saved comparison sets the sources and keeps the numbers it saved.
@@ -145,6 +154,10 @@ def build_side_by_side(home: Home) -> CompareUI:
                    outputs=[status, answers, *runs_outputs, last, sources, prompts, *settings],
                    api_name="compare_open")
     return ui
+
+
+def scorer_choices(home: Home) -> list[tuple[str, str]]:
+    return [("none (no scores)", NO_SCORER), *reward_model_choices(home)]
 
 
 def parse_prompts(text: str) -> list[list[dict[str, str]]]:
@@ -162,15 +175,18 @@ def answers_update(prompts: list[list[dict[str, str]]], columns: list[tuple[str,
 
 
 def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: str, max_new_tokens: float | None,
-            temperature: float | None, top_p: float | None, seed: float | None) -> Iterator[dict]:
-    """A generator: each checkpoint's column fills in token by token, one checkpoint after another; columns,
-    legends and tables name each run as people know it."""
+            temperature: float | None, top_p: float | None, seed: float | None,
+            reward_model: str | None = NO_SCORER) -> Iterator[dict]:
+    """A generator: each checkpoint's column fills in token by token, one checkpoint after another, then (with a
+    reward model) every answer gets its score and each column its mean; columns, legends and tables name each run
+    as people know it."""
     from lab.compare import check_request, comparison_document, source_names, stream_side_by_side
 
     sources, prompts = list(sources or []), parse_prompts(prompts_text)
+    scorer = "" if reward_model in (None, "", NO_SCORER) else reward_model
     settings = sampling_of(max_new_tokens, temperature, top_p, seed, defaults=Sampling())
-    check_request(sources, prompts)
-    names = source_names(sources, home)
+    check_request(sources, prompts, scorer, home)
+    names = source_names([*sources, *([scorer] if scorer else [])], home)
     runs = runs_view(ui, home, sources)
     columns: list[tuple[str, list[str]]] = [(f"{names[s]} (waiting)", []) for s in sources]
     done: list[Any] = []
@@ -190,11 +206,30 @@ def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: 
                   ui.answers: answers_update(prompts, columns), **runs}
         if len(done) < len(sources):
             yield update
+    if scorer:
+        yield {**update, ui.status: f"Scoring the answers with the reward model {names[scorer]}…"}
+    document = comparison_document(sources, prompts, settings, done, home, reward_model=scorer)
     # The last update carries everything, so a client that keeps only the final one gets the whole comparison.
     n, m = len(sources), len(prompts)
     said = f"{n} checkpoint{'s' * (n > 1)} answered {m} prompt{'s' * (m > 1)}"
-    yield {**update, ui.status: f"**✓ {said}.**",
-           ui.last: comparison_document(sources, prompts, settings, done, home)}
+    if scorer:
+        said += f", scored by {names[scorer]}"
+    yield {**update, ui.status: f"**✓ {said}.**", ui.answers: answers_update(prompts, document_columns(document)),
+           ui.last: document}
+
+
+def document_columns(document: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """A comparison's answers as table columns: the checkpoint by name with its tokens/s (and mean reward), each
+    answer led by its reward where the comparison was scored."""
+    from lab.compare import name_in, reward_note
+
+    columns = []
+    for a in document["answers"]:
+        mean = f" · {reward_note(a)}" if "rewards" in a else ""
+        texts = [(f"[{reward_note(a, i)}] " if "rewards" in a else "") + (text or "(empty)")
+                 for i, text in enumerate(a["answers"])]
+        columns.append((f"{name_in(document, a['source'])} ({a['tokens_per_second']} tok/s{mean})", texts))
+    return columns
 
 
 def curves_figure(home: Home, ids: list[str], names: dict[str, str]) -> go.Figure:
@@ -268,8 +303,7 @@ def open_saved(ui: CompareUI, home: Home, comparison_id: str | None) -> dict:
     document = load_comparison(comparison_id, home)
     settings, prompts = document["settings"], document["prompts"]
     names = document.get("names") or source_names(document["sources"], home)  # saved before names were kept
-    columns = [(f"{names.get(a['source'], a['source'])} ({a['tokens_per_second']} tok/s)",
-                [t or "(empty)" for t in a["answers"]]) for a in document["answers"]]
+    columns = document_columns({**document, "names": names})
     ids = []
     for run_id in run_ids(document["sources"]):
         try:
@@ -463,7 +497,7 @@ def clear_all(ui: ChatUI) -> dict:
 
 def on_show(ui: TabUI, home: Home) -> list[OnShow]:
     """What this tab refreshes when shown (lab.ui.common.wire_on_show): the checkpoints every picker offers (runs
-    finished since), and the saved comparisons; what is picked stays picked."""
+    finished since), the reward models that can score, and the saved comparisons; what is picked stays picked."""
     pickers = [ui.side.sources, *ui.chat.sources]
 
     def models() -> dict:
@@ -471,4 +505,5 @@ def on_show(ui: TabUI, home: Home) -> list[OnShow]:
         return {picker: gr.update(choices=choices) for picker in pickers}
 
     return [OnShow(models, pickers),
+            OnShow(lambda: {ui.side.reward_model: gr.update(choices=scorer_choices(home))}, [ui.side.reward_model]),
             OnShow(lambda: {ui.side.saved: gr.update(choices=saved_choices(home))}, [ui.side.saved])]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import html
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -38,8 +39,9 @@ import pandas as pd
 from lab import catalog
 from lab.config import DataConfig
 from lab.data.browse import PAGE_SIZE, PAGE_SIZES, WHERE, page_of
-from lab.data.canonical import Row, is_context, row_text
+from lab.data.canonical import Row, is_context, message_text
 from lab.data.formats import describe_format
+from lab.data.kinds import KINDS, LABEL_WORDS, kind_of, row_text
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_cfg_tokenizer, load_file, peek_columns, plan_cleaning
 from lab.data.sources import SAMPLES, named_path, shown, source_name
 from lab.data.versions import name_from_file, suggested_name
@@ -55,19 +57,34 @@ log = logging.getLogger(__name__)
 NONE = "(none)"
 MAX_ERRORS_SHOWN = 1000
 PREVIEW_CHARS = 300
-SAMPLE_CHOICES = ("SFT conversations", "Preference pairs")
+
+
+def sample_label(name: str) -> str:
+    """A bundled sample as the picker shows it, by what it holds: ``sample:preference`` → "Preference pairs"."""
+    rows = KINDS[name.removeprefix("sample:")].rows
+    return rows[:1].upper() + rows[1:]
+
+
+SAMPLE_CHOICES = {sample_label(name): name for name in SAMPLES}  # one per kind (lab.data.sources)
 FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz"]
-# Every field a column can be mapped to (SFT's and preference's), each once, in a stable order.
+# Every field a column can be mapped to (every kind's), each once, in a stable order.
 MAPPING_TARGETS: list[str] = list(dict.fromkeys(f for fields in MAPPING_FIELDS.values() for f in fields))
 MAPPING_HELP = {
-    "prompt": "The user's request (SFT and preference).",
+    "prompt": "The user's request (every kind).",
     "response": "The assistant's reply (SFT).",
     "system": "A system prompt (optional).",
     "context": "Extra input appended to the prompt (SFT, optional).",
     "messages": "A whole conversation as a list of messages (SFT; instead of prompt/response).",
     "chosen": "The preferred reply (preference).",
     "rejected": "The worse reply (preference).",
+    "completion": "The one reply that was rated (unpaired).",
+    "label": "Whether the reply is desirable: true/false, 1/0, yes/no, up/down, 👍/👎 (unpaired).",
+    "answer": "The reference answer rewards compare with (prompts, optional).",
+    "meta": "A JSON object of metadata for reward functions (prompts, optional; unmapped columns go there too).",
+    "tools": "The functions the conversation may call, as a JSON list of schemas (SFT, optional).",
 }
+# What each kind's mapping must give, for the mapping panel's help and its refusals.
+REQUIRED = "; ".join(f"{k.name} needs {' + '.join(k.required)}" for k in KINDS.values())
 CLEANING_ROWS = (("dedup_exact", "dedup_near", "near_threshold"),
                  ("min_tokens", "max_tokens", "min_turns", "max_turns"),
                  ("tokenizer", "template"),
@@ -208,8 +225,7 @@ def mapping_from_choices(choices: dict[str, str | None]) -> dict[str, str]:
                            "map each column once.")
         mapping[column] = target
     if not mapping:
-        raise LabError("Pick at least one column in the mapping (SFT needs prompt and response, "
-                       "preference needs chosen and rejected).")
+        raise LabError(f"Pick at least one column in the mapping ({REQUIRED}).")
     return mapping
 
 
@@ -350,8 +366,8 @@ def started(action: str, source: str | None) -> str:
 
 
 def use_sample(choice: str) -> str:
-    """The bundled sample's name (``sample:sft`` or ``sample:preference``), which the path box shows."""
-    return "sample:preference" if choice == SAMPLE_CHOICES[1] else "sample:sft"
+    """The bundled sample's name (``sample:<kind>``), which the path box shows."""
+    return SAMPLE_CHOICES.get(choice, "sample:sft")
 
 
 def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None = None) -> dict:
@@ -606,8 +622,7 @@ SUMMARY_HEADERS = ["measure", "mean", "median", "p95", "max"]
 
 def summary_frame(stats: Any) -> pd.DataFrame:
     """The summary table: one line per length list (in the stats' unit) and for turns."""
-    reply = "chosen" if stats.kind == "preference" else "response"
-    names = {"prompt_tokens": f"prompt {stats.unit}", "response_tokens": f"{reply} {stats.unit}",
+    names = {"prompt_tokens": f"prompt {stats.unit}", "response_tokens": f"{stats.reply} {stats.unit}",
              "rejected_tokens": f"rejected {stats.unit}", "turns": "user turns"}
     rows = [[names.get(name, name), d["mean"], d["median"], d["p95"], d["max"]]
             for name, d in stats.summary().items()]
@@ -631,7 +646,7 @@ def statistics(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind
     figures = plots.stats_figures(stats)
     return {
         ex.status: (f"Statistics of **{html.escape(label)}**: {stats.n_rows} rows ({stats.kind}), "
-                    f"lengths in {stats.unit}."),
+                    f"lengths in {stats.unit}." + "".join(f" {note}." for note in stats.notes())),
         ex.summary: gr.Dataframe(value=summary_frame(stats), label=f"Summary of {stats.n_rows} rows", visible=True),
         ex.lengths: gr.Plot(value=figures["lengths"], visible=True),
         ex.turns: gr.Plot(value=figures["turns"], visible=True),
@@ -662,7 +677,7 @@ def marked(text: str, search: str) -> str:
 def bubble(message: dict[str, Any], search: str = "") -> str:
     role = str(message.get("role", ""))
     style = BUBBLE + STYLE.get(role, STYLE["assistant"])
-    content = marked(str(message.get("content", "")), search)
+    content = marked(message_text(message), search)  # its tool calls too, as name({arguments})
     label = html.escape(role)
     if is_context(message):
         label += " · weight 0: context, not trained on"
@@ -676,22 +691,55 @@ def thread(messages: list[dict[str, Any]], search: str = "") -> str:
             + "".join(bubble(m, search) for m in messages) + "</div>")
 
 
+SIDE = ('<div style="flex:1;min-width:0;border:2px solid {color};border-radius:10px;padding:8px;">'
+        '<div style="font-size:12px;font-weight:700;color:{color};margin-bottom:6px;">{title}</div>{body}</div>')
+SIDES = '<div style="display:flex;gap:10px;margin-top:8px;">{}</div>'
+GOOD, BAD, PLAIN = "#059669", "#dc2626", "#6b7280"
+
+
+def sft_body(data: dict[str, Any], search: str) -> str:
+    return thread(data["messages"], search)
+
+
+def preference_body(data: dict[str, Any], search: str) -> str:
+    """The prompt, then chosen and rejected side by side."""
+    return thread(data["prompt"], search) + SIDES.format(
+        SIDE.format(color=GOOD, title="✓ CHOSEN", body=thread(data["chosen"], search))
+        + SIDE.format(color=BAD, title="✗ REJECTED", body=thread(data["rejected"], search)))
+
+
+def unpaired_body(data: dict[str, Any], search: str) -> str:
+    """The prompt, then the completion framed in its label's colour, 👍 or 👎."""
+    return thread(data["prompt"], search) + SIDES.format(SIDE.format(
+        color=GOOD if data["label"] else BAD, title=LABEL_WORDS[data["label"]].upper(),
+        body=thread(data["completion"], search)))
+
+
+def prompts_body(data: dict[str, Any], search: str) -> str:
+    """The prompt, its reference answer (or that it has none) and its metadata, key by key."""
+    answer = data.get("answer") or ""
+    body = (f'<div style="{BUBBLE}">{marked(answer, search)}</div>' if answer
+            else '<div style="font-size:13px;color:#6b7280;">no reference answer</div>')
+    meta = json.loads(data.get("meta") or "{}")
+    if meta:
+        items = "".join(f"<li><b>{marked(str(key), search)}</b>: "
+                        f"{marked(json.dumps(value, ensure_ascii=False), search)}</li>" for key, value in meta.items())
+        body += ('<div style="font-size:12px;font-weight:700;color:#6b7280;margin-top:6px;">METADATA</div>'
+                 f'<ul style="margin:2px 0 0 16px;font-size:13px;">{items}</ul>')
+    return thread(data["prompt"], search) + SIDES.format(SIDE.format(color=PLAIN, title="REFERENCE ANSWER",
+                                                                      body=body))
+
+
+# How each kind's row reads in the browser (a test holds it to the registry: every kind has one).
+BODIES = {"sft": sft_body, "preference": preference_body, "unpaired": unpaired_body, "prompts": prompts_body}
+
+
 def row_html(row: Row, number: int, total: int, search: str = "") -> str:
-    """One canonical row as chat bubbles; a preference row shows chosen and rejected side by side."""
+    """One canonical row as chat bubbles, as its kind reads (``BODIES``): a preference row shows chosen and rejected
+    side by side, an unpaired row its completion under 👍 or 👎, a prompts row its reference answer."""
     head = (f'<div style="font-size:12px;color:#6b7280;margin-bottom:6px;">Row {number} of {total}'
             f' · {html.escape(row.source)} line {row.line}</div>')
-    data = row.data
-    if "messages" in data:
-        body = thread(data["messages"], search)
-    else:
-        side = ('<div style="flex:1;min-width:0;border:2px solid {color};border-radius:10px;padding:8px;">'
-                '<div style="font-size:12px;font-weight:700;color:{color};margin-bottom:6px;">{title}</div>'
-                '{body}</div>')
-        body = (thread(data.get("prompt") or [], search)
-                + '<div style="display:flex;gap:10px;margin-top:8px;">'
-                + side.format(color="#059669", title="✓ CHOSEN", body=thread(data.get("chosen") or [], search))
-                + side.format(color="#dc2626", title="✗ REJECTED", body=thread(data.get("rejected") or [], search))
-                + "</div>")
+    body = BODIES[kind_of(row.data).name](row.data, search)
     return (f'<div style="border:1px solid #e5e7eb;border-radius:12px;padding:12px;margin-bottom:12px;'
             f'background:#ffffff;">{head}{body}</div>')
 
@@ -726,15 +774,21 @@ def mask(ex: ExploreUI, home: Home, mapped: dict | None, source: str, kind: str,
     if not 1 <= number <= len(rows):
         raise LabError(f"Row {number} does not exist: {label} has rows 1 to {len(rows)}.")
     data = rows[number - 1].data
-    messages = data["messages"] if "messages" in data else [*data.get("prompt", []), *data.get("chosen", [])]
+    if row_kind == "prompts":
+        raise LabError(f"{label} holds prompts: their replies are generated during training (GRPO, RLOO), so no "
+                       "token of a row carries loss yet; the loss mask shows SFT, preference and unpaired rows.")
+    reply = data.get("chosen", data.get("completion"))  # a preference row's chosen reply, an unpaired completion
+    messages = data["messages"] if "messages" in data else [*data["prompt"], *reply]
     tok = tokenizer_for(tokenizer, template, home)
-    view = mask_view(messages, tok, max_length=int(max_length or 1024))
+    view = mask_view(messages, tok, tools=data.get("tools"), max_length=int(max_length or 1024))
     share = view.n_loss_tokens / view.n_tokens if view.n_tokens else 0.0
     summary = (f"Row {number} of **{html.escape(label)}**: {view.n_tokens} tokens, "
                f"**{view.n_loss_tokens} carry loss** ({share:.0%})"
                + (" · **truncated** at the max length" if view.truncated else ""))
     if row_kind == "preference":
         summary += " · preference row: shown as prompt + chosen reply"
+    elif row_kind == "unpaired":
+        summary += f" · unpaired row: prompt + its completion, labelled {LABEL_WORDS[data['label']]}"
     warnings = "\n".join(f"- ⚠ {html.escape(w)}" for w in view.warnings)
     return {
         ex.mask_summary: summary,
@@ -760,7 +814,7 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
                               info="Press Enter or 'Check file' to read it. The server reads files in LAB_HOME/imports "
                                    "and the folders it was started with (--allow-path); upload anything else.")
             with gr.Row(equal_height=True):
-                sample = gr.Dropdown(list(SAMPLE_CHOICES), value=SAMPLE_CHOICES[0],
+                sample = gr.Dropdown(list(SAMPLE_CHOICES), value=next(iter(SAMPLE_CHOICES)),
                                      label="… or a bundled sample", scale=3)
                 load_sample = gr.Button("Load sample", scale=1)
             kind = component_for(DataConfig.__dataclass_fields__["kind"])
@@ -770,8 +824,9 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
                           interactive=False, max_height=300, column_widths=["10%", "20%", "70%"])
     with gr.Group(visible=False) as mapping_panel:
         gr.Markdown("**Map the columns by hand.** For each field pick the column that holds it (or leave "
-                    "(none)). SFT needs *prompt* + *response* (or *messages*); preference needs *chosen* + "
-                    "*rejected*, usually with *prompt*.", padding=True)
+                    f"(none)): {REQUIRED} (SFT: or *messages* alone); the kind picked above says which kind the "
+                    "mapping is for (auto: the kind whose fields you map). A prompts file keeps the columns left "
+                    "unmapped as metadata.", padding=True)
         with gr.Row():
             mapping = {target: gr.Dropdown([NONE], value=NONE, label=target, info=MAPPING_HELP.get(target),
                                            min_width=150)

@@ -1,11 +1,11 @@
 """The Eval tab: evaluation jobs of every kind (held-out perplexity, reference overlap, LLM-as-judge, lm-eval
-tasks) for several checkpoints at once, their progress, a chart per metric with a bar per checkpoint, the
-selected job's numbers with its best and worst examples as chats, lm-eval scores base vs tuned, the human
-results of a labeling campaign beside the automatic numbers, and a CSV of everything.
+tasks, a reward model's scores) for several checkpoints at once, their progress, a chart per metric with a bar
+per checkpoint, the selected job's numbers with its best and worst examples as chats, lm-eval scores base vs
+tuned, the human results of a labeling campaign beside the automatic numbers, and a CSV of everything.
 
 Handlers call ``lab.eval``; api names: ``eval_start`` (perplexity), ``eval_overlap``, ``eval_judge``,
-``eval_harness``, ``eval_jobs``, ``eval_show``, ``eval_examples``, ``eval_harness_table``, ``eval_summary``,
-``eval_csv``.
+``eval_harness``, ``eval_reward``, ``eval_jobs``, ``eval_show``, ``eval_examples``, ``eval_harness_table``,
+``eval_summary``, ``eval_csv``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 
 from lab import catalog
 from lab.errors import LabError
-from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig
+from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig, RewardEvalConfig
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
@@ -30,7 +30,8 @@ from lab.ui.forms import Form, build_form
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
 METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"),
            ("judge_win_rate", "Judge win rate"), ("judge_grade", "Judge grade (1-10)"))
-SUMMARY_HEADERS = ["model", "perplexity", "ROUGE-L", "BLEU", "judge win rate", "judge vs", "judge grade", "lm-eval",
+SUMMARY_HEADERS = ["model", "perplexity", "ROUGE-L", "BLEU", "judge win rate", "judge vs", "judge grade",
+                   "mean reward (reward model)", "lm-eval",
                    "human win rate", "Bradley–Terry [95%]", "votes"]
 NO_CAMPAIGN = "newest with votes"
 NO_HARNESS = pd.DataFrame({"": ["No finished lm-eval job yet: run one in the lm-eval tasks tab above."]})
@@ -41,6 +42,7 @@ class EvalUI:
     models: gr.Dropdown
     dataset: gr.Dropdown
     judge: gr.Dropdown  # the judge model
+    reward_model: gr.Dropdown  # the reward model that scores answers
     status: gr.Markdown
     jobs: gr.Dataframe
     selected: gr.Dropdown
@@ -90,6 +92,9 @@ def build(home: Home) -> EvalUI:
         with gr.Tab("lm-eval tasks"):
             harness = harness_form()
             harness_btn = gr.Button("Run tasks", variant="primary")
+        with gr.Tab("Reward model"):
+            reward = reward_form(home)
+            reward_btn = gr.Button("Score with the reward model", variant="primary")
     status = gr.Markdown()
     gr.Markdown("### Evaluations")
     jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True,
@@ -121,9 +126,10 @@ def build(home: Home) -> EvalUI:
         csv_btn = gr.Button("Export CSV", scale=1)
         csv = gr.File(label="CSV", scale=2)
     seen, following = gr.State(""), gr.State([])
-    ui = EvalUI(models, dataset, judge["judge"], status, jobs, selected, chart, details, best, worst, harness_base,
-                harness_table, campaign, summary_table, human_chart, csv, seen, following)
-    refresh_pickers.click(pickers(ui, home), outputs=[models, dataset, ui.judge], api_visibility="private")
+    ui = EvalUI(models, dataset, judge["judge"], reward["reward_model"], status, jobs, selected, chart, details, best,
+                worst, harness_base, harness_table, campaign, summary_table, human_chart, csv, seen, following)
+    refresh_pickers.click(pickers(ui, home), outputs=[models, dataset, ui.judge, ui.reward_model],
+                          api_visibility="private")
 
     started = [status, jobs, selected, chart, following]
     shared = {"models": models, "dataset": dataset, "split": split}
@@ -137,6 +143,8 @@ def build(home: Home) -> EvalUI:
     harness_btn.click(guarded(start_harness, status, ui, home), inputs_kwargs={"models": models,
                                                                                **harness.components},
                       outputs=started, api_name="eval_harness")
+    reward_btn.click(guarded(start_reward, status, ui, home), inputs_kwargs={**shared, **reward.components},
+                     outputs=started, api_name="eval_reward")
     judge["mode"].change(swap_prompt, inputs=[judge["mode"], judge["prompt"]], outputs=judge["prompt"],
                          api_visibility="private")
 
@@ -173,7 +181,8 @@ def pickers(ui: EvalUI, home: Home) -> Callable[[], dict]:
     """The pickers of models, datasets and judges, as they are now (what is picked stays picked)."""
     def fresh() -> dict:
         return {ui.models: gr.update(choices=catalog.model_choices(home)),
-                ui.dataset: gr.update(choices=sft_datasets(home)), ui.judge: gr.update(choices=judge_choices(home))}
+                ui.dataset: gr.update(choices=sft_datasets(home)), ui.judge: gr.update(choices=judge_choices(home)),
+                ui.reward_model: gr.update(choices=catalog.reward_model_choices(home))}
     return fresh
 
 
@@ -208,6 +217,20 @@ def harness_form() -> Form:
         choices=tasks, multiselect=True, allow_custom_value=True,
         **{**kw, "value": OFFLINE_TASKS[:1], "info": "Pick or type any task lm-eval knows (e.g. mmlu_astronomy)."})}
     return build_form(HarnessConfig, rows=[("tasks", "limit")], overrides=overrides)
+
+
+def reward_form(home: Home) -> Form:
+    gr.Markdown("Each model answers the prompts; a reward model (a finished reward-model run, trained in the Train "
+                "tab with objective *reward*) scores every answer: the mean reward per checkpoint, each prompt's score "
+                "kept. The dataset's own replies are scored too where it has them (an SFT reply, a chosen answer). "
+                "A reward model's scale is its own: compare checkpoints scored by the same reward model.")
+    choices = catalog.reward_model_choices(home)
+    overrides = {"reward_model": lambda f, kw: gr.Dropdown(
+        choices=choices, allow_custom_value=True,
+        **{**kw, "value": choices[0][1] if choices else None,
+           "info": "finished reward-model runs, newest first; or type a folder or hub id of a sequence classifier"})}
+    return build_form(RewardEvalConfig, rows=[("reward_model", "max_rows", "max_new_tokens"),
+                                              ("batch_size", "temperature", "seed")], overrides=overrides)
 
 
 def swap_prompt(mode: str, text: str) -> str:
@@ -301,6 +324,13 @@ def start_harness(ui: EvalUI, home: Home, models: list[str] | None, tasks: list[
                               for m in need_models(models)])
 
 
+def start_reward(ui: EvalUI, home: Home, models: list[str] | None, dataset: str, split: str, **values: Any) -> dict:
+    from lab.eval.jobs import create_eval
+
+    return created(ui, home, [create_eval("reward", m, dataset, split=split, home=home, **settings(values))
+                              for m in need_models(models)])
+
+
 # --------------------------------------------------------------------------- the job list and its chart
 
 
@@ -311,15 +341,20 @@ def refresh(ui: EvalUI, home: Home) -> dict:
 
 
 def jobs_panels(ui: EvalUI, found: list[Any]) -> dict:
-    """The job list, the pick of one job and the chart, every model by its name."""
+    """The job list, the pick of one job and the chart, every model (reward models too) by its name."""
     from lab.eval.jobs import model_names
+    from lab.eval.reward import latest_means
     from lab.eval.summary import automatic
 
-    names = model_names(found)
+    names = {**model_names(found), **catalog.display_names(reward_models(found))}
     rows = [{**row, "name": names[model]} for model, row in automatic(found).items()]
     return {ui.jobs: pd.DataFrame([job_row(j, names) for j in found], columns=JOB_HEADERS),
             ui.selected: gr.update(choices=[(f"{j.kind} · {j.named_subject(names)} · {j.id}", j.id) for j in found]),
-            ui.chart: metrics_chart(rows)}
+            ui.chart: metrics_chart(rows, latest_means(found), names)}
+
+
+def reward_models(found: list[Any]) -> list[str]:
+    return [j.config["reward_model"] for j in found if j.config.get("reward_model")]
 
 
 def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | None, campaign: str | None,
@@ -345,12 +380,13 @@ def job_row(job: Any, names: dict[str, str]) -> list[Any]:
     split = f":{job.config['split']}" if job.config.get("split") else ""
     status = job.status + (f": {job.error}" if job.error else "")
     return [job.id, job.kind, job.named_subject(names), job.dataset + split, status,
-            f"{job.done}/{job.total}" if job.total else "", settings_text(job),
+            f"{job.done}/{job.total}" if job.total else "", settings_text(job, names),
             job.headline_text if job.results else "", rows]
 
 
-def settings_text(job: Any) -> str:
-    """The settings that differ from the kind's defaults (the judge and its mode always)."""
+def settings_text(job: Any, names: dict[str, str]) -> str:
+    """The settings that differ from the kind's defaults (the judge and its mode always; the reward model by its
+    name)."""
     from lab.eval.kinds import get_kind
 
     defaults = asdict(get_kind(job.kind).config())
@@ -361,15 +397,21 @@ def settings_text(job: Any) -> str:
             continue
         if key == "prompt":
             parts += ["own prompt"] if value != DEFAULTS.get(job.config.get("mode"), value) else []
+        elif key == "reward_model":
+            parts.append(f"scored by {names.get(value, value)}")
         elif key in ("judge", "mode") or value != defaults.get(key):
             parts.append(f"{key} {value}")
     return ", ".join(parts)
 
 
-def metrics_chart(rows: list[dict[str, Any]]):
+def metrics_chart(rows: list[dict[str, Any]], rewards: dict[str, dict[str, float]], names: dict[str, str]):
+    """A panel per metric, per lm-eval task and per reward model (``rewards``: reward model → model → mean reward;
+    each reward model has its own scale)."""
     tasks = sorted({t for r in rows for t in r["harness"]})
-    flat = [{**r, **{f"lm-eval {t}": r["harness"].get(t) for t in tasks}} for r in rows]
-    return plots.metric_panels(flat, [*METRICS, *((f"lm-eval {t}", f"lm-eval: {t}") for t in tasks)])
+    flat = [{**r, **{f"lm-eval {t}": r["harness"].get(t) for t in tasks},
+             **{f"reward {rm}": means.get(r["model"]) for rm, means in rewards.items()}} for r in rows]
+    return plots.metric_panels(flat, [*METRICS, *((f"lm-eval {t}", f"lm-eval: {t}") for t in tasks),
+                                      *((f"reward {rm}", f"Mean reward by {names.get(rm, rm)}") for rm in rewards)])
 
 
 # --------------------------------------------------------------------------- one job
@@ -393,8 +435,9 @@ def show(ui: EvalUI, home: Home, job_id: str | None) -> dict:
 
 
 def job_names(job: Any, home: Home) -> dict[str, str]:
-    """The job's models and its judge (a run can judge), as people know them."""
-    return catalog.display_names([*job.models, *([job.config["judge"]] if job.config.get("judge") else [])], home)
+    """The job's models, its judge (a run can judge) and its reward model, as people know them."""
+    scorers = [job.config[k] for k in ("judge", "reward_model") if job.config.get(k)]
+    return catalog.display_names([*job.models, *scorers], home)
 
 
 def perplexity_details(job: Any, names: dict[str, str]) -> str:
@@ -451,8 +494,19 @@ def harness_details(job: Any, names: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def reward_details(job: Any, names: dict[str, str]) -> str:
+    r = job.results
+    reference = (f" The dataset's own replies to {r['references']} of these prompts score "
+                 f"**{r['reference_mean_reward']:+.3f}** on average." if r["reference_mean_reward"] is not None else "")
+    scorer = names.get(r["reward_model"], r["reward_model_name"])
+    return (f"**{names[job.model]}** scored by the reward model **{scorer}** on {r['rows']} prompts of "
+            f"{r['dataset']}:{r['split']}: mean reward **{r['mean_reward']:+.3f}** (spread {r['std_reward']:.3f})."
+            f"{reference} The answers it scored highest and lowest are below; every prompt's score is in the job's "
+            "results (`python -m lab eval show ID --json`).")
+
+
 DETAILS = {"perplexity": perplexity_details, "overlap": overlap_details, "judge": judge_details,
-           "harness": harness_details}
+           "harness": harness_details, "reward": reward_details}
 
 
 def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
@@ -470,7 +524,7 @@ def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
         rest = [i for i in r["items"] if i["outcome"] not in ("a", "b")]
         left = ("Prompts A won", won) if won else ("No prompt won by A; ties, inconsistent and unparsed", rest)
         return {ui.best: chat_update(*left, job, names), ui.worst: chat_update("Prompts B won", lost, job, names)}
-    label = {"perplexity": "fitted", "overlap": "by ROUGE-L", "judge": "by grade"}.get(job.kind)
+    label = {"perplexity": "fitted", "overlap": "by ROUGE-L", "judge": "by grade", "reward": "by reward"}.get(job.kind)
     if not label:  # lm-eval scores have no examples to show
         return {ui.best: gr.update(visible=False), ui.worst: gr.update(visible=False)}
     return {ui.best: chat_update(f"Best examples ({label})", r.get("best", []), job, names),
@@ -503,6 +557,10 @@ def replies(item: dict[str, Any], job: Any, names: dict[str, str]) -> list[dict[
     if job.kind == "overlap":
         return [said(f"{names[job.model]} · ROUGE-L {item['rouge_l']} · BLEU {item['bleu']}", item["generation"]),
                 said("Reference", item["reference"])]
+    if job.kind == "reward":
+        reference = ([said(f"The dataset's reply · reward {item['reference_reward']:+.3f}", item["reference"])]
+                     if item.get("reference") is not None else [])
+        return [said(f"{names[job.model]} · reward {item['reward']:+.3f}", item["answer"]), *reference]
     if job.config.get("mode") == "single":
         expected = f" (expected {item['expected']})" if "expected" in item else ""
         return [said(f"{names[job.model]} · grade {item['verdict']}{expected}", item["answer"])]
@@ -573,6 +631,7 @@ def summary_row(r: dict[str, Any], names: dict[str, str]) -> list[Any]:
     return [r["name"], fmt(r["perplexity"], ".2f"), fmt(r["rouge_l"], ".3f"), fmt(r["bleu"], ".1f"),
             fmt(r["judge_win_rate"], ".0%"), names.get(r["judge_vs"], r["judge_vs"] or ""),
             fmt(r["judge_grade"], ".2f"),
+            fmt(r["reward"], ".3f") + (f" ({r['reward_model']})" if r["reward"] is not None else ""),
             " · ".join(f"{t} {v:.3f}" for t, v in r["harness"].items()),
             fmt(r["human_win_rate"], ".0%"), fmt(r["human_rating"], ".0f") + interval, r["human_comparisons"] or ""]
 
@@ -587,8 +646,8 @@ def export_csv(ui: EvalUI, home: Home) -> dict:
 
 
 def on_show(ui: EvalUI, home: Home) -> list[OnShow]:
-    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the pickers of models, datasets, judges
-    and campaigns (what is picked stays picked), and the jobs with their chart."""
-    return [OnShow(pickers(ui, home), [ui.models, ui.dataset, ui.judge]),
+    """What this tab refreshes when shown (lab.ui.common.wire_on_show): the pickers of models, datasets, judges,
+    reward models and campaigns (what is picked stays picked), and the jobs with their chart."""
+    return [OnShow(pickers(ui, home), [ui.models, ui.dataset, ui.judge, ui.reward_model]),
             OnShow(lambda: {ui.campaign: gr.update(choices=campaign_choices(home))}, [ui.campaign]),
             OnShow(guarded(refresh, None, ui, home), [ui.jobs, ui.selected, ui.chart])]

@@ -1,13 +1,15 @@
-"""The Label tab: the labeler's blind A/B page, and (for admins) campaigns, quality, leaderboard, export
-and accounts.
+"""The Label tab: the labeler's blind A/B page (or, for a thumbs campaign, one answer at a time with 👍/👎),
+and (for admins) campaigns, quality, leaderboard, export and accounts.
 
 The labeling page is built twice: inside the Label tab of the full app, and alone as the app mounted at
 ``/label`` that labelers sign in to (they never see the other tabs, and the full app's sign-in admits
 admins only). Every handler asks ``lab.label.accounts.identify`` who is calling; admin handlers refuse
 labelers on the server, whatever the page shows. Stable ``api_name``s: ``label_campaigns``,
 ``label_next``, ``label_vote_a``, ``label_vote_b``, ``label_vote_tie``, ``label_vote_both_bad``,
-``label_skip``, ``label_undo``, and for admins ``label_create``, ``label_admin_view``, ``label_close``,
-``label_reopen``, ``label_resume``, ``label_export``, ``label_train_dpo``, ``label_wandb``, ``label_add_account``.
+``label_vote_up``, ``label_vote_down`` (thumbs), ``label_skip``, ``label_undo``, and for admins ``label_create``,
+``label_admin_view``, ``label_close``, ``label_reopen``, ``label_resume``, ``label_export`` (the campaign's usual
+kind), ``label_export_unpaired``, ``label_train_dpo``, ``label_train_kto``, ``label_wandb``,
+``label_add_account``.
 
 No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` parameter by its
 annotation, which must be the class itself, not a string, once ``guarded`` wraps the handler.
@@ -32,28 +34,38 @@ from lab.ui.common import OnShow, chat_markdown, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
+THUMBS = (("up", "👍 Good", "1"), ("down", "👎 Bad", "2"))  # a thumbs campaign's votes, on the same keys as A and B
+HOW = {"pairwise": ("Which answer is better?", ("Read the prompt, then both answers; vote with the buttons or the "
+                                                "keys 1 (A), 2 (B), 3 (tie), 4 (both bad), s (skip), u (undo your last "
+                                                "vote). Which model wrote which answer is hidden and the sides are "
+                                                "shuffled.")),
+       "thumbs": ("Is this answer good?", ("Read the prompt, then the answer; vote with the buttons or the keys 1 (👍 "
+                                          "good), 2 (👎 bad), s (skip), u (undo your last vote). Which model wrote it "
+                                          "is hidden."))}
 CAMPAIGN_HEADERS = ["id", "name", "sources", "status", "responses", "votes", "pairs ready", "created"]
 LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agreement with others", "gold accuracy", "left chosen",
-                   "position bias"]
+                   "position bias", "👍 given"]
 ACCOUNT_HEADERS = ["name", "role", "created"]
 UPLOADS = ("responses_file", "gold_file")  # campaign files come as uploads: a team on a Space has no server paths
-CAMPAIGN_ROWS = [("name", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
+CAMPAIGN_ROWS = [("name", "mode", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
                  ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"), ("guidelines",)]
 SOURCES_HELP = ("Two or more models that answer, newest run first: pick finished runs by name, or tiny; type a local "
                 "path or hub id; NAME#2 adds a second sample of the same model. Not needed with a responses file.")
 ANSWER_HEIGHT = 360  # px: both answers' boxes the same height side by side; a longer answer scrolls inside its box
 NOTHING_LEFT = "Nothing left for you in this campaign. Thank you!"
 # Keys 1-4 vote, s skips, u undoes the last vote, on whichever labeling page is showing (not while typing a
-# comment). The page's head is shared by the full app and /label (lab.ui.app).
+# comment); on a thumbs campaign 1 and 2 are 👍 and 👎 (the visible button of the two a key names is clicked).
+# The page's head is shared by the full app and /label (lab.ui.app).
 SHORTCUTS = """
 <script>
 document.addEventListener('keydown', (event) => {
   const tag = (document.activeElement && document.activeElement.tagName) || '';
   if (tag === 'INPUT' || tag === 'TEXTAREA' || event.ctrlKey || event.metaKey || event.altKey) return;
-  const ids = {'1': 'lab-vote-a', '2': 'lab-vote-b', '3': 'lab-vote-tie', '4': 'lab-vote-both_bad', 's': 'lab-skip',
-               'u': 'lab-undo'};
-  const button = ids[event.key] && document.getElementById(ids[event.key]);
-  if (button && button.offsetParent !== null && !button.disabled) { event.preventDefault(); button.click(); }
+  const ids = {'1': ['lab-vote-a', 'lab-vote-up'], '2': ['lab-vote-b', 'lab-vote-down'], '3': ['lab-vote-tie'],
+               '4': ['lab-vote-both_bad'], 's': ['lab-skip'], 'u': ['lab-undo']};
+  const button = (ids[event.key] || []).map((id) => document.getElementById(id))
+    .find((b) => b && b.offsetParent !== null);
+  if (button && !button.disabled) { event.preventDefault(); button.click(); }
 });
 </script>
 """
@@ -71,13 +83,17 @@ class LabelingUI:
     comment: gr.Textbox
     token: gr.Textbox  # the lease token: hidden, and all the page knows of the pair
     raw: gr.Checkbox
-    buttons: dict[str, gr.Button]  # the four votes, then skip, then undo
+    buttons: dict[str, gr.Button]  # the four votes, then skip, then undo, then 👍 and 👎 (thumbs)
+    how: gr.Markdown  # what to do, for the campaign's mode
+    titled: bool  # the page alone (/label): ``how`` carries the page's heading
+    left_heading: gr.Markdown  # "A", or "Answer" on a thumbs campaign
+    right_column: gr.Column  # answer B: hidden on a thumbs campaign
 
     @property
     def pair_outputs(self) -> list:
-        # The first seven are the api's positions (tests and clients read them), the buttons follow.
+        # The first seven are the api's positions (tests and clients read them), the buttons and layout follow.
         return [self.status, self.token, self.progress, self.prompt, self.left, self.right, self.comment,
-                self.guidelines, *self.buttons.values()]
+                self.guidelines, *self.buttons.values(), self.how, self.left_heading, self.right_column]
 
 
 @dataclass
@@ -92,7 +108,7 @@ class AdminUI:
     ratings: gr.Plot
     matrix: gr.Plot
     export_result: gr.Markdown
-    exported: gr.State  # the exported version's ref, for "Train DPO on this"
+    exported: gr.State  # the exported version's ref, for "Train DPO on this" / "Train KTO on this"
     policy: gr.Dropdown
     accounts: gr.Dataframe
     password: gr.Textbox
@@ -112,7 +128,14 @@ def open_campaigns(home: Home) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- the labeler's page
 
 
-def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
+def how_text(mode: str, titled: bool) -> str:
+    """What to do on the labeling page: the page's heading (alone at /label) or a bold line (in the Label tab)."""
+    title, text = HOW[mode]
+    return f"# {title}\n{text}" if titled else f"**{title}** {text}"
+
+
+def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> LabelingUI:
+    how = gr.Markdown(how_text("pairwise", titled))
     status = gr.Markdown(elem_classes="lab-status")
     with gr.Row():
         campaign = gr.Dropdown(label="Campaign", choices=[], scale=4, allow_custom_value=True,
@@ -124,21 +147,25 @@ def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
     prompt = gr.Markdown(elem_classes="lab-prompt")
     with gr.Row(equal_height=True):
         with gr.Column():
-            gr.Markdown("### A")
+            left_heading = gr.Markdown("### A")
             left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", height=ANSWER_HEIGHT)
-        with gr.Column():
+        with gr.Column() as right_column:
             gr.Markdown("### B")
             right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", height=ANSWER_HEIGHT)
     raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
     with gr.Row():
+        thumbs = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}", interactive=False,
+                                    visible=False, variant="primary") for choice, text, key in THUMBS}
         buttons = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}", interactive=False,
                                      variant="primary" if choice in ("a", "b") else "secondary")
                    for choice, text, key in VOTES}
         buttons["skip"] = gr.Button("Skip  [s]", elem_id="lab-skip", variant="secondary", interactive=False)
         buttons["undo"] = gr.Button("Undo last vote  [u]", elem_id="lab-undo", variant="secondary", interactive=False)
-    comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong with both?", lines=1)
+        buttons.update(thumbs)
+    comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong?", lines=1)
     token = gr.Textbox(visible=False)
-    ui = LabelingUI(status, campaign, progress, guidelines, prompt, left, right, comment, token, raw, buttons)
+    ui = LabelingUI(status, campaign, progress, guidelines, prompt, left, right, comment, token, raw, buttons, how,
+                    titled, left_heading, right_column)
     outputs = ui.pair_outputs
     # Voting bypasses Gradio's queue (queue=False: one plain HTTP POST per vote): the engine's transaction
     # takes ~10 ms, and the queue's join-then-stream round trips would cost more than that.
@@ -150,7 +177,7 @@ def build_labeling(home: Home, sign_in: bool) -> LabelingUI:
     for trigger in (campaign.change, raw.change):
         trigger(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
                 api_visibility="private")
-    for choice, _, _ in VOTES:
+    for choice, _, _ in VOTES + THUMBS:
         buttons[choice].click(guarded(cast_vote, status, ui, home, sign_in, choice),
                               inputs=[campaign, token, comment, raw], outputs=outputs, api_name=f"label_vote_{choice}",
                               queue=False)
@@ -193,22 +220,38 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
     mine = progress(campaign_id, labeler, home=home)
     campaign = get_campaign(campaign_id, home)
     share = f"{100 * mine.votes / mine.wanted:.0f}%" if mine.wanted else "0%"
-    text = (f"You: **{mine.mine}** votes · {mine.available} pairs left for you · campaign {share} "
+    items = "answers" if campaign.thumbs else "pairs"
+    text = (f"You: **{mine.mine}** votes · {mine.available} {items} left for you · campaign {share} "
             f"({mine.votes}/{mine.wanted} votes)")
     guidelines = campaign.config.get("guidelines", "").strip()
     view = {ui.status: note, ui.progress: text, ui.comment: "",
             ui.guidelines: f"**Guidelines:** {guidelines}" if guidelines else "",
-            ui.buttons["undo"]: gr.update(interactive=mine.mine > 0)}
+            ui.buttons["undo"]: gr.update(interactive=mine.mine > 0), **layout(ui, campaign.mode)}
+    votes = {choice for choice, _, _ in (THUMBS if campaign.thumbs else VOTES)}
     if served is None:
         done = ("Responses are still being generated; pairs appear here as they are ready: press Start again in a "
                 "moment." if campaign.status == "generating" and mine.available == 0 else
                 f"{campaign.name} is {campaign.status}: no pairs are served." if campaign.status not in
                 ("generating", "open") else NOTHING_LEFT)
-        off = {ui.buttons[name]: gr.update(interactive=False) for name in ui.buttons if name != "undo"}
+        off = {ui.buttons[name]: gr.update(interactive=False, **shown(name, votes)) for name in ui.buttons
+               if name != "undo"}
         return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: f"*{done}*", ui.right: f"*{done}*"}
-    on = {ui.buttons[name]: gr.update(interactive=True) for name in ui.buttons if name != "undo"}
+    on = {ui.buttons[name]: gr.update(interactive=True, **shown(name, votes)) for name in ui.buttons
+          if name != "undo"}
     return {**view, **on, ui.token: served.token, ui.prompt: chat_markdown(served.prompt),
-            ui.left: answer_text(served.left, raw), ui.right: answer_text(served.right, raw)}
+            ui.left: answer_text(served.left, raw), ui.right: "" if campaign.thumbs else answer_text(served.right, raw)}
+
+
+def shown(button: str, votes: set[str]) -> dict:
+    """A vote button is shown only on campaigns that take its vote (skip shows on every campaign)."""
+    return {} if button == "skip" else {"visible": button in votes}
+
+
+def layout(ui: LabelingUI, mode: str) -> dict:
+    """Two answers side by side (pairwise), or one answer alone (thumbs), with the instructions for the mode."""
+    thumbs = mode == "thumbs"
+    return {ui.how: how_text(mode, ui.titled), ui.left_heading: "### Answer" if thumbs else "### A",
+            ui.right_column: gr.update(visible=not thumbs)}
 
 
 def require_campaign(campaign_id: str | None) -> str:
@@ -263,10 +306,7 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
     """The page labelers sign in to (mounted at /label): only the labeling widgets, its campaign list read
     afresh on every load."""
     with gr.Blocks(title="Labeling · Fine-tuning lab", analytics_enabled=False) as demo:
-        gr.Markdown("# Which answer is better?\nRead the prompt, then both answers; vote with the buttons or the keys "
-                    "1 (A), 2 (B), 3 (tie), 4 (both bad), s (skip), u (undo your last vote). Which model wrote which "
-                    "answer is hidden and the sides are shuffled.")
-        ui = build_labeling(home, sign_in)
+        ui = build_labeling(home, sign_in, titled=True)
         demo.load(guarded(campaign_choices, ui.status, ui, home, sign_in), inputs=None, outputs=[ui.status, ui.campaign],
                   api_visibility="private")
     demo.queue(default_concurrency_limit=8)
@@ -277,8 +317,9 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
 
 
 def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tuple[LabelingUI, AdminUI]:
-    gr.Markdown("Blind A/B preference labeling. Labelers vote here (or, with accounts, at **/label**); below, "
-                "admins create campaigns and turn votes into a DPO dataset.")
+    gr.Markdown("Blind A/B preference labeling, or one answer at a time with 👍/👎 (a thumbs campaign). Labelers "
+                "vote here (or, with accounts, at **/label**); below, admins create campaigns and turn votes into a "
+                "DPO or KTO dataset.")
     with gr.Accordion("Label", open=True):
         labeling = build_labeling(home, sign_in)
     status = gr.Markdown(elem_classes="lab-status")
@@ -303,7 +344,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
             ratings = gr.Plot(label="Leaderboard")
     labelers = gr.Dataframe(headers=LABELER_HEADERS, interactive=False, label="Labelers")
     matrix = gr.Plot(label="Win rates")
-    with gr.Accordion("Export votes as a DPO dataset", open=True):
+    with gr.Accordion("Export votes as a DPO or KTO dataset", open=True):
         with gr.Row():
             export_name = gr.Textbox(label="Dataset name", placeholder="labels-<campaign>", scale=2)
             min_votes = gr.Number(label="Min votes for the winner", value=1, precision=0, scale=1)
@@ -311,14 +352,21 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                       info="Share of a pair's votes the winner needs; ties, both-bad and unclear "
                                       "pairs are left out and counted.")
             val_fraction = gr.Number(label="Validation fraction", value=0.0, scale=1)
-        export_btn = gr.Button("Export", variant="primary")
+        gr.Markdown("**Export** gives a pairwise campaign's preference pairs (for DPO) and a thumbs campaign's "
+                    "answers labelled 👍/👎 (for KTO). **Export as unpaired** turns a pairwise campaign's votes into "
+                    "KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable answers, "
+                    "ties left out.")
+        with gr.Row():
+            export_btn = gr.Button("Export", variant="primary")
+            export_unpaired_btn = gr.Button("Export as unpaired (KTO)")
         export_result = gr.Markdown()
         exported = gr.State("")
         with gr.Row():
             policy = gr.Dropdown(label="Policy to train with DPO", choices=catalog.model_choices(home), value=None,
-                                 scale=3, allow_custom_value=True, info="The model DPO starts from (usually the SFT run you labeled), newest "
-                                 "first.")
+                                 scale=3, allow_custom_value=True, info="The model DPO or KTO starts from (usually the "
+                                 "SFT run you labeled), newest first.")
             train_dpo = gr.Button("Train DPO on this", scale=1)
+            train_kto = gr.Button("Train KTO on this", scale=1)
     with gr.Accordion("Accounts", open=False):
         gr.Markdown("Accounts apply at once. With no account the lab is open to anyone who can reach it; from the "
                     "first account (an admin) on, everyone signs in: admins to the full lab, labelers to **/label** "
@@ -344,11 +392,14 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                 (resume, "generating", "label_resume")):
         button.click(guarded(set_campaign_status, status, *bound, target), inputs=selected, outputs=[status, state],
                      api_name=api)
-    export_btn.click(guarded(export, status, *bound), inputs=[selected, export_name, min_votes, min_agreement,
-                                                               val_fraction],
-                     outputs=[status, export_result, exported, policy], api_name="label_export")
-    train_dpo.click(guarded(train_dpo_on_export, status, *bound, train_form, tabs), inputs=[exported, policy],
-                    outputs=[status, *train_form, tabs], api_name="label_train_dpo")
+    for button, kind, api in ((export_btn, "", "label_export"), (export_unpaired_btn, "unpaired",
+                                                                  "label_export_unpaired")):
+        button.click(guarded(export, status, *bound, kind), inputs=[selected, export_name, min_votes, min_agreement,
+                                                                    val_fraction],
+                     outputs=[status, export_result, exported, policy], api_name=api)
+    for button, objective, api in ((train_dpo, "dpo", "label_train_dpo"), (train_kto, "kto", "label_train_kto")):
+        button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective), inputs=[exported, policy],
+                     outputs=[status, *train_form, tabs], api_name=api)
     wandb_btn.click(guarded(log_wandb, status, *bound), inputs=selected, outputs=[status], api_name="label_wandb")
     add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
                       outputs=[status, accounts, account_password], api_name="label_add_account")
@@ -442,8 +493,9 @@ def number(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "–"
 
 
-def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
-    """Agreement, position bias and who leads, in people's names (``board`` already uses display names)."""
+def quality_text(report: dict[str, Any], board: dict[str, Any] | None) -> str:
+    """Agreement, position bias and who leads, in people's names (``board`` already uses display names; None for
+    a thumbs campaign, whose leaderboard is its approval rates)."""
     bias = report["position_bias"]
     lines = [f"**{report['votes']}** votes from **{report['labelers']}** labelers · {report['pairs_with_overlap']} "
              "pairs with 2+ votes",
@@ -454,7 +506,7 @@ def quality_text(report: dict[str, Any], board: dict[str, Any]) -> str:
         flag = " ⚠ **position bias**: far from 50%" if bias["flagged"] else ""
         lines.append(f"Left answer chosen in {bias['a_rate']:.0%} of {bias['decided']} decided votes "
                      f"(p = {bias['p_value']:.3g}){flag}")
-    if board["ratings"]:
+    if board and board["ratings"]:
         lines.append(leader_line(board))
     return "\n\n".join(lines)
 
@@ -487,23 +539,39 @@ def accounts_table(home: Home) -> pd.DataFrame:
 
 def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
     from lab.label.campaigns import get_campaign
-    from lab.label.results import agreement, leaderboard
+    from lab.label.results import agreement, approval, leaderboard
 
     require_admin(who(home, sign_in, request))
     out = {ui.campaigns: campaigns_table(home), ui.selected: gr.update(choices=catalog.campaign_choices(home)),
            ui.accounts: accounts_table(home)}
     if not campaign_id:
         return {**out, ui.state: "", ui.quality: "Select a campaign to see its agreement and leaderboard."}
-    campaign_id = get_campaign(campaign_id, home).id  # an unknown id is an error, not empty statistics
+    campaign = get_campaign(campaign_id, home)  # an unknown id is an error, not empty statistics
+    campaign_id = campaign.id
     report = agreement(campaign_id, home=home)
-    board = named_board(leaderboard(campaign_id, home=home), home)
     rows = [[r["labeler"], r["votes"], r["median_seconds"], r["agreement_with_others"], r["gold_accuracy"],
              r["left_rate"] if r["left_rate"] is None else round(r["left_rate"], 2),
-             "⚠ flagged" if r["position_bias_flagged"] else ""] for r in report["per_labeler"]]
-    return {**out, ui.state: campaign_state(home, campaign_id), ui.quality: quality_text(report, board),
-            ui.labelers: pd.DataFrame(rows, columns=LABELER_HEADERS),
-            ui.ratings: plots.ratings_plot(board["ratings"]),
+             "⚠ flagged" if r["position_bias_flagged"] else "", r["up_rate"]] for r in report["per_labeler"]]
+    out = {**out, ui.state: campaign_state(home, campaign_id), ui.labelers: pd.DataFrame(rows, columns=LABELER_HEADERS)}
+    if campaign.thumbs:  # one answer at a time: each source's share of 👍, no ratings or win rates
+        rates = approval(campaign_id, home=home)
+        none = "A thumbs campaign compares no pairs: each source's share of 👍 is listed beside."
+        return {**out, ui.quality: quality_text(report, None) + "\n\n" + approval_text(rates, home),
+                ui.ratings: plots.empty_figure(none), ui.matrix: plots.empty_figure(none)}
+    board = named_board(leaderboard(campaign_id, home=home), home)
+    return {**out, ui.quality: quality_text(report, board), ui.ratings: plots.ratings_plot(board["ratings"]),
             ui.matrix: plots.win_matrix_plot(board["models"], board["win_rates"], board["counts"])}
+
+
+def approval_text(rates: dict[str, Any], home: Home) -> str:
+    """A thumbs campaign's leaderboard: per source (by name), its share of 👍 with a 95% interval, best first."""
+    if not rates["sources"]:
+        return "No votes yet: each source's share of 👍 appears with the first votes."
+    names = catalog.display_names([r["source"] for r in rates["sources"]], home)
+    lines = [f"| {names[r['source']]} | {r['rate']:.0%} | {r['low']:.0%}–{r['high']:.0%} | {r['up']} | {r['down']} |"
+             for r in rates["sources"]]
+    return ("**Approval** (share of 👍, Wilson 95% interval)\n\n| source | 👍 | 95% interval | 👍 votes | 👎 votes |\n"
+            "|---|---|---|---|---|\n" + "\n".join(lines))
 
 
 def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, request: gr.Request,
@@ -516,44 +584,47 @@ def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, req
     return {ui.status: status_ok(f"{done} {campaign.name}."), ui.state: campaign_state(home, campaign.id)}
 
 
-def export(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None, name: str,
-           min_votes: float, min_agreement: float, val_fraction: float) -> dict:
-    """Export the votes; the version's ref is kept (``exported``) for "Train DPO on this", whose policy picker is
-    set to the campaign's first finished run (the model that was labeled, usually)."""
+def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Request, campaign_id: str | None,
+           name: str, min_votes: float, min_agreement: float, val_fraction: float) -> dict:
+    """Export the votes as ``kind`` ("" = the campaign's usual: pairs, or unpaired for thumbs); the version's ref
+    is kept (``exported``) for "Train DPO/KTO on this", whose policy picker is set to the campaign's first
+    finished run (the model that was labeled, usually)."""
     from lab.label.campaigns import get_campaign, model_of
-    from lab.label.results import export_preferences
+    from lab.label.results import export_votes
 
     require_admin(who(home, sign_in, request))
     campaign = get_campaign(require_campaign(campaign_id), home)
-    version = export_preferences(campaign.id, name=(name or "").strip(), min_votes=int(min_votes or 1),
-                                 min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0), home=home)
+    version = export_votes(campaign.id, kind, name=(name or "").strip(), min_votes=int(min_votes or 1),
+                           min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0), home=home)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(version.card["counts"].items()))
     models = catalog.model_choices(home)
     labeled = [model_of(s) for s in campaign.model_sources if model_of(s) in {value for _, value in models}]
+    unit, method = ("pairs", "DPO") if version.kind == "preference" else ("rows", "KTO")
     return {ui.status: status_ok(f"Exported {version.ref}."), ui.exported: version.ref,
-            ui.export_result: f"Dataset version `{version.ref}`: {version.rows['train']} train / "
-                              f"{version.rows['validation']} validation pairs ({counts}). Labelers: "
-                              f"{', '.join(version.card['labelers'])}.",
+            ui.export_result: f"Dataset version `{version.ref}` ({version.kind}, for {method}): "
+                              f"{version.rows['train']} train / {version.rows['validation']} validation {unit} "
+                              f"({counts}). Labelers: {', '.join(version.card['labelers'])}.",
             ui.policy: gr.update(choices=models, **({"value": labeled[0]} if labeled else {}))}
 
 
-def train_dpo_on_export(ui: AdminUI, home: Home, sign_in: bool, train_form: Form, tabs: gr.Tabs,
-                        request: gr.Request, dataset_ref: str, policy: str | None) -> dict:
-    """Fill the Train tab with DPO settings that train on the exported version from the chosen policy
-    (``lab.train.viability.propose_dpo``: enough optimizer steps, a learning rate above 0), and go there."""
-    from lab.train.viability import propose_dpo
+def train_on_export(ui: AdminUI, home: Home, sign_in: bool, train_form: Form, tabs: gr.Tabs, objective: str,
+                    request: gr.Request, dataset_ref: str, policy: str | None) -> dict:
+    """Fill the Train tab with DPO (or KTO) settings that train on the exported version from the chosen policy
+    (``propose_dpo`` / ``propose_kto``: enough optimizer steps, a learning rate above 0), and go there."""
+    from lab.train.methods import objective as registered
 
     require_admin(who(home, sign_in, request))
+    title = registered(objective).title
     if not dataset_ref:
-        raise LabError("Export the votes first; the exported version is what DPO trains on.")
+        raise LabError(f"Export the votes first; the exported version is what {title} trains on.")
     if not policy:
         raise LabError("Choose the policy to train (usually the SFT run the campaign labeled).")
-    proposal = propose_dpo(dataset_ref, policy, home)
+    proposal = registered(objective).propose(dataset_ref, policy, home)
     pickers = {"dataset": catalog.dataset_choices(home), "model": catalog.model_choices(home)}
     filled = {train_form[name]: gr.update(value=value, choices=pickers[name])
               if name in pickers and isinstance(train_form[name], gr.Dropdown) else value
               for name, value in proposal.values.items()}
-    message = (f"The Train tab holds a DPO run on {dataset_ref} from {catalog.display_name(policy, home)}: "
+    message = (f"The Train tab holds a {title} run on {dataset_ref} from {catalog.display_name(policy, home)}: "
                f"{proposal.text} Check it and start it.")
     gr.Info(message)  # the page switches to the Train tab: a toast is seen there, this tab's status line is not
     return {ui.status: status_ok(message),

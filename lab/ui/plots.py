@@ -132,10 +132,9 @@ def role_bar(role_counts: Mapping[str, int], *, title: str = "Messages per role"
 
 def stats_figures(stats: Any) -> dict[str, go.Figure]:
     """The Data tab's three figures from a ``lab.data.stats.DatasetStats``."""
-    series = {"prompt": stats.prompt_tokens, "response": stats.response_tokens}
-    if stats.kind == "preference":
-        series = {"prompt": stats.prompt_tokens, "chosen": stats.response_tokens,
-                  "rejected": stats.rejected_tokens}
+    series = {"prompt": stats.prompt_tokens, stats.reply: stats.response_tokens}
+    if stats.rejected_tokens:
+        series["rejected"] = stats.rejected_tokens
     return {
         "lengths": length_histogram(series, unit=stats.unit),
         "turns": turns_bar(stats.turns),
@@ -168,11 +167,10 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
 
 RUN_SERIES = (("loss", "train", "solid"), ("eval_loss", "eval", "dot"))  # train solid, eval dotted, in every chart
 # The other logged series, a panel per scale: the learning rate (~1e-5) on the grad-norm axis (~1) looks flat at 0.
+# Each objective adds its own panels (lab.train.methods.Objective.panels); a key may be a glob (rewards/*/mean).
 AUX_PANELS = (("Learning rate", ("learning_rate",)), ("Grad norm", ("grad_norm",)),
-              ("Tokens/s", ("tokens_per_second",)), ("GPU memory (GiB)", ("gpu_memory_gib",)),
-              ("DPO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
-              ("DPO reward accuracy", ("rewards/accuracies",)))
-REWARD_DASH = {"rewards/chosen": "solid", "rewards/rejected": "dot", "rewards/margins": "dash"}
+              ("Tokens/s", ("tokens_per_second",)), ("GPU memory (GiB)", ("gpu_memory_gib",)))
+DASHES = ("solid", "dot", "dash", "dashdot", "longdash")  # the series of one panel, in the order they are listed
 
 
 def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
@@ -203,20 +201,31 @@ def loss_overlay(runs: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]], *
     return fig
 
 
-def run_curves(rows: Sequence[Mapping[str, Any]], source: str = "") -> dict[str, go.Figure]:
+def run_curves(rows: Sequence[Mapping[str, Any]], source: str = "",
+               panels: Sequence[tuple[str, tuple[str, ...]]] = ()) -> dict[str, go.Figure]:
     """Loss (train and eval) and the other logged series of one run, against the step; ``source`` (``run:<id>``)
-    gives the run its colour, the one it has in Compare and Eval."""
+    gives the run its colour, the one it has in Compare and Eval; ``panels``: the run's objective's own."""
     if not rows:
         empty = empty_figure("No metrics yet: the run logs its first step shortly after it starts.")
         return {"loss": empty, "aux": empty}
-    return {"loss": loss_overlay([(source, "", rows)]), "aux": aux_panels(rows, run_color(source))}
+    return {"loss": loss_overlay([(source, "", rows)]),
+            "aux": aux_panels(rows, run_color(source), (*AUX_PANELS, *panels))}
 
 
-def aux_panels(rows: Sequence[Mapping[str, Any]], color: str) -> go.Figure:
+def logged_keys(rows: Sequence[Mapping[str, Any]], patterns: Sequence[str]) -> list[str]:
+    """The logged series matching ``patterns`` (names or globs), in the patterns' order."""
+    from fnmatch import fnmatchcase
+
+    logged = list(dict.fromkeys(k for r in rows for k in r))
+    return list(dict.fromkeys(k for p in patterns for k in logged if fnmatchcase(k, p)))
+
+
+def aux_panels(rows: Sequence[Mapping[str, Any]], color: str,
+               panels: Sequence[tuple[str, tuple[str, ...]]] = AUX_PANELS) -> go.Figure:
     """The series other than the loss, a small panel each (own y axis), two panels a line, sharing the steps."""
     from plotly.subplots import make_subplots
 
-    shown = [(title, keys) for title, keys in AUX_PANELS if any(k in r for r in rows for k in keys)]
+    shown = [(title, keys) for title, patterns in panels if (keys := logged_keys(rows, patterns))]
     if not shown:
         return empty_figure("Only the loss is logged for this run.")
     lines = math.ceil(len(shown) / 2)
@@ -226,10 +235,10 @@ def aux_panels(rows: Sequence[Mapping[str, Any]], color: str) -> go.Figure:
         for key in keys:
             steps, values = series(rows, key)
             fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines", showlegend=len(keys) > 1,
-                                     line=dict(color=color, dash=REWARD_DASH.get(key, "solid"))),
+                                     line=dict(color=color, dash=DASHES[keys.index(key) % len(DASHES)])),
                           row=i // 2 + 1, col=i % 2 + 1)
     fig.update_yaxes(exponentformat="e", rangemode="tozero")  # a learning rate reads 2e-5, not 0.00002
-    # The legend (DPO's three rewards) under the panels: at the top it would cover a panel's title.
+    # The legend (e.g. DPO's three rewards) under the panels: at the top it would cover a panel's title.
     fig.update_layout(**{**LAYOUT, "height": 100 + 220 * lines, "margin": dict(l=60, r=20, t=40, b=40),
                          "legend": dict(orientation="h", yanchor="top", y=-0.4 / lines, xanchor="left", x=0)})
     return fig

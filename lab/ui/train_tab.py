@@ -22,21 +22,21 @@ from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home
 from lab.space import training_off
-from lab.train.samples import read_samples, read_summary
+from lab.train.methods import objective
+from lab.train.samples import read_completions, read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
 from lab.ui import plots
 from lab.ui.common import OnShow, clip, error_text, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
 GROUPS = {
-    "What to train": [("method", "dpo_adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
+    "What to train": [("objective", "adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
     "Optimisation": [("learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps"),
                      ("batch_size", "grad_accum", "max_length", "packing", "precision"),
                      ("max_grad_norm", "weight_decay", "neftune_noise_alpha", "seed"),
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
                      ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
-    "DPO": [("dpo_beta", "dpo_loss_type", "max_prompt_length", "precompute_ref_log_probs")],
     "Speed": [("padding_free", "attention", "liger_kernels", "compile", "fused_lora")],
     "Memory": [("gradient_checkpointing", "offload_activations", "tiled_mlp", "gpu_memory_gib")],
     "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
@@ -45,6 +45,8 @@ GROUPS = {
 RUN_HEADERS = ["name", "status", "method", "model", "dataset", "final loss", "created", "id"]
 RED, GREEN = "#b91c1c", "#15803d"  # outcomes and verdicts in colour: emoji marks render as empty boxes in some fonts
 SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
+SETTINGS_PER_LINE = 4  # an objective's settings a line: their help texts stay readable
+COMPLETIONS_SHOWN = 24  # the newest sampled completions of a GRPO/RLOO run (a few per logging step)
 EMPTY_REPLY = "(empty: the model ended its reply at once)"
 SCROLL_LOG_TO_END = ("() => { setTimeout(() => { const box = document.querySelector('#train-log textarea');"
                      " if (box) box.scrollTop = box.scrollHeight; }, 50); }")
@@ -69,6 +71,7 @@ class TrainUI:
     outcome: gr.Markdown
     run_memory: gr.Plot
     samples: gr.Dataframe
+    completions: gr.Dataframe
     hub_repo: gr.Textbox
     gpus: gr.Markdown
     start: gr.Button
@@ -81,6 +84,31 @@ def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
 
     chosen = {k: v for k, v in values.items() if k in form.components and v is not None}
     return from_dict(TrainConfig, chosen, where="the form")
+
+
+def objective_settings(components: dict[str, Any], overrides: dict[str, Any]) -> list[tuple[gr.Row, set[str]]]:
+    """The settings of the objectives (``lab.train.methods``), in one group: a row per set of objectives that read
+    the same fields (DPO and KTO share max_prompt_length), shown while one of them is chosen."""
+    from lab.train.methods import OBJECTIVES
+
+    users: dict[str, set[str]] = {}
+    for entry in OBJECTIVES.values():
+        for name in entry.settings:
+            users.setdefault(name, set()).add(entry.name)
+    rows: dict[frozenset[str], list[str]] = {}
+    for name, who in users.items():
+        rows.setdefault(frozenset(who), []).append(name)
+    shown = TrainConfig.objective
+    out = []
+    with gr.Accordion("Objective settings (those of the chosen objective)", open=False):
+        for who, names in rows.items():
+            title = " and ".join(OBJECTIVES[o].title for o in OBJECTIVES if o in who)
+            with gr.Column(visible=shown in who) as row:
+                gr.Markdown(f"**{title}**")
+                lines = [tuple(names[i:i + SETTINGS_PER_LINE]) for i in range(0, len(names), SETTINGS_PER_LINE)]
+                components.update(build_form(TrainConfig, rows=lines, overrides=overrides).components)
+            out.append((row, set(who)))
+    return out
 
 
 def build(home: Home) -> TrainUI:
@@ -104,7 +132,21 @@ def build(home: Home) -> TrainUI:
     for title, rows in GROUPS.items():
         with gr.Accordion(title, open=title == "What to train"):
             components.update(build_form(TrainConfig, rows=rows, overrides=overrides).components)
+        if title == "What to train":
+            objective_rows = objective_settings(components, overrides)
     form = Form(TrainConfig, components)
+    show_settings = [row for row, _ in objective_rows]
+
+    def chosen_objective(chosen: str, dataset: str) -> list:
+        """Its settings shown, the others' hidden; a bundled sample of another kind swapped for the objective's."""
+        kind = objective(chosen).data_kind
+        sample = dataset if not str(dataset).startswith("sample:") else f"sample:{kind}"
+        return [*(gr.update(visible=chosen in users) for _, users in objective_rows), sample]
+
+    form.components["objective"].change(chosen_objective, inputs=[form.components["objective"],
+                                                                  form.components["dataset"]],
+                                        outputs=[*show_settings, form.components["dataset"]],
+                                        api_visibility="private", show_progress="hidden")
     gpus = gr.Markdown(gpus_text(home))
     with gr.Row():
         estimate_btn = gr.Button("Estimate")
@@ -134,6 +176,8 @@ def build(home: Home) -> TrainUI:
         samples = gr.Dataframe(headers=SAMPLE_HEADERS, interactive=False, wrap=True, visible=False,
                                column_widths=["20%", "40%", "40%"],
                                label="The same prompts before and after training (greedy)")
+        completions = gr.Dataframe(interactive=False, wrap=True, visible=False,
+                                   label="Completions sampled while training, with their rewards (newest first)")
         with gr.Row():
             export_btn = gr.Button("Merge and export", scale=1)
             hub_repo = gr.Textbox(label="Hub repo", placeholder="owner/name", scale=2,
@@ -141,7 +185,7 @@ def build(home: Home) -> TrainUI:
                                   "environment.")
             push_btn = gr.Button("Push to the Hub", scale=1)
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, hub_repo, gpus, start, sanity_btn)
+                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, completions, hub_repo, gpus, start, sanity_btn)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -158,7 +202,7 @@ def build(home: Home) -> TrainUI:
                      api_name="train_export")
     push_btn.click(guarded(push, status, ui, home), inputs=[selected, hub_repo], outputs=[status],
                    api_name="train_push")
-    view_outputs = [status, progress, loss_plot, aux_plot, log, outcome, run_memory, samples]
+    view_outputs = [status, progress, loss_plot, aux_plot, log, outcome, run_memory, samples, completions]
     refresh_outputs = [runs, selected, *view_outputs]
     gr.Timer(2.0).tick(guarded(follow, status, ui, home), inputs=[selected, status],
                        outputs=[*refresh_outputs, form.components["model"]], api_visibility="private",
@@ -304,7 +348,7 @@ def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
         return {ui.progress: "Select a run to see its curves."}
     run = get_run(run_id, home)
     rows = read_metrics(run.id, home)
-    figures = plots.run_curves(rows, f"run:{run.id}")
+    figures = plots.run_curves(rows, f"run:{run.id}", objective(run.train_config.objective).panels)
     out = {ui.progress: progress_text(run, rows), ui.loss_plot: figures["loss"], ui.aux_plot: figures["aux"],
            ui.log: tail_log(run.id, 40, home), ui.outcome: outcome_text(run, home)}
     if run.status == "failed" and run.error:  # in red: a run that did not train is no result
@@ -316,6 +360,7 @@ def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     else:
         out[ui.run_memory] = gr.update(visible=False)
     out[ui.samples] = samples_update(read_samples(run.run_dir))
+    out[ui.completions] = completions_update(read_completions(run.run_dir, last=COMPLETIONS_SHOWN))
     return out
 
 
@@ -326,6 +371,22 @@ def samples_update(data: dict[str, Any] | None) -> dict:
     shown = [[clip(text) or EMPTY_REPLY for text in pair] for pair in zip(data["base"], tuned)]
     rows = [[prompt[-1]["content"], before, after] for prompt, (before, after) in zip(data["prompts"], shown)]
     return gr.update(value=pd.DataFrame(rows, columns=SAMPLE_HEADERS), visible=True)
+
+
+def completions_update(rows: list[dict[str, Any]]) -> dict:
+    """Step, prompt, completion, each reward function's score and the weighted total, newest first."""
+    if not rows:
+        return gr.update(visible=False)
+    names = list(dict.fromkeys(name for row in rows for name in row.get("rewards", {})))
+    table = [[row["step"], clip(row["prompt"]), clip(row["completion"]) or EMPTY_REPLY,
+              *[score(row.get("rewards", {}).get(name)) for name in names], score(row.get("reward"))]
+             for row in reversed(rows)]
+    return gr.update(value=pd.DataFrame(table, columns=["step", "prompt", "completion", *names, "total"]),
+                     visible=True)
+
+
+def score(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"  # None: the function does not score this row (no answer)
 
 
 def wandb_text(run: Any) -> str:

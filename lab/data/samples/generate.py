@@ -16,6 +16,12 @@ learnable from a few hundred rows.
   There are no exact duplicates.
 - ``preference.jsonl``: TRL explicit-prompt conversational pairs; the chosen reply is correct
   and polite, the rejected one is wrong (half), curt or off-topic.
+- ``unpaired.jsonl``: TRL's unpaired conversational layout (prompt, completion, label), as a thumbs
+  up/down export gives: half the replies are correct and polite (label true), half wrong, curt or
+  off-topic (label false), each to its own question.
+- ``prompts.jsonl``: prompts for online RL, "What is 3 + 4?" with the sum in ``ground_truth``
+  ("7"): every single-digit sum but a few, a task small enough for the tiny model to learn with a
+  numeric-match reward.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.data.quality import content_key
-from lab.data.samples import SAMPLES_DIR
+from lab.data.samples import SAMPLE_PROMPTS, SAMPLE_UNPAIRED, SAMPLES_DIR
 
 SFT_ROWS = 400
 PREFERENCE_ROWS = 300
+UNPAIRED_ROWS = 40
+PROMPTS_ROWS = 64
 SYSTEM_SHARE = 0.2
 TURN_WEIGHTS = {1: 85, 2: 10, 3: 5}  # user turns per SFT conversation
 FOLLOW_UP_SHARE = 0.6  # a later turn follows up on the previous answer rather than changing task
@@ -251,6 +259,41 @@ def preference_row(rng: random.Random) -> dict[str, Any]:
             "rejected": [{"role": "assistant", "content": rejected}]}
 
 
+def bad_reply(rng: random.Random, exchange: Exchange) -> str:
+    """A reply nobody wants: wrong half the time, else curt or off-topic."""
+    draw = rng.random()
+    return exchange.wrong if draw < 0.5 else rng.choice(CURT) if draw < 0.75 else rng.choice(OFF_TOPIC)
+
+
+def unpaired_row(rng: random.Random, desirable: bool) -> dict[str, Any]:
+    exchange = rng.choice(TASKS)(rng)
+    reply = polite(rng, exchange) if desirable else bad_reply(rng, exchange)
+    return {"prompt": [{"role": "user", "content": exchange.question}],
+            "completion": [{"role": "assistant", "content": reply}], "label": desirable}
+
+
+def unpaired_rows(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """``n`` rows, half of them desirable, in a shuffled order, no question asked twice."""
+    labels = [i < n // 2 for i in range(n)]
+    rng.shuffle(labels)
+    rows: list[dict[str, Any]] = []
+    asked: set[str] = set()
+    for desirable in labels:
+        row = unpaired_row(rng, desirable)
+        while row["prompt"][0]["content"] in asked:
+            row = unpaired_row(rng, desirable)
+        asked.add(row["prompt"][0]["content"])
+        rows.append(row)
+    return rows
+
+
+def prompt_rows(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """``n`` of the 81 sums of two digits from 1 to 9, in a shuffled order, each with its answer."""
+    pairs = rng.sample([(a, b) for a in range(1, 10) for b in range(1, 10)], n)
+    return [{"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}], "ground_truth": str(a + b)}
+            for a, b in pairs]
+
+
 def polite(rng: random.Random, exchange: Exchange) -> str:
     return (rng.choice(POLITE_OPENINGS) if exchange.polite_opening else "") + exchange.answer
 
@@ -322,12 +365,24 @@ def write_samples(out_dir: Path = SAMPLES_DIR, seed: int = 0) -> tuple[Path, Pat
     return sft_path, preference_path
 
 
+def write_rl_samples(out_dir: Path = SAMPLES_DIR, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``unpaired.jsonl`` (for KTO) and ``prompts.jsonl`` (for GRPO/RLOO) into ``out_dir``; their own random
+    stream, so that ``write_samples``'s files stay as they were."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"rl-{seed}")
+    unpaired, prompts = out_dir / SAMPLE_UNPAIRED.name, out_dir / SAMPLE_PROMPTS.name
+    write_jsonl(unpaired, unpaired_rows(rng, UNPAIRED_ROWS))
+    write_jsonl(prompts, prompt_rows(rng, PROMPTS_ROWS))
+    return unpaired, prompts
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Write the lab's sample SFT and preference datasets.")
-    parser.add_argument("--out-dir", type=Path, default=SAMPLES_DIR, help="directory for the two JSONL files")
+    parser = argparse.ArgumentParser(description="Write the lab's sample datasets (SFT, preference, unpaired, "
+                                     "prompts).")
+    parser.add_argument("--out-dir", type=Path, default=SAMPLES_DIR, help="directory for the JSONL files")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice")
     args = parser.parse_args()
-    for path in write_samples(args.out_dir, args.seed):
+    for path in (*write_samples(args.out_dir, args.seed), *write_rl_samples(args.out_dir, args.seed)):
         print(f"wrote {path}")
 
 
