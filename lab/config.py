@@ -261,7 +261,8 @@ class TrainConfig:
     # grpo and rloo (settings of the grpo and rloo objectives go here)
     num_generations: int = option(8, "GRPO/RLOO: completions sampled per prompt; each is judged against its "
                                   "group. batch_size counts completions and must be a multiple of this.")
-    max_completion_length: int = option(256, "GRPO/RLOO: longest completion sampled, in tokens.")
+    max_completion_length: int = option(256, "GRPO/RLOO: longest completion sampled, in tokens; prompts keep their "
+                                        "last max_length minus this many tokens.")
     temperature: float = option(1.0, "GRPO/RLOO: sampling temperature; a group's completions must differ for "
                                 "their rewards to teach anything.")
     kl_beta: float = option(0.0, "GRPO/RLOO: weight of the KL penalty to the starting model (0 = none, and no "

@@ -161,6 +161,7 @@ def test_the_precheck_refuses_settings_that_cannot_work(home):
     assert "not a regular expression" in refusal(home, grpo(rewards="format:1", reward_pattern="(["))
     assert "needs reward_model" in refusal(home, grpo(rewards="reward_model:1"))
     assert "'custom' is not among" in refusal(home, grpo(reward_file="x.py:f"))
+    assert "must be below max_length (256)" in refusal(home, grpo(max_completion_length=256, max_length=256))
     cfg = grpo(rewards="numeric_answer:1, format:0.5")
     objective("rloo").precheck(cfg, home)
     assert objective("grpo").entries_per_row(cfg) == 8

@@ -137,16 +137,17 @@ def build(home: Home) -> TrainUI:
     form = Form(TrainConfig, components)
     show_settings = [row for row, _ in objective_rows]
 
-    def chosen_objective(chosen: str, dataset: str) -> list:
-        """Its settings shown, the others' hidden; a bundled sample of another kind swapped for the objective's."""
-        kind = objective(chosen).data_kind
-        sample = dataset if not str(dataset).startswith("sample:") else f"sample:{kind}"
-        return [*(gr.update(visible=chosen in users) for _, users in objective_rows), sample]
+    def sample_for(chosen: str, dataset: str) -> str:
+        """A bundled sample of another kind swapped for the objective's; a dataset the user saved stays."""
+        return f"sample:{objective(chosen).data_kind}" if str(dataset).startswith("sample:") else dataset
 
-    form.components["objective"].change(chosen_objective, inputs=[form.components["objective"],
-                                                                  form.components["dataset"]],
-                                        outputs=[*show_settings, form.components["dataset"]],
-                                        api_visibility="private", show_progress="hidden")
+    chosen = form.components["objective"]
+    # Settings follow every change (a recipe, "Train DPO on this"); the sample follows only the user's own pick,
+    # since a change made together with the dataset's (a proposal) must not be undone by a stale dataset value.
+    chosen.change(lambda value: [gr.update(visible=value in users) for _, users in objective_rows], inputs=chosen,
+                  outputs=show_settings, api_visibility="private", show_progress="hidden")
+    chosen.input(sample_for, inputs=[chosen, form.components["dataset"]], outputs=form.components["dataset"],
+                 api_visibility="private", show_progress="hidden")
     gpus = gr.Markdown(gpus_text(home))
     with gr.Row():
         estimate_btn = gr.Button("Estimate")

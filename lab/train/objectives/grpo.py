@@ -69,10 +69,15 @@ def build_with(b: Build, base: type, args: Any) -> Any:
     from lab.home import lab_home
     from lab.train.rewards import build_rewards
 
+    from lab.train.datasets import truncate_prompts
+
     funcs, weights = build_rewards(b.cfg, lab_home())
     trainer_class = logging_completions(base, b.run_dir / COMPLETIONS_FILE, weights)
-    return trainer_class(args=args, reward_funcs=funcs, **b.trainer_kwargs(prompt_rows(b.train_rows),
-                                                                           prompt_rows(b.eval_rows)))
+    # TRL samples after the whole prompt; the lab keeps prompt + completion within max_length, as the memory
+    # estimate assumes, by keeping the end of longer prompts.
+    room = b.cfg.max_length - b.cfg.max_completion_length
+    train, evals = (truncate_prompts(prompt_rows(rows), b.tokenizer, room) for rows in (b.train_rows, b.eval_rows))
+    return trainer_class(args=args, reward_funcs=funcs, **b.trainer_kwargs(train, evals))
 
 
 def prompt_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -134,5 +139,9 @@ def precheck(cfg: TrainConfig, home: Any) -> None:
     """GRPO/RLOO settings that cannot work (the rewards chosen, batch vs group size, a user's reward file)."""
     from lab.train.rewards import precheck as check_rewards
 
+    if cfg.max_completion_length >= cfg.max_length:
+        raise LabError(f"max_completion_length ({cfg.max_completion_length}) must be below max_length "
+                       f"({cfg.max_length}): a prompt and its completion share max_length, so prompts would have no "
+                       "room.")
     use_vllm(cfg, cuda=True)  # a vLLM asked for but not installed; the CPU case fails at launch
     check_rewards(cfg, home)
