@@ -74,9 +74,13 @@ def model_choices(home: Home | None = None, *, tiny: bool = True, sanity: bool =
 
 def scores(run: Any) -> bool:
     """Whether a run trained a model that scores answers (a reward model) rather than one that writes them."""
-    from lab.train.methods import objective
+    from lab.config import TrainConfig
+    from lab.train.methods import OBJECTIVES
 
-    return objective(run.train_config.objective).model_kind == "score"
+    # The stored config's objective (older configs through upgrade), without building and checking a whole config
+    # for every run each time a picker is refreshed.
+    entry = OBJECTIVES.get(TrainConfig.upgrade(run.config).get("objective", "sft"))
+    return entry is not None and entry.model_kind == "score"
 
 
 def run_choices(home: Home | None = None, *, sanity: bool = False) -> list[Choice]:

@@ -91,7 +91,7 @@ def test_a_reward_model_is_a_one_output_classifier_whose_score_head_trains_besid
 def test_the_reward_model_ranks_held_out_pairs_far_better_than_chance(home, pairs, reward_run):
     from safetensors import safe_open
 
-    from lab.catalog import reward_model_choices
+    from lab.catalog import model_choices, reward_model_choices
     from lab.data.versions import read_rows
     from lab.train.reward_model import is_reward_model, load_scorer
 
@@ -120,6 +120,8 @@ def test_the_reward_model_ranks_held_out_pairs_far_better_than_chance(home, pair
     assert is_reward_model(f"run:{reward_run.id}", home) and not is_reward_model("tiny", home)
     assert is_reward_model(str(final), home)
     assert reward_model_choices(home) == [(reward_model_choices(home)[0][0], f"run:{reward_run.id}")]
+    # ...and it is no model that answers prompts: the chat, Compare, Eval and campaign pickers leave it out
+    assert f"run:{reward_run.id}" not in [value for _, value in model_choices(home)]
     with pytest.raises(LabError, match="not a reward model"):
         load_scorer("tiny", home)
 

@@ -16,8 +16,6 @@ A leaf at import: ``lab.config`` takes ``described()`` for the ``rewards`` help.
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import inspect
 import json
 import math
@@ -252,6 +250,8 @@ def custom_reward(path: Path, function: str) -> Reward:
             result = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, answer=answer,
                         **columns)
             if inspect.iscoroutine(result):
+                import asyncio  # only for an async reward: not at import, which every lab command pays
+
                 result = asyncio.run(result)
         except Exception as err:  # the user's code
             raise LabError(f"The reward function {function} in {path} raised {type(err).__name__} at line "
@@ -353,6 +353,8 @@ def allowed_file(path_text: str, home: Home) -> Path:
 
 def check_signature(path: Path, function: str) -> None:
     """Parse the file and read the function's parameters without running anything."""
+    import ast
+
     source = path.read_text(encoding="utf-8", errors="replace")
     try:
         tree = ast.parse(source, filename=str(path))
