@@ -35,3 +35,19 @@ def tiny_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     home = lab_home(tmp_path_factory.mktemp("tiny_home"))
     tiny_model_path(home)
     return home
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test that used a running app gets the app's log tail in its report: a browser test's time-out says
+    only what it waited for, and the app's traceback (or its silence) says why it never came."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    from tests.app_server import AppServer
+
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, AppServer) and value.log.exists():
+            tail = value.log.read_text(errors="replace")[-4000:]
+            report.sections.append((f"app log ({value.log.name}, last 4000 characters)", tail))

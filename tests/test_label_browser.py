@@ -64,7 +64,14 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
                                                                         "politer one.")
     admin.keyboard.press("Tab")
     admin.get_by_role("button", name="Create campaign").click()
-    admin.get_by_text("Created campaign browser-loop").wait_for()
+    # CI once timed out here with no sign of why: wait longer on a loaded machine, and say what the page showed.
+    created = admin.get_by_text("Created campaign browser-loop")
+    try:
+        created.wait_for(timeout=60_000)
+    except Exception:
+        snap(admin, shots, "30-label-campaign-not-created")
+        toasts = admin.locator(".toast-body").all_inner_texts()
+        raise AssertionError(f"no 'Created campaign' line; toasts: {toasts}") from None
     admin.get_by_text("open for labeling · 0/12 votes").wait_for()
     snap(admin, shots, "30-label-campaign-created")
 
