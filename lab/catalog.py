@@ -134,3 +134,18 @@ def reward_model_choices(home: Home | None = None, *, sanity: bool = False) -> l
 
     return [(run_label(r), f"run:{r.id}") for r in list_runs(home or lab_home(), status="succeeded")
             if scores(r) and (sanity or not is_sanity_run(r))]
+
+
+def eval_scores(models: Iterable[str], home: Home | None = None) -> dict[str, dict[str, Any]]:
+    """Per model (``run:<id>``, ``tiny``, …), the reward and judge numbers of its latest finished evaluations where
+    Eval has them: ``reward`` and ``reward_model`` (mean reward under that reward model), ``judge_win_rate`` and
+    ``judge_vs`` (a pairwise judge's win rate, ties half, and against whom), ``judge_grade``; models with none are
+    left out. Here, not in ``lab.label``, which sits below ``lab.eval`` (the labeling chain reads it)."""
+    from lab.eval.jobs import list_evals
+    from lab.eval.summary import automatic
+
+    wanted = set(models)
+    keys = ("reward", "reward_model", "judge_win_rate", "judge_vs", "judge_grade")
+    rows = automatic(list_evals(home or lab_home())) if wanted else {}
+    return {model: numbers for model, row in rows.items() if model in wanted
+            if (numbers := {k: row[k] for k in keys if row[k] is not None})}

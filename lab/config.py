@@ -491,6 +491,9 @@ class TrainConfig:
         return errors, warnings
 
 
+MAX_ASPECTS = 8  # per-aspect votes a campaign may ask for: the labeling page builds this many rows once
+
+
 @dataclass
 class CampaignConfig:
     """A labeling campaign: which prompts, which sources answer them, how, and how many votes each pair needs."""
@@ -518,6 +521,28 @@ class CampaignConfig:
     seed: int = option(0, "Seed for sampling (distinct models share the random stream; NAME#tag copies get their own).")
     votes_per_pair: int = option(2, "Votes wanted per pair (overlap between labelers, for agreement).")
     guidelines: str = option("", "What labelers should judge, shown above every pair (Markdown), e.g. 'Prefer the correct answer; then the shorter one.'")
+    rubric: str = option("", "The rubric (Markdown): what each grade or aspect means, with examples; shown in the "
+                         "labeler's first-time introduction and behind a button beside every pair.")
+    graded: bool = option(False, "Graded votes: A ≫ B, A > B, tie, B > A, B ≫ A (keys 1-5). The strength is "
+                          "exported as a margin (reward models) and can filter DPO pairs.")
+    aspects: str = option("", "Optional comma-separated aspects voted on besides the overall choice, e.g. "
+                          "'helpful,harmless,follows instructions' (each: A, B or tie).")
+    serving: str = option("balanced", "Which pair next: balanced = finish pairs in a fixed random order (fewest "
+                          "votes still wanted first); active = where a vote is worth most: pairs whose outcome is "
+                          "most uncertain under the Bradley–Terry fit and the votes so far, and pairs labelers "
+                          "disagree on.", choices=("balanced", "active"))
+    gold_share: float = option(0.0, "Share of the pairs served that are gold pairs (0 = mixed in at random, each "
+                               "once per labeler, as the gold file's size makes it).")
+    extra_votes: int = option(1, "Active serving: extra votes a pair gets when its votes disagree; still split "
+                              "after those, it waits for an admin's decision (adjudication). Balanced serving sends "
+                              "a split pair to adjudication at once. 0 = none.")
+    judge: str = option("", "An LLM judge that pre-labels every pair (as Eval's judge: 'tiny', run:<id>, a path, a "
+                        "hub id or 'endpoint'); empty = none. Its agreement with people is measured on the pairs "
+                        "both answered.")
+    judge_fills_at: float = option(0.0, "Let the judge label the pairs people have not reached once its Cohen's κ "
+                                   "with them is at least this (0 = never). Exports say which labels came from whom.")
+    previous: str = option("", "The campaign this one is the next round of (set by 'Next round'); its prompts are "
+                           "held out from this round's.")
 
     def validate(self) -> None:
         if self.name:  # the default export is named labels-<campaign name>
@@ -533,8 +558,31 @@ class CampaignConfig:
             errors.append(f"temperature must be >= 0 and top_p in (0, 1] (got {self.temperature}, {self.top_p}).")
         if not self.prompts.strip():
             errors.append("Give prompts: a dataset version, a file, or pasted text.")
+        if not 0 <= self.gold_share < 1:
+            errors.append(f"gold_share must be in [0, 1), got {self.gold_share}.")
+        if self.extra_votes < 0:
+            errors.append(f"extra_votes must be 0 or more, got {self.extra_votes}.")
+        if not 0 <= self.judge_fills_at <= 1:
+            errors.append(f"judge_fills_at is a κ between 0 (never) and 1, got {self.judge_fills_at}.")
+        if self.judge_fills_at and not self.judge.strip():
+            errors.append("judge_fills_at needs a judge to fill with; name one (judge) or set it to 0.")
+        try:
+            self.aspect_list()
+        except LabError as err:
+            errors.append(str(err))
+        if self.mode == "thumbs" and (self.graded or self.aspects.strip()):
+            errors.append("Graded and per-aspect votes compare two answers; a thumbs campaign takes neither.")
         if errors:
             raise LabError("Invalid campaign: " + " ".join(errors))
+
+    def aspect_list(self) -> list[str]:
+        names = [a.strip() for a in self.aspects.split(",") if a.strip()]
+        if len(set(names)) != len(names):
+            raise LabError(f"Aspect names must be unique: {self.aspects}.")
+        if len(names) > MAX_ASPECTS:
+            raise LabError(f"A campaign takes at most {MAX_ASPECTS} aspects (the labeling page's rows); this one "
+                           f"names {len(names)}: {', '.join(names)}.")
+        return names
 
     def source_list(self) -> list[str]:
         return [s.strip() for s in self.sources.split(",") if s.strip()]

@@ -245,6 +245,37 @@ MIGRATIONS: list[str] = [
     DROP TABLE retractions_kept;
     CREATE VIEW live_votes AS SELECT * FROM votes WHERE id NOT IN (SELECT vote_id FROM retractions);
     """,
+    # 8: the preference flywheel. A vote may be graded (strength 2 = much better, 1 = better; NULL = not graded or
+    #    a tie) and may name a winner per aspect ({aspect: source | "tie"}). A campaign may be the next round of
+    #    another. An admin's decision on a pair labelers disagree on, and an LLM judge's pre-label, are kept apart
+    #    from the votes: every count, agreement figure and leaderboard reads people's votes only. The view is
+    #    rebuilt so that it has the new columns.
+    """
+    ALTER TABLE votes ADD COLUMN strength INTEGER;
+    ALTER TABLE votes ADD COLUMN aspects TEXT NOT NULL DEFAULT '{}';
+    DROP VIEW live_votes;
+    CREATE VIEW live_votes AS SELECT * FROM votes WHERE id NOT IN (SELECT vote_id FROM retractions);
+    ALTER TABLE campaigns ADD COLUMN previous_id TEXT REFERENCES campaigns (id);
+    ALTER TABLE campaigns ADD COLUMN round INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE adjudications (
+        pair_id      INTEGER PRIMARY KEY REFERENCES pairs (id) ON DELETE CASCADE,
+        campaign_id  TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        admin        TEXT NOT NULL,
+        note         TEXT NOT NULL DEFAULT '',
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE judge_labels (
+        pair_id      INTEGER PRIMARY KEY REFERENCES pairs (id) ON DELETE CASCADE,
+        campaign_id  TEXT NOT NULL,
+        judge        TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        consistent   INTEGER NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE INDEX judge_labels_campaign ON judge_labels (campaign_id);
+    CREATE INDEX adjudications_campaign ON adjudications (campaign_id);
+    """,
 ]
 
 _lock = threading.Lock()

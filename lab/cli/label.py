@@ -8,7 +8,7 @@ import getpass
 import os
 import time
 
-from lab.cli import add_json_flag, emit, say
+from lab.cli import add_json_flag, emit, label_judge, label_rounds, label_serving, label_trust, say
 from lab.config import CampaignConfig, add_arguments, from_arguments
 
 
@@ -38,7 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "(prompt/chosen/rejected) that DPO trains on, or unpaired replies (prompt/completion/label) "
                             "that KTO trains on: a pair's winner desirable and loser undesirable, both-bad two "
                             "undesirable, a thumbs campaign's 👍/👎 as they are. Ties and unclear pairs are left out "
-                            "and counted in the card.")
+                            "and counted in the card. An admin's decision (lab label adjudicate) replaces a pair's "
+                            "votes; where the campaign lets its LLM judge fill, the judge labels the pairs nobody "
+                            "voted on; the card counts the rows by label source (people, adjudicator, judge).")
     export.add_argument("id", help="campaign id")
     export.add_argument("--kind", choices=("preference", "unpaired"), default="",
                         help="what to export (default: preference for a pairwise campaign, unpaired for thumbs)")
@@ -48,6 +50,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--min-agreement", type=float, default=0.5,
                         help="share of a pair's votes the winner needs at least (default: 0.5)")
     export.add_argument("--val-fraction", type=float, default=0.0, help="hold out this share as validation")
+    export.add_argument("--drop-unreliable", action="store_true",
+                        help="leave out the votes of labelers flagged unreliable (lab label reliability lists them)")
+    export.add_argument("--weighted", action="store_true",
+                        help="weight each vote by its labeler's reliability score in the majority")
+    export.add_argument("--min-margin", type=float, default=0.0,
+                        help="graded campaigns: keep pairs whose winning votes' mean strength is at least this "
+                        "(1 = better, 2 = much better; default 0: all)")
     export.add_argument("--push", metavar="OWNER/NAME", help="also push the version to the Hub (HF_TOKEN)")
     add_json_flag(export)
     export.set_defaults(handler=run_export)
@@ -69,6 +78,9 @@ def register(commands: argparse._SubParsersAction) -> None:
             cmd.add_argument("--project", default="lab", help="W&B project (default: lab, as runs)")
         add_json_flag(cmd)
         cmd.set_defaults(handler=run_wandb if name == "wandb" else run_set_status, status=name)
+
+    for extra in (label_serving, label_trust, label_rounds, label_judge):  # the flywheel's commands (issue 19)
+        extra.register(sub)
 
     user = sub.add_parser("user", help="accounts: add or list labelers and admins",
                           description="Accounts for sign-in, applied at once. From the first account (an admin) on, "
@@ -141,13 +153,16 @@ def run_export(args: argparse.Namespace) -> int:
     from lab.label.results import export_votes
 
     version = export_votes(args.id, args.kind, name=args.name, min_votes=args.min_votes,
-                           min_agreement=args.min_agreement, val_fraction=args.val_fraction)
+                           min_agreement=args.min_agreement, val_fraction=args.val_fraction,
+                           drop_unreliable=args.drop_unreliable, weighted=args.weighted, min_margin=args.min_margin)
     document = {"ref": version.ref, "rows": version.rows, "card": version.card}
     if args.push:
         from lab.data.versions import push_to_hub
 
         document["url"] = push_to_hub(version, args.push)
     emit(args, document, lambda: print(version.ref))
+    say(version.card["rule"]["text"] + " Rows by label source: " + ", ".join(
+        f"{source} {n}" for source, n in version.card["label_sources"].items()) + ".")
     recipe = "dpo-from-labels.yaml" if version.kind == "preference" else "qwen2.5-0.5b-kto.yaml"
     say(f"train {'DPO' if version.kind == 'preference' else 'KTO'} on it: python -m lab train recipes/{recipe} "
         f"--set dataset={version.ref} --set model=run:<SFT run id>")

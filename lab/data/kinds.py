@@ -22,8 +22,9 @@ from typing import Any
 from lab.data.canonical import message_text
 from lab.errors import LabError
 
-# How a field is stored: a list of chat messages, a string, or a boolean.
-MESSAGES, TEXT, FLAG = "messages", "text", "flag"
+# How a field is stored: a list of chat messages, a string, a boolean, or an optional number (null where a row has
+# none: a preference pair's margin exists only where graded votes gave it).
+MESSAGES, TEXT, FLAG, NUMBER = "messages", "text", "flag", "number"
 RESPONSE = "response"  # an SFT conversation's last reply, as the statistics name it
 # How a label (a FLAG) reads to people, in the row browser, the CLI and the statistics.
 LABEL_WORDS = {True: "👍 desirable", False: "👎 undesirable"}
@@ -54,7 +55,8 @@ KINDS: dict[str, DataKind] = {
         rows="SFT conversations", dedup=("messages",), replies=(RESPONSE,)),
     "preference": DataKind(
         "preference", "preference data (chosen/rejected pairs)",
-        {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}, ("prompt", "chosen", "rejected"),
+        {"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES, "margin": NUMBER},
+        ("prompt", "chosen", "rejected"),
         ("prompt", "chosen", "rejected", "system"), ("chosen", "rejected"),
         rows="preference pairs", dedup=("prompt", "chosen", "rejected"), replies=("chosen", "rejected")),
     "unpaired": DataKind(

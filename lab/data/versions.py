@@ -24,7 +24,7 @@ from typing import Any
 
 from lab.data import kinds
 from lab.data.canonical import Kind, Row
-from lab.data.kinds import FLAG, KINDS, MESSAGES, TEXT
+from lab.data.kinds import FLAG, KINDS, MESSAGES, NUMBER, TEXT
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.names import check_name, derived_name, pattern
@@ -84,12 +84,13 @@ def write_parquet(rows: list[Row], kind: Kind, path: Path) -> None:
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("weight", pa.int8()),
                                   ("tool_calls", pa.list_(call)), ("tool_call_id", pa.string()),
                                   ("name", pa.string())]))
-    types = {MESSAGES: message, FLAG: pa.bool_()}
+    types = {MESSAGES: message, FLAG: pa.bool_(), NUMBER: pa.float64()}
     fields = KINDS[kind].fields
     schema = pa.schema([(f, types.get(how, pa.string())) for f, how in fields.items()]
                        + [("source", pa.string()), ("line", pa.int64())])
-    # A text field a row leaves out (an SFT row without tools) is stored as ""
-    columns = {f: [stored(row.data.get(f, ""), how) for row in rows] for f, how in fields.items()}
+    # A text field a row leaves out (an SFT row without tools) is stored as "", a number it leaves out as null
+    columns = {f: [stored(row.data.get(f, None if how == NUMBER else ""), how) for row in rows]
+               for f, how in fields.items()}
     columns["source"] = [row.source for row in rows]
     columns["line"] = [row.line for row in rows]
     pq.write_table(pa.table(columns, schema=schema), path)
@@ -240,6 +241,8 @@ def read_rows(ref: str | DatasetVersion, split: str = "train", home: Home | None
                 row[field] = [read_message(m) for m in row[field]]
             elif how == TEXT:
                 row.setdefault(field, "")  # a version saved before this text field existed
+            elif how == NUMBER:
+                row.setdefault(field, None)
     return rows
 
 
@@ -272,7 +275,8 @@ def version_rows(ref: str | DatasetVersion, home: Home | None = None, *, split: 
     rows: list[Row] = []
     for part in [split] if split else SPLITS:
         for record in read_rows(version, split=part, home=home):
-            rows.append(Row({f: record[f] for f in KINDS[version.kind].fields}, record.get("line") or 0,
+            rows.append(Row({f: record[f] for f in KINDS[version.kind].fields if record[f] is not None},
+                            record.get("line") or 0,
                             f"{part} · {record.get('source') or version.ref}"))
     return rows
 
@@ -292,7 +296,7 @@ def export_version(ref: str | DatasetVersion, fmt: str = "jsonl", *, dest: str |
     fields = KINDS[version.kind].fields
     with open(target, "w", encoding="utf-8") as out:
         for row in read_rows(version, split, home):
-            out.write(json.dumps({f: row[f] for f in fields if row[f] != ""}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({f: row[f] for f in fields if row[f] not in ("", None)}, ensure_ascii=False) + "\n")
     return target
 
 

@@ -45,6 +45,8 @@ class Campaign:
     generated: int = 0
     to_generate: int = 0
     votes_wanted: int = 0
+    previous_id: str | None = None  # the campaign this one is the next round of
+    round: int = 1
 
     @property
     def campaign_config(self) -> CampaignConfig:
@@ -206,11 +208,47 @@ def load_prompts(cfg: CampaignConfig, home: Home) -> list[list[dict[str, str]]]:
         else:
             prompts = [as_prompt(line, f"pasted line {i + 1}") for i, line in enumerate(text.splitlines())
                        if line.strip()]
-    if cfg.max_prompts:
-        prompts = prompts[:cfg.max_prompts]
     if not prompts:
         raise LabError(f"No prompts found in {text[:80]!r}.")
+    prompts = [prompts[i] for i in fresh(prompts, cfg.previous, text, home)]
+    if cfg.max_prompts:
+        prompts = prompts[:cfg.max_prompts]
     return prompts
+
+
+def fresh(prompts: list[list[dict[str, str]]], previous: str, where: str, home: Home) -> list[int]:
+    """The indices of the prompts that no round of ``previous``'s chain asked (all of them when there is no
+    previous round): a next round is measured on prompts its models were not trained on."""
+    if not previous:
+        return list(range(len(prompts)))
+    used = used_prompts(previous, home)
+    kept = [i for i, prompt in enumerate(prompts) if dumps(prompt) not in used]
+    if not kept:
+        raise LabError(f"Every prompt in {where[:80]!r} was used by an earlier round of this chain; give fresh prompts "
+                       "(another dataset version, split or file).")
+    return kept
+
+
+def chain_ids(campaign_id: str, home: Home) -> list[str]:
+    """The campaign and every earlier round of its chain (previous_id followed back), newest first."""
+    ids: list[str] = []
+    current: str | None = get_campaign(campaign_id, home).id
+    while current and current not in ids:  # a cycle cannot be made by next_round; guard the loop anyway
+        ids.append(current)
+        rows = Store(home).query("SELECT previous_id FROM campaigns WHERE id = ?", (current,))
+        current = rows[0]["previous_id"] if rows else None
+    return ids
+
+
+def used_prompts(campaign_id: str, home: Home) -> set[str]:
+    """The prompts (as stored JSON messages) that a campaign and the earlier rounds of its chain asked, gold pairs'
+    prompts left out: what a next round holds out."""
+    ids = chain_ids(campaign_id, home)
+    marks = ",".join("?" * len(ids))
+    rows = Store(home).query(
+        f"SELECT DISTINCT c.prompt FROM campaign_prompts c JOIN pairs p ON p.campaign_id = c.campaign_id AND "
+        f"p.prompt_idx = c.idx WHERE c.campaign_id IN ({marks}) AND p.gold IS NULL", tuple(ids))
+    return {dumps(json.loads(r["prompt"])) for r in rows}
 
 
 def prompt_field(row: dict[str, Any], where: str) -> Any:
@@ -273,9 +311,15 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
 
     home = home or lab_home()
     cfg.validate()
+    previous = get_campaign(cfg.previous, home) if cfg.previous else None
+    if previous is not None:
+        cfg.previous = previous.id  # the full id, whatever part of it or name was given
     file_responses: dict[str, list[str]] = {}
     if cfg.responses_file:
         prompts, file_responses = load_responses(cfg.responses_file)
+        kept = fresh(prompts, cfg.previous, cfg.responses_file, home)
+        prompts = [prompts[i] for i in kept]
+        file_responses = {source: [texts[i] for i in kept] for source, texts in file_responses.items()}
     else:
         prompts = load_prompts(cfg, home)
     models = cfg.source_list()
@@ -308,10 +352,11 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
     n_pairs = len(prompts) * len(couples) + len(gold)
     ranks = iter(random.Random(campaign_id).sample(range(n_pairs), n_pairs))
     with Store(home).write() as conn:
-        conn.execute("INSERT INTO campaigns (id, name, status, config, sources, created_at, to_generate, votes_wanted) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT INTO campaigns (id, name, status, config, sources, created_at, to_generate, votes_wanted, "
+                     "previous_id, round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                      (campaign_id, name, status, dumps(asdict(cfg)), dumps(sources), now(),
-                      len(models) * len(prompts), n_pairs * cfg.votes_per_pair))
+                      len(models) * len(prompts), n_pairs * cfg.votes_per_pair,
+                      previous.id if previous else None, previous.round + 1 if previous else 1))
         for idx, prompt in enumerate(prompts):
             conn.execute("INSERT INTO campaign_prompts VALUES (?, ?, ?)", (campaign_id, idx, dumps(prompt)))
             for source, texts in file_responses.items():
@@ -331,7 +376,14 @@ def create_campaign(cfg: CampaignConfig, *, home: Home | None = None, start: boo
                          "rank, ready) VALUES (?, ?, 'gold-a', 'gold-b', ?, ?, ?, ?, 1)",
                          (campaign_id, idx, pair["answer"], cfg.votes_per_pair, cfg.votes_per_pair, next(ranks)))
     if models and start:
-        launch_generation(campaign_id, home)
+        launch_generation(campaign_id, home)  # the worker pre-labels after generating when a judge is named
+    elif start and cfg.judge and not thumbs:
+        from lab.label import prelabel
+
+        try:
+            prelabel.start(campaign_id, home=home)
+        except LabError:
+            pass  # the campaign stands without its pre-labels; the judge's state says why (Label tab, judge-agreement)
     return get_campaign(campaign_id, home)
 
 

@@ -1,5 +1,6 @@
 """A campaign's human judgements in W&B, in the same project as the runs they compare: progress,
-agreement, ratings per source and a table of every pair with its votes. Offline (kept under
+agreement, ratings per source, a table of every pair with its votes, and the chain of rounds it belongs to (a
+table, and the challenger's win rate against the incumbent per round). Offline (kept under
 LAB_HOME/campaigns/<id>/wandb, ``wandb sync`` later) unless WANDB_API_KEY is set."""
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = 
                                         data=[[names[r["source"]], r["source"], r["rating"], r["low"], r["high"],
                                                r["comparisons"]] for r in board["ratings"]]),
                  "pairs": pairs_table(campaign.id, store, wandb)})
+        run.log(chain_logs(campaign.id, home, wandb))
         return {"campaign": campaign.id, "url": run.url if online else None,
                 "offline_dir": None if online else str(run.dir).removesuffix("/files")}
     finally:
@@ -69,3 +71,19 @@ def pairs_table(campaign_id: str, store: Store, wandb: Any):
                      pair["source_2"], texts.get((i, pair["source_2"]), ""), "; ".join(votes.get(pair["id"], []))])
     return wandb.Table(columns=["pair", "prompt", "source_1", "response_1", "source_2", "response_2", "votes"],
                        data=rows)
+
+
+def chain_logs(campaign_id: str, home: Home, wandb: Any) -> dict[str, Any]:
+    """The chain of rounds as W&B logs: ``chain`` (one row per round, as the chain report's table), ``win_rates``
+    (round, win rate with ties half, Wilson 95% bounds, votes) and a ``win_rate/round_<n>`` scalar per measured
+    round."""
+    from lab.label.rounds import HEADERS, chain, table_rows
+
+    entries = chain(campaign_id, home=home)
+    measured = [(e["round"], e["head_to_head"]) for e in entries if e["head_to_head"] and e["head_to_head"]["n"]]
+    logs: dict[str, Any] = {
+        "chain": wandb.Table(columns=HEADERS, data=table_rows(entries)),
+        "win_rates": wandb.Table(columns=["round", "win_rate", "low", "high", "votes"],
+                                 data=[[n, h["rate"], h["low"], h["high"], h["n"]] for n, h in measured])}
+    logs.update({f"win_rate/round_{n}": h["rate"] for n, h in measured})
+    return logs

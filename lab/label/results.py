@@ -1,6 +1,8 @@
 """What the votes say: agreement between labelers, position bias, a Bradley–Terry leaderboard of the
-sources (a thumbs campaign: each source's approval rate), and the export of majority votes as a versioned
-dataset: preference pairs for DPO, or unpaired replies labelled desirable or not for KTO."""
+sources (a thumbs campaign: each source's approval rate), per-aspect tallies, and the export of labels as a
+versioned dataset: preference pairs for DPO, or unpaired replies labelled desirable or not for KTO. A label is
+people's majority (optionally without unreliable labelers, or weighted by reliability: ``lab.label.reliability``),
+an admin's decision, or an LLM judge's on a pair nobody voted on; the card says which rows came from whom."""
 
 from __future__ import annotations
 
@@ -121,35 +123,141 @@ def approval(campaign_id: str, *, home: Home | None = None) -> dict[str, Any]:
     return {"sources": sources, "votes": sum(r["votes"] for r in sources)}
 
 
+def aspect_tally(campaign_id: str, *, home: Home | None = None) -> list[dict[str, Any]]:
+    """Per-aspect votes (a campaign with ``aspects``), per aspect and source: ``{"aspect", "source", "wins",
+    "losses", "ties", "votes", "rate"}`` (rate: wins + half the ties, over the votes), in the campaign's aspect
+    order, best source first. People's votes only, gold pairs left out; a vote that skipped an aspect is not
+    counted for it."""
+    home = home or lab_home()
+    order = {a: i for i, a in enumerate(get_campaign(campaign_id, home).campaign_config.aspect_list())}
+    tally: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for vote in campaign_votes(campaign_id, home):
+        if vote["gold"] is not None or vote["source_1"] == vote["source_2"]:
+            continue
+        for aspect, winner in json.loads(vote.get("aspects") or "{}").items():
+            for source in (vote["source_1"], vote["source_2"]):
+                tally[aspect, source]["ties" if winner == "tie" else "wins" if winner == source else "losses"] += 1
+    rows = []
+    for (aspect, source), count in tally.items():
+        n = count.total()
+        rows.append({"aspect": aspect, "source": source, "wins": count["wins"], "losses": count["losses"],
+                     "ties": count["ties"], "votes": n, "rate": round((count["wins"] + count["ties"] / 2) / n, 3)})
+    return sorted(rows, key=lambda r: (order.get(r["aspect"], len(order)), r["aspect"], -r["rate"], r["source"]))
+
+
+# --------------------------------------------------------------------------- export
+
+LABEL_SOURCES = ("people", "adjudicator", "judge")  # who gave an exported row its label
+
+
 @dataclass
-class Voted:
-    """A pair's counted votes (gold left out), and where to read its prompt and answers."""
+class Rule:
+    """How votes become labels. Per pair: an admin's decision (adjudication) if there is one; else the majority of
+    people's votes, which needs ``min_votes`` votes and ``min_agreement`` of the pair's votes (of their weight, when
+    ``weighted``: each vote weighs its labeler's reliability score), flagged labelers' votes left out when
+    ``drop_unreliable``; else, for a pair nobody voted on, the LLM judge's label where the campaign lets it fill
+    (``prelabel.fills``). A graded campaign's pair keeps its majority only when the mean strength of the winning
+    votes (its margin: 2 = much better, 1 = better) is at least ``min_margin``."""
+
+    min_votes: int = 1
+    min_agreement: float = 0.5
+    drop_unreliable: bool = False
+    weighted: bool = False
+    min_margin: float = 0.0
+
+    def check(self, campaign: Campaign) -> None:
+        if not 0 < self.min_agreement <= 1 or self.min_votes < 1:
+            raise LabError(f"min_agreement must be in (0, 1] and min_votes at least 1 (got {self.min_agreement}, "
+                           f"{self.min_votes}).")
+        if self.min_margin and not campaign.config.get("graded"):
+            raise LabError(f"Campaign {campaign.name} is not graded: its votes have no strength for min_margin to "
+                           "filter on; leave min_margin at 0 (or create the campaign with graded votes).")
+        if not 0 <= self.min_margin <= 2:
+            raise LabError(f"min_margin is a mean vote strength between 1 (better) and 2 (much better), or 0 for "
+                           f"none; got {self.min_margin}.")
+
+
+@dataclass
+class Decided:
+    """A pair's label under a ``Rule``: its outcome (a source, tie, both_bad, or a thumbs item's up/down) and who
+    gave it, or why it has none (``why``: no majority, below agreement, below margin, votes dropped)."""
 
     pair_id: int
-    votes: list[dict[str, Any]]
+    prompt_idx: int
+    sources: tuple[str, str]
+    outcome: str | None
+    why: str | None
+    label_source: str
+    votes: int  # people's votes counted
+    agreement: float | None  # the winner's share of them (of their weight when weighted)
+    margin: float | None  # graded campaigns' decided pairs: the mean strength of the winning votes
 
-    def decide(self, min_votes: int, min_agreement: float) -> tuple[str, str | None]:
-        """(the majority outcome, why it is left out): None when it has at least ``min_votes`` votes and
-        ``min_agreement`` of the pair's votes; else 'no majority' (a tie for the top) or 'below agreement'."""
-        (top, top_n), *rest = Counter(v["outcome"] for v in self.votes).most_common()
-        if rest and rest[0][1] == top_n:
-            return top, "no majority"
-        if top_n < min_votes or top_n / len(self.votes) < min_agreement:
-            return top, "below agreement"
-        return top, None
-
-    def agreement(self, outcome: str) -> float:
-        return round(sum(v["outcome"] == outcome for v in self.votes) / len(self.votes), 3)
+    def loser(self) -> str:
+        return self.sources[1] if self.outcome == self.sources[0] else self.sources[0]
 
 
-def voted_pairs(campaign: Campaign, min_votes: int, min_agreement: float, home: Home) -> list[Voted]:
-    if not 0 < min_agreement <= 1 or min_votes < 1:
-        raise LabError(f"min_agreement must be in (0, 1] and min_votes at least 1 (got {min_agreement}, {min_votes}).")
+@dataclass
+class Decisions:
+    """Every labelled or voted pair of a campaign under a rule, with whose votes counted."""
+
+    pairs: list[Decided]
+    labelers: list[str]  # whose votes counted
+    dropped: list[str]  # flagged labelers left out (drop_unreliable)
+    judge: str  # the judge whose labels fill pairs nobody voted on ('' = none)
+
+
+def decide_pairs(campaign: Campaign, rule: Rule, home: Home) -> Decisions:
+    """Each pair's label under ``rule`` (see ``Rule``); gold pairs never, thumbs items without decisions or fills."""
+    from lab.label import adjudication, prelabel, reliability
+
+    rule.check(campaign)
     by_pair: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for vote in campaign_votes(campaign.id, home):
         if vote["gold"] is None:
             by_pair[vote["pair_id"]].append(vote)
-    return [Voted(pair_id, votes) for pair_id, votes in sorted(by_pair.items())]
+    scores, dropped = (reliability.weights(campaign.id, home=home) if rule.weighted or rule.drop_unreliable
+                       else ({}, []))
+    dropped = dropped if rule.drop_unreliable else []
+    decided = {} if campaign.thumbs else adjudication.decisions(campaign.id, home=home)
+    filled = {} if campaign.thumbs else prelabel.fills(campaign.id, home=home)
+    pairs = {r["id"]: r for r in Store(home).query(
+        "SELECT id, prompt_idx, source_1, source_2 FROM pairs WHERE campaign_id = ? AND gold IS NULL", (campaign.id,))}
+    graded = bool(campaign.config.get("graded"))
+    out = []
+    for pair_id in sorted((set(by_pair) | set(decided) | set(filled)) & set(pairs)):
+        pair = pairs[pair_id]
+        people = [v for v in by_pair.get(pair_id, []) if v["labeler"] not in dropped]
+        outcome, why, label_source, agreement = None, None, "people", None
+        if pair_id in decided:
+            outcome, label_source = decided[pair_id], "adjudicator"
+        elif people:
+            weights = [scores[v["labeler"]] for v in people] if rule.weighted else None
+            outcome, share = stats.weighted_majority([v["outcome"] for v in people], weights)
+            agreement = round(share, 3)
+            if outcome is None:
+                why = "no majority"
+            elif sum(v["outcome"] == outcome for v in people) < rule.min_votes or share < rule.min_agreement:
+                why = "below agreement"
+        elif pair_id in by_pair:
+            why = "votes dropped"  # every vote on it came from a flagged labeler
+        else:
+            outcome, label_source = filled[pair_id], "judge"
+        decisive = outcome not in (None, "tie", "both_bad", "up", "down")
+        margin = winning_strength(people, outcome) if graded and decisive else None
+        if why is None and margin is not None and margin < rule.min_margin:
+            why = "below margin"
+        out.append(Decided(pair_id, pair["prompt_idx"], (pair["source_1"], pair["source_2"]), outcome, why,
+                           label_source, len(people), agreement, margin))
+    labelers = sorted({v["labeler"] for vs in by_pair.values() for v in vs} - set(dropped))
+    judge = campaign.config.get("judge", "") if filled else ""
+    return Decisions(out, labelers, dropped, judge)
+
+
+def winning_strength(votes: list[dict[str, Any]], outcome: str) -> float:
+    """The margin of a graded pair: the mean strength of the votes for its outcome (1 = better, 2 = much better); a
+    decision or a judge's label with no such vote behind it is a plain 'better', 1."""
+    strengths = [v["strength"] or 1 for v in votes if v["outcome"] == outcome]
+    return round(sum(strengths) / len(strengths), 3) if strengths else 1.0
 
 
 def prompt_and_texts(store: Store, campaign_id: str, prompt_idx: int) -> tuple[list[dict[str, str]], dict[str, str]]:
@@ -162,10 +270,13 @@ def prompt_and_texts(store: Store, campaign_id: str, prompt_idx: int) -> tuple[l
 
 
 def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, min_agreement: float = 0.5,
-                       val_fraction: float = 0.0, home: Home | None = None):
-    """Majority preferences as a preference dataset version: one row per pair whose winning source has at
-    least ``min_votes`` votes and at least ``min_agreement`` of the pair's votes. Ties, both-bad and pairs with
-    no clear majority are left out and counted in the version's card; gold pairs are never exported."""
+                       val_fraction: float = 0.0, drop_unreliable: bool = False, weighted: bool = False,
+                       min_margin: float = 0.0, home: Home | None = None):
+    """Labelled pairs as a preference dataset version, one row per pair whose label (see ``Rule``) names a winner:
+    people's majority, an admin's decision, or the judge's label on a pair nobody voted on. Each row says which
+    (``label_source``) and, in a graded campaign, its ``margin`` (the mean strength of the winning votes: the name
+    TRL's RewardTrainer reads a margin by). Ties, both-bad and pairs with no clear majority are left out and counted
+    in the version's card; gold pairs are never exported."""
     from lab.data.canonical import Row
 
     home = home or lab_home()
@@ -173,78 +284,79 @@ def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, 
     if campaign.thumbs:
         raise LabError(f"Campaign {campaign.name} rates one answer at a time (thumbs): its votes export as unpaired "
                        "data for KTO (export_unpaired; the CLI's --kind unpaired), not as pairs.")
+    rule = Rule(min_votes, min_agreement, drop_unreliable, weighted, min_margin)
+    decisions = decide_pairs(campaign, rule, home)
     store = Store(home)
-    pairs = voted_pairs(campaign, min_votes, min_agreement, home)
     counts = Counter()
     rows: list[Row] = []
-    for pair in pairs:
-        top, why = pair.decide(min_votes, min_agreement)
-        if why != "no majority" and top in ("tie", "both_bad"):
-            why = top  # counted as what the labelers said, whatever the agreement
+    for pair in decisions.pairs:
+        why = pair.why
+        if why in (None, "below agreement") and pair.outcome in ("tie", "both_bad"):
+            why = pair.outcome  # counted as what was said, whatever the agreement
         counts[why or "exported"] += 1
         if why:
             continue
-        first = pair.votes[0]
-        loser = first["source_2"] if top == first["source_1"] else first["source_1"]
-        prompt, texts = prompt_and_texts(store, campaign.id, first["prompt_idx"])
-        rows.append(Row({"prompt": prompt, "chosen": [{"role": "assistant", "content": texts[top]}],
-                         "rejected": [{"role": "assistant", "content": texts[loser]}],
-                         "chosen_source": top, "rejected_source": loser, "votes": len(pair.votes),
-                         "agreement": pair.agreement(top)},
-                        line=pair.pair_id, source=f"campaign:{campaign.id}"))
+        prompt, texts = prompt_and_texts(store, campaign.id, pair.prompt_idx)
+        data = {"prompt": prompt, "chosen": [{"role": "assistant", "content": texts[pair.outcome]}],
+                "rejected": [{"role": "assistant", "content": texts[pair.loser()]}], "chosen_source": pair.outcome,
+                "rejected_source": pair.loser(), "votes": pair.votes, "agreement": pair.agreement,
+                "label_source": pair.label_source}
+        if pair.margin is not None:
+            data["margin"] = pair.margin
+        rows.append(Row(data, line=pair.pair_id, source=f"campaign:{campaign.id}"))
     if not rows:
         raise LabError(f"Campaign {campaign.name} has no pair with a clear preference yet ({dict(counts) or 'no votes'}"
                        "); collect more votes or lower min_agreement.")
-    return save_export(campaign, pairs, rows, counts, "preference", name or f"labels-{campaign.name}"[:64],
-                       min_votes, min_agreement, val_fraction, home)
+    return save_export(campaign, decisions, rows, counts, "preference", name or f"labels-{campaign.name}"[:64], rule,
+                       val_fraction, home)
 
 
 def export_unpaired(campaign_id: str, *, name: str = "", min_votes: int = 1, min_agreement: float = 0.5,
-                    val_fraction: float = 0.0, home: Home | None = None):
-    """Majority votes as an unpaired dataset version (prompt, completion, label), what KTO trains on, under the
-    same rule as ``export_preferences`` (the majority needs ``min_votes`` votes and ``min_agreement`` of them).
+                    val_fraction: float = 0.0, drop_unreliable: bool = False, weighted: bool = False,
+                    min_margin: float = 0.0, home: Home | None = None):
+    """Labels as an unpaired dataset version (prompt, completion, label), what KTO trains on, under the same rule as
+    ``export_preferences`` (``Rule``); each row says whose label it is (``label_source``).
 
     - A thumbs campaign: each answer voted mostly 👍 is desirable, mostly 👎 undesirable.
     - A pairwise campaign: the winner of a pair is desirable and the loser undesirable; "both bad" gives both
       answers as undesirable. A tie gives nothing: it says the two answers are alike, not that either is good
       (two mediocre answers tie as often as two good ones), so neither label would be earned.
-    Pairs left out (ties, no majority, below agreement) are counted in the card with the rows of each label."""
+    Pairs left out (ties, no majority, below agreement or margin) are counted in the card with the rows of each
+    label."""
     from lab.data.canonical import Row
 
     home = home or lab_home()
     campaign = get_campaign(campaign_id, home)
+    rule = Rule(min_votes, min_agreement, drop_unreliable, weighted, min_margin)
+    decisions = decide_pairs(campaign, rule, home)
     store = Store(home)
-    pairs = voted_pairs(campaign, min_votes, min_agreement, home)
     counts = Counter()
     rows: list[Row] = []
 
-    def add(prompt: list[dict[str, str]], text: str, label: bool, pair_id: int) -> None:
-        rows.append(Row({"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "label": label},
-                        line=pair_id, source=f"campaign:{campaign.id}"))
+    def add(pair: Decided, prompt: list[dict[str, str]], text: str, label: bool) -> None:
+        rows.append(Row({"prompt": prompt, "completion": [{"role": "assistant", "content": text}], "label": label,
+                         "label_source": pair.label_source}, line=pair.pair_id, source=f"campaign:{campaign.id}"))
         counts["desirable rows" if label else "undesirable rows"] += 1
 
-    for pair in pairs:
-        top, why = pair.decide(min_votes, min_agreement)
-        if why or top == "tie":
-            counts[why or "tie"] += 1
+    for pair in decisions.pairs:
+        if pair.why or pair.outcome == "tie":
+            counts[pair.why or "tie"] += 1
             continue
-        first = pair.votes[0]
-        prompt, texts = prompt_and_texts(store, campaign.id, first["prompt_idx"])
-        if top in ("up", "down"):
-            add(prompt, texts[first["source_1"]], top == "up", pair.pair_id)
-        elif top == "both_bad":
+        prompt, texts = prompt_and_texts(store, campaign.id, pair.prompt_idx)
+        if pair.outcome in ("up", "down"):
+            add(pair, prompt, texts[pair.sources[0]], pair.outcome == "up")
+        elif pair.outcome == "both_bad":
             counts["both bad"] += 1
-            add(prompt, texts[first["source_1"]], False, pair.pair_id)
-            add(prompt, texts[first["source_2"]], False, pair.pair_id)
+            add(pair, prompt, texts[pair.sources[0]], False)
+            add(pair, prompt, texts[pair.sources[1]], False)
         else:
-            loser = first["source_2"] if top == first["source_1"] else first["source_1"]
-            add(prompt, texts[top], True, pair.pair_id)
-            add(prompt, texts[loser], False, pair.pair_id)
+            add(pair, prompt, texts[pair.outcome], True)
+            add(pair, prompt, texts[pair.loser()], False)
     if not rows:
         raise LabError(f"Campaign {campaign.name} has no {'answer' if campaign.thumbs else 'pair'} with a clear vote "
                        f"yet ({dict(counts) or 'no votes'}); collect more votes or lower min_agreement.")
-    return save_export(campaign, pairs, rows, counts, "unpaired", name or f"unpaired-{campaign.name}"[:64],
-                       min_votes, min_agreement, val_fraction, home)
+    return save_export(campaign, decisions, rows, counts, "unpaired", name or f"unpaired-{campaign.name}"[:64], rule,
+                       val_fraction, home)
 
 
 def export_kinds(campaign: Campaign) -> tuple[str, ...]:
@@ -254,7 +366,8 @@ def export_kinds(campaign: Campaign) -> tuple[str, ...]:
 
 def export_votes(campaign_id: str, kind: str = "", **options: Any):
     """Export as ``kind`` (preference or unpaired; "" = the campaign's usual: pairs for a pairwise campaign,
-    unpaired for a thumbs one)."""
+    unpaired for a thumbs one); ``options`` are the exports' (``min_votes``, ``min_agreement``, ``drop_unreliable``,
+    ``weighted``, ``min_margin``, ``name``, ``val_fraction``, ``home``)."""
     campaign = get_campaign(campaign_id, options.get("home"))
     kinds = export_kinds(campaign)
     kind = kind or kinds[0]
@@ -264,19 +377,45 @@ def export_votes(campaign_id: str, kind: str = "", **options: Any):
     return export(campaign.id, **options)
 
 
-def save_export(campaign: Campaign, pairs: list[Voted], rows: list[Any], counts: Counter, kind: str, name: str,
-                min_votes: int, min_agreement: float, val_fraction: float, home: Home):
-    """Save an export's rows as a dataset version whose card names the campaign, its labelers, the rule and the
-    counts."""
+def rule_text(rule: Rule, decisions: Decisions, sources: Counter) -> str:
+    """The rule an export followed, in a sentence for its card."""
+    vote = "weighted by each labeler's reliability score" if rule.weighted else "one vote each"
+    share = "weight" if rule.weighted else "votes"
+    majority = (f"people's majority per pair ({vote}; the winner needs {rule.min_votes}+ votes and "
+                f"{rule.min_agreement:.0%} of the pair's {share})")
+    parts = [majority]
+    if rule.drop_unreliable:
+        parts.append("votes of labelers flagged unreliable left out: " + (", ".join(decisions.dropped) or "none was"))
+    if rule.min_margin:
+        parts.append(f"pairs whose winning votes' mean strength is below {rule.min_margin:g} left out")
+    if sources["adjudicator"]:
+        parts.append(f"an admin's decision replaces the votes on {sources['adjudicator']} rows")
+    if sources["judge"]:
+        parts.append(f"the judge {decisions.judge} labels {sources['judge']} rows of pairs nobody voted on")
+    return "; ".join(parts) + "."
+
+
+def save_export(campaign: Campaign, decisions: Decisions, rows: list[Any], counts: Counter, kind: str, name: str,
+                rule: Rule, val_fraction: float, home: Home):
+    """Save an export's rows as a dataset version whose card names the campaign, the labelers whose votes counted
+    (and those dropped), the rule, the counts, the rows per label source, and each exported pair's label source
+    and margin (``labels``, by pair id: the row's ``line``)."""
+    from dataclasses import asdict
+
     from lab.data.quality import split
     from lab.data.versions import save_version
 
     train, validation = split(rows, val_fraction, seed=0) if val_fraction else (rows, [])
-    labelers = sorted({v["labeler"] for pair in pairs for v in pair.votes})
+    sources = Counter(row.data["label_source"] for row in rows)
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    labels = {str(row.line): {"label_source": row.data["label_source"], **({"margin": row.data["margin"]}
+                                                                          if "margin" in row.data else {})}
+              for row in rows}
     card = {"source": f"campaign:{campaign.id}", "campaign": campaign.name, "mode": campaign.mode,
-            "labelers": labelers, "sources": [s["name"] for s in campaign.sources if s["name"] not in GOLD_SOURCES],
-            "rule": {"min_votes": min_votes, "min_agreement": min_agreement}, "counts": dict(counts),
-            "steps": [{"step": "majority vote", "before": len(pairs), "after": len(rows),
-                       "removed": len(pairs) - len({row.line for row in rows}), "detail": detail}]}
+            "labelers": decisions.labelers, "dropped_labelers": decisions.dropped,
+            "sources": [s["name"] for s in campaign.sources if s["name"] not in GOLD_SOURCES],
+            "rule": {**asdict(rule), "text": rule_text(rule, decisions, sources)}, "counts": dict(counts),
+            "label_sources": {s: sources[s] for s in LABEL_SOURCES}, "labels": labels,
+            "steps": [{"step": "majority vote", "before": len(decisions.pairs), "after": len(rows),
+                       "removed": len(decisions.pairs) - len({row.line for row in rows}), "detail": detail}]}
     return save_version(name, kind, "campaign", train, validation, card, home=home)

@@ -26,6 +26,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.home import Home, lab_home
+from lab.label import active, adjudication
 from lab.store import Store
 
 LEASE_S = 600.0
@@ -39,7 +40,8 @@ class Served:
     campaign_id: str
     prompt: list[dict[str, str]]
     left: str  # response texts only: the page never learns which source wrote which
-    right: str  # "" for a thumbs item (one answer)
+    right: str  # "" for a thumbs item (one answer); a model's answer may be "" too, so ask ``thumbs``
+    thumbs: bool = False  # one answer to rate up or down
 
 
 @dataclass
@@ -48,6 +50,12 @@ class Progress:
     available: int  # pairs this labeler could still be served
     votes: int  # all votes in the campaign (gold included)
     wanted: int  # votes wanted in all
+
+
+# The pairs a labeler may take now: ready, still wanting votes, not voted on by them, and not all leased out.
+ELIGIBLE = """p.campaign_id = :campaign AND p.remaining > 0 AND p.ready = 1
+    AND NOT EXISTS (SELECT 1 FROM live_votes v WHERE v.pair_id = p.id AND v.labeler = :labeler)
+    AND (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > :now) < p.remaining"""
 
 
 def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served | None:
@@ -61,22 +69,34 @@ def next_pair(campaign_id: str, labeler: str, *, home: Home | None = None) -> Se
                              "WHERE l.labeler = ? AND p.campaign_id = ? AND l.expires_at > ?",
                              (labeler, campaign_id, now)).fetchone()
         if lease is None:
-            # Walk the index in order (pairs this labeler skipped last, then fewest votes still wanted first, then
-            # the campaign's random rank) and stop at the first pair this labeler may take: finishing pairs early
-            # gives agreement numbers soon, and a skipped pair comes back once nothing else is left (with two
-            # labelers and two votes a pair, a pair skipped for good would never be finished).
-            pair = conn.execute(
-                """SELECT p.id, p.source_1, p.source_2 FROM pairs p
-                   WHERE p.campaign_id = ? AND p.remaining > 0 AND p.ready = 1
-                     AND NOT EXISTS (SELECT 1 FROM live_votes v WHERE v.pair_id = p.id AND v.labeler = ?)
-                     AND (SELECT COUNT(*) FROM leases l WHERE l.pair_id = p.id AND l.expires_at > ?) < p.remaining
-                   ORDER BY EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = ?), p.remaining,
-                            p.rank
-                   LIMIT 1""", (campaign_id, labeler, now, labeler)).fetchone()
+            pair = choose_pair(conn, campaign_id, labeler, now)
             if pair is None:
                 return None
             lease = new_lease(conn, pair["id"], labeler, secrets.choice([pair["source_1"], pair["source_2"]]), now)
         return served(conn, campaign_id, lease)
+
+
+def choose_pair(conn: Any, campaign_id: str, labeler: str, now: float) -> Any | None:
+    """The pair to lease to this labeler under the campaign's serving rule (``CampaignConfig.serving``)."""
+    config = json.loads(conn.execute("SELECT config FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()["config"])
+    params = {"campaign": campaign_id, "labeler": labeler, "now": now}
+    if config.get("serving") == "active":
+        candidates = conn.execute(
+            f"""SELECT p.id, p.source_1, p.source_2, p.gold, p.remaining, p.rank,
+                       EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = :labeler) AS skipped,
+                       (SELECT COUNT(DISTINCT COALESCE(v.winner, v.choice)) FROM live_votes v
+                        WHERE v.pair_id = p.id) > 1 AS split
+                FROM pairs p WHERE {ELIGIBLE}""", params).fetchall()
+        return active.pick(conn, campaign_id, candidates, config.get("gold_share", 0.0))
+    # Balanced: walk the index in order (pairs this labeler skipped last, then fewest votes still wanted first, then
+    # the campaign's random rank) and stop at the first pair this labeler may take: finishing pairs early gives
+    # agreement numbers soon, and a skipped pair comes back once nothing else is left (with two labelers and two
+    # votes a pair, a pair skipped for good would never be finished).
+    return conn.execute(
+        f"""SELECT p.id, p.source_1, p.source_2 FROM pairs p WHERE {ELIGIBLE}
+            ORDER BY EXISTS (SELECT 1 FROM skips s WHERE s.pair_id = p.id AND s.labeler = :labeler), p.remaining,
+                     p.rank
+            LIMIT 1""", params).fetchone()
 
 
 def serving_campaign(conn: Any, campaign_id: str) -> bool:
@@ -102,18 +122,25 @@ def served(conn: Any, campaign_id: str, lease: Any) -> Served:
     texts = {r["source"]: r["text"] for r in conn.execute(
         "SELECT source, text FROM responses WHERE campaign_id = ? AND prompt_idx = ?", (campaign_id, pair["prompt_idx"]))}
     if pair["source_1"] == pair["source_2"]:  # a thumbs item
-        return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], "")
+        return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], "", thumbs=True)
     return Served(lease["token"], campaign_id, json.loads(prompt), texts[lease["left_source"]], texts[right_source])
 
 
-def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home | None = None) -> bool:
+def vote(token: str, labeler: str, choice: str, *, strength: int | None = None,
+         aspects: dict[str, str] | None = None, comment: str = "", home: Home | None = None) -> bool:
     """Record ``choice`` (a = the left answer is better, b = the right, tie, both_bad; up or down for a thumbs
     item) for the leased pair. Returns False when the vote was already counted (a double click), raises for a
-    token that is not theirs and for a choice the item does not take."""
+    token that is not theirs and for a choice the item does not take.
+
+    ``strength`` grades a decided vote (2 = much better, 1 = better; a graded campaign's a/b votes default to 1);
+    ``aspects`` gives the campaign's aspects by side ({aspect: a | b | tie}), stored by source as the winner is."""
     from lab.train.runner import now as timestamp
 
     if choice not in CHOICES + THUMBS:
         raise LabError(f"A vote is one of {', '.join(CHOICES + THUMBS)}, not '{choice}'.")
+    if strength is not None and (choice not in ("a", "b") or strength not in (1, 2)):
+        raise LabError(f"A vote's strength is 1 (better) or 2 (much better), on an a or b vote; got {strength} on "
+                       f"'{choice}'.")
     store = Store(home or lab_home())
     with store.write() as conn:
         lease = conn.execute("SELECT l.*, p.campaign_id, p.source_1, p.source_2 FROM leases l JOIN pairs p ON "
@@ -126,25 +153,61 @@ def vote(token: str, labeler: str, choice: str, *, comment: str = "", home: Home
         if choice not in allowed:
             what = "answer takes a vote up or down" if allowed == THUMBS else "pair takes a, b, tie or both_bad"
             raise LabError(f"This {what}, not '{choice}'.")
+        config = json.loads(conn.execute("SELECT config FROM campaigns WHERE id = ?",
+                                         (lease["campaign_id"],)).fetchone()["config"])
+        left = lease["left_source"]
+        right = lease["source_2"] if left == lease["source_1"] else lease["source_1"]
+        by_source = sourced_aspects(aspects or {}, config, left, right)
+        if config.get("graded") and choice in ("a", "b") and strength is None:
+            strength = 1
         conn.execute("DELETE FROM leases WHERE token = ?", (token,))
         if conn.execute("SELECT 1 FROM live_votes WHERE pair_id = ? AND labeler = ?",
                         (lease["pair_id"], labeler)).fetchone():
             return False  # one counted vote per pair and labeler (the transaction holds the write lock)
-        left = lease["left_source"]
-        right = lease["source_2"] if left == lease["source_1"] else lease["source_1"]
         conn.execute(
             "INSERT INTO votes (pair_id, campaign_id, labeler, choice, winner, left_source, comment, seconds, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, strength, aspects) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (lease["pair_id"], lease["campaign_id"], labeler, choice, {"a": left, "b": right}.get(choice), left,
-             (comment or "").strip()[:2000], round(time.time() - lease["served_at"], 3), timestamp()))
+             (comment or "").strip()[:2000], round(time.time() - lease["served_at"], 3), timestamp(), strength,
+             json.dumps(by_source)))
         count_remaining(conn, lease["pair_id"])
     return True
 
 
+def sourced_aspects(aspects: dict[str, str], config: dict[str, Any], left: str, right: str) -> dict[str, str]:
+    """Per-aspect votes by side ({aspect: a | b | tie}) as {aspect: winning source | tie}, checked against the
+    campaign's aspects (an aspect left out is simply not voted on)."""
+    named = [a.strip() for a in config.get("aspects", "").split(",") if a.strip()]
+    unknown = sorted(set(aspects) - set(named))
+    if unknown:
+        raise LabError(f"This campaign's aspects are {', '.join(named) or 'none'}; not {', '.join(unknown)}.")
+    out = {}
+    for aspect, side in aspects.items():
+        if side not in ("a", "b", "tie"):
+            raise LabError(f"Aspect '{aspect}' takes a, b or tie, not '{side}'.")
+        out[aspect] = {"a": left, "b": right}.get(side, "tie")
+    return out
+
+
 def count_remaining(conn: Any, pair_id: int) -> None:
-    """The pair's votes still wanted, from its live votes (``remaining`` is the serving index, not the record)."""
-    conn.execute("UPDATE pairs SET remaining = MAX(votes_wanted - (SELECT COUNT(*) FROM live_votes v WHERE "
-                 "v.pair_id = pairs.id), 0) WHERE id = ?", (pair_id,))
+    """The pair's votes wanted and still wanted, from its live votes (``remaining`` is the serving index, not the
+    record). Under active serving, split votes on a compared pair want the campaign's extra votes, once
+    (``lab.label.adjudication``); the campaign's total moves with the pair's, so its progress and counts agree.
+    Balanced serving keeps the votes wanted fixed, as before extra votes existed: its split pairs go straight to
+    adjudication."""
+    pair = conn.execute("SELECT p.campaign_id, p.votes_wanted, p.gold, p.source_1, p.source_2, c.config FROM pairs p "
+                        "JOIN campaigns c ON c.id = p.campaign_id WHERE p.id = ?", (pair_id,)).fetchone()
+    outcomes = [r["outcome"] for r in conn.execute(
+        "SELECT COALESCE(winner, choice) AS outcome FROM live_votes WHERE pair_id = ?", (pair_id,))]
+    config = json.loads(pair["config"])
+    compared = pair["gold"] is None and pair["source_1"] != pair["source_2"]
+    extra = config.get("extra_votes", 0) if compared and config.get("serving") == "active" else 0
+    votes_wanted = adjudication.wanted(outcomes, config.get("votes_per_pair", pair["votes_wanted"]), extra)
+    if votes_wanted != pair["votes_wanted"]:
+        conn.execute("UPDATE campaigns SET votes_wanted = votes_wanted + ? WHERE id = ?",
+                     (votes_wanted - pair["votes_wanted"], pair["campaign_id"]))
+    conn.execute("UPDATE pairs SET votes_wanted = ?, remaining = ? WHERE id = ?",
+                 (votes_wanted, max(votes_wanted - len(outcomes), 0), pair_id))
 
 
 def undo(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served:

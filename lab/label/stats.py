@@ -264,3 +264,21 @@ def _elo(log_strength: np.ndarray) -> np.ndarray:
     """400 * log10(strength), shifted so the mean rating is 1000."""
     ratings = 400.0 * log_strength / math.log(10)
     return ratings - ratings.mean() + 1000.0
+
+
+def weighted_majority(outcomes: list[str], weights: list[float] | None = None) -> tuple[str | None, float]:
+    """The outcome with the most (weighted) votes and its share of the weight; None for the outcome when two tie
+    for the top (there is no majority to take). Without weights every vote counts 1."""
+    if not outcomes:
+        raise ValueError("a majority needs at least one vote")
+    weights = weights or [1.0] * len(outcomes)
+    if len(weights) != len(outcomes) or min(weights) < 0:
+        raise ValueError(f"{len(outcomes)} votes need as many weights of 0 or more, got {weights}")
+    tally: Counter[str] = Counter()
+    for outcome, weight in zip(outcomes, weights):
+        tally[outcome] += weight
+    total = sum(tally.values())
+    (top, top_weight), *rest = tally.most_common()
+    if total == 0 or (rest and math.isclose(rest[0][1], top_weight)):
+        return None, top_weight / total if total else 0.0
+    return top, top_weight / total

@@ -2,7 +2,8 @@
 
 For each model source in turn: load it once, answer the prompts that still lack its response in batches,
 store each batch, and mark the pairs whose two responses now exist as ready to serve. Restartable: a
-resumed campaign only generates what is missing. Output goes to LAB_HOME/campaigns/<id>.log.
+resumed campaign only generates what is missing. A campaign that names a judge is then pre-labeled by it
+(``lab.label.prelabel``). Output goes to LAB_HOME/campaigns/<id>.log.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import sys
 import traceback
 
-from lab.home import lab_home
+from lab.home import Home, lab_home
 from lab.store import Store
 
 BATCH = 8
@@ -54,6 +55,8 @@ def main(campaign_id: str) -> int:
             conn.execute("UPDATE campaigns SET status = 'open', pid = NULL WHERE id = ? AND status = 'generating'",
                          (campaign.id,))
         print("[lab] all responses generated; the campaign is open", flush=True)
+        if campaign.config.get("judge") and not campaign.thumbs:
+            start_judge(campaign.id, home)
         return 0
     except BaseException as err:  # the campaign must not stay 'generating' with no process behind it
         traceback.print_exc()
@@ -63,6 +66,19 @@ def main(campaign_id: str) -> int:
                          (f"Generation failed: {type(err).__name__}: {message} (the responses so far are kept; "
                           "resume to finish)", campaign.id))
         return 1
+
+
+def start_judge(campaign_id: str, home: Home) -> None:
+    """The campaign's judge pre-labels its pairs now that every response exists, in a process of its own. A judge
+    that cannot start leaves the campaign open: its failure is in the judge's state, where the admin sees it."""
+    from lab.errors import LabError
+    from lab.label import prelabel
+
+    try:
+        prelabel.start(campaign_id, home=home)
+        print(f"[lab] the judge pre-labels the pairs (log: {prelabel.log_path(campaign_id, home)})", flush=True)
+    except LabError as err:
+        print(f"[lab] the judge did not start: {err}", flush=True)
 
 
 def mark_ready(conn, campaign_id: str) -> None:

@@ -33,17 +33,21 @@ def resolve_version(ref: str, home: Home | None = None):
     return get_version(ref, home)
 
 
-def training_rows(ref: str, split: str, kind: str, home: Home | None = None) -> list[dict[str, Any]]:
+def training_rows(ref: str, split: str, kind: str, home: Home | None = None,
+                  optional: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The canonical rows of one split, with only the fields the trainer takes (``DataKind.trainer_fields``, TRL's
-    column layout for the kind)."""
+    column layout for the kind), plus each ``optional`` field (``Objective.columns``) that every row has: a reward
+    model's pairs keep their graded margin, which a split column of nulls would break."""
     from lab.data.versions import read_rows
 
     version = resolve_version(ref, home)
     if version.kind != kind:
         raise LabError(f"Dataset {version.ref} holds {KINDS[version.kind].words}, but this run needs "
                        f"{KINDS[kind].words}; choose a {kind} dataset version.")
-    fields = KINDS[kind].trainer_fields
-    return [{f: row[f] for f in fields} for row in read_rows(version, split, home)]
+    rows = read_rows(version, split, home)
+    fields = KINDS[kind].trainer_fields + tuple(f for f in optional
+                                                if rows and all(row.get(f) is not None for row in rows))
+    return [{f: row[f] for f in fields} for row in rows]
 
 
 def truncate_prompts(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_length: int) -> list[dict[str, Any]]:

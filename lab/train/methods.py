@@ -66,6 +66,8 @@ class Objective:
     # Before launch (create_run, the estimate): raise LabError for settings that cannot work, e.g. a reward
     # function file whose signature is wrong; None when there is nothing beyond TrainConfig.validate to check.
     precheck: Callable[[TrainConfig, Any], None] | None = None
+    # Optional dataset fields the trainer reads when every row of the split has one (the reward trainer's margin)
+    columns: tuple[str, ...] = ()
     # Settings that train on a dataset version from a model: (dataset_ref, model, home) -> a Proposal
     # (lab.train.viability); the Label tab's "Train DPO/KTO on this" and `lab train --propose-dpo`.
     propose: Callable[[str, str, Any], Any] | None = None
@@ -114,7 +116,7 @@ OBJECTIVES: dict[str, Objective] = {
         sequences=chosen_and_rejected, generates=False, model_kind="score",
         panels=(("Reward accuracy (pairs ranked right)", ("accuracy", "eval_accuracy")),
                 ("Reward margin (chosen − rejected)", ("margin", "eval_margin"))),
-        precheck=deferred("objectives.reward", "precheck")),
+        precheck=deferred("objectives.reward", "precheck"), columns=("margin",)),
     "kto": Objective(
         "kto", "KTO", "Kahneman-Tversky optimisation on single completions labelled desirable or not (👍/👎)",
         "unpaired", usual_rates(5e-7, 5e-6), usual_rates(1e-4, 5e-4),

@@ -43,8 +43,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     tokenizer, model = load_for_training(cfg, home, cuda=cuda, precision=precision(cfg, cuda=cuda,
                                                                                       bf16_supported=bf16_ok))
     kind = entry.data_kind
-    train_rows = training_rows(cfg.dataset, cfg.train_split, kind, home)
-    eval_rows = training_rows(cfg.dataset, cfg.eval_split, kind, home) if cfg.eval_split != "none" else []
+    train_rows = training_rows(cfg.dataset, cfg.train_split, kind, home, entry.columns)
+    eval_rows = training_rows(cfg.dataset, cfg.eval_split, kind, home, entry.columns) if cfg.eval_split != "none" else []
     # One process cannot run a sharded model (FSDP, ZeRO-3) alone, so such runs have no before/after samples.
     if is_main_process() and entry.generates and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)

@@ -6,7 +6,9 @@ The labeling page is built twice: inside the Label tab of the full app, and alon
 admins only). Every handler asks ``lab.label.accounts.identify`` who is calling; admin handlers refuse
 labelers on the server, whatever the page shows. Stable ``api_name``s: ``label_campaigns``,
 ``label_next``, ``label_vote_a``, ``label_vote_b``, ``label_vote_tie``, ``label_vote_both_bad``,
-``label_vote_up``, ``label_vote_down`` (thumbs), ``label_skip``, ``label_undo``, and for admins ``label_create``,
+``label_vote_a2`` (A ≫ B), ``label_vote_a1`` (A > B), ``label_vote_b1``, ``label_vote_b2`` (graded; each vote also
+takes the aspects rated, in the campaign's order: a, b, tie or ''), ``label_vote_up``, ``label_vote_down`` (thumbs),
+``label_skip``, ``label_undo``, and for admins ``label_create``,
 ``label_admin_view``, ``label_close``, ``label_reopen``, ``label_resume``, ``label_export`` (the campaign's usual
 kind), ``label_export_unpaired``, ``label_train_dpo``, ``label_train_kto``, ``label_wandb``,
 ``label_add_account``.
@@ -16,6 +18,7 @@ annotation, which must be the class itself, not a string, once ``guarded`` wraps
 """
 
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,50 +27,77 @@ import gradio as gr
 import pandas as pd
 
 from lab import catalog
-from lab.config import CampaignConfig
+from lab.config import MAX_ASPECTS, CampaignConfig
 from lab.errors import LabError
 from lab.home import Home
 from lab.label.accounts import LOCAL, Identity, identify, require_admin
 from lab.paths import server_path
-from lab.ui import plots
+from lab.ui import label_flywheel, plots
 from lab.ui.common import OnShow, chat_markdown, guarded, status_ok
 from lab.ui.forms import Form, build_form
 
+# A page's votes: (button, text, key). The key is written on the button and the page's script reads it from there.
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
+GRADED = (("a2", "A ≫ B", "1"), ("a1", "A > B", "2"), ("tie", "Tie", "3"), ("b1", "B > A", "4"), ("b2", "B ≫ A", "5"),
+          ("both_bad", "Both bad", "6"))  # a graded campaign's votes; tie and both bad are the same buttons
 THUMBS = (("up", "👍 Good", "1"), ("down", "👎 Bad", "2"))  # a thumbs campaign's votes, on the same keys as A and B
-HOW = {"pairwise": ("Which answer is better?", ("Read the prompt, then both answers; vote with the buttons or the "
-                                                "keys 1 (A), 2 (B), 3 (tie), 4 (both bad), s (skip), u (undo your last "
-                                                "vote). Which model wrote which answer is hidden and the sides are "
-                                                "shuffled.")),
-       "thumbs": ("Is this answer good?", ("Read the prompt, then the answer; vote with the buttons or the keys 1 (👍 "
-                                          "good), 2 (👎 bad), s (skip), u (undo your last vote). Which model wrote it "
-                                          "is hidden."))}
+MOVES = (("skip", "Skip", "s"), ("undo", "Undo last vote", "u"))
+PAGE_VOTES = {"pairwise": VOTES, "graded": GRADED, "thumbs": THUMBS}
+GRADES = {"a2": ("a", 2), "a1": ("a", 1), "b1": ("b", 1), "b2": ("b", 2)}  # a graded button: its vote and strength
+# Every vote button in the order of the row: each campaign shows its own in order (pairwise a, b, tie, both bad;
+# graded a2, a1, tie, b1, b2, both bad).
+BUTTON_ORDER = ("up", "down", "a2", "a1", "a", "b", "tie", "b1", "b2", "both_bad")
+HOW = {"pairwise": ("Which answer is better?", ("Read the prompt, then both answers, and vote. Which model wrote "
+                                                "which answer is hidden and the sides are shuffled.")),
+       "graded": ("Which answer is better, and by how much?", ("Read the prompt, then both answers, and vote: ≫ when "
+                                                              "one is clearly better, > when it is somewhat better. "
+                                                              "Which model wrote which answer is hidden and the sides "
+                                                              "are shuffled.")),
+       "thumbs": ("Is this answer good?", "Read the prompt, then the answer, and vote. Which model wrote it is "
+                                          "hidden.")}
+ASPECT_SLOTS = MAX_ASPECTS  # the page's aspect rows, built once (CampaignConfig.validate refuses more)
+NOT_RATED = ""  # an aspect the labeler leaves alone
+ASPECT_CHOICES = [("A", "a"), ("Tie", "tie"), ("B", "b"), ("–", NOT_RATED)]
 CAMPAIGN_HEADERS = ["id", "name", "sources", "status", "responses", "votes", "pairs ready", "created"]
 LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agreement with others", "gold accuracy", "left chosen",
                    "position bias", "👍 given"]
 ACCOUNT_HEADERS = ["name", "role", "created"]
 UPLOADS = ("responses_file", "gold_file")  # campaign files come as uploads: a team on a Space has no server paths
-CAMPAIGN_ROWS = [("name", "mode", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
-                 ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"), ("guidelines",)]
+# The New campaign form: the usual settings in rows, then two closed sections. ``previous`` is left out: "Next
+# round" sets it.
+CAMPAIGN_ROWS = {"": [("name", "mode", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
+                      ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"), ("guidelines",)],
+                 "Labeling: rubric, graded and per-aspect votes": [("rubric",), ("graded", "aspects")],
+                 "Quality: which pair next, gold pairs, extra votes, the LLM judge": [
+                     ("serving", "gold_share", "extra_votes"), ("judge", "judge_fills_at")]}
 SOURCES_HELP = ("Two or more models that answer, newest run first: pick finished runs by name, or tiny; type a local "
                 "path or hub id; NAME#2 adds a second sample of the same model. Not needed with a responses file.")
 ANSWER_HEIGHT = 360  # px: both answers' boxes the same height side by side; a longer answer scrolls inside its box
+RUBRIC_HEIGHT = 420  # px: a long rubric scrolls inside the introduction and its panel, the buttons stay in reach
 NOTHING_LEFT = "Nothing left for you in this campaign. Thank you!"
-# Keys 1-4 vote, s skips, u undoes the last vote, on whichever labeling page is showing (not while typing a
-# comment); on a thumbs campaign 1 and 2 are 👍 and 👎 (the visible button of the two a key names is clicked).
-# The page's head is shared by the full app and /label (lab.ui.app).
+# The labeling page's head, shared by the full app and /label (lab.ui.app). A key presses the visible vote, skip
+# or undo button whose label ends in "[key]" (so the keys are written once, in the tables above), not while
+# typing (a comment, the campaign's name); a radio button (an aspect) or checkbox in focus does not stop them.
+# The style puts each aspect on one compact line: its name, then A / Tie / B / –.
 SHORTCUTS = """
 <script>
 document.addEventListener('keydown', (event) => {
-  const tag = (document.activeElement && document.activeElement.tagName) || '';
-  if (tag === 'INPUT' || tag === 'TEXTAREA' || event.ctrlKey || event.metaKey || event.altKey) return;
-  const ids = {'1': ['lab-vote-a', 'lab-vote-up'], '2': ['lab-vote-b', 'lab-vote-down'], '3': ['lab-vote-tie'],
-               '4': ['lab-vote-both_bad'], 's': ['lab-skip'], 'u': ['lab-undo']};
-  const button = (ids[event.key] || []).map((id) => document.getElementById(id))
-    .find((b) => b && b.offsetParent !== null);
+  const active = document.activeElement;
+  const typing = active && (active.tagName === 'TEXTAREA' || active.isContentEditable ||
+    (active.tagName === 'INPUT' && !['radio', 'checkbox', 'button'].includes(active.type)));
+  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  const label = '[' + event.key + ']';
+  const button = [...document.querySelectorAll('button[id^="lab-vote-"], #lab-skip, #lab-undo')]
+    .find((b) => b.offsetParent !== null && b.textContent.trim().endsWith(label));
   if (button && !button.disabled) { event.preventDefault(); button.click(); }
 });
 </script>
+<style>
+fieldset.lab-aspect { display: flex; flex-direction: row; align-items: center; flex-wrap: wrap; gap: 4px 16px;
+  padding: 4px 10px !important; }
+fieldset.lab-aspect > [data-testid="block-info"] { min-width: 12rem; margin: 0; }
+#lab-intro { border: 1px solid #93c5fd; background: #eff6ff; border-radius: 8px; padding: 12px 16px; }
+</style>
 """
 
 
@@ -83,17 +113,26 @@ class LabelingUI:
     comment: gr.Textbox
     token: gr.Textbox  # the lease token: hidden, and all the page knows of the pair
     raw: gr.Checkbox
-    buttons: dict[str, gr.Button]  # the four votes, then skip, then undo, then 👍 and 👎 (thumbs)
-    how: gr.Markdown  # what to do, for the campaign's mode
+    buttons: dict[str, gr.Button]  # every vote (BUTTON_ORDER), then skip and undo
+    how: gr.Markdown  # what to do, for the campaign's kind
     titled: bool  # the page alone (/label): ``how`` carries the page's heading
     left_heading: gr.Markdown  # "A", or "Answer" on a thumbs campaign
     right_column: gr.Column  # answer B: hidden on a thumbs campaign
+    intro: gr.Column  # the first-time introduction: guidelines, rubric and keys, with "Start labeling"
+    intro_text: gr.Markdown
+    pair: gr.Column  # the pair and its votes: hidden while the introduction shows
+    rubric_panel: gr.Accordion  # the rubric beside every pair, closed: shown on campaigns that have one
+    rubric: gr.Markdown
+    aspects: gr.Column  # the aspect rows: shown on campaigns that name aspects
+    aspect_votes: list[gr.Radio]  # ASPECT_SLOTS rows, the campaign's aspects in order, the rest hidden
+    introduced: gr.State  # campaigns whose introduction this page's labeler has dismissed
 
     @property
     def pair_outputs(self) -> list:
         # The first seven are the api's positions (tests and clients read them), the buttons and layout follow.
         return [self.status, self.token, self.progress, self.prompt, self.left, self.right, self.comment,
-                self.guidelines, *self.buttons.values(), self.how, self.left_heading, self.right_column]
+                self.guidelines, *self.buttons.values(), self.how, self.left_heading, self.right_column, self.intro,
+                self.intro_text, self.pair, self.rubric_panel, self.rubric, self.aspects, *self.aspect_votes]
 
 
 @dataclass
@@ -112,6 +151,7 @@ class AdminUI:
     policy: gr.Dropdown
     accounts: gr.Dataframe
     password: gr.Textbox
+    flywheel: Any = None  # lab.ui.label_flywheel.FlywheelUI: its panels, built below the export
 
 
 def who(home: Home, sign_in: bool, request: gr.Request | None) -> Identity:
@@ -128,10 +168,16 @@ def open_campaigns(home: Home) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- the labeler's page
 
 
-def how_text(mode: str, titled: bool) -> str:
-    """What to do on the labeling page: the page's heading (alone at /label) or a bold line (in the Label tab)."""
-    title, text = HOW[mode]
+def how_text(kind: str, titled: bool) -> str:
+    """What to do on the labeling page for the campaign's kind (pairwise, graded or thumbs), with its keys: the
+    page's heading (alone at /label) or a bold line (in the Label tab)."""
+    title, text = HOW[kind]
+    text = f"{text} Keys: {keys_text(kind)}."
     return f"# {title}\n{text}" if titled else f"**{title}** {text}"
+
+
+def keys_text(kind: str) -> str:
+    return ", ".join(f"{key} ({text})" for _, text, key in PAGE_VOTES[kind] + MOVES)
 
 
 def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> LabelingUI:
@@ -143,45 +189,60 @@ def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> Labeli
         refresh = gr.Button("↻", scale=0, min_width=40)
         start = gr.Button("Start", variant="primary", scale=1)
     progress = gr.Markdown()
-    guidelines = gr.Markdown(elem_classes="lab-guidelines")
-    prompt = gr.Markdown(elem_classes="lab-prompt")
-    with gr.Row(equal_height=True):
-        with gr.Column():
-            left_heading = gr.Markdown("### A")
-            left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", height=ANSWER_HEIGHT)
-        with gr.Column() as right_column:
-            gr.Markdown("### B")
-            right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", height=ANSWER_HEIGHT)
-    raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
-    with gr.Row():
-        thumbs = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}", interactive=False,
-                                    visible=False, variant="primary") for choice, text, key in THUMBS}
-        buttons = {choice: gr.Button(f"{text}  [{key}]", elem_id=f"lab-vote-{choice}", interactive=False,
-                                     variant="primary" if choice in ("a", "b") else "secondary")
-                   for choice, text, key in VOTES}
-        buttons["skip"] = gr.Button("Skip  [s]", elem_id="lab-skip", variant="secondary", interactive=False)
-        buttons["undo"] = gr.Button("Undo last vote  [u]", elem_id="lab-undo", variant="secondary", interactive=False)
-        buttons.update(thumbs)
-    comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong?", lines=1)
+    with gr.Column(visible=False, elem_id="lab-intro") as intro:
+        intro_text = gr.Markdown(max_height=RUBRIC_HEIGHT + 160)
+        begin = gr.Button("Start labeling", variant="primary", elem_id="lab-intro-start")
+    with gr.Column() as pair:
+        guidelines = gr.Markdown(elem_classes="lab-guidelines")
+        with gr.Accordion("Rubric", open=False, visible=False, elem_id="lab-rubric") as rubric_panel:
+            rubric = gr.Markdown(max_height=RUBRIC_HEIGHT)
+        prompt = gr.Markdown(elem_classes="lab-prompt")
+        with gr.Row(equal_height=True):
+            with gr.Column():
+                left_heading = gr.Markdown("### A")
+                left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", height=ANSWER_HEIGHT)
+            with gr.Column() as right_column:
+                gr.Markdown("### B")
+                right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", height=ANSWER_HEIGHT)
+        raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
+        with gr.Column(visible=False, elem_id="lab-aspects") as aspects:
+            gr.Markdown("**Aspects** (optional): which answer is better on each; cleared after every vote.")
+            aspect_votes = [gr.Radio(ASPECT_CHOICES, value=NOT_RATED, label=f"aspect {i + 1}", visible=False,
+                                     elem_classes="lab-aspect", elem_id=f"lab-aspect-{i}")
+                            for i in range(ASPECT_SLOTS)]
+        with gr.Row(equal_height=True):  # a narrow window wraps a label onto two lines: the row stays even
+            texts = {name: (text, key) for name, text, key in VOTES + GRADED + THUMBS}
+            buttons = {name: gr.Button(f"{texts[name][0]}  [{texts[name][1]}]", elem_id=f"lab-vote-{name}",
+                                       interactive=False, visible=name in {n for n, _, _ in VOTES}, min_width=100,
+                                       variant="secondary" if name in ("tie", "both_bad") else "primary")
+                       for name in BUTTON_ORDER}
+            for name, text, key in MOVES:
+                buttons[name] = gr.Button(f"{text}  [{key}]", elem_id=f"lab-{name}", variant="secondary",
+                                          interactive=False, min_width=160 if name == "undo" else 100)
+        comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong?", lines=1)
     token = gr.Textbox(visible=False)
+    introduced = gr.State([])
     ui = LabelingUI(status, campaign, progress, guidelines, prompt, left, right, comment, token, raw, buttons, how,
-                    titled, left_heading, right_column)
+                    titled, left_heading, right_column, intro, intro_text, pair, rubric_panel, rubric, aspects,
+                    aspect_votes, introduced)
     outputs = ui.pair_outputs
     # Voting bypasses Gradio's queue (queue=False: one plain HTTP POST per vote): the engine's transaction
     # takes ~10 ms, and the queue's join-then-stream round trips would cost more than that.
 
     refresh.click(guarded(campaign_choices, status, ui, home, sign_in), inputs=None, outputs=[status, campaign],
                   api_name="label_campaigns")
-    start.click(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
+    start.click(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw, introduced], outputs=outputs,
                 api_name="label_next", queue=False)
     for trigger in (campaign.change, raw.change):
-        trigger(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
+        trigger(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw, introduced], outputs=outputs,
                 api_visibility="private")
-    for choice, _, _ in VOTES + THUMBS:
-        buttons[choice].click(guarded(cast_vote, status, ui, home, sign_in, choice),
-                              inputs=[campaign, token, comment, raw], outputs=outputs, api_name=f"label_vote_{choice}",
-                              queue=False)
-    buttons["skip"].click(guarded(skip_pair, status, ui, home, sign_in), inputs=[campaign, token, raw],
+    begin.click(guarded(start_labeling, status, ui, home, sign_in), inputs=[campaign, raw, introduced],
+                outputs=[*outputs, introduced], api_visibility="private", queue=False)
+    for name in BUTTON_ORDER:
+        buttons[name].click(guarded(cast_vote, status, ui, home, sign_in, name),
+                            inputs=[campaign, token, comment, raw, introduced, *aspect_votes], outputs=outputs,
+                            api_name=f"label_vote_{name}", queue=False)
+    buttons["skip"].click(guarded(skip_pair, status, ui, home, sign_in), inputs=[campaign, token, raw, introduced],
                           outputs=outputs, api_name="label_skip", queue=False)
     buttons["undo"].click(guarded(undo_vote, status, ui, home, sign_in), inputs=[campaign, raw], outputs=outputs,
                           api_name="label_undo", queue=False)
@@ -210,47 +271,86 @@ def answer_text(text: str, raw: bool) -> str:
 
 
 def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw: bool = False, note: str = "",
-              served=None) -> dict:
+              served=None, introduced: list[str] | None = None) -> dict:
     """The next pair for this labeler (``served``, or the one ``next_pair`` gives), or a word on why there is
-    none with the vote buttons off; their progress, and the campaign's guidelines."""
+    none with the vote buttons off; their progress, the campaign's guidelines, rubric and aspects. A campaign with
+    a rubric opens on its introduction for a labeler with no vote in it who has not dismissed it on this page
+    (``introduced``); the pair is leased behind it all the same."""
     from lab.label.campaigns import get_campaign
     from lab.label.serving import next_pair, progress
 
     served = served or next_pair(campaign_id, labeler, home=home)
     mine = progress(campaign_id, labeler, home=home)
     campaign = get_campaign(campaign_id, home)
+    config = campaign.campaign_config
+    kind = page_kind(campaign)
     share = f"{100 * mine.votes / mine.wanted:.0f}%" if mine.wanted else "0%"
     items = "answers" if campaign.thumbs else "pairs"
     text = (f"You: **{mine.mine}** votes · {mine.available} {items} left for you · campaign {share} "
             f"({mine.votes}/{mine.wanted} votes)")
-    guidelines = campaign.config.get("guidelines", "").strip()
+    guidelines, rubric = config.guidelines.strip(), config.rubric.strip()
+    intro = bool(served and rubric and mine.mine == 0 and campaign_id not in (introduced or []))
     view = {ui.status: note, ui.progress: text, ui.comment: "",
             ui.guidelines: f"**Guidelines:** {guidelines}" if guidelines else "",
-            ui.buttons["undo"]: gr.update(interactive=mine.mine > 0), **layout(ui, campaign.mode)}
-    votes = {choice for choice, _, _ in (THUMBS if campaign.thumbs else VOTES)}
+            ui.buttons["undo"]: gr.update(interactive=mine.mine > 0), **layout(ui, kind),
+            ui.intro: gr.update(visible=intro), ui.pair: gr.update(visible=not intro),
+            ui.intro_text: intro_text(campaign.name, guidelines, rubric, kind) if intro else "",
+            ui.rubric_panel: gr.update(visible=bool(rubric)), ui.rubric: rubric,
+            **aspect_rows(ui, [] if campaign.thumbs or served is None else config.aspect_list())}
+    votes = {name for name, _, _ in PAGE_VOTES[kind]}
     if served is None:
         done = ("Responses are still being generated; pairs appear here as they are ready: press Start again in a "
                 "moment." if campaign.status == "generating" and mine.available == 0 else
                 f"{campaign.name} is {campaign.status}: no pairs are served." if campaign.status not in
                 ("generating", "open") else NOTHING_LEFT)
-        off = {ui.buttons[name]: gr.update(interactive=False, **shown(name, votes)) for name in ui.buttons
+        off = {ui.buttons[name]: gr.update(interactive=False, **shown(name, kind, votes)) for name in ui.buttons
                if name != "undo"}
         return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: f"*{done}*", ui.right: f"*{done}*"}
-    on = {ui.buttons[name]: gr.update(interactive=True, **shown(name, votes)) for name in ui.buttons
+    on = {ui.buttons[name]: gr.update(interactive=True, **shown(name, kind, votes)) for name in ui.buttons
           if name != "undo"}
     return {**view, **on, ui.token: served.token, ui.prompt: chat_markdown(served.prompt),
             ui.left: answer_text(served.left, raw), ui.right: "" if campaign.thumbs else answer_text(served.right, raw)}
 
 
-def shown(button: str, votes: set[str]) -> dict:
-    """A vote button is shown only on campaigns that take its vote (skip shows on every campaign)."""
-    return {} if button == "skip" else {"visible": button in votes}
+def page_kind(campaign) -> str:
+    """Which votes the page offers: thumbs, graded (five grades) or pairwise (A, B, tie, both bad)."""
+    if campaign.thumbs:
+        return "thumbs"
+    return "graded" if campaign.config.get("graded") else "pairwise"
 
 
-def layout(ui: LabelingUI, mode: str) -> dict:
-    """Two answers side by side (pairwise), or one answer alone (thumbs), with the instructions for the mode."""
-    thumbs = mode == "thumbs"
-    return {ui.how: how_text(mode, ui.titled), ui.left_heading: "### Answer" if thumbs else "### A",
+def intro_text(name: str, guidelines: str, rubric: str, kind: str) -> str:
+    """The first-time introduction: what to judge (guidelines, rubric) and how to vote (the keys)."""
+    parts = [f"## Before you start: {name}"]
+    if guidelines:
+        parts.append(f"**Guidelines:** {guidelines}")
+    parts += [f"**Keys:** {keys_text(kind)}. The rubric stays one click away, beside every pair.",
+              f"### Rubric\n\n{rubric}"]
+    return "\n\n".join(parts)
+
+
+def aspect_rows(ui: LabelingUI, names: list[str]) -> dict:
+    """One row per aspect of the campaign, each left unrated (they are cleared after every vote)."""
+    rows = {ui.aspects: gr.update(visible=bool(names))}
+    for i, radio in enumerate(ui.aspect_votes):
+        rows[radio] = (gr.update(visible=True, label=names[i], value=NOT_RATED) if i < len(names) else
+                       gr.update(visible=False, value=NOT_RATED))
+    return rows
+
+
+def shown(button: str, kind: str, votes: set[str]) -> dict:
+    """A vote button is shown only on campaigns that take its vote, labelled with that kind's key (both bad is 4,
+    or 6 on a graded campaign); skip shows on every campaign."""
+    if button == "skip":
+        return {}
+    texts = {name: f"{text}  [{key}]" for name, text, key in PAGE_VOTES[kind]}
+    return {"visible": button in votes, **({"value": texts[button]} if button in texts else {})}
+
+
+def layout(ui: LabelingUI, kind: str) -> dict:
+    """Two answers side by side (pairwise, graded), or one answer alone (thumbs), with the instructions."""
+    thumbs = kind == "thumbs"
+    return {ui.how: how_text(kind, ui.titled), ui.left_heading: "### Answer" if thumbs else "### A",
             ui.right_column: gr.update(visible=not thumbs)}
 
 
@@ -261,44 +361,63 @@ def require_campaign(campaign_id: str | None) -> str:
 
 
 def show_next(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
-              raw: bool) -> dict:
+              raw: bool, introduced: list[str] | None) -> dict:
     identity = who(home, sign_in, request)
-    return pair_view(ui, home, require_campaign(campaign_id), identity.name, raw=raw)
+    return pair_view(ui, home, require_campaign(campaign_id), identity.name, raw=raw, introduced=introduced)
 
 
-def cast_vote(ui: LabelingUI, home: Home, sign_in: bool, choice: str, request: gr.Request, campaign_id: str | None,
-              token: str, comment: str, raw: bool) -> dict:
+def start_labeling(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+                   raw: bool, introduced: list[str] | None) -> dict:
+    """The introduction is dismissed: the pair behind it shows, and the introduction does not come back on this
+    page (after the first vote it does not come back at all)."""
+    identity = who(home, sign_in, request)
+    campaign_id = require_campaign(campaign_id)
+    introduced = [*(introduced or []), campaign_id]
+    return {**pair_view(ui, home, campaign_id, identity.name, raw=raw, introduced=introduced),
+            ui.introduced: introduced}
+
+
+def cast_vote(ui: LabelingUI, home: Home, sign_in: bool, button: str, request: gr.Request, campaign_id: str | None,
+              token: str, comment: str, raw: bool, introduced: list[str] | None, *aspects: str | None) -> dict:
+    """Vote with ``button`` (a graded button carries its strength), with the aspects the labeler rated, by
+    the campaign's aspect names in the rows' order."""
+    from lab.label.campaigns import get_campaign
     from lab.label.serving import vote
 
     identity = who(home, sign_in, request)
     campaign_id = require_campaign(campaign_id)
     if not token:
-        return pair_view(ui, home, campaign_id, identity.name, raw=raw)
-    counted = vote(token, identity.name, choice, comment=comment or "", home=home)
-    return pair_view(ui, home, campaign_id, identity.name, raw=raw,
+        return pair_view(ui, home, campaign_id, identity.name, raw=raw, introduced=introduced)
+    choice, strength = GRADES.get(button, (button, None))
+    campaign = get_campaign(campaign_id, home)
+    names = [] if campaign.thumbs else campaign.campaign_config.aspect_list()
+    rated = {name: side for name, side in zip(names, aspects) if side}
+    counted = vote(token, identity.name, choice, strength=strength, aspects=rated, comment=comment or "", home=home)
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw, introduced=introduced,
                      note="" if counted else "That vote was already counted.")
 
 
 def skip_pair(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
-              token: str, raw: bool) -> dict:
+              token: str, raw: bool, introduced: list[str] | None) -> dict:
     from lab.label.serving import skip
 
     identity = who(home, sign_in, request)
     campaign_id = require_campaign(campaign_id)
     if token:
         skip(token, identity.name, home=home)
-    return pair_view(ui, home, campaign_id, identity.name, raw=raw,
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw, introduced=introduced,
                      note="Skipped: the pair comes back after the others.")
 
 
 def undo_vote(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
               raw: bool) -> dict:
+    """Undo the labeler's last vote: they have voted here, so the introduction is not shown again."""
     from lab.label.serving import undo
 
     identity = who(home, sign_in, request)
     campaign_id = require_campaign(campaign_id)
     served = undo(campaign_id, identity.name, home=home)
-    return pair_view(ui, home, campaign_id, identity.name, raw=raw, served=served,
+    return pair_view(ui, home, campaign_id, identity.name, raw=raw, served=served, introduced=[campaign_id],
                      note="Your last vote is undone: vote on this pair again.")
 
 
@@ -324,7 +443,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
         labeling = build_labeling(home, sign_in)
     status = gr.Markdown(elem_classes="lab-status")
     with gr.Accordion("New campaign", open=False):
-        form = build_form(CampaignConfig, rows=CAMPAIGN_ROWS, overrides=campaign_widgets(home))
+        form = campaign_form(home)
         create = gr.Button("Create campaign", variant="primary")
     gr.Markdown("### Campaigns")
     campaigns = gr.Dataframe(headers=CAMPAIGN_HEADERS, interactive=False, wrap=True)
@@ -352,6 +471,14 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                       info="Share of a pair's votes the winner needs; ties, both-bad and unclear "
                                       "pairs are left out and counted.")
             val_fraction = gr.Number(label="Validation fraction", value=0.0, scale=1)
+        with gr.Row():
+            drop_unreliable = gr.Checkbox(label="Drop unreliable labelers", value=False, scale=1,
+                                          info="Leave out the votes of labelers the reliability table flags.")
+            weighted = gr.Checkbox(label="Weight votes by reliability", value=False, scale=1,
+                                   info="A pair's majority weighs each vote by its labeler's reliability score.")
+            min_margin = gr.Number(label="Min margin (graded campaigns)", value=0.0, scale=1,
+                                   info="Keep pairs whose winning votes' mean strength reaches this (1 = >, "
+                                   "2 = ≫); 0 keeps all.")
         gr.Markdown("**Export** gives a pairwise campaign's preference pairs (for DPO) and a thumbs campaign's "
                     "answers labelled 👍/👎 (for KTO). **Export as unpaired** turns a pairwise campaign's votes into "
                     "KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable answers, "
@@ -367,6 +494,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                  "SFT run you labeled), newest first.")
             train_dpo = gr.Button("Train DPO on this", scale=1)
             train_kto = gr.Button("Train KTO on this", scale=1)
+    flywheel_area = gr.Column()  # the flywheel's panels, built below once AdminUI exists, shown above Accounts
     with gr.Accordion("Accounts", open=False):
         gr.Markdown("Accounts apply at once. With no account the lab is open to anyone who can reach it; from the "
                     "first account (an admin) on, everyone signs in: admins to the full lab, labelers to **/label** "
@@ -379,6 +507,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
         accounts = gr.Dataframe(headers=ACCOUNT_HEADERS, interactive=False)
     admin = AdminUI(status, form, campaigns, selected, state, quality, labelers, ratings, matrix, export_result,
                     exported, policy, accounts, account_password)
+    with flywheel_area:
+        admin.flywheel = label_flywheel.build(home, sign_in, admin)
 
     bound = (admin, home, sign_in)
     create.click(guarded(create_campaign, status, *bound, labeling), inputs_kwargs=form.components,
@@ -395,7 +525,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
     for button, kind, api in ((export_btn, "", "label_export"), (export_unpaired_btn, "unpaired",
                                                                   "label_export_unpaired")):
         button.click(guarded(export, status, *bound, kind), inputs=[selected, export_name, min_votes, min_agreement,
-                                                                    val_fraction],
+                                                                    val_fraction, drop_unreliable, weighted,
+                                                                    min_margin],
                      outputs=[status, export_result, exported, policy], api_name=api)
     for button, objective, api in ((train_dpo, "dpo", "label_train_dpo"), (train_kto, "kto", "label_train_kto")):
         button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective), inputs=[exported, policy],
@@ -406,9 +537,28 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
     return labeling, admin
 
 
+def campaign_form(home: Home) -> Form:
+    """The New campaign form: CAMPAIGN_ROWS's first rows open, each further section in a closed accordion."""
+    parts = []
+    for title, rows in CAMPAIGN_ROWS.items():
+        with gr.Accordion(title, open=False) if title else nullcontext():
+            parts.append(build_form(CampaignConfig, rows=rows, overrides=campaign_widgets(home),
+                                    extra={"rubric": {"lines": 4, "max_lines": 12}}))
+    return parts[0].union(*parts[1:])
+
+
+def judge_choices(home: Home) -> list[tuple[str, str]]:
+    from lab.eval.config import ENDPOINT
+
+    return [("none", ""), *catalog.model_choices(home), (f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]
+
+
 def campaign_widgets(home: Home) -> dict:
-    """The campaign form's widgets that are not a plain box: prompts and sources picked from what exists,
-    and the two campaign files as uploads (``gr.File`` has no help line: the help becomes its label)."""
+    """The campaign form's widgets that are not a plain box: prompts, sources and the judge picked from what
+    exists, and the two campaign files as uploads (``gr.File`` has no help line: the help becomes its label)."""
+    def judge(f, kw):
+        return gr.Dropdown(choices=judge_choices(home), allow_custom_value=True, **kw)
+
     def sources(f, kw):
         return gr.Dropdown(choices=catalog.model_choices(home), multiselect=True, allow_custom_value=True,
                            **{**kw, "value": [], "info": SOURCES_HELP})
@@ -423,7 +573,7 @@ def campaign_widgets(home: Home) -> dict:
                            **{**kw, "info": "The prompts: a saved SFT dataset (newest first) or a bundled sample; or "
                                             "type a JSONL/CSV/text file's path."})
 
-    return {"prompts": prompts, "sources": sources,
+    return {"prompts": prompts, "sources": sources, "judge": judge,
             **{name: upload for name in UPLOADS}}
 
 
@@ -480,8 +630,8 @@ def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI
     if isinstance(values.get("sources"), list):
         values["sources"] = ",".join(values["sources"])
     files = kept_uploads(home, values)
-    campaign = create(confined(ui.form.to_config({**values, **{k: str(v) for k, v in files.items()}}), home),
-                      home=home)
+    cfg = confined(ui.form.to_config({**values, **{k: str(v) for k, v in files.items()}}), home)
+    campaign = create(cfg, home=home)
     return {ui.status: status_ok(f"Created campaign {campaign.name} ({campaign.id})."),
             ui.campaigns: campaigns_table(home),
             ui.selected: gr.update(choices=catalog.campaign_choices(home), value=campaign.id),
@@ -585,7 +735,8 @@ def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, req
 
 
 def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Request, campaign_id: str | None,
-           name: str, min_votes: float, min_agreement: float, val_fraction: float) -> dict:
+           name: str, min_votes: float, min_agreement: float, val_fraction: float, drop_unreliable: bool = False,
+           weighted: bool = False, min_margin: float | None = 0.0) -> dict:
     """Export the votes as ``kind`` ("" = the campaign's usual: pairs, or unpaired for thumbs); the version's ref
     is kept (``exported``) for "Train DPO/KTO on this", whose policy picker is set to the campaign's first
     finished run (the model that was labeled, usually)."""
@@ -595,7 +746,9 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
     require_admin(who(home, sign_in, request))
     campaign = get_campaign(require_campaign(campaign_id), home)
     version = export_votes(campaign.id, kind, name=(name or "").strip(), min_votes=int(min_votes or 1),
-                           min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0), home=home)
+                           min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0),
+                           drop_unreliable=bool(drop_unreliable), weighted=bool(weighted),
+                           min_margin=float(min_margin or 0), home=home)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(version.card["counts"].items()))
     models = catalog.model_choices(home)
     labeled = [model_of(s) for s in campaign.model_sources if model_of(s) in {value for _, value in models}]
@@ -603,7 +756,8 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
     return {ui.status: status_ok(f"Exported {version.ref}."), ui.exported: version.ref,
             ui.export_result: f"Dataset version `{version.ref}` ({version.kind}, for {method}): "
                               f"{version.rows['train']} train / {version.rows['validation']} validation {unit} "
-                              f"({counts}). Labelers: {', '.join(version.card['labelers'])}.",
+                              f"({counts}). Labelers: {', '.join(version.card['labelers'])}. "
+                              f"Rule: {version.card['rule']['text']}",
             ui.policy: gr.update(choices=models, **({"value": labeled[0]} if labeled else {}))}
 
 
@@ -655,16 +809,19 @@ def create_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, 
 
 def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
     """What this tab refreshes when shown (lab.ui.common.wire_on_show): the campaigns to label, the campaign
-    form's prompts and sources, the campaign picker and table, and the DPO policy picker, each as it is now."""
+    form's prompts, sources and judge, the campaign picker and table, and the DPO policy picker, each as it is
+    now."""
     labeling, admin = ui
 
     def refresh() -> dict:
         models = catalog.model_choices(home)
         return {labeling.campaign: gr.update(choices=open_campaigns(home)),
                 admin.form["sources"]: gr.update(choices=models), admin.policy: gr.update(choices=models),
+                admin.form["judge"]: gr.update(choices=judge_choices(home)),
                 admin.form["prompts"]: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
                 admin.selected: gr.update(choices=catalog.campaign_choices(home)),
                 admin.campaigns: campaigns_table(home)}
 
-    return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["prompts"],
-                             admin.selected, admin.campaigns])]
+    return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["judge"],
+                             admin.form["prompts"], admin.selected, admin.campaigns]),
+            *label_flywheel.on_show(admin.flywheel, home)]

@@ -341,3 +341,42 @@ def human_vs_judge(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=[bar_label(r) for r in reversed(present)],
                      automargin=True)
     return fig
+
+
+def win_rate_plot(rounds: list[dict[str, Any]]) -> go.Figure:
+    """The challenger's win rate against the incumbent per round, with its 95% interval; 50% = no better."""
+    measured = [r for r in rounds if (r["head_to_head"] or {}).get("n")]
+    if not measured:
+        return empty_figure("No head-to-head votes yet: a later round's win rate appears with its votes.")
+    rates = [r["head_to_head"] for r in measured]
+    fig = go.Figure(go.Scatter(
+        x=[f"round {r['round']}" for r in measured], y=[h["rate"] for h in rates], mode="markers+lines",
+        marker={"size": 11, "color": COLORS["prompt"]},
+        error_y={"type": "data", "symmetric": False, "array": [h["high"] - h["rate"] for h in rates],
+                     "arrayminus": [h["rate"] - h["low"] for h in rates]},
+        text=[f"{' vs '.join(r['contender_names'])}: {h['wins']} wins, {h['losses']} losses, {h['ties']} ties"
+              for r, h in zip(measured, rates)],
+        hovertemplate="%{x}: %{y:.0%} (%{text})<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="gray")
+    fig.update_layout(**LAYOUT, title="Challenger's win rate against the incumbent (95% interval)")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    return fig
+
+
+def kappa_plot(windows: list[dict[str, Any]], when: Any = str) -> go.Figure:
+    """Fleiss' κ per window of pairs in time order (drift shows here) and over all pairs so far; ``when`` formats
+    a window's start and end times for the hover text."""
+    if not windows:
+        return empty_figure("No pair has two votes yet: agreement appears once pairs are voted twice.")
+    numbers = [w["window"] for w in windows]
+    text = [f"window {w['window']}: {w['pairs']} pairs, {w['votes']} votes, "
+            f"{when(w['start'])} to {when(w['end'])}" for w in windows]
+    fig = go.Figure([go.Scatter(x=numbers, y=[w["kappa"] for w in windows], name="κ in the window",
+                                mode="lines+markers", text=text, hovertemplate="κ %{y:.2f} (%{text})<extra></extra>",
+                                marker={"color": COLORS["prompt"]}),
+                     go.Scatter(x=numbers, y=[w["cumulative_kappa"] for w in windows], name="κ so far",
+                                mode="lines+markers", line={"dash": "dot", "color": COLORS["response"]})])
+    fig.update_layout(**LAYOUT, title="Fleiss' κ over time", yaxis_title="κ",
+                      xaxis_title="window of pairs, in the order their votes came")
+    fig.update_xaxes(tickmode="array", tickvals=numbers)
+    return fig
