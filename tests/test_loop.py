@@ -4,7 +4,7 @@ DPO again from round 1's model (round 2's model) → round 3, also ``next_round`
 against round 1's on prompts neither round asked.
 
 Three simulated labelers (``lab.label.simulate``) follow a known, learnable rule applied to the generated text
-(prefer an answer of one to five words, then the shorter one; 10% of their votes are random clicks); one of them votes against the rule
+(prefer an answer of at most five words; 10% of their votes are random clicks); one of them votes against the rule
 (an unreliable labeler), and the reliability table must flag them. Each pair wants two votes, and a split pair a
 third (``extra_votes``); the exports drop the flagged labeler's votes. Nothing is staged: every response is
 sampled by the campaigns' generation processes, every vote goes through the serving engine with its hidden,
@@ -12,7 +12,7 @@ shuffled sides, and the exported majorities are what DPO trains on.
 
 The built-in tiny model starts from random weights, so its own answers are noise; round 1 therefore asks base,
 SFT and a second SFT sample (``run:<id>#2``), and the SFT-versus-SFT pairs carry the rule; the next rounds draw
-two samples of each model likewise. Prompts come from the SFT sample's train split: 150 in round 1, then 60
+two samples of each model likewise. Prompts come from the SFT sample's train split: 230 in round 1, then 60
 fresh ones per round (``next_round`` holds out every prompt an earlier round asked).
 """
 
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(1500)  # three generations and three trainings 
 
 RULE_WORDS = 5
 NOISE = 0.1
-ROUND_PROMPTS = 60  # fresh prompts per later round (355 in the train split: 150 + 60 + 60 fit)
+FIRST_PROMPTS, ROUND_PROMPTS = 230, 60  # round 1's prompts, then fresh ones per round (355 in the train split)
 
 
 def rule(text: str) -> bool:
@@ -40,9 +40,8 @@ def rule(text: str) -> bool:
 
 
 def score(text: str) -> float:
-    """The rule first, then the shorter answer (so most pairs are decided, not tied); an empty answer is worst."""
-    words = len(text.split())
-    return -1.0 if not words else float(rule(text)) - words / 100
+    # The rule alone: a tie-break toward shorter answers made round 2's DPO chase ever shorter answers into garbage.
+    return float(rule(text))
 
 
 def labelers(seed: int) -> list[Labeler]:
@@ -94,7 +93,7 @@ def flywheel(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = lab_home(tmp_path_factory.mktemp("flywheel") / "lab_home")
     sft = run("tiny-sft.yaml", home)
     first = opened(campaigns.create_campaign(CampaignConfig(
-        name="flywheel", prompts="sample:sft", prompts_split="train", max_prompts=150,
+        name="flywheel", prompts="sample:sft", prompts_split="train", max_prompts=FIRST_PROMPTS,
         sources=f"tiny,run:{sft.id},run:{sft.id}#2", temperature=1.0, top_p=1.0, max_new_tokens=40, seed=1,
         votes_per_pair=2), home=home), home)
     dpo_1 = labelled_and_trained(first, home, seed=10, base=f"run:{sft.id}")

@@ -128,12 +128,18 @@ def head_to_head(campaign_id: str, challenger: str, incumbent: str, *, home: Hom
     ``rate`` counts ties half; ``low``/``high`` are the Wilson 95% interval of that rate, taken with wins + ties/2
     successes out of ``n`` pairs (ties half a success, as in the rate). A pair, not a vote, is the unit: a pair's
     several votes are not independent draws. Pairs on one prompt are not either (several samples per prompt),
-    so the interval is somewhat narrow when a round drew several samples per model."""
+    so the interval is somewhat narrow when a round drew several samples per model. The votes of labelers the
+    reliability table flags are left out (``dropped`` names them): one labeler voting against the others would
+    otherwise split pairs into ties and pull every round's rate toward 50%."""
+    from lab.label.reliability import labelers
+
     challenger, incumbent = model_of(challenger), model_of(incumbent)
+    campaign = get_campaign(campaign_id, home)
+    dropped = sorted(r["labeler"] for r in labelers(campaign.id, home=home) if r["flagged"])
     by_pair: dict[int, Counter] = {}
-    for vote in results.campaign_votes(get_campaign(campaign_id, home).id, home):
-        if vote["gold"] is not None or {model_of(vote["source_1"]), model_of(vote["source_2"])} != {challenger,
-                                                                                                     incumbent}:
+    for vote in results.campaign_votes(campaign.id, home):
+        if vote["gold"] is not None or vote["labeler"] in dropped or \
+                {model_of(vote["source_1"]), model_of(vote["source_2"])} != {challenger, incumbent}:
             continue  # also drops thumbs items: a source paired with itself is one model
         by_pair.setdefault(vote["pair_id"], Counter())[model_of(vote["winner"]) if vote["winner"] else None] += 1
     outcomes = Counter()
@@ -143,10 +149,11 @@ def head_to_head(campaign_id: str, challenger: str, incumbent: str, *, home: Hom
     wins, losses, ties = outcomes[challenger], outcomes[incumbent], outcomes[None]
     n = wins + losses + ties
     if not n:
-        return {"wins": 0, "losses": 0, "ties": 0, "n": 0, "rate": None, "low": None, "high": None}
+        return {"wins": 0, "losses": 0, "ties": 0, "n": 0, "rate": None, "low": None, "high": None,
+                "dropped": dropped}
     low, high = stats.wilson_interval(wins + ties / 2, n)
     return {"wins": wins, "losses": losses, "ties": ties, "n": n, "rate": round((wins + ties / 2) / n, 4),
-            "low": round(low, 4), "high": round(high, 4)}
+            "low": round(low, 4), "high": round(high, 4), "dropped": dropped}
 
 
 # --------------------------------------------------------------------------- the chain
@@ -219,7 +226,8 @@ def rate_text(h2h: dict[str, Any] | None) -> str:
     if not h2h or not h2h["n"]:
         return "–"
     return (f"{h2h['rate']:.0%} [{h2h['low']:.0%}, {h2h['high']:.0%}] "
-            f"({h2h['wins']} won, {h2h['losses']} lost, {h2h['ties']} tied of {h2h['n']} pairs)")
+            f"({h2h['wins']} won, {h2h['losses']} lost, {h2h['ties']} tied of {h2h['n']} pairs"
+            + (f"; without the votes of {', '.join(h2h['dropped'])}, flagged" if h2h.get("dropped") else "") + ")")
 
 
 def score_text(numbers: dict[str, Any]) -> str:
@@ -250,7 +258,8 @@ def table_rows(entries: list[dict[str, Any]]) -> list[list[str]]:
 HEADERS = ["Round", "Campaign", "Status", "Votes", "κ", "Leader", "Challenger vs incumbent", "Win rate [95% CI]",
            "Exports", "Runs"]
 RATE_NOTE = ("Win rate: the challenger's share of its pairs against the incumbent (each pair decided by the "
-             "majority of its votes), ties counted half; the interval is Wilson's 95% with ties as half a success.")
+             "majority of its votes), ties counted half; the interval is Wilson's 95% with ties as half a success. "
+             "Votes of labelers the reliability table flags are left out.")
 
 
 def report(campaign_id: str, fmt: str = "md", *, home: Home | None = None) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.home import Home, lab_home
-from lab.label import active, adjudication
+from lab.label import adjudication
 from lab.store import Store
 
 LEASE_S = 600.0
@@ -87,6 +87,8 @@ def choose_pair(conn: Any, campaign_id: str, labeler: str, now: float) -> Any | 
                        (SELECT COUNT(DISTINCT COALESCE(v.winner, v.choice)) FROM live_votes v
                         WHERE v.pair_id = p.id) > 1 AS split
                 FROM pairs p WHERE {ELIGIBLE}""", params).fetchall()
+        from lab.label import active  # numpy, for the fit: only campaigns served actively load it
+
         return active.pick(conn, campaign_id, candidates, config.get("gold_share", 0.0))
     # Balanced: walk the index in order (pairs this labeler skipped last, then fewest votes still wanted first, then
     # the campaign's random rank) and stop at the first pair this labeler may take: finishing pairs early gives
