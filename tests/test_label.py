@@ -119,7 +119,7 @@ def test_a_reload_shows_the_same_pair_and_the_page_never_learns_the_sources(home
     first = serving.next_pair(campaign.id, "ann", home=home)
     again = serving.next_pair(campaign.id, "ann", home=home)
     assert first.token == again.token and first.left == again.left
-    assert set(vars(first)) == {"token", "campaign_id", "prompt", "left", "right"}  # no source names
+    assert set(vars(first)) == {"token", "campaign_id", "prompt", "left", "right", "thumbs"}  # no source names
 
 
 def test_a_labeler_never_gets_a_pair_twice_and_pairs_stop_at_their_votes(home, tmp_path):

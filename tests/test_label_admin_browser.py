@@ -78,7 +78,7 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     incumbent.fill(str(tiny_model_path(home)))  # the same weights by path: a second model
     incumbent.press("Enter")
     choose(admin, "Fresh prompts", "sample:sft (bundled sample)")
-    admin.get_by_label("Max prompts").fill("2")
+    admin.get_by_label("Max fresh prompts").fill("2")
     admin.get_by_role("button", name="Next round").click()
     admin.get_by_text("Created round 2: campaign trust-r2").wait_for()
     chain = admin.locator("#lab-chain")

@@ -110,6 +110,10 @@ def test_the_reliability_table_flags_a_labeler_who_votes_against_the_rule(signed
     assert board["tuned"]["rating"] > board["base"]["rating"]  # the plain fit credits tuned's longer answers ...
     assert board["tuned"]["length-controlled rating"] < board["tuned"]["rating"]  # ... style control less so
     assert view[STYLE_NOTE].startswith("**Length coefficient** +")
+    status, agreement = admin.predict(campaign.id, 0.4, api_name="/label_judge_fills_at")
+    assert "once its κ reaches 0.40" in status and "No pre-labels yet" in agreement
+    assert campaigns.get_campaign(campaign.id, home).config["judge_fills_at"] == 0.4
+    assert admin.predict(campaign.id, "", api_name="/label_flywheel_view")[-1] == 0.4  # the threshold, as set
 
 
 def wait_open(home, campaign_id: str, timeout: float = 180) -> None:

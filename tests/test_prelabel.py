@@ -195,3 +195,19 @@ def test_cli_prelabels_and_reports_agreement(lab, agreeing):
     human = subprocess.run([sys.executable, "-m", "lab", "label", "judge-agreement", agreeing], text=True,
                            capture_output=True, env=env, check=True).stdout
     assert "judge tiny" in human and "κ" in human
+
+
+def test_an_admin_sets_the_fill_threshold_after_seeing_the_agreement(lab, agreeing):
+    home, _ = lab
+    before = prelabel.agreement(agreeing, home=home)
+    env = {**os.environ, "LAB_HOME": str(home.root)}
+    strict = subprocess.run([sys.executable, "-m", "lab", "label", "judge-agreement", agreeing, "--fills-at", "1",
+                             "--json"], text=True, capture_output=True, env=env, check=True)
+    report = json.loads(strict.stdout)
+    assert report["fills_at"] == 1.0 and report["fills"] == (report["kappa"] == 1.0)
+    assert get_campaign(agreeing, home).config["judge_fills_at"] == 1.0
+    never = prelabel.set_fills_at(agreeing, 0, home=home)
+    assert not never["fills"] and prelabel.fills(agreeing, home=home) == {}
+    with pytest.raises(LabError, match="between 0 .never. and 1"):
+        prelabel.set_fills_at(agreeing, 1.5, home=home)
+    prelabel.set_fills_at(agreeing, before["fills_at"], home=home)

@@ -26,6 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                 "the pairs both labelled, the judge's position consistency, and whether it may fill "
                                 "the pairs people have not reached (the campaign's judge_fills_at).")
     agree.add_argument("id", help="campaign id")
+    agree.add_argument("--fills-at", type=float, metavar="KAPPA",
+                       help="set the κ at which the judge labels the pairs people have not reached (0 = never)")
     add_json_flag(agree)
     agree.set_defaults(handler=run_agreement)
 
@@ -63,7 +65,9 @@ def run_agreement(args: argparse.Namespace) -> int:
     from lab.label import prelabel
     from lab.label.campaigns import get_campaign
 
-    report = prelabel.agreement(get_campaign(args.id).id)
+    campaign = get_campaign(args.id)
+    report = (prelabel.agreement(campaign.id) if args.fills_at is None
+              else prelabel.set_fills_at(campaign.id, args.fills_at))
 
     def human() -> None:
         def number(value: float | None) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.label.campaigns import Campaign, get_campaign
-from lab.store import Store
+from lab.store import Store, dumps
 
 # κ on a handful of pairs is noise: a judge that agreed on 3 pairs must not label hundreds.
 MIN_SHARED = 10
@@ -181,6 +181,21 @@ def agreement(campaign_id: str, *, home: Home | None = None) -> dict[str, Any]:
                                  if judged else None),
         "fills": may_fill(threshold, kappa, len(shared)),
         "fills_at": threshold, "min_shared": MIN_SHARED, "state": state(campaign.id, home=home)}
+
+
+def set_fills_at(campaign_id: str, threshold: float, *, home: Home | None = None) -> dict[str, Any]:
+    """The admin's threshold, set once the judge's agreement with people is known: the judge labels the pairs
+    people have not reached while its κ is at least ``threshold`` (0 = never). Returns the agreement after."""
+    home = home or lab_home()
+    campaign = get_campaign(campaign_id, home)
+    if not 0 <= threshold <= 1:
+        raise LabError(f"The judge fills at a κ between 0 (never) and 1, not {threshold}.")
+    if threshold and campaign.thumbs:
+        raise LabError(f"Campaign {campaign.name} rates one answer at a time (thumbs); the judge compares pairs.")
+    with Store(home).write() as conn:
+        conn.execute("UPDATE campaigns SET config = ? WHERE id = ?",
+                     (dumps({**campaign.config, "judge_fills_at": threshold}), campaign.id))
+    return agreement(campaign.id, home=home)
 
 
 def may_fill(threshold: float, kappa: float | None, shared: int) -> bool:

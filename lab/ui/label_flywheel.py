@@ -34,6 +34,7 @@ RELIABILITY_HEADERS = ["labeler", "votes", "gold right", "gold accuracy", "share
                        "left chosen", "score", "why"]
 RELIABILITY_WIDTHS = ["9%", "6%", "7%", "7%", "7%", "9%", "7%", "6%", "42%"]  # room for why, the rest stay legible
 SOURCE_PAIR_HEADERS = ["sources", "pairs", "votes", "κ", "agreement", "outcomes"]
+ASPECT_HEADERS = ["aspect", "source", "won", "lost", "tied", "votes", "rate (ties half)"]
 STYLE_HEADERS = ["source", "rating", "95% interval", "length-controlled rating", "95% interval (length-controlled)"]
 CHAIN_WIDTHS = ["6%", "10%", "8%", "7%", "5%", "9%", "16%", "15%", "12%", "12%"]  # rounds.HEADERS' columns
 DECISIONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad"))
@@ -69,6 +70,8 @@ class FlywheelUI:
     judge_agreement: gr.Markdown
     style: gr.Dataframe
     style_note: gr.Markdown
+    aspects: gr.Dataframe  # per-aspect votes: each source's record per aspect
+    fills_at: gr.Number  # the κ at which the judge labels the pairs people have not reached
 
     @property
     def pair_outputs(self) -> list:
@@ -83,7 +86,7 @@ class FlywheelUI:
     def view_outputs(self) -> list:
         # The api's positions (tests read them): status, the rounds, the pair, reliability, the judge.
         return [self.admin.status, self.chain, self.win_rates, *self.pair_outputs, self.labelers, self.kappa,
-                self.source_pairs, self.judge_agreement, self.style, self.style_note]
+                self.source_pairs, self.judge_agreement, self.style, self.style_note, self.aspects]
 
 
 def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
@@ -105,7 +108,7 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
             prompts = gr.Dropdown(label="Fresh prompts", choices=[], value=None, allow_custom_value=True, scale=3,
                                   info="Empty: the previous round's prompts setting. Prompts an earlier round asked "
                                        "are held out either way.")
-            max_prompts = gr.Number(label="Max prompts", value=0, precision=0, minimum=0, scale=1,
+            max_prompts = gr.Number(label="Max fresh prompts", value=0, precision=0, minimum=0, scale=1,
                                     info="0: as the previous round.")
             next_round = gr.Button("Next round", variant="primary", scale=1)
         with gr.Row():
@@ -142,22 +145,28 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
             kappa = gr.Plot(label="Agreement over time")
             source_pairs = gr.Dataframe(headers=SOURCE_PAIR_HEADERS, interactive=False,
                                         label="Agreement per source pair")
+        aspects = gr.Dataframe(headers=ASPECT_HEADERS, interactive=False,
+                               label="Per aspect (campaigns with aspects): each source's record")
     with gr.Accordion("LLM judge and style control", open=True):
         with gr.Row():
-            judge = gr.Dropdown(label="Judge", choices=[], value=None, allow_custom_value=True, scale=3,
+            judge = gr.Dropdown(label="Judge for pre-labels", choices=[], value=None, allow_custom_value=True, scale=3,
                                 info="Empty: the campaign's judge. A model, or the OpenAI-compatible endpoint.")
             prelabel = gr.Button("Pre-label with the judge", scale=1)
+            fills_at = gr.Number(label="Judge fills at κ", value=0.0, minimum=0, maximum=1, step=0.05, scale=1,
+                                 info="Once its κ with people reaches this, the judge labels the pairs people have "
+                                 "not reached (exports mark them). 0 = never.")
+            set_fills = gr.Button("Set", scale=1)
         judge_agreement = gr.Markdown()
         style_note = gr.Markdown()
         style = gr.Dataframe(headers=STYLE_HEADERS, interactive=False, label="Leaderboard: plain and length-controlled")
     ui = FlywheelUI(admin, chain, win_rates, challenger, incumbent, prompts, report_file, waiting, pair_area, pair,
                     prompt, left, right, left_votes, right_votes, other_votes, note, decide, labelers, kappa,
-                    source_pairs, judge, judge_agreement, style, style_note)
+                    source_pairs, judge, judge_agreement, style, style_note, aspects, fills_at)
 
     bound = (ui, home, sign_in)
     status, selected = admin.status, admin.selected
-    selected.change(guarded(flywheel_view, status, *bound), inputs=[selected, pair], outputs=ui.view_outputs,
-                    api_name="label_flywheel_view")
+    selected.change(guarded(selected_view, status, *bound), inputs=[selected, pair],
+                    outputs=[*ui.view_outputs, fills_at], api_name="label_flywheel_view")
     # What moves while an admin watches (pairs coming up for a decision, the judge's progress) every 3 s; the fits
     # (reliability, two bootstrapped leaderboards) every 30 s, as each costs a noticeable share of a small CPU.
     gr.Timer(3.0).tick(guarded(live_view, status, *bound), inputs=[selected, pair], outputs=ui.live_outputs,
@@ -172,6 +181,8 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
     for choice, _ in DECISIONS:
         decide[choice].click(guarded(decide_pair, status, *bound, choice), inputs=[selected, pair, note],
                              outputs=[status, *ui.pair_outputs], api_name=f"label_adjudicate_{choice}")
+    set_fills.click(guarded(set_judge_fills, status, *bound), inputs=[selected, fills_at],
+                    outputs=[status, judge_agreement], api_name="label_judge_fills_at")
     prelabel.click(guarded(start_prelabel, status, *bound), inputs=[selected, judge],
                    outputs=[status, judge_agreement], api_name="label_prelabel")
     return ui
@@ -225,10 +236,21 @@ def flywheel_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
         return {**no_pair(ui, NO_CAMPAIGN), ui.chain: pd.DataFrame(columns=HEADERS),
                 ui.win_rates: plots.empty_figure(NO_CAMPAIGN), ui.labelers: pd.DataFrame(columns=RELIABILITY_HEADERS),
                 ui.kappa: plots.empty_figure(NO_CAMPAIGN), ui.source_pairs: pd.DataFrame(columns=SOURCE_PAIR_HEADERS),
-                ui.judge_agreement: "", ui.style: pd.DataFrame(columns=STYLE_HEADERS), ui.style_note: ""}
+                ui.judge_agreement: "", ui.style: pd.DataFrame(columns=STYLE_HEADERS), ui.style_note: "",
+                ui.aspects: pd.DataFrame(columns=ASPECT_HEADERS)}
     campaign = get_campaign(campaign_id, home)  # an unknown id is an error, not empty panels
     return {**rounds_view(ui, home, campaign.id), **pending_view(ui, home, campaign.id, shown),
             **reliability_view(ui, home, campaign.id), **judge_view(ui, home, campaign)}
+
+
+def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+                  shown: str) -> dict:
+    """Every panel, and the judge's threshold as the campaign has it (set only here: a refresh would undo an edit)."""
+    from lab.label.campaigns import get_campaign
+
+    view = flywheel_view(ui, home, sign_in, request, campaign_id, shown)
+    threshold = get_campaign(campaign_id, home).config.get("judge_fills_at", 0.0) if campaign_id else 0.0
+    return {**view, ui.fills_at: threshold}
 
 
 def live_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
@@ -356,9 +378,15 @@ def decide_pair(ui: FlywheelUI, home: Home, sign_in: bool, choice: str, request:
 def reliability_view(ui: FlywheelUI, home: Home, campaign_id: str) -> dict:
     from lab.label.reliability import kappa_over_time, labelers, per_source_pair
 
+    from lab.label.results import aspect_tally
+
+    tally = aspect_tally(campaign_id, home=home)
+    names = catalog.display_names([r["source"] for r in tally], home)
     return {ui.labelers: labelers_table(labelers(campaign_id, home=home)),
             ui.kappa: plots.kappa_plot(kappa_over_time(campaign_id, home=home), catalog.when),
-            ui.source_pairs: source_pair_table(per_source_pair(campaign_id, home=home), home)}
+            ui.source_pairs: source_pair_table(per_source_pair(campaign_id, home=home), home),
+            ui.aspects: pd.DataFrame([[r["aspect"], names[r["source"]], r["wins"], r["losses"], r["ties"], r["votes"],
+                                       percent(r["rate"])] for r in tally], columns=ASPECT_HEADERS)}
 
 
 def labelers_table(rows: list[dict[str, Any]]) -> Any:
@@ -444,6 +472,19 @@ def interval(rating: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- judge pre-labels
+
+
+def set_judge_fills(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+                    threshold: float | None) -> dict:
+    """The admin's κ threshold for the judge to label the pairs people have not reached."""
+    from lab.label.prelabel import set_fills_at
+
+    require_admin_of(home, sign_in, request)
+    found = set_fills_at(chosen(campaign_id), float(threshold or 0), home=home)
+    said = (f"The judge labels the pairs people have not reached once its κ reaches {found['fills_at']:.2f}"
+            + (" (it does now)." if found["fills"] else " (not yet).")) if found["fills_at"] else \
+        "The judge labels no pair: exports use people's votes and admins' decisions only."
+    return {ui.admin.status: status_ok(said), ui.judge_agreement: judge_text(home, chosen(campaign_id))}
 
 
 def start_prelabel(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
