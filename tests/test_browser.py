@@ -277,12 +277,15 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
     tab(page, "Label").click()
     page.get_by_text("New campaign", exact=True).click()
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    page.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-campaign")
     responses = responses_file(tmp_path, 4)
     page.locator("#lab-responses_file input[type=file]").set_input_files(responses)
     page.locator("#lab-responses_file").get_by_text(Path(responses).name).wait_for()  # uploaded before Create
     page.get_by_label("Votes per pair", exact=True).fill("1")
     page.keyboard.press("Tab")
+    # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
+    name_box = page.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first
+    name_box.fill("browser-campaign")
+    expect(name_box).to_have_value("browser-campaign")
     page.get_by_role("button", name="Create campaign").click()
     page.get_by_text("Created campaign browser-campaign").wait_for()
     page.get_by_role("button", name="↻").click()

@@ -56,13 +56,16 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     tab(admin, "Label").click()
     admin.get_by_text("New campaign", exact=True).click()
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("browser-loop")
     admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
     admin.locator("#lab-responses_file").get_by_text("answers.jsonl").wait_for()  # uploaded before Create reads it
     admin.get_by_label("Votes per pair", exact=True).fill("2")
     admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **correct** answer; then the "
                                                                         "politer one.")
     admin.keyboard.press("Tab")
+    # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
+    name_box = admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first
+    name_box.fill("browser-loop")
+    expect(name_box).to_have_value("browser-loop")
     admin.get_by_role("button", name="Create campaign").click()
     # CI once timed out here with no sign of why: wait longer on a loaded machine, and say what the page showed.
     created = admin.get_by_text("Created campaign browser-loop")

@@ -52,7 +52,7 @@ def judged_campaign(lab: tuple[Home, Path], name: str) -> str:
     home, path = lab
     campaign = create_campaign(CampaignConfig(name=name, responses_file=str(path), votes_per_pair=1, extra_votes=0,
                                               judge="tiny", judge_fills_at=0.5), home=home)
-    prelabel.start(campaign.id, home=home)
+    # A campaign from ready answers that names a judge starts its pre-labels at creation.
     assert wait(campaign.id, home)["status"] == prelabel.DONE
     return campaign.id
 

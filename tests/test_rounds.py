@@ -132,8 +132,10 @@ def test_head_to_head_decides_each_pair_by_its_majority_and_counts_ties_half(fir
         vote_all(made.id, labeler, home, rule)
     h2h = rounds.head_to_head(made.id, "tuned#2", "base", home=home)  # a tag names the same model
     low, high = stats.wilson_interval(2 + 2 / 2, 5)
+    decided_low, decided_high = stats.wilson_interval(2, 3)
     assert h2h == {"wins": 2, "losses": 1, "ties": 2, "n": 5, "rate": 0.6, "low": round(low, 4),
-                   "high": round(high, 4), "dropped": []}  # too few checks to flag anyone
+                   "high": round(high, 4), "decided_rate": round(2 / 3, 4), "decided_low": round(decided_low, 4),
+                   "decided_high": round(decided_high, 4), "dropped": []}  # too few checks to flag anyone
     assert rounds.head_to_head(made.id, "base", "tuned", home=home)["rate"] == 0.4  # the other side of the pairs
     assert rounds.head_to_head(made.id, "tuned", "tiny", home=home)["n"] == 0  # no such pairs
 

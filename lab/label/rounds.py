@@ -150,10 +150,16 @@ def head_to_head(campaign_id: str, challenger: str, incumbent: str, *, home: Hom
     n = wins + losses + ties
     if not n:
         return {"wins": 0, "losses": 0, "ties": 0, "n": 0, "rate": None, "low": None, "high": None,
-                "dropped": dropped}
+                "decided_rate": None, "decided_low": None, "decided_high": None, "dropped": dropped}
     low, high = stats.wilson_interval(wins + ties / 2, n)
+    # Among the pairs people decided: where most pairs tie (both answers equally good or bad), ties half pull the
+    # rate toward 50% however clearly the challenger wins the rest.
+    decided = stats.wilson_interval(wins, wins + losses) or (None, None)
     return {"wins": wins, "losses": losses, "ties": ties, "n": n, "rate": round((wins + ties / 2) / n, 4),
-            "low": round(low, 4), "high": round(high, 4), "dropped": dropped}
+            "low": round(low, 4), "high": round(high, 4),
+            "decided_rate": round(wins / (wins + losses), 4) if wins + losses else None,
+            "decided_low": None if decided[0] is None else round(decided[0], 4),
+            "decided_high": None if decided[1] is None else round(decided[1], 4), "dropped": dropped}
 
 
 # --------------------------------------------------------------------------- the chain
@@ -227,6 +233,8 @@ def rate_text(h2h: dict[str, Any] | None) -> str:
         return "–"
     return (f"{h2h['rate']:.0%} [{h2h['low']:.0%}, {h2h['high']:.0%}] "
             f"({h2h['wins']} won, {h2h['losses']} lost, {h2h['ties']} tied of {h2h['n']} pairs"
+            + (f"; {h2h['decided_rate']:.0%} [{h2h['decided_low']:.0%}, {h2h['decided_high']:.0%}] of the decided"
+               if h2h.get("decided_rate") is not None else "")
             + (f"; without the votes of {', '.join(h2h['dropped'])}, flagged" if h2h.get("dropped") else "") + ")")
 
 
