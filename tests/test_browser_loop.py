@@ -121,7 +121,6 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     # Label: a campaign on the same dataset's prompts, the SFT run against the base, both picked by name.
     tab(lead, "Label").click()
     lead.get_by_text("New campaign", exact=True).click()
-    lead.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("team-round")
     pick(lead, "Prompts", re.compile(r"^team-chats@"))
     pick_many(lead, "Sources", re.compile(r"^team-sft · SFT"), re.compile(r"^tiny "))
     lead.get_by_label("Max prompts", exact=True).fill("6")
@@ -129,6 +128,10 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     lead.get_by_label("Votes per pair", exact=True).fill("1")
     lead.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **shorter** answer.")
     lead.keyboard.press("Tab")
+    # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
+    name_box = lead.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first
+    name_box.fill("team-round")
+    expect(name_box).to_have_value("team-round")
     lead.get_by_role("button", name="Create campaign").click()
     visible(lead, "Created campaign team-round").wait_for()
     visible(lead, re.compile(r"open for labeling · 0/6 votes")).wait_for(timeout=RUN_S)  # answers generated

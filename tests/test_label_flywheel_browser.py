@@ -57,7 +57,6 @@ def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     tab(admin, "Label").click()
     admin.get_by_text("New campaign", exact=True).click()
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("graded-page")
     admin.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 6))
     admin.locator("#lab-responses_file").get_by_text("responses-6.jsonl").wait_for()  # uploaded before Create
     admin.get_by_label("Votes per pair", exact=True).fill("2")
@@ -67,6 +66,10 @@ def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     admin.get_by_role("checkbox", name=re.compile(r"^Graded\b")).check()
     admin.get_by_role("textbox", name=re.compile(r"^Aspects\b")).fill(", ".join(ASPECTS))
     admin.get_by_text("Quality: which pair next, gold pairs, extra votes, the LLM judge").click()  # shown, as set
+    # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
+    name_box = admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first
+    name_box.fill("graded-page")
+    expect(name_box).to_have_value("graded-page")
     snap(admin, shots, "E1-new-campaign-form")
     admin.get_by_role("button", name="Create campaign").click()
     admin.get_by_text("Created campaign graded-page").wait_for(timeout=60_000)
