@@ -80,16 +80,17 @@ def sided(votes: list[dict[str, Any]]) -> list[str]:
     return [v["choice"] for v in votes if v["choice"] in CHOICES]
 
 
+def compared_votes(campaign_id: str, home: Home | None = None) -> list[tuple[dict[str, Any], float]]:
+    """The votes a leaderboard counts, each with the score of its pair's first source (ties half a win); both-bad,
+    gold and thumbs votes left out (thumbs votes compare nothing: their leaderboard is ``approval``)."""
+    return [(vote, 0.5 if vote["outcome"] == "tie" else float(vote["outcome"] == vote["source_1"]))
+            for vote in campaign_votes(campaign_id, home)
+            if vote["gold"] is None and vote["outcome"] != "both_bad" and vote["choice"] in CHOICES]
+
+
 def comparisons(campaign_id: str, home: Home | None = None) -> list[tuple[str, str, float]]:
-    """Votes as (source, other source, score of the first): ties half a win; both-bad, gold and thumbs votes left
-    out."""
-    out = []
-    for vote in campaign_votes(campaign_id, home):
-        if vote["gold"] is not None or vote["outcome"] == "both_bad" or vote["choice"] not in CHOICES:
-            continue  # thumbs votes compare nothing: their leaderboard is ``approval``
-        score = 0.5 if vote["outcome"] == "tie" else float(vote["outcome"] == vote["source_1"])
-        out.append((vote["source_1"], vote["source_2"], score))
-    return out
+    """Votes as (source, other source, score of the first), as ``compared_votes`` counts them."""
+    return [(vote["source_1"], vote["source_2"], score) for vote, score in compared_votes(campaign_id, home)]
 
 
 def leaderboard(campaign_id: str, *, home: Home | None = None, rounds: int = 200) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def bradley_terry(
     if not models:
         return {}
     log_strength = _fit_bradley_terry(models, comparisons, iterations=iterations, tol=tol, prior=prior)
-    return dict(zip(models, _elo(log_strength).tolist()))
+    return dict(zip(models, elo(log_strength).tolist()))
 
 
 def bootstrap_bradley_terry(
@@ -142,14 +142,14 @@ def bootstrap_bradley_terry(
     models = sorted({m for i, j, _ in comparisons for m in (i, j)})
     if not models:
         return {}
-    point = _elo(_fit_bradley_terry(models, comparisons))
+    point = elo(_fit_bradley_terry(models, comparisons))
     rng = np.random.default_rng(seed)
     samples = np.full((rounds, len(models)), np.nan)
     index = {m: k for k, m in enumerate(models)}
     for r in range(rounds):
         resample = [comparisons[k] for k in rng.integers(0, len(comparisons), len(comparisons))]
         present = [index[m] for m in {m for i, j, _ in resample for m in (i, j)}]
-        samples[r, present] = _elo(_fit_bradley_terry(models, resample))[present]
+        samples[r, present] = elo(_fit_bradley_terry(models, resample))[present]
     tail = (1 - level) / 2 * 100
     counts = Counter(m for i, j, _ in comparisons for m in (i, j))
     result: dict[str, dict[str, Any]] = {}
@@ -260,7 +260,7 @@ def _fit_bradley_terry(
     return log_strength[:k] - log_strength[:k].mean()
 
 
-def _elo(log_strength: np.ndarray) -> np.ndarray:
+def elo(log_strength: np.ndarray) -> np.ndarray:
     """400 * log10(strength), shifted so the mean rating is 1000."""
     ratings = 400.0 * log_strength / math.log(10)
     return ratings - ratings.mean() + 1000.0

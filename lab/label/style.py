@@ -30,17 +30,13 @@ NEWTON_STEPS = 50
 
 def votes_with_lengths(campaign_id: str, home: Home) -> list[tuple[str, str, float, float]]:
     """(source_1, source_2, score of source_1, normalised length difference) for each vote the plain
-    leaderboard counts (``lab.label.results.comparisons``: ties half, both-bad, gold and thumbs left out)."""
-    from lab.label.results import campaign_votes
-    from lab.label.serving import CHOICES
+    leaderboard counts (``lab.label.results.compared_votes``: ties half, both-bad, gold and thumbs left out)."""
+    from lab.label.results import compared_votes
 
     lengths = {(r["prompt_idx"], r["source"]): r["n"] for r in Store(home).query(
         "SELECT prompt_idx, source, length(text) AS n FROM responses WHERE campaign_id = ?", (campaign_id,))}
     out = []
-    for vote in campaign_votes(campaign_id, home):
-        if vote["gold"] is not None or vote["outcome"] == "both_bad" or vote["choice"] not in CHOICES:
-            continue
-        score = 0.5 if vote["outcome"] == "tie" else float(vote["outcome"] == vote["source_1"])
+    for vote, score in compared_votes(campaign_id, home):
         one, two = lengths[vote["prompt_idx"], vote["source_1"]], lengths[vote["prompt_idx"], vote["source_2"]]
         out.append((vote["source_1"], vote["source_2"], score, (one - two) / (one + two) if one + two else 0.0))
     return out
@@ -98,14 +94,14 @@ def leaderboard(campaign_id: str, *, home: Home | None = None, rounds: int = 200
         resample = [votes[k] for k in rng.integers(0, len(votes), len(votes))]
         beta = fit(*design(models, resample, scale))
         present = [index[m] for m in {m for first, second, *_ in resample for m in (first, second)}]
-        samples[r, present] = stats._elo(beta[:len(models)])[present]
+        samples[r, present] = stats.elo(beta[:len(models)])[present]
         samples[r, -1] = beta[-1] if scale > 0 else np.nan
     counts = Counter(m for first, second, *_ in votes for m in (first, second))
     ratings = []
     for k, model in enumerate(models):
         seen = samples[~np.isnan(samples[:, k]), k]
         low, high = np.percentile(seen, [2.5, 97.5]).tolist() if seen.size else (None, None)
-        ratings.append({"source": model, "rating": round(float(stats._elo(point[:len(models)])[k]), 1),
+        ratings.append({"source": model, "rating": round(float(stats.elo(point[:len(models)])[k]), 1),
                         "low": round(low, 1) if low is not None else None,
                         "high": round(high, 1) if high is not None else None, "comparisons": counts[model]})
     ratings.sort(key=lambda r: -r["rating"])
