@@ -70,6 +70,17 @@ def snap(page, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
+def wait_for_created(page, name: str, shots: Path) -> None:
+    """Wait for "Created campaign NAME"; if it does not come, fail with what the page said instead (its status lines
+    and toasts: a toast fades, the status line stays) and a screenshot. CI has timed out here with no clue."""
+    try:
+        page.get_by_text(f"Created campaign {name}").filter(visible=True).first.wait_for(timeout=60_000)
+    except sync_api.TimeoutError:
+        snap(page, shots, f"campaign-{name}-not-created")
+        said = page.locator(".lab-status").all_inner_texts() + page.locator(".toast-body").all_inner_texts()
+        raise AssertionError(f"no 'Created campaign {name}' within 60 s; the page said: {said}") from None
+
+
 def signed_in_page(browser, url: str, name: str, password: str):
     """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -287,7 +298,7 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
     name_box.fill("browser-campaign")
     expect(name_box).to_have_value("browser-campaign")
     page.get_by_role("button", name="Create campaign").click()
-    page.get_by_text("Created campaign browser-campaign").wait_for()
+    wait_for_created(page, "browser-campaign", shots)
     page.get_by_role("button", name="↻").click()
     page.get_by_label("Campaign", exact=True).filter(visible=True).first.click()  # creating does not pick it here
     page.get_by_role("option", name=re.compile(r"^browser-campaign · open")).filter(visible=True).first.click()

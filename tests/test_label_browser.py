@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+from tests.test_browser import CHROMIUM, browser, choose, shots, snap, tab, wait_for_created  # noqa: F401
 from tests.test_browser import signed_in_page as signed_in_as
 
 pytestmark = [pytest.mark.browser,
@@ -67,14 +67,7 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     name_box.fill("browser-loop")
     expect(name_box).to_have_value("browser-loop")
     admin.get_by_role("button", name="Create campaign").click()
-    # CI once timed out here with no sign of why: wait longer on a loaded machine, and say what the page showed.
-    created = admin.get_by_text("Created campaign browser-loop")
-    try:
-        created.wait_for(timeout=60_000)
-    except Exception:
-        snap(admin, shots, "30-label-campaign-not-created")
-        toasts = admin.locator(".toast-body").all_inner_texts()
-        raise AssertionError(f"no 'Created campaign' line; toasts: {toasts}") from None
+    wait_for_created(admin, "browser-loop", shots)
     admin.get_by_text("open for labeling · 0/12 votes").wait_for()
     snap(admin, shots, "30-label-campaign-created")
 

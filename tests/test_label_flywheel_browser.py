@@ -16,7 +16,8 @@ from lab.home import lab_home
 from lab.label.campaigns import list_campaigns
 from lab.label.results import campaign_votes
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, shots, snap, tab  # noqa: F401 - fixtures
+from tests.test_browser import (CHROMIUM, TIMEOUT_MS, browser, shots, snap, tab,  # noqa: F401 - fixtures
+                                wait_for_created)
 from tests.test_browser import signed_in_page as signed_in_as
 from tests.test_label import responses_file
 
@@ -72,7 +73,7 @@ def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     expect(name_box).to_have_value("graded-page")
     snap(admin, shots, "E1-new-campaign-form")
     admin.get_by_role("button", name="Create campaign").click()
-    admin.get_by_text("Created campaign graded-page").wait_for(timeout=60_000)
+    wait_for_created(admin, "graded-page", shots)
 
 
 def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser, signed_app, shots,  # noqa: F811
