@@ -149,3 +149,11 @@ def eval_scores(models: Iterable[str], home: Home | None = None) -> dict[str, di
     rows = automatic(list_evals(home or lab_home())) if wanted else {}
     return {model: numbers for model, row in rows.items() if model in wanted
             if (numbers := {k: row[k] for k in keys if row[k] is not None})}
+
+
+def judge_choices(home: Home) -> list[tuple[str, str]]:
+    """What can judge (Eval's judge, a campaign's pre-labels): the models, newest run first, and the
+    OpenAI-compatible endpoint."""
+    from lab.eval.config import ENDPOINT
+
+    return model_choices(home) + [(f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]

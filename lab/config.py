@@ -494,6 +494,11 @@ class TrainConfig:
 MAX_ASPECTS = 8  # per-aspect votes a campaign may ask for: the labeling page builds this many rows once
 
 
+def aspect_names(text: str) -> list[str]:
+    """A campaign's aspects as written ('helpful, harmless'), in order (a stored campaign's config keeps the text)."""
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
 @dataclass
 class CampaignConfig:
     """A labeling campaign: which prompts, which sources answer them, how, and how many votes each pair needs."""
@@ -576,7 +581,7 @@ class CampaignConfig:
             raise LabError("Invalid campaign: " + " ".join(errors))
 
     def aspect_list(self) -> list[str]:
-        names = [a.strip() for a in self.aspects.split(",") if a.strip()]
+        names = aspect_names(self.aspects)
         if len(set(names)) != len(names):
             raise LabError(f"Aspect names must be unique: {self.aspects}.")
         if len(names) > MAX_ASPECTS:

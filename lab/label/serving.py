@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lab.config import aspect_names
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.label import adjudication
@@ -179,7 +180,7 @@ def vote(token: str, labeler: str, choice: str, *, strength: int | None = None,
 def sourced_aspects(aspects: dict[str, str], config: dict[str, Any], left: str, right: str) -> dict[str, str]:
     """Per-aspect votes by side ({aspect: a | b | tie}) as {aspect: winning source | tie}, checked against the
     campaign's aspects (an aspect left out is simply not voted on)."""
-    named = [a.strip() for a in config.get("aspects", "").split(",") if a.strip()]
+    named = aspect_names(config.get("aspects", ""))
     unknown = sorted(set(aspects) - set(named))
     if unknown:
         raise LabError(f"This campaign's aspects are {', '.join(named) or 'none'}; not {', '.join(unknown)}.")

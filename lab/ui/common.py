@@ -122,3 +122,13 @@ def wire_on_show(tab: gr.Tab, page: gr.Blocks, refreshes: list[OnShow]) -> None:
     for refresh in refreshes:
         for event in (tab.select, page.load):
             event(refresh.fn, inputs=None, outputs=refresh.outputs, api_visibility="private", queue=False)
+
+
+def number(value: float | None) -> str:
+    """A statistic (κ, a score) to two decimals, or a dash where there is none yet."""
+    return f"{value:.2f}" if value is not None else "–"
+
+
+def percent(value: float | None) -> str:
+    """A share as a whole percentage, or a dash where there is none yet."""
+    return f"{value:.0%}" if value is not None else "–"

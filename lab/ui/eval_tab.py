@@ -20,7 +20,7 @@ import pandas as pd
 
 from lab import catalog
 from lab.errors import LabError
-from lab.eval.config import ENDPOINT, HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig, RewardEvalConfig
+from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, PerplexityConfig, RewardEvalConfig
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
@@ -173,21 +173,17 @@ def sft_datasets(home: Home) -> list[tuple[str, str]]:
     return catalog.dataset_choices(home, kind="sft")
 
 
-def judge_choices(home: Home) -> list[tuple[str, str]]:
-    return catalog.model_choices(home) + [(f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]
-
-
 def pickers(ui: EvalUI, home: Home) -> Callable[[], dict]:
     """The pickers of models, datasets and judges, as they are now (what is picked stays picked)."""
     def fresh() -> dict:
         return {ui.models: gr.update(choices=catalog.model_choices(home)),
-                ui.dataset: gr.update(choices=sft_datasets(home)), ui.judge: gr.update(choices=judge_choices(home)),
+                ui.dataset: gr.update(choices=sft_datasets(home)), ui.judge: gr.update(choices=catalog.judge_choices(home)),
                 ui.reward_model: gr.update(choices=catalog.reward_model_choices(home))}
     return fresh
 
 
 def judge_form(home: Home, endpoint: str) -> Form:
-    choices = judge_choices(home)
+    choices = catalog.judge_choices(home)
     overrides = {"judge": lambda f, kw: gr.Dropdown(choices=choices, allow_custom_value=True, **kw)}
     form = build_form(JudgeConfig, rows=[("mode", "judge", "endpoint_model"),
                                          ("max_rows", "max_new_tokens", "judge_max_tokens", "cache")],

@@ -21,11 +21,10 @@ import pandas as pd
 
 from lab import catalog
 from lab.errors import LabError
-from lab.eval.config import ENDPOINT
 from lab.home import Home
 from lab.label.accounts import identify, require_admin
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, clip, guarded, status_ok
+from lab.ui.common import OnShow, chat_markdown, clip, guarded, number, percent, status_ok
 
 if TYPE_CHECKING:
     from lab.ui.label_tab import AdminUI
@@ -194,13 +193,9 @@ def on_show(ui: FlywheelUI, home: Home) -> list[OnShow]:
         models = catalog.model_choices(home)
         return {ui.challenger: gr.update(choices=models), ui.incumbent: gr.update(choices=models),
                 ui.prompts: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
-                ui.judge: gr.update(choices=judge_choices(home))}
+                ui.judge: gr.update(choices=catalog.judge_choices(home))}
 
     return [OnShow(refresh, [ui.challenger, ui.incumbent, ui.prompts, ui.judge])]
-
-
-def judge_choices(home: Home) -> list[tuple[str, str]]:
-    return catalog.model_choices(home) + [(f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]
 
 
 def require_admin_of(home: Home, sign_in: bool, request: gr.Request | None) -> None:
@@ -211,14 +206,6 @@ def chosen(campaign_id: str | None) -> str:
     if not campaign_id:
         raise LabError("Choose a campaign first (the Campaign picker above).")
     return campaign_id
-
-
-def percent(value: float | None) -> str:
-    return f"{value:.0%}" if value is not None else "–"
-
-
-def number(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "–"
 
 
 # --------------------------------------------------------------------------- the whole view

@@ -33,7 +33,7 @@ from lab.home import Home
 from lab.label.accounts import LOCAL, Identity, identify, require_admin
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_markdown, guarded, status_ok
+from lab.ui.common import OnShow, chat_markdown, guarded, number, status_ok
 from lab.ui.forms import Form, build_form
 
 # A page's votes: (button, text, key). The key is written on the button and the page's script reads it from there.
@@ -548,9 +548,8 @@ def campaign_form(home: Home) -> Form:
 
 
 def judge_choices(home: Home) -> list[tuple[str, str]]:
-    from lab.eval.config import ENDPOINT
-
-    return [("none", ""), *catalog.model_choices(home), (f"{ENDPOINT} (an OpenAI-compatible API)", ENDPOINT)]
+    """A campaign's judge: none, or what can judge."""
+    return [("none", ""), *catalog.judge_choices(home)]
 
 
 def campaign_widgets(home: Home) -> dict:
@@ -637,10 +636,6 @@ def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI
             ui.selected: gr.update(choices=catalog.campaign_choices(home), value=campaign.id),
             ui.state: campaign_state(home, campaign.id),
             labeling.campaign: gr.update(choices=open_campaigns(home))}  # offered, not chosen: choosing leases a pair
-
-
-def number(value: float | None) -> str:
-    return f"{value:.2f}" if value is not None else "–"
 
 
 def quality_text(report: dict[str, Any], board: dict[str, Any] | None) -> str:
