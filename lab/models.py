@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 from lab.errors import LabError
 from lab.home import Home, lab_home
 
+log = logging.getLogger(__name__)
 TINY_MODEL = "tiny"
 TINY_DIR = "tiny-llama"
 TINY_VERSION = 2  # bump when the recipe below changes, so cached copies are rebuilt (2: tool calls in the template)
@@ -250,7 +252,9 @@ def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_to
 
 
 GPU_BATCH = 256  # prompts per generate call on a GPU; a static KV cache of 256 × (prompt + reply) fits easily
-PROMPT_BUCKET = 64  # prompt lengths are padded to a multiple of this, so compiled shapes repeat
+PROMPT_BUCKET = 64  # prompt lengths are padded to a multiple of this, so captured shapes repeat
+# LAB_FAST_GENERATION's values ("always" is GRPO's: its decoder on a CPU too; here it is the default)
+FAST_GENERATION = {"1": "graph", "graph": "graph", "compile": "compile", "always": "graph", "0": None}
 
 
 def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_new_tokens: int = 64,
@@ -258,19 +262,25 @@ def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_
     """``generate`` for a model already in memory (the worker's before/after samples use the model it trains).
 
     On a CPU: one left-padded batch through transformers' ``generate``. On a CUDA GPU: prompts sorted by length,
-    in batches of up to ``GPU_BATCH``, through ``lab.decode.generate_static`` (a static KV cache and the decoding
-    step as CUDA graphs; about 7× faster than ``generate`` on a 0.5B model, see docs/benchmarks.md). Batch sizes
-    (powers of two) and prompt lengths (multiples of ``PROMPT_BUCKET``) are bucketed so a compiled shape is
-    reused instead of recompiled. ``LAB_FAST_GENERATION=0`` turns the GPU path off (compiling costs up to a
-    minute the first time a shape is seen)."""
+    in batches of up to ``GPU_BATCH``, through ``lab.decode.generate_static`` (a static KV cache and the one-token
+    step replayed as a CUDA graph; about 20× ``generate`` on a 0.5B model, see docs/benchmarks.md). Batch sizes
+    (powers of two) and prompt lengths (multiples of ``PROMPT_BUCKET``) are bucketed so a captured shape is reused.
+    ``LAB_FAST_GENERATION`` (:func:`fast_generation`) chooses the GPU path; models the static decoder cannot run
+    (``lab.decode.unsupported``: sliding-window attention, flash attention) take ``generate``."""
     import torch
+
+    from lab.decode import unsupported
 
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)
     texts = chat_texts(tokenizer, prompts)
     try:
-        if model.device.type != "cuda" or os.environ.get("LAB_FAST_GENERATION", "1") == "0":
+        mode = fast_generation() if model.device.type == "cuda" else None
+        if mode and (reason := unsupported(model)):
+            log.info("Generating through transformers' generate: %s.", reason)
+            mode = None
+        if mode is None:
             batch = left_padded(tokenizer, texts, model.device)
             with torch.no_grad():
                 out = model.generate(**batch, **generate_kwargs(tokenizer, max_new_tokens=max_new_tokens,
@@ -278,9 +288,21 @@ def generate_with(model, tokenizer, prompts: list[list[dict[str, str]]], *, max_
             return [tokenizer.decode(row[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
                     for row in out]
         return fast_replies(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
-                            top_p=top_p)
+                            top_p=top_p, mode=mode)
     finally:
         model.train(was_training)
+
+
+def fast_generation() -> str | None:
+    """The GPU decoding path ``LAB_FAST_GENERATION`` asks for: "1" or "graph" (the default) replays the step as a
+    CUDA graph, captured in a few eager steps per shape; "compile" compiles it with torch.compile (about 30 s per
+    shape on the first call, then a faster step: worth it only for long jobs in one process, see
+    docs/benchmarks.md); "0" uses transformers' ``generate``."""
+    value = os.environ.get("LAB_FAST_GENERATION", "1").strip().lower()
+    if value not in FAST_GENERATION:
+        raise LabError(f"LAB_FAST_GENERATION is '{value}': set it to 1 or graph (the default), compile, or 0 "
+                       "(the fast path off).")
+    return FAST_GENERATION[value]
 
 
 def chat_texts(tokenizer, prompts: list[list[dict[str, str]]]) -> list[str]:
@@ -295,8 +317,11 @@ def generate_kwargs(tokenizer, *, max_new_tokens: int, temperature: float, top_p
                 top_p=top_p if sample else None, pad_token_id=tokenizer.pad_token_id)
 
 
-def fast_replies(model, tokenizer, texts: list[str], *, max_new_tokens: int, temperature: float,
-                 top_p: float) -> list[str]:
+def fast_replies(model, tokenizer, texts: list[str], *, max_new_tokens: int, temperature: float, top_p: float,
+                 mode: str = "graph") -> list[str]:
+    """Replies to rendered prompts through ``lab.decode.generate_static`` in ``mode``: sorted by length, in batches
+    of ``bucket_size`` rows (the last prompt of a short batch repeated, its copies' replies thrown away) padded
+    on the left to a multiple of ``PROMPT_BUCKET`` tokens, so a few shapes serve every call."""
     from lab.decode import generate_static
 
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
@@ -304,18 +329,18 @@ def fast_replies(model, tokenizer, texts: list[str], *, max_new_tokens: int, tem
     answers: list[str] = [""] * len(texts)
     for start in range(0, len(order), GPU_BATCH):
         chunk = order[start:start + GPU_BATCH]
-        padded = chunk + [chunk[-1]] * (bucket_size(len(chunk)) - len(chunk))  # the repeats are thrown away
+        padded = chunk + [chunk[-1]] * (bucket_size(len(chunk)) - len(chunk))
         batch = left_padded(tokenizer, [texts[i] for i in padded], model.device, pad_to=PROMPT_BUCKET)
         ids = generate_static(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new_tokens,
                               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                              temperature=temperature, top_p=top_p)
+                              temperature=temperature, top_p=top_p, mode=mode)
         for i, row in zip(chunk, ids):
             answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
     return answers
 
 
 def bucket_size(n: int) -> int:
-    """The next power of two (at most ``GPU_BATCH``): the batch sizes a compiled decoder sees."""
+    """The next power of two (at most ``GPU_BATCH``): the batch sizes the decoder sees."""
     return min(GPU_BATCH, 1 << max(0, n - 1).bit_length())
 
 
