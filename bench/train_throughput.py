@@ -14,7 +14,10 @@ effective batch, in one call on one machine; prints a table and writes JSON.
 
 Variants: ``plain`` (bench/plain_trl.py, the tutorial settings), ``tuned`` (the same with TRL's own switches:
 packing, Liger, no checkpointing) and ``lab`` (``python -m lab train`` with the lab's defaults plus --lab-set);
-``lab+key=value+...`` is a lab run with more settings of its own (e.g. ``lab+gpu_memory_gib=8``).
+``lab+key=value+...`` is a lab run with more settings of its own (e.g. ``lab+gpu_memory_gib=8``);
+``unsloth`` (bench/unsloth_train.py, SFT and QLoRA only: Unsloth's defaults, bf16 weights for full SFT) and
+``unsloth+fp32`` (its SFT with the plain run's fp32 master weights) need Unsloth installed by
+bench/unsloth_wheels.sh into ``--unsloth-env``, which goes first on that process's PYTHONPATH alone.
 Tokens are real (non-padding) tokens of the data as the trainer sees it; tokens/s is epoch tokens over the
 trainer's runtime (and, for ``steady``, the median over logging intervals after the first fifth of the run).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -83,18 +87,35 @@ def run_plain(args, model_dir: Path, data: Path, out: Path, tuned: bool) -> dict
     return report
 
 
+def run_unsloth(args, model_dir: Path, data: Path, out: Path, variant: str) -> dict:
+    """bench/unsloth_train.py with Unsloth's own packages (trl 1.15, datasets 4) ahead of the lab's on its path."""
+    command = [sys.executable, str(ROOT / "bench/unsloth_train.py"), "--model", str(model_dir), "--data", str(data),
+               "--task", args.task, "--batch-size", str(args.plain_batch), "--grad-accum", str(args.plain_accum),
+               "--max-length", str(args.max_length), "--max-steps", str(args.max_steps), "--out", str(out)]
+    if variant == "unsloth+fp32":
+        command.append("--fp32-master")
+    path = os.pathsep.join(p for p in (args.unsloth_env, os.environ.get("PYTHONPATH", "")) if p)
+    started = time.time()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
+    if result.returncode != 0:
+        return {"variant": variant, "error": result.stderr[-3000:]}
+    report = json.loads(out.read_text())
+    report.update(wall_seconds=time.time() - started, variant=variant,
+                  effective_batch=args.plain_batch * args.plain_accum)
+    return report
+
+
 def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str = "lab") -> dict:
-    method = {"sft": "sft", "lora": "lora", "qlora": "qlora", "dpo": "dpo"}[args.task]
+    objective, adapter = {"sft": ("sft", "none"), "lora": ("sft", "lora"), "qlora": ("sft", "qlora"),
+                          "dpo": ("dpo", "none")}[args.task]
     # save_steps beyond the run: no checkpoint inside the timed loop (the plain script saves none either). Until
     # NoCheckpointAtTheEnd, the Trainer still saved one after the last step, inside the lab's train_runtime. The final
     # model is saved after training, outside the trainer's runtime, for both.
-    sets = {"method": method, "model": str(model_dir), "dataset": dataset, "max_length": args.max_length,
+    sets = {"objective": objective, "adapter": adapter, "model": str(model_dir), "dataset": dataset, "max_length": args.max_length,
             "batch_size": args.plain_batch * args.plain_accum, "grad_accum": 1, "max_steps": args.max_steps,
             "epochs": 1, "learning_rate": USUAL_LR[args.task], "eval_split": "none", "save_steps": 10**6,
             "logging_steps": 5,
             "report_to": "none", "sample_prompts": 0}
-    if args.task == "dpo":
-        sets["dpo_adapter"] = "none"
     for item in args.lab_set + variant.split("+")[1:]:
         key, _, value = item.partition("=")
         sets[key] = value
@@ -111,11 +132,12 @@ def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str =
     summary = json.loads((run_dir / "summary.json").read_text())
     report = {"variant": variant, "task": args.task, "train_runtime": summary_row["train_runtime"],
               "steps": rows[-1]["step"], "wall_seconds": wall, "setup_seconds": summary.get("setup_seconds"),
+              "phases": summary.get("phases"),
               "peak_gpu_memory_gib": summary.get("peak_gpu_memory_gib"),
               "speed": json.loads((run_dir / "speed.json").read_text()), "settings": sets,
               "effective_batch": int(sets["batch_size"]) * int(sets["grad_accum"]),
               "log": [{"time": r["time"], "step": r["step"], "loss": r.get("loss"),
-                       "tokens_per_second": r.get("tokens_per_second")}
+                       "tokens_per_second": r.get("tokens_per_second"), "grad_norm": r.get("grad_norm")}
                       for r in rows if r.get("split") == "train"]}
     if (run_dir / "profile.txt").exists():
         report["profile"] = (run_dir / "profile.txt").read_text()
@@ -137,6 +159,7 @@ def summarise(report: dict, tokens: int, flops: float, rows: int, max_steps: int
         rates = [(b["tokens"] - a["tokens"]) / (b["time"] - a["time"]) for a, b in zip(points, points[1:])]
     steady = statistics.median(rates[len(rates) // 5:]) if rates else None
     tail = losses[-max(1, len(losses) // 10):]
+    norms = [r["grad_norm"] for r in report["log"] if r.get("grad_norm") is not None]
     return {"variant": report["variant"], "train_runtime_s": round(runtime, 1),
             "tokens_per_second": round(tokens * share / runtime),
             "steady_tokens_per_second": round(steady) if steady else None,
@@ -145,6 +168,8 @@ def summarise(report: dict, tokens: int, flops: float, rows: int, max_steps: int
             else None,
             "final_loss": round(statistics.mean(tail), 4) if tail else None, "steps": report["steps"],
             "setup_seconds": report.get("setup_seconds"), "wall_seconds": round(report.get("wall_seconds", 0), 1),
+            # a row whose gradients were zero measured nothing: the last logged norm shows they were not
+            "grad_norm": round(norms[-1], 4) if norms else None, "phases": report.get("phases"),
             "speed": report.get("speed"), "profile": report.get("profile")}
 
 
@@ -158,7 +183,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="-1: one epoch")
     parser.add_argument("--plain-batch", type=int, default=8)
     parser.add_argument("--plain-accum", type=int, default=2)
-    parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab")
+    parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab, unsloth")
+    parser.add_argument("--unsloth-env", default="/tmp/unsloth-env", help="where bench/unsloth_wheels.sh's set is")
     parser.add_argument("--lab-set", action="append", default=[], help="key=value for the lab's run (repeat)")
     parser.add_argument("--profile", default="", help="START:COUNT optimizer steps to profile in every variant")
     parser.add_argument("--home", default="", help="LAB_HOME to keep models and data between calls")
@@ -190,6 +216,7 @@ def main() -> None:
         print(f"[bench] {args.arch} {args.task}: {variant} ...", flush=True)
         out = results_dir / f"{variant.split('+')[0]}{len(reports)}.json"
         report = (run_lab(args, home, model_dir, dataset, out, variant) if variant.startswith("lab")
+                  else run_unsloth(args, model_dir, data, out, variant) if variant.startswith("unsloth")
                   else run_plain(args, model_dir, data, out, tuned=variant == "tuned"))
         reports.append(summarise(report, sum(lengths), flops, len(rows), args.max_steps))
         print(json.dumps({k: v for k, v in reports[-1].items() if k != "profile"}), flush=True)
@@ -206,20 +233,25 @@ def main() -> None:
                 r["speedup"] = round(r["tokens_per_second"] / base["tokens_per_second"], 2)
                 if r["steady_tokens_per_second"] and base["steady_tokens_per_second"]:
                     r["steady_speedup"] = round(r["steady_tokens_per_second"] / base["steady_tokens_per_second"], 2)
+                if r["wall_seconds"] and base["wall_seconds"]:  # the whole wait, process start to exit
+                    r["wall_speedup"] = round(base["wall_seconds"] / r["wall_seconds"], 2)
                 if r["final_loss"] and base["final_loss"]:
                     r["loss_vs_plain"] = round(r["final_loss"] / base["final_loss"] - 1, 4)
     Path(args.out).write_text(json.dumps(document, indent=1))
     print(f"\n{args.arch} {args.task}: {len(lengths)} sequences, {sum(lengths):,} tokens "
           f"(mean {document['mean_length']})")
     print(f"{'variant':<30} {'tokens/s':>10} {'speedup':>8} {'steady':>8} {'MFU':>6} {'peak GiB':>9} {'final loss':>10} "
-          f"{'runtime s':>9}")
+          f"{'runtime s':>9} {'wall s':>7} {'wall ×':>6} {'grad norm':>9}")
     for r in reports:
         if "error" in r:
             print(f"{r['variant']:<30} ERROR {r['error'][-300:]}")
             continue
         print(f"{r['variant']:<30} {r['tokens_per_second']:>10,} {r.get('speedup', ''):>8} "
               f"{r['steady_tokens_per_second'] or 0:>8,} {r['mfu']:>6.1%} "
-              f"{r['peak_gpu_memory_gib'] or 0:>9.2f} {r['final_loss'] or 0:>10.4f} {r['train_runtime_s']:>9}")
+              f"{r['peak_gpu_memory_gib'] or 0:>9.2f} {r['final_loss'] or 0:>10.4f} {r['train_runtime_s']:>9} "
+              f"{r['wall_seconds']:>7} {r.get('wall_speedup', ''):>6} {r['grad_norm'] or 0:>9.3g}")
+        if r.get("phases"):
+            print(f"{'':<30} phases: " + " · ".join(f"{k} {v:.1f}" for k, v in r["phases"].items()))
 
 
 if __name__ == "__main__":

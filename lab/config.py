@@ -624,7 +624,11 @@ def load_yaml(path: str, cls: type[T] = TrainConfig, overrides: list[str] | None
         key, sep, value = item.partition("=")
         if not sep:
             raise LabError(f"--set takes key=value, got '{item}'.")
-        values[key.strip()] = override_value(value)
+        key = key.strip()
+        if key in ("method", "dpo_adapter"):  # the old setting, given last, wins over the recipe's new ones
+            values.pop("objective", None)
+            values.pop("adapter", None)
+        values[key] = override_value(value)
     return from_dict(cls, values, where=path)
 
 

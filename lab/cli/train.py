@@ -24,7 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--sanity", action="store_true", help="instead of the run: the quick sanity check (overfit "
                        "20 examples, a short curve on the real data, the loss mask, a sample) with verdicts in words")
     train.add_argument("--estimate", action="store_true", help="instead of the run: the estimate the Train tab "
-                       "shows (steps, schedule, parameters, memory, speed plan) and whether it would train; exit "
+                       "shows (steps, schedule, parameters, memory, expected tokens/s and time, speed plan) and whether it would "
+                       "train; exit "
                        "non-zero when it would not")
     train.add_argument("--propose-dpo", metavar="DATASET", help="print a recipe for DPO on this preference "
                        "version (a Label export) that trains on the pairs it has; use with --model")

@@ -71,4 +71,4 @@ def truncate_prompts(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_leng
 
 
 def prompt_tokens(prompt: list[dict[str, str]], tokenizer: Any) -> int:
-    return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True))
+    return len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=False))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from lab.config import TrainConfig
@@ -68,8 +72,6 @@ def model_shape(model: str, home: Home | None = None) -> ModelShape:
     """Build the architecture on the meta device and measure it (``model``: anything a run's ``model`` takes,
     run:<id> included: an adapter is measured by its base; or an architecture's config.json alone, as in
     bench/configs)."""
-    from pathlib import Path
-
     from lab.train.loading import base_model_path
 
     if Path(model).is_file():
@@ -80,7 +82,15 @@ def model_shape(model: str, home: Home | None = None) -> ModelShape:
 @functools.lru_cache(maxsize=16)
 def shape_at(path: str) -> ModelShape:
     """The shape of the model whose config is at ``path`` (cached: the estimate, the checks before launch and the
-    learning-rate advice all ask for it)."""
+    learning-rate advice all ask for it; a local config's shape also on disk, see ``shape_file``)."""
+    saved = shape_file(path)
+    if saved and saved.exists():
+        try:
+            values = json.loads(saved.read_text())
+            values["linear_shapes"] = {k: tuple(v) for k, v in values["linear_shapes"].items()}
+            return ModelShape(**values)
+        except (ValueError, TypeError, KeyError):  # a file from another version of this class: measure again
+            pass
     from transformers import AutoConfig
 
     from lab.models import hub_error
@@ -89,7 +99,28 @@ def shape_at(path: str) -> ModelShape:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise hub_error("model config", path, err) from None
-    return shape_of(config)
+    shape = shape_of(config)
+    if saved:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        staging = saved.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(asdict(shape)))
+        staging.replace(saved)
+    return shape
+
+
+def shape_file(path: str) -> Path | None:
+    """Where the shape of a local model's config is kept, under ``LAB_HOME/cache/shapes``: named by the config file
+    (path, size, modification time) and the transformers version that built it. Measuring it imports torch and
+    transformers and builds the model on the meta device, seconds of every ``python -m lab train`` before launch.
+    None for a hub id (no file to name it by)."""
+    from importlib.metadata import version
+
+    config = Path(path) if Path(path).is_file() else Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    stat = config.stat()
+    key = f"{config.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{version('transformers')}"
+    return lab_home().root / "cache" / "shapes" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
 def shape_of(config: Any) -> ModelShape:
@@ -342,9 +373,15 @@ class RunEstimate:
                 **{k: v for k, v in self.report.items() if k != "lr_curve"}}
 
 
+# What the estimate adds about speed (lab.train.throughput.Expected), in the report and the CLI's JSON.
+SPEED_FIELDS = ("train_tokens", "tokens_per_second", "loop_seconds", "setup_seconds", "wall_seconds", "basis",
+                "from_run")
+
+
 def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     """The run as it would go on this machine: the model and dataset resolved as ``create_run`` resolves them,
     every process counted in the effective batch, the 'auto' memory choices decided, and whether it would train."""
+    from lab.train import throughput
     from lab.train.datasets import resolve_version
     from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.loading import model_type
@@ -366,6 +403,11 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
     resolved = dataclasses.replace(cfg, **speed.memory_settings())
     report = estimate(resolved, rows, gpus=ranks, shape=shape)
+    # Tokens per second and the wait: from this machine's runs of the model, else the GPU's peak × measured MFU.
+    guess = throughput.expected(throughput.resolved(cfg, speed), shape, gpus=ranks, home=home,
+                                device_name=gpus[0].name if unit == "GPU" else "cpu",
+                                work=throughput.workload(cfg, version, ranks, home))
+    report.update({name: getattr(guess, name) for name in SPEED_FIELDS})
     text = (f"**{version.ref}**: {rows} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
             f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
@@ -381,6 +423,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
+    text += "\n\n" + throughput.expected_line(guess)
     text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
              + speed.markdown())
     if warnings:

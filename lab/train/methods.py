@@ -193,13 +193,16 @@ class Build:
 
     def trainer_kwargs(self, train_rows: list[dict[str, Any]] | None = None,
                        eval_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """The keyword arguments every TRL trainer takes (the config object ``args`` is the objective's own)."""
-        from datasets import Dataset
-
+        """The keyword arguments every TRL trainer takes (the config object ``args`` is the objective's own). The
+        datasets are saved by content (``lab.train.data_cache``), so what TRL derives from them is kept for the next
+        run of the same rows."""
+        from lab.home import lab_home
         from lab.train.convert import peft_config
+        from lab.train.data_cache import cached_dataset
 
         train = self.train_rows if train_rows is None else train_rows
         evals = self.eval_rows if eval_rows is None else eval_rows
+        home = lab_home()
         return dict(model=self.model, processing_class=self.tokenizer, peft_config=peft_config(self.cfg),
-                    train_dataset=Dataset.from_list(train),
-                    eval_dataset=Dataset.from_list(evals) if evals else None, callbacks=self.callbacks)
+                    train_dataset=cached_dataset(train, home),
+                    eval_dataset=cached_dataset(evals, home) if evals else None, callbacks=self.callbacks)

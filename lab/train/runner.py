@@ -38,7 +38,7 @@ from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.processes import live_processes, signal_all
 from lab.store import Store, dumps
-from lab.train import distributed
+from lab.train import distributed, phases
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -127,6 +127,7 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     """Validate, write the run directory and queue it; returns the run and the config's warnings. ``cluster``:
     for the GPUs of a cluster's machines, not this one's."""
     home = home or lab_home()
+    created = time.time()  # the whole wait counts from here (lab.train.phases)
     from lab.space import training_off
 
     off = training_off()  # LAB_NO_TRAINING: e.g. a Space on a CPU, which says why
@@ -159,6 +160,7 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     cfg.name = cfg.name or f"{cfg.method}-{Path(cfg.model).name}-{run_id[9:15]}"
     run_dir = home.runs / run_id
     run_dir.mkdir(parents=True)
+    phases.begin(run_dir, at=created)
     (run_dir / "config.yaml").write_text(f"# python -m lab train {run_dir / 'config.yaml'}\n"
                                          f"# dataset {asked!r} resolved to {version.ref} when queued\n" + to_yaml(cfg))
     with Store(home).write() as conn:
@@ -232,10 +234,20 @@ def worker_env(run: Run, home: Home, plan: distributed.Plan) -> dict[str, str]:
     return env
 
 
-def accelerate_command(run_dir: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """``accelerate launch`` with the run's config file (``extra``: flags over it, as a cluster job adds)."""
+def accelerate_command(run_dir: Path, extra: list[str] | tuple[str, ...] = (), *, alone: bool = False) -> list[str]:
+    """The command that runs the run's processes: ``accelerate launch`` with the run's config file (``extra``: flags
+    over it, as a cluster job adds), or, ``alone`` (one process on this machine), the worker itself: accelerate's
+    launcher adds nothing to one process that the worker's TrainingArguments do not set, and costs a Python start
+    and a torch import (about 2 s) of the whole wait."""
+    if alone and not extra:
+        return [sys.executable, "-m", "lab.train.worker", str(run_dir)]
     return [sys.executable, "-m", LAUNCHER, "--config_file", str(run_dir / "accelerate.yaml"),
             *extra, "-m", "lab.train.worker", str(run_dir)]
+
+
+def alone(info: dict[str, Any]) -> bool:
+    """Whether a launch (``launch.json``) is one process on one machine, started without accelerate's launcher."""
+    return info.get("processes") == 1 and info.get("machines", 1) == 1 and not info.get("external")
 
 
 def write_launch_files(run: Run, plan: distributed.Plan, env: dict[str, str], *, machines: int = 1,
@@ -251,15 +263,15 @@ def write_launch_files(run: Run, plan: distributed.Plan, env: dict[str, str], *,
     header = (f"accelerate config of run {run.id}: {where}, {cfg.distributed} (gpus {cfg.gpus}). Written by the "
               "lab from\nconfig.yaml, which also sets the precision (TrainingArguments); the command is in launch.sh.")
     (run.run_dir / "accelerate.yaml").write_text(distributed.to_yaml(config, header))
-    command = accelerate_command(run.run_dir)
+    info = {"processes": plan.processes * machines, "gpus": list(plan.gpus), "machines": machines,
+            "external": external, "host": None if external else socket.gethostname()}
+    command = accelerate_command(run.run_dir, alone=alone(info))
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     (run.run_dir / "launch.sh").write_text(
         "#!/bin/sh\n# The command that trains this run (the lab runs it under python -m lab.train.runner supervise, "
         "which records the outcome).\n"
         f"cd {shlex.quote(str(ROOT))}\nexport {exports}\nexec {shlex.join(command)}\n")
-    (run.run_dir / LAUNCH_FILE).write_text(json.dumps(
-        {"processes": plan.processes * machines, "gpus": list(plan.gpus), "machines": machines, "external": external,
-         "host": None if external else socket.gethostname(), "command": command, "env": env}, indent=1))
+    (run.run_dir / LAUNCH_FILE).write_text(json.dumps({**info, "command": command, "env": env}, indent=1))
     return command
 
 
@@ -267,6 +279,7 @@ def launch(run: Run, home: Home, plan: distributed.Plan) -> None:
     """The supervisor of the run's processes, in its own session, output to log.txt."""
     env = worker_env(run, home, plan)
     command = write_launch_files(run, plan, env)
+    phases.mark(run.run_dir, "queue")
     shutil.rmtree(run.run_dir / distributed.ERRORS_DIR, ignore_errors=True)  # a resumed run's old failures
     with open(run.run_dir / "log.txt", "a") as log:
         log.write(f"[lab] {now()} starting on {plan.describe()}: {shlex.join(command)}\n")
@@ -441,11 +454,12 @@ def resume(run_id: str, home: Home | None = None) -> Run:
     if checkpoint is None:
         raise LabError(f"Run {run.id} saved no checkpoint yet, so there is nothing to resume from: start it again.")
     update(run.id, home, status="queued", resume_from=str(checkpoint), error=None, finished_at=None)
+    phases.begin(run.run_dir)
     dispatch(home)
     return get_run(run.id, home)
 
 
-def wait(run_id: str, home: Home | None = None, *, timeout_s: float | None = None, poll_s: float = 1.0,
+def wait(run_id: str, home: Home | None = None, *, timeout_s: float | None = None, poll_s: float = 0.25,
          on_progress=None) -> Run:
     """Block until the run finishes (dispatching, which reconciles: a dead worker ends the wait too, and a queued
     run starts when the run before it died with no one left to start the next)."""
@@ -487,7 +501,8 @@ def record_outcome(run_dir: Path, home: Home, returncode: int, *, cancelling: bo
 
 
 def supervise(run_dir: Path, extra: list[str]) -> int:
-    """Run the accelerate launcher of a launched run to its end (``extra``: accelerate flags of a cluster job).
+    """Run a launched run's processes to their end: accelerate's launcher (``extra``: its flags for a cluster job), or
+    the worker of a one-process run.
     Only the supervisor of machine 0 writes the store."""
     run_dir = run_dir.resolve()
     home = lab_home()
@@ -505,10 +520,11 @@ def supervise(run_dir: Path, extra: list[str]) -> int:
         cancelling = True
         # To the ranks, which save a checkpoint and stop together; to the launcher while it has none yet.
         if launcher:
-            signal_all(children(launcher.pid) or [launcher.pid], signal.SIGTERM)
+            signal_all([launcher.pid] if solo else children(launcher.pid) or [launcher.pid], signal.SIGTERM)
 
+    solo = alone(info) and not extra  # the worker itself, no launcher between
     signal.signal(signal.SIGTERM, forward)
-    launcher = subprocess.Popen(accelerate_command(run_dir, extra), stdin=subprocess.DEVNULL,
+    launcher = subprocess.Popen(accelerate_command(run_dir, extra, alone=solo), stdin=subprocess.DEVNULL,
                                 env={**os.environ, **info.get("env", {})})
     returncode = launcher.wait()
     if lead:

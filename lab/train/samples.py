@@ -56,15 +56,20 @@ def read_samples(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows: int,
-                  setup_seconds: float | None = None) -> None:
-    """Estimated memory by component beside the peak the CUDA allocator saw (None on CPU), and the seconds from
-    the worker's start until training began (loading, tokenising, DPO's precomputed reference)."""
+                  setup_seconds: float | None = None, loop: dict[str, Any] | None = None) -> None:
+    """Estimated memory by component beside the peak the CUDA allocator saw (None on CPU), the seconds from the
+    worker's start until training began (loading, tokenising, DPO's precomputed reference), the loop's measured
+    rate (``loop``: train_tokens, train_runtime, tokens_per_second) and the whole wait by phase
+    (``lab.train.phases``: phases, wall_seconds)."""
     import torch
 
+    from lab.train import phases
     from lab.train.estimate import memory, model_shape
 
+    timeline = phases.durations(run_dir)
     summary: dict[str, Any] = {"precision": precision, "train_rows": train_rows, "device": "cpu",
-                               "peak_gpu_memory_gib": None, "setup_seconds": setup_seconds}
+                               "peak_gpu_memory_gib": None, "setup_seconds": setup_seconds, **(loop or {}),
+                               "phases": timeline, "wall_seconds": round(sum(timeline.values()), 2)}
     try:
         summary["estimate_gib"] = memory(cfg, model_shape(cfg.model), bf16=precision != "fp32").gib()
     except Exception as err:  # noqa: BLE001 - an estimate that cannot be made must not fail a finished run

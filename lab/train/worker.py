@@ -21,9 +21,10 @@ def is_main_process() -> bool:
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str | None):
-    """Tokenizer, model, datasets and the objective's TRL trainer for this run."""
+    """Tokenizer, model, datasets and the objective's TRL trainer for this run; each phase's end goes to the run's
+    timeline (``lab.train.phases``)."""
     import torch
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, Trainer  # noqa: F401 - most of the import time, counted here
 
     from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
     from lab.train.convert import common_args, precision
@@ -36,19 +37,24 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.samples import fixed_prompts, write_before
     from lab.train.speed import fuse_lora, plan, unpad_inside, use_attention, write_plan
 
+    mark = phase_marker(run_dir)
+    mark("imports")
     entry = objective(cfg.objective)
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
     gpu_bytes = cap_gpu_memory(cfg) if cuda else None
     tokenizer, model = load_for_training(cfg, home, cuda=cuda, precision=precision(cfg, cuda=cuda,
                                                                                       bf16_supported=bf16_ok))
+    mark("model")
     kind = entry.data_kind
     train_rows = training_rows(cfg.dataset, cfg.train_split, kind, home, entry.columns)
     eval_rows = training_rows(cfg.dataset, cfg.eval_split, kind, home, entry.columns) if cfg.eval_split != "none" else []
+    mark("data")
     # One process cannot run a sharded model (FSDP, ZeRO-3) alone, so such runs have no before/after samples.
     if is_main_process() and entry.generates and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
+        mark("samples before")
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
                  shape=shape_of(model.config) if cuda else None, processes=int(os.environ.get("WORLD_SIZE", "1")))
     for name, value in speed.memory_settings().items():  # as run (the summary's estimate, an OOM's message)
@@ -76,6 +82,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
                                                early_stopping_threshold=cfg.early_stopping_threshold))
     trainer = entry.module().build(Build(cfg, run_dir, model, tokenizer, train_rows, eval_rows, args, speed,
                                          callbacks))
+    mark("tokenising")
     if speed.fused_lora:  # PEFT wraps the model inside the trainer
         print(f"[lab] fused LoRA forward in {fuse_lora(trainer.model)} layers", flush=True)
     if speed.tiled_mlp or speed.offload_activations:
@@ -83,6 +90,17 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
 
         trainer.add_callback(memory_callback(offload=speed.offload_activations, tile=speed.tiled_mlp))
     return trainer
+
+
+def phase_marker(run_dir: Path):
+    """``mark(phase)``: the end of a phase in the run's timeline, written by the main process only."""
+    from lab.train import phases
+
+    def mark(phase: str) -> None:
+        if is_main_process():
+            phases.mark(run_dir, phase)
+
+    return mark
 
 
 def cap_gpu_memory(cfg: TrainConfig) -> int:
@@ -120,11 +138,13 @@ def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -
 
 
 def main(run_dir: str) -> int:
+    run_path = Path(run_dir).resolve()
+    mark = phase_marker(run_path)
+    mark("launch")
     from lab.train import runner
     from lab.train.callbacks import ChangeWatch, GracefulStop
     from lab.train.speed import use_attention
 
-    run_path = Path(run_dir).resolve()
     home = lab_home()
     run_id = run_path.name
     main_process = is_main_process()
@@ -143,6 +163,7 @@ def main(run_dir: str) -> int:
         watch = ChangeWatch(trainer)
         trainer.add_callback(watch)
         trainer.train(resume_from_checkpoint=resume_from)
+        mark("training")
         if stop.requested:
             if main_process:
                 runner.update(run_id, home, status="cancelled", finished_at=runner.now(),
@@ -155,6 +176,7 @@ def main(run_dir: str) -> int:
         if not main_process:
             return 0
         trainer.processing_class.save_pretrained(str(final))
+        mark("saving")
         finish_reports(run_path, cfg, trainer, setup_seconds)
         unchanged = watch.verdict()  # whatever the trainer returned, a model that did not change is no result
         if unchanged:
@@ -187,21 +209,40 @@ def record_failure(run_dir: Path, err: BaseException, message: str) -> str:
 
 
 def finish_reports(run_dir: Path, cfg: TrainConfig, trainer: Any, setup_seconds: float) -> None:
-    """The measured peak beside the estimate, then the tuned model's answers to the fixed prompts.
-    Neither may fail a run whose model is already saved."""
+    """The tuned model's answers to the fixed prompts, then the summary: the measured peak beside the estimate, the
+    loop's rate and the whole wait by phase. Neither may fail a run whose model is already saved."""
+    from lab.train import phases
     from lab.train.methods import objective
     from lab.train.samples import write_after, write_summary
 
     try:
-        args = trainer.args
-        write_summary(run_dir, cfg, precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-                      train_rows=len(trainer.train_dataset), setup_seconds=round(setup_seconds, 2))
         if cfg.sample_prompts and objective(cfg.objective).generates:
             print("[lab] answering the fixed prompts with the tuned model", flush=True)
             write_after(run_dir, cfg, trainer.model, trainer.processing_class)
+            phases.mark(run_dir, "samples after")
     except Exception:  # noqa: BLE001
         traceback.print_exc()
-        print("[lab] the closing report failed (above); the model is saved", flush=True)
+        print("[lab] answering the fixed prompts failed (above); the model is saved", flush=True)
+    try:
+        args = trainer.args
+        write_summary(run_dir, cfg, precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+                      train_rows=len(trainer.train_dataset), setup_seconds=round(setup_seconds, 2),
+                      loop=loop_rate(trainer))
+        print("[lab] " + phases.describe(phases.durations(run_dir)), flush=True)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        print("[lab] the closing summary failed (above); the model is saved", flush=True)
+
+
+def loop_rate(trainer: Any) -> dict[str, Any]:
+    """The training loop's real (non-padding) tokens, its seconds and their ratio, as the Trainer counted them."""
+    state = trainer.state
+    runtime = next((row["train_runtime"] for row in reversed(state.log_history) if "train_runtime" in row), None)
+    tokens = state.num_input_tokens_seen or 0
+    out: dict[str, Any] = {"train_tokens": tokens, "train_runtime": runtime}
+    if tokens and runtime:
+        out["tokens_per_second"] = round(tokens / runtime, 1)
+    return out
 
 
 def wandb_url() -> str | None:

@@ -380,3 +380,25 @@ def kappa_plot(windows: list[dict[str, Any]], when: Any = str) -> go.Figure:
                       xaxis_title="window of pairs, in the order their votes came")
     fig.update_xaxes(tickmode="array", tickvals=numbers)
     return fig
+
+
+def phase_bars(phases: Mapping[str, float], meanings: Mapping[str, str] | None = None, *,
+               expected_loop: float | None = None) -> go.Figure:
+    """Where a run's whole wait went: a bar per phase in the order they happened (the first on top), the training
+    loop in its own colour, each phase's meaning on hover; ``expected_loop``: the estimate's seconds for the loop,
+    marked on its bar."""
+    names = list(phases)
+    seconds = [phases[name] for name in names]
+    colors = [COLORS["response"] if name == "training" else COLORS["system"] for name in names]
+    hover = [f"{name}: {s:.1f} s<br>{(meanings or {}).get(name, '')}" for name, s in zip(names, seconds)]
+    fig = go.Figure(go.Bar(x=seconds, y=names, orientation="h", marker_color=colors, hovertext=hover,
+                           hoverinfo="text", text=[f"{s:.1f} s" for s in seconds], textposition="outside",
+                           cliponaxis=False, showlegend=False))
+    if expected_loop is not None and "training" in phases:
+        fig.add_trace(go.Scatter(x=[expected_loop], y=["training"], mode="markers", name="estimated loop",
+                                 marker=dict(symbol="line-ns", size=22, line=dict(width=3, color=COLORS["rejected"])),
+                                 hovertext=[f"estimated: {expected_loop:.1f} s"], hoverinfo="text"))
+    fig.update_layout(**{**LAYOUT, "height": 90 + 26 * len(names), "margin": dict(l=110, r=40, t=50, b=40)},
+                      title=f"Whole wait {sum(seconds):.1f} s, by phase", xaxis_title="seconds",
+                      yaxis=dict(autorange="reversed"))
+    return fig

@@ -76,6 +76,7 @@ class TrainUI:
     gpus: gr.Markdown
     start: gr.Button
     sanity: gr.Button
+    phases_plot: gr.Plot
 
 
 def config_from(form: Form, values: dict[str, Any]) -> TrainConfig:
@@ -170,10 +171,11 @@ def build(home: Home) -> TrainUI:
         loss_plot = gr.Plot(label="Loss")
         aux_plot = gr.Plot(label="Other metrics")
     log = gr.Textbox(label="Log (last 40 lines)", lines=12, max_lines=12, autoscroll=True, elem_id="train-log")
-    with gr.Accordion("Outcome: memory, before/after samples, export", open=True):
+    with gr.Accordion("Outcome: memory, speed, before/after samples, export", open=True):
         with gr.Row():
             outcome = gr.Markdown()
             run_memory = gr.Plot(label="Memory: estimate and measured peak", visible=False)
+        phases_plot = gr.Plot(label="The whole wait, by phase", visible=False)
         samples = gr.Dataframe(headers=SAMPLE_HEADERS, interactive=False, wrap=True, visible=False,
                                column_widths=["20%", "40%", "40%"],
                                label="The same prompts before and after training (greedy)")
@@ -186,7 +188,8 @@ def build(home: Home) -> TrainUI:
                                   "environment.")
             push_btn = gr.Button("Push to the Hub", scale=1)
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, completions, hub_repo, gpus, start, sanity_btn)
+                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, completions, hub_repo, gpus, start, sanity_btn,
+                 phases_plot)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -212,6 +215,9 @@ def build(home: Home) -> TrainUI:
                                           outputs=refresh_outputs, api_name="train_runs")
     selected.change(guarded(run_view, status, ui, home), inputs=selected, outputs=view_outputs,
                     api_name="train_run_view")
+    # The phases' chart follows the outcome (a finished run's summary), so the views' outputs stay as they were.
+    outcome.change(guarded(phases_view, status, ui, home), inputs=selected, outputs=[status, phases_plot],
+                   api_name="train_phases", show_progress="hidden")
     # Gradio's autoscroll follows only a box already scrolled to its end, and a new log arrives at its top.
     log.change(None, js=SCROLL_LOG_TO_END, api_visibility="private")
     cancel.click(guarded(cancel_run, status, ui, home), inputs=selected, outputs=[status], api_name="train_cancel")
@@ -402,6 +408,8 @@ def wandb_text(run: Any) -> str:
 
 
 def outcome_text(run: Any, home: Home) -> str:
+    from lab.train.throughput import run_speed
+
     lines = [wandb_text(run)]
     summary = read_summary(run.run_dir)
     if summary and "estimate_gib" in summary:
@@ -409,6 +417,9 @@ def outcome_text(run: Any, home: Home) -> str:
         measured = (f"measured peak **{peak:.2f} GiB** on {summary['device']}" if peak is not None
                     else "no GPU, so no measured peak")
         lines.append(f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB**, {measured}.")
+    speed = run_speed(run, home)
+    if speed:
+        lines.append(speed_text(speed))
     plan = read_plan(run.run_dir)
     if plan:  # the fast path the worker chose (lab.train.speed): what is on, and why
         lines.append("**Speed** (speed.json):\n" + SpeedPlan(**plan).markdown())
@@ -418,6 +429,49 @@ def outcome_text(run: Any, home: Home) -> str:
     elif run.status == "succeeded":
         lines.append(f"Final model: `run:{run.id}` in the model pickers (merge and export makes a standalone copy).")
     return "\n\n".join(lines)
+
+
+def speed_text(speed: Any) -> str:
+    """"Speed: measured X tokens/s against ~Y estimated (its basis); N tokens trained (~M estimated); whole wait Z
+    against ~W estimated (phases: …)"."""
+    from lab.train.throughput import amount, duration, rate_text
+
+    guess = speed.expected
+    parts = []
+    if speed.tokens_per_second:
+        head = f"Speed: measured **{rate_text(speed.tokens_per_second)} tokens/s**"
+        if guess and guess.tokens_per_second:
+            head += f" against **~{rate_text(guess.tokens_per_second)}** estimated {guess.basis}"
+        else:
+            head += f"; nothing to compare with: {guess.basis if guess else speed.why_no_estimate}"
+        parts.append(head)
+    else:
+        parts.append("Speed: the loop's rate was not measured")
+    if speed.train_tokens:
+        estimated = f" (~{amount(guess.train_tokens)} estimated)" if guess and guess.train_tokens else ""
+        parts.append(f"{amount(speed.train_tokens)} tokens trained{estimated}")
+    if speed.wall_seconds:
+        wait = f"whole wait **{duration(speed.wall_seconds)}**"
+        if guess and guess.wall_seconds:
+            wait += f" against ~{duration(guess.wall_seconds)} estimated"
+        if speed.phases:
+            wait += " (phases: " + " · ".join(f"{name} {duration(s)}" for name, s in speed.phases.items()) + ")"
+        parts.append(wait)
+    return "; ".join(parts) + "."
+
+
+def phases_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
+    """The selected run's whole wait by phase, with the estimate's loop marked; hidden until it has finished."""
+    from lab.train.phases import MEANING
+    from lab.train.runner import get_run
+    from lab.train.throughput import run_speed
+
+    speed = run_speed(get_run(run_id, home), home) if run_id else None
+    if not speed or not speed.phases:
+        return {ui.phases_plot: gr.update(visible=False)}
+    loop = speed.expected.loop_seconds if speed.expected else None
+    return {ui.phases_plot: gr.update(value=plots.phase_bars(speed.phases, MEANING, expected_loop=loop),
+                                      visible=True)}
 
 
 def cancel_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:

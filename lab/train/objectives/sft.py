@@ -53,9 +53,13 @@ def precheck(cfg: TrainConfig, home: Any) -> None:
     from lab.train.loading import resolve_model_path
 
     version = resolve_version(cfg.dataset, home)
+    path = resolve_model_path(cfg.model, home)
+    passed = passed_marker(home, version.ref, cfg.train_split, path, cfg.max_length)
+    if passed is not None and passed.exists():
+        return
     rows = read_rows(version, cfg.train_split, home)[:PRECHECK_ROWS]
     try:
-        tokenizer = load_tokenizer(resolve_model_path(cfg.model, home), home=home)
+        tokenizer = load_tokenizer(path, home=home)
     except Exception:  # noqa: BLE001 - a tokenizer not at hand here (a hub id offline) is checked when loading
         return
     views = [mask_view(r["messages"], tokenizer, tools=r.get("tools"), max_length=cfg.max_length) for r in rows]
@@ -64,3 +68,22 @@ def precheck(cfg: TrainConfig, home: Any) -> None:
         raise LabError(f"max_length {cfg.max_length} cuts every assistant reply out of the first {len(views)} rows "
                        f"of {version.ref} (they run to {longest} tokens), so no token would carry loss and the "
                        f"trainer would drop every example: raise max_length to about {longest}.")
+    if passed is not None:
+        passed.parent.mkdir(parents=True, exist_ok=True)
+        passed.touch()
+
+
+def passed_marker(home: Any, ref: str, split: str, model_path: str, max_length: int) -> Any:
+    """The file that says this check passed for these rows, tokenizer and max_length, so the next launch of the same
+    skips it (loading a tokenizer imports transformers and torch: seconds of every ``python -m lab train``). Named by
+    the tokenizer's files (name, size, modification time); None for a model that is no local folder."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "chat_template", "special_tokens")))
+    key = "|".join([ref, split, str(max_length), str(PRECHECK_ROWS)] +
+                   [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
+    return Path(home.root) / "cache" / "prechecks" / hashlib.sha256(key.encode()).hexdigest()[:24]
