@@ -253,7 +253,8 @@ def generate(model_path: str, prompts: list[list[dict[str, str]]], *, max_new_to
 
 GPU_BATCH = 256  # prompts per generate call on a GPU; a static KV cache of 256 × (prompt + reply) fits easily
 PROMPT_BUCKET = 64  # prompt lengths are padded to a multiple of this, so captured shapes repeat
-# LAB_FAST_GENERATION's values ("always" is GRPO's: its decoder on a CPU too; here it is the default)
+FAST_GENERATION_ENV = "LAB_FAST_GENERATION"  # read here and by GRPO/RLOO's sampling (lab.train.objectives.grpo)
+# Its values ("always" is GRPO's: its decoder on a CPU too; here it is the default)
 FAST_GENERATION = {"1": "graph", "graph": "graph", "compile": "compile", "always": "graph", "0": None}
 
 
@@ -298,7 +299,7 @@ def fast_generation() -> str | None:
     CUDA graph, captured in a few eager steps per shape; "compile" compiles it with torch.compile (about 30 s per
     shape on the first call, then a faster step: worth it only for long jobs in one process, see
     docs/benchmarks.md); "0" uses transformers' ``generate``."""
-    value = os.environ.get("LAB_FAST_GENERATION", "1").strip().lower()
+    value = os.environ.get(FAST_GENERATION_ENV, "1").strip().lower()
     if value not in FAST_GENERATION:
         raise LabError(f"LAB_FAST_GENERATION is '{value}': set it to 1 or graph (the default), compile, or 0 "
                        "(the fast path off).")

@@ -94,7 +94,6 @@ def prompt_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"prompt": r["prompt"], "answer": r.get("answer") or "", "meta": r.get("meta") or "{}"} for r in rows]
 
 
-FAST_GENERATION = "LAB_FAST_GENERATION"  # as for lab.models.generate_with: "0" = off; "always" = on a CPU too
 
 
 @dataclass(frozen=True)
@@ -206,15 +205,16 @@ def fast_sampling(base: type) -> type:
 
         def sampling_for(self, model: Any) -> tuple[Sampling | None, str]:
             from lab.decode import unsupported
+            from lab.models import FAST_GENERATION_ENV
 
-            setting = os.environ.get(FAST_GENERATION, "1")
+            setting = os.environ.get(FAST_GENERATION_ENV, "1")
             if setting == "0":
-                return None, f"{FAST_GENERATION}=0"
+                return None, f"{FAST_GENERATION_ENV}=0"
             if self.use_vllm or self.use_transformers_continuous_batching:
                 return None, "vLLM (or transformers' continuous batching) samples them"
             if model.device.type != "cuda" and setting != "always":
                 return None, (f"the lab's decoder is for CUDA GPUs (on a {model.device.type}: "
-                              f"{FAST_GENERATION}=always uses it anyway)")
+                              f"{FAST_GENERATION_ENV}=always uses it anyway)")
             if self.is_fsdp_enabled or self.is_deepspeed_enabled:
                 return None, "the weights are sharded (FSDP / DeepSpeed)"
             if self._is_vlm:
