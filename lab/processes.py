@@ -34,6 +34,15 @@ def stat(pid: int | str) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def started(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc's field 22), or None: with the pid, it names one
+    process, as a pid alone does not once the pid is reused."""
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     """Whether the process exists and is not a zombie."""
     try:

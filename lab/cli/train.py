@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from lab.cli import add_json_flag, emit, say
+from lab.errors import LabError
 from lab.train.methods import described
 
 
@@ -33,6 +34,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                        "id> (default: tiny)")
     add_json_flag(train)
     train.set_defaults(handler=run_train)
+
+    warm = commands.add_parser("warm", help="keep a pre-imported training worker, so runs start without imports",
+                               description="Start the warm worker in the background: a process that has imported "
+                               "torch, transformers and TRL and forks each one-process run, which then skips the "
+                               "imports (5-20 s). The web app keeps one by itself; this is for the command line. "
+                               "LAB_WARM_WORKER=0 turns it off.")
+    what = warm.add_mutually_exclusive_group()
+    what.add_argument("--status", action="store_true", help="say whether one runs, and its runs")
+    what.add_argument("--stop", action="store_true", help="stop it (runs it started go on)")
+    warm.add_argument("--idle", type=float, default=3600.0, metavar="SECONDS",
+                      help="stop after this long without a run (default: 3600; 0: never)")
+    add_json_flag(warm)
+    warm.set_defaults(handler=run_warm)
 
     runs = commands.add_parser("runs", help="list, inspect, cancel and resume training runs",
                                description="List, inspect, cancel and resume training runs.")
@@ -72,7 +86,6 @@ def finished_document(run) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from lab.config import load_yaml
-    from lab.errors import LabError
     from lab.train import runner
 
     if args.propose_dpo:
@@ -97,6 +110,31 @@ def run_train(args: argparse.Namespace) -> int:
          lambda: print(f"{run.id} {run.status}" + (f" final_loss={run.final_loss:.4f}" if run.final_loss else "")
                        + (f"\n{run.error}" if run.error else "")))
     return 0 if run.status == "succeeded" else 1
+
+
+def run_warm(args: argparse.Namespace) -> int:
+    from lab.home import lab_home
+    from lab.train import warm
+
+    home = lab_home()
+    if args.stop:
+        stopped = warm.stop(home)
+        emit(args, {"stopped": stopped}, lambda: say("stopped the warm worker" if stopped else "no warm worker ran"))
+        return 0
+    if args.status:
+        state = warm.read_state(home)
+        runs = warm.ask(home, {"op": "status"}).get("runs", {}) if state else {}
+        emit(args, {"running": bool(state), **(state or {}), "runs": runs},
+             lambda: say(f"warm worker pid {state['pid']}, ready in {state['preload_seconds']} s, "
+                         f"{len(runs)} run(s) now" if state else "no warm worker runs for this home"))
+        return 0
+    state = warm.start(home, idle_s=args.idle or None, wait_s=300)
+    if state is None:
+        raise LabError("The warm worker did not become ready within 5 minutes; see LAB_HOME/logs/warm.log.")
+    emit(args, {"running": True, **state}, lambda: say(
+        f"warm worker ready (pid {state['pid']}, imports took {state['preload_seconds']} s): one-process runs "
+        "now start without imports"))
+    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:

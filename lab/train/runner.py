@@ -36,7 +36,7 @@ from typing import Any, Iterator
 from lab.config import TrainConfig, from_dict, to_yaml
 from lab.errors import LabError
 from lab.home import Home, lab_home
-from lab.processes import live_processes, signal_all
+from lab.processes import live_processes, signal_all, started
 from lab.store import Store, dumps
 from lab.train import distributed, phases
 
@@ -276,19 +276,35 @@ def write_launch_files(run: Run, plan: distributed.Plan, env: dict[str, str], *,
 
 
 def launch(run: Run, home: Home, plan: distributed.Plan) -> None:
-    """The supervisor of the run's processes, in its own session, output to log.txt."""
+    """The run's processes in a session of their own, output to log.txt: a one-process run forked from the warm
+    worker (``lab.train.warm``: its imports already done) when one is up, else a supervisor over the worker or
+    accelerate's launcher."""
     env = worker_env(run, home, plan)
     command = write_launch_files(run, plan, env)
     phases.mark(run.run_dir, "queue")
     shutil.rmtree(run.run_dir / distributed.ERRORS_DIR, ignore_errors=True)  # a resumed run's old failures
     with open(run.run_dir / "log.txt", "a") as log:
         log.write(f"[lab] {now()} starting on {plan.describe()}: {shlex.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen([sys.executable, "-m", "lab.train.runner", "supervise", str(run.run_dir)],
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, **env}, cwd=str(ROOT), start_new_session=True)
-    _children[process.pid] = process
-    update(run.id, home, status="running", pid=process.pid, started_at=run.started_at or now(), error=None,
+    pid, why_cold = None, ""
+    if alone(launch_info(run.run_dir)):
+        from lab.train import warm
+
+        pid, why_cold = warm.request_run(home, run.run_dir, {**os.environ, **env})
+    if pid is not None:
+        info = launch_info(run.run_dir)
+        info["warm"] = {"pid": pid, "started": started(pid)}  # marks the run's process (its environ is the server's)
+        (run.run_dir / LAUNCH_FILE).write_text(json.dumps(info, indent=1))
+    else:
+        with open(run.run_dir / "log.txt", "a") as log:
+            if why_cold:
+                log.write(f"[lab] not started by the warm worker: {why_cold}\n")
+            log.flush()
+            process = subprocess.Popen([sys.executable, "-m", "lab.train.runner", "supervise", str(run.run_dir)],
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env={**os.environ, **env}, cwd=str(ROOT), start_new_session=True)
+        _children[process.pid] = process
+        pid = process.pid
+    update(run.id, home, status="running", pid=pid, started_at=run.started_at or now(), error=None,
            finished_at=None)
 
 
@@ -306,9 +322,18 @@ def processes() -> list[tuple[int, int, int]]:
 
 
 def run_processes(run: Run) -> list[int]:
-    """The run's live processes: its supervisor's process group, and every process started with the run's
-    LAB_RUN_ID in its environment (torchrun gives each rank a session of its own)."""
+    """The run's live processes: its supervisor's (or warm-forked worker's) process group, and every process
+    started with the run's LAB_RUN_ID in its environment (torchrun gives each rank a session of its own)."""
     return [pid for pid, _, group in processes() if group == run.pid or marked(pid, run.id)]
+
+
+def warm_worker(run: Run) -> int | None:
+    """The pid of the run's worker forked from the warm worker, while that very process lives (a fork's
+    environment is its server's, so LAB_RUN_ID cannot mark it: its pid and start time do)."""
+    forked = launch_info(run.run_dir).get("warm")
+    if forked and forked.get("started") is not None and started(forked["pid"]) == forked["started"]:
+        return int(forked["pid"])
+    return None
 
 
 def marked(pid: int, run_id: str) -> bool:
@@ -335,7 +360,7 @@ def stop_targets(run: Run) -> list[int]:
     checkpoint and record the cancel. Not to accelerate's launcher while it has ranks: on SIGTERM it kills them
     5 s later, too soon for a checkpoint."""
     found = set(run_processes(run))
-    if run.pid in found and marked(run.pid, run.id):
+    if run.pid in found and (marked(run.pid, run.id) or run.pid == warm_worker(run)):
         return [run.pid]
     launchers = {pid for pid in found if is_launcher(pid)}
     parents = {pid: parent for pid, parent, _ in processes()}
@@ -493,9 +518,11 @@ def record_outcome(run_dir: Path, home: Home, returncode: int, *, cancelling: bo
                error="Cancelled before training had started; nothing to resume from, start it again.")
     elif run.status == "running":
         last = last_log_line(run_dir)
+        who = "The run's worker" if launch_info(run_dir).get("warm") else "The launcher"
+        how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 and -returncode in
+               signal.valid_signals() else f"exited with code {returncode}")
         update(run.id, home, status="failed", finished_at=now(),
-               error=message or f"The launcher exited with code {returncode} and no process reported an error; "
-                                f"last log line: {last or '(none)'}")
+               error=message or f"{who} {how} and no process reported an error; last log line: {last or '(none)'}")
     elif run.status == "failed" and message and message != run.error:
         update(run.id, home, error=message)
 

@@ -39,6 +39,7 @@ from lab.label.accounts import hf_sign_in
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
 from lab.space import banners
+from lab.train.warm import keep_warm
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
 from lab.ui.common import wire_on_show
 
@@ -138,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     home = lab_home(args.home)
     os.environ.update(home.kernel_cache_env())  # Compare generates in this process (lab.decode compiles)
     keep_ticking(home)  # queued runs start within seconds of a GPU coming free, whoever died (lab.housekeeping)
+    keep_warm(home)  # a pre-imported process that forks runs, so Start skips the imports (lab.train.warm)
     app = server_app(home)
     print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/; sign-in as soon as an account "
           f"exists{'; Sign in with Hugging Face on' if hf_sign_in() else ''})", flush=True)

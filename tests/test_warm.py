@@ -1,0 +1,145 @@
+"""The warm worker (issue 20): a resident process with torch, transformers and TRL imported forks each one-process
+run, which then skips the imports. Real runs of the tiny model through the CLI against one server (module-scoped):
+forked, cancelled, killed, refused for an import-time setting, and the queue moved on by the server itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.home import lab_home
+from lab.processes import alive
+from lab.train import phases, runner, warm
+from tests.app_server import lab_app  # noqa: F401 - the session's app
+
+ROOT = Path(__file__).resolve().parents[1]
+SFT = ["train", str(ROOT / "recipes" / "tiny-sft.yaml"), "--set", "dataset=warm-sft", "--set", "report_to=none",
+       "--set", "sample_prompts=0", "--set", "eval_split=none", "--set", "warmup_ratio=0"]
+
+
+def lab(home, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, check=False,
+                          env={**os.environ, "LAB_HOME": str(home.root), "PYTHONPATH": str(ROOT), **env}, timeout=600)
+
+
+def queue(home, *sets: str, **env: str) -> runner.Run:
+    done = lab(home, *SFT, *sets, "--json", **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return runner.get_run(json.loads(done.stdout)["id"], home)
+
+
+def until(check, timeout_s: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A home with the sample SFT data and a warm worker started through the CLI, stopped at the end."""
+    from lab.models import tiny_model_path
+
+    home = lab_home(tmp_path_factory.mktemp("warm") / "home")
+    tiny_model_path(home)
+    imported = lab(home, "data", "import", "sample:sft", "--name", "warm-sft", "--max-rows", "64")
+    assert imported.returncode == 0, imported.stderr
+    started = lab(home, "warm", "--idle", "900", "--json")
+    assert started.returncode == 0, started.stderr + (home.root / "logs" / "warm.log").read_text()
+    state = json.loads(started.stdout)
+    yield home, state
+    assert lab(home, "warm", "--stop").returncode == 0
+    until(lambda: not alive(state["pid"]), 30, "the warm worker to stop")
+    assert not warm.state_file(home).exists() and not Path(state["socket"]).exists()
+
+
+def test_a_run_forked_from_the_warm_worker_skips_the_imports_and_succeeds(server):
+    home, state = server
+    done = lab(home, *SFT, "--set", "max_steps=3", "--wait", "--json")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = runner.get_run(json.loads(done.stdout)["id"], home)
+    log = (run.run_dir / "log.txt").read_text()
+    assert f"started by the warm worker (pid {state['pid']})" in log
+    forked = runner.launch_info(run.run_dir)["warm"]
+    assert run.pid == forked["pid"] != state["pid"]
+    timeline = phases.durations(run.run_dir)
+    assert timeline["imports"] < 1.0, timeline  # a fresh process spends seconds here
+    assert (run.run_dir / "final" / "model.safetensors").exists()
+    status = lab(home, "warm", "--status", "--json")
+    assert json.loads(status.stdout)["runs"] == {}  # reaped
+
+
+def test_cancel_reaches_a_forked_run_which_saves_a_checkpoint(server):
+    home, _ = server
+    run = queue(home, "--set", "max_steps=400", "--set", "save_steps=1000")
+    until(lambda: runner.read_metrics(run.id, home), what="the first step")
+    assert runner.stop_targets(runner.get_run(run.id, home)) == [run.pid]
+    cancelled = lab(home, "runs", "cancel", run.id, "--wait", "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    run = runner.get_run(run.id, home)
+    assert run.status == "cancelled", run.error
+    assert runner.latest_checkpoint(run.run_dir) is not None
+    until(lambda: not runner.run_processes(run), 30, "the run's processes to end")
+
+
+def test_a_killed_forked_run_is_recorded_failed_by_the_server(server):
+    home, _ = server
+    run = queue(home, "--set", "max_steps=400")
+    until(lambda: runner.read_metrics(run.id, home), what="the first step")
+    os.kill(run.pid, signal.SIGKILL)
+    until(lambda: runner.get_run(run.id, home).status != "running", 30, "the server to record the kill")
+    run = runner.get_run(run.id, home)
+    assert run.status == "failed" and "killed by SIGKILL" in run.error, run.error
+
+
+def test_the_server_starts_the_next_queued_run_when_one_ends(server):
+    home, state = server
+    first = queue(home, "--set", "max_steps=2")
+    second = queue(home, "--set", "max_steps=2")  # one run at a time on a CPU: queued behind the first
+    assert second.status == "queued"
+    # No CLI command or app tick runs meanwhile: only the server, reaping the first, can start the second.
+    until(lambda: runner.get_run(second.id, home).status in runner.FINISHED, 180, "the second run")
+    assert runner.get_run(first.id, home).status == runner.get_run(second.id, home).status == "succeeded"
+    assert f"started by the warm worker (pid {state['pid']})" in (second.run_dir / "log.txt").read_text()
+
+
+def test_a_run_asking_with_another_import_time_setting_starts_fresh_and_says_why(server):
+    home, _ = server
+    done = lab(home, *SFT, "--set", "max_steps=1", "--wait", "--json", HF_HOME="/tmp/another-hf-home")
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (Path(json.loads(done.stdout)["run_dir"]) / "log.txt").read_text()
+    assert "not started by the warm worker: the warm worker was started with other values of HF_HOME" in log
+    assert "started by the warm worker (pid" not in log
+
+
+def test_import_time_settings_and_the_code_fingerprint(tmp_path):
+    base = {"HF_HOME": "/a", "PATH": "/bin", "HF_TOKEN": "x", "LAB_HOME": "/h"}
+    assert warm.env_difference(base, {**base, "PATH": "/usr/bin", "HF_TOKEN": "y", "LAB_RUN_ID": "r"}) == []
+    assert warm.env_difference(base, {**base, "HF_HOME": "/b"}) == ["HF_HOME"]
+    assert warm.env_difference(base, {k: v for k, v in base.items() if k != "LAB_HOME"}) == ["LAB_HOME"]
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "a.py").write_text("x = 1\n")
+    before = warm.fingerprint(tmp_path)
+    (tmp_path / "lab" / "a.py").write_text("x = 22\n")
+    assert warm.fingerprint(tmp_path) != before
+
+
+def test_a_long_home_path_gets_a_private_socket_elsewhere(tmp_path):
+    home = lab_home(tmp_path / ("x" * 120))
+    path = warm.socket_path(home)
+    assert len(str(path)) < 100 and str(home.root) not in str(path)
+    warm.private_dir(path.parent)
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_web_app_keeps_a_warm_worker_bound_to_itself(lab_app):  # noqa: F811
+    home = lab_home(lab_app.home)
+    until(lambda: warm.read_state(home) is not None, 120, "the app's warm worker")
+    assert warm.read_state(home)["owner"] == lab_app.process.pid
