@@ -12,7 +12,9 @@ effective batch, in one call on one machine; prints a table and writes JSON.
     # DPO (full model) of the 0.5B architecture
     python bench/train_throughput.py --arch qwen2.5-0.5b --task dpo --rows 800 ...
 
-Variants: ``plain`` (bench/plain_trl.py, the tutorial settings), ``tuned`` (the same with TRL's own switches:
+``warm`` among the variants starts the lab's warm worker there (not timed: the web app keeps one), so the lab runs
+after it are forked with their imports done: ``--variants plain,warm,lab,lab`` measures the first and the second
+launch (caches warm) of the whole wait. Variants: ``plain`` (bench/plain_trl.py, the tutorial settings), ``tuned`` (the same with TRL's own switches:
 packing, Liger, no checkpointing) and ``lab`` (``python -m lab train`` with the lab's defaults plus --lab-set);
 ``lab+key=value+...`` is a lab run with more settings of its own (e.g. ``lab+gpu_memory_gib=8``);
 ``unsloth`` (bench/unsloth_train.py, SFT and QLoRA only: Unsloth's defaults, bf16 weights for full SFT) and
@@ -37,8 +39,8 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 from chat_data import chat_tokens, preference_rows, sft_rows  # noqa: E402
-from common import (PEAK_BF16_FLOPS, ROOT, build_random_model, import_rows, lab_train, matmul_params,  # noqa: E402
-                    training_flops, versions)
+from common import (PEAK_BF16_FLOPS, ROOT, build_random_model, import_rows, lab_env, lab_train,  # noqa: E402
+                    matmul_params, training_flops, versions)
 
 USUAL_LR = {"sft": 2e-5, "lora": 2e-4, "qlora": 2e-4, "dpo": 5e-7}
 
@@ -103,6 +105,13 @@ def run_unsloth(args, model_dir: Path, data: Path, out: Path, variant: str) -> d
     report.update(wall_seconds=time.time() - started, variant=variant,
                   effective_batch=args.plain_batch * args.plain_accum)
     return report
+
+
+def start_warm(home) -> dict:
+    """``python -m lab warm`` with the environment the lab's runs are started with; its state (pid, import seconds)."""
+    done = subprocess.run([sys.executable, "-m", "lab", "warm", "--idle", "1800", "--json"], capture_output=True,
+                          text=True, env=lab_env(home), cwd=ROOT)
+    return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-2000:]}
 
 
 def run_lab(args, home, model_dir: Path, dataset: str, out: Path, variant: str = "lab") -> dict:
@@ -183,7 +192,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="-1: one epoch")
     parser.add_argument("--plain-batch", type=int, default=8)
     parser.add_argument("--plain-accum", type=int, default=2)
-    parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab, unsloth")
+    parser.add_argument("--variants", default="plain,lab", help="comma-separated: plain, tuned, lab, unsloth; "
+                        "'warm' starts the warm worker (untimed, as the web app keeps one) for the lab variants after it")
     parser.add_argument("--unsloth-env", default="/tmp/unsloth-env", help="where bench/unsloth_wheels.sh's set is")
     parser.add_argument("--lab-set", action="append", default=[], help="key=value for the lab's run (repeat)")
     parser.add_argument("--profile", default="", help="START:COUNT optimizer steps to profile in every variant")
@@ -213,6 +223,9 @@ def main() -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     reports = []
     for variant in args.variants.split(","):
+        if variant == "warm":  # the warm worker, as the web app keeps one: started here, not timed
+            print(f"[bench] warm worker: {start_warm(home)}", flush=True)
+            continue
         print(f"[bench] {args.arch} {args.task}: {variant} ...", flush=True)
         out = results_dir / f"{variant.split('+')[0]}{len(reports)}.json"
         report = (run_lab(args, home, model_dir, dataset, out, variant) if variant.startswith("lab")

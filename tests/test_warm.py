@@ -24,8 +24,8 @@ SFT = ["train", str(ROOT / "recipes" / "tiny-sft.yaml"), "--set", "dataset=warm-
        "--set", "sample_prompts=0", "--set", "eval_split=none", "--set", "warmup_ratio=0"]
 
 
-def lab(home, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, check=False,
+def lab(home, *args: str, python: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *python, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, check=False,
                           env={**os.environ, "LAB_HOME": str(home.root), "PYTHONPATH": str(ROOT), **env}, timeout=600)
 
 
@@ -60,10 +60,13 @@ def server(tmp_path_factory):
     assert not warm.state_file(home).exists() and not Path(state["socket"]).exists()
 
 
-def test_a_run_forked_from_the_warm_worker_skips_the_imports_and_succeeds(server):
+def test_a_first_launch_imports_nothing_heavy_and_its_fork_skips_the_imports(server):
     home, state = server
-    done = lab(home, *SFT, "--set", "max_steps=3", "--wait", "--json")
+    # The first launch on this home: the checks' model shape and loss-mask check are measured by the warm worker.
+    done = lab(home, *SFT, "--set", "max_steps=3", "--wait", "--json", python=("-X", "importtime"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "lab.cli" in imported and not imported & {"torch", "transformers"}
     run = runner.get_run(json.loads(done.stdout)["id"], home)
     log = (run.run_dir / "log.txt").read_text()
     assert f"started by the warm worker (pid {state['pid']})" in log

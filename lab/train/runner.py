@@ -137,6 +137,10 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
 
     cuda = True if cluster else None
     cfg.validate(cuda=cuda)  # impossible settings fail before the model is read
+    if not cluster:
+        from lab.train import warm
+
+        warm.precompute(home, asdict(cfg))  # the checks' model shape and precheck, without importing torch here
     warnings = cfg.validate(cuda=cuda, params=model_params(cfg.model, home))  # advice for the model's size
     gpu_count = int(cfg.gpus) if cluster else len(distributed.visible_gpus())  # a cluster's: gpus per machine
     if not cluster:

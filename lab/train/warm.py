@@ -47,7 +47,8 @@ PRELOAD = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sa
            "lab.train.memory", "lab.train.methods", "lab.train.profiling", "lab.train.samples", "lab.train.speed",
            "lab.decode")
 # Imported when present; a missing one is left to the run (which may not need it). Not bitsandbytes: its import
-# queries the GPU, which must not happen before a fork.
+# queries the GPU, which must not happen before a fork. An import found to start CUDA all the same is left to the
+# runs from then on (``skipped``).
 OPTIONAL = ("liger_kernel.transformers",)
 # Model classes, whose modules transformers imports lazily when a model of that kind is loaded.
 MODEL_CLASSES = ("AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer", "Trainer",
@@ -133,30 +134,48 @@ def base_env(home: Home) -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
-def preload() -> list[str]:
-    """Import what a run imports; returns what was imported. Fails if an import started CUDA."""
+class CudaStarted(RuntimeError):
+    """Importing ``module`` started CUDA: this process can no longer fork runs that use the GPU."""
+
+    def __init__(self, module: str):
+        super().__init__(f"importing {module} started CUDA")
+        self.module = module
+
+
+def preload(skip: frozenset[str] = frozenset()) -> list[str]:
+    """Import what a run imports, but ``skip``; returns what was imported. Raises CudaStarted naming the first
+    import that started CUDA (a package that queries the GPU when imported)."""
+    steps = [name for name in PRELOAD + tuple(n for n in OPTIONAL if importlib.util.find_spec(n.split(".")[0]))
+             if name not in skip]
     done = []
-    for name in PRELOAD:
-        importlib.import_module(name)
-        done.append(name)
-    for name in OPTIONAL:
-        if importlib.util.find_spec(name.split(".")[0]) is not None:
+    for name in steps + ["model classes", "objectives"]:
+        if name in skip:
+            continue
+        if name == "model classes":
+            transformers = sys.modules["transformers"]
+            for cls in MODEL_CLASSES:
+                if hasattr(transformers, cls):  # lazy attributes: this imports the class's module
+                    getattr(transformers, cls)
+        elif name == "objectives":
+            from lab.train.methods import OBJECTIVES
+
+            for entry in OBJECTIVES.values():  # each objective's module, and the TRL trainer it builds on
+                entry.module()
+        else:
             importlib.import_module(name)
-            done.append(name)
-    transformers = sys.modules["transformers"]
-    for name in MODEL_CLASSES:
-        if hasattr(transformers, name):  # lazy attributes: this imports the class's module
-            getattr(transformers, name)
-    from lab.train.methods import OBJECTIVES
-
-    for entry in OBJECTIVES.values():  # each objective's module, and the TRL trainer it builds on
-        entry.module()
-        done.append(f"lab.train.objectives.{entry.name}")
-    import torch
-
-    if torch.cuda.is_initialized():
-        raise RuntimeError("importing the training packages started CUDA; a fork would not be safe")
+        done.append(name)
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            raise CudaStarted(name)
     return done
+
+
+def skipped(home: Home) -> frozenset[str]:
+    """Imports found to start CUDA on this machine, which the server leaves to the runs."""
+    try:
+        return frozenset(filter(None, (state_dir(home) / "skip").read_text().split()))
+    except OSError:
+        return frozenset()
 
 
 def read_state(home: Home) -> dict[str, Any] | None:
@@ -209,6 +228,35 @@ def request_run(home: Home, run_dir: Path, env: dict[str, str]) -> tuple[int | N
     return None, str(reply.get("error", reply))
 
 
+def precompute(home: Home, config: dict[str, Any]) -> None:
+    """Before a launch's checks: have the warm worker measure, in a fork, what they would import torch and
+    transformers for (the model's shape, the objective's own check), into the disk caches the checks then read.
+    Best effort: without a server, or when it fails, the checks do the work themselves."""
+    if Server.current is not None or enabled() is not None or read_state(home) is None:
+        return
+    try:
+        ask(home, {"op": "precompute", "config": config, "env": {**os.environ, **base_env(home)},
+                   "python": sys.executable},
+            timeout_s=120)
+    except (OSError, ValueError):
+        pass
+
+
+def measure_for_checks(config: dict[str, Any]) -> None:
+    """In a fork of the server: the model's shape and the objective's precheck for ``config`` (a TrainConfig's
+    fields), each kept on disk by its own cache. A failure is left for the checks to find and report."""
+    from lab.config import TrainConfig, from_dict
+    from lab.train.loading import model_params
+    from lab.train.methods import objective
+
+    home = lab_home()
+    cfg = from_dict(TrainConfig, config, where="the run being checked")
+    model_params(cfg.model, home)
+    check = objective(cfg.objective).precheck
+    if check is not None:
+        check(cfg, home)
+
+
 class Server:
     """The resident process: imports once, then forks a run's worker per request on its Unix socket."""
 
@@ -216,7 +264,8 @@ class Server:
 
     def __init__(self, home: Home, owner: int | None, idle_s: float | None):
         self.home, self.owner, self.idle_s = home, owner, idle_s
-        self.children: dict[int, Path] = {}
+        self.children: dict[int, Path] = {}  # runs
+        self.helpers: set[int] = set()  # forks measuring for a launch's checks
         self.env = dict(os.environ)
         self.fingerprint = ""
         self.retiring = False
@@ -226,7 +275,14 @@ class Server:
 
     def serve(self) -> int:
         started = time.monotonic()
-        modules = preload()
+        skip = skipped(self.home)
+        try:
+            modules = preload(skip)
+        except CudaStarted as err:  # start again without that import, and remember it for the next start
+            (state_dir(self.home) / "skip").write_text("\n".join(sorted(skip | {err.module})) + "\n")
+            print(f"[warm] {err}; starting again without it (the runs import it themselves)", flush=True)
+            sys.stdout.flush()
+            os.execv(sys.executable, [sys.executable, "-m", "lab.train.warm", *sys.argv[1:]])
         self.fingerprint = fingerprint()
         Server.current = self
         path = socket_path(self.home)
@@ -244,6 +300,7 @@ class Server:
         signal.signal(signal.SIGTERM, self.retire)
         state = {"pid": os.getpid(), "socket": str(path), "fingerprint": self.fingerprint, "owner": self.owner,
                  "preload_seconds": round(time.monotonic() - started, 2), "modules": len(modules),
+                 "left_to_runs": sorted(skip),
                  "started_at": time.time()}
         tmp = state_file(self.home).with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -308,12 +365,14 @@ class Server:
                 reply = self.handle(conn)
             except (OSError, ValueError, KeyError) as err:
                 reply = {"error": f"bad request ({err})"}
+            if reply is None:
+                return
             try:
                 conn.sendall(json.dumps(reply).encode() + b"\n")
             except OSError:
                 pass
 
-    def handle(self, conn: socket.socket) -> dict[str, Any]:
+    def handle(self, conn: socket.socket) -> dict[str, Any] | None:
         _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         if uid != os.getuid():
             return {"error": "only the user who started the warm worker may use it"}
@@ -322,7 +381,7 @@ class Server:
         if request.get("op") == "status":
             return {"pid": os.getpid(), "runs": {str(pid): str(path) for pid, path in self.children.items()},
                     "fingerprint": self.fingerprint, "retiring": self.retiring}
-        if request.get("op") != "run":
+        if request.get("op") not in ("run", "precompute"):
             return {"error": f"unknown request {request.get('op')!r}"}
         if self.retiring:
             return {"error": "the warm worker is stopping"}
@@ -336,7 +395,36 @@ class Server:
         if differ:
             return {"error": "the warm worker was started with other values of " + ", ".join(differ) +
                              " (read at import time)"}
+        if request["op"] == "precompute":
+            self.fork_helper(conn, request["config"], request["env"])
+            return None  # the fork answers, once done
         return {"pid": self.start_run(Path(request["run_dir"]), request["env"])}
+
+    def fork_helper(self, conn: socket.socket, config: dict[str, Any], env: dict[str, str]) -> None:
+        """``measure_for_checks`` in a fork, which answers on ``conn`` when done."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.helpers.add(pid)
+            return
+        code = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            os.environ.clear()
+            os.environ.update(env)
+            try:
+                measure_for_checks(config)
+                reply = {"done": True}
+            except Exception as err:  # noqa: BLE001 - the asking process's checks report it
+                reply = {"done": False, "error": str(err)}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except BaseException:  # noqa: BLE001 - never return into the server's loop
+            code = 1
+        finally:
+            os._exit(code)
 
     def start_run(self, run_dir: Path, env: dict[str, str]) -> int:
         """Fork the run's worker; returns its pid. The child never returns from here."""
@@ -400,6 +488,12 @@ class Server:
         """Collect ended runs: record what a run could not (it was killed or crashed), then start queued runs."""
         from lab.train import runner
 
+        for pid in list(self.helpers):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    self.helpers.discard(pid)
+            except ChildProcessError:
+                self.helpers.discard(pid)
         ended = False
         for pid, run_dir in list(self.children.items()):
             try:
@@ -454,12 +548,12 @@ def start(home: Home, *, owner: int | None = None, idle_s: float | None = None, 
     if idle_s:
         command += ["--idle", str(idle_s)]
     with open(logs / "warm.log", "ab") as log:
-        subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
-                         env={**os.environ, **base_env(home)}, start_new_session=True)
-    return wait_ready(home, wait_s)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=str(ROOT), env={**os.environ, **base_env(home)}, start_new_session=True)
+    return wait_ready(home, wait_s, process)
 
 
-def wait_ready(home: Home, wait_s: float) -> dict | None:
+def wait_ready(home: Home, wait_s: float, process: subprocess.Popen | None = None) -> dict | None:
     deadline = time.monotonic() + wait_s
     while True:
         state = read_state(home)
@@ -467,6 +561,11 @@ def wait_ready(home: Home, wait_s: float) -> dict | None:
             if state is not None:
                 (state_dir(home) / "starting").unlink(missing_ok=True)
             return state
+        if process is not None and process.poll() is not None:
+            (state_dir(home) / "starting").unlink(missing_ok=True)
+            log = (home.root / "logs" / "warm.log").read_text(errors="replace").strip().splitlines()
+            raise LabError(f"The warm worker stopped while starting (exit code {process.returncode}): "
+                           f"{log[-1] if log else 'no output'} (see {home.root / 'logs' / 'warm.log'}).")
         time.sleep(0.2)
 
 
