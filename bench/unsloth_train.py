@@ -24,6 +24,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,14 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def offline_environment(out: Path) -> None:
+def offline_environment() -> None:
     """Before Unsloth is imported: no hub, no usage statistics (the GPU machine has no network and Unsloth would
-    wait on each request), and its compiled modules beside the report rather than in the working directory."""
+    wait on each request), and its compiled modules (generated source, a few hundred files) under the temporary
+    folder rather than in the working directory or beside the report, whose folder comes back from the GPU machine
+    (unsloth_zoo/compiler.py reads ``UNSLOTH_COMPILE_LOCATION`` once, when it is first imported)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(output_dir(out) / "unsloth_compiled_cache"))
+    os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(Path(tempfile.gettempdir()) / "unsloth_compiled_cache"))
 
 
 def preload_cuda12_runtime() -> str | None:
@@ -118,7 +121,7 @@ def attention_backend() -> str:
 def main() -> None:
     args = parse()
     out = Path(args.out)
-    offline_environment(out)
+    offline_environment()
     cuda12_runtime = preload_cuda12_runtime()
     # Unsloth first: it patches transformers, TRL and PEFT as it is imported.
     import unsloth  # noqa: I001

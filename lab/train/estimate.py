@@ -56,6 +56,7 @@ class Memory:
     optimizer: float
     activations: float
     reference_model: float
+    sampling_kv_cache: float  # GRPO/RLOO's decoder keeps its KV cache through training (``sampling_cache_bytes``)
     overhead: float
 
     @property
@@ -101,11 +102,16 @@ def shape_at(path: str) -> ModelShape:
         raise hub_error("model config", path, err) from None
     shape = shape_of(config)
     if saved:
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        staging = saved.with_suffix(f".{os.getpid()}.tmp")
-        staging.write_text(json.dumps(asdict(shape)))
-        staging.replace(saved)
+        write_whole(saved, json.dumps(asdict(shape)))
     return shape
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write a cache file whole or not at all, even with two processes writing it at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_text(text)
+    staging.replace(path)
 
 
 def shape_file(path: str) -> Path | None:
@@ -174,6 +180,29 @@ def schedule(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, points: int = 
 
 
 def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
+    """The scheduler's learning rate at about ``points`` steps; kept on disk (``curve_file``), since transformers'
+    schedulers import torch, transformers and peft: most of an estimate's time in a new process."""
+    saved = curve_file(cfg, total, warmup, points)
+    if saved.exists():
+        try:
+            return [(step, rate) for step, rate in json.loads(saved.read_text())]
+        except ValueError:  # a file cut short or of another layout: compute it again
+            pass
+    curve = scheduler_curve(cfg, total, warmup, points)
+    write_whole(saved, json.dumps(curve))
+    return curve
+
+
+def curve_file(cfg: TrainConfig, total: int, warmup: int, points: int) -> Path:
+    """Where a learning-rate curve is kept, under ``LAB_HOME/cache/schedules``: named by what the scheduler is given
+    and the transformers version whose schedulers drew it."""
+    from importlib.metadata import version
+
+    key = f"{cfg.lr_scheduler}|{cfg.lr!r}|{total}|{warmup}|{points}|{version('transformers')}"
+    return lab_home().root / "cache" / "schedules" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+
+
+def scheduler_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
     import torch
     from transformers import get_scheduler
 
@@ -199,7 +228,8 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     (``layer_bytes_split``); gradient checkpointing keeps each layer's input (in CPU memory with
     ``offload_activations``) and one layer's activations for its recomputation; a tiled MLP keeps its input and
     holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one,
-    which never holds the full logits (``lm_head_bytes``).
+    which never holds the full logits (``lm_head_bytes``). GRPO/RLOO add the KV cache their sampling keeps
+    (``sampling_cache_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
     from lab.train.methods import objective
 
@@ -236,7 +266,34 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     else:  # every layer's activations wait for the head
         activations = tokens * (attention + mlp_kept) * shape.layers + (tile * mlp if tiled else 0) + head
     reference = shape.params * act_bytes if entry.reference(cfg) else 0
-    return Memory(weights, gradients, optimizer, activations, reference, FRAMEWORK_OVERHEAD)
+    return Memory(weights, gradients, optimizer, activations, reference, sampling_cache_bytes(cfg, shape, bf16=bf16),
+                  FRAMEWORK_OVERHEAD)
+
+
+def sampling_cache_bytes(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> float:
+    """The static KV cache GRPO/RLOO's sampling leaves on the model (lab.train.objectives.grpo samples with
+    ``lab.decode``, which keeps a cache per shape for the next step): keys and values of every layer for
+    - the generation batch: TRL samples ``batch_size`` × ``grad_accum`` completions at once per process (its
+      steps_per_generation defaults to the accumulation steps);
+    - the prompts, at most max_length − max_completion_length tokens (the lab truncates them so), padded on the
+      left to a multiple of ``lab.models.PROMPT_BUCKET``, then max_completion_length tokens;
+    - in the dtypes the keys and values come out in: 16-bit over a 16-bit base (adapters); over fp32 master weights
+      (full fine-tuning) the values in autocast's 16-bit but the keys in fp32, since the rotary embedding is
+      applied in the fp32 embeddings' dtype.
+    The longest prompts' shape is counted; the decoder keeps up to ``lab.decode.MAX_SHAPES`` shapes, so batches whose
+    longest prompts pad to other lengths each add a shorter cache. 0 where the lab's decoder does not sample: other
+    objectives, vLLM, ``LAB_FAST_GENERATION=0``."""
+    from lab.models import FAST_GENERATION_ENV, PROMPT_BUCKET
+    from lab.train.objectives.grpo import use_vllm
+
+    if cfg.objective not in ("grpo", "rloo") or cfg.vllm == "on" or use_vllm(cfg, cuda=True) \
+            or os.environ.get(FAST_GENERATION_ENV, "1") == "0":
+        return 0.0
+    prompt = -(-(cfg.max_length - cfg.max_completion_length) // PROMPT_BUCKET) * PROMPT_BUCKET
+    key_bytes, value_bytes = (2 if cfg.adapter != "none" else 4, 2) if bf16 else (4, 4)
+    _, _, kv_width = layer_widths(shape)
+    tokens = cfg.batch_size * cfg.grad_accum * (prompt + cfg.max_completion_length)
+    return tokens * shape.layers * kv_width * (key_bytes + value_bytes)
 
 
 def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tuple[float, float]:

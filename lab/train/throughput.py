@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from typing import Any
 from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home
-from lab.train.estimate import ModelShape, model_shape, trainable_params
+from lab.train.estimate import ModelShape, model_shape, trainable_params, write_whole
 
 SAMPLE_ROWS = 256  # rows tokenised to measure a dataset's mean length: enough for a mean within a few percent
 # Phases of a run's whole wait that are not set-up: the loop itself, and waiting in the queue for a GPU. (The
@@ -147,19 +149,52 @@ def workload(cfg: TrainConfig, version: Any, processes: int, home: Home) -> Work
 def row_tokens(ref: str, kind: str, split: str, model: str, max_length: int,
                root: str) -> tuple[float | None, float]:
     """(mean tokens per row, mean tokens per sequence) of a version's split, from a sample of its rows; cached, as
-    a version never changes. Rows of prompts alone (online objectives) have no known training tokens."""
-    from lab.data.versions import read_rows
+    a version never changes, in memory and on disk (``tokens_file``): measuring loads the tokenizer, which imports
+    transformers and torch, seconds of every estimate in a new process (the Train tab's first, every CLI one)."""
     from lab.home import lab_home
-    from lab.models import load_tokenizer
     from lab.train.loading import resolve_model_path
 
     home = lab_home(root)
+    path = resolve_model_path(model, home)
+    saved = tokens_file(home, ref, split, path, max_length)
+    if saved is not None and saved.exists():
+        try:
+            per_row, mean_length = json.loads(saved.read_text())
+            return per_row, mean_length
+        except ValueError:  # a file cut short or of another layout: measure again
+            pass
+    measured = measure_tokens(ref, kind, split, path, max_length, home)
+    if saved is not None:
+        write_whole(saved, json.dumps(measured))
+    return measured
+
+
+def tokens_file(home: Home, ref: str, split: str, model_path: str, max_length: int) -> Path | None:
+    """Where a split's token counts are kept, under ``LAB_HOME/cache/row_tokens``: named by the version (its ref
+    names its content), the split, ``max_length``, the sample's size and the tokenizer's files (name, size,
+    modification time, as the SFT loss-mask check names its verdict). None for a model that is no local folder."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "chat_template", "special_tokens")))
+    key = "|".join([ref, split, str(max_length), str(SAMPLE_ROWS)] +
+                   [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
+    return home.root / "cache" / "row_tokens" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+
+
+def measure_tokens(ref: str, kind: str, split: str, model_path: str, max_length: int,
+                   home: Home) -> tuple[float | None, float]:
+    """``row_tokens`` measured: the model's tokenizer over ``SAMPLE_ROWS`` rows spread over the split. Rows of
+    prompts alone (online objectives) have no known training tokens."""
+    from lab.data.versions import read_rows
+    from lab.models import load_tokenizer
+
     rows = read_rows(ref, split, home)
     if not rows:
         return 0.0, 0.0
     stride = max(1, len(rows) // SAMPLE_ROWS)
     sample = rows[::stride][:SAMPLE_ROWS]
-    tokenizer = load_tokenizer(resolve_model_path(model, home))
+    tokenizer = load_tokenizer(model_path)
     conversations = [conversation for row in sample for conversation in sequences(row, kind)]
     if not conversations:  # prompts: the completions are generated while training
         prompts = [row["prompt"] for row in sample]
