@@ -146,3 +146,20 @@ def test_the_web_app_keeps_a_warm_worker_bound_to_itself(lab_app):  # noqa: F811
     home = lab_home(lab_app.home)
     until(lambda: warm.read_state(home) is not None, 120, "the app's warm worker")
     assert warm.read_state(home)["owner"] == lab_app.process.pid
+
+
+def test_a_deferred_package_runs_its_code_at_first_use_not_at_import(tmp_path, monkeypatch):
+    """As bitsandbytes is deferred in the server: imported by peft there, executed only in a run."""
+    package = tmp_path / "lazyprobe"
+    package.mkdir()
+    (package / "__init__.py").write_text("from pathlib import Path\nPath(__file__).with_name('ran').touch()\nx = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    finder = warm.Deferred(("lazyprobe",))
+    sys.meta_path.insert(0, finder)
+    try:
+        import lazyprobe
+    finally:
+        sys.meta_path.remove(finder)
+    assert not (package / "ran").exists()
+    assert lazyprobe.x == 1 and (package / "ran").exists()
+    del sys.modules["lazyprobe"]

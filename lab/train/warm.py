@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -50,6 +52,8 @@ PRELOAD = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sa
 # queries the GPU, which must not happen before a fork. An import found to start CUDA all the same is left to the
 # runs from then on (``skipped``).
 OPTIONAL = ("liger_kernel.transformers",)
+# Imported lazily by the server (see Deferred).
+DEFERRED = ("bitsandbytes",)
 # Model classes, whose modules transformers imports lazily when a model of that kind is loaded.
 MODEL_CLASSES = ("AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer", "Trainer",
                  "EarlyStoppingCallback", "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
@@ -142,9 +146,35 @@ class CudaStarted(RuntimeError):
         self.module = module
 
 
+class Deferred(importlib.abc.MetaPathFinder):
+    """Imports ``names`` lazily (``importlib.util.LazyLoader``): the module's code runs at its first attribute
+    access, which comes in a run, after the fork. For bitsandbytes: peft imports it when peft is imported, and its
+    own import asks the GPU's compute capability, which starts CUDA."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
 def preload(skip: frozenset[str] = frozenset()) -> list[str]:
-    """Import what a run imports, but ``skip``; returns what was imported. Raises CudaStarted naming the first
-    import that started CUDA (a package that queries the GPU when imported)."""
+    """Import what a run imports, but ``skip`` (and ``DEFERRED`` only lazily); returns what was imported. Raises
+    CudaStarted naming the first import that started CUDA (a package that queries the GPU when imported)."""
+    deferred = Deferred(DEFERRED)
+    sys.meta_path.insert(0, deferred)
+    try:
+        return import_all(skip)
+    finally:
+        sys.meta_path.remove(deferred)
+
+
+def import_all(skip: frozenset[str]) -> list[str]:
     steps = [name for name in PRELOAD + tuple(n for n in OPTIONAL if importlib.util.find_spec(n.split(".")[0]))
              if name not in skip]
     done = []
@@ -173,7 +203,7 @@ def preload(skip: frozenset[str] = frozenset()) -> list[str]:
 def skipped(home: Home) -> frozenset[str]:
     """Imports found to start CUDA on this machine, which the server leaves to the runs."""
     try:
-        return frozenset(filter(None, (state_dir(home) / "skip").read_text().split()))
+        return frozenset(filter(None, (state_dir(home) / "skip").read_text().splitlines()))
     except OSError:
         return frozenset()
 
@@ -279,6 +309,8 @@ class Server:
         try:
             modules = preload(skip)
         except CudaStarted as err:  # start again without that import, and remember it for the next start
+            if err.module in skip or len(skip) >= len(PRELOAD):
+                raise
             (state_dir(self.home) / "skip").write_text("\n".join(sorted(skip | {err.module})) + "\n")
             print(f"[warm] {err}; starting again without it (the runs import it themselves)", flush=True)
             sys.stdout.flush()
