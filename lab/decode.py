@@ -251,6 +251,12 @@ def decoders(model: Any) -> Decoders:
     return shared
 
 
+def release(model: Any) -> None:
+    """Free the model's decoders (their KV caches and graphs), e.g. before training, which needs that memory and
+    changes the weights they would be re-captured for anyway."""
+    model.__dict__.pop("_lab_decoders", None)
+
+
 def decoder_for(model: Any, batch: int, length: int, device: Any) -> Decoder:
     """The decoder of this shape and attention implementation, kept on the model so its cache, buffers and graph
     are reused by the next call of the same shape."""

@@ -26,6 +26,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     import torch
     from transformers import EarlyStoppingCallback, Trainer  # noqa: F401 - most of the import time, counted here
 
+    from lab.decode import release
     from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
     from lab.train.convert import common_args, precision
     from lab.train.datasets import training_rows
@@ -54,6 +55,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if is_main_process() and entry.generates and cfg.sample_prompts and not shards_weights(cfg):
         print("[lab] answering the fixed prompts with the model before training", flush=True)
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
+        release(model)  # the sampling KV cache and graphs would otherwise be held through training
         mark("samples before")
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
                  shape=shape_of(model.config) if cuda else None, processes=int(os.environ.get("WORLD_SIZE", "1")))
