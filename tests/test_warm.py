@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.errors import LabError
 from lab.home import lab_home
 from lab.processes import alive
 from lab.train import phases, runner, warm
@@ -163,3 +164,15 @@ def test_a_deferred_package_runs_its_code_at_first_use_not_at_import(tmp_path, m
     assert not (package / "ran").exists()
     assert lazyprobe.x == 1 and (package / "ran").exists()
     del sys.modules["lazyprobe"]
+
+
+def test_a_machine_whose_forks_cannot_use_the_gpu_is_not_tried_again_until_the_code_changes(tmp_path):
+    home = lab_home(tmp_path / "home")
+    warm.private_dir(warm.state_dir(home))
+    warm.refused_file(home).write_text(json.dumps({"fingerprint": warm.fingerprint(), "why": "probe failed"}))
+    with pytest.raises(LabError, match="cannot serve on this machine: probe failed"):
+        warm.start(home)
+    warm.refused_file(home).write_text(json.dumps({"fingerprint": "older", "why": "probe failed"}))
+    assert warm.start(home, wait_s=0) is None  # tried again: starting in the background
+    until(lambda: warm.read_state(home) is not None, 120, "the new server")
+    assert warm.stop(home)

@@ -208,6 +208,33 @@ def skipped(home: Home) -> frozenset[str]:
         return frozenset()
 
 
+def probe_gpu() -> str | None:
+    """Whether a fork of this process can use the GPU, tried in a fork: None when it can (or there is no GPU),
+    else why not. The server answers no run before this has passed."""
+    torch = sys.modules["torch"]
+    if not torch.cuda.is_available():  # NVML's count here: starts no CUDA
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+            torch.ones(1, device="cuda").add_(1).item()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the exit code, the traceback in the server's log
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return None if code == 0 else f"a process forked from it could not use the GPU (exit code {code}; see above)"
+
+
+def refused_file(home: Home) -> Path:
+    return state_dir(home) / "refused"
+
+
 def read_state(home: Home) -> dict[str, Any] | None:
     """The live server's state (pid, socket, fingerprint, preload seconds), or None."""
     try:
@@ -316,6 +343,11 @@ class Server:
             sys.stdout.flush()
             os.execv(sys.executable, [sys.executable, "-m", "lab.train.warm", *sys.argv[1:]])
         self.fingerprint = fingerprint()
+        broken = probe_gpu()
+        if broken:  # runs start in fresh processes; no new server is tried until the code or packages change
+            refused_file(self.home).write_text(json.dumps({"fingerprint": self.fingerprint, "why": broken}))
+            print(f"[warm] not serving: {broken}", flush=True)
+            return 1
         Server.current = self
         path = socket_path(self.home)
         private_dir(path.parent)
@@ -564,6 +596,14 @@ def start(home: Home, *, owner: int | None = None, idle_s: float | None = None, 
     off = enabled()
     if off:
         raise LabError(f"The warm worker is off here ({off}).")
+    try:
+        refused = json.loads(refused_file(home).read_text())
+    except (OSError, ValueError):
+        refused = {}
+    if refused.get("fingerprint") == fingerprint():
+        raise LabError(f"The warm worker cannot serve on this machine: {refused['why']}; runs start in fresh "
+                       f"processes (it is tried again once the lab or its packages change; "
+                       f"{home.root / 'logs' / 'warm.log'} has the details).")
     logs = home.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     private_dir(state_dir(home))
