@@ -176,3 +176,14 @@ def test_a_machine_whose_forks_cannot_use_the_gpu_is_not_tried_again_until_the_c
     assert warm.start(home, wait_s=0) is None  # tried again: starting in the background
     until(lambda: warm.read_state(home) is not None, 120, "the new server")
     assert warm.stop(home)
+
+
+def test_the_server_answers_while_another_process_holds_the_dispatch_lock(server):
+    """A run ending makes the server dispatch; a CLI dispatching at that moment holds the lock while it asks the server
+    for a fork, so the server must not wait for the lock (it did, and that launch timed out into a fresh process)."""
+    home, state = server
+    run = queue(home, "--set", "max_steps=2")
+    with runner.dispatch_lock(home):
+        until(lambda: runner.get_run(run.id, home).status in runner.FINISHED, 120, "the run")
+        until(lambda: not json.loads(lab(home, "warm", "--status", "--json").stdout)["runs"], 30, "the reaping")
+        assert warm.ask(home, {"op": "status"}, timeout_s=3.0)["pid"] == state["pid"]

@@ -176,20 +176,28 @@ def create_run(cfg: TrainConfig, *, home: Home | None = None, start: bool = True
     return get_run(run_id, home), warnings
 
 
+class Busy(Exception):
+    """Another process holds the dispatch lock (``dispatch(..., wait=False)``)."""
+
+
 @contextmanager
-def dispatch_lock(home: Home) -> Iterator[None]:
+def dispatch_lock(home: Home, *, wait: bool = True) -> Iterator[None]:
     with open(home.runs / ".dispatch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise Busy from None
         yield
 
 
-def dispatch(home: Home | None = None) -> list[str]:
+def dispatch(home: Home | None = None, *, wait: bool = True) -> list[str]:
     """Start queued runs, oldest first, while the GPUs each needs are free (and fewer than ``max_concurrent`` run).
     First come, first served: a run waiting for GPUs holds back the runs queued after it, so a run over all the
-    GPUs is not starved by one-GPU runs slipping past it."""
+    GPUs is not starved by one-GPU runs slipping past it. ``wait=False``: raise Busy rather than wait for another
+    process's dispatch (the warm worker, which that dispatch may be asking for a run)."""
     home = home or lab_home()
     started = []
-    with dispatch_lock(home):
+    with dispatch_lock(home, wait=wait):
         reconcile(home)
         # Oldest first; a run prepared for a cluster is left to its scheduler.
         queued = [r for r in reversed(list_runs(home, status="queued")) if not launch_info(r.run_dir).get("external")]

@@ -323,6 +323,7 @@ class Server:
         self.home, self.owner, self.idle_s = home, owner, idle_s
         self.children: dict[int, Path] = {}  # runs
         self.helpers: set[int] = set()  # forks measuring for a launch's checks
+        self.dispatch_due = False  # a run ended: start queued runs once the dispatch lock is free
         self.env = dict(os.environ)
         self.fingerprint = ""
         self.retiring = False
@@ -383,7 +384,7 @@ class Server:
                 self.close_listener()
             sources = [self.wake_r] + ([self.listener] if self.listener else [])
             try:
-                ready, _, _ = select.select(sources, [], [], POLL_S)
+                ready, _, _ = select.select(sources, [], [], 0.2 if self.dispatch_due else POLL_S)
             except InterruptedError:
                 ready = []
             if self.wake_r in ready:
@@ -573,10 +574,15 @@ class Server:
                 runner.record_outcome(run_dir, self.home, code, cancelling=code == -signal.SIGTERM)
             except Exception:  # noqa: BLE001 - one run's bookkeeping must not stop the server
                 traceback.print_exc()
-        if ended and not self.retiring:
+        self.dispatch_due = self.dispatch_due or (ended and not self.retiring)
+        if self.dispatch_due:
             try:
-                runner.dispatch(self.home)
+                runner.dispatch(self.home, wait=False)
+                self.dispatch_due = False
+            except runner.Busy:  # another process is dispatching, perhaps asking this one: try again shortly
+                pass
             except Exception:  # noqa: BLE001
+                self.dispatch_due = False
                 traceback.print_exc()
 
 
