@@ -27,6 +27,19 @@ CACHE_GIB_ENV = "LAB_DATA_CACHE_GIB"
 CACHE_GIB = 20.0
 
 
+def tokenizer_keyed(model_path: str, *parts: Any) -> str | None:
+    """A cache file's name for ``parts`` measured with the tokenizer in ``model_path``: named also by the tokenizer's
+    files (name, size, modification time), so a changed tokenizer is measured again. None for a model that is no
+    local folder (a hub id: nothing on disk to name it by)."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "chat_template", "special_tokens")))
+    key = "|".join([str(part) for part in parts] +
+                   [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
 def cache_root(home: Home) -> Path:
     return home.root / "cache" / "datasets"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import re
@@ -173,13 +172,10 @@ def tokens_file(home: Home, ref: str, split: str, model_path: str, max_length: i
     """Where a split's token counts are kept, under ``LAB_HOME/cache/row_tokens``: named by the version (its ref
     names its content), the split, ``max_length``, the sample's size and the tokenizer's files (name, size,
     modification time, as the SFT loss-mask check names its verdict). None for a model that is no local folder."""
-    folder = Path(model_path)
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "chat_template", "special_tokens")))
-    key = "|".join([ref, split, str(max_length), str(SAMPLE_ROWS)] +
-                   [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
-    return home.root / "cache" / "row_tokens" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+    from lab.train.data_cache import tokenizer_keyed
+
+    name = tokenizer_keyed(model_path, ref, split, max_length, SAMPLE_ROWS)
+    return None if name is None else home.root / "cache" / "row_tokens" / f"{name}.json"
 
 
 def measure_tokens(ref: str, kind: str, split: str, model_path: str, max_length: int,

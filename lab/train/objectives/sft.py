@@ -77,13 +77,9 @@ def passed_marker(home: Any, ref: str, split: str, model_path: str, max_length: 
     """The file that says this check passed for these rows, tokenizer and max_length, so the next launch of the same
     skips it (loading a tokenizer imports transformers and torch: seconds of every ``python -m lab train``). Named by
     the tokenizer's files (name, size, modification time); None for a model that is no local folder."""
-    import hashlib
     from pathlib import Path
 
-    folder = Path(model_path)
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "chat_template", "special_tokens")))
-    key = "|".join([ref, split, str(max_length), str(PRECHECK_ROWS)] +
-                   [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
-    return Path(home.root) / "cache" / "prechecks" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    from lab.train.data_cache import tokenizer_keyed
+
+    name = tokenizer_keyed(model_path, ref, split, max_length, PRECHECK_ROWS)
+    return None if name is None else Path(home.root) / "cache" / "prechecks" / name
