@@ -187,3 +187,20 @@ def test_the_server_answers_while_another_process_holds_the_dispatch_lock(server
         until(lambda: runner.get_run(run.id, home).status in runner.FINISHED, 120, "the run")
         until(lambda: not json.loads(lab(home, "warm", "--status", "--json").stdout)["runs"], 30, "the reaping")
         assert warm.ask(home, {"op": "status"}, timeout_s=3.0)["pid"] == state["pid"]
+
+
+def test_the_estimated_setup_leaves_out_the_imports_while_the_warm_worker_is_ready(server):
+    home, _ = server
+    fresh = lab(home, *SFT, "--set", "max_steps=2", "--wait", "--json", LAB_WARM_WORKER="0")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    imports = json.loads((Path(json.loads(fresh.stdout)["run_dir"]) / "summary.json").read_text())["phases"]["imports"]
+    assert imports > 1
+
+    def estimate(**env: str) -> dict:
+        done = lab(home, *SFT, "--set", "max_steps=2", "--estimate", "--json", **env)
+        return json.loads(done.stdout)
+
+    cold, ready = estimate(LAB_WARM_WORKER="0"), estimate()
+    assert cold["from_run"] == ready["from_run"] == json.loads(fresh.stdout)["id"]
+    assert ready["setup_seconds"] == pytest.approx(cold["setup_seconds"] - imports, abs=0.05)
+    assert "the warm worker is ready" in ready["basis"] and "warm worker" not in cold["basis"]

@@ -366,7 +366,9 @@ def from_runs(cfg: TrainConfig, shape: ModelShape, *, device_name: str, gpus: in
         ratio = (flops_per_token(old, shape, old_mean_length(old, processes, home, work)).executed
                  / flops_per_token(cfg, shape, work.mean_length).executed)
         phases = summary.get("phases") or {}
-        setup = sum(s for name, s in phases.items() if name not in NOT_SETUP
+        # A one-process run forked by a ready warm worker skips the imports that run may have paid.
+        skipped = ("imports",) if gpus == 1 and warm_ready(home) and phases.get("imports", 0) > 1 else ()
+        setup = sum(s for name, s in phases.items() if name not in NOT_SETUP + skipped
                     and (cfg.sample_prompts or not name.startswith("samples"))) if phases else None
         where = "machine" if device_name.lower() == "cpu" else "GPU"
         notes = [f"{rate:,.0f} tokens/s measured"]
@@ -376,9 +378,18 @@ def from_runs(cfg: TrainConfig, shape: ModelShape, *, device_name: str, gpus: in
             notes.append(f"× {gpus}/{processes} processes, assuming linear scaling")
         if setup is None:
             notes.append("its set-up was not measured")
+        elif skipped:
+            notes.append(f"less its {phases['imports']:.0f} s of imports: the warm worker is ready")
         basis = f"from run {run.name} on this {where} ({', '.join(notes)})"
         return timed(rate * ratio * gpus / processes, setup, basis, work, run.id)
     return None
+
+
+def warm_ready(home: Home) -> bool:
+    """Whether this home's warm worker is up, so one-process runs start with their imports done."""
+    from lab.train import warm
+
+    return warm.enabled() is None and warm.read_state(home) is not None
 
 
 def old_mean_length(cfg: TrainConfig, processes: int, home: Home, work: Workload) -> float:

@@ -148,6 +148,7 @@ def lr_schedule(curve: Sequence[tuple[int, float]]) -> go.Figure:
                                line=dict(color=COLORS["prompt"])))
     fig.update_layout(**{**LAYOUT, "height": 260}, title="Learning-rate schedule", xaxis_title="step",
                       yaxis_title="learning rate")
+    fig.update_yaxes(rangemode="tozero")  # a constant rate would otherwise sit mid-axis, looking like 0
     return fig
 
 
