@@ -74,3 +74,18 @@ def test_a_repeat_estimate_in_a_new_process_says_the_same_without_torch_or_trans
     assert again["imported"] == []
     assert again["text"] == first.text and "Expected speed:" in again["text"]
     assert again["lr_curve"] == [list(point) for point in first.report["lr_curve"]]
+
+
+def test_the_curve_is_kept_in_the_home_estimated_for_not_the_environments(tmp_path, monkeypatch):
+    """The app started with --home has no LAB_HOME: its estimates must not make a ./lab_home of their own."""
+    from lab.models import tiny_model_path
+    from lab.train.estimate import estimate, model_shape
+
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("LAB_HOME", str(elsewhere))
+    home = lab_home(tmp_path / "home")
+    tiny_model_path(home)
+    cfg = load_yaml(str(RECIPE), overrides=["learning_rate=7.7e-4"])
+    estimate(cfg, 100, shape=model_shape(cfg.model, home), home=home)
+    assert list((home.root / "cache" / "schedules").glob("*.json"))
+    assert not (elsewhere / "cache" / "schedules").exists()

@@ -169,20 +169,21 @@ def trainable_params(cfg: TrainConfig, shape: ModelShape) -> int:
                for n in lora_targets(cfg, shape))
 
 
-def schedule(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, points: int = 200) -> Schedule:
+def schedule(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, points: int = 200,
+             home: Home | None = None) -> Schedule:
     """Steps as the Trainer counts them (``lab.train.viability.count_steps``), and the learning rate at each step
-    from transformers' own scheduler."""
+    from transformers' own scheduler (its curve kept under ``home``'s cache)."""
     from lab.train.viability import count_steps
 
     steps = count_steps(cfg, train_rows, gpus)
     return Schedule(steps.effective_batch, steps.per_epoch, steps.total, steps.warmup,
-                    lr_curve(cfg, steps.total, steps.warmup, points))
+                    lr_curve(cfg, steps.total, steps.warmup, points, home or lab_home()))
 
 
-def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
+def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int, home: Home) -> list[tuple[int, float]]:
     """The scheduler's learning rate at about ``points`` steps; kept on disk (``curve_file``), since transformers'
     schedulers import torch, transformers and peft: most of an estimate's time in a new process."""
-    saved = curve_file(cfg, total, warmup, points)
+    saved = curve_file(cfg, total, warmup, points, home)
     if saved.exists():
         try:
             return [(step, rate) for step, rate in json.loads(saved.read_text())]
@@ -193,13 +194,13 @@ def lr_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tup
     return curve
 
 
-def curve_file(cfg: TrainConfig, total: int, warmup: int, points: int) -> Path:
+def curve_file(cfg: TrainConfig, total: int, warmup: int, points: int, home: Home) -> Path:
     """Where a learning-rate curve is kept, under ``LAB_HOME/cache/schedules``: named by what the scheduler is given
     and the transformers version whose schedulers drew it."""
     from importlib.metadata import version
 
     key = f"{cfg.lr_scheduler}|{cfg.lr!r}|{total}|{warmup}|{points}|{version('transformers')}"
-    return lab_home().root / "cache" / "schedules" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+    return home.root / "cache" / "schedules" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
 def scheduler_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
@@ -396,11 +397,13 @@ def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16
     return low
 
 
-def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, shape: ModelShape | None = None) -> dict[str, Any]:
-    """Everything the pre-launch panel shows, as plain data (``shape``: the architecture, if already built)."""
-    shape = shape or model_shape(cfg.model)
+def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, shape: ModelShape | None = None,
+             home: Home | None = None) -> dict[str, Any]:
+    """Everything the pre-launch panel shows, as plain data (``shape``: the architecture, if already built;
+    ``home``: where the model is found and the curve kept, default ``$LAB_HOME``)."""
+    shape = shape or model_shape(cfg.model, home)
     trainable = trainable_params(cfg, shape)
-    plan = schedule(cfg, train_rows, gpus=gpus)
+    plan = schedule(cfg, train_rows, gpus=gpus, home=home)
     return {
         "effective_batch": plan.effective_batch,
         "steps_per_epoch": plan.steps_per_epoch,
@@ -459,7 +462,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
     # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
     resolved = dataclasses.replace(cfg, **speed.memory_settings())
-    report = estimate(resolved, rows, gpus=ranks, shape=shape)
+    report = estimate(resolved, rows, gpus=ranks, shape=shape, home=home)
     # Tokens per second and the wait: from this machine's runs of the model, else the GPU's peak × measured MFU.
     guess = throughput.expected(throughput.resolved(cfg, speed), shape, gpus=ranks, home=home,
                                 device_name=gpus[0].name if unit == "GPU" else "cpu",
