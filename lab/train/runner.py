@@ -297,13 +297,12 @@ def launch(run: Run, home: Home, plan: distributed.Plan) -> None:
     shutil.rmtree(run.run_dir / distributed.ERRORS_DIR, ignore_errors=True)  # a resumed run's old failures
     with open(run.run_dir / "log.txt", "a") as log:
         log.write(f"[lab] {now()} starting on {plan.describe()}: {shlex.join(command)}\n")
-    pid, why_cold = None, ""
-    if alone(launch_info(run.run_dir)):
+    pid, why_cold, info = None, "", launch_info(run.run_dir)
+    if alone(info):
         from lab.train import warm
 
         pid, why_cold = warm.request_run(home, run.run_dir, {**os.environ, **env})
     if pid is not None:
-        info = launch_info(run.run_dir)
         info["warm"] = {"pid": pid, "started": started(pid)}  # marks the run's process (its environ is the server's)
         (run.run_dir / LAUNCH_FILE).write_text(json.dumps(info, indent=1))
     else:

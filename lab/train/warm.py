@@ -175,10 +175,9 @@ def preload(skip: frozenset[str] = frozenset()) -> list[str]:
 
 
 def import_all(skip: frozenset[str]) -> list[str]:
-    steps = [name for name in PRELOAD + tuple(n for n in OPTIONAL if importlib.util.find_spec(n.split(".")[0]))
-             if name not in skip]
+    present = tuple(name for name in OPTIONAL if importlib.util.find_spec(name.split(".")[0]))
     done = []
-    for name in steps + ["model classes", "objectives"]:
+    for name in (*PRELOAD, *present, "model classes", "objectives"):
         if name in skip:
             continue
         if name == "model classes":
@@ -208,15 +207,26 @@ def skipped(home: Home) -> frozenset[str]:
         return frozenset()
 
 
+def fork() -> int:
+    """``os.fork`` with this process's buffered output flushed first (else the child writes it again); in the child,
+    the server's signal handling undone. Returns the child's pid, 0 in the child."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_DFL)
+    return pid
+
+
 def probe_gpu() -> str | None:
     """Whether a fork of this process can use the GPU, tried in a fork: None when it can (or there is no GPU),
     else why not. The server answers no run before this has passed."""
     torch = sys.modules["torch"]
     if not torch.cuda.is_available():  # NVML's count here: starts no CUDA
         return None
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:
         code = 1
         try:
@@ -289,7 +299,8 @@ def precompute(home: Home, config: dict[str, Any]) -> None:
     """Before a launch's checks: have the warm worker measure, in a fork, what they would import torch and
     transformers for (the model's shape, the objective's own check), into the disk caches the checks then read.
     Best effort: without a server, or when it fails, the checks do the work themselves."""
-    if Server.current is not None or enabled() is not None or read_state(home) is None:
+    if "transformers" in sys.modules or Server.current is not None or enabled() is not None \
+            or read_state(home) is None:  # with transformers imported here, the checks cost little here
         return
     try:
         ask(home, {"op": "precompute", "config": config, "env": {**os.environ, **base_env(home)},
@@ -467,17 +478,12 @@ class Server:
 
     def fork_helper(self, conn: socket.socket, config: dict[str, Any], env: dict[str, str]) -> None:
         """``measure_for_checks`` in a fork, which answers on ``conn`` when done."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid = fork()
         if pid:
             self.helpers.add(pid)
             return
         code = 0
         try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
             os.environ.clear()
             os.environ.update(env)
             try:
@@ -493,10 +499,8 @@ class Server:
 
     def start_run(self, run_dir: Path, env: dict[str, str]) -> int:
         """Fork the run's worker; returns its pid. The child never returns from here."""
-        sys.stdout.flush()
-        sys.stderr.flush()
         ready_r, ready_w = os.pipe()
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             os.close(ready_r)
             self.become_run(run_dir, env, ready_w)
@@ -513,9 +517,6 @@ class Server:
         environment and log, and run the worker."""
         code = 1
         try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, signal.SIG_DFL)
             for sock in (self.listener, self.wake_r, self.wake_w):
                 if sock is not None:
                     sock.close()
