@@ -128,6 +128,8 @@ def run_warm(args: argparse.Namespace) -> int:
              lambda: say(f"warm worker pid {state['pid']}, ready in {state['preload_seconds']} s, "
                          f"{len(runs)} run(s) now" if state else "no warm worker runs for this home"))
         return 0
+    if warm.read_state(home) is None:
+        say("starting the warm worker: it imports torch, transformers and TRL once (5-20 s) ...")
     state = warm.start(home, idle_s=args.idle or None, wait_s=300)
     if state is None:
         raise LabError("The warm worker did not become ready within 5 minutes; see LAB_HOME/logs/warm.log.")
