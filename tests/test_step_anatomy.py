@@ -21,6 +21,7 @@ from lab.train.profiling import (
     anatomy,
     causal_lm,
     classify,
+    kernel_pieces,
     split_union,
     union_seconds,
 )
@@ -128,6 +129,26 @@ def test_overlapping_pieces_share_their_time_and_add_up_to_the_union():
     pieces = [(0, 2, "a"), (1, 3, "b"), (5, 6, "a"), (7, 7, "b")]
     assert split_union(pieces) == {"a": 2.5, "b": 1.5}
     assert sum(split_union(pieces).values()) == union_seconds([(s, e) for s, e, _ in pieces])
+
+
+def test_without_linked_ids_kernels_are_matched_to_their_operators_in_launch_order():
+    """torch 2.11's events carry no kernel-to-operator link; each operator lists its kernels (name, duration), as
+    torch's profiler fills ``FunctionEvent.kernels``: two operators launching the same kernel each get their own."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    def event(name, start, end, **kw):
+        e = FunctionEvent(id=0, name=name, thread=0, start_us=start, end_us=end, **kw)
+        del e.linked_correlation_id  # as in torch 2.11, which has no such attribute
+        return e
+
+    first, second = event("aten::mm", 0, 5), event("aten::mm", 10, 15)
+    kernels = [event("gemm", 2, 6, device_type=DeviceType.CUDA), event("gemm", 12, 16, device_type=DeviceType.CUDA),
+               event("gemm", 20, 23, device_type=DeviceType.CUDA)]
+    first.append_kernel("gemm", 0, 4)
+    second.append_kernel("gemm", 0, 4)
+    pieces = kernel_pieces(kernels, [second, first])
+    assert [(start, op) for start, _, _, op in pieces] == [(2, first), (12, second), (20, None)]
 
 
 def test_the_heads_backward_matrix_products_count_as_head():

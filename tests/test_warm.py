@@ -204,3 +204,26 @@ def test_the_estimated_setup_leaves_out_the_imports_while_the_warm_worker_is_rea
     assert cold["from_run"] == ready["from_run"] == json.loads(fresh.stdout)["id"]
     assert ready["setup_seconds"] == pytest.approx(cold["setup_seconds"] - imports, abs=0.05)
     assert "the warm worker is ready" in ready["basis"] and "warm worker" not in cold["basis"]
+
+
+def test_the_server_imports_each_objectives_trainer_and_the_padding_free_kernel():
+    """TRL imports its trainers lazily, and torch its variable-length attention: left to the forked run, they cost
+    1-3 s and 3-6 s of each run's set-up on the H200. The server imports the class each objective's ``build``
+    makes (``Objective.trainer``), and the kernel where this torch has it."""
+    import inspect
+
+    import trl
+
+    from lab.train.methods import OBJECTIVES
+    from lab.train.speed import torch_varlen_available
+
+    code = ("import json, sys; from lab.train import warm; warm.preload(); print(json.dumps(sorted(m for m in "
+            "sys.modules if m.startswith(('trl.trainer.', 'torch.nn.attention')))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    for entry in OBJECTIVES.values():
+        assert getattr(trl, entry.trainer).__module__ in loaded, entry.name
+        assert entry.trainer in inspect.getsource(entry.module()), f"{entry.name}'s build makes another trainer"
+    assert ("torch.nn.attention.varlen" in loaded) == torch_varlen_available()

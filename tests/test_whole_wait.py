@@ -25,8 +25,10 @@ DPO = ["train", str(ROOT / "recipes" / "tiny-dpo.yaml"), "--set", "adapter=none"
        "--set", "warmup_ratio=0", "--set", "report_to=none", "--set", "sample_prompts=0", "--set", "eval_split=none"]
 
 
-def lab(home, *args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def lab(home, *args: str, python: tuple[str, ...] = (), path: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "LAB_HOME": str(home.root), "PYTHONPATH": str(ROOT)}
+    if path:  # a folder searched first for programs (a stand-in nvidia-smi)
+        env["PATH"] = f"{path}{os.pathsep}{env['PATH']}"
     return subprocess.run([sys.executable, *python, "-m", "lab", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, check=False, timeout=600)
 
@@ -78,14 +80,22 @@ def test_the_second_launch_reuses_the_tokenised_data_and_the_reference(two_runs)
     assert losses  # the cached run trained and logged
 
 
-def test_a_repeat_launch_imports_neither_torch_nor_transformers(two_runs):
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_a_repeat_launch_imports_neither_torch_nor_transformers(two_runs, tmp_path, gpu):
     """The checks before launch read the model's shape and the loss-mask check's verdict from LAB_HOME/cache once
-    they have been made, so ``python -m lab train`` starts the run without torch or transformers."""
+    they have been made, so ``python -m lab train`` starts the run without torch or transformers; also where
+    nvidia-smi lists a GPU, and the checks plan the GPU's kernels (whether torch has its variable-length attention
+    is read from torch's source: importing it cost 2-3 s of the H200's launches)."""
     home, _ = two_runs
+    path = ""
+    if gpu:
+        (tmp_path / "nvidia-smi").write_text("#!/bin/sh\necho '0, GPU-0000, NVIDIA H200, 143771, 0'\n")
+        (tmp_path / "nvidia-smi").chmod(0o755)
+        path = str(tmp_path)
     sft = ["train", str(ROOT / "recipes" / "tiny-sft.yaml"), "--set", "max_steps=2", "--json"]
-    first = lab(home, *sft)
+    first = lab(home, *sft, path=path)
     assert first.returncode == 0, first.stderr[-2000:]
-    again = lab(home, *sft, python=("-X", "importtime"))
+    again = lab(home, *sft, python=("-X", "importtime"), path=path)
     assert again.returncode == 0, again.stderr[-2000:]
     imported = {m.group(1) for m in re.finditer(r"\|\s*(\S+)\s*$", again.stderr, re.M)}
     assert "torch" not in imported and "transformers" not in imported, sorted(imported)[:50]

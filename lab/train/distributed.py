@@ -81,20 +81,29 @@ def restrict(gpus: list[Gpu], visible: str | None) -> list[Gpu]:
     return chosen
 
 
+# nvidia-smi's last answer (monotonic time, text): a launch asks for the GPUs two or three times (the checks, the
+# dispatcher), and a start of nvidia-smi can take a second on a sandboxed machine.
+_last_smi: tuple[float, str] = (-1e9, "")
+SMI_FRESH_S = 10.0
+
+
 def visible_gpus() -> list[Gpu]:
     """This machine's NVIDIA GPUs as nvidia-smi reports them (the app's own process creates no CUDA context, which
     would hold memory on every GPU), limited to the app's CUDA_VISIBLE_DEVICES; [] without a GPU or driver."""
+    global _last_smi
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
-    try:
-        out = subprocess.run([exe, "--query-gpu=index,uuid,name,memory.total,memory.used",
-                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
-        return []
-    return restrict(parse_nvidia_smi(out.stdout), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if time.monotonic() - _last_smi[0] > SMI_FRESH_S:
+        try:
+            out = subprocess.run([exe, "--query-gpu=index,uuid,name,memory.total,memory.used",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        if out.returncode != 0:
+            return []
+        _last_smi = (time.monotonic(), out.stdout)
+    return restrict(parse_nvidia_smi(_last_smi[1]), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def gpus_needed(cfg: TrainConfig, gpu_count: int) -> int:

@@ -71,6 +71,9 @@ class Objective:
     # Settings that train on a dataset version from a model: (dataset_ref, model, home) -> a Proposal
     # (lab.train.viability); the Label tab's "Train DPO/KTO on this" and `lab train --propose-dpo`.
     propose: Callable[[str, str, Any], Any] | None = None
+    # The TRL trainer class ``build`` makes (a name in ``trl``): the warm worker imports it ahead of the runs, as TRL
+    # imports its trainers lazily and one costs 1-3 s of a run's set-up.
+    trainer: str = ""
 
     def module(self) -> Any:
         """``lab/train/objectives/<name>.py``: ``config(cfg, common)`` → the TRL config, ``build(b)`` → the
@@ -100,7 +103,8 @@ OBJECTIVES: dict[str, Objective] = {
     "sft": Objective(
         "sft", "SFT", "supervised fine-tuning on conversations: the loss on the assistant's replies only", "sft",
         usual_rates(2e-5, 2e-4), usual_rates(1e-3, 2e-3), settings=("neftune_noise_alpha",), packing=True,
-        padding_free="collator", loss_mask=True, precheck=deferred("objectives.sft", "precheck")),
+        padding_free="collator", loss_mask=True, precheck=deferred("objectives.sft", "precheck"),
+        trainer="SFTTrainer"),
     "dpo": Objective(
         "dpo", "DPO", "direct preference optimisation on chosen/rejected pairs", "preference",
         usual_rates(5e-7, 5e-6), usual_rates(1e-4, 5e-4),
@@ -109,14 +113,14 @@ OBJECTIVES: dict[str, Objective] = {
         prompt_limit=True, propose=deferred("viability", "propose_dpo"),
         panels=(("DPO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
                 ("DPO reward accuracy", ("rewards/accuracies",))),
-        overfit_fraction=0.9),
+        overfit_fraction=0.9, trainer="DPOTrainer"),
     "reward": Objective(
         "reward", "Reward model", "a reward model (a score per answer) from chosen/rejected pairs", "preference",
         usual_rates(1e-5, 1e-4), usual_rates(1e-3, 5e-3), settings=("reward_center_coefficient",),
         sequences=chosen_and_rejected, generates=False, model_kind="score",
         panels=(("Reward accuracy (pairs ranked right)", ("accuracy", "eval_accuracy")),
                 ("Reward margin (chosen − rejected)", ("margin", "eval_margin"))),
-        precheck=deferred("objectives.reward", "precheck"), columns=("margin",)),
+        precheck=deferred("objectives.reward", "precheck"), columns=("margin",), trainer="RewardTrainer"),
     "kto": Objective(
         "kto", "KTO", "Kahneman-Tversky optimisation on single completions labelled desirable or not (👍/👎)",
         "unpaired", usual_rates(5e-7, 5e-6), usual_rates(1e-4, 5e-4),
@@ -127,7 +131,8 @@ OBJECTIVES: dict[str, Objective] = {
         padding_free="unpad", prompt_limit=True,
         panels=(("KTO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
                 ("KTO KL estimate", ("kl",))),
-        overfit_fraction=0.9),  # the loss starts at 0.5 (a sigmoid at 0) and falls slowly, as DPO's does
+        # the loss starts at 0.5 (a sigmoid at 0) and falls slowly, as DPO's does
+        overfit_fraction=0.9, trainer="KTOTrainer"),
     **{name: Objective(  # GRPO and RLOO share settings, rewards and panels; their functions live in objectives/grpo.py
         name, title, words, "prompts", usual_rates(1e-6, 1e-5), usual_rates(5e-3, 1e-2),
         settings=("num_generations", "max_completion_length", "temperature", "kl_beta", "rewards", "reward_pattern",
@@ -139,7 +144,8 @@ OBJECTIVES: dict[str, Objective] = {
         panels=(("Reward per function (mean)", ("rewards/*/mean",)),
                 ("Total reward (mean and spread)", ("reward", "reward_std")),
                 ("KL to the starting model", ("kl",)),
-                ("Completion length (tokens)", ("completions/mean_length", "completions/max_length"))))
+                ("Completion length (tokens)", ("completions/mean_length", "completions/max_length"))),
+        trainer=f"{title}Trainer")
       for name, title, words in (
           ("grpo", "GRPO", ("group relative policy optimisation: sampled completions scored by reward functions, "
                             "each judged against its group")),

@@ -15,9 +15,9 @@ often not installed; :func:`varlen_attention` does it with PyTorch's own variabl
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
-import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,24 +78,32 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@functools.cache
+def varlen_signature() -> tuple[str, ...] | None:
+    """The parameters of PyTorch's variable-length flash attention (``torch.nn.attention.varlen.varlen_attn``,
+    torch 2.10+), None where this torch has none. Read from its source, not imported: importing it loads torch and
+    torch._dynamo, seconds of ``lab train``'s checks before launch on a GPU machine."""
+    spec = importlib.util.find_spec("torch")  # a top-level package's spec imports nothing
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "nn" / "attention" / "varlen.py"
+        if path.is_file():
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.FunctionDef) and node.name == "varlen_attn":
+                    arguments = node.args
+                    return tuple(a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs))
+    return None
+
+
 def torch_varlen_available() -> bool:
     """PyTorch's own variable-length flash attention (torch 2.10+, CUDA)."""
-    try:
-        from torch.nn.attention import varlen  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return varlen_signature() is not None
 
 
-@functools.cache
 def varlen_repeats_kv() -> bool:
     """Whether PyTorch's variable-length kernel needs k and v repeated to every query head: it takes grouped-query
     attention itself (``enable_gqa``) from torch 2.13 on, not in 2.10/2.11. The estimate counts those copies."""
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return False
-    return "enable_gqa" not in inspect.signature(varlen_attn).parameters
+    parameters = varlen_signature()
+    return parameters is not None and "enable_gqa" not in parameters
 
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
@@ -358,7 +366,7 @@ def _torch_varlen(query: Any, key: Any, value: Any, boundaries: Any, max_len: in
     if dtype not in (torch.bfloat16, torch.float16):
         query, key, value = (t.to(torch.bfloat16) for t in (query, key, value))
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
-    params = inspect.signature(varlen_attn).parameters
+    params = varlen_signature() or ()
     extra: dict[str, Any] = {}
     if q.shape[1] != k.shape[1]:  # grouped-query attention
         if not varlen_repeats_kv():

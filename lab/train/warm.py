@@ -51,7 +51,9 @@ PRELOAD = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sa
 # Imported when present; a missing one is left to the run (which may not need it). Not bitsandbytes: its import
 # queries the GPU, which must not happen before a fork. An import found to start CUDA all the same is left to the
 # runs from then on (``skipped``).
-OPTIONAL = ("liger_kernel.transformers",)
+# PyTorch's variable-length attention (torch 2.10+), the padding-free kernel on a GPU: its import loads torch._dynamo
+# and registers custom operators, 3-6 s of a forked run's set-up on the H200 when it was left to the run.
+OPTIONAL = ("liger_kernel.transformers", "torch.nn.attention.varlen")
 # Imported lazily by the server (see Deferred).
 DEFERRED = ("bitsandbytes",)
 # Model classes, whose modules transformers imports lazily when a model of that kind is loaded.
@@ -188,10 +190,17 @@ def import_all(skip: frozenset[str]) -> list[str]:
         elif name == "objectives":
             from lab.train.methods import OBJECTIVES
 
+            trl = sys.modules["trl"]
             for entry in OBJECTIVES.values():  # each objective's module, and the TRL trainer it builds on
                 entry.module()
+                getattr(trl, entry.trainer)  # a lazy attribute: this imports the trainer's module
         else:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError:
+                if name not in OPTIONAL:
+                    raise
+                continue  # an older version of its package, without it
         done.append(name)
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_initialized():

@@ -145,6 +145,7 @@ def main(run_dir: str) -> int:
     mark("launch")
     from lab.train import runner
     from lab.train.callbacks import ChangeWatch, GracefulStop
+    from lab.train.profiling import setup_profile
     from lab.train.speed import use_attention
 
     home = lab_home()
@@ -159,7 +160,8 @@ def main(run_dir: str) -> int:
         print(f"[lab] run {run_id}: {cfg.method_title} of {cfg.model} on {cfg.dataset}"
               f"{' resuming from ' + resume_from if resume_from else ''}", flush=True)
         started = time.monotonic()
-        trainer = build_trainer(cfg, run_path, home, resume_from)
+        with setup_profile(run_path):
+            trainer = build_trainer(cfg, run_path, home, resume_from)
         setup_seconds = time.monotonic() - started
         trainer.add_callback(stop)
         watch = ChangeWatch(trainer)
