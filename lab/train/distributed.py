@@ -82,7 +82,7 @@ def restrict(gpus: list[Gpu], visible: str | None) -> list[Gpu]:
 
 
 # nvidia-smi's last answer (monotonic time, text): a launch asks for the GPUs two or three times (the checks, the
-# dispatcher), and a start of nvidia-smi can take a second on a sandboxed machine.
+# dispatcher), and one answer serves them all.
 _last_smi: tuple[float, str] = (-1e9, "")
 SMI_FRESH_S = 10.0
 

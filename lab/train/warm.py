@@ -190,10 +190,11 @@ def import_all(skip: frozenset[str]) -> list[str]:
         elif name == "objectives":
             from lab.train.methods import OBJECTIVES
 
-            trl = sys.modules["trl"]
+            trl = sys.modules.get("trl")  # absent when its import was found to start CUDA (``skipped``)
             for entry in OBJECTIVES.values():  # each objective's module, and the TRL trainer it builds on
                 entry.module()
-                getattr(trl, entry.trainer)  # a lazy attribute: this imports the trainer's module
+                if trl is not None:
+                    getattr(trl, entry.trainer)  # a lazy attribute: this imports the trainer's module
         else:
             try:
                 importlib.import_module(name)
