@@ -173,6 +173,7 @@ def test_the_token_count_matches_what_the_trainer_counted(trained):
     assert speed.expected.tokens_per_second is None and "no estimate on a CPU" in speed.expected.basis
     assert speed.expected.train_tokens == pytest.approx(summary["train_tokens"], rel=0.1)
     assert throughput.run_speed(run, home) is speed  # cached: the Train tab redraws a run every 2 s
+    assert not speed.warm  # a run of its own process, which paid its imports
 
 
 def test_cli_estimate_json_has_the_speed_fields(trained):

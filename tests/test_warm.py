@@ -76,6 +76,11 @@ def test_a_first_launch_imports_nothing_heavy_and_its_fork_skips_the_imports(ser
     timeline = phases.durations(run.run_dir)
     assert timeline["imports"] < 1.0, timeline  # a fresh process spends seconds here
     assert (run.run_dir / "final" / "model.safetensors").exists()
+    from lab.train.throughput import run_speed
+    from lab.ui.train_tab import speed_text
+
+    speed = run_speed(runner.get_run(run.id, home), home)  # the Train tab's outcome says why imports took 0 s
+    assert speed.warm and "started by the warm worker" in speed_text(speed)
     status = lab(home, "warm", "--status", "--json")
     assert json.loads(status.stdout)["runs"] == {}  # reaped
 

@@ -122,6 +122,7 @@ class RunSpeed:
     phases: dict[str, float]
     expected: Expected | None
     why_no_estimate: str | None = None
+    warm: bool = False  # forked by the warm worker: its imports were done before Start (``imports`` about 0 s)
 
 
 # ----------------------------------------------------------------------------------------------- the workload
@@ -468,15 +469,17 @@ def cached_run_speed(run_id: str, mtime_ns: int, root: str) -> RunSpeed | None:
     if rate is None and not phases:
         return None
     wall = summary.get("wall_seconds") or (sum(phases.values()) if phases else None)
+    launch = launch_info(run.run_dir)
+    warm = bool(launch.get("warm"))
     try:
         cfg = as_run(run.train_config, run.run_dir)
-        processes = launch_info(run.run_dir).get("processes") or 1
+        processes = launch.get("processes") or 1
         work = workload(cfg, resolve_version(cfg.dataset, home), processes, home)
         guess = expected(cfg, model_shape(cfg.model, home), device_name=summary.get("device") or "cpu",
                          gpus=processes, work=work, home=home, finished_before=run.created_at, exclude=run.id)
     except LabError as err:
-        return RunSpeed(rate, summary.get("train_tokens"), wall, phases, None, str(err))
-    return RunSpeed(rate, summary.get("train_tokens"), wall, phases, guess)
+        return RunSpeed(rate, summary.get("train_tokens"), wall, phases, None, str(err), warm=warm)
+    return RunSpeed(rate, summary.get("train_tokens"), wall, phases, guess, warm=warm)
 
 
 # ---------------------------------------------------------------------------------------------- in words

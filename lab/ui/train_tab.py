@@ -456,6 +456,8 @@ def speed_text(speed: Any) -> str:
             wait += f" against ~{duration(guess.wall_seconds)} estimated"
         if speed.phases:
             wait += " (phases: " + " · ".join(f"{name} {duration(s)}" for name, s in speed.phases.items()) + ")"
+        if speed.warm:
+            wait += ", started by the warm worker with torch, transformers and TRL already imported"
         parts.append(wait)
     return "; ".join(parts) + "."
 
