@@ -105,6 +105,20 @@ def test_a_repeat_launch_imports_neither_torch_nor_transformers(two_runs, tmp_pa
         cancel(json.loads(text)["id"], home)
 
 
+def test_the_reference_cache_key_tells_slices_of_one_file_apart():
+    """DPO's cached reference log-probabilities are keyed by the tokenised rows' hash. Two contiguous selections of
+    one dataset are slices of the same Arrow buffers: hashing the buffers as held gave them one key (another split's
+    log-probabilities reused); the rows' own bytes tell them apart, and the same rows keep their key."""
+    import datasets
+
+    from lab.train.objectives.dpo import content_fingerprint
+
+    rows = datasets.Dataset.from_dict({"input_ids": [[i, i + 1, i + 2] for i in range(1000)]})
+    first, second = rows.select(range(0, 100)), rows.select(range(100, 200))
+    assert content_fingerprint(first) != content_fingerprint(second)
+    assert content_fingerprint(first) == content_fingerprint(rows.select(range(0, 100)))
+
+
 def test_phases_add_up_a_phase_seen_twice(tmp_path):
     phases.begin(tmp_path, at=time.time() - 3)
     phases.mark(tmp_path, "tokenising")
