@@ -84,14 +84,16 @@ def varlen_signature() -> tuple[str, ...] | None:
     torch 2.10+), None where this torch has none. Read from its source, not imported: importing it loads torch and
     torch._dynamo, seconds of ``lab train``'s checks before launch on a GPU machine."""
     spec = importlib.util.find_spec("torch")  # a top-level package's spec imports nothing
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "nn" / "attention" / "varlen.py"
-        if path.is_file():
-            for node in ast.parse(path.read_text()).body:
-                if isinstance(node, ast.FunctionDef) and node.name == "varlen_attn":
-                    arguments = node.args
-                    return tuple(a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs))
-    return None
+    folders = (spec.submodule_search_locations or []) if spec else []
+    source = next((p for p in (Path(f) / "nn" / "attention" / "varlen.py" for f in folders) if p.is_file()), None)
+    if source is None:
+        return None
+    found = [node for node in ast.parse(source.read_text()).body
+             if isinstance(node, ast.FunctionDef) and node.name == "varlen_attn"]
+    if not found:
+        return None
+    arguments = found[0].args
+    return tuple(a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs))
 
 
 def torch_varlen_available() -> bool:

@@ -48,11 +48,11 @@ PRELOAD = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sa
            "lab.train.datasets", "lab.train.distributed", "lab.train.estimate", "lab.train.loading",
            "lab.train.memory", "lab.train.methods", "lab.train.profiling", "lab.train.samples", "lab.train.speed",
            "lab.decode")
-# Imported when present; a missing one is left to the run (which may not need it). Not bitsandbytes: its import
-# queries the GPU, which must not happen before a fork. An import found to start CUDA all the same is left to the
-# runs from then on (``skipped``).
-# PyTorch's variable-length attention (torch 2.10+), the padding-free kernel on a GPU: its import loads torch._dynamo
-# and registers custom operators, 3-6 s of a forked run's set-up on the H200 when it was left to the run.
+# Imported when present; a missing one (not installed, or a version without it) is left to the run, which may not
+# need it. PyTorch's variable-length attention (torch 2.10+) is the padding-free kernel on a GPU: its import loads
+# torch._dynamo and registers custom operators, 3-6 s of a forked run's set-up on the H200 when left to the run.
+# Not bitsandbytes: its import queries the GPU, which must not happen before a fork. An import found to start CUDA
+# all the same is left to the runs from then on (``skipped``).
 OPTIONAL = ("liger_kernel.transformers", "torch.nn.attention.varlen")
 # Imported lazily by the server (see Deferred).
 DEFERRED = ("bitsandbytes",)
@@ -177,9 +177,8 @@ def preload(skip: frozenset[str] = frozenset()) -> list[str]:
 
 
 def import_all(skip: frozenset[str]) -> list[str]:
-    present = tuple(name for name in OPTIONAL if importlib.util.find_spec(name.split(".")[0]))
     done = []
-    for name in (*PRELOAD, *present, "model classes", "objectives"):
+    for name in (*PRELOAD, *OPTIONAL, "model classes", "objectives"):
         if name in skip:
             continue
         if name == "model classes":
@@ -201,7 +200,7 @@ def import_all(skip: frozenset[str]) -> list[str]:
             except ModuleNotFoundError:
                 if name not in OPTIONAL:
                     raise
-                continue  # an older version of its package, without it
+                continue
         done.append(name)
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_initialized():
