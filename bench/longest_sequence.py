@@ -42,7 +42,7 @@ def trial_plain(model_dir: Path, data: Path, length: int, cap: float, out: Path)
 def trial_lab(home, model_dir: Path, dataset: str, length: int, cap: float) -> dict:
     sets = {"adapter": "qlora", "model": str(model_dir), "dataset": dataset, "max_length": length, "batch_size": 1,
             "grad_accum": 1, "max_steps": 1, "eval_split": "none", "save_steps": 10**6, "report_to": "none",
-            "sample_prompts": 0, "gpu_memory_gib": cap}
+            "sample_prompts": 0, "gpu_memory_gib": cap, "warmup_ratio": 0}  # one step: no warm-up
     started = time.time()
     run = lab_train(home, sets)
     if run.get("status") != "succeeded":

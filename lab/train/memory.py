@@ -54,6 +54,57 @@ def set_rng_state(state: tuple[Any, Any], device: Any) -> None:
 # --------------------------------------------------------------------------- offloaded checkpoints
 
 
+class HostBuffers:
+    """Page-locked CPU buffers for the offloaded layer inputs, kept for the next step.
+
+    torch's pinned-memory allocator rounds each request up to a power of two, so a 2.8 GB layer input (344k tokens
+    of an 8B model) takes 4 GiB and 32 layers ask for more than the host has. These buffers are allocated at the
+    size asked (rounded up by at most 1/8, so that batches of similar lengths share them) and page-locked once
+    (``cudaHostRegister``). A request takes the smallest free buffer that holds it.
+    A buffer never given back (a backward pass that did not run) is only left out of the pool. Free buffers too
+    small for a request are released first, so the pool stays near one step's inputs even when the batches'
+    lengths vary."""
+
+    def __init__(self) -> None:
+        self.free: list[torch.Tensor] = []
+
+    def take(self, like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(the buffer to give back, or None; a CPU tensor of ``like``'s shape and dtype in it). Page-locked when
+        ``like`` is on a GPU; a plain CPU tensor otherwise."""
+        if not like.is_cuda:
+            return None, torch.empty(like.shape, dtype=like.dtype)
+        size = like.numel() * like.element_size()
+        fitting = [b for b in self.free if b.numel() >= size]
+        if fitting:
+            buffer = min(fitting, key=torch.Tensor.numel)
+            self.free.remove(buffer)
+        else:
+            self.release()
+            capacity = -(-size // (granule := 1 << max(size.bit_length() - 4, 12))) * granule
+            buffer = torch.empty(capacity, dtype=torch.uint8)
+            status = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), capacity, 0))
+            if status != 0:
+                raise RuntimeError(f"could not page-lock {size / 2**30:.1f} GiB of CPU memory for activation "
+                                   f"offloading (CUDA error {status}): the host's memory may be too small for "
+                                   "this batch; lower max_length or batch_size")
+        return buffer, buffer[:size].view(like.dtype).view(like.shape)
+
+    def give_back(self, buffer: torch.Tensor | None) -> None:
+        if buffer is not None:
+            self.free.append(buffer)
+
+    def release(self) -> None:
+        """Unlock and free the buffers not in use."""
+        if self.free:
+            torch.cuda.synchronize()  # no queued copy may still read or write them
+            for buffer in self.free:
+                torch.cuda.cudart().cudaHostUnregister(buffer.data_ptr())
+            self.free.clear()
+
+
+HOST_BUFFERS = HostBuffers()
+
+
 class OffloadedCheckpoint(torch.autograd.Function):
     """A checkpointed layer whose input waits in (pinned) CPU memory: the forward runs without saving anything on
     the GPU, the backward copies the input back, recomputes the layer with gradients and back-propagates through
@@ -63,7 +114,7 @@ class OffloadedCheckpoint(torch.autograd.Function):
     def forward(ctx: Any, function: Callable, hidden: torch.Tensor, *rest: Any) -> Any:
         ctx.function, ctx.rest, ctx.device = function, rest, hidden.device
         ctx.autocast, ctx.rng = autocast_state(), rng_state(hidden.device)
-        ctx.host = torch.empty(hidden.shape, dtype=hidden.dtype, device="cpu", pin_memory=hidden.is_cuda)
+        ctx.buffer, ctx.host = HOST_BUFFERS.take(hidden)
         ctx.host.copy_(hidden, non_blocking=True)
         with torch.no_grad():
             return function(hidden, *rest)
@@ -76,7 +127,8 @@ class OffloadedCheckpoint(torch.autograd.Function):
         outs = out if isinstance(out, tuple) else (out,)
         pairs = [(o, g) for o, g in zip(outs, grads) if torch.is_tensor(o) and o.requires_grad and g is not None]
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-        ctx.host = None
+        HOST_BUFFERS.give_back(ctx.buffer)  # its copy to the GPU is queued before any later copy into it
+        ctx.buffer = ctx.host = None
         return (None, hidden.grad) + (None,) * len(ctx.rest)
 
 
