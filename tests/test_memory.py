@@ -145,3 +145,30 @@ def test_the_estimate_plans_for_the_gpu_memory_cap(tiny_home, monkeypatch):
     text = estimate_run(cfg, tiny_home).text
     assert "fits GPU 0 (16 GiB by gpu_memory_gib)" in text
     assert "Offload activations: **off** · batch 4 × 512 fits the cap of 16 GiB without it" in text
+
+
+def test_the_estimate_says_how_much_cpu_memory_offloading_takes_and_warns_when_the_machine_lacks_it(
+        tiny_home, monkeypatch):
+    from lab.train import distributed, estimate
+    from lab.train.estimate import GIB, estimate_run, model_shape
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    monkeypatch.setattr(distributed, "visible_gpus", lambda: [distributed.Gpu(0, "u0", "NVIDIA H200", 140.4, 0.0)])
+    cfg = TrainConfig(adapter="lora", gradient_checkpointing="on", offload_activations="on", max_length=512,
+                      batch_size=4)
+    shape = model_shape("tiny", tiny_home)
+    inputs = 4 * 512 * shape.hidden * 2 * shape.layers  # every layer's input, bf16
+    assert estimate.offloaded_bytes(cfg, shape) == inputs
+    big = TrainConfig(adapter="qlora", gradient_checkpointing="on", offload_activations="on", max_length=344064,
+                      batch_size=1)
+    assert estimate.offloaded_bytes(big, model_shape("bench/configs/llama-3.1-8b.json")) / GIB == 84  # the H200 run
+    monkeypatch.setattr(estimate, "host_memory_available", lambda: inputs * 2)
+    plenty = estimate_run(cfg, tiny_home)
+    assert "offloaded_cpu_gib" in plenty.report and "of layer inputs in page-locked CPU memory" in plenty.text
+    assert not any("CPU memory" in w for w in plenty.warnings)
+    monkeypatch.setattr(estimate, "host_memory_available", lambda: inputs / 2)
+    short = estimate_run(cfg, tiny_home)
+    assert any("activation offloading needs" in w and "lower max_length or batch_size" in w for w in short.warnings)
+    assert "activation offloading needs" in short.text
+    off = estimate_run(TrainConfig(adapter="lora", gradient_checkpointing="on", max_length=512), tiny_home)
+    assert "offloaded_cpu_gib" not in off.report and "page-locked" not in off.text

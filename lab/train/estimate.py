@@ -375,6 +375,28 @@ def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool) -> float:
     return tile + tokens * shape.hidden * 4 + (shape.vocab * shape.hidden * 4 if trained else 0)
 
 
+def offloaded_bytes(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> float:
+    """The CPU memory activation offloading fills on one process, worst case: every layer's input for the batch
+    (lab.train.memory keeps it page-locked, so it cannot be swapped out)."""
+    from lab.train.methods import objective
+
+    if cfg.gradient_checkpointing != "on" or cfg.offload_activations != "on":
+        return 0.0
+    tokens = cfg.batch_size * objective(cfg.objective).sequences(cfg) * cfg.max_length
+    return tokens * shape.hidden * (2 if bf16 else 4) * shape.layers
+
+
+def host_memory_available() -> float | None:
+    """Bytes of CPU memory the system can give without swapping (Linux's MemAvailable); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def memory_budget(cfg: TrainConfig, gpu_bytes: float) -> float:
     """The GPU memory a run may use: the GPU's, or less when ``gpu_memory_gib`` caps it."""
     return min(gpu_bytes, cfg.gpu_memory_gib * GIB) if cfg.gpu_memory_gib else gpu_bytes
@@ -483,6 +505,16 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
+    if offloaded := offloaded_bytes(resolved, shape, bf16=cfg.precision != "fp32") * ranks:
+        report["offloaded_cpu_gib"] = round(offloaded / GIB, 1)
+        available = host_memory_available()
+        size = f"{offloaded / GIB:.1f} GiB" if offloaded >= GIB / 10 else f"{offloaded / 2**20:.0f} MiB"
+        text += (f"\n\nActivation offloading keeps about **{size}** of layer inputs in page-locked "
+                 f"CPU memory" + (f" ({available / GIB:.0f} GiB available now)." if available else "."))
+        if available and offloaded > 0.9 * available:
+            warnings.append(f"activation offloading needs about {offloaded / GIB:.0f} GiB of CPU memory at "
+                            f"batch_size {cfg.batch_size} × max_length {cfg.max_length}, and this machine has "
+                            f"{available / GIB:.0f} GiB available: lower max_length or batch_size")
     text += "\n\n" + throughput.expected_line(guess)
     text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
              + speed.markdown())

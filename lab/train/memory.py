@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from lab.train.estimate import TILE_TOKENS  # tokens per MLP tile, which the estimate counts with
+from lab.errors import LabError
+from lab.train.estimate import GIB, TILE_TOKENS, host_memory_available  # TILE_TOKENS: the estimate counts with it
 
 DEVICE_TYPES = ("cuda", "cpu")
 
@@ -81,12 +82,17 @@ class HostBuffers:
         else:
             self.release()
             capacity = -(-size // (granule := 1 << max(size.bit_length() - 4, 12))) * granule
+            available = host_memory_available()
+            if available is not None and capacity > available:  # page-locked memory cannot be swapped out
+                raise LabError(f"Activation offloading needs {capacity / GIB:.1f} GiB more CPU memory for one "
+                               f"layer's input, and the machine has {available / GIB:.1f} GiB available: lower "
+                               "max_length or batch_size, or turn offload_activations off")
             buffer = torch.empty(capacity, dtype=torch.uint8)
             status = int(torch.cuda.cudart().cudaHostRegister(buffer.data_ptr(), capacity, 0))
             if status != 0:
-                raise RuntimeError(f"could not page-lock {size / 2**30:.1f} GiB of CPU memory for activation "
-                                   f"offloading (CUDA error {status}): the host's memory may be too small for "
-                                   "this batch; lower max_length or batch_size")
+                raise LabError(f"Could not page-lock {capacity / GIB:.1f} GiB of CPU memory for activation "
+                               f"offloading (CUDA error {status}): lower max_length or batch_size, or turn "
+                               "offload_activations off")
         return buffer, buffer[:size].view(like.dtype).view(like.shape)
 
     def give_back(self, buffer: torch.Tensor | None) -> None:
