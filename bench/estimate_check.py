@@ -24,8 +24,15 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 LAB = dict(liger_kernels="on")  # the lab's GPU runs use Liger's kernels (auto); this machine may lack them
 # (what, architecture, settings, measured peak GiB, where it was measured)
 MEASURED = [
-    ("full SFT, packed 16 × 2,048", "qwen2.5-0.5b", dict(objective="sft", batch_size=16, max_length=2048), 45.91,
+    ("full SFT, packed 16 × 2,048, fp32 hidden states", "qwen2.5-0.5b",
+     dict(objective="sft", batch_size=16, max_length=2048, half_activations="off"), 45.91,
      "H200, 2026-12-01, train_throughput.py packed"),
+    ("full SFT, packed 32 × 2,048, fp32 hidden states", "qwen2.5-0.5b",
+     dict(objective="sft", batch_size=32, max_length=2048, half_activations="off"), 84.62,
+     "H200, 2026-12-04, step_anatomy.py"),
+    ("full SFT, packed 32 × 2,048, 16-bit hidden states", "qwen2.5-0.5b",
+     dict(objective="sft", batch_size=32, max_length=2048, half_activations="on"), 71.28,
+     "H200, 2026-12-04, step_anatomy.py (the fit of half_activations)"),
     ("QLoRA 8 × 512", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=8, max_length=512, liger_kernels="off"), 7.33,
      "H100, 2026-11-23, qlora_smoke.py"),
     ("QLoRA 4 × 2,048", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=4, max_length=2048, liger_kernels="off"), 13.90,
@@ -68,6 +75,9 @@ MEASURED = [
     ("8B QLoRA 1 × 57,344, + offload + tiled MLP (lab)", "llama-3.1-8b",
      dict(adapter="qlora", batch_size=1, max_length=57344, gradient_checkpointing="on", offload_activations="on",
           tiled_mlp="on", **LAB), 14.12, "longest_sequence"),
+    ("8B QLoRA 1 × 344,064, + offload + tiled MLP (lab)", "llama-3.1-8b",
+     dict(adapter="qlora", batch_size=1, max_length=344064, gradient_checkpointing="on", offload_activations="on",
+          tiled_mlp="on", **LAB), 54.38, "H200, 2026-12-04, longest_sequence.py --cap-gib 80"),
 ]
 
 

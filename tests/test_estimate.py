@@ -78,7 +78,7 @@ def test_checkpointing_and_a_precomputed_reference_lower_the_estimate(tiny_home,
     shape = model_shape("tiny")
     plain, checkpointed = (memory(TrainConfig(batch_size=8, max_length=1024, gradient_checkpointing=c), shape)
                            for c in (False, True))
-    assert checkpointed.activations < plain.activations / 3
+    assert checkpointed.activations < plain.activations / 2.5
     held = memory(TrainConfig(objective="dpo", adapter="none", precompute_ref_log_probs="off"), shape)
     precomputed = memory(TrainConfig(objective="dpo", adapter="none"), shape)  # auto: on for full DPO
     assert held.reference_model > 0 and precomputed.reference_model == 0

@@ -271,3 +271,58 @@ def test_rows_of_equal_full_length_attend_as_one_batch_with_the_same_result():
         speed._equal_rows_sdpa = original
     assert not calls
     torch.testing.assert_close(out, speed._per_example_sdpa(query, key, value, uneven, 0.2))
+
+
+def test_half_activations_plan_applies_to_full_fine_tunes_under_autocast_only():
+    machine = dict(varlen=False, flash_attn=False, liger=False)
+    asked = speed.plan(TrainConfig(half_activations="on"), cuda=True, **machine)
+    assert asked.half_activations and asked.reasons["half_activations"] == "set in the config"
+    auto = speed.plan(TrainConfig(), cuda=True, **machine)
+    assert auto.half_activations and "within noise" in auto.reasons["half_activations"]
+    assert not speed.plan(TrainConfig(half_activations="off"), cuda=True, **machine).half_activations
+    assert not speed.plan(TrainConfig(precision="fp32"), cuda=True, **machine).half_activations
+    lora = speed.plan(TrainConfig(adapter="lora", half_activations="on"), cuda=True, **machine)
+    assert not lora.half_activations and "16-bit base" in lora.reasons["half_activations"]
+    cpu = speed.plan(TrainConfig(half_activations="on"), cuda=False, **machine)
+    assert not cpu.half_activations and "fp32" in cpu.reasons["half_activations"]
+    assert ("half_activations", "on", "set in the config") in asked.choices()
+
+
+def test_half_activations_give_16_bit_hidden_states_and_fp32_weight_gradients(tiny_home):
+    """Under autocast the decoder layers get 16-bit hidden states (in training and evaluation alike, so DPO's
+    reference pass sees what training sees); the loss stays close to fp32 hidden states', every weight (the
+    embeddings' too) still gets an fp32 gradient; without autocast nothing changes."""
+    import torch
+
+    from lab.models import load_model
+
+    model = load_model(home=tiny_home)
+    seen: list[torch.dtype] = []
+    model.model.layers[0].register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].dtype) if args
+                                                    else seen.append(kwargs["hidden_states"].dtype), with_kwargs=True)
+    ids = torch.randint(5, 200, (2, 31), generator=torch.Generator().manual_seed(1))
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach().float(), {n: p.grad for n, p in model.named_parameters()}
+
+    model.train()
+    fp32_loss, _ = loss_and_grads()
+    handle = speed.half_activations(model)
+    half_loss, grads = loss_and_grads()
+    assert seen == [torch.float32, torch.bfloat16]
+    torch.testing.assert_close(half_loss, fp32_loss, rtol=2e-2, atol=0)
+    assert all(g is not None and g.dtype == torch.float32 for g in grads.values())
+    assert grads["model.embed_tokens.weight"].abs().sum() > 0
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(input_ids=ids)
+    assert seen[-1] == torch.bfloat16
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert seen[-1] == torch.float32
+    assert getattr(model, speed.HALF_ACTIVATIONS)  # DPO's reference cache is keyed by it
+    handle.remove()

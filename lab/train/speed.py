@@ -47,6 +47,7 @@ class SpeedPlan:
     fused_lora: bool = False
     offload_activations: bool = False
     tiled_mlp: bool = False
+    half_activations: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,7 +58,8 @@ class SpeedPlan:
         on = {True: "on", False: "off"}
         values = {"padding_free": on[self.padding_free], "attention": self.attention,
                   "liger_kernels": on[self.liger_kernels], "compile": on[self.compile],
-                  "fused_lora": on[self.fused_lora], "gradient_checkpointing": on[self.gradient_checkpointing],
+                  "fused_lora": on[self.fused_lora], "half_activations": on[self.half_activations],
+                  "gradient_checkpointing": on[self.gradient_checkpointing],
                   "offload_activations": on[self.offload_activations], "tiled_mlp": on[self.tiled_mlp]}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
 
@@ -185,10 +187,43 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
         fused = cfg.fused_lora != "off"
         reasons["fused_lora"] = "set in the config" if cfg.fused_lora != "auto" else \
             "the adapter's product added to the layer's output in one matrix product"
+    half, reasons["half_activations"] = half_activations_choice(cfg, cuda)
     memory = memory_choices(cfg, cuda, gpu_bytes, shape, processes)
     reasons.update({name: why for name, (_, why) in memory.items()})
     return SpeedPlan(padding_free, attention, liger_on, compile_on, memory["gradient_checkpointing"][0], fused,
-                     memory["offload_activations"][0], memory["tiled_mlp"][0], reasons)
+                     memory["offload_activations"][0], memory["tiled_mlp"][0], half, reasons)
+
+
+def half_activations_choice(cfg: TrainConfig, cuda: bool) -> tuple[bool, str]:
+    """(on, why) for 16-bit hidden states: only a full fine-tune under autocast has fp32 ones to halve."""
+    if cfg.adapter != "none":
+        return False, "adapters train over a 16-bit base, whose hidden states are 16-bit already"
+    if not cuda or cfg.precision == "fp32":
+        return False, "fp32 precision: no 16-bit autocast"
+    if cfg.half_activations == "auto":
+        return True, "16-bit hidden states between layers: fewer casts, less memory, plain's loss within noise"
+    return cfg.half_activations == "on", "set in the config"
+
+
+def half_activations(model: Any) -> Any:
+    """Cast the input embeddings' output to autocast's 16-bit dtype whenever the model runs under autocast, so
+    every decoder layer, norm and residual addition after it works on 16-bit hidden states (the weights stay fp32
+    and autocast still casts them for each product). Evaluation and DPO's reference pass run under the same
+    autocast, so they see what training sees. Returns the hook's handle; the model is marked
+    (``HALF_ACTIVATIONS``) so that cached reference log-probabilities are keyed by it."""
+    import torch
+
+    def cast(module: Any, inputs: Any, output: Any) -> Any:
+        kind = output.device.type
+        if output.dtype == torch.float32 and torch.is_autocast_enabled(kind):
+            return output.to(torch.get_autocast_dtype(kind))
+        return output
+
+    setattr(model, HALF_ACTIVATIONS, True)
+    return model.get_input_embeddings().register_forward_hook(cast)
+
+
+HALF_ACTIVATIONS = "_lab_half_activations"  # set on a model whose hidden states half_activations casts
 
 
 def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape: Any,

@@ -89,22 +89,25 @@ def content_fingerprint(dataset: Any) -> str:
 
 def weights_fingerprint(cfg: TrainConfig, model: Any) -> str:
     """The model's weights as loaded, named by the files they came from (the base's, and a merged adapter's: path,
-    size, modification time) and the dtype."""
+    size, modification time), the dtype, and whether its hidden states are cast to 16 bits
+    (``lab.train.speed.half_activations``), which changes the reference log-probabilities in their last digits."""
     import hashlib
     from pathlib import Path
 
     from lab.home import lab_home
     from lab.train.loading import base_model_path, resolve_model_path
+    from lab.train.speed import HALF_ACTIVATIONS
 
     home = lab_home()
     folders = {Path(resolve_model_path(cfg.model, home)), Path(base_model_path(cfg.model, home))}
     files = sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*")
                    if p.suffix in (".safetensors", ".bin", ".json"))
+    half = getattr(model, HALF_ACTIVATIONS, False)
     if not files:  # a hub id's cache, say: TRL's own hash of every weight
         from trl.trainer.utils import hash_module
 
-        return hash_module(model)
-    digest = hashlib.sha256(f"{model.dtype}|{sum(p.numel() for p in model.parameters())}".encode())
+        return hash_module(model) + ("-half" if half else "")
+    digest = hashlib.sha256(f"{model.dtype}|{sum(p.numel() for p in model.parameters())}|{half}".encode())
     for path in files:
         stat = path.stat()
         digest.update(f"|{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
