@@ -297,8 +297,8 @@ class TrainConfig:
                                    "layers in 16 bits, as a 16-bit model does, while the weights, their gradients "
                                    "and the optimizer stay fp32. Saves the casts before each matrix product and "
                                    "half the residual stream's memory traffic; off = fp32 hidden states, as plain "
-                                   "TRL. auto = on for full fine-tunes on a GPU (the loss stays plain's within "
-                                   "noise: docs/benchmarks.md).", choices=("auto", "on", "off"))
+                                   "TRL. auto = on for full SFT on a GPU (the loss stays plain's within noise: "
+                                   "docs/benchmarks.md).", choices=("auto", "on", "off"))
     # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
     gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
                        "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")

@@ -313,7 +313,10 @@ def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tu
     if cfg.adapter != "none":
         return adapter_layer_bytes(cfg, shape, act_bytes)
     hidden, widest, kv_width = layer_widths(shape)
-    half = act_bytes == 2 and cfg.half_activations != "off"  # 'auto' is on wherever 16-bit autocast runs
+    from lab.train.methods import objective  # 'auto' as lab.train.speed decides it under 16-bit autocast
+
+    half = act_bytes == 2 and (cfg.half_activations == "on" or (cfg.half_activations == "auto" and
+                                                                 objective(cfg.objective).half_activations))
     return act_bytes * ((2 if half else 7) * hidden + 2 * kv_width), act_bytes * 4 * widest
 
 

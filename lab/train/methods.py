@@ -74,6 +74,9 @@ class Objective:
     # The TRL trainer class ``build`` makes (a name in ``trl``): the warm worker imports it ahead of the runs, as TRL
     # imports its trainers lazily and one costs 1-3 s of a run's set-up.
     trainer: str = ""
+    # Whether ``half_activations: auto`` turns on for a full fine-tune on a GPU: where its loss was checked against
+    # plain TRL's on one (docs/benchmarks.md). Elsewhere it stays off unless asked.
+    half_activations: bool = False
 
     def module(self) -> Any:
         """``lab/train/objectives/<name>.py``: ``config(cfg, common)`` → the TRL config, ``build(b)`` → the
@@ -104,7 +107,7 @@ OBJECTIVES: dict[str, Objective] = {
         "sft", "SFT", "supervised fine-tuning on conversations: the loss on the assistant's replies only", "sft",
         usual_rates(2e-5, 2e-4), usual_rates(1e-3, 2e-3), settings=("neftune_noise_alpha",), packing=True,
         padding_free="collator", loss_mask=True, precheck=deferred("objectives.sft", "precheck"),
-        trainer="SFTTrainer"),
+        trainer="SFTTrainer", half_activations=True),
     "dpo": Objective(
         "dpo", "DPO", "direct preference optimisation on chosen/rejected pairs", "preference",
         usual_rates(5e-7, 5e-6), usual_rates(1e-4, 5e-4),

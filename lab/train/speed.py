@@ -201,6 +201,8 @@ def half_activations_choice(cfg: TrainConfig, cuda: bool) -> tuple[bool, str]:
     if not cuda or cfg.precision == "fp32":
         return False, "fp32 precision: no 16-bit autocast"
     if cfg.half_activations == "auto":
+        if not objective(cfg.objective).half_activations:
+            return False, f"off unless asked: not yet checked against plain TRL for {cfg.method_title} on a GPU"
         return True, "16-bit hidden states between layers: fewer casts, less memory, plain's loss within noise"
     return cfg.half_activations == "on", "set in the config"
 
