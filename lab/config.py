@@ -210,8 +210,9 @@ class TrainConfig:
                                          "GPU without it (by the memory estimate); off on a CPU.",
                                          choices=("auto", "on", "off"))
     offload_activations: str = option("auto", "With gradient checkpointing, keep each layer's saved input in the "
-                                      "CPU's memory instead of the GPU's until the backward pass fetches it: frees "
-                                      "layers × tokens × hidden width × 2 bytes of GPU memory for some PCIe traffic. "
+                                      "CPU's memory instead of the GPU's until the backward pass fetches it: moves "
+                                      "layers × tokens × hidden width × 2 bytes from the GPU to (page-locked) CPU "
+                                      "memory for some PCIe traffic; the estimate says how much. "
                                       "auto = on when the batch does not fit the GPU even with checkpointing. One "
                                       "process only.", choices=("auto", "on", "off"))
     tiled_mlp: str = option("auto", "Run each MLP over the sequence in tiles of 4,096 tokens and recompute it in "
@@ -293,12 +294,10 @@ class TrainConfig:
     fused_lora: str = option("auto", "Add each LoRA adapter's output to its frozen layer's output inside one "
                              "matrix product, instead of PEFT's copy, scale and add of the whole output. The same "
                              "result; auto = on for LoRA and QLoRA.", choices=("auto", "on", "off"))
-    half_activations: str = option("auto", "Full fine-tuning under 16-bit autocast: pass the hidden states between "
-                                   "layers in 16 bits, as a 16-bit model does, while the weights, their gradients "
-                                   "and the optimizer stay fp32. Saves the casts before each matrix product and "
-                                   "half the residual stream's memory traffic; off = fp32 hidden states, as plain "
-                                   "TRL. auto = on for full SFT on a GPU (the loss stays plain's within noise: "
-                                   "docs/benchmarks.md).", choices=("auto", "on", "off"))
+    half_activations: str = option("auto", "Full fine-tunes under 16-bit autocast: hidden states between layers in "
+                                   "16 bits (weights, gradients and optimizer stay fp32): fewer casts, less memory. "
+                                   "off = fp32, as plain TRL; auto = on for SFT on a GPU.",
+                                   choices=("auto", "on", "off"))
     # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
     gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
                        "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")

@@ -511,7 +511,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
-    if offloaded := offloaded_bytes(resolved, shape, bf16=cfg.precision != "fp32") * ranks:
+    if gpus and (offloaded := offloaded_bytes(resolved, shape, bf16=cfg.precision != "fp32") * ranks):
         report["offloaded_cpu_gib"] = round(offloaded / GIB, 1)
         available = host_memory_available()
         size = f"{offloaded / GIB:.1f} GiB" if offloaded >= GIB / 10 else f"{offloaded / 2**20:.0f} MiB"
