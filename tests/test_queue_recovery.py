@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -32,7 +33,13 @@ def home(tmp_path_factory, tiny_home):
     shutil.copytree(tiny_model_path(tiny_home), home.models / TINY_DIR)
     yield home
     for run in runner.list_runs(home, status="running"):
-        signal_all(runner.run_processes(run), signal.SIGKILL)
+        # Until none is left: a supervisor started a moment ago may be starting its worker as it is killed, and an
+        # orphaned worker would train for the rest of the suite.
+        deadline = time.monotonic() + 10
+        while (pids := runner.run_processes(run)) and time.monotonic() < deadline:
+            signal_all(pids, signal.SIGKILL)
+            time.sleep(0.2)
+        assert not runner.run_processes(run), f"run {run.id} left processes behind"
 
 
 def start(home, *sets: str) -> dict:
