@@ -60,7 +60,7 @@ def test_memory_components(tiny_home, monkeypatch):
 def test_largest_batch_is_the_last_that_fits(tiny_home, monkeypatch):
     import dataclasses
 
-    from lab.train.estimate import GIB, largest_batch
+    from lab.train.estimate import GIB, LARGEST_BATCH_ASKED, largest_batch
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     shape = model_shape("tiny")
@@ -71,6 +71,8 @@ def test_largest_batch_is_the_last_that_fits(tiny_home, monkeypatch):
     assert memory(dataclasses.replace(cfg, batch_size=fits), shape).total <= budget
     assert memory(dataclasses.replace(cfg, batch_size=fits + 1), shape).total > budget
     assert largest_batch(cfg, shape, 0.1 * GIB) == 0  # the framework overhead alone does not fit
+    # Where even the largest batch it asks about fits, that batch and no odd number below it ("4096 or more").
+    assert largest_batch(cfg, shape, 10**6 * GIB) == LARGEST_BATCH_ASKED
 
 
 def test_checkpointing_and_a_precomputed_reference_lower_the_estimate(tiny_home, monkeypatch):

@@ -408,13 +408,19 @@ def memory_budget(cfg: TrainConfig, gpu_bytes: float) -> float:
     return min(gpu_bytes, cfg.gpu_memory_gib * GIB) if cfg.gpu_memory_gib else gpu_bytes
 
 
+LARGEST_BATCH_ASKED = 4096  # largest_batch looks no further: a batch this large is "this or more"
+
+
 def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16: bool = True,
                   headroom: float = 0.9) -> int:
-    """The largest ``batch_size`` whose worst-case estimate fits in ``headroom`` of the GPU's memory (0: not
-    even one sequence fits, so gradient checkpointing, a shorter max_length or QLoRA is needed)."""
+    """The largest ``batch_size`` whose worst-case estimate fits in ``headroom`` of the GPU's memory, up to
+    ``LARGEST_BATCH_ASKED`` (0: not even one sequence fits, so gradient checkpointing, a shorter max_length or
+    QLoRA is needed)."""
     budget = gpu_bytes * headroom
     low, high = 0, 1
-    while memory(dataclasses.replace(cfg, batch_size=high), shape, bf16=bf16).total <= budget and high < 4096:
+    while memory(dataclasses.replace(cfg, batch_size=high), shape, bf16=bf16).total <= budget:
+        if high == LARGEST_BATCH_ASKED:
+            return high
         low, high = high, high * 2
     while high - low > 1:  # memory grows with the batch: bisect between a fit and a miss
         middle = (low + high) // 2
@@ -506,8 +512,9 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
         capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
         where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
         fits = largest_batch(resolved, shape, budget)
+        most = f"{fits:,} or more" if fits == LARGEST_BATCH_ASKED else str(fits)
         text += (f"\n\nLargest batch_size that fits {where} at max_length "
-                 f"{cfg.max_length}, worst case: **{fits}**" if fits else
+                 f"{cfg.max_length}, worst case: **{most}**" if fits else
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
