@@ -39,7 +39,10 @@ class Labeler:
                 good = self.rng.random() < 0.5
             return ("down" if good == self.flip else "up"), None
         if self.rng.random() < self.noise:
-            return self.rng.choice(("a", "b")), (1 if graded else None)
+            # A random click on one of the two answers, drawn by answer rather than by side: serving shows each pair
+            # on sides of its own random choosing, and a seeded simulation must give the same votes every time.
+            clicked = sorted((pair.left, pair.right))[self.rng.random() < 0.5]
+            return ("a" if clicked == pair.left else "b"), (1 if graded else None)
         left, right = self.score(pair.left), self.score(pair.right)
         if left == right:
             return "tie", None

@@ -313,10 +313,9 @@ def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tu
     if cfg.adapter != "none":
         return adapter_layer_bytes(cfg, shape, act_bytes)
     hidden, widest, kv_width = layer_widths(shape)
-    from lab.train.methods import objective  # 'auto' as lab.train.speed decides it under 16-bit autocast
+    from lab.train.speed import half_activations_choice
 
-    half = act_bytes == 2 and (cfg.half_activations == "on" or (cfg.half_activations == "auto" and
-                                                                 objective(cfg.objective).half_activations))
+    half = act_bytes == 2 and half_activations_choice(cfg, cuda=True)[0]  # as a GPU run decides it
     return act_bytes * ((2 if half else 7) * hidden + 2 * kv_width), act_bytes * 4 * widest
 
 
