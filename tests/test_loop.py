@@ -124,7 +124,7 @@ def test_round_two_model_beats_round_one_model_on_fresh_prompts(flywheel):
     """Round 1's model against SFT is measured in round 2; round 2's model against round 1's in round 3, each on
     prompts no earlier round asked. The issue asks that round 2's model beat round 1's by more than round 1 beat
     SFT, or by a stated margin with its interval; the stated margin is the one this asks: of the pairs people
-    decided (not tied: most pairs tie once both models meet the rule). Measured over four runs, round 2's model does
+    decided (not tied: most pairs tie once both models meet the rule). Measured over five runs, round 2's model does
     not beat round 1's reliably on the tiny model (below); the test holds what does: round 1's model beats SFT,
     and round 2's model is not worse than round 1's beyond the Wilson 95% interval."""
     _, second, third = flywheel["chain"]
@@ -134,8 +134,8 @@ def test_round_two_model_beats_round_one_model_on_fresh_prompts(flywheel):
     # bound near 50% (0.55 alone here, 0.46 once under the full suite's load, where the serving order, and so which
     # pairs get their extra votes, differs).
     assert beat_sft["decided_rate"] > 0.5, beat_sft
-    # Round 2's model over round 1's is not reliable on the tiny model: four runs of 2026-12-04 gave decided rates of
-    # 0.44, 0.51, 0.63 and 0.72 (round 2's DPO learns from 60 prompts' votes only, and each run serves the pairs in
+    # Round 2's model over round 1's is not reliable on the tiny model: five runs of 2026-12-04 gave decided rates of
+    # 0.44, 0.51, 0.63, 0.72 and 0.88 (round 2's DPO learns from 60 prompts' votes only, and each run serves the pairs in
     # another random order). What held in each: the interval's upper bound above 50% (0.5003 at the lowest), i.e.
     # round 2's model is not shown worse.
     assert beat_last["decided_high"] > 0.5, (beat_sft, beat_last)
