@@ -134,10 +134,10 @@ def test_round_two_model_beats_round_one_model_on_fresh_prompts(flywheel):
     # bound near 50% (0.55 alone here, 0.46 once under the full suite's load, where the serving order, and so which
     # pairs get their extra votes, differs).
     assert beat_sft["decided_rate"] > 0.5, beat_sft
-    # Round 2's model over round 1's is not reliable on the tiny model: five runs of 2026-12-04 gave decided rates of
-    # 0.44, 0.51, 0.63, 0.72 and 0.88 (round 2's DPO learns from 60 prompts' votes only, and each run serves the pairs in
-    # another random order). What held in each: the interval's upper bound above 50% (0.5003 at the lowest), i.e.
-    # round 2's model is not shown worse.
+    # Round 2's model over round 1's is not reliable on the tiny model: five runs of 2026-12-04 gave decided rates
+    # of 0.44, 0.51, 0.63, 0.72 and 0.88 (round 2's DPO learns from 60 prompts' votes only, and each run serves the
+    # pairs in another random order). What held in each: the interval's upper bound above 50% (0.5003 at the
+    # lowest), i.e. round 2's model is not shown worse.
     assert beat_last["decided_high"] > 0.5, (beat_sft, beat_last)
 
 
