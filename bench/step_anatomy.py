@@ -117,7 +117,7 @@ def top_names(result: dict[str, Any]) -> str:
     for category, row in p["categories"].items():
         if row.get("top"):
             lines.append(f"  {category:<13} " + " · ".join(f"{n[:70]} {s / p['steps'] * 1000:.1f}"
-                                                          for n, s in row["top"][:3]))
+                                                          for n, s in row["top"]))
     return "\n".join(lines)
 
 

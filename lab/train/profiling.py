@@ -255,7 +255,7 @@ class Ranges:
         return self.memo[key]
 
 
-def anatomy(events: list[Any], wall: float, steps: int, top: int = 5) -> dict[str, Any]:
+def anatomy(events: list[Any], wall: float, steps: int, top: int = 8) -> dict[str, Any]:
     """The profiled window's wall time split into :data:`CATEGORIES` (which add up to ``wall``), with FLOPs, the
     top names of each category and each step's busy time. ``events``: ``torch.profiler.profile.events()``."""
     ops = [e for e in events if e.device_type.name == "CPU" and not e.is_async]
