@@ -330,3 +330,46 @@ def test_half_activations_give_16_bit_hidden_states_and_fp32_weight_gradients(ti
     assert seen[-1] == torch.float32
     assert getattr(model, speed.HALF_ACTIVATIONS)  # DPO's reference cache is keyed by it
     handle.remove()
+
+
+def test_head_tile_is_larger_where_the_run_keeps_its_activations_and_the_estimate_counts_it(tiny_home, monkeypatch):
+    from lab.train.estimate import memory, model_shape
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    machine = dict(varlen=False, flash_attn=False, liger=False)
+    roomy = speed.plan(TrainConfig(), cuda=True, **machine)
+    tight = speed.plan(TrainConfig(gradient_checkpointing="on"), cuda=True, **machine)
+    assert (roomy.head_tile_tokens, tight.head_tile_tokens) == (speed.HEAD_TILE_TOKENS, speed.TRL_HEAD_TILE_TOKENS)
+    assert "checkpointing is on" in tight.reasons["head_tile_tokens"]
+    assert ("head_tile_tokens", "16,384", roomy.reasons["head_tile_tokens"]) in roomy.choices()
+    # 8 x 2,048 tokens: the estimate counts the plan's tile, whose extra 12,288 tokens of the tiny model's
+    # vocabulary are 16-bit
+    shape, cfg = model_shape("tiny"), TrainConfig(batch_size=8, max_length=2048)
+    with monkeypatch.context() as patched:
+        patched.setattr(speed, "head_tile_choice", lambda checkpointing: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
+        with_trl_tile = memory(cfg, shape).activations
+    assert memory(cfg, shape).activations - with_trl_tile == (16384 - 4096) * min(shape.vocab, 32768) * 2
+
+
+def test_head_tile_changes_trl_s_tiles_not_its_log_probabilities(monkeypatch):
+    """TRL reads its tile size at every call, so setting it reaches the fused head; the log-probabilities and
+    gradients are the same with 8-token tiles as with one tile."""
+    import torch
+    from trl.kernels import ChunkedLogProbFunction, chunked_logprob
+
+    monkeypatch.setattr(chunked_logprob, "TOKEN_CHUNK_SIZE", chunked_logprob.TOKEN_CHUNK_SIZE)  # restored after
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(40, 16, generator=generator)
+    weight = torch.randn(50, 16, generator=generator)
+    targets = torch.randint(0, 50, (40,), generator=generator)
+
+    def run(tile: int) -> tuple[torch.Tensor, ...]:
+        speed.use_head_tile(tile)
+        assert chunked_logprob.TOKEN_CHUNK_SIZE == tile
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        log_probs = ChunkedLogProbFunction.apply(h, w, None, targets, 1.0, 32)[0]
+        log_probs.sum().backward()
+        return log_probs.detach(), h.grad, w.grad
+
+    for one, many in zip(run(4096), run(8)):
+        torch.testing.assert_close(one, many)

@@ -9,6 +9,6 @@ whose PYTHONPATH has bench/hooks first (the lab's worker inherits it from ``pyth
 import os
 
 if os.environ.get("BENCH_HEAD_TOKENS"):
-    import trl.kernels.chunked_logprob as chunked_logprob
+    from trl.kernels import chunked_logprob
 
     chunked_logprob.TOKEN_CHUNK_SIZE = int(os.environ["BENCH_HEAD_TOKENS"])

@@ -233,6 +233,7 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     (``sampling_cache_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
     from lab.train.methods import objective
+    from lab.train.speed import head_tile_choice
 
     entry = objective(cfg.objective)
     act_bytes = 2 if bf16 else 4
@@ -255,8 +256,10 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     tile = min(tokens, TILE_TOKENS)
     # A tiled MLP keeps only its input (and, with a frozen base, its norm's input, counted in the MLP above).
     mlp_kept = shape.hidden * act_bytes * (1 if cfg.adapter == "none" else 2) if tiled else mlp
-    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none")
-    if cfg.gradient_checkpointing == "on":
+    checkpointing = cfg.gradient_checkpointing == "on"
+    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none", 
+                         tile_tokens=head_tile_choice(checkpointing)[0])
+    if checkpointing:
         inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
         one_layer = tokens * attention + (tile * mlp + tokens * mlp_kept if tiled else tokens * mlp)
         # The head's backward runs before any layer is recomputed, so the two do not add up; what does add is the
@@ -372,11 +375,17 @@ def layer_widths(shape: ModelShape) -> tuple[int, int, int]:
     return shape.hidden, widest, kv_width
 
 
-def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool) -> float:
-    """TRL's fused LM head (trl.kernels.chunked_logprob) works through one fp32 tile of at most 4,096 tokens ×
-    32,768 vocabulary entries and accumulates fp32 gradients of the hidden states, and of the head when it is
-    trained (full fine-tuning; LoRA's all-linear leaves it frozen)."""
-    tile = min(tokens, 4096) * min(shape.vocab, 32768) * 4
+def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool, tile_tokens: int) -> float:
+    """TRL's fused LM head (trl.kernels.chunked_logprob) works through one tile of at most ``tile_tokens`` tokens ×
+    32,768 vocabulary entries (``lab.train.speed.head_tile_choice``) and accumulates fp32 gradients of the hidden
+    states, and of the head when it is trained (full fine-tuning; LoRA's all-linear leaves it frozen). TRL's
+    4,096-token tile is counted at 4 bytes an entry (fitted); what a larger tile adds, at its 16-bit 2 (measured:
+    0.75 GiB from 4,096 to 16,384 tokens)."""
+    from lab.train.speed import TRL_HEAD_TILE_TOKENS
+
+    width = min(shape.vocab, 32768)
+    tile = (min(tokens, TRL_HEAD_TILE_TOKENS) * width * 4
+            + max(0, min(tokens, tile_tokens) - TRL_HEAD_TILE_TOKENS) * width * 2)
     return tile + tokens * shape.hidden * 4 + (shape.vocab * shape.hidden * 4 if trained else 0)
 
 

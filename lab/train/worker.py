@@ -36,7 +36,15 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.methods import Build, objective
     from lab.train.profiling import ProfileCallback, profile_window
     from lab.train.samples import fixed_prompts, write_before
-    from lab.train.speed import fuse_lora, half_activations, plan, unpad_inside, use_attention, write_plan
+    from lab.train.speed import (
+        fuse_lora,
+        half_activations,
+        plan,
+        unpad_inside,
+        use_attention,
+        use_head_tile,
+        write_plan,
+    )
 
     mark = phase_marker(run_dir)
     mark("imports")
@@ -70,6 +78,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         unpad_inside(model)
     if speed.half_activations:
         half_activations(model)
+    use_head_tile(speed.head_tile_tokens)
     args = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
     if not eval_rows:
         if cfg.load_best_model_at_end or cfg.early_stopping_patience:
