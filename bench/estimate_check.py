@@ -22,7 +22,9 @@ from lab.train.estimate import FRAMEWORK_OVERHEAD, GIB, memory, model_shape  # n
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 LAB = dict(liger_kernels="on")  # the lab's GPU runs use Liger's kernels (auto); this machine may lack them
-# (what, architecture, settings, measured peak GiB, where it was measured)
+# (what, architecture, settings, measured peak GiB, where it was measured). Runs without checkpointing measured
+# before 2026-12-04's fifth session had TRL's 4,096-token head tiles; the estimate now counts the 16,384-token
+# tiles such runs get (up to 0.75 GiB more), so their ratios read up to 0.02 high.
 MEASURED = [
     ("full SFT, packed 16 × 2,048, fp32 hidden states", "qwen2.5-0.5b",
      dict(objective="sft", batch_size=16, max_length=2048, half_activations="off"), 45.91,
@@ -33,6 +35,9 @@ MEASURED = [
     ("full SFT, packed 32 × 2,048, 16-bit hidden states", "qwen2.5-0.5b",
      dict(objective="sft", batch_size=32, max_length=2048, half_activations="on"), 71.28,
      "H200, 2026-12-04, step_anatomy.py (the fit of half_activations)"),
+    ("  the same, 16,384-token head tiles (default)", "qwen2.5-0.5b",
+     dict(objective="sft", batch_size=32, max_length=2048, half_activations="on"), 72.03,
+     "H200, 2026-12-04 (fifth session), step_anatomy.py"),
     ("QLoRA 8 × 512", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=8, max_length=512, liger_kernels="off"), 7.33,
      "H100, 2026-11-23, qlora_smoke.py"),
     ("QLoRA 4 × 2,048", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=4, max_length=2048, liger_kernels="off"), 13.90,

@@ -289,8 +289,9 @@ class TrainConfig:
                             choices=("auto", "sdpa", "varlen", "flash_attention_2", "eager"))
     liger_kernels: str = option("auto", "Liger's fused RMSNorm, RoPE and SwiGLU Triton kernels. auto = on on a "
                                 "CUDA GPU when liger-kernel is installed.", choices=("auto", "on", "off"))
-    compile: str = option("auto", "torch.compile the model (minutes of compiling first; auto = off).",
-                          choices=("auto", "on", "off"))
+    compile: str = option("auto", "torch.compile the model (auto = off). With liger_kernels off it is the fastest "
+                          "steady state of a long full fine-tune (+4% on a 0.5B), after about 25 s of compiling; "
+                          "with Liger's kernels on it is slower.", choices=("auto", "on", "off"))
     fused_lora: str = option("auto", "Add each LoRA adapter's output to its frozen layer's output inside one "
                              "matrix product, instead of PEFT's copy, scale and add of the whole output. The same "
                              "result; auto = on for LoRA and QLoRA.", choices=("auto", "on", "off"))

@@ -69,6 +69,8 @@ MEASURED = [
      39_614),
     ("full SFT, packed", QWEN, dict(objective="sft", adapter="none", batch_size=16, max_length=2048, packing=True),
      455, 101_999),
+    ("full SFT, packed 32 rows", QWEN, dict(objective="sft", adapter="none", batch_size=32, max_length=2048,
+                                             packing=True), 453, 124_862),  # the fifth session's 42-step epoch
     ("full DPO", QWEN, dict(objective="dpo", adapter="none", batch_size=16, max_length=2048), 448, 62_929),
     ("QLoRA 4 × 2,048", LLAMA, dict(objective="sft", adapter="qlora", batch_size=4, grad_accum=2, max_length=2048,
                                     lora_dropout=0.05), 2048, 12_737),

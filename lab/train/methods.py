@@ -75,7 +75,8 @@ class Objective:
     # imports its trainers lazily and one costs 1-3 s of a run's set-up.
     trainer: str = ""
     # Whether ``half_activations: auto`` turns on for a full fine-tune on a GPU: where its loss was checked against
-    # plain TRL's on one (docs/benchmarks.md). Elsewhere it stays off unless asked.
+    # plain TRL's on one (docs/benchmarks.md). Elsewhere it stays off unless asked: DPO was checked and is left off,
+    # as its summed log-probabilities carry the 16-bit rounding (policy and reference disagree at step 1).
     half_activations: bool = False
 
     def module(self) -> Any:
