@@ -341,12 +341,13 @@ def test_head_tile_is_larger_where_the_run_keeps_its_activations_and_the_estimat
     tight = speed.plan(TrainConfig(gradient_checkpointing="on"), cuda=True, **machine)
     assert (roomy.head_tile_tokens, tight.head_tile_tokens) == (speed.HEAD_TILE_TOKENS, speed.TRL_HEAD_TILE_TOKENS)
     assert "checkpointing is on" in tight.reasons["head_tile_tokens"]
+    assert speed.plan(TrainConfig(), cuda=False, **machine).head_tile_tokens == speed.TRL_HEAD_TILE_TOKENS
     assert ("head_tile_tokens", "16,384", roomy.reasons["head_tile_tokens"]) in roomy.choices()
     # 8 x 2,048 tokens: the estimate counts the plan's tile, whose extra 12,288 tokens of the tiny model's
     # vocabulary are 16-bit
     shape, cfg = model_shape("tiny"), TrainConfig(batch_size=8, max_length=2048)
     with monkeypatch.context() as patched:
-        patched.setattr(speed, "head_tile_choice", lambda checkpointing: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
+        patched.setattr(speed, "head_tile_choice", lambda *_: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
         with_trl_tile = memory(cfg, shape).activations
     assert memory(cfg, shape).activations - with_trl_tile == (16384 - 4096) * min(shape.vocab, 32768) * 2
 

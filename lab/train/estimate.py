@@ -257,8 +257,8 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     # A tiled MLP keeps only its input (and, with a frozen base, its norm's input, counted in the MLP above).
     mlp_kept = shape.hidden * act_bytes * (1 if cfg.adapter == "none" else 2) if tiled else mlp
     checkpointing = cfg.gradient_checkpointing == "on"
-    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none", 
-                         tile_tokens=head_tile_choice(checkpointing)[0])
+    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none",
+                         tile_tokens=head_tile_choice(checkpointing, cuda=True)[0])  # as on a GPU
     if checkpointing:
         inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
         one_layer = tokens * attention + (tile * mlp + tokens * mlp_kept if tiled else tokens * mlp)

@@ -198,14 +198,16 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     half, reasons["half_activations"] = half_activations_choice(cfg, cuda)
     memory = memory_choices(cfg, cuda, gpu_bytes, shape, processes)
     reasons.update({name: why for name, (_, why) in memory.items()})
-    tile, reasons["head_tile_tokens"] = head_tile_choice(memory["gradient_checkpointing"][0])
+    tile, reasons["head_tile_tokens"] = head_tile_choice(memory["gradient_checkpointing"][0], cuda)
     return SpeedPlan(padding_free, attention, liger_on, compile_on, memory["gradient_checkpointing"][0], fused,
                      memory["offload_activations"][0], memory["tiled_mlp"][0], half, tile, reasons)
 
 
-def head_tile_choice(checkpointing: bool) -> tuple[int, str]:
-    """(tokens per tile of the fused LM head, why): larger tiles where the run keeps its activations, TRL's where
-    it recomputes them to save memory (lab.train.estimate counts the same)."""
+def head_tile_choice(checkpointing: bool, cuda: bool = True) -> tuple[int, str]:
+    """(tokens per tile of the fused LM head, why): larger tiles where a GPU run keeps its activations, TRL's where
+    it recomputes them to save memory (lab.train.estimate counts the same) and on a CPU (measured on GPUs only)."""
+    if not cuda:
+        return TRL_HEAD_TILE_TOKENS, "TRL's tile on a CPU"
     if checkpointing:
         return TRL_HEAD_TILE_TOKENS, "TRL's tile: gradient checkpointing is on, so memory is what counts"
     return HEAD_TILE_TOKENS, "fewer, larger tiles of the fused LM head: faster, for up to 0.75 GiB more"
