@@ -537,8 +537,8 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
                             f"batch_size {cfg.batch_size} × max_length {cfg.max_length}, and this machine has "
                             f"{available / GIB:.0f} GiB available: lower max_length or batch_size")
     text += "\n\n" + throughput.expected_line(guess)
-    text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part):\n"
-             + speed.markdown())
+    text += ("\n\n**Speed and memory on this machine** (the Speed and Memory groups switch each part; the head "
+             "tile follows gradient checkpointing):\n" + speed.markdown())
     if warnings:
         text += "\n\n" + "\n".join(f"- ⚠ {w}" for w in warnings)
     # Named by the version resolved, as create_run's refusal of the same run names it.
