@@ -8,7 +8,8 @@ Three simulated labelers (``lab.label.simulate``) follow a known, learnable rule
 (an unreliable labeler), and the reliability table must flag them. Each pair wants two votes, and a split pair a
 third (``extra_votes``); the exports drop the flagged labeler's votes. Nothing is staged: every response is
 sampled by the campaigns' generation processes, every vote goes through the serving engine with its hidden,
-shuffled sides, and the exported majorities are what DPO trains on.
+shuffled sides, and the exported majorities are what DPO trains on: round 2's DPO on both rounds' pairs (the export
+``earlier_rounds``), as a flywheel accumulates its data.
 
 The built-in tiny model starts from random weights, so its own answers are noise; round 1 therefore asks base,
 SFT and a second SFT sample (``run:<id>#2``), and the SFT-versus-SFT pairs carry the rule; the next rounds draw
@@ -70,12 +71,15 @@ def opened(campaign: campaigns.Campaign, home) -> campaigns.Campaign:
 
 
 def labelled_and_trained(campaign: campaigns.Campaign, home, seed: int, base: str) -> runner.Run:
-    """The simulated labelers vote the round through; its export (flagged labelers dropped) trains DPO on
-    ``base``."""
+    """The simulated labelers vote the round through; its export with the earlier rounds' pairs (flagged labelers
+    dropped) trains DPO on ``base``."""
     label(campaign.id, labelers(seed), home=home)
     export = results.export_preferences(campaign.id, name=f"flywheel-r{campaign.round}", drop_unreliable=True,
-                                        home=home)
+                                        earlier_rounds=True, home=home)
     assert export.rows["train"] >= 60, export.card["counts"]
+    rounds = export.card["rounds"]
+    assert [r["round"] for r in rounds] == list(range(1, campaign.round + 1)), rounds
+    assert sum(r["rows"] for r in rounds) == export.rows["train"] and all(r["rows"] > 0 for r in rounds), rounds
     return run("tiny-dpo.yaml", home, f"model={base}", f"dataset={export.ref}", "epochs=2", "batch_size=4",
                "max_length=128", "max_prompt_length=64")
 

@@ -190,3 +190,32 @@ def test_cli_next_round_chain_and_report(first, second):
     out = first["folder"] / "chain.html"
     written = lab_cli(home, "label", "report", third["id"], "--format", "html", "--out", str(out))
     assert written.returncode == 0 and "thanks-r3" in out.read_text()
+
+
+def test_an_export_with_earlier_rounds_carries_every_round_s_pairs_so_far(first, second):
+    from lab.data.versions import read_rows
+
+    home = first["home"]
+    alone = results.export_preferences(first["campaign"].id, name="r1-alone", home=home)
+    made = lab_cli(home, "label", "export", second.id, "--earlier-rounds", "--name", "r1-and-r2", "--json")
+    assert made.returncode == 0, made.stderr
+    both = json.loads(made.stdout)
+    rounds_ = both["card"]["rounds"]
+    assert [(r["round"], r["id"]) for r in rounds_] == [(1, first["campaign"].id), (2, second.id)]
+    assert rounds_[0]["rows"] == alone.rows["train"] > 0
+    assert sum(r["rows"] for r in rounds_) == both["rows"]["train"]
+    assert f"Rounds: thanks {alone.rows['train']} rows, thanks-r2 {rounds_[1]['rows']} rows." in \
+        both["card"]["rule"]["text"]
+    # round 1's pairs are exactly those its own export has, and each row says which round it came from
+    lines = {r["line"]: r["source"] for r in read_rows(both["ref"], home=home)}
+    ones = {r["line"] for r in read_rows(alone.ref, home=home)}
+    assert ones <= set(lines) and {lines[n] for n in ones} == {f"campaign:{first['campaign'].id}"}
+    assert {lines[n] for n in set(lines) - ones} <= {f"campaign:{second.id}"}
+    # without it, round 2's pairs only; unpaired exports do not take earlier rounds
+    if rounds_[1]["rows"]:
+        assert "rounds" not in results.export_preferences(second.id, name="r2-alone", home=home).card
+    else:  # round 2's two labelers split every pair: alone it has nothing to export
+        with pytest.raises(LabError, match="has no pair with a clear preference"):
+            results.export_preferences(second.id, name="r2-alone", home=home)
+    refused = lab_cli(home, "label", "export", second.id, "--earlier-rounds", "--kind", "unpaired")
+    assert refused.returncode == 1 and "preference pairs only" in refused.stderr

@@ -57,6 +57,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--min-margin", type=float, default=0.0,
                         help="graded campaigns: keep pairs whose winning votes' mean strength is at least this "
                         "(1 = better, 2 = much better; default 0: all)")
+    export.add_argument("--earlier-rounds", action="store_true",
+                        help="also the pairs of every earlier round of this campaign's chain (lab label next-round), "
+                        "decided under the same rule: the next DPO learns from all the votes so far")
     export.add_argument("--push", metavar="OWNER/NAME", help="also push the version to the Hub (HF_TOKEN)")
     add_json_flag(export)
     export.set_defaults(handler=run_export)
@@ -154,7 +157,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     version = export_votes(args.id, args.kind, name=args.name, min_votes=args.min_votes,
                            min_agreement=args.min_agreement, val_fraction=args.val_fraction,
-                           drop_unreliable=args.drop_unreliable, weighted=args.weighted, min_margin=args.min_margin)
+                           drop_unreliable=args.drop_unreliable, weighted=args.weighted, min_margin=args.min_margin,
+                           earlier_rounds=args.earlier_rounds)
     document = {"ref": version.ref, "rows": version.rows, "card": version.card}
     if args.push:
         from lab.data.versions import push_to_hub

@@ -272,12 +272,14 @@ def prompt_and_texts(store: Store, campaign_id: str, prompt_idx: int) -> tuple[l
 
 def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, min_agreement: float = 0.5,
                        val_fraction: float = 0.0, drop_unreliable: bool = False, weighted: bool = False,
-                       min_margin: float = 0.0, home: Home | None = None):
+                       min_margin: float = 0.0, earlier_rounds: bool = False, home: Home | None = None):
     """Labelled pairs as a preference dataset version, one row per pair whose label (see ``Rule``) names a winner:
     people's majority, an admin's decision, or the judge's label on a pair nobody voted on. Each row says which
     (``label_source``) and, in a graded campaign, its ``margin`` (the mean strength of the winning votes: the name
     TRL's RewardTrainer reads a margin by). Ties, both-bad and pairs with no clear majority are left out and counted
-    in the version's card; gold pairs are never exported."""
+    in the version's card; gold pairs are never exported. ``earlier_rounds``: also the pairs of every round before
+    this one in its chain (``lab.label.rounds``), each decided under the same rule, so that the next model learns
+    from all the votes so far; the card counts the rows of each round."""
     from lab.data.canonical import Row
 
     home = home or lab_home()
@@ -286,30 +288,47 @@ def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, 
         raise LabError(f"Campaign {campaign.name} rates one answer at a time (thumbs): its votes export as unpaired "
                        "data for KTO (export_unpaired; the CLI's --kind unpaired), not as pairs.")
     rule = Rule(min_votes, min_agreement, drop_unreliable, weighted, min_margin)
-    decisions = decide_pairs(campaign, rule, home)
     store = Store(home)
     counts = Counter()
     rows: list[Row] = []
-    for pair in decisions.pairs:
-        why = pair.why
-        if why in (None, "below agreement") and pair.outcome in ("tie", "both_bad"):
-            why = pair.outcome  # counted as what was said, whatever the agreement
-        counts[why or "exported"] += 1
-        if why:
-            continue
-        prompt, texts = prompt_and_texts(store, campaign.id, pair.prompt_idx)
-        data = {"prompt": prompt, "chosen": [{"role": "assistant", "content": texts[pair.outcome]}],
-                "rejected": [{"role": "assistant", "content": texts[pair.loser()]}], "chosen_source": pair.outcome,
-                "rejected_source": pair.loser(), "votes": pair.votes, "agreement": pair.agreement,
-                "label_source": pair.label_source}
-        if pair.margin is not None:
-            data["margin"] = pair.margin
-        rows.append(Row(data, line=pair.pair_id, source=f"campaign:{campaign.id}"))
+    per_round = []
+    for each in rounds_so_far(campaign, home) if earlier_rounds else [campaign]:
+        decisions = decide_pairs(each, rule, home)
+        before = len(rows)
+        for pair in decisions.pairs:
+            why = pair.why
+            if why in (None, "below agreement") and pair.outcome in ("tie", "both_bad"):
+                why = pair.outcome  # counted as what was said, whatever the agreement
+            counts[why or "exported"] += 1
+            if why:
+                continue
+            prompt, texts = prompt_and_texts(store, each.id, pair.prompt_idx)
+            data = {"prompt": prompt, "chosen": [{"role": "assistant", "content": texts[pair.outcome]}],
+                    "rejected": [{"role": "assistant", "content": texts[pair.loser()]}],
+                    "chosen_source": pair.outcome, "rejected_source": pair.loser(), "votes": pair.votes,
+                    "agreement": pair.agreement, "label_source": pair.label_source}
+            if pair.margin is not None:
+                data["margin"] = pair.margin
+            rows.append(Row(data, line=pair.pair_id, source=f"campaign:{each.id}"))
+        per_round.append((each, decisions, len(rows) - before))
     if not rows:
-        raise LabError(f"Campaign {campaign.name} has no pair with a clear preference yet ({dict(counts) or 'no votes'}"
-                       "); collect more votes or lower min_agreement.")
+        raise LabError(f"Campaign {campaign.name}{' and its earlier rounds have' if earlier_rounds else ' has'} no "
+                       f"pair with a clear preference yet ({dict(counts) or 'no votes'}); collect more votes or lower "
+                       "min_agreement.")
+    decisions = Decisions([p for _, d, _ in per_round for p in d.pairs],
+                          sorted({n for _, d, _ in per_round for n in d.labelers}),
+                          sorted({n for _, d, _ in per_round for n in d.dropped}), per_round[-1][1].judge)
     return save_export(campaign, decisions, rows, counts, "preference", name or f"labels-{campaign.name}"[:64], rule,
-                       val_fraction, home)
+                       val_fraction, home, rounds=[{"round": c.round, "campaign": c.name, "id": c.id, "rows": n}
+                                                   for c, _, n in per_round] if earlier_rounds else None)
+
+
+def rounds_so_far(campaign: Campaign, home: Home) -> list[Campaign]:
+    """The rounds of ``campaign``'s chain up to it, first to last."""
+    from lab.label.rounds import chain_campaigns
+
+    chain = chain_campaigns(campaign.id, home)
+    return chain[:[c.id for c in chain].index(campaign.id) + 1]
 
 
 def export_unpaired(campaign_id: str, *, name: str = "", min_votes: int = 1, min_agreement: float = 0.5,
@@ -368,12 +387,15 @@ def export_kinds(campaign: Campaign) -> tuple[str, ...]:
 def export_votes(campaign_id: str, kind: str = "", **options: Any):
     """Export as ``kind`` (preference or unpaired; "" = the campaign's usual: pairs for a pairwise campaign,
     unpaired for a thumbs one); ``options`` are the exports' (``min_votes``, ``min_agreement``, ``drop_unreliable``,
-    ``weighted``, ``min_margin``, ``name``, ``val_fraction``, ``home``)."""
+    ``weighted``, ``min_margin``, ``name``, ``val_fraction``, ``home``; ``earlier_rounds`` for preferences)."""
     campaign = get_campaign(campaign_id, options.get("home"))
     kinds = export_kinds(campaign)
     kind = kind or kinds[0]
     if kind not in kinds:
         raise LabError(f"Campaign {campaign.name} ({campaign.mode}) exports as {' or '.join(kinds)}, not {kind}.")
+    if kind != "preference" and options.pop("earlier_rounds", False):
+        raise LabError("Earlier rounds are exported with preference pairs only (a round after the first is "
+                       "pairwise); export --kind preference, or leave the earlier rounds out.")
     export = export_preferences if kind == "preference" else export_unpaired
     return export(campaign.id, **options)
 
@@ -397,10 +419,11 @@ def rule_text(rule: Rule, decisions: Decisions, sources: Counter) -> str:
 
 
 def save_export(campaign: Campaign, decisions: Decisions, rows: list[Any], counts: Counter, kind: str, name: str,
-                rule: Rule, val_fraction: float, home: Home):
+                rule: Rule, val_fraction: float, home: Home, rounds: list[dict[str, Any]] | None = None):
     """Save an export's rows as a dataset version whose card names the campaign, the labelers whose votes counted
-    (and those dropped), the rule, the counts, the rows per label source, and each exported pair's label source
-    and margin (``labels``, by pair id: the row's ``line``)."""
+    (and those dropped), the rule, the counts, the rows per label source, each exported pair's label source
+    and margin (``labels``, by pair id: the row's ``line``) and, for an export with its earlier rounds, the rows
+    of each round (``rounds``)."""
     from dataclasses import asdict
 
     from lab.data.quality import split
@@ -419,4 +442,7 @@ def save_export(campaign: Campaign, decisions: Decisions, rows: list[Any], count
             "label_sources": {s: sources[s] for s in LABEL_SOURCES}, "labels": labels,
             "steps": [{"step": "majority vote", "before": len(decisions.pairs), "after": len(rows),
                        "removed": len(decisions.pairs) - len({row.line for row in rows}), "detail": detail}]}
+    if rounds:
+        card["rounds"] = rounds
+        card["rule"]["text"] += " Rounds: " + ", ".join(f"{r['campaign']} {r['rows']} rows" for r in rounds) + "."
     return save_version(name, kind, "campaign", train, validation, card, home=home)

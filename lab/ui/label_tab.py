@@ -479,6 +479,9 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
             min_margin = gr.Number(label="Min margin (graded campaigns)", value=0.0, scale=1,
                                    info="Keep pairs whose winning votes' mean strength reaches this (1 = >, "
                                    "2 = ≫); 0 keeps all.")
+            earlier_rounds = gr.Checkbox(label="With earlier rounds", value=False, scale=1,
+                                         info="Also the pairs of every earlier round of this campaign's chain, under "
+                                         "the same rule: the next DPO learns from all the votes so far.")
         gr.Markdown("**Export** gives a pairwise campaign's preference pairs (for DPO) and a thumbs campaign's "
                     "answers labelled 👍/👎 (for KTO). **Export as unpaired** turns a pairwise campaign's votes into "
                     "KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable answers, "
@@ -526,7 +529,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                                                   "label_export_unpaired")):
         button.click(guarded(export, status, *bound, kind), inputs=[selected, export_name, min_votes, min_agreement,
                                                                     val_fraction, drop_unreliable, weighted,
-                                                                    min_margin],
+                                                                    min_margin, earlier_rounds],
                      outputs=[status, export_result, exported, policy], api_name=api)
     for button, objective, api in ((train_dpo, "dpo", "label_train_dpo"), (train_kto, "kto", "label_train_kto")):
         button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective), inputs=[exported, policy],
@@ -731,7 +734,7 @@ def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, req
 
 def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Request, campaign_id: str | None,
            name: str, min_votes: float, min_agreement: float, val_fraction: float, drop_unreliable: bool = False,
-           weighted: bool = False, min_margin: float | None = 0.0) -> dict:
+           weighted: bool = False, min_margin: float | None = 0.0, earlier_rounds: bool = False) -> dict:
     """Export the votes as ``kind`` ("" = the campaign's usual: pairs, or unpaired for thumbs); the version's ref
     is kept (``exported``) for "Train DPO/KTO on this", whose policy picker is set to the campaign's first
     finished run (the model that was labeled, usually)."""
@@ -743,7 +746,7 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
     version = export_votes(campaign.id, kind, name=(name or "").strip(), min_votes=int(min_votes or 1),
                            min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0),
                            drop_unreliable=bool(drop_unreliable), weighted=bool(weighted),
-                           min_margin=float(min_margin or 0), home=home)
+                           min_margin=float(min_margin or 0), earlier_rounds=bool(earlier_rounds), home=home)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(version.card["counts"].items()))
     models = catalog.model_choices(home)
     labeled = [model_of(s) for s in campaign.model_sources if model_of(s) in {value for _, value in models}]
