@@ -124,25 +124,20 @@ def test_next_round_measures_each_new_model_against_the_last_winner(flywheel):
     assert third["contenders"] == [f"run:{dpo_2.id}", f"run:{dpo_1.id}"]
 
 
-def test_round_one_model_beats_sft_and_round_two_is_measured_on_fresh_prompts(flywheel):
+def test_round_two_model_beats_round_one_model_on_fresh_prompts(flywheel):
     """Round 1's model against SFT is measured in round 2, round 2's model against round 1's in round 3, each on
     prompts no earlier round asked, on the pairs people decided (not tied: most pairs tie once both models meet the
-    rule). Round 1's model beats SFT in every run measured (0.59 to 0.92 of the decided pairs).
+    rule). Round 2's model beats round 1's with its Wilson 95% interval above 50%: the stated margin.
 
-    Round 2's model over round 1's is NOT asserted: it is not reliable on the tiny model. Six runs of 2026-12-04
-    gave 0.34, 0.44, 0.51, 0.63, 0.72 and 0.88 of the decided pairs (round 2's DPO learns from 60 prompts' votes
-    only, and each run serves the pairs in another random order). Issue 19's "round 2 beats round 1" held in some
-    runs only; training round 2 on both rounds' exports is the next thing to try. What is asserted of round 3 is
-    that it measured the comparison on enough pairs, with an interval around its rate."""
+    Round 2's DPO trains on both rounds' pairs (``earlier_rounds``). Trained on round 2's 60 prompts alone, it did
+    not beat round 1's model reliably: six runs of 2026-12-04 gave 0.34 to 0.88 of the decided pairs. On both
+    rounds' pairs, five runs gave 0.83 to 0.92 (the interval's lower bound 0.76 at the lowest), and round 2's model
+    met the rule in 94-98% of its answers against round 1's 54-76% (docs/benchmarks.md)."""
     _, second, third = flywheel["chain"]
     beat_sft, beat_last = second["head_to_head"], third["head_to_head"]
     assert beat_sft["n"] >= 100 and beat_last["n"] >= 100, (beat_sft, beat_last)
     assert beat_sft["decided_rate"] > 0.5, beat_sft
-    for measured in (beat_sft, beat_last):
-        assert measured["decided_low"] <= measured["decided_rate"] <= measured["decided_high"], measured
-        assert measured["wins"] + measured["losses"] > 0, measured
-    print(f"round 2's model against round 1's: {beat_last['decided_rate']} of decided pairs "
-          f"[{beat_last['decided_low']}, {beat_last['decided_high']}]")
+    assert beat_last["decided_low"] > 0.5, (beat_sft, beat_last)
 
 
 def test_the_unreliable_labeler_is_flagged(flywheel):
