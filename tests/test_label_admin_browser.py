@@ -68,6 +68,7 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
                                ".map(e => getComputedStyle(e).backgroundColor)")
     assert "rgb(254, 226, 226)" in colours, colours  # the flagged row is highlighted
     admin.get_by_text("No pair awaits a decision").wait_for()
+    expect(admin.get_by_label("With earlier rounds")).not_to_be_checked()  # a first round has none
     admin.get_by_text("Labelers' reliability").scroll_into_view_if_needed()
     snap(admin, shots, "41-admin-reliability")
 
@@ -86,6 +87,7 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     expect(chain.locator("[role=row]").filter(has_text="trust-r2")).to_have_count(1)  # the new round, selected
     expect(chain.locator("[role=row]").filter(has_text="trust")).to_have_count(2)
     expect(chain).to_contain_text("tiny vs ")
+    expect(admin.get_by_label("With earlier rounds")).to_be_checked()  # round 2's export carries round 1's pairs
     admin.get_by_role("button", name="Report").click()
     admin.get_by_text("Wrote the report of trust-r2's rounds").wait_for()
     expect(admin.locator("#lab-rounds-report a")).to_have_attribute("download", re.compile(r"^rounds-trust-r2-.*\.md$"))

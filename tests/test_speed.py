@@ -347,7 +347,7 @@ def test_head_tile_is_larger_where_the_run_keeps_its_activations_and_the_estimat
     # vocabulary are 16-bit
     shape, cfg = model_shape("tiny"), TrainConfig(batch_size=8, max_length=2048)
     with monkeypatch.context() as patched:
-        patched.setattr(speed, "head_tile_choice", lambda *_: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
+        patched.setattr(speed, "head_tile_choice", lambda *_, **__: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
         with_trl_tile = memory(cfg, shape).activations
     assert memory(cfg, shape).activations - with_trl_tile == (16384 - 4096) * min(shape.vocab, 32768) * 2
 

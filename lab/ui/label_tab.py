@@ -481,7 +481,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                    "2 = ≫); 0 keeps all.")
             earlier_rounds = gr.Checkbox(label="With earlier rounds", value=False, scale=1,
                                          info="Also the pairs of every earlier round of this campaign's chain, under "
-                                         "the same rule: the next DPO learns from all the votes so far.")
+                                         "the same rule: the next DPO learns from all the votes so far (ticked "
+                                         "when a later round is chosen).")
         gr.Markdown("**Export** gives a pairwise campaign's preference pairs (for DPO) and a thumbs campaign's "
                     "answers labelled 👍/👎 (for KTO). **Export as unpaired** turns a pairwise campaign's votes into "
                     "KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable answers, "
@@ -519,6 +520,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
     view_outputs = [status, campaigns, selected, state, quality, labelers, ratings, matrix, accounts]
     selected.change(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                     api_name="label_admin_view")
+    selected.change(guarded(exports_earlier_rounds, None, home), inputs=selected, outputs=earlier_rounds,
+                    api_visibility="private", show_progress="hidden")
     gr.Timer(3.0).tick(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                        api_visibility="private", show_progress="hidden")
     for button, target, api in ((close, "closed", "label_close"), (reopen, "open", "label_reopen"),
@@ -709,6 +712,14 @@ def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, camp
     board = named_board(leaderboard(campaign_id, home=home), home)
     return {**out, ui.quality: quality_text(report, board), ui.ratings: plots.ratings_plot(board["ratings"]),
             ui.matrix: plots.win_matrix_plot(board["models"], board["win_rates"], board["counts"])}
+
+
+def exports_earlier_rounds(home: Home, campaign_id: str | None) -> bool:
+    """The export's "With earlier rounds" as a campaign is chosen: on for a round after the first, so that the
+    next DPO learns from all the votes so far (set on choosing only: the admin's change stands until the next)."""
+    from lab.label.campaigns import get_campaign
+
+    return bool(campaign_id) and get_campaign(campaign_id, home).round > 1
 
 
 def approval_text(rates: dict[str, Any], home: Home) -> str:
