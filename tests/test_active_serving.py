@@ -1,6 +1,6 @@
 """Active serving on a real store: the source pair whose order is least certain first, split prompts first within
 it, gold pairs at the share asked, balanced serving unchanged; and, on a small simulated campaign, active serving
-reaches a separated leaderboard with no more votes than balanced serving."""
+separates the leaderboard within a bounded number of votes (balanced serving sometimes takes many more)."""
 
 from __future__ import annotations
 
@@ -99,12 +99,15 @@ def votes_to_separate(home, path: str, mode: str, sources: list[str]) -> int:
     return votes + 1_000  # never separated: counts as worse than any run that was
 
 
-def test_active_serving_needs_no_more_votes_than_balanced(home, tmp_path):
-    # Two sources far apart from the rest and from each other, two close ones: the close pair decides how many votes
-    # a separated leaderboard takes, and active serving spends its votes there.
+def test_active_serving_separates_the_leaderboard_within_a_bounded_number_of_votes(home, tmp_path):
+    """Two sources far apart from the rest and from each other, two close ones: the close pair decides how many votes
+    a separated leaderboard takes, and active serving spends its votes there. Balanced serving walks a fixed random
+    order (seeded by the campaign's id), which sometimes leaves the close pair's votes late: twelve campaigns of this
+    file took it 30 to 200 votes (three over 180), active serving 30 to 60. One campaign each is therefore no
+    comparison (balanced often separates at the first check, 30); what active serving buys is the bound, asserted
+    over six campaigns. Its fewer votes on average is the benchmark's claim (bench/active_labeling.py, 16 seeds)."""
     rng = random.Random(0)
     strengths = {"a": 0.0, "b": 3.0, "c": 6.0, "d": 6.8}
     path = sourced_file(tmp_path, {s: [m + rng.gauss(0, 0.5) for _ in range(20)] for s, m in strengths.items()})
-    balanced = votes_to_separate(home, path, "balanced", list(strengths))
-    active = votes_to_separate(home, path, "active", list(strengths))
-    assert active <= balanced, (active, balanced)
+    active = [votes_to_separate(home, path, "active", list(strengths)) for _ in range(6)]
+    assert max(active) <= 90, active
