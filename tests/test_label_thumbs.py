@@ -205,3 +205,21 @@ def test_the_app_serves_thumbs_and_proposes_kto(lab_app, tmp_path):
         filled[0], filled[0]
     refused = client.predict("tiny", api_name="/label_train_dpo")[0]  # DPO on unpaired rows: refused, with why
     assert "DPO needs preference pairs" in refused, refused
+
+
+def test_a_pairwise_round_after_a_thumbs_round_exports_its_own_pairs_with_earlier_rounds(home, tmp_path):
+    """A round after a thumbs round is pairwise; its export with earlier rounds leaves the thumbs round out and
+    says so in the card."""
+    first = thumbs_campaign(home, tmp_path, n=2)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Fresh question {i}?", "good": f"A kind answer {i}.",
+                                        "bad": "No."}) + "\n" for i in range(3)))
+    second = campaigns.create_campaign(CampaignConfig(name="after-thumbs", responses_file=str(path), sources="",
+                                                      previous=first.id), home=home)
+    assert second.round == 2 and not second.thumbs
+    from lab.label.simulate import Labeler, label
+
+    label(second.id, [Labeler("ann", lambda text: len(text), 0.0, 1)], home=home)
+    version = results.export_preferences(second.id, earlier_rounds=True, home=home)
+    assert version.card["counts"]["round 1 (thumbs) left out"] == 1
+    assert [r["round"] for r in version.card["rounds"]] == [2] and version.rows["train"] == 3

@@ -293,6 +293,9 @@ def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, 
     rows: list[Row] = []
     per_round = []
     for each in rounds_so_far(campaign, home) if earlier_rounds else [campaign]:
+        if each.thumbs:  # an earlier round that rated one answer at a time has no pairs to give
+            counts[f"round {each.round} (thumbs) left out"] += 1
+            continue
         decisions = decide_pairs(each, rule, home)
         before = len(rows)
         for pair in decisions.pairs:
