@@ -206,6 +206,13 @@ class Decisions:
     dropped: list[str]  # flagged labelers left out (drop_unreliable)
     judge: str  # the judge whose labels fill pairs nobody voted on ('' = none)
 
+    @classmethod
+    def merged(cls, parts: list[Decisions]) -> Decisions:
+        """Several rounds' decisions as one: every pair, everyone whose votes counted or were dropped, the last
+        round's judge."""
+        return cls([p for d in parts for p in d.pairs], sorted({n for d in parts for n in d.labelers}),
+                   sorted({n for d in parts for n in d.dropped}), parts[-1].judge)
+
 
 def decide_pairs(campaign: Campaign, rule: Rule, home: Home) -> Decisions:
     """Each pair's label under ``rule`` (see ``Rule``); gold pairs never, thumbs items without decisions or fills."""
@@ -318,9 +325,7 @@ def export_preferences(campaign_id: str, *, name: str = "", min_votes: int = 1, 
         raise LabError(f"Campaign {campaign.name}{' and its earlier rounds have' if earlier_rounds else ' has'} no "
                        f"pair with a clear preference yet ({dict(counts) or 'no votes'}); collect more votes or lower "
                        "min_agreement.")
-    decisions = Decisions([p for _, d, _ in per_round for p in d.pairs],
-                          sorted({n for _, d, _ in per_round for n in d.labelers}),
-                          sorted({n for _, d, _ in per_round for n in d.dropped}), per_round[-1][1].judge)
+    decisions = Decisions.merged([d for _, d, _ in per_round])
     return save_export(campaign, decisions, rows, counts, "preference", name or f"labels-{campaign.name}"[:64], rule,
                        val_fraction, home, rounds=[{"round": c.round, "campaign": c.name, "id": c.id, "rows": n}
                                                    for c, _, n in per_round] if earlier_rounds else None)
