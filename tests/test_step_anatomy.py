@@ -20,7 +20,9 @@ from lab.train.profiling import (
     HeadRange,
     anatomy,
     causal_lm,
+    Ranges,
     classify,
+    idle_causes,
     kernel_pieces,
     split_union,
     union_seconds,
@@ -82,8 +84,11 @@ def test_a_real_step_is_sorted_by_what_ran_and_where(bench):
     assert rows["lm_head_loss"]["flops"] > 0
     # the rules name nearly everything a step runs; what they miss shows in other's top names
     assert rows["other"]["seconds"] < 0.15 * parts["busy_seconds"], rows["other"]["top"]
+    idle = rows["idle"]
+    assert idle["top"] and sum(seconds for _, seconds in idle["top"]) <= idle["seconds"] + 1e-5
     text = (run_dir / "profile.txt").read_text()
     assert text.startswith("2 step(s) in") and "lm_head_loss" in text and "Self CPU %" in text
+    assert "idle a step, by cause:" in text
 
 
 @pytest.mark.parametrize("own, category", [
@@ -149,6 +154,29 @@ def test_without_linked_ids_kernels_are_matched_to_their_operators_in_launch_ord
     second.append_kernel("gemm", 0, 4)
     pieces = kernel_pieces(kernels, [second, first])
     assert [(start, op) for start, _, _, op in pieces] == [(2, first), (12, second), (20, None)]
+
+
+def test_idle_time_is_put_down_to_the_sync_the_cpu_came_back_from_or_else_to_the_next_launch():
+    """Kernels at 0-10, 30-40 and 45-50 µs: the CPU came back from an ``.item()``'s synchronisation at 25, so the
+    first gap (20 µs) is that sync's; no sync ended in the second (5 µs), so it is the next kernel's launcher's."""
+    from torch.autograd.profiler_util import FunctionEvent
+
+    def event(name, start, end, parent=None):
+        e = FunctionEvent(id=0, name=name, thread=0, start_us=start, end_us=end)
+        if parent is not None:
+            e.cpu_parent = parent
+            parent.append_cpu_child(e)
+        return e
+
+    item = event("aten::item", 12, 26)
+    sync = event("cudaStreamSynchronize", 13, 25, item)
+    linear = event("aten::linear", 41, 44)
+    mm = event("aten::mm", 42, 44, linear)
+    ops = [item, sync, linear, mm]
+    named = [(0, 10, "k1", None, "other"), (30, 40, "k2", None, "other"), (45, 50, "gemm", mm, "other_gemm")]
+    causes = idle_causes(named, ops, Ranges(ops), idle=30e-6, top=8)
+    assert causes == [["sync in aten::item", 20e-6], ["before aten::mm < aten::linear", 5e-6],
+                      ["outside the pieces", 5e-6]]
 
 
 def test_the_heads_backward_matrix_products_count_as_head():

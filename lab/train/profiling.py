@@ -260,19 +260,62 @@ def anatomy(events: list[Any], wall: float, steps: int, top: int = 8) -> dict[st
     top names of each category and each step's busy time. ``events``: ``torch.profiler.profile.events()``."""
     ops = [e for e in events if e.device_type.name == "CPU" and not e.is_async]
     kernels = [e for e in events if e.device_type.name == "CUDA" and not e.is_user_annotation]
-    named = sort_pieces(kernel_pieces(kernels, ops) if kernels else op_pieces(ops), Ranges(ops))
+    ranges = Ranges(ops)
+    named = sort_pieces(kernel_pieces(kernels, ops) if kernels else op_pieces(ops), ranges)
     seconds = split_union([(start, end, category) for start, end, _, _, category in named])
     busy = union_seconds([(start, end) for start, end, *_ in named]) / 1e6
     categories = {category: category_row([p for p in named if p[4] == category], seconds.get(category, 0) / 1e6,
                                          wall, steps, top) for category in CATEGORIES if category != IDLE}
     idle = max(0.0, wall - busy)
     categories[IDLE] = {"seconds": round(idle, 6), "ms_per_step": round(idle / steps * 1000, 3),
-                        "share": round(idle / wall, 4) if wall else 0.0}
+                        "share": round(idle / wall, 4) if wall else 0.0,
+                        "top": idle_causes(named, ops, ranges, idle, top)}
     return {"device": "cuda" if kernels else "cpu", "pieces": "kernels" if kernels else "CPU operators' own time",
             "steps": steps, "wall_seconds": round(wall, 6), "wall_ms_per_step": round(wall / steps * 1000, 3),
             "busy_seconds": round(busy, 6), "idle_seconds": round(idle, 6),
             "busy_share": round(busy / wall, 4) if wall else 0.0, "head_range": any(e.name == HEAD_RANGE for e in ops),
             "categories": categories, "per_step": per_step(named, ops)}
+
+
+# CUDA runtime calls that block the CPU until the GPU has drained (an .item(), a boolean mask's nonzero, a copy to
+# the host): the GPU then idles until the CPU has launched the next kernel.
+SYNCS = ("Synchronize", "cudaMemcpy", "cudaStreamWaitEvent")
+
+
+def idle_causes(named: list[tuple], ops: list[Any], ranges: Ranges, idle: float, top: int) -> list[list[Any]]:
+    """The idle time's causes, most first, as [cause, seconds]: each gap between the device's pieces is put down to
+    the synchronisation the CPU came back from during the gap (``sync in ...``: what called it), or else to the work
+    whose launch ended it (``before ...``: the launching operator and the names above it). The time outside the
+    first and last piece is ``outside the pieces``. The names are torch's, nearest first."""
+    syncs = sorted((op.time_range.end, op) for op in ops if any(name in op.name for name in SYNCS))
+    ends = [end for end, _ in syncs]
+    causes: Counter = Counter()
+    reach = float("-inf")
+    for start, end, name, op, _ in sorted(named, key=lambda p: p[0]):
+        if reach < start:
+            gap = start - reach if reach > float("-inf") else 0.0
+            at = bisect.bisect_right(ends, start) - 1  # the last sync the CPU came back from before this launch
+            if gap and at >= 0 and ends[at] > reach:
+                causes["sync in " + chain(ranges.of(syncs[at][1].cpu_parent))] += gap / 1e6
+            elif gap:
+                causes["before " + (chain(ranges.of(op)) if op is not None else name[:60])] += gap / 1e6
+        reach = max(reach, end)
+    outside = idle - sum(causes.values())
+    if outside > 1e-6:
+        causes["outside the pieces"] += outside
+    return [[cause, round(seconds, 6)] for cause, seconds in causes.most_common(top)]
+
+
+def chain(names: tuple[str, ...], depth: int = 3) -> str:
+    """The first ``depth`` names of an operator and the ranges above it, without repeats, as ``a < b < c``."""
+    kept: list[str] = []
+    for name in names:
+        short = name.removeprefix(BACKWARD_NODE)[:60]
+        if short not in kept:
+            kept.append(short)
+        if len(kept) == depth:
+            break
+    return " < ".join(kept) or "?"
 
 
 def sort_pieces(pieces: list[tuple[float, float, str, Any]], ranges: Ranges) -> list[tuple[float, float, str, Any, str]]:
@@ -377,7 +420,9 @@ def summary(profiler: Any, parts: dict[str, Any], rows: int = 40) -> str:
         top = row.get("top", [[""]])[0][0] if row.get("top") else ""
         tflops = f"{row['tflops']:.3g}" if row.get("tflops") else ""
         lines.append(f"{category:<14} {row['ms_per_step']:>10.1f} {row['share']:>7.1%} {tflops:>8}  {top[:60]}")
-    return head + "\n".join(lines) + "\n\n" + table
+    causes = [f"  {seconds / steps * 1000:>8.1f} ms  {cause}" for cause, seconds in parts["categories"][IDLE]["top"]]
+    idle = "\n\nidle a step, by cause:\n" + "\n".join(causes) if causes else ""
+    return head + "\n".join(lines) + idle + "\n\n" + table
 
 
 def split_union(pieces: list[tuple[float, float, str]]) -> dict[str, float]:
