@@ -8,6 +8,7 @@ import pytest
 from lab.config import TrainConfig, from_dict, load_yaml
 from lab.errors import LabError
 from lab.train import speed
+from lab.train.fused_lora import fuse_lora
 from tests.test_models_masking import MULTI, SINGLE, expected_mask
 
 
@@ -220,7 +221,7 @@ def test_fused_lora_forward_gives_peft_s_loss_and_gradients_with_dropout(tiny_ho
             for name, param in model.named_parameters():
                 if "lora_B" in name:
                     param.normal_(std=0.05)
-        replaced = speed.fuse_lora(model) if fused else 0
+        replaced = fuse_lora(model) if fused else 0
         model.train()
         ids = torch.randint(5, 200, (2, 12), generator=torch.Generator().manual_seed(1))
         torch.manual_seed(2)
@@ -233,6 +234,8 @@ def test_fused_lora_forward_gives_peft_s_loss_and_gradients_with_dropout(tiny_ho
 
     loss, grads, base, _ = loss_and_grads(False)
     fused_loss, fused_grads, fused_base, replaced = loss_and_grads(True)
+    assert backward_nodes(fused_loss)["LoraLinearBackward"] == replaced  # the fused layers ran, not PEFT's
+    assert "LoraLinearBackward" not in backward_nodes(loss)
     assert replaced > 0 and grads.keys() == fused_grads.keys() and len(grads) == 2 * replaced
     torch.testing.assert_close(fused_loss, loss)
     torch.testing.assert_close(fused_base, base)
@@ -242,6 +245,76 @@ def test_fused_lora_forward_gives_peft_s_loss_and_gradients_with_dropout(tiny_ho
     dora_loss, *_ = loss_and_grads(False, use_dora=True)
     fused_dora_loss, *_ = loss_and_grads(True, use_dora=True)
     torch.testing.assert_close(fused_dora_loss, dora_loss)
+
+
+def backward_nodes(loss) -> dict[str, int]:
+    """How many of each autograd node the loss's graph holds."""
+    from collections import Counter
+
+    seen, stack, names = set(), [loss.grad_fn], Counter()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names[type(node).__name__] += 1
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_the_fused_lora_layer_s_backward_is_its_forward_s_gradient():
+    """float64 gradcheck of x, A and B's gradients, with a frozen base weight and bias (no dropout: gradcheck runs
+    the forward many times, and each would draw another mask)."""
+    import torch
+
+    from lab.train.fused_lora import LoraLinear
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(5, 6, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    a = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, a, b: LoraLinear.apply(x, weight, bias, a, b, 1.5, 0.0), (x, a, b))
+    expected = x @ weight.t() + bias + 1.5 * (x @ a.t()) @ b.t()
+    torch.testing.assert_close(LoraLinear.apply(x, weight, bias, a, b, 1.5, 0.0), expected)
+
+
+def test_the_fused_lora_layer_under_16_bit_autocast_matches_peft_to_16_bit_rounding(tiny_home):
+    """As training runs it: a 16-bit base, fp32 adapters, bf16 autocast. PEFT casts the input to fp32 for dropout
+    and autocast casts it back; the fused layer drops out in 16 bits. The masks are the same draws, so the loss and
+    gradients agree to bf16's rounding."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lab.models import load_model
+
+    def loss_and_grads(fused: bool):
+        torch.manual_seed(0)
+        model = get_peft_model(load_model(home=tiny_home).to(torch.bfloat16),
+                               LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear"))
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_" in name:
+                    param.data = param.data.float()
+                if "lora_B" in name:
+                    param.normal_(std=0.05)
+        fuse_lora(model) if fused else None
+        model.train()
+        ids = torch.randint(5, 200, (2, 12), generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads(False)
+    fused_loss, fused_grads = loss_and_grads(True)
+    assert "LoraLinearBackward" in backward_nodes(fused_loss)
+    assert all(g.dtype == torch.float32 for g in fused_grads.values()) and grads.keys() == fused_grads.keys()
+    torch.testing.assert_close(fused_loss, loss, atol=0.02, rtol=0.01)
+    for name in grads:
+        cosine = torch.nn.functional.cosine_similarity(grads[name].flatten(), fused_grads[name].flatten(), dim=0)
+        assert cosine > 0.99, (name, cosine)
 
 
 def test_rows_of_equal_full_length_attend_as_one_batch_with_the_same_result():

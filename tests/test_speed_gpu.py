@@ -71,3 +71,43 @@ def test_fast_generation_answers_like_plain_generate(tiny_home):
     fast = generate_with(model, tokenizer, prompts, max_new_tokens=16)
     same = sum(a == b for a, b in zip(plain, fast))
     assert same >= 4, list(zip(plain, fast))  # bf16 batches of other shapes may flip a near-tie in one reply
+
+
+@pytest.mark.parametrize("four_bit", [False, True], ids=["16-bit base", "4-bit base"])
+def test_fused_lora_layer_matches_peft_on_the_gpu(four_bit):
+    """One LoRA layer over a 16-bit or an NF4 base (bf16 adapters, so PEFT drops out the same bf16 input and
+    draws the same mask): the fused layer's output and gradients are PEFT's to bf16's rounding."""
+    from peft import LoraConfig, get_peft_model
+
+    from lab.train.fused_lora import fuse_lora
+
+    if four_bit:
+        bnb = pytest.importorskip("bitsandbytes")
+
+    def run(fused: bool):
+        torch.manual_seed(0)
+        base = (bnb.nn.Linear4bit(512, 768, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+                if four_bit else torch.nn.Linear(512, 768, bias=True, dtype=torch.bfloat16))
+        model = get_peft_model(torch.nn.Sequential(base).cuda(), LoraConfig(
+            r=16, lora_alpha=32, lora_dropout=0.1, target_modules=["0"]), autocast_adapter_dtype=False)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.05)
+        if fused:
+            assert fuse_lora(model) == 1
+        model.train()
+        x = torch.randn(4, 256, 512, device="cuda", dtype=torch.bfloat16).requires_grad_()
+        torch.manual_seed(1)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = model(x)
+        out.float().pow(2).mean().backward()
+        grads = {n: p.grad.float() for n, p in model.named_parameters() if p.grad is not None}
+        return out.float(), x.grad.float(), grads, type(out.grad_fn).__name__
+
+    out, grad_x, grads, _ = run(False)
+    fused_out, fused_grad_x, fused_grads, node = run(True)
+    assert node == "LoraLinearBackward" and grads.keys() == fused_grads.keys() and len(grads) == 2
+    torch.testing.assert_close(fused_out, out, atol=0.03, rtol=0.02)
+    for expected, got in [(grad_x, fused_grad_x), *((grads[n], fused_grads[n]) for n in grads)]:
+        assert torch.nn.functional.cosine_similarity(expected.flatten(), got.flatten(), dim=0) > 0.999

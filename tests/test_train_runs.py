@@ -89,7 +89,7 @@ def test_lora_run_saves_an_adapter(home):
     assert saved == ["checkpoint-4"], saved
     log = Path(done["run_dir"], "log.txt").read_text()
     assert "activation offloading: 4 checkpointed layers" in log and "tiled MLP (4096 tokens a tile) in 4 layers" in log
-    assert "fused LoRA forward in 28 layers" in log  # 7 linear layers in each of the tiny model's 4
+    assert "fused LoRA layers: 28" in log  # 7 linear layers in each of the tiny model's 4
     chosen = json.loads(Path(done["run_dir"], "speed.json").read_text())
     assert chosen["offload_activations"] and chosen["tiled_mlp"] and chosen["fused_lora"]
     assert (Path(done["run_dir"], "final") / "adapter_config.json").exists()

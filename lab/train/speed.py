@@ -299,52 +299,6 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
     return out
 
 
-def fuse_lora(model: Any) -> int:
-    """Replace the forward of every PEFT LoRA linear layer (16-bit and 4-bit bases) with
-    :func:`fused_lora_forward`; returns how many were replaced. Applied once PEFT has wrapped the model."""
-    import types
-
-    from peft.tuners.lora import Linear
-
-    kinds: tuple[type, ...] = (Linear,)
-    try:
-        from peft.tuners.lora.bnb import Linear4bit, Linear8bitLt
-
-        kinds += (Linear4bit, Linear8bitLt)
-    except ImportError:  # bitsandbytes is not installed: no quantised layers to meet
-        pass
-    count = 0
-    for module in model.modules():
-        if isinstance(module, kinds) and "_lab_peft_forward" not in module.__dict__:
-            module.__dict__["_lab_peft_forward"] = module.forward
-            module.forward = types.MethodType(fused_lora_forward, module)
-            count += 1
-    return count
-
-
-def fused_lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-    """``base(x) + scaling · B(A(dropout(x)))`` as one ``addmm`` onto the base output. PEFT clones the base output
-    (for 4-bit bases), scales the adapter's output and adds it: three passes over a tokens × width tensor per
-    layer, forward and backward, 224 layers deep on an 8B model. Anything but one plain adapter in training
-    (DoRA and other variants, several or disabled adapters, merged weights, mixed-adapter batches, an adapter
-    bias, mismatched dtypes without autocast) goes to PEFT's own forward."""
-    import torch
-
-    active = self.active_adapters
-    name = active[0] if len(active) == 1 else None
-    plain = (name is not None and not args and not kwargs and not self.disable_adapters and not self.merged
-             and name in self.lora_A and name not in self.lora_variant and self.lora_B[name].bias is None
-             and (torch.is_autocast_enabled(x.device.type) or x.dtype == self.lora_A[name].weight.dtype))
-    if not plain:
-        return self.__dict__["_lab_peft_forward"](x, *args, **kwargs)
-    result = self.base_layer(x)
-    down = self.lora_A[name](self.lora_dropout[name](x))
-    up = self.lora_B[name].weight
-    out = torch.addmm(result.reshape(-1, result.shape[-1]), down.reshape(-1, down.shape[-1]), up.t(),
-                      alpha=self.scaling[name])
-    return out.view(result.shape)
-
-
 def liger_config() -> dict[str, bool]:
     """Liger's layer kernels only: TRL's own fused LM head already avoids the full logits, and Liger's fused
     cross-entropy would replace the forward TRL patches (TRL refuses it)."""

@@ -32,12 +32,12 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.datasets import training_rows
     from lab.train.distributed import shards_weights
     from lab.train.estimate import shape_of
+    from lab.train.fused_lora import fuse_lora
     from lab.train.loading import load_for_training
     from lab.train.methods import Build, objective
     from lab.train.profiling import ProfileCallback, profile_window
     from lab.train.samples import fixed_prompts, write_before
     from lab.train.speed import (
-        fuse_lora,
         half_activations,
         plan,
         unpad_inside,
@@ -97,7 +97,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
                                          callbacks))
     mark("tokenising")
     if speed.fused_lora:  # PEFT wraps the model inside the trainer
-        print(f"[lab] fused LoRA forward in {fuse_lora(trainer.model)} layers", flush=True)
+        print(f"[lab] fused LoRA layers: {fuse_lora(trainer.model)}", flush=True)
     if speed.tiled_mlp or speed.offload_activations:
         from lab.train.memory import memory_callback
 
