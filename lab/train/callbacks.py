@@ -54,6 +54,41 @@ def gpu_memory() -> dict[str, float]:
     return {"gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 1024**3, 3)}
 
 
+class TokenCount(TrainerCallback):
+    """The Trainer's count of real tokens (``num_input_tokens_seen``, for tokens per second) without the Trainer's
+    synchronisation after every micro-batch. The Trainer counts each batch on the GPU and reads the count back at
+    once (``.item()``), so the CPU waits for the backward pass before it can queue the next batch's work, and the GPU
+    idles while it does (about 3% of an 8B LoRA step on an H200). Here a padding-free batch's tokens are its length
+    (metadata: every token is real), and a padded batch's count (its attention mask's sum) stays on the GPU until
+    the Trainer is about to log, save or stop."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+        self.pending: list[Any] = []
+        trainer._track_num_input_tokens = self.track  # the instance's own, in place of the Trainer's method
+
+    def track(self, inputs: dict[str, Any]) -> None:
+        if "attention_mask" in inputs:
+            self.pending.append(inputs["attention_mask"].sum())
+        elif "input_ids" in inputs:
+            self.trainer.state.num_input_tokens_seen += inputs["input_ids"].numel()
+
+    def settle(self, state: Any) -> None:
+        if self.pending:
+            import torch
+
+            state.num_input_tokens_seen += int(torch.stack(self.pending).sum())
+            self.pending.clear()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop \
+                or state.global_step >= state.max_steps:
+            self.settle(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.settle(state)
+
+
 class NoCheckpointAtTheEnd(TrainerCallback):
     """Drops the checkpoint the Trainer saves after the last step (by steps) or epoch (by epochs): the worker saves
     the final model right after ``train()``, so that checkpoint writes the model a second time, plus the optimizer's

@@ -91,7 +91,10 @@ def common_args(cfg: TrainConfig, run_dir: Path, *, cuda: bool, bf16_supported: 
         # Collating tokenized rows is cheap; two workers keep the next batch ready while the GPU works.
         dataloader_num_workers=2 if cuda else 0,
         dataloader_persistent_workers=cuda,
-        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens per second
+        include_num_input_tokens_seen="non_padding",  # real tokens, for tokens per second (callbacks.TokenCount)
+        # The filter reads every micro-batch's loss back (a synchronisation, so the GPU idles while the CPU prepares
+        # the next batch) to keep a NaN or infinite loss out of the logged mean: the lab would rather show it.
+        logging_nan_inf_filter=False,
     )
     if speed is not None and speed.liger_kernels:
         args.update(use_liger_kernel=True, liger_kernel_config=liger_config())

@@ -280,6 +280,9 @@ def anatomy(events: list[Any], wall: float, steps: int, top: int = 8) -> dict[st
 # CUDA runtime calls that block the CPU until the GPU has drained (an .item(), a boolean mask's nonzero, a copy to
 # the host): the GPU then idles until the CPU has launched the next kernel.
 SYNCS = ("Synchronize", "cudaMemcpy", "cudaStreamWaitEvent")
+# A sync returns once the GPU has drained, but the CPU's and GPU's clocks are aligned only to some microseconds, so
+# its return can show just before the last kernel's end.
+SKEW_US = 50
 
 
 def idle_causes(named: list[tuple], ops: list[Any], ranges: Ranges, idle: float, top: int) -> list[list[Any]]:
@@ -295,7 +298,7 @@ def idle_causes(named: list[tuple], ops: list[Any], ranges: Ranges, idle: float,
         if reach < start:
             gap = start - reach if reach > float("-inf") else 0.0
             at = bisect.bisect_right(ends, start) - 1  # the last sync the CPU came back from before this launch
-            if gap and at >= 0 and ends[at] > reach:
+            if gap and at >= 0 and ends[at] > reach - SKEW_US:
                 causes["sync in " + chain(ranges.of(syncs[at][1].cpu_parent))] += gap / 1e6
             elif gap:
                 causes["before " + (chain(ranges.of(op)) if op is not None else name[:60])] += gap / 1e6

@@ -27,7 +27,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from transformers import EarlyStoppingCallback, Trainer  # noqa: F401 - most of the import time, counted here
 
     from lab.decode import release
-    from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd
+    from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd, TokenCount
     from lab.train.convert import common_args, precision
     from lab.train.datasets import training_rows
     from lab.train.distributed import shards_weights
@@ -96,6 +96,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     trainer = entry.module().build(Build(cfg, run_dir, model, tokenizer, train_rows, eval_rows, args, speed,
                                          callbacks))
     mark("tokenising")
+    if trainer.args.include_num_input_tokens_seen != "no":
+        trainer.add_callback(TokenCount(trainer))
     if speed.fused_lora:  # PEFT wraps the model inside the trainer
         print(f"[lab] fused LoRA layers: {fuse_lora(trainer.model)}", flush=True)
     if speed.tiled_mlp or speed.offload_activations:
