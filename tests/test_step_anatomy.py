@@ -24,6 +24,7 @@ from lab.train.profiling import (
     classify,
     idle_causes,
     kernel_pieces,
+    product_flops,
     split_union,
     union_seconds,
 )
@@ -183,6 +184,18 @@ def test_idle_time_is_put_down_to_the_sync_the_cpu_came_back_from_or_else_to_the
     early = event("cudaStreamSynchronize", 5, 9.99, event("aten::nonzero", 4, 10))
     skewed = [early, early.cpu_parent]
     assert idle_causes(named[:2], skewed, Ranges(skewed), idle=0.020, top=8) == [["sync in aten::nonzero", 0.020]]
+
+
+def test_the_in_place_product_of_the_fused_lora_backward_counts_its_flops():
+    """torch counts no FLOPs for ``addmm_``; the fused LoRA layer's backward runs its largest products through it."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True) as profiler:
+        torch.zeros(8, 5).addmm_(torch.randn(8, 3), torch.randn(3, 5))
+        torch.randn(8, 3) @ torch.randn(3, 5)
+    ops = {e.name: e for e in profiler.events()}
+    assert ops["aten::addmm_"].flops == 0 and product_flops(ops["aten::addmm_"]) == 2 * 8 * 3 * 5
+    assert product_flops(ops["aten::mm"]) == ops["aten::mm"].flops == 2 * 8 * 3 * 5
 
 
 def test_the_heads_backward_matrix_products_count_as_head():

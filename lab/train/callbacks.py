@@ -11,6 +11,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+
 class MetricsCallback(TrainerCallback):
     """Appends ``{time, step, max_steps, epoch, split, ...metrics, tokens_per_second, gpu_memory_gib}``
     to ``metrics.jsonl``, on the main process only, flushed at once so the UI sees it live."""

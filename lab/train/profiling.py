@@ -339,8 +339,9 @@ def category_row(pieces: list[tuple], spent: float, wall: float, steps: int, top
         by_name[name[:120]] += (end - start) / 1e6
         # torch counts elementwise adds and multiplies too; only matrix products (the operators the GEMM rule
         # names) make a TFLOP/s worth comparing with the peak. An operator counts once, however many kernels it ran.
-        if op is not None and op.flops and classify((op.name,), ()) == "other_gemm":
-            products[id(op)] = op.flops
+        flops = product_flops(op) if op is not None else 0
+        if flops and classify((op.name,), ()) == "other_gemm":
+            products[id(op)] = flops
     row: dict[str, Any] = {"seconds": round(spent, 6), "ms_per_step": round(spent / steps * 1000, 3),
                            "share": round(spent / wall, 4) if wall else 0.0, "count": len(pieces)}
     if products:
@@ -348,6 +349,18 @@ def category_row(pieces: list[tuple], spent: float, wall: float, steps: int, top
         row["tflops"] = float(f"{row['flops'] / spent / 1e12:.3g}") if spent else None
     row["top"] = [[n, round(s, 6)] for n, s in by_name.most_common(top)]
     return row
+
+
+def product_flops(op: Any) -> int:
+    """An operator's FLOPs as torch counts them; for the in-place ``addmm_`` (the fused LoRA layer's backward),
+    which torch leaves uncounted, 2·M·K·N from its recorded shapes (self M×N, mat1 M×K, mat2 K×N)."""
+    if op.flops:
+        return op.flops
+    shapes = getattr(op, "input_shapes", None) or []
+    if op.name == "aten::addmm_" and len(shapes) >= 3 and len(shapes[1]) == 2 and len(shapes[2]) == 2:
+        (m, k), (_, n) = shapes[1], shapes[2]
+        return 2 * m * k * n
+    return 0
 
 
 def kernel_pieces(kernels: list[Any], ops: list[Any]) -> list[tuple[float, float, str, Any]]:
