@@ -292,9 +292,11 @@ class TrainConfig:
     compile: str = option("auto", "torch.compile the model (auto = off). With liger_kernels off it is the fastest "
                           "steady state of a long full fine-tune (+4% on a 0.5B), after about 25 s of compiling; "
                           "with Liger's kernels on it is slower.", choices=("auto", "on", "off"))
-    fused_lora: str = option("auto", "Add each LoRA adapter's output to its frozen layer's output inside one "
-                             "matrix product, instead of PEFT's copy, scale and add of the whole output. The same "
-                             "result; auto = on for LoRA and QLoRA.", choices=("auto", "on", "off"))
+    fused_lora: str = option("auto", "Each adapted layer as one function whose matrix products carry the adapter's "
+                             "part, forward and backward, instead of PEFT's separate operators. On a GPU its "
+                             "dropout is applied as the kernels read the input, so no dropped-out copy or mask is "
+                             "kept: much less memory, masks drawn by the lab (the same odds as PEFT's). auto = on "
+                             "for LoRA and QLoRA.", choices=("auto", "on", "off"))
     half_activations: str = option("auto", "Full fine-tunes under 16-bit autocast: hidden states between layers in "
                                    "16 bits (weights, gradients and optimizer stay fp32): fewer casts, less memory. "
                                    "off = fp32, as plain TRL; auto = on for SFT on a GPU.",

@@ -84,3 +84,19 @@ def test_checkpointing_and_a_precomputed_reference_lower_the_estimate(tiny_home,
     held = memory(TrainConfig(objective="dpo", adapter="none", precompute_ref_log_probs="off"), shape)
     precomputed = memory(TrainConfig(objective="dpo", adapter="none"), shape)  # auto: on for full DPO
     assert held.reference_model > 0 and precomputed.reference_model == 0
+
+
+def test_lora_dropout_keeps_no_copies_with_the_lab_s_dropout_kernels(tiny_home, monkeypatch):
+    """On a GPU the fused layers drop out as their kernels read the input: the estimate keeps each distinct input
+    once, as without dropout; PEFT's layers (fused_lora off) and ranks above the kernels' tiles keep a dropped-out
+    copy and a one-byte mask per adapted layer (2 + 1 bytes of each input's width, against 2 once)."""
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+
+    def kept(**settings):
+        return memory(TrainConfig(adapter="lora", batch_size=4, max_length=512, **settings), shape).activations
+
+    assert kept(lora_dropout=0.05) == kept(lora_dropout=0.0)
+    copies = kept(lora_dropout=0.05, fused_lora="off")
+    assert copies > 1.3 * kept(lora_dropout=0.05)
+    assert kept(lora_dropout=0.05, lora_r=256, lora_alpha=512) == copies

@@ -12,6 +12,22 @@ torch = pytest.importorskip("torch")
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
+try:
+    import triton
+    import triton.language as tl
+
+    from lab.train.lora_dropout import _keep
+except ImportError:  # no Triton (a CPU machine): the tests that need it skip with the GPU's
+    triton = None
+else:
+    @triton.jit
+    def _mask_kernel(out_ptr, T, K, seed, threshold, BT: tl.constexpr, BK: tl.constexpr):
+        rows = tl.program_id(0) * BT + tl.arange(0, BT)
+        cols = tl.program_id(1) * BK + tl.arange(0, BK)
+        keep = _keep(seed, rows, cols, threshold)
+        tl.store(out_ptr + rows[:, None] * K + cols[None, :], keep.to(tl.float32),
+                 mask=(rows[:, None] < T) & (cols[None, :] < K))
+
 
 def test_torch_varlen_matches_per_example_sdpa_forward_and_backward():
     from lab.train import speed
@@ -75,8 +91,8 @@ def test_fast_generation_answers_like_plain_generate(tiny_home):
 
 @pytest.mark.parametrize("four_bit", [False, True], ids=["16-bit base", "4-bit base"])
 def test_fused_lora_layer_matches_peft_on_the_gpu(four_bit):
-    """One LoRA layer over a 16-bit or an NF4 base (bf16 adapters, so PEFT drops out the same bf16 input and
-    draws the same mask): the fused layer's output and gradients are PEFT's to bf16's rounding."""
+    """One LoRA layer over a 16-bit or an NF4 base, without dropout (with it, the GPU draws other masks than PEFT:
+    next tests): the fused layer's output and gradients are PEFT's to bf16's rounding."""
     from peft import LoraConfig, get_peft_model
 
     from lab.train.fused_lora import fuse_lora
@@ -89,7 +105,7 @@ def test_fused_lora_layer_matches_peft_on_the_gpu(four_bit):
         base = (bnb.nn.Linear4bit(512, 768, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
                 if four_bit else torch.nn.Linear(512, 768, bias=True, dtype=torch.bfloat16))
         model = get_peft_model(torch.nn.Sequential(base).cuda(), LoraConfig(
-            r=16, lora_alpha=32, lora_dropout=0.1, target_modules=["0"]), autocast_adapter_dtype=False)
+            r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["0"]), autocast_adapter_dtype=False)
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if "lora_B" in name:
@@ -98,7 +114,6 @@ def test_fused_lora_layer_matches_peft_on_the_gpu(four_bit):
             assert fuse_lora(model) == 1
         model.train()
         x = torch.randn(4, 256, 512, device="cuda", dtype=torch.bfloat16).requires_grad_()
-        torch.manual_seed(1)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = model(x)
         out.float().pow(2).mean().backward()
@@ -111,3 +126,77 @@ def test_fused_lora_layer_matches_peft_on_the_gpu(four_bit):
     torch.testing.assert_close(fused_out, out, atol=0.03, rtol=0.02)
     for expected, got in [(grad_x, fused_grad_x), *((grads[n], fused_grads[n]) for n in grads)]:
         assert torch.nn.functional.cosine_similarity(expected.flatten(), got.flatten(), dim=0) > 0.999
+
+
+def hashed_mask(tokens: int, width: int, p: float, seed: int) -> torch.Tensor:
+    """The keep mask lab.train.lora_dropout's kernels use, written out (1.0 kept, 0.0 dropped)."""
+    from lab.train import lora_dropout
+
+    out = torch.empty(tokens, width, device="cuda")
+    threshold, _ = lora_dropout._settings(p)
+    _mask_kernel[(triton.cdiv(tokens, 32), triton.cdiv(width, 32))](out, tokens, width, seed, threshold, BT=32,
+                                                                    BK=32)
+    return out
+
+
+def test_hashed_dropout_kernels_match_their_torch_reference():
+    """The three kernels against torch with the same mask written out; the mask keeps 1 - p of the elements,
+    independently of another seed's; a ragged shape (rows and width not multiples of the tiles), rank 8."""
+    from lab.train import lora_dropout
+
+    torch.manual_seed(0)
+    tokens, width, rank, p = 1000, 4160, 8, 0.1
+    x = torch.randn(tokens, width, device="cuda", dtype=torch.bfloat16)
+    a = torch.randn(rank, width, device="cuda", dtype=torch.bfloat16) * 0.02
+    g = torch.randn(tokens, rank, device="cuda", dtype=torch.bfloat16)
+    mask = hashed_mask(tokens, width, p, seed=1234)
+    assert abs(mask.mean().item() - (1 - p)) < 0.002
+    other = hashed_mask(tokens, width, p, seed=1235)
+    assert abs((mask == other).float().mean().item() - ((1 - p) ** 2 + p ** 2)) < 0.002
+    dropped = (x.float() * mask / (1 - p)).to(torch.bfloat16)
+    torch.testing.assert_close(lora_dropout.dropped_down(x, a, p, 1234).float(), dropped.float() @ a.float().t(),
+                               atol=0.02, rtol=0.02)
+    torch.testing.assert_close(lora_dropout.dropped_grad_a(g, x, p, 1234), g.float().t() @ dropped.float(),
+                               atol=0.05, rtol=0.01)
+    torch.testing.assert_close(lora_dropout.dropped_grad_x(g, a, p, 1234).float(),
+                               (g.float() @ a.float()) * mask / (1 - p), atol=0.01, rtol=0.02)
+
+
+def test_fused_lora_layer_with_dropout_keeps_its_input_not_a_copy_and_repeats_under_a_seed():
+    """With dropout on a GPU the layer keeps x itself for the backward (no dropped copy, no mask); its output and
+    gradients are the torch reference's with the kernels' mask; the same torch seed draws the same mask (as
+    gradient checkpointing's recomputation needs)."""
+    from lab.train import lora_dropout
+    from lab.train.fused_lora import LoraLinear
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 300, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    weight = torch.randn(768, 512, device="cuda", dtype=torch.bfloat16) * 0.03
+    a = (torch.randn(16, 512, device="cuda") * 0.05).requires_grad_()
+    b = (torch.randn(768, 16, device="cuda") * 0.05).requires_grad_()
+
+    def run():
+        torch.manual_seed(7)
+        seed = torch.randint(0, 2**31 - 1, (1,)).item()  # the draw the layer makes
+        torch.manual_seed(7)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = LoraLinear.apply(x, weight, None, a, b, 2.0, 0.1)
+        return out, seed
+
+    out, seed = run()
+    saved = [t for t in out.grad_fn.saved_tensors if t is not None]
+    assert any(t.data_ptr() == x.data_ptr() for t in saved) and not any(t.dtype == torch.bool for t in saved)
+    out.float().pow(2).mean().backward()
+    grads = x.grad.float(), a.grad.clone(), b.grad.clone()
+    again, _ = run()
+    assert torch.equal(again, out)
+    mask = hashed_mask(600, 512, 0.1, seed)
+    x_ref, a_ref, b_ref = (t.detach().clone().requires_grad_() for t in (x, a, b))
+    dropped = (x_ref.reshape(600, 512).float() * mask / 0.9).to(torch.bfloat16)
+    reference = (x_ref.reshape(600, 512) @ weight.t()).float() + 2.0 * (
+        (dropped.float() @ a_ref.t()) @ b_ref.t())
+    torch.testing.assert_close(out.reshape(600, 768).float(), reference, atol=0.05, rtol=0.03)
+    reference.pow(2).mean().backward()
+    for expected, got in zip((x_ref.grad.float(), a_ref.grad, b_ref.grad), grads, strict=True):
+        assert torch.nn.functional.cosine_similarity(expected.flatten(), got.flatten(), dim=0) > 0.995
+    assert lora_dropout.new_seed() != lora_dropout.new_seed()

@@ -329,11 +329,13 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
       the variable-length kernel, which before torch 2.13 takes k and v repeated to every query head;
     - MLP: the norm's input, gate and up (Liger's SwiGLU recomputes their product);
     - without Liger's kernels, each of the two norms keeps its input in fp32 and the MLP also its activation;
-    - each adapted layer's input for its A matrix: with LoRA dropout a dropped-out copy and its one-byte mask
-      per layer, without it the block's own normed input and the MLP's product, kept once.
+    - each adapted layer's input for its A matrix: the block's own normed input and the MLP's product, kept once;
+      with LoRA dropout outside the lab's dropout kernels (``fused_lora`` off, a rank above 128), a dropped-out
+      copy and its one-byte mask per layer instead.
     Counted from the kernels' saved tensors and checked on the Llama-3.1-8B architecture (docs/benchmarks.md:
     QLoRA and LoRA 4 × 2,048, QLoRA 8 × 2,048 with tiled MLPs, all within 1%; without Liger on the
     Qwen2.5-0.5B architecture, within 3%)."""
+    from lab.train.fused_lora import drops_out_in_kernels
     from lab.train.speed import varlen_repeats_kv
 
     linear = decoder_linears(shape)
@@ -345,7 +347,7 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     attention = act_bytes * (norms * hidden + 2 * hidden + key_value)
     mlp = act_bytes * (norms * hidden + 2 * widest + (0 if liger else widest))
     targets = [name for name in lora_targets(cfg, shape) if name in linear]  # never the head
-    if cfg.lora_dropout > 0:  # a dropped-out copy of each layer's input, and its bool mask
+    if cfg.lora_dropout > 0 and not drops_out_in_kernels(cfg):  # a dropped-out copy of each input, its bool mask
         attention += sum(1.5 * act_bytes * linear[n][0] for n in targets if n not in MLP_LINEARS)
         mlp += sum(1.5 * act_bytes * linear[n][0] for n in targets if n in MLP_LINEARS)
     else:  # the inputs themselves, once per distinct tensor (o_proj's is the attention output, counted above)

@@ -11,20 +11,33 @@ through memory that the products could have carried:
   product accumulates into it (``addmm_``), so the two paths' sum costs no pass of its own; the scale is folded
   into the rank-sized tensors.
 
-What it saves is what PEFT's operators save: the dropped input, dropout's mask and the rank-sized down-projection;
-the base's 16-bit weight is the layer's own (a 4-bit weight is dequantised again in the backward, as bitsandbytes
-does). The dropout mask is drawn as PEFT's is (one per layer, from the same generator), so the same seed gives the
-same loss and gradients. Anything but one plain adapter in training (DoRA and other variants, several or disabled
-adapters, merged weights, mixed-adapter batches, an adapter bias, a base whose weight or bias trains) goes through
-PEFT's own forward.
+On a CUDA GPU with Triton, LoRA dropout runs in :mod:`lab.train.lora_dropout`'s kernels, which drop out the input
+as they read it: the layer keeps only its input (shared by q, k and v, and by gate and up) and the rank-sized
+down-projection, not PEFT's dropped-out copy and mask per layer, more than half of an 8B LoRA step's activation
+memory. Elsewhere (a CPU, 32-bit inputs) the mask is drawn as PEFT's is (one per layer, from the same generator) and
+kept with the dropped input, so the same seed gives PEFT's loss and gradients. The base's 16-bit weight is the
+layer's own (a 4-bit weight is dequantised again in the backward, as bitsandbytes does). Anything but one plain
+adapter in training (DoRA and other variants, several or disabled adapters, merged weights, mixed-adapter batches,
+an adapter bias, a base whose weight or bias trains) goes through PEFT's own forward.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import types
 from typing import Any
 
 import torch
+
+TRITON = importlib.util.find_spec("triton") is not None
+MAX_HASHED_RANK = 128  # the largest rank lab.train.lora_dropout's tiles hold
+
+
+def drops_out_in_kernels(cfg: Any) -> bool:
+    """Whether a CUDA run of this config drops out in :mod:`lab.train.lora_dropout`'s kernels, so keeps no
+    dropped-out copies (for the memory estimate; a CUDA build of torch brings Triton)."""
+    return cfg.adapter != "none" and cfg.fused_lora != "off" and cfg.lora_dropout > 0 and \
+        cfg.lora_r <= MAX_HASHED_RANK
 
 
 def fuse_lora(model: Any) -> int:
@@ -76,6 +89,12 @@ def dense_weight(weight: torch.Tensor, quant_state: Any, dtype: torch.dtype) -> 
     return weight.to(dtype)
 
 
+def hashed_dropout(flat: torch.Tensor, rank: int) -> bool:
+    """Whether the dropout runs in :mod:`lab.train.lora_dropout`'s kernels: on a CUDA GPU with Triton, for a 16-bit
+    input and a rank the kernels' tiles hold."""
+    return flat.is_cuda and flat.dtype in (torch.bfloat16, torch.float16) and rank <= MAX_HASHED_RANK and TRITON
+
+
 class LoraLinear(torch.autograd.Function):
     """``x Wᵀ + bias + scaling · dropout(x) Aᵀ Bᵀ`` with W and the bias frozen; gradients for x, A and B."""
 
@@ -85,31 +104,47 @@ class LoraLinear(torch.autograd.Function):
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         quant_state = getattr(weight, "quant_state", None)
+        seed = None
         with torch.autocast(device, enabled=False):
             flat = x.reshape(-1, x.shape[-1]).to(dtype)
             a, b = lora_a.to(dtype), lora_b.to(dtype)
-            dropped, mask = torch.native_dropout(flat, p, True) if p else (flat, None)
-            down = dropped @ a.t()
+            if p and hashed_dropout(flat, a.shape[0]):  # keeps x itself (shared by q, k and v): no copy, no mask
+                from lab.train import lora_dropout
+
+                seed, kept, mask = lora_dropout.new_seed(), flat.contiguous(), None
+                down = lora_dropout.dropped_down(kept, a, p, seed)
+            else:
+                kept, mask = torch.native_dropout(flat, p, True) if p else (flat, None)
+                down = kept @ a.t()
             base = torch.nn.functional.linear(flat, dense_weight(weight, quant_state, dtype),
                                               bias.to(dtype) if bias is not None else None)
             out = torch.addmm(base, down, b.t(), alpha=scaling)
-        ctx.save_for_backward(weight, a, b, dropped, mask, down)
-        ctx.quant_state, ctx.scaling, ctx.p, ctx.x_shape, ctx.x_dtype = quant_state, scaling, p, x.shape, x.dtype
-        ctx.param_dtypes = lora_a.dtype, lora_b.dtype
+        ctx.save_for_backward(weight, a, b, kept, mask, down)
+        ctx.quant_state, ctx.scaling, ctx.p, ctx.seed = quant_state, scaling, p, seed
+        ctx.x_shape, ctx.x_dtype, ctx.param_dtypes = x.shape, x.dtype, (lora_a.dtype, lora_b.dtype)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weight, a, b, dropped, mask, down = ctx.saved_tensors
+        weight, a, b, kept, mask, down = ctx.saved_tensors
+        hashed = ctx.seed is not None
+        if hashed:
+            from lab.train import lora_dropout
         g = grad.reshape(-1, grad.shape[-1]).to(a.dtype)
         g_down = g @ (b * ctx.scaling)  # tokens × rank: the scale folded in where it is cheap
-        grad_a = (g_down.t() @ dropped).to(ctx.param_dtypes[0]) if ctx.needs_input_grad[3] else None
-        grad_b = (g.t() @ (down * ctx.scaling)).to(ctx.param_dtypes[1]) if ctx.needs_input_grad[4] else None
-        grad_x = None
+        grad_a = grad_b = grad_x = None
+        if ctx.needs_input_grad[3]:
+            grad_a = lora_dropout.dropped_grad_a(g_down, kept, ctx.p, ctx.seed) if hashed else g_down.t() @ kept
+            grad_a = grad_a.to(ctx.param_dtypes[0])
+        if ctx.needs_input_grad[4]:
+            grad_b = (g.t() @ (down * ctx.scaling)).to(ctx.param_dtypes[1])
         if ctx.needs_input_grad[0]:
-            through_adapter = g_down @ a
-            if mask is not None:
-                through_adapter = torch.ops.aten.native_dropout_backward(through_adapter, mask, 1 / (1 - ctx.p))
+            if hashed:
+                through_adapter = lora_dropout.dropped_grad_x(g_down, a, ctx.p, ctx.seed)
+            else:
+                through_adapter = g_down @ a
+                if mask is not None:
+                    through_adapter = torch.ops.aten.native_dropout_backward(through_adapter, mask, 1 / (1 - ctx.p))
             # the base's product accumulates onto the adapter's path: the two gradients' sum costs no pass of its own
             dense = dense_weight(weight, ctx.quant_state, a.dtype)
             grad_x = through_adapter.addmm_(g, dense).view(ctx.x_shape).to(ctx.x_dtype)

@@ -194,7 +194,7 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     else:
         fused = cfg.fused_lora != "off"
         reasons["fused_lora"] = "set in the config" if cfg.fused_lora != "auto" else \
-            "the adapter's product added to the layer's output in one matrix product"
+            "one function a layer: the adapter inside the base's products; on a GPU, dropout without copies"
     half, reasons["half_activations"] = half_activations_choice(cfg, cuda)
     memory = memory_choices(cfg, cuda, gpu_bytes, shape, processes)
     reasons.update({name: why for name, (_, why) in memory.items()})
