@@ -335,8 +335,7 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     Counted from the kernels' saved tensors and checked on the Llama-3.1-8B architecture (docs/benchmarks.md:
     QLoRA and LoRA 4 × 2,048, QLoRA 8 × 2,048 with tiled MLPs, all within 1%; without Liger on the
     Qwen2.5-0.5B architecture, within 3%)."""
-    from lab.train.fused_lora import drops_out_in_kernels
-    from lab.train.speed import varlen_repeats_kv
+    from lab.train.speed import drops_out_in_kernels, varlen_repeats_kv
 
     linear = decoder_linears(shape)
     hidden, widest, kv_width = layer_widths(shape)

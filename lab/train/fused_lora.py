@@ -29,15 +29,9 @@ from typing import Any
 
 import torch
 
+from lab.train.speed import MAX_HASHED_RANK
+
 TRITON = importlib.util.find_spec("triton") is not None
-MAX_HASHED_RANK = 128  # the largest rank lab.train.lora_dropout's tiles hold
-
-
-def drops_out_in_kernels(cfg: Any) -> bool:
-    """Whether a CUDA run of this config drops out in :mod:`lab.train.lora_dropout`'s kernels, so keeps no
-    dropped-out copies (for the memory estimate; a CUDA build of torch brings Triton)."""
-    return cfg.adapter != "none" and cfg.fused_lora != "off" and cfg.lora_dropout > 0 and \
-        cfg.lora_r <= MAX_HASHED_RANK
 
 
 def fuse_lora(model: Any) -> int:

@@ -37,6 +37,7 @@ MEMORY_SAVERS = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
 # faster: packed 0.5B at 32 x 2,048 on an H200, 134.4k -> 137.5k tokens/s steady, 0.75 GiB more at the peak, the
 # same loss to four decimals (docs/benchmarks.md).
 TRL_HEAD_TILE_TOKENS, HEAD_TILE_TOKENS = 4096, 16384
+MAX_HASHED_RANK = 128  # the largest LoRA rank lab.train.lora_dropout's tiles hold
 LIGER_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
                      "granite", "mixtral", "smollm3")
 
@@ -297,6 +298,14 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
         out["offload_activations"] = (False, "off: it moves gradient checkpointing's saved inputs, and "
                                              "checkpointing is off")
     return out
+
+
+def drops_out_in_kernels(cfg: TrainConfig) -> bool:
+    """Whether a CUDA run of this config applies LoRA dropout in :mod:`lab.train.lora_dropout`'s kernels (the fused
+    layers, a rank their tiles hold), so keeps no dropped-out copies: for the memory estimate. A CUDA build of torch
+    brings Triton."""
+    return cfg.adapter != "none" and cfg.fused_lora != "off" and cfg.lora_dropout > 0 and \
+        cfg.lora_r <= MAX_HASHED_RANK
 
 
 def liger_config() -> dict[str, bool]:
