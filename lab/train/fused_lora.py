@@ -85,8 +85,9 @@ def dense_weight(weight: torch.Tensor, quant_state: Any, dtype: torch.dtype) -> 
 
 def hashed_dropout(flat: torch.Tensor, rank: int) -> bool:
     """Whether the dropout runs in :mod:`lab.train.lora_dropout`'s kernels: on a CUDA GPU with Triton, for a 16-bit
-    input and a rank the kernels' tiles hold."""
-    return flat.is_cuda and flat.dtype in (torch.bfloat16, torch.float16) and rank <= MAX_HASHED_RANK and TRITON
+    input and a rank the kernels' tiles hold, outside torch.compile (which traces torch's own dropout)."""
+    return (flat.is_cuda and flat.dtype in (torch.bfloat16, torch.float16) and rank <= MAX_HASHED_RANK and TRITON
+            and not torch.compiler.is_compiling())
 
 
 class LoraLinear(torch.autograd.Function):

@@ -302,10 +302,10 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
 
 def drops_out_in_kernels(cfg: TrainConfig) -> bool:
     """Whether a CUDA run of this config applies LoRA dropout in :mod:`lab.train.lora_dropout`'s kernels (the fused
-    layers, a rank their tiles hold), so keeps no dropped-out copies: for the memory estimate. A CUDA build of torch
-    brings Triton."""
+    layers, a rank their tiles hold, no torch.compile), so keeps no dropped-out copies: for the memory estimate. A
+    CUDA build of torch brings Triton."""
     return cfg.adapter != "none" and cfg.fused_lora != "off" and cfg.lora_dropout > 0 and \
-        cfg.lora_r <= MAX_HASHED_RANK
+        cfg.lora_r <= MAX_HASHED_RANK and cfg.compile != "on"
 
 
 def liger_config() -> dict[str, bool]:
