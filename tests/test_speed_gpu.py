@@ -200,3 +200,32 @@ def test_fused_lora_layer_with_dropout_keeps_its_input_not_a_copy_and_repeats_un
     for expected, got in zip((x_ref.grad.float(), a_ref.grad, b_ref.grad), grads, strict=True):
         assert torch.nn.functional.cosine_similarity(expected.flatten(), got.flatten(), dim=0) > 0.995
     assert lora_dropout.new_seed() != lora_dropout.new_seed()
+
+
+def test_the_early_gradient_head_matches_trl_s_fused_head_on_the_gpu():
+    """LAB_EARLY_HEAD's head through TRL's Triton kernels, bf16 under autocast, a Qwen-sized vocabulary over two
+    token tiles: TRL's outputs and, for SFT's uniform upstream gradient, its gradients to bf16 rounding."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    from lab.train.early_head import EarlyGradLogProb
+
+    torch.manual_seed(0)
+    tokens, width, vocab = 5000, 896, 151936
+    hidden = torch.randn(tokens, width, device="cuda", requires_grad=True)
+    weight = (torch.randn(vocab, width, device="cuda") * 0.02).requires_grad_()
+    targets = torch.randint(0, vocab, (tokens,), device="cuda")
+
+    def run(function):
+        hidden.grad = weight.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logprobs, entropy, *_ = function.apply(hidden, weight, None, targets, 1.0, 32768, None, 1.0,
+                                                   ("entropy",))
+        (-logprobs.sum() / tokens).backward()
+        return logprobs.detach(), entropy.detach(), hidden.grad.clone(), weight.grad.clone()
+
+    expected, got = run(ChunkedLogProbFunction), run(EarlyGradLogProb)
+    torch.testing.assert_close(got[0], expected[0], atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(got[1], expected[1], atol=2e-3, rtol=1e-3)
+    for e, g in zip(expected[2:], got[2:], strict=True):
+        assert torch.nn.functional.cosine_similarity(e.flatten(), g.flatten(), dim=0) > 0.9999
+        torch.testing.assert_close(g, e, atol=1e-4, rtol=0.02)

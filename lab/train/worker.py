@@ -27,6 +27,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from transformers import EarlyStoppingCallback, Trainer  # noqa: F401 - most of the import time, counted here
 
     from lab.decode import release
+    from lab.train import early_head
     from lab.train.callbacks import MetricsCallback, NoCheckpointAtTheEnd, TokenCount
     from lab.train.convert import common_args, precision
     from lab.train.datasets import training_rows
@@ -79,6 +80,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if speed.half_activations:
         half_activations(model)
     use_head_tile(speed.head_tile_tokens)
+    if early_head.wanted(cfg, int(os.environ.get("WORLD_SIZE", "1")), cuda):
+        early_head.install()
+        print(f"[lab] LM head: the gradient taken in the forward ({early_head.ENV}=1)", flush=True)
     args = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
     if not eval_rows:
         if cfg.load_best_model_at_end or cfg.early_stopping_patience:
