@@ -117,12 +117,31 @@ class EarlyGradLogProb(torch.autograd.Function):
                 None, None, None, None, None, None)
 
 
+TRL_NAMES = ("_forward_kernel", "_forward_tile", "_backward_kernel", "_backward_tile", "_addmm_fp32", "_use_triton",
+             "_BLOCK_SIZE", "OPTIONAL_OUTPUTS")
+
+
+def available() -> bool:
+    """Whether this TRL has the fused head's internals this module runs on (TRL 1.16's), and the name its
+    forward calls the head by."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels import chunked_logprob
+
+    return all(hasattr(chunked_logprob, name) for name in TRL_NAMES) and hasattr(trl_utils, "_ChunkedLogProbFunction")
+
+
 def wanted(cfg: Any, processes: int, cuda: bool) -> bool:
     """``LAB_EARLY_HEAD=1`` and a run whose upstream gradient is uniform: SFT (TRL's ``nll`` mean; the lab's
     per-message weights are 0 or 1, a mask) on a GPU, where TRL scores only the labelled positions (elsewhere it
     scores every position and zeroes the others' log-probabilities afterwards), in one process (a sharded head's
     weight would need gathering)."""
-    return os.environ.get(ENV, "") == "1" and cfg.objective == "sft" and processes == 1 and cuda
+    if os.environ.get(ENV, "") != "1" or cfg.objective != "sft" or processes != 1 or not cuda:
+        return False
+    if not available():
+        print(f"[lab] {ENV}=1 ignored: this TRL's fused LM head has other internals than the ones it runs on",
+              flush=True)
+        return False
+    return True
 
 
 def install() -> None:
