@@ -87,7 +87,8 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
     ann = labeler_page(browser, signed_app.url, "ann")
     ann.get_by_role("heading", name="Which answer is better, and by how much?").wait_for()
     intro = ann.locator("#lab-intro")
-    expect(intro).to_contain_text("Before you start: graded-page")
+    # the intro shows once the page's load events have run: seconds on a busy 2-core machine, past expect's 5 s
+    expect(intro).to_contain_text("Before you start: graded-page", timeout=TIMEOUT_MS)
     expect(intro).to_contain_text("Prefer the correct answer")
     expect(intro).to_contain_text("A ≫ B: A is correct and B is wrong.")
     expect(intro).to_contain_text("1 (A ≫ B), 2 (A > B), 3 (Tie), 4 (B > A), 5 (B ≫ A), 6 (Both bad)")
@@ -140,7 +141,7 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
     assert all(json.loads(v["aspects"]) == {} for v in votes[1:])
 
     bob = labeler_page(browser, signed_app.url, "bob", width=900)  # a narrow window: the same pages fit
-    expect(bob.locator("#lab-intro")).to_contain_text("Before you start: graded-page")
+    expect(bob.locator("#lab-intro")).to_contain_text("Before you start: graded-page", timeout=TIMEOUT_MS)
     snap(bob, shots, "E7-intro-900px")
     bob.get_by_role("button", name="Start labeling").click()
     bob.locator("#lab-rubric").get_by_text("Rubric").click()
