@@ -46,6 +46,14 @@ def _keep(seed, rows, cols, threshold):
 
 
 @triton.jit
+def _dropped_tile(x_ptr, rows, cols, T, K, seed, threshold, scale):
+    """The (rows × cols) block of x (tokens × K, row-major) with dropout applied, in x's dtype: zeros outside x."""
+    inside = (rows[:, None] < T) & (cols[None, :] < K)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=inside, other=0.0)
+    return tl.where(_keep(seed, rows, cols, threshold), x.to(tl.float32) * scale, 0.0).to(x_ptr.dtype.element_ty)
+
+
+@triton.jit
 def _down_kernel(x_ptr, a_ptr, out_ptr, T, K, R, seed, threshold, scale,
                  BT: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr):
     rows = tl.program_id(0) * BT + tl.arange(0, BT)
@@ -53,9 +61,7 @@ def _down_kernel(x_ptr, a_ptr, out_ptr, T, K, R, seed, threshold, scale,
     acc = tl.zeros((BT, BR), dtype=tl.float32)
     for block in range(tl.cdiv(K, BK)):
         cols = block * BK + tl.arange(0, BK)
-        inside = (rows[:, None] < T) & (cols[None, :] < K)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=inside, other=0.0)
-        x = tl.where(_keep(seed, rows, cols, threshold), x.to(tl.float32) * scale, 0.0).to(x_ptr.dtype.element_ty)
+        x = _dropped_tile(x_ptr, rows, cols, T, K, seed, threshold, scale)
         a = tl.load(a_ptr + ranks[None, :] * K + cols[:, None], mask=(ranks[None, :] < R) & (cols[:, None] < K),
                     other=0.0)
         acc += tl.dot(x, a)
@@ -72,9 +78,7 @@ def _grad_a_kernel(g_ptr, x_ptr, out_ptr, T, K, R, rows_per_split, seed, thresho
     acc = tl.zeros((BR, BK), dtype=tl.float32)
     for block in range(tl.cdiv(rows_per_split, BT)):
         rows = split * rows_per_split + block * BT + tl.arange(0, BT)
-        inside = (rows[:, None] < T) & (cols[None, :] < K)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=inside, other=0.0)
-        x = tl.where(_keep(seed, rows, cols, threshold), x.to(tl.float32) * scale, 0.0).to(x_ptr.dtype.element_ty)
+        x = _dropped_tile(x_ptr, rows, cols, T, K, seed, threshold, scale)
         g = tl.load(g_ptr + rows[None, :].to(tl.int64) * R + ranks[:, None],
                     mask=(rows[None, :] < T) & (ranks[:, None] < R), other=0.0)
         acc += tl.dot(g, x)
