@@ -82,8 +82,8 @@ class TokenCount(TrainerCallback):
             self.pending.clear()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop \
-                or state.global_step >= state.max_steps:
+        # the Trainer's flow callback, which runs first, has set these for this step (the last step stops training)
+        if control.should_log or control.should_save or control.should_evaluate or control.should_training_stop:
             self.settle(state)
 
     def on_train_end(self, args, state, control, **kwargs):

@@ -66,8 +66,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         write_before(run_dir, cfg, model, tokenizer, fixed_prompts(eval_rows or train_rows, cfg.sample_prompts))
         release(model)  # the sampling KV cache and graphs would otherwise be held through training
         mark("samples before")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
-                 shape=shape_of(model.config) if cuda else None, processes=int(os.environ.get("WORLD_SIZE", "1")))
+                 shape=shape_of(model.config) if cuda else None, processes=processes)
     for name, value in speed.memory_settings().items():  # as run (the summary's estimate, an OOM's message)
         setattr(cfg, name, value)
     if is_main_process():
@@ -80,7 +81,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if speed.half_activations:
         half_activations(model)
     use_head_tile(speed.head_tile_tokens)
-    if early_head.wanted(cfg, int(os.environ.get("WORLD_SIZE", "1")), cuda):
+    if early_head.wanted(cfg, processes, cuda):
         early_head.install()
         print(f"[lab] LM head: the gradient taken in the forward ({early_head.ENV}=1)", flush=True)
     args = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
