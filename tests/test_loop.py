@@ -140,10 +140,37 @@ def test_round_two_model_beats_round_one_model_on_fresh_prompts(flywheel):
     assert beat_last["decided_low"] > 0.5, (beat_sft, beat_last)
 
 
+def rule_decided_share(campaign_id: str, home) -> float:
+    """The share of a campaign's pairs whose two answers differ on the rule: the only pairs on which a labeler who
+    votes against the rule disagrees with the others (on the rest all three tie, bar random clicks)."""
+    store = Store(home)
+    text = {(r["prompt_idx"], r["source"]): r["text"]
+            for r in store.query("SELECT prompt_idx, source, text FROM responses WHERE campaign_id = ?", (campaign_id,))}
+    pairs = store.query("SELECT prompt_idx, source_1, source_2 FROM pairs WHERE campaign_id = ? AND gold IS NULL",
+                        (campaign_id,))
+    return sum(rule(text[p["prompt_idx"], p["source_1"]]) != rule(text[p["prompt_idx"], p["source_2"]])
+               for p in pairs) / len(pairs)
+
+
 def test_the_unreliable_labeler_is_flagged(flywheel):
+    """sim-eve, who votes against the rule, is flagged wherever the rule decides enough pairs to tell; the honest
+    labelers never are, and agree with the others more than she does in every round.
+
+    Rounds 1 and 2 set base and SFT against trained models, so the rule decides many pairs. Round 3 sets round 2's
+    model (meeting the rule in 94-98% of its answers) against round 1's: when round 1's model meets it often too,
+    most pairs are ties for everybody, sim-eve included, and she passes most checks. CI's machine once drew such a
+    round 3 (nobody flagged, rightly: nothing told her apart). With a share ``d`` of pairs decided by the rule she
+    passes about 0.9 - 0.8 d of her checks, so from d = 1/3 (about 63%, on hundreds of checks) the flag must come."""
     for campaign in flywheel["rounds"]:
-        flagged = {r["labeler"] for r in reliability.labelers(campaign.id, home=flywheel["home"]) if r["flagged"]}
-        assert flagged == {"sim-eve"}, (campaign.round, flagged)
+        table = {r["labeler"]: r for r in reliability.labelers(campaign.id, home=flywheel["home"])}
+        decided = rule_decided_share(campaign.id, flywheel["home"])
+        flagged = {name for name, row in table.items() if row["flagged"]}
+        why = (campaign.round, round(decided, 3), {name: row["why"] for name, row in table.items()})
+        assert flagged <= {"sim-eve"}, why
+        assert all(table["sim-eve"]["majority_agreement"] < table[honest]["majority_agreement"]
+                   for honest in ("sim-ann", "sim-bob")), why
+        if campaign.round < 3 or decided >= 1 / 3:
+            assert flagged == {"sim-eve"}, why
 
 
 def test_the_chain_report_shows_every_round(flywheel):
