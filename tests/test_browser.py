@@ -27,6 +27,9 @@ pytestmark = [pytest.mark.browser,
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
+# expect's own 5 s default is too short for a busy 2-core CI machine (it failed a labeler's intro once); every
+# browser test imports this module, so this one line sets every assertion's wait to the page's.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
