@@ -141,9 +141,47 @@ def test_verification_rejects_candidates_below_the_threshold():
     signatures = np.zeros((3, 128), np.uint32)
     signatures[1, :25] = 1  # 103 of 128 equal to row 0: 0.805
     signatures[2, :28] = 2  # 100 of 128: 0.78
-    keep, drop, similarity = verify(signatures, np.array([[0, 1], [0, 2], [1, 2]]), 0.8)
+    replies = np.zeros((3, 128), np.uint32)  # alike everywhere
+    everywhere = np.ones(3, bool)
+    keep, drop, similarity = verify([signatures, replies], [everywhere, everywhere],
+                                    np.array([[0, 1], [0, 2], [1, 2]]), 0.8)
     assert (keep.tolist(), drop.tolist()) == ([0], [1])
     assert similarity.tolist() == [103 / 128]
+
+
+def test_verification_takes_the_least_alike_part_and_an_empty_part_only_matches_another():
+    asks = np.zeros((3, 128), np.uint32)  # rows 0, 1 and 2 ask the same
+    replies = np.zeros((3, 128), np.uint32)
+    replies[1, :64] = 1  # row 1 answers half alike: 0.5
+    answered = np.array([True, True, False])  # row 2 has no reply
+    keep, _, _ = verify([asks, replies], [np.ones(3, bool), answered], np.array([[0, 1], [0, 2], [1, 2]]), 0.8)
+    assert keep.tolist() == []
+    keep, drop, _ = verify([asks, replies], [np.ones(3, bool), np.array([True, True, True])],
+                           np.array([[0, 2]]), 0.8)
+    assert (keep.tolist(), drop.tolist()) == ([0], [2])
+    unanswered = np.zeros(3, bool)
+    keep, drop, similarity = verify([asks, replies], [np.ones(3, bool), unanswered], np.array([[0, 1]]), 0.8)
+    assert (keep.tolist(), drop.tolist(), similarity.tolist()) == ([0], [1], [1.0])
+
+
+def test_rows_sharing_a_long_system_prompt_or_a_prompt_are_not_near_duplicates():
+    """A long system prompt on every row, several comparisons of one prompt, several labelled replies to one prompt:
+    all distinct rows (whole-row texts once made 20 such rows 1). A light edit of both question and answer is still
+    a near duplicate, and so is the same exchange under another system prompt."""
+    rng = random.Random(7)
+    system = " ".join(words(rng, 400, "s"))
+    rows = [chat(" ".join(words(rng, 12, "q")), " ".join(words(rng, 25, "a")), system=system) for _ in range(20)]
+    assert near_duplicates(rows) == []
+    question, answer = words(rng, 40, "q"), words(rng, 40, "a")
+    edited = chat(" ".join(question[:-1] + ["changed"]), " ".join(answer[:-1] + ["changed"]), system="Be brief.")
+    assert [(p.keep, p.drop) for p in near_duplicates([*rows, chat(" ".join(question), " ".join(answer)), edited])] \
+        == [(20, 21)]
+    post = " ".join(words(rng, 300, "p"))
+    comparisons = [pair_row(post, " ".join(words(rng, 30, "c")), " ".join(words(rng, 30, "r"))) for _ in range(15)]
+    assert near_duplicates(comparisons) == []
+    stock = [pair_row(" ".join(words(rng, 20, "q")), "I cannot help with that request, sorry.", "Sure.")
+             for _ in range(5)]
+    assert near_duplicates(stock) == []
 
 
 def test_a_dropped_row_points_at_its_most_similar_kept_row():

@@ -10,6 +10,8 @@ user's manual mapping (``--map COLUMN=FIELD``) is the same renaming, written by 
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,10 +72,27 @@ class Detected:
 
 def parse_json_cell(value: Any, field: str) -> Any:
     """CSV cells hold nested values as JSON text: ``"[{""role"": ...}]"``; parsed, they are checked as the
-    readers check records (nesting, text), since nothing after this does."""
+    readers check records (nesting, text), since nothing after this does. A cell that is not JSON but a Python
+    literal (``[{'role': 'user', ...}]``: what pandas writes for a column of lists) is read as one."""
     if not (isinstance(value, str) and value.lstrip()[:1] in ("[", "{")):
         return value
-    return json_text(value, field, what="a list or an object (the cell starts with [ or {)")
+    what = "a list or an object (the cell starts with [ or {)"
+    try:
+        return json_text(value, field, what=what)
+    except RowProblem:
+        literal = python_literal(value)
+        if literal is None:
+            raise
+        return json_text(json.dumps(literal), field, what=what)
+
+
+def python_literal(text: str) -> list[Any] | dict[str, Any] | None:
+    """A list or dict written as a Python literal, else None (``ast.literal_eval`` reads literals only)."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, (list, dict)) else None
 
 
 def as_messages(value: Any, field: str, *, default_role: str) -> list[Message]:
@@ -86,6 +105,22 @@ def as_messages(value: Any, field: str, *, default_role: str) -> list[Message]:
     if isinstance(value, list) and not value:
         return []
     return [{"role": default_role, "content": text_of(value, field)}]
+
+
+def prompt_messages(value: Any, field: str) -> list[Message]:
+    """A prompt as messages: a list of messages, an HH transcript ('Human: … Assistant: … Human: …', as the
+    Dahoas/rm-static and Nectar files keep multi-turn prompts; its open 'Assistant:' at the end dropped), or one user
+    message of plain text."""
+    value = parse_json_cell(value, field)
+    if is_hh_transcript(value):
+        return parse_hh(re.sub(r"\n\nAssistant:\s*$", "", value), field)
+    return as_messages(value, field, default_role="user")
+
+
+def is_hh_transcript(value: Any) -> bool:
+    """A text that *is* an HH transcript: it starts with a 'Human:' turn and has an 'Assistant:' turn after it (a
+    question that merely mentions the markers is plain text)."""
+    return isinstance(value, str) and value.lstrip().startswith("Human:") and "\n\nAssistant:" in value
 
 
 def is_message_list(value: Any) -> bool:
@@ -159,10 +194,7 @@ def scored_pair(r: dict[str, Any]) -> dict[str, Any]:
     """Raw UltraFeedback, Nectar: the best- and worst-scored completions; Nectar's prompt is an HH transcript
     ending in an open 'Assistant:' turn."""
     chosen, rejected = best_and_worst(require(r, "completions"), "completions")
-    prompt = r.get("prompt")
-    if has_hh_markers(prompt):
-        prompt = parse_hh(re.sub(r"\n\nAssistant:\s*$", "", prompt), "prompt")
-    return {**r, "prompt": prompt, "chosen": chosen, "rejected": rejected}
+    return {**r, "prompt": prompt_messages(r.get("prompt"), "prompt"), "chosen": chosen, "rejected": rejected}
 
 
 def better_id_pair(r: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +291,7 @@ FORMATS: list[Format] = [
            "TRL unpaired preference (prompt/completion/label: a label of true marks a desirable completion, false "
            "an undesirable one; as KTO takes)",
            {"prompt": ("prompt",), "completion": ("completion",), "label": ("label",), "system": ("system",)},
-           ("prompt", "completion", "label"), absent=NOT_UNPAIRED),
+           ("prompt", "completion", "label"), test=lambda r: is_label(r.get("label")), absent=NOT_UNPAIRED),
     Format("thumbs", "unpaired", "thumbs up/down feedback (prompt/response + thumbs_up: true is desirable)",
            {"prompt": PROMPTS, "completion": REPLIES, "label": ("thumbs_up", "thumbs"), "system": ("system",)},
            ("prompt", "completion", "label"), test=lambda r: is_label(r.get("label")), absent=NOT_UNPAIRED),
@@ -350,13 +382,16 @@ def sample_record(records: list[tuple[int, dict[str, Any]]], limit: int = 50) ->
 
 def bind(fmt: Format, columns: list[str]) -> dict[str, str] | None:
     """Which column feeds each canonical field, or None if a required field has no column."""
-    present = set(columns)
-    if present & set(fmt.absent):
+    # Names as people write them: "Instruction", " output " (an exact name first where two differ only so).
+    present = {c: c for c in columns}
+    for c in columns:
+        present.setdefault(c.strip().lower(), c)
+    if set(present) & set(fmt.absent):
         return None
     bound: dict[str, str] = {}
     used: set[str] = set()
     for canonical, candidates in fmt.fields.items():
-        column = next((c for c in candidates if c in present and c not in used), None)
+        column = next((present[c] for c in candidates if c in present and present[c] not in used), None)
         if column is not None:
             bound[canonical] = column
             used.add(column)
@@ -487,18 +522,21 @@ def convert_sft(r: dict[str, Any]) -> dict[str, Any]:
         return check_sft(with_system(messages, r.get("system")), "messages", r.get("tools"))
     prompt = parse_json_cell(require(r, "prompt"), "prompt")
     response = parse_json_cell(require(r, "response"), "response")
-    if isinstance(prompt, list):  # TRL conversational prompt/completion
-        messages = as_messages(prompt, "prompt", default_role="user") + as_messages(
-            response, "response", default_role="assistant")
+    if isinstance(prompt, list) or is_hh_transcript(prompt):  # TRL conversational prompt/completion; HH prompts
+        messages = prompt_messages(prompt, "prompt") + as_messages(response, "response", default_role="assistant")
         return check_sft(with_system(messages, r.get("system")), "prompt", r.get("tools"))
+    if isinstance(response, list) and response and all(isinstance(m, dict) for m in response):
+        # A text prompt with the reply as messages: every message kept (the first alone dropped the rest).
+        messages = [{"role": "user", "content": text_of(prompt, "prompt")}] + as_messages(
+            response, "response", default_role="assistant")
+        return check_sft(with_system(messages, r.get("system")), "response", r.get("tools"))
     user = text_of(prompt, "prompt").strip()
     context = text_of(r["context"], "context").strip() if r.get("context") is not None else ""
     if context:
         user = f"{user}\n\n{context}" if user else context
     if not user:
         raise RowProblem("prompt", "empty user message")
-    reply = response[0]["content"] if isinstance(response, list) and response and isinstance(
-        response[0], dict) else text_of(response, "response")
+    reply = text_of(response, "response")
     if not reply.strip():
         raise RowProblem("response", "empty assistant reply")
     history = history_messages(r.get("history"))
@@ -617,11 +655,14 @@ def convert_preference(r: dict[str, Any], *, hh: bool = False) -> dict[str, Any]
         rejected_all = as_messages(require(r, "rejected"), "rejected", default_role="assistant")
         prompt, chosen, rejected = split_shared_prompt(chosen_all, rejected_all)
     else:
-        prompt = as_messages(require(r, "prompt"), "prompt", default_role="user")
+        prompt = prompt_messages(require(r, "prompt"), "prompt")
         chosen = as_messages(require(r, "chosen"), "chosen", default_role="assistant")
         rejected = as_messages(require(r, "rejected"), "rejected", default_role="assistant")
-        chosen = drop_repeated_prompt(chosen, prompt, "chosen")
-        rejected = drop_repeated_prompt(rejected, prompt, "rejected")
+        prompt, chosen, rejected = split_repeated_prompt(prompt, chosen, rejected)
+        if is_hh_transcript(parse_json_cell(r["prompt"], "prompt")):
+            # "…Assistant:" + " reply": the space belongs to the transcript, not to the reply the model learns.
+            chosen, rejected = ([{**m, "content": str(m["content"]).lstrip()} if isinstance(m.get("content"), str)
+                                 else m for m in side] for side in (chosen, rejected))
     prompt = with_system(prompt, r.get("system"))
     check_preference(prompt, chosen, rejected)
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
@@ -636,19 +677,49 @@ def split_final_reply(chosen: list[Message], rejected: list[Message]) -> tuple[l
     return prompt, chosen[-1:], rejected[-1:]
 
 
-def drop_repeated_prompt(side: list[Message], prompt: list[Message], field: str) -> list[Message]:
-    """UltraFeedback repeats the prompt inside chosen/rejected: keep only what follows it."""
+def split_repeated_prompt(prompt: list[Message], chosen: list[Message], rejected: list[Message]) -> tuple[
+        list[Message], list[Message], list[Message]]:
+    """UltraFeedback and Capybara repeat the conversation inside chosen/rejected, up to the last user turn; that
+    conversation is the prompt the replies answer, system turn and earlier turns included (keeping the prompt column
+    instead lost them, and paired a follow-up's replies with the first question). The prompt column must agree with
+    it: its last user turn is one of the conversation's user turns (Capybara's prompt is the first, UltraFeedback's
+    the only one); one that is not means the replies answer another question."""
+    chosen_prompt, chosen = split_at_last_user(chosen, "chosen")
+    rejected_prompt, rejected = split_at_last_user(rejected, "rejected")
+    if chosen_prompt and rejected_prompt and chosen_prompt != rejected_prompt:
+        raise RowProblem("rejected", "the conversation before the final reply differs from chosen's")
+    conversation = chosen_prompt or rejected_prompt
+    if not conversation:
+        return prompt, chosen, rejected
+    asked = [plain(m["content"]) for m in conversation if m["role"] == "user"]
+    question = next((plain(m["content"]) for m in reversed(prompt) if m["role"] == "user"), None)
+    if question is not None and question not in asked:
+        raise RowProblem("prompt", f"the prompt ({question[:60]!r}) is not a user turn of the conversation in "
+                                   f"chosen/rejected ({asked[-1][:60]!r}): the replies answer another question")
+    if prompt and prompt[0]["role"] == "system" and conversation[0]["role"] != "system":
+        conversation = prompt[:1] + conversation  # a system turn only the prompt column has
+    return conversation, chosen, rejected
+
+
+def split_at_last_user(side: list[Message], field: str) -> tuple[list[Message], list[Message]]:
+    """(the conversation up to and with its last user turn, what follows); a side that is only the reply has no
+    conversation."""
     if not side or side[0]["role"] == "assistant":
-        return side
+        return [], side
     last_user = max((i for i, m in enumerate(side) if m["role"] == "user"), default=-1)
     if last_user < 0:
         raise RowProblem(f"{field}[0]", f"expected the assistant's reply, got a {side[0]['role']} turn")
-    return side[last_user + 1:]
+    return side[:last_user + 1], side[last_user + 1:]
+
+
+def plain(text: Any) -> str:
+    """A message's text with its whitespace runs made one space, for comparing a prompt column with a turn."""
+    return " ".join(str(text).split())
 
 
 def convert_unpaired(r: dict[str, Any]) -> dict[str, Any]:
     """TRL's unpaired layout (or a thumbs export renamed to it): a prompt, one completion and its label."""
-    prompt = with_system(as_messages(require(r, "prompt"), "prompt", default_role="user"), r.get("system"))
+    prompt = with_system(prompt_messages(require(r, "prompt"), "prompt"), r.get("system"))
     completion = as_messages(require(r, "completion"), "completion", default_role="assistant")
     label = parse_label(r.get("label"), "label")
     check_unpaired(prompt, completion, label)

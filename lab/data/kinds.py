@@ -109,6 +109,27 @@ def row_text(data: dict[str, Any]) -> str:
     return "\n".join(text for field in kind_of(data).dedup for text in field_texts(data, field))
 
 
+def row_parts(data: dict[str, Any]) -> tuple[str, str]:
+    """What near dedup compares, in two parts: what is asked (the prompt's turns) and what is answered (the replies:
+    a reply field's text, an assistant's turn). Rows are near duplicates only when both parts are alike, so several
+    replies to one prompt (preference comparisons, labelled completions, samples) all stay, and so do different
+    questions with one stock answer. System prompts are left out: one long system prompt shared by every row made
+    every row look alike when the texts were compared whole."""
+    asks: list[str] = []
+    replies: list[str] = []
+    row_kind = kind_of(data)
+    for field in row_kind.dedup:
+        value = data.get(field)
+        if isinstance(value, list):
+            for message in value:
+                if message.get("role") != "system":
+                    answered = field in row_kind.replies or message.get("role") == "assistant"
+                    (replies if answered else asks).append(message_text(message))
+        else:
+            (replies if field in row_kind.replies else asks).extend(field_texts(data, field))
+    return "\n".join(asks), "\n".join(replies)
+
+
 def search_text(data: dict[str, Any]) -> str:
     """All of a row's text, for searching it: every field's, its metadata included."""
     return "\n".join(text for field in kind_of(data).fields for text in field_texts(data, field))

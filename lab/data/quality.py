@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lab.data.canonical import Message, Row, message_text
-from lab.data.kinds import KEY_FIELDS, MESSAGES, flags, kind_of, row_text
+from lab.data.kinds import KEY_FIELDS, MESSAGES, flags, kind_of, row_parts
 from lab.errors import LabError
 
 if TYPE_CHECKING:
@@ -122,7 +122,9 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
                     seed: int = 0) -> list[DuplicatePair]:
     """Rows whose word-shingle Jaccard similarity with an earlier kept row is at least ``threshold``.
 
-    Texts are lowercased and stripped of punctuation, cut into ``shingle``-word n-grams (a text
+    A row is compared in two parts, what is asked and what is answered (``kinds.row_parts``), and must reach the
+    threshold in both: several replies to one prompt are not duplicates, nor are different questions with one
+    stock answer. Texts are lowercased and stripped of punctuation, cut into ``shingle``-word n-grams (a text
     shorter than that is one shorter n-gram), and compared through MinHash signatures: LSH bands
     propose candidates, the signatures' agreement (the Jaccard estimate) confirms them. Rows are
     taken in order; each row is dropped at most once, pointing at its most similar earlier row
@@ -144,14 +146,18 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
                                           seed=seed)]
         return sorted(pairs, key=lambda p: p.drop)
     rng = np.random.default_rng(seed)
-    hashes, counts = shingle_hashes([row_text(row.data) for row in rows], shingle, rng)
-    has_words = counts > 0  # a text of punctuation alone has no shingles to compare
-    if has_words.sum() < 2:
-        return []
-    signatures = minhash_signatures(hashes, counts, num_perm, rng)
+    signatures, has_words = [], []
+    for texts in zip(*(row_parts(row.data) for row in rows)):  # what is asked, then what is answered
+        hashes, counts = shingle_hashes(list(texts), shingle, rng)
+        has_words.append(counts > 0)  # a text of punctuation alone (or none) has no shingles to compare
+        signatures.append(minhash_signatures(hashes, counts, num_perm, rng))
     bands, band_rows = lsh_parameters(threshold, num_perm)
-    candidates = lsh_candidates(signatures, has_words, bands, band_rows, rng)
-    keep, drop, similarity = verify(signatures, candidates, threshold)
+    # A pair alike in both parts is alike in either, so either part's LSH proposes it; verify checks both.
+    found = [lsh_candidates(s, w, bands, band_rows, rng) for s, w in zip(signatures, has_words) if w.sum() >= 2]
+    if not found:
+        return []
+    candidates = np.unique(np.concatenate(found), axis=0)
+    keep, drop, similarity = verify(signatures, has_words, candidates, threshold)
     return choose_drops(keep, drop, similarity)
 
 
@@ -318,16 +324,22 @@ def bucket_pairs(rows: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(found).astype(np.int64)
 
 
-def verify(signatures: np.ndarray, candidates: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
-    """The candidate pairs whose estimated Jaccard (share of equal signature values) is >= threshold."""
+def verify(signatures: list[np.ndarray], has_words: list[np.ndarray], candidates: np.ndarray,
+           threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs whose estimated Jaccard (share of equal signature values) is >= threshold in every part:
+    the similarity is the least of the parts'. A part without words in both rows is alike, in one row only not."""
     keep, drop, similarity = [], [], []
     for start in range(0, len(candidates), VERIFY_CHUNK):
         pairs = candidates[start:start + VERIFY_CHUNK]
-        estimate = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
+        first, second = pairs[:, 0], pairs[:, 1]
+        estimate = np.ones(len(pairs))
+        for part, words in zip(signatures, has_words):
+            alike = (part[first] == part[second]).mean(axis=1)
+            alike = np.where(words[first] & words[second], alike, (~words[first] & ~words[second]).astype(float))
+            estimate = np.minimum(estimate, alike)
         hit = estimate >= threshold - 1e-9  # k/num_perm compared with a float threshold
-        keep.append(pairs[hit, 0])
-        drop.append(pairs[hit, 1])
+        keep.append(first[hit])
+        drop.append(second[hit])
         similarity.append(estimate[hit])
     if not keep:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
