@@ -31,8 +31,9 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.data.canonical import Row, row_text  # noqa: E402
-from lab.data.quality import drop_rows, exact_duplicates, near_duplicates, split  # noqa: E402
+from lab.data.canonical import Row  # noqa: E402
+from lab.data.kinds import row_parts  # noqa: E402
+from lab.data.quality import PART_FLOOR, drop_rows, exact_duplicates, near_duplicates, split  # noqa: E402
 
 T = TypeVar("T")
 SYLLABLES = ("ka to ri ne sa mu lo pe di an el or is um ba ve qu ti ra so me ni co la de fi gu ho ja "
@@ -140,13 +141,19 @@ def write_dataset(path: Path, n_rows: int, seed: int = 0) -> Planted:
 
 
 def jaccard(a: dict[str, Any], b: dict[str, Any], n: int = 5) -> float:
-    """Exact Jaccard similarity of two rows' word 5-gram sets, as near-dedup defines them."""
-    def shingles(row: dict[str, Any]) -> set[tuple[str, ...]]:
-        words = re.findall(r"[a-z0-9]+", row_text(row).lower())
-        return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    """Exact Jaccard similarity of two rows' word 5-gram sets, as near-dedup defines it: that of what is asked and
+    answered together, or 0 where either part is less than ``PART_FLOOR`` alike (a part empty in both is alike)."""
+    def shingles(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
 
-    sa, sb = shingles(a), shingles(b)
-    return len(sa & sb) / len(sa | sb)
+    def alike(x: set, y: set) -> float:
+        return len(x & y) / len(x | y) if x or y else 1.0
+
+    parts = [(shingles(x), shingles(y)) for x, y in zip(row_parts(a), row_parts(b))]
+    if any(alike(x, y) < PART_FLOOR for x, y in parts):
+        return 0.0
+    return alike(set().union(*(x for x, _ in parts)), set().union(*(y for _, y in parts)))
 
 
 def near_recall(planted: Planted, dropped: set[int], threshold: float) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import pytest
 
 from lab.data.canonical import Row
 from lab.data.quality import (DuplicatePair, bucket_pairs, choose_drops, clean, drop_rows, exact_duplicates,
-                              filter_by_tokens, filter_by_turns, minhash_signatures, near_duplicates, shingle_hashes,
-                              split, token_lengths, turn_count, verify)
+                              filter_by_tokens, filter_by_turns, minhash_signatures, near_duplicates, part_signatures,
+                              shingle_hashes,
+                              split, token_lengths, turn_count, union_signatures, verify)
 from lab.errors import LabError
 
 
@@ -141,27 +142,28 @@ def test_verification_rejects_candidates_below_the_threshold():
     signatures = np.zeros((3, 128), np.uint32)
     signatures[1, :25] = 1  # 103 of 128 equal to row 0: 0.805
     signatures[2, :28] = 2  # 100 of 128: 0.78
-    replies = np.zeros((3, 128), np.uint32)  # alike everywhere
-    everywhere = np.ones(3, bool)
-    keep, drop, similarity = verify([signatures, replies], [everywhere, everywhere],
-                                    np.array([[0, 1], [0, 2], [1, 2]]), 0.8)
+    keep, drop, similarity = verify([(signatures, np.ones(3, bool))], np.array([[0, 1], [0, 2], [1, 2]]), [0.8])
     assert (keep.tolist(), drop.tolist()) == ([0], [1])
     assert similarity.tolist() == [103 / 128]
 
 
-def test_verification_takes_the_least_alike_part_and_an_empty_part_only_matches_another():
-    asks = np.zeros((3, 128), np.uint32)  # rows 0, 1 and 2 ask the same
+def test_verification_needs_every_part_above_its_floor_and_an_empty_part_only_matches_another():
+    whole = (np.zeros((3, 128), np.uint32), np.ones(3, bool))  # the whole rows alike
     replies = np.zeros((3, 128), np.uint32)
-    replies[1, :64] = 1  # row 1 answers half alike: 0.5
-    answered = np.array([True, True, False])  # row 2 has no reply
-    keep, _, _ = verify([asks, replies], [np.ones(3, bool), answered], np.array([[0, 1], [0, 2], [1, 2]]), 0.8)
-    assert keep.tolist() == []
-    keep, drop, _ = verify([asks, replies], [np.ones(3, bool), np.array([True, True, True])],
-                           np.array([[0, 2]]), 0.8)
-    assert (keep.tolist(), drop.tolist()) == ([0], [2])
-    unanswered = np.zeros(3, bool)
-    keep, drop, similarity = verify([asks, replies], [np.ones(3, bool), unanswered], np.array([[0, 1]]), 0.8)
-    assert (keep.tolist(), drop.tolist(), similarity.tolist()) == ([0], [1], [1.0])
+    replies[1, :70] = 1  # row 1 answers less than half alike: 58/128
+    pairs = np.array([[0, 1], [0, 2], [1, 2]])
+    keep, _, _ = verify([whole, (replies, np.array([True, True, False]))], pairs, [0.8, 0.5])
+    assert keep.tolist() == []  # row 1's reply is too unlike; row 2 has none
+    keep, drop, similarity = verify([whole, (replies, np.array([True, False, False]))], pairs, [0.8, 0.5])
+    assert (keep.tolist(), drop.tolist(), similarity.tolist()) == ([1], [2], [1.0])  # neither has a reply: alike
+
+
+def test_the_whole_rows_signature_is_the_minimum_over_its_parts():
+    asks, answers = ["the quick brown fox jumps over it", ""], ["", "the quick brown fox jumps over it"]
+    parts = [part_signatures(texts, 5, 64, seed=3) for texts in (asks, answers)]
+    whole, words = union_signatures(parts)
+    assert words.tolist() == [True, True] and (whole[0] == whole[1]).all()
+    assert (whole[0] == part_signatures(asks[:1], 5, 64, seed=3)[0][0]).all()
 
 
 def test_rows_sharing_a_long_system_prompt_or_a_prompt_are_not_near_duplicates():

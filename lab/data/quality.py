@@ -31,6 +31,10 @@ RECALL_WEIGHTS = (0.1, 0.9)  # LSH tuning favours recall: false candidates are v
 TOKEN_BATCH = 512  # conversations rendered and tokenised per call
 NUM_PERM = 128
 SHINGLE = 5  # words per shingle
+# Each part of a near-duplicate pair (what is asked, what is answered) must be at least this alike besides the whole
+# row reaching the threshold: a long prompt shared by several replies no longer makes the replies duplicates, while a
+# light edit of a short reply (one word of 30 leaves a Jaccard of 0.68) still counts.
+PART_FLOOR = 0.5
 
 
 @dataclass
@@ -122,9 +126,10 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
                     seed: int = 0) -> list[DuplicatePair]:
     """Rows whose word-shingle Jaccard similarity with an earlier kept row is at least ``threshold``.
 
-    A row is compared in two parts, what is asked and what is answered (``kinds.row_parts``), and must reach the
-    threshold in both: several replies to one prompt are not duplicates, nor are different questions with one
-    stock answer. Texts are lowercased and stripped of punctuation, cut into ``shingle``-word n-grams (a text
+    A row's text is what is asked and what is answered (``kinds.row_parts``: system prompts left out, since one
+    shared by every row made every row alike), and besides the whole reaching ``threshold`` each part must be at
+    least ``PART_FLOOR`` alike: several replies to one prompt are not duplicates, nor are different questions with
+    one stock answer. Texts are lowercased and stripped of punctuation, cut into ``shingle``-word n-grams (a text
     shorter than that is one shorter n-gram), and compared through MinHash signatures: LSH bands
     propose candidates, the signatures' agreement (the Jaccard estimate) confirms them. Rows are
     taken in order; each row is dropped at most once, pointing at its most similar earlier row
@@ -145,20 +150,31 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
                  for p in near_duplicates([rows[i] for i in group], threshold, num_perm=num_perm, shingle=shingle,
                                           seed=seed)]
         return sorted(pairs, key=lambda p: p.drop)
-    rng = np.random.default_rng(seed)
-    signatures, has_words = [], []
-    for texts in zip(*(row_parts(row.data) for row in rows)):  # what is asked, then what is answered
-        hashes, counts = shingle_hashes(list(texts), shingle, rng)
-        has_words.append(counts > 0)  # a text of punctuation alone (or none) has no shingles to compare
-        signatures.append(minhash_signatures(hashes, counts, num_perm, rng))
-    bands, band_rows = lsh_parameters(threshold, num_perm)
-    # A pair alike in both parts is alike in either, so either part's LSH proposes it; verify checks both.
-    found = [lsh_candidates(s, w, bands, band_rows, rng) for s, w in zip(signatures, has_words) if w.sum() >= 2]
-    if not found:
+    parts = [part_signatures(list(texts), shingle, num_perm, seed) for texts in zip(*(row_parts(r.data) for r in rows))]
+    whole = union_signatures(parts)
+    if whole[1].sum() < 2:
         return []
-    candidates = np.unique(np.concatenate(found), axis=0)
-    keep, drop, similarity = verify(signatures, has_words, candidates, threshold)
+    bands, band_rows = lsh_parameters(threshold, num_perm)
+    candidates = lsh_candidates(*whole, bands, band_rows, np.random.default_rng([seed, 1]))
+    keep, drop, similarity = verify([whole, *parts], candidates, [threshold] + [PART_FLOOR] * len(parts))
     return choose_drops(keep, drop, similarity)
+
+
+def part_signatures(texts: list[str], shingle: int, num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(MinHash signatures, whether each text has words) of one part of every row, under the permutations ``seed``
+    draws: every part gets the same ones, so a row's signature of the whole is the parts' element-wise minimum."""
+    rng = np.random.default_rng(seed)
+    hashes, counts = shingle_hashes(texts, shingle, rng)
+    return minhash_signatures(hashes, counts, num_perm, rng), counts > 0  # punctuation alone has no shingles
+
+
+def union_signatures(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The signatures of the parts' texts together (the minimum over the parts that have words; the shingles that
+    would span two parts are not counted), and whether each row has words at all."""
+    signatures = np.full_like(parts[0][0], np.iinfo(np.uint32).max)
+    for part, words in parts:
+        np.minimum(signatures, np.where(words[:, None], part, np.iinfo(np.uint32).max), out=signatures)
+    return signatures, np.logical_or.reduce([words for _, words in parts])
 
 
 def shingle_hashes(texts: list[str], shingle: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -324,23 +340,25 @@ def bucket_pairs(rows: np.ndarray, keys: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(found).astype(np.int64)
 
 
-def verify(signatures: list[np.ndarray], has_words: list[np.ndarray], candidates: np.ndarray,
-           threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The candidate pairs whose estimated Jaccard (share of equal signature values) is >= threshold in every part:
-    the similarity is the least of the parts'. A part without words in both rows is alike, in one row only not."""
+def verify(signatures: list[tuple[np.ndarray, np.ndarray]], candidates: np.ndarray,
+           thresholds: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs whose estimated Jaccard (share of equal signature values) reaches its threshold in every
+    one of ``signatures`` (each ``(signatures, has words)``), with the first's estimate as their similarity. Texts
+    without words are alike only to each other."""
     keep, drop, similarity = [], [], []
     for start in range(0, len(candidates), VERIFY_CHUNK):
         pairs = candidates[start:start + VERIFY_CHUNK]
         first, second = pairs[:, 0], pairs[:, 1]
-        estimate = np.ones(len(pairs))
-        for part, words in zip(signatures, has_words):
-            alike = (part[first] == part[second]).mean(axis=1)
+        hit = np.ones(len(pairs), bool)
+        estimates = []
+        for (values, words), threshold in zip(signatures, thresholds):
+            alike = (values[first] == values[second]).mean(axis=1)
             alike = np.where(words[first] & words[second], alike, (~words[first] & ~words[second]).astype(float))
-            estimate = np.minimum(estimate, alike)
-        hit = estimate >= threshold - 1e-9  # k/num_perm compared with a float threshold
+            hit &= alike >= threshold - 1e-9  # k/num_perm compared with a float threshold
+            estimates.append(alike)
         keep.append(first[hit])
         drop.append(second[hit])
-        similarity.append(estimate[hit])
+        similarity.append(estimates[0][hit])
     if not keep:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     return np.concatenate(keep), np.concatenate(drop), np.concatenate(similarity)
