@@ -229,3 +229,30 @@ def test_the_early_gradient_head_matches_trl_s_fused_head_on_the_gpu():
     for e, g in zip(expected[2:], got[2:], strict=True):
         assert torch.nn.functional.cosine_similarity(e.flatten(), g.flatten(), dim=0) > 0.9999
         torch.testing.assert_close(g, e, atol=1e-4, rtol=0.02)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("width", [896, 4096, 3000])
+def test_rms_norm_backward_over_row_blocks_matches_liger_s(dtype, width):
+    """The lab's RMSNorm backward gives Liger's dx and dw (the same arithmetic, another order of dw's sum), in place
+    and not, through Liger's own autograd function once installed."""
+    liger = pytest.importorskip("liger_kernel.ops.rms_norm")
+    from lab.train import rms_norm_backward as rows
+
+    torch.manual_seed(0)
+    dtype = getattr(torch, dtype)
+    x = torch.randn(4099, width, device="cuda", dtype=dtype)
+    w = (torch.randn(width, device="cuda") * 0.1 + 1).requires_grad_()
+    dy = torch.randn_like(x)
+    _, saved, rstd, block, warps, mode = liger.rms_norm_forward(x, w.detach(), 1e-6, 0.0, "llama", None)
+    want_dx, want_dw = liger.rms_norm_backward(dy.clone(), saved, w.detach(), rstd, 0.0, mode, block, warps, False,
+                                               None)
+    dx, dw = rows.rms_norm_backward(dy.clone(), saved, w.detach(), rstd, 0.0, in_place=False)
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(dx, want_dx, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(dw, want_dw, rtol=1e-4, atol=1e-3)
+    assert rows.install()
+    xg = x.clone().requires_grad_()
+    liger.LigerRMSNormFunction.apply(xg, w, 1e-6).backward(dy)
+    torch.testing.assert_close(xg.grad, want_dx, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(w.grad, want_dw, rtol=1e-4, atol=1e-3)

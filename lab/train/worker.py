@@ -81,6 +81,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if speed.half_activations:
         half_activations(model)
     use_head_tile(speed.head_tile_tokens)
+    if speed.liger_kernels:  # a CUDA GPU with Liger, so Triton is there to import
+        from lab.train import rms_norm_backward
+
+        if rms_norm_backward.wanted() and rms_norm_backward.install():
+            print(f"[lab] RMSNorm backward over blocks of rows ({rms_norm_backward.ENV}=rows)", flush=True)
     if early_head.wanted(cfg, processes, cuda):
         early_head.install()
         print(f"[lab] LM head: the gradient taken in the forward ({early_head.ENV}=1)", flush=True)
