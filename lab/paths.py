@@ -80,12 +80,12 @@ def allowed_folders(home: Home) -> list[Path]:
 def server_path(text: str, home: Home) -> str:
     """A path (or hub dataset id) typed into the web app, checked before anything is opened: the resolved path
     inside an allowed folder, or the hub id as typed. The refusal names no file content, only the rule."""
-    from lab.data.readers import HUB_ID
+    from lab.data.readers import HUB_ID, path_shaped
 
     raw = text.strip()
     resolved = absolute(raw)
     if not any(within(resolved, folder) for folder in allowed_folders(home)):
-        if HUB_ID.match(raw) and not resolved.exists():
+        if HUB_ID.match(raw) and not resolved.exists() and not path_shaped(raw):
             return raw  # owner/name[:split]: read from the hub, not the disk
         raise LabError(f"'{raw}' is outside the folders this server reads files from: upload the file instead, or "
                        f"put it in LAB_HOME/imports (whoever runs the server can allow more folders with "

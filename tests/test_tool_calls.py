@@ -139,8 +139,8 @@ REPLY = {"role": "assistant", "content": "Done."}
      "a tool result that answers no call"),
     (call_row(assistant_calls(fn()), tool(call_id="c9"), REPLY), "messages[2].tool_call_id",
      "'c9' does not match the call this result answers"),
-    (call_row(assistant_calls(fn(call_id="c1"), fn(call_id="c2")), tool(call_id="c2"), tool(call_id="c1"), REPLY),
-     "messages[2].tool_call_id", "results answer the calls in order, and this one answers the call 'c1'"),
+    (call_row(assistant_calls(fn(call_id="c1"), fn(call_id="c2")), tool(call_id="c2"), tool(call_id="c9"), REPLY),
+     "messages[3].tool_call_id", "no call waiting for its result has this id (waiting: 'c1' (get_weather))"),
     (call_row(assistant_calls(fn(), fn()), tool(), tool(), REPLY), "messages[1].tool_calls[1].id",
      "duplicate tool call id 'c1'"),
     (call_row(assistant_calls(fn(arguments="{city: Paris}")), tool(), REPLY),
@@ -160,7 +160,7 @@ REPLY = {"role": "assistant", "content": "Done."}
      "only the assistant calls tools"),
     (call_row(assistant_calls(fn()), tool(), {"role": "user", "content": "And?"}), "messages[3]",
      "wrong role order: a user turn after a tool turn (expected tool or assistant)"),
-], ids=["result-without-call", "call-unanswered", "more-results-than-calls", "id-mismatch", "out-of-order",
+], ids=["result-without-call", "call-unanswered", "more-results-than-calls", "id-mismatch", "unknown-id-of-two",
         "duplicate-id", "arguments-not-json", "arguments-not-object", "no-function-name", "undeclared-function",
         "result-name-mismatch", "tool-schema-without-name", "tools-not-json", "user-calls", "user-after-result"])
 def test_invalid_tool_rows_are_named_by_line_field_and_reason(tmp_path, row, field, reason):

@@ -86,14 +86,56 @@ def main(argv: list[str] | None = None) -> int:
 
     tick()  # whoever died, the queue moves on: dead runs, evaluations and campaigns settled, waiting runs started
     try:
-        return args.handler(args) or 0
+        status = args.handler(args) or 0
+        sys.stdout.flush()  # here, not at exit, so that a reader gone already is found below
+        return status
     except LabError as err:
         return failed(args, str(err))
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    except BrokenPipeError as err:
+        closed = [stream for stream in (sys.stdout, sys.stderr) if reader_gone(stream)]
+        if not closed:
+            return failed(args, unexpected(args, err))  # some other pipe of the command's: a real failure
+        return quiet_on_closed(closed)
     except Exception as err:  # noqa: BLE001 - a case the lab does not handle yet: a sentence, not a traceback
         return failed(args, unexpected(args, err))
+
+
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what the shell reports for a command whose reader went away (yes | head -1)
+
+
+def reader_gone(stream: Any) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (``python -m lab data show x | head -3``, once head has
+    its lines): poll reports an error on such a pipe, and on nothing else a command writes to (a terminal, a file).
+    Where poll is missing (Windows), assumed."""
+    import select
+
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):  # stdout closed, or no file descriptor
+        return True
+
+
+def quiet_on_closed(streams: list[Any]) -> int:
+    """Exit without a word once the reader of stdout (or stderr) has gone, as Unix tools do (Python's own recipe for
+    SIGPIPE): those streams now point at /dev/null, since Python flushes them again at exit and would report that
+    failure too."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in streams:
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # closed, or no file descriptor: nothing is flushed to it at exit
+            pass
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 def failed(args: argparse.Namespace, message: str) -> int:

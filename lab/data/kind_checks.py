@@ -18,10 +18,11 @@ from lab.data.kinds import kind_of
 from lab.data.validate import (RowProblem, check_conversation, check_preference, check_reply, check_sft, normalise_messages,
                                require, text_of)
 
-# How people write a label, lowercased: TRL's booleans, 1/0, yes/no, thumbs (words and emoji), KTO's own words.
+# How people write a label, lowercased: TRL's booleans, 1/0 (and 1.0/0.0/-1.0, as pandas writes a label column that
+# held a missing value, so became float), yes/no, thumbs (words and emoji), KTO's own words.
 LABELS = {
-    True: ("true", "1", "yes", "desirable", "up", "thumbs_up", "👍", "+1"),
-    False: ("false", "0", "no", "undesirable", "down", "thumbs_down", "👎", "-1"),
+    True: ("true", "1", "1.0", "yes", "desirable", "up", "thumbs_up", "👍", "+1"),
+    False: ("false", "0", "0.0", "no", "undesirable", "down", "thumbs_down", "👎", "-1", "-1.0"),
 }
 LABEL_OF = {word: value for value, words in LABELS.items() for word in words}
 # Emoji variants that mean the same thumb: skin tones and the emoji-presentation selector.

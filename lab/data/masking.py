@@ -30,7 +30,7 @@ from lab.models import template_has_generation_markers
 class MaskView:
     token_ids: list[int]
     mask: list[int]  # 1 where the token carries loss
-    tokens: list[tuple[str, bool]]
+    tokens: list[tuple[str, bool]]  # (text, carries loss) a piece: one token, or those of a character split over several
     rendered: str
     warnings: list[str] = field(default_factory=list)
     truncated: bool = False
@@ -240,8 +240,32 @@ def mask_view(messages: list[Message], tokenizer: Any, *, tools: str | list[dict
     elif assistant is not None and prompt_tokens_in_loss(messages, ids, mask, tokenizer):
         warnings.append("Some prompt (system or user) tokens carry loss: the template's generation markers cover more "
                         "than the assistant's replies, so the model would learn to write prompts.")
-    pieces = [(tokenizer.decode([token]), bool(bit)) for token, bit in zip(ids, mask)]
-    return MaskView(ids, mask, pieces, rendered, warnings, truncated, max_length, full)
+    return MaskView(ids, mask, token_pieces(ids, mask, tokenizer), rendered, warnings, truncated, max_length, full)
+
+
+MAX_MERGE = 16  # tokens merged into one piece at most: a character is 4 bytes at most, so only a chain gets near
+
+
+def token_pieces(ids: list[int], mask: list[int], tokenizer: Any) -> list[tuple[str, bool]]:
+    """Each token's text with whether it carries loss, for display. Byte-level tokenizers split a character that is
+    not ASCII (CJK, Arabic, emoji) over several tokens, each of which decodes alone to "\ufffd"; such tokens are
+    merged into one piece until it no longer ends in part of a character, so the box shows the character. Never
+    across a change of the loss bit: a character that straddles one is shown as it is, so every piece's bit is its
+    tokens' bit; there may be fewer pieces than tokens."""
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    while start < len(ids):
+        end = start + 1
+        text = tokenizer.decode(ids[start:end])
+        while (text.endswith("\ufffd") and end < len(ids) and mask[end] == mask[start]
+               and end - start < MAX_MERGE):
+            longer = tokenizer.decode(ids[start:end + 1])
+            if longer != text and longer.startswith(text):
+                break  # the next token only adds text: this "\ufffd" is the text's own (or bytes that never complete)
+            end, text = end + 1, longer  # it completed the character, or is more of it
+        pieces.append((text, bool(mask[start])))
+        start = end
+    return pieces
 
 
 def prompt_tokens_in_loss(messages: list[Message], ids: list[int], mask: list[int], tokenizer: Any) -> bool:

@@ -1,7 +1,8 @@
 """Read a file (or a hub dataset) into raw records, each with the 1-based place it came from.
 
 Places: the file's line for JSONL, the data row for CSV (the header is not counted), the element
-for a JSON array (or the index for an object of arrays), the row for Parquet and hub datasets.
+for a JSON array (or the index for an object of arrays, or for pandas' ``to_json`` objects), the line an object
+starts on for pretty-printed objects written one after another, the row for Parquet and hub datasets.
 Problems that spoil one record (a broken JSON line, bytes that are not UTF-8, a value nested deeper
 than anything downstream can walk) become row errors; problems that leave nothing usable (empty
 file, not text, not a table) raise ``LabError``, and so does a file over the limits of
@@ -30,6 +31,10 @@ from lab.errors import LabError
 from lab.paths import input_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+# Endings of the files people import: a text ending so is a mistyped path, never a hub id (no hub dataset is named so).
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".gz", ".txt")
+PATH_STARTS = ("./", "../", "/", "~", ".\\", "..\\")
+PANDAS_INDEX = re.compile(r"-?\d+")  # the row labels df.to_json() writes for a default (or integer) index
 # Wrappers people put around a JSON list of rows: {"data": [...]}.
 WRAPPER_KEYS = ("data", "rows", "examples", "train", "records", "items", "conversations_list")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -79,9 +84,9 @@ def read_table(path: str | Path, *, source_name: str | None = None, split: str |
         input_path(local)  # never the lab's own store or state (lab.paths)
     limits = limits or read_limits()
     if not local.exists():
-        if HUB_ID.match(text_path):
+        if HUB_ID.match(text_path) and not looks_local(text_path):
             return read_hub(text_path, split=split, limits=limits)
-        raise LabError(f"{text_path}: no such file (and not a hub dataset id like 'owner/name').")
+        raise LabError(no_such_file(text_path))
     if local.is_dir():
         raise LabError(f"{text_path} is a folder; choose a JSON, JSONL, CSV or Parquet file inside it.")
     if not local.is_file():
@@ -106,6 +111,28 @@ def read_table(path: str | Path, *, source_name: str | None = None, split: str |
     if fmt == "jsonl":
         return read_jsonl(data, source, limits)
     return read_json(data, source, limits)
+
+
+def looks_local(text: str) -> bool:
+    """Whether a text that names no existing file was meant as a path, not a hub id ``owner/name``: it is shaped
+    like one (:func:`path_shaped`) or its folder is here. Such a text gets "no such file" at once, not a slow hub
+    attempt and a hub error that never says the file is missing."""
+    path = Path(text)
+    return path_shaped(text) or (path.parent != Path(".") and path.parent.expanduser().is_dir())
+
+
+def path_shaped(text: str) -> bool:
+    """Whether a text reads as a path by its letters alone (it starts like one or ends in a data file's suffix):
+    what the web app may ask without looking at the disk."""
+    return text.startswith(PATH_STARTS) or Path(text).name.lower().endswith(DATA_SUFFIXES)
+
+
+def no_such_file(text: str) -> str:
+    """"No such file", and nothing about what else is on the disk: the web app hands over texts typed by anyone that
+    look like hub ids (``lab.paths.server_path``), so naming a folder's other files ("did you mean …?") would show
+    what lies outside the folders it reads from."""
+    message = f"no such file: {text}"
+    return message if looks_local(text) else f"{message}, and not a hub dataset id like 'owner/name'"
 
 
 def read_bytes(path: Path, source: str, limits: ReadLimits) -> tuple[bytes, bool]:
@@ -150,19 +177,55 @@ def utf16_as_utf8(data: bytes, source: str) -> bytes:
 
 
 def guess_text_format(suffix: str, data: bytes) -> str:
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
+    """The reader for a text file, by its suffix and, for JSON, its content: a JSON Lines name holding a JSON array
+    or objects pretty-printed over several lines (what ``json.dump(rows, f, indent=2)`` writes, whatever the file is
+    called) is read as JSON, which reads both (:func:`read_json`)."""
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
     first = FIRST_BYTE.search(data)
     head = first.group() if first else b""
+    if suffix in (".jsonl", ".ndjson"):
+        return "json" if head == b"[" or multi_line_json(data, first) else "jsonl"
     if head == b"[":
         return "json"
     if head == b"{":
-        return "json" if suffix == ".json" else "jsonl"
+        return "json" if suffix == ".json" or multi_line_json(data, first) else "jsonl"
     if suffix == ".json":
         return "json"
     return "csv"
+
+
+def multi_line_json(data: bytes, first: re.Match[bytes] | None = None) -> bool:
+    """Whether the JSON in ``data`` is laid out over several lines a value, as pretty-printers write it: its first
+    line is valid JSON cut short by the line end (``{``, ``[``, ``{"a": 1,``) and its next line is no JSON value on
+    its own (``"a": 1,``). JSON Lines is neither: a line cut short there is one broken row, and the next line is the
+    next row."""
+    first = first or FIRST_BYTE.search(data)
+    if first is None:
+        return False
+    opening, after = line_at(data, first.start())
+    if json_state(opening) != "unfinished":
+        return False
+    following = FIRST_BYTE.search(data, after)
+    return following is None or json_state(line_at(data, following.start())[0]) != "valid"
+
+
+def line_at(data: bytes, start: int) -> tuple[bytes, int]:
+    """The line that starts at ``start`` (without its line end), and where the next one starts."""
+    end = data.find(b"\n", start)
+    end = len(data) if end < 0 else end
+    return data[start:end], end + 1
+
+
+def json_state(line: bytes) -> str:
+    """One line's JSON: "valid", "unfinished" (valid as far as it goes, the parser wanted more) or "broken"."""
+    try:
+        json.loads(line.decode("utf-8"))
+    except json.JSONDecodeError as err:
+        return "unfinished" if err.pos >= len(err.doc.rstrip()) else "broken"
+    except (UnicodeDecodeError, RecursionError, ValueError):  # not UTF-8, too deep, a number too long
+        return "broken"
+    return "valid"
 
 
 def text_lines(data: bytes) -> Iterator[tuple[int, str | None, str]]:
@@ -361,11 +424,14 @@ def read_json(data: bytes, source: str, limits: ReadLimits) -> RawTable:
     try:
         value = load_json(text)
     except json.JSONDecodeError as err:
-        if err.msg == "Extra data":  # a .json file that is really JSON Lines
+        multi_line = multi_line_json(data)
+        if err.msg == "Extra data" and not multi_line:  # a .json file that is really JSON Lines
             return read_jsonl(data, source, limits)
         first = FIRST_CHAR.search(text)
         if first and first.group() == "[":
             return read_json_array_salvage(text, source, limits, Checks.of_json(text))
+        if multi_line:  # pretty-printed objects one after another, as a loop of json.dump(row, f, indent=2) writes
+            return read_json_stream(text, source, limits, Checks.of_json(text))
         raise LabError(f"{source}: broken JSON at line {err.lineno}, column {err.colno}: {err.msg}.") from None
     except UnusableJSON as err:
         raise LabError(f"{source}, line {err.line(text)}: {err.reason}.") from None
@@ -385,11 +451,44 @@ def json_document(data: bytes, source: str) -> str:
                        "must be valid UTF-8 throughout.") from None
 
 
+def read_json_stream(text: str, source: str, limits: ReadLimits, checks: Checks) -> RawTable:
+    """JSON values one after another, each over as many lines as it takes, read one at a time; each row's place is
+    the line its value starts on. A value that cannot be read ends the reading there (where the next one starts is
+    unknown), as a row error naming its line, or as the file's error when it is the first."""
+    decoder = json.JSONDecoder()
+    table = RawTable(source=source, file_format="json")
+    pos, line, counted = skip_space(text, 0), 1, 0
+    while pos < len(text):
+        line += text.count("\n", counted, pos)  # counted as it goes: from the start each time would be quadratic
+        counted = pos
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as err:
+            reason = f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        except RecursionError:
+            reason = TooDeep.reason
+        except ValueError:  # an integer longer than Python converts
+            reason = LongNumber().reason
+        else:
+            add_record(table, line, value, limits, checks)
+            pos = skip_space(text, pos)
+            continue
+        if not table.total:
+            raise LabError(f"{source}: the JSON value that starts at line {line} cannot be read: {reason}.")
+        add_error(table, line, f"{reason}; the values from here on could not be read", limits)
+        break
+    return table
+
+
 def json_value_to_table(value: Any, source: str, limits: ReadLimits, checks: Checks) -> RawTable:
     table = RawTable(source=source, file_format="json")
     if isinstance(value, dict):
         wrapped = [k for k in WRAPPER_KEYS if isinstance(value.get(k), list)]
-        if wrapped and len(value) <= 3:
+        pandas = pandas_rows(value)
+        if pandas is not None:
+            check_rows(len(pandas), source, limits)
+            value = pandas
+        elif wrapped and len(value) <= 3:
             value = value[wrapped[0]]
         elif value and all(isinstance(v, list) for v in value.values()):
             lengths = {len(v) for v in value.values()}
@@ -413,6 +512,23 @@ def json_value_to_table(value: Any, source: str, limits: ReadLimits, checks: Che
     return table
 
 
+def pandas_rows(value: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of what pandas' ``df.to_json(path)`` writes, or None for any other object. Its default layout
+    (orient="columns") is an object per column, each keyed by the row labels: ``{"instruction": {"0": …, "1": …}}``;
+    orient="index" is the reverse, an object per row keyed by its label: ``{"0": {"instruction": …}}``. Told apart
+    from a single record by the labels, which are integers for the default index and the same in every column."""
+    if not value or not all(isinstance(v, dict) for v in value.values()):
+        return None
+    if all(PANDAS_INDEX.fullmatch(k) for k in value):  # orient="index": the rows by their labels
+        return list(value.values())
+    labels = list(next(iter(value.values())))
+    if not labels or not all(PANDAS_INDEX.fullmatch(k) for k in labels):
+        return None
+    if any(list(column) != labels for column in value.values()):
+        return None
+    return [{name: column[label] for name, column in value.items()} for label in labels]
+
+
 def check_rows(count: int, source: str, limits: ReadLimits) -> None:
     """Refuse ``count`` rows, known before they are read, when they are more than the limit."""
     if count > limits.max_import_rows:
@@ -428,6 +544,11 @@ def read_json_array_salvage(text: str, source: str, limits: ReadLimits, checks: 
     while True:
         pos = skip_space(text, pos)
         if pos < len(text) and text[pos] == "]":
+            after = skip_space(text, pos + 1)
+            if after < len(text):  # what follows the array would be lost without a word
+                line = text.count("\n", 0, after) + 1
+                add_error(table, None, f"text after the array's closing ']' (line {line}) was not read: a JSON file "
+                          "holds one array of rows", limits)
             return table
         number += 1
         try:
@@ -538,15 +659,41 @@ def read_hub(dataset_id: str, *, split: str | None, limits: ReadLimits) -> RawTa
     """Load a dataset from the Hugging Face Hub (needs network, or a local cache)."""
     name, _, split_in_id = dataset_id.partition(":")
     split = split or split_in_id or "train"
-    try:
-        import datasets
+    import datasets
 
+    offline = bool(datasets.config.HF_HUB_OFFLINE)  # HF_HUB_OFFLINE or HF_DATASETS_OFFLINE: the local cache only
+    if not offline:
+        hub_reachable(name)
+    try:
         loaded = datasets.load_dataset(name, split=split)
-    except Exception as err:  # datasets raises many types: connection, missing split, gated repo...
+    except Exception as err:  # noqa: BLE001 - datasets raises many types: connection, missing split, gated repo...
+        if offline:
+            raise LabError(f"Could not load the hub dataset '{name}' (split '{split}'): offline mode is on "
+                           "(HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set), so the Hugging Face Hub is not asked and "
+                           "only the local cache is read: "
+                           f"{first_line(err)}. Unset it to download the dataset, or download the file and import "
+                           "it by path.") from None
         raise LabError(f"Could not load the hub dataset '{name}' (split '{split}'): {first_line(err)}. "
                        "This needs network access to the Hugging Face Hub; otherwise download the file "
                        "and import it by path.") from None
     return hub_table(loaded, f"{name}:{split}", limits)
+
+
+def hub_reachable(name: str) -> None:
+    """Ask the Hub once, without retries, before ``load_dataset``: when it cannot be reached (no network, no name
+    resolution), huggingface_hub retries every request five times with back-off (about 25 s) before it says so.
+    Through huggingface_hub's own HTTP session, so HF_ENDPOINT, proxies and certificates apply as they will to the
+    load; any HTTP answer, even an error status, means the Hub is reachable and the load goes ahead."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except Exception as err:  # noqa: BLE001 - only transport errors reach here (httpx or requests, by version)
+        raise LabError(f"Could not load the hub dataset '{name}': the Hugging Face Hub ({constants.ENDPOINT}) "
+                       f"cannot be reached ({first_line(err)}). Connect to the network; if the dataset was "
+                       "downloaded before, set HF_HUB_OFFLINE=1 to load it from the local cache; or download the "
+                       "file and import it by path.") from None
 
 
 def hub_table(loaded: Any, source: str, limits: ReadLimits) -> RawTable:

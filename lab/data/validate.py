@@ -18,7 +18,7 @@ from lab.data.canonical import ROLES, Message, is_context
 from lab.data.readers import Checks, UnusableJSON, load_json, value_problem
 
 ROLE_ALIASES = {
-    "system": "system",
+    "system": "system", "developer": "system",  # developer: OpenAI's name for the system turn since its o1 models
     "user": "user", "human": "user", "prompter": "user",
     "assistant": "assistant", "gpt": "assistant", "bot": "assistant", "model": "assistant",
     "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "ai": "assistant",
@@ -50,7 +50,8 @@ def require(record: dict[str, Any], key: str) -> Any:
 
 def text_of(value: Any, field: str) -> str:
     """A message body as text: strings as they are, numbers as written, lists of content parts
-    (OpenAI's ``[{"type": "text", "text": ...}]``) joined."""
+    (OpenAI's ``[{"type": "text", "text": ...}]``) joined as they are, a list of one string as that string. A list of
+    several bare strings is refused (:func:`strings_text`)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
@@ -58,17 +59,36 @@ def text_of(value: Any, field: str) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, list):
+        if any(isinstance(part, str) for part in value):
+            return strings_text(value, field)
         parts = []
         for part in value:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+            if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
                 parts.append(part["text"])
             else:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RowProblem(field, f"content part of type '{kind}' is not text; only text is supported")
+        # Nothing between the parts, as OpenAI joins them: its Python SDK's Response.output_text is "".join of a
+        # message's text parts, and a part carries its own spacing ("Part one. ", "Part two."), so a separator
+        # added here would change text the file wrote exactly.
         return "".join(parts)
     raise RowProblem(field, f"expected text, got {type(value).__name__}")
+
+
+def strings_text(value: list[Any], field: str) -> str:
+    """A list holding bare strings: one string is that text. Several are refused rather than joined: files use such
+    lists for lines of one text, for alternative answers (ELI5's, TriviaQA's aliases) and for turns (the Arena 55k
+    set), and joining them, with "" or with line breaks, would train on a reply that is none of these without a
+    word. The row error says how to write what was meant."""
+    if len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    odd = next((i for i, part in enumerate(value) if not isinstance(part, str)), None)
+    if odd is not None:
+        raise RowProblem(f"{field}[{odd}]", f"expected text like the list's other items, got "
+                                            f"{type(value[odd]).__name__}")
+    raise RowProblem(field, f"a list of {len(value)} texts, not one: the lab cannot tell whether they are lines of one "
+                            "text, alternative answers or turns; write one text (joined with line breaks if they are "
+                            "lines), or the turns as messages [{\"role\": …, \"content\": …}]")
 
 
 def normalise_messages(value: Any, field: str, *, role_key: str = "role", content_key: str = "content") -> list[Message]:
@@ -84,14 +104,15 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
         where = f"{field}[{i}]"
         if not isinstance(item, dict):
             raise RowProblem(where, f"expected a message object, got {type(item).__name__}")
-        keys = (role_key, content_key)
-        if role_key not in item and content_key not in item and {"from", "value"} & set(item):
-            keys = ("from", "value")  # a ShareGPT message inside an OpenAI-style column, or the reverse
-        elif role_key not in item and {"role", "content"} & set(item):
-            keys = ("role", "content")
-        role_field, content_field = keys
-        if role_field not in item or item[role_field] is None:
-            raise RowProblem(f"{where}.{role_field}", "missing field")
+        # Role and content are found apart: files mix OpenAI's names and ShareGPT's within one message
+        # ({"from": "human", "content": …}, {"role": "user", "value": …}).
+        sharegpt = "value" in item and content_key not in item  # names a missing role as ShareGPT would
+        role_field = message_key(item, ("from", role_key, "role") if sharegpt else (role_key, "role", "from"))
+        content_field = message_key(item, ("value", content_key, "content") if role_field == "from" else
+                                    (content_key, "content", "value"))
+        if item.get(role_field) is None:
+            raise RowProblem(f"{where}.{role_field}", missing_key(item, role_field, "from" if role_field == "role"
+                                                                  else "role"))
         raw_role = str(item[role_field]).strip()
         if raw_role.lower() in CALL_ROLES:
             messages.append({"role": "assistant", "content": "",
@@ -102,8 +123,9 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
             raise RowProblem(f"{where}.{role_field}",
                              f"unknown role '{raw_role}' (expected one of {', '.join(ROLES)} or human/gpt)")
         calls = message_calls(item, role, where)
-        if (content_field not in item or item[content_field] is None) and not calls:
-            raise RowProblem(f"{where}.{content_field}", "missing field")
+        if item.get(content_field) is None and not calls:
+            raise RowProblem(f"{where}.{content_field}", missing_key(item, content_field, "value" if content_field ==
+                                                                     "content" else "content"))
         content = item.get(content_field)
         message = {"role": role, "content": "" if content is None else text_of(content, f"{where}.{content_field}")}
         if calls:
@@ -114,6 +136,24 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
             message["weight"] = 0  # kept only when 0, so rows without weights stay as they were
         messages.append(message)
     return link_tool_calls(messages, field)
+
+
+def message_key(item: dict[str, Any], names: tuple[str, ...]) -> str:
+    """Which of ``names`` a message uses: the first that holds a value, else the first present (null), else the first
+    (the one a "missing field" names)."""
+    present = [name for name in names if name in item]
+    held = [name for name in present if item[name] is not None]
+    return (held or present or names)[0]
+
+
+def missing_key(item: dict[str, Any], name: str, other: str) -> str:
+    """'missing field', naming the keys the message has when it has others than the one found beside this (an
+    unknown spelling, ``text`` for ``content``), so the user sees what the lab read."""
+    known = {"role", "from", "content", "value", "weight", "name", "tool_calls", "function_call", "tool_call_id"}
+    if not set(item) - known:
+        return "missing field"
+    keys = ", ".join(repr(str(k)) for k in item)
+    return f"missing field: expected '{name}' (or '{other}'); the message has {keys}"
 
 
 def message_calls(item: dict[str, Any], role: str, where: str) -> list[dict[str, Any]]:
@@ -215,9 +255,10 @@ def result_link(item: dict[str, Any], where: str) -> dict[str, str]:
 
 def link_tool_calls(messages: list[Message], field: str) -> list[Message]:
     """Number the calls that came without an id (``call_<n>``: the n-th call of the row) and pair each tool result
-    with the call it answers: the calls of an assistant turn are answered by the tool turns right after it, one each,
-    in order; a result's ``tool_call_id`` and ``name``, when given, must be that call's. Each result then carries
-    both."""
+    with the call it answers: the calls of an assistant turn are answered by the tool turns right after it, one each.
+    A result with a ``tool_call_id`` answers the waiting call of that id, in whatever order (OpenAI links parallel
+    calls' results by id, not by place); one without answers the first call still waiting. A result's ``name``, when
+    given, must be its call's. Each result then carries both."""
     pending: list[tuple[dict[str, Any], bool]] = []  # (call, came with an id) not answered yet
     seen: dict[str, str] = {}  # id -> where it was made
     made = 0
@@ -227,12 +268,12 @@ def link_tool_calls(messages: list[Message], field: str) -> list[Message]:
             if not pending:
                 raise RowProblem(where, "a tool result that answers no call: every tool turn follows the assistant "
                                         "turn that calls the tool (more results than calls?)")
-            call, had_id = pending.pop(0)
-            check_answer(message, call, had_id, where)
+            call, had_id = pending.pop(answered_by(message, pending))
+            check_answer(message, call, had_id, where, pending)
             message["tool_call_id"], message["name"] = call["id"], call["function"]["name"]
             continue
         if pending:
-            open_ids = ", ".join(f"'{c['id']}' ({c['function']['name']})" for c, _ in pending)
+            open_ids = show_calls([c for c, _ in pending])
             raise RowProblem(where, f"tool call {open_ids} not answered: a tool turn with its result comes right "
                                     "after the assistant turn that makes the call")
         for j, call in enumerate(message.get("tool_calls") or []):
@@ -246,18 +287,37 @@ def link_tool_calls(messages: list[Message], field: str) -> list[Message]:
             seen[call["id"]] = f"{where}.tool_calls[{j}]"
             pending.append((call, had_id))
     if pending:
-        open_ids = ", ".join(f"'{c['id']}' ({c['function']['name']})" for c, _ in pending)
+        open_ids = show_calls([c for c, _ in pending])
         raise RowProblem(f"{field}[{len(messages) - 1}]", f"tool call {open_ids} not answered: the conversation ends "
                                                           "before its tool result")
     return messages
 
 
-def check_answer(result: Message, call: dict[str, Any], had_id: bool, where: str) -> None:
+def show_calls(calls: list[dict[str, Any]]) -> str:
+    """Calls as an error names them: ``'c1' (get_weather), 'c2' (get_time)``."""
+    return ", ".join(f"'{c['id']}' ({c['function']['name']})" for c in calls)
+
+
+def answered_by(result: Message, pending: list[tuple[dict[str, Any], bool]]) -> int:
+    """Which waiting call a result answers: the one its ``tool_call_id`` names, else the first (in order)."""
+    given = result.get("tool_call_id")
+    return next((i for i, (call, _) in enumerate(pending) if given is not None and call["id"] == given), 0)
+
+
+def check_answer(result: Message, call: dict[str, Any], had_id: bool, where: str,
+                 others: list[tuple[dict[str, Any], bool]] | None = None) -> None:
+    """A result's ``tool_call_id`` and ``name`` against the call it answers (:func:`answered_by`: an id that differs
+    from that call's is no waiting call's id); ``others`` are the calls still waiting besides it."""
     given, name = result.get("tool_call_id"), call["function"]["name"]
     if given is not None and given != call["id"]:
-        expected = f"the call '{call['id']}' ({name})" if had_id else f"a call to {name} that has no id"
-        raise RowProblem(f"{where}.tool_call_id", f"'{given}' does not match the call this result answers: results "
-                                                   f"answer the calls in order, and this one answers {expected}")
+        if had_id:
+            waiting = show_calls([call, *(c for c, _ in others or [])])
+            expected = f"no call waiting for its result has this id (waiting: {waiting})"
+        else:
+            expected = f"results without ids answer the calls in order, and this one answers a call to {name} that " \
+                       "has no id"
+        raise RowProblem(f"{where}.tool_call_id", f"'{given}' does not match the call this result answers: "
+                                                   f"{expected}")
     if result.get("name") is not None and result["name"] != name:
         raise RowProblem(f"{where}.name", f"'{result['name']}', but the call this result answers is to {name}")
 
