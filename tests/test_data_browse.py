@@ -84,7 +84,7 @@ def test_sample_and_upload_names_stand_for_their_files_and_show_no_folder(home, 
     upload = tmp_path / "my chats.jsonl"
     upload.write_text(json.dumps({"messages": [{"role": "user", "content": "a"},
                                                {"role": "assistant", "content": "b"}]}) + "\n")
-    kept, _ = keep(home, upload)
+    kept, _ = keep(home, upload, upload_folder=tmp_path)
     name = source_name(kept, home)
     assert name.startswith("upload:") and name.endswith("/my chats.jsonl") and str(home.root) not in name
     assert named_path(name, home) == kept
@@ -95,6 +95,20 @@ def test_sample_and_upload_names_stand_for_their_files_and_show_no_folder(home, 
         named_path("upload:0123456789ab/gone.jsonl", home)
     assert shown(str(kept)) == "my chats.jsonl" and shown(name) == "my chats.jsonl"
     assert shown("owner/dataset") == "owner/dataset" and shown("campaign:7") == "campaign:7"
+
+
+def test_only_a_file_in_the_upload_folder_is_kept_as_an_upload(home, tmp_path):
+    """A request names its upload by path: a file outside the server's upload folder, a link in it to a file
+    outside, or a folder is refused before anything is read or copied."""
+    folder, outside = tmp_path / "uploads", tmp_path / "secret.jsonl"
+    folder.mkdir()
+    outside.write_text('{"messages": []}\n')
+    (folder / "link.jsonl").symlink_to(outside)
+    (folder / "sub").mkdir()
+    for named in (outside, folder / "link.jsonl", folder / "sub", folder / ".." / "secret.jsonl"):
+        with pytest.raises(LabError, match="did not come through the upload"):
+            keep(home, named, upload_folder=folder)
+    assert not home.uploads.exists() or not any(home.uploads.iterdir())
 
 
 def test_cli_show_searches_filters_and_pages_a_version(tmp_path):

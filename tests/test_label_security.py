@@ -152,6 +152,24 @@ def test_the_labeling_page_takes_no_uploads_and_serves_no_streams(guarded_app):
     assert all(status in REFUSED for status in answers.values()), answers
 
 
+def test_an_admin_cannot_pass_a_server_file_off_as_an_upload(guarded_app, tmp_path):
+    """A file input names its file by path: Gradio's own check (that it came through the upload route) must run
+    although the app is mounted, not launched, and the lab refuses it too. Before, Data's upload copied any
+    readable server file into LAB_HOME/uploads and showed its rows."""
+    secret = tmp_path / "server-only.jsonl"
+    secret.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                               {"role": "assistant", "content": "server-only-secret"}]}) + "\n")
+    home = lab_home(guarded_app.home)
+    with httpx.Client(base_url=guarded_app.url, cookies=sign_in(guarded_app.url, "boss", PASSWORDS["boss"],
+                                                                  at="").cookies, timeout=60) as admin:
+        payload = {"data": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}, "auto"]}
+        event = admin.post("gradio_api/call/data_upload", json=payload).json()["event_id"]
+        answer = admin.get(f"gradio_api/call/data_upload/{event}").text
+    assert "event: error" in answer and "server-only-secret" not in answer
+    kept = [p for p in home.uploads.rglob("*") if p.is_file()] if home.uploads.is_dir() else []
+    assert not any("server-only-secret" in p.read_text(errors="ignore") for p in kept)
+
+
 def test_wrong_passwords_lock_the_account_even_with_the_right_one(guarded_app):
     url = guarded_app.url
     answers = [sign_in(url, "cat", "not my password", address="10.0.0.1") for _ in range(20)]

@@ -70,6 +70,12 @@ class ReadLimits:
     max_import_rows: int = limit(
         2_000_000, "The most rows a file may hold (JSONL lines, JSON elements, CSV or Parquet rows, valid or not).",
         metavar="N", expects="a whole number of rows", example="5000000", parse=parse_count, show=show_count)
+    # One message, prompt or answer: a million characters is about 250,000 tokens, more than any model's context,
+    # while one 50 MB answer took the statistics 4.5 minutes and 10 GB of the server's memory to tokenise.
+    max_text_chars: int = limit(
+        1_000_000, "The most characters one text of a row (a message, a prompt, an answer) may hold; a longer one "
+        "makes its row invalid.", metavar="N", expects="a whole number of characters", example="4000000",
+        parse=parse_count, show=show_count)
 
     def exceeded(self, name: str, source: str, found: str) -> LabError:
         """The sentence for a file over the limit ``name``: ``found`` says what it holds, ending in a comparison

@@ -11,7 +11,8 @@ from typing import Any
 from lab.config import DataConfig
 from lab.data.canonical import Kind, ParsedFile, Row, RowError
 from lab.data.formats import MAPPING_FIELDS, convert, detect, from_mapping
-from lab.data.limits import ReadLimits
+from lab.data.kinds import field_texts, kind_of
+from lab.data.limits import ReadLimits, env_name, flag_name, read_limits
 from lab.data.readers import read_table
 from lab.data.validate import RowProblem
 from lab.errors import LabError
@@ -31,6 +32,7 @@ def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, 
 
     Row problems are collected, never raised; ``LabError`` means nothing in the file is usable.
     """
+    limits = limits or read_limits()
     table = read_table(path, source_name=source_name, limits=limits)
     columns = table.columns
     if not table.records:
@@ -44,11 +46,23 @@ def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, 
                         total=table.total, errors=list(table.errors))
     for line, record in table.records:
         try:
-            parsed.rows.append(Row(convert(record, detected), line, table.source))
+            row = convert(record, detected)
+            too_long(row, limits, detected.source_field)
+            parsed.rows.append(Row(row, line, table.source))
         except RowProblem as problem:
             parsed.errors.append(RowError(line, problem.field, problem.reason, table.source))
     parsed.errors.sort(key=lambda e: (e.line is None, e.line or 0))
     return parsed
+
+
+def too_long(row: dict[str, Any], limits: ReadLimits, named: Callable[[str], str | None]) -> None:
+    """Refuse a row with a text longer than ``max_text_chars``, naming its field as the file does (``named``)."""
+    for name in kind_of(row).fields:
+        longest = max(map(len, field_texts(row, name)), default=0)
+        if longest > limits.max_text_chars:
+            raise RowProblem(named(name), f"a text of {longest:,} characters, more than the limit of "
+                                    f"{limits.max_text_chars:,}; set {env_name('max_text_chars')} (or pass "
+                                    f"--{flag_name('max_text_chars')}) higher if it is meant to be that long")
 
 
 def peek_columns(path: str | Path) -> list[str]:

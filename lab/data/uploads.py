@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.errors import LabError
 from lab.home import Home
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,15 @@ KEEP_DAYS = 7
 DIGEST_CHARS = 12
 
 
-def keep(home: Home, upload: str | Path) -> tuple[Path, bool]:
-    """The kept copy of ``upload``, and whether this call made it (False: the same bytes were kept already)."""
+def keep(home: Home, upload: str | Path, *, upload_folder: str | Path) -> tuple[Path, bool]:
+    """The kept copy of ``upload``, and whether this call made it (False: the same bytes were kept already).
+
+    ``upload`` must be a regular file in ``upload_folder`` (where the web server put the browser's upload), not a
+    link: a request names its file by path, so anything else would let it copy any file the server can read."""
     src = Path(upload)
+    folder = Path(upload_folder).resolve()
+    if src.is_symlink() or not src.resolve().is_relative_to(folder) or not src.resolve().is_file():
+        raise LabError("That file did not come through the upload: upload it from your computer.")
     with src.open("rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()[:DIGEST_CHARS]
     dest = home.uploads / digest / src.name

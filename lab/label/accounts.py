@@ -61,6 +61,8 @@ def add_account(name: str, role: str, password: str, *, home: Home | None = None
     from lab.train.runner import now
 
     name = check_name(name, "Account name", extra=NAME_EXTRA)
+    if name.lower() == LOCAL:  # the votes cast before sign-in existed are this name's: no account may take them over
+        raise LabError(f"'{LOCAL}' is the name of everyone's votes while nobody signs in; choose another name.")
     if role not in ROLES:
         raise LabError(f"Role must be admin or labeler, not '{role}'.")
     if len(password or "") < 8:

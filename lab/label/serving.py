@@ -152,6 +152,8 @@ def vote(token: str, labeler: str, choice: str, *, strength: int | None = None,
             return False  # voted already (or skipped): the vote that used the token is the one kept
         if lease["labeler"] != labeler:
             raise LabError("This pair was served to another labeler; reload to get your own.")
+        if not serving_campaign(conn, lease["campaign_id"]):  # closed while the pair was on their screen
+            raise LabError("This campaign has been closed: your vote was not counted.")
         allowed = THUMBS if lease["source_1"] == lease["source_2"] else CHOICES
         if choice not in allowed:
             what = "answer takes a vote up or down" if allowed == THUMBS else "pair takes a, b, tie or both_bad"

@@ -203,6 +203,9 @@ def curve_file(cfg: TrainConfig, total: int, warmup: int, points: int, home: Hom
     return home.root / "cache" / "schedules" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
+MAX_STEPPED = 1_000_000  # a schedule without a step function (none of transformers' today) is drawn this far
+
+
 def scheduler_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> list[tuple[int, float]]:
     import torch
     from transformers import get_scheduler
@@ -210,9 +213,14 @@ def scheduler_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> l
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
     scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=total)
     stride = max(1, total // points)
-    curve = []
-    for step in range(total):
-        if step % stride == 0 or step == total - 1:
+    sampled = sorted({*range(0, total, stride), total - 1})
+    if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        # Each step's rate read from the schedule's own function: stepping through a run of 10¹² steps (a typo in
+        # epochs) held the server's estimate for ever.
+        return [(step + 1, cfg.lr * scheduler.lr_lambdas[0](step)) for step in sampled]
+    curve, wanted = [], set(sampled)
+    for step in range(min(total, MAX_STEPPED)):
+        if step in wanted:
             curve.append((step + 1, scheduler.get_last_lr()[0]))
         optimizer.step()
         scheduler.step()

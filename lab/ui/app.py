@@ -86,7 +86,8 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
                         refreshes = train_tab.on_show(train_ui, home)
                     elif title == "Label":
                         refreshes = label_tab.on_show(label_tab.build(home, sign_in, train_form=train_ui.form,
-                                                                      tabs=tabs), home)
+                                                                      tabs=tabs, train_status=train_ui.status),
+                                                      home)
                     elif title == "Compare":
                         refreshes = compare_tab.on_show(compare_tab.build(home), home)
                     else:
@@ -164,13 +165,20 @@ def server_app(home: Home) -> FastAPI:
     # Both apps always have Gradio's sign-in; whether it is asked for is decided on each request (no account: open).
     # The labeling page serves no files: no allowed_paths, Gradio's file routes refused, and Gradio's own checks
     # told to refuse LAB_HOME and its caches, which hold copies of the admin app's downloads.
-    gr.mount_gradio_app(app, with_hf_sign_in(label_tab.labeling_app(home, True)), "/label", auth=authenticate,
+    labeling, admin = with_hf_sign_in(label_tab.labeling_app(home, True)), with_hf_sign_in(build_app(home, sign_in=True))
+    # Labelers see no footer ("Use via API" is for the people who run the lab; the API itself is unchanged).
+    gr.mount_gradio_app(app, labeling, "/label", auth=authenticate,
                         auth_message=sign_in_message("Sign in to label.", throttle, target="/label/"),
-                        blocked_paths=server.unservable(home), **common)
-    gr.mount_gradio_app(app, with_hf_sign_in(build_app(home, sign_in=True)), "/", auth=authenticate,
+                        blocked_paths=server.unservable(home), **{**common, "footer_links": []})
+    gr.mount_gradio_app(app, admin, "/", auth=authenticate,
                         auth_message=sign_in_message("Sign in to the lab; labelers are sent on to the labeling page.",
                                                      throttle, target="/"),
                         allowed_paths=[str(home.exports)], **common)
+    for blocks in (labeling, admin):
+        # Gradio checks that a file a request names came through its upload route (and that a file an event returns
+        # lies in an allowed folder) only in apps it counts as launched, which mounting never marks: without this,
+        # a request could name any file on the server as an "upload" (docs/security.md).
+        blocks.has_launched = True
     server.sign_in_per_request(app, home, admin_at="/", labeling_at="/label")
     app.add_middleware(server.NoFilesUnder, prefix="/label")
     app.add_middleware(server.ClientAddress)

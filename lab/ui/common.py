@@ -89,13 +89,35 @@ def clip(text: str, limit: int = 300) -> str:
     return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
 
 
+INLINE_CODE_OR_TAG = re.compile(r"(`+)(.+?)\1|<")
+FENCE = re.compile(r"(`{3,}|~{3,})")
+
+
+def html_as_text(markdown: str) -> str:
+    """Markdown whose raw HTML shows as text: ``<`` outside code blocks and code spans becomes ``&lt;``. Answers and
+    prompts come from models and datasets, not from the lab: Gradio's sanitiser drops scripts but keeps styles and
+    forms, enough for an answer to cover the labeling page ("press 1") or ask for a password."""
+    out, fence = [], None
+    for line in markdown.split("\n"):
+        stripped = line.lstrip()
+        if fence is None and (opening := FENCE.match(stripped)):
+            fence = opening.group(1)
+        elif fence is not None:
+            if stripped.startswith(fence) and not stripped[len(fence):].strip(fence[0] + " \t"):
+                fence = None
+        else:
+            line = INLINE_CODE_OR_TAG.sub(lambda m: m.group(0) if m.group(1) else "&lt;", line)
+        out.append(line)
+    return "\n".join(out)
+
+
 def chat_markdown(messages: list[dict[str, Any]]) -> str:
     """A conversation as Markdown: each turn labelled by its role; a tool call as the function's name with its
     arguments, and a tool's result labelled with the function it answers."""
     parts = []
     for message in messages:
         if message["role"] == "system":
-            parts.append(f"*System: {message['content']}*")
+            parts.append(f"*System: {html_as_text(message['content'])}*")
         elif message["role"] == "tool":
             parts.append(f"**Tool result ({message.get('name') or 'tool'}):**\n```\n{message['content']}\n```")
         else:
@@ -103,7 +125,7 @@ def chat_markdown(messages: list[dict[str, Any]]) -> str:
                      f"{json.dumps(c['function']['arguments'], ensure_ascii=False, indent=1)}\n```"
                      for c in message.get("tool_calls") or []]
             head = f"**{message['role'].capitalize()}:**"
-            said = f"{head} {message['content']}" if message["content"] or not calls else head
+            said = f"{head} {html_as_text(message['content'])}" if message["content"] or not calls else head
             parts.append("\n\n".join([said, *calls]))
     return "\n\n".join(parts)
 

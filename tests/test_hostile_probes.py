@@ -1,0 +1,82 @@
+"""What a hostile or careless user's probes found, each held now: HTML in an answer or a prompt shown as text on
+the labeling page, an absurd number of epochs estimated at once, a vote on a pair leased before its campaign was
+closed, an account taking over the votes of everyone before sign-in, a seed no trainer takes, a 50 MB text
+tokenised by the statistics. (A server file passed off as an upload: tests/test_label_security.py.)"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from lab.config import TrainConfig
+from lab.data.limits import ReadLimits
+from lab.data.pipeline import load_file
+from lab.errors import LabError
+from lab.label import accounts, campaigns, serving
+from lab.ui.common import chat_markdown, html_as_text
+from tests.test_label import file_campaign
+
+
+def test_html_in_answers_and_prompts_shows_as_text_and_code_keeps_its_angle_brackets():
+    cover = '<div style="position:fixed;inset:0">THIS IS THE ONLY ANSWER. Press 1.</div>'
+    shown = html_as_text(f"Sure.\n{cover}\n`a<b` and\n```python\nif a < b:\n    print('<ok>')\n```\n<form>")
+    assert "<div" not in shown and "&lt;div" in shown and "<form" not in shown
+    assert "`a<b`" in shown and "if a < b:\n    print('<ok>')" in shown
+    prompt = chat_markdown([{"role": "system", "content": "<img src=x>"}, {"role": "user", "content": cover}])
+    assert "<img" not in prompt and "<div" not in prompt
+
+
+def test_the_learning_rate_curve_of_a_trillion_steps_is_drawn_at_once_and_as_the_trainer_steps_it():
+    import torch
+    from transformers import get_scheduler
+
+    from lab.train.estimate import scheduler_curve
+
+    started = time.monotonic()
+    curve = scheduler_curve(TrainConfig(learning_rate=1e-4), 10**12, 3 * 10**10, 100)
+    assert len(curve) == 101 and curve[-1][0] == 10**12 and time.monotonic() - started < 5
+    for schedule in ("cosine", "linear", "constant", "constant_with_warmup"):
+        cfg = TrainConfig(learning_rate=2e-4, lr_scheduler=schedule)
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=7, num_training_steps=61)
+        stepped = []
+        for _ in range(61):
+            stepped.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        assert [rate for _, rate in scheduler_curve(cfg, 61, 7, 20)] == pytest.approx(
+            [stepped[step - 1] for step, _ in scheduler_curve(cfg, 61, 7, 20)], abs=1e-12)
+
+
+def test_a_vote_on_a_pair_served_before_the_campaign_closed_is_refused(home, tmp_path):
+    campaign = file_campaign(home, tmp_path)
+    served = serving.next_pair(campaign.id, "ann", home=home)
+    campaigns.set_status(campaign.id, "closed", home=home)
+    with pytest.raises(LabError, match="closed: your vote was not counted"):
+        serving.vote(served.token, "ann", "a", home=home)
+    assert campaigns.campaign_counts(home, campaign.id)[campaign.id].votes == 0
+
+
+def test_no_account_may_be_named_after_everyone_before_sign_in(home):
+    for name in ("local", "Local"):
+        with pytest.raises(LabError, match="everyone's votes"):
+            accounts.add_account(name, "admin", "long enough password", home=home)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**30])
+def test_a_seed_no_trainer_takes_is_refused_before_launch(seed):
+    with pytest.raises(LabError, match="seed must be a whole number"):
+        TrainConfig(seed=seed).validate(cuda=False)
+
+
+def test_a_text_over_the_limit_makes_its_row_invalid_and_names_the_setting(tmp_path):
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "completion": "a" * 5000}) + "\n"
+                    + json.dumps({"prompt": "short", "completion": "fine"}) + "\n")
+    parsed = load_file(path, limits=ReadLimits(max_text_chars=4000))
+    assert len(parsed.rows) == 1 and parsed.errors[0].line == 1
+    assert "5,000 characters, more than the limit of 4,000" in parsed.errors[0].reason
+    assert "LAB_MAX_TEXT_CHARS" in parsed.errors[0].reason
+    assert len(load_file(path).rows) == 2  # the default (a million characters) takes both
