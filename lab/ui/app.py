@@ -33,6 +33,7 @@ from typing import Sequence
 import gradio as gr
 from fastapi import FastAPI
 
+from lab.data.limits import read_limits
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
 from lab.label.accounts import hf_sign_in
@@ -158,6 +159,7 @@ def server_app(home: Home) -> FastAPI:
         css=CSS,
         theme=gr.themes.Soft(),
         head=label_tab.SHORTCUTS,
+        max_file_size=read_limits().max_import_bytes,  # a bigger upload could not be imported anyway
     )
     throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
     authenticate = server.authenticator(home, throttle)
