@@ -2,7 +2,9 @@
 
 One place answers "which datasets, models and campaigns are there?" for the web app's pickers and the CLI, newest
 first, labelled with the name the user gave (the id is the value a picker returns). Sanity-check runs and their
-small datasets are working files of the sanity check, left out unless asked for.
+small datasets are working files of the sanity check, left out unless asked for. A dataset version is labelled
+with the rows of both its splits ("355 train + 39 val", as its statistics count them); one that a run, campaign
+or evaluation imported on its own from a bundled sample (``sample-sft``) says so, after the versions people saved.
 
 A model is named as the store names it: ``tiny``, ``run:<id>`` (a finished run's final model), optionally with
 ``#tag`` for a second sample in a campaign; ``display_names`` turns those into the runs' names for columns,
@@ -17,6 +19,8 @@ from typing import Any
 from lab.home import Home, lab_home
 
 TINY = "tiny"
+# Said once where tiny answers (Compare, the chat playground, Eval's details): its noise is expected, not a bug.
+TINY_NOTE = "tiny is a randomly initialised test model: before training it writes noise."
 Choice = tuple[str, str]  # (label shown, value returned)
 
 
@@ -46,15 +50,51 @@ def dataset_versions(home: Home | None = None, *, kind: str | None = None, sanit
             if (kind is None or v.kind == kind) and (sanity or not is_sanity_dataset(v))]
 
 
+def bundled_sample(version: Any) -> str | None:
+    """The bundled sample (``sample:sft``, …) a version was imported from on its own, or None: a run, a campaign or
+    an evaluation on ``sample:<kind>`` imports it once as the version ``sample-<kind>`` (``lab.train.datasets``),
+    which nobody saved by hand. A sample saved under a name of one's own is that person's version."""
+    from pathlib import Path
+
+    from lab.data.sources import SAMPLES
+    from lab.train.datasets import SAMPLES as IMPORTED
+
+    source = str(version.card.get("source") or "")
+    for sample, name in IMPORTED.items():
+        if version.name == name and (source == sample or (sample in SAMPLES and source
+                                                          and Path(source).name == SAMPLES[sample].name)):
+            return sample
+    return None
+
+
+def split_rows(version: Any) -> str:
+    """'355 train + 39 val': both splits, so a picker's count matches the statistics (which count both)."""
+    return f"{version.rows.get('train', 0):,} train + {version.rows.get('validation', 0):,} val"
+
+
+def version_label(version: Any) -> str:
+    """A saved version as pickers show it: its ref (short), kind, rows of both splits and when it was saved; a
+    bundled sample imported on its own says so, so nobody wonders where it came from."""
+    origin = " · auto-imported sample" if bundled_sample(version) else ""
+    return (f"{version.name}@{version.version[:8]} · {version.kind} · {split_rows(version)}{origin} · "
+            f"{when(version.created_at)}")
+
+
 def dataset_choices(home: Home | None = None, *, kind: str | None = None, samples: bool = True,
                     sanity: bool = False) -> list[Choice]:
-    """Saved dataset versions, newest first (``name@version`` values), then the bundled samples."""
+    """Saved dataset versions, newest first (``name@version`` values), the ones imported on their own from a
+    bundled sample after those saved by hand; then the bundled samples."""
     from lab.data.sources import SAMPLES
 
-    found = [(f"{v.name}@{v.version[:8]} · {v.kind} · {v.rows['train']:,} rows · {when(v.created_at)}", v.ref)
-             for v in dataset_versions(home, kind=kind, sanity=sanity)]
+    versions = dataset_versions(home, kind=kind, sanity=sanity)
+    found = [(version_label(v), v.ref) for v in sorted(versions, key=lambda v: bundled_sample(v) is not None)]
     bundled = [(f"{s} (bundled sample)", s) for s in SAMPLES if kind is None or s == f"sample:{kind}"] if samples else []
     return found + bundled
+
+
+def tiny_note(sources: Iterable[str]) -> str:
+    """``TINY_NOTE`` when the built-in ``tiny`` is among ``sources`` (``#tag``s aside), else ""."""
+    return TINY_NOTE if any(str(s).split("#", 1)[0] == TINY for s in sources) else ""
 
 
 def run_label(run: Any) -> str:

@@ -164,6 +164,13 @@ SMALL_MODELS = ("tiny",)  # known to be small without reading their config (lab.
 # Recipes and stored configs from before objectives and adapters were separate settings: method → both.
 LEGACY_METHODS = {"sft": ("sft", "none"), "lora": ("sft", "lora"), "qlora": ("sft", "qlora")}
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+# Each objective in plain words, for the objective's help (lab.train.methods.Objective.help says it technically).
+OBJECTIVE_WORDS = {"sft": "learns to answer like your conversations",
+                   "dpo": "learns to prefer the chosen answer of each pair",
+                   "reward": "a model that learns to score answers",
+                   "kto": "learns more of the answers marked good, less of the bad",
+                   "grpo": "learns from its own answers that your reward functions score best",
+                   "rloo": "like grpo, each answer judged against the others' average"}
 
 
 @dataclass
@@ -172,9 +179,9 @@ class TrainConfig:
 
     # what
     name: str = option("", "Run name shown in the lists (default: method-model-time).")
-    objective: str = option("sft", "What the run learns, and from which kind of data: " + ", ".join(
-        f"{o.name} ({o.title}: {o.data_kind})" for o in OBJECTIVES.values()) + "; `python -m lab train --help` "
-        "says what each does.", choices=OBJECTIVE_NAMES)
+    objective: str = option("sft", "What the run learns: " + "; ".join(
+        f"{o.name}: {OBJECTIVE_WORDS.get(o.name, o.help)} (needs {KINDS[o.data_kind].words.split(' (')[0]})"
+        for o in OBJECTIVES.values()) + ".", choices=OBJECTIVE_NAMES)
     adapter: str = option("none", "What is trained: every weight (none), a LoRA adapter on the frozen model, or "
                           "LoRA on the model loaded in 4 bits (qlora, CUDA only). Adapters need far less memory; "
                           "for preference objectives the frozen base is the reference model.", choices=ADAPTERS)
@@ -284,8 +291,10 @@ class TrainConfig:
     # speed (each 'auto' is decided by lab.train.speed from the GPU and what is installed; see speed.json)
     padding_free: str = option("auto", "Lay each batch's examples end to end with no padding (attention kept "
                                "inside each example). auto = on for SFT on a CUDA GPU.", choices=("auto", "on", "off"))
-    attention: str = option("auto", "Attention kernel: auto = flash-attn if installed, else PyTorch's variable-"
-                            "length flash kernel for padding-free batches, else SDPA.",
+    attention: str = option("auto", "How attention is computed (the same result, only the speed differs): auto "
+                            "picks the fastest installed; sdpa is PyTorch's standard attention, varlen its "
+                            "variable-length one, flash_attention_2 needs the flash-attn package, eager is the slow "
+                            "plain one.",
                             choices=("auto", "sdpa", "varlen", "flash_attention_2", "eager"))
     liger_kernels: str = option("auto", "Liger's fused RMSNorm, RoPE and SwiGLU Triton kernels. auto = on on a "
                                 "CUDA GPU when liger-kernel is installed.", choices=("auto", "on", "off"))
@@ -407,6 +416,8 @@ class TrainConfig:
         errors += [f"{f} must not be negative (got {getattr(self, f)})." for f in nonneg if getattr(self, f) < 0]
         if not 0 <= self.warmup_ratio < 1:
             errors.append(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio}).")
+        if not 0 <= self.seed < 2**32:  # numpy's and the trainer's seeding refuse more, mid-launch
+            errors.append(f"seed must be a whole number from 0 to {2**32 - 1} (got {self.seed}).")
         if not 0 <= self.lora_dropout < 1:
             errors.append(f"lora_dropout must be in [0, 1) (got {self.lora_dropout}).")
         if self.epochs <= 0 and self.max_steps <= 0:

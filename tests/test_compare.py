@@ -163,6 +163,7 @@ def test_three_sources_stream_side_by_side_with_curves_diff_saved_and_reopened(l
     headers = [out[1]["value"]["headers"] for out in job.outputs()]
     assert any("(waiting)" in " ".join(h) for h in headers)  # columns filled one checkpoint after another
     assert "3 checkpoints answered 2 prompts" in status
+    assert status.count("tiny is a randomly initialised test model") == 1  # tiny answered: said once
     answers = answers["value"]  # sent as an update that also sets the column widths
     assert answers["headers"][0] == "prompt" and len(answers["headers"]) == 4
     assert all("tok/s" in h for h in answers["headers"][1:]) and len(answers["data"]) == 2

@@ -67,7 +67,7 @@ def test_eval_tab_runs_jobs_and_shows_examples(lab_app):
         time.sleep(1)
     assert row[4] == "succeeded" and row[8] == 20, row
     shown = client.predict(row[0], api_name="/eval_show")
-    assert "Fitted best" in shown and "Fitted worst" in shown and "perplexity" in shown
+    assert "Lowest loss" in shown and "Highest loss" in shown and "perplexity" in shown
     path = client.predict(api_name="/eval_csv")
     assert "perplexity" in open(path).read()
 

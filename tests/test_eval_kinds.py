@@ -309,9 +309,12 @@ def test_eval_tab_starts_overlap_and_judge_jobs_and_shows_their_results(lab_app)
     assert rows[overlap_id][4] == "succeeded" and "ROUGE-L" in rows[overlap_id][7], rows[overlap_id]
     assert rows[judge_id][4] == "succeeded" and "win rate" in rows[judge_id][7], rows[judge_id]
 
-    assert "ROUGE-L" in client.predict(overlap_id, api_name="/eval_show")
+    overlap_shown = client.predict(overlap_id, api_name="/eval_show")
+    assert "ROUGE-L" in overlap_shown
     best, worst = (chat["value"] for chat in client.predict(overlap_id, api_name="/eval_examples"))
-    assert best[0]["role"] == "user" and best[1]["role"] == "assistant" and len(best) == len(worst) == 9
+    assert best[0]["role"] == "user" and best[1]["role"] == "assistant" and len(best) == 9
+    # tiny's noise often shares no word with any reference: then one panel of answers, unranked
+    assert len(worst) == 9 or (worst == [] and "Every answer scored ROUGE-L 0" in overlap_shown)
     assert "**Reference**" in best[2]["content"][0]["text"]  # three examples: prompt, answer, reference
     shown = client.predict(judge_id, api_name="/eval_show")
     assert "both orders agree" in shown and "position consistency" in shown

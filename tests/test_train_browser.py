@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.test_browser import CHROMIUM, browser, page, shots, snap, tab  # noqa: F401  (fixtures)
+from tests.test_browser import CHROMIUM, browser, expect, page, shots, snap, tab  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -53,11 +53,16 @@ def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed
     page.get_by_label("Dataset", exact=True).click()
     option = page.get_by_role("option", name="saved-later@", exact=False).filter(visible=True).first
     option.wait_for()
-    assert "6 rows" in option.inner_text()
+    assert "6 train + 0 val" in option.inner_text()
     option.click()
+    page.get_by_role("button", name="Estimate", exact=True).click()
+    page.get_by_text("steps in all").first.wait_for(timeout=60_000)
     wait_for_an_idle_queue(lab_app)
     start_with(page, {"Max steps": "4", "Batch size": "2"})
     page.get_by_text("is running").or_(page.get_by_text("is queued")).first.wait_for(timeout=30_000)
+    # The estimate was of other settings (Max steps and Batch size changed since): it says so, in the browser.
+    expect(page.get_by_text("Settings changed since this estimate").first).to_be_visible()
+    assert not page.get_by_text("steps in all").count()
     # The status line follows the run: "is running" becomes "succeeded" without a click.
     page.get_by_text("succeeded: final loss").first.wait_for(timeout=120_000)
     assert not page.get_by_text("is running.").count()

@@ -25,7 +25,7 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.catalog import model_choices, reward_model_choices
+from lab.catalog import model_choices, reward_model_choices, tiny_note
 from lab.chat import CHAT_SAMPLING
 from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
@@ -214,8 +214,9 @@ def compare(ui: CompareUI, home: Home, sources: list[str] | None, prompts_text: 
     said = f"{n} checkpoint{'s' * (n > 1)} answered {m} prompt{'s' * (m > 1)}"
     if scorer:
         said += f", scored by {names[scorer]}"
-    yield {**update, ui.status: f"**✓ {said}.**", ui.answers: answers_update(prompts, document_columns(document)),
-           ui.last: document}
+    note = tiny_note(sources)  # once, under the table, rather than in each of tiny's answers
+    yield {**update, ui.status: f"**✓ {said}.**" + (f" *{note}*" if note else ""),
+           ui.answers: answers_update(prompts, document_columns(document)), ui.last: document}
 
 
 def document_columns(document: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -447,6 +448,9 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
     def view(status: str) -> dict:
         return {ui.bots[0]: shown[0], ui.bots[1]: shown[1], ui.status: status}
 
+    # Said once, with tiny's first reply of a conversation, not with each one.
+    note = tiny_note(source for i, source in sides if not histories[i])
+    note = f" — {note}" if note else ""
     yield view("Answering…")
     speeds = []
     for i, source in sides:
@@ -459,9 +463,9 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
                 yield view(f"{'AB'[i]} ({names[source]}) is answering…")
         histories[i] = add_exchange(histories[i], text, reply.text)
         speeds.append(f"{'AB'[i]} ({names[source]}): {reply.new_tokens} tokens, {reply.tokens_per_second} tok/s")
-        yield {**view(" — ".join(speeds)), ui.histories: histories}
+        yield {**view(" — ".join(speeds) + (note if len(speeds) == len(sides) else "")), ui.histories: histories}
     if settings.temperature == 0:
-        yield view(" — ".join(speeds) + " (greedy: Retry gives the same reply; raise the temperature to vary)")
+        yield view(" — ".join(speeds) + " (greedy: Retry gives the same reply; raise the temperature to vary)" + note)
 
 
 def undo_last(ui: ChatUI, two: bool, histories: History) -> dict:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 import pandas as pd
 
 from lab import catalog
@@ -94,6 +95,7 @@ PAIR_HEADERS = ["type", "similarity", "kept (row A)", "removed (row B)"]
 FILTER_HEADERS = ["line", "reason", "text"]
 ERROR_HEADERS = ["line", "field", "reason"]
 CLEAN_HINT = "Nothing is removed until you save; the preview shows what would be."
+CHOOSE_HINT = "Choose a file above, then press **Check file**."
 VERSION_HEADERS = ["ref", "kind", "format", "train rows", "validation rows", "created"]
 
 
@@ -378,7 +380,7 @@ def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None =
 
     if not upload:
         return {}
-    kept, new = uploads.keep(ui.home, upload)
+    kept, new = uploads.keep(ui.home, upload, upload_folder=get_upload_folder())
     name = source_name(kept, ui.home)
     try:
         report, readable = run_check(ui, name, kind, None, checked)
@@ -391,6 +393,17 @@ def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None =
     if new:  # only a copy made here: one found there was accepted before and may still be in use
         uploads.discard(ui.home, kept)
     return {**report, ui.imp.path: ""}  # the box names no file that is not there
+
+
+def clear_upload(ui: DataUI, path: str | None, checked: str | None = None) -> dict:
+    """The upload was taken away (its ×): when the path box names it, nothing of its check, cleaning preview or save
+    stays on screen and the form is as at the start; otherwise (another file was checked since) nothing changes."""
+    from lab.data.sources import UPLOAD
+
+    text = (path or "").strip()
+    if not text.startswith(UPLOAD) and not (checked or "").startswith(UPLOAD):
+        return {}
+    return {**clean_slate(ui, ""), ui.imp.path: "", ui.imp.checked: None, ui.imp.status: CHOOSE_HINT}
 
 
 def clean_slate(ui: DataUI, new_file: str | None) -> dict:
@@ -508,8 +521,11 @@ def versions_frame(home: Home) -> pd.DataFrame:
 def card_markdown(version: Any) -> str:
     """A dataset version's card: where it came from and what each step did, with counts."""
     card = version.card or {}
+    sample = catalog.bundled_sample(version)
     lines = [
         f"### {version.ref}",
+        *([(f"*The bundled sample {sample}, imported on its own the first time a run, a campaign or an evaluation "
+            f"used `{sample}`.*"), ""] if sample else []),
         f"**Kind** {version.kind} · **Format** {html.escape(describe_format(version.format))} · "
         f"**Rows** {version.rows.get('train', 0)} train / {version.rows.get('validation', 0)} validation · "
         f"**Created** {str(version.created_at)[:19].replace('T', ' ')}",
@@ -524,14 +540,55 @@ def card_markdown(version: Any) -> str:
         lines += ["", "| step | before | after | removed | detail |", "|---|---:|---:|---:|---|"]
         for s in steps:
             detail = str(s.get("detail", "")).replace("|", "\\|")
-            lines.append(f"| {s.get('step')} | {s.get('before')} | {s.get('after')} | {s.get('removed')} | {detail} |")
+            removed = s.get("removed")
+            if s.get("step") == "split":  # nothing is removed there: the rows "after" leaves out are validation
+                held = (s.get("before") or 0) - (s.get("after") or 0)
+                removed = f"{removed} (→ {held} to validation)" if held else removed
+            lines.append(f"| {s.get('step')} | {s.get('before')} | {s.get('after')} | {removed} | {detail} |")
     if card.get("invalid_count"):
         lines += ["", f"{card['invalid_count']} invalid row(s) were left out."]
     config = card.get("config") or {}
     if config:
-        settings = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("name", "kind"))
-        lines += ["", f"<small>Settings: {html.escape(settings)}</small>"]
+        lines += ["", "<details><summary>Cleaning settings</summary>", "",
+                  html.escape(settings_words(config)), "", "</details>"]
     return "\n".join(lines)
+
+
+def settings_words(config: dict[str, Any]) -> str:
+    """A version's cleaning settings (``DataConfig`` as its card keeps it) in plain words, one phrase per setting
+    that mattered; a setting this does not know (a newer one) as ``name value``."""
+    c = dict(config)
+    done = {"name", "kind"}
+    said = []
+
+    def take(*keys: str) -> list[Any]:
+        done.update(keys)
+        return [c.get(k) for k in keys]
+
+    exact, near, threshold = take("dedup_exact", "dedup_near", "near_threshold")
+    if exact is not None:
+        said.append("exact duplicates removed" if exact else "exact duplicates kept")
+    if near is not None:
+        said.append(f"near duplicates removed (similarity {threshold} or more)" if near else "near duplicates kept")
+    tokenizer, template = take("tokenizer", "template")  # they count tokens only for the token limits
+    counted = f" ({tokenizer} tokenizer" + (f", {template} template)" if template not in (None, "model") else ")")
+    for low, high, unit in (("min_tokens", "max_tokens", "tokens"), ("min_turns", "max_turns", "user turns")):
+        lo, hi = take(low, high)
+        if lo or hi:
+            span = f"{lo} to {hi}" if lo and hi else f"at most {hi}" if hi else f"{lo} or more"
+            said.append(f"kept rows of {span} {unit}"
+                        + (counted if unit == "tokens" and tokenizer else ""))
+    limit, fraction, seed = take("max_rows", "val_fraction", "seed")
+    if limit:
+        said.append(f"a random sample of {limit} rows kept")
+    if fraction is not None:
+        said.append(f"{fraction:.0%} held out for validation" + (f" (seed {seed})" if seed is not None else ""))
+    (skip,) = take("skip_invalid")
+    if skip is not None:
+        said.append("invalid rows skipped" if skip else "invalid rows refused")
+    said += [f"{k} {v}" for k, v in c.items() if k not in done]
+    text = "; ".join(said)
+    return text[:1].upper() + text[1:] + "." if text else ""
 
 
 def version_choices(home: Home, selected: str | None = None) -> gr.Dropdown:
@@ -819,7 +876,7 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
                 load_sample = gr.Button("Load sample", scale=1)
             kind = component_for(DataConfig.__dataclass_fields__["kind"])
     check = gr.Button("Check file", variant="primary")
-    status = gr.Markdown("Choose a file above, then press **Check file**.", elem_classes=["lab-status"])
+    status = gr.Markdown(CHOOSE_HINT, elem_classes=["lab-status"])
     errors = gr.Dataframe(headers=ERROR_HEADERS, visible=False, label="Invalid rows", wrap=True,
                           interactive=False, max_height=300, column_widths=["10%", "20%", "70%"])
     with gr.Group(visible=False) as mapping_panel:
@@ -862,7 +919,9 @@ def build_import(home: Home, explore_source: list) -> tuple[ImportUI, CleanUI, S
 def build_versions() -> VersionsUI:
     with gr.Tab("Versions", id="data-versions") as tab:
         gr.Markdown("Every save is an immutable version `name@version`. Select one to see its card, "
-                    "export it, push it to the hub or delete it.")
+                    "export it, push it to the hub or delete it. A version named `sample-<kind>` is a bundled "
+                    "sample, imported on its own the first time a run, a campaign or an evaluation used "
+                    "`sample:<kind>`.")
         table = gr.Dataframe(headers=VERSION_HEADERS, label="Saved versions", interactive=False)
         with gr.Row(equal_height=True):
             ref = gr.Dropdown([], label="Version", scale=4, allow_custom_value=True)
@@ -977,6 +1036,10 @@ def wire(ui: DataUI) -> None:
     imp.upload.upload(guarded(keep_upload, imp.status, ui),
                       inputs_kwargs={"upload": imp.upload, "kind": imp.kind, "checked": imp.checked},
                       outputs=[imp.path, *check_outputs], api_name="data_upload")
+    # Pressing × on the upload takes its results off the page with it (check, preview, save), when the form shows
+    # that upload's; a file checked since (a sample, a path) keeps its own.
+    imp.upload.clear(guarded(clear_upload, imp.status, ui), inputs_kwargs={"path": imp.path, "checked": imp.checked},
+                     outputs=[imp.path, imp.status, *check_outputs], api_visibility="private")
     imp.recheck.click(guarded(check_mapped, imp.status, ui),
                       inputs_kwargs={**check_inputs, "checked": imp.checked, **imp.mapping}, outputs=check_outputs,
                       api_name="data_check_mapped")

@@ -28,8 +28,11 @@ from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, stat
 from lab.ui.forms import Form, build_form
 
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
-METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L"), ("bleu", "BLEU"),
-           ("judge_win_rate", "Judge win rate"), ("judge_grade", "Judge grade (1-10)"))
+METRICS = (("perplexity", "Perplexity (lower is better)"), ("rouge_l", "ROUGE-L (0–1, higher is better)"),
+           ("bleu", "BLEU (0–100, higher is better)"), ("judge_win_rate", "Judge win rate (higher is better)"),
+           ("judge_grade", "Judge grade (1–10, higher is better)"))
+# How each number is written, in the chart and the table alike (the jobs' own lines write them so too).
+FORMATS = {"perplexity": ".3f", "rouge_l": ".3f", "bleu": ".1f", "judge_win_rate": ".0%", "judge_grade": ".2f"}
 SUMMARY_HEADERS = ["model", "perplexity", "ROUGE-L", "BLEU", "judge win rate", "judge vs", "judge grade",
                    "mean reward (reward model)", "lm-eval",
                    "human win rate", "Bradley–Terry [95%]", "votes"]
@@ -97,16 +100,18 @@ def build(home: Home) -> EvalUI:
             reward_btn = gr.Button("Score with the reward model", variant="primary")
     status = gr.Markdown()
     gr.Markdown("### Evaluations")
+    # Columns of one short word (a kind, a status) in pixels, never narrower than the word; the rest share the
+    # width. A row click picks the job.
     jobs = gr.Dataframe(headers=JOB_HEADERS, interactive=False, wrap=True,
-                        column_widths=["12%", "7%", "14%", "15%", "8%", "7%", "14%", "18%", "5%"])
+                        column_widths=["12%", "104px", "11%", "16%", "104px", "92px", "13%", "15%", "56px"])
     chart = gr.Plot(label="Latest result per checkpoint, one panel per metric")
     with gr.Row():
         selected = gr.Dropdown(label="Evaluation", choices=[], allow_custom_value=True, scale=4)
         refresh_btn = gr.Button("Refresh", size="sm", scale=0, min_width=90)
     details = gr.Markdown()
-    with gr.Row():
+    with gr.Row():  # hidden until a job is picked (its examples, or none for lm-eval)
         chat = dict(height=460, group_consecutive_messages=False, autoscroll=False, buttons=["copy_all"],
-                    placeholder="Select an evaluation above.")
+                    placeholder="Select an evaluation above.", visible=False)
         best = gr.Chatbot(label="Best examples", **chat)
         worst = gr.Chatbot(label="Worst examples", **chat)
     gr.Markdown("### lm-eval tasks: base vs tuned")
@@ -119,12 +124,14 @@ def build(home: Home) -> EvalUI:
         campaign = gr.Dropdown(campaign_choices(home), value=NO_CAMPAIGN, label="Campaign", scale=3, allow_custom_value=True,
                                info="newest first")
         summary_btn = gr.Button("Show", scale=0, min_width=90)
+    # A width per header (twelve), each header's longest word on one line ("perplexity", "Bradley–Terry" in pixels).
     summary_table = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True,
-                                 column_widths=["16%", "8%", "7%", "6%", "8%", "12%", "7%", "12%", "8%", "10%", "6%"])
+                                 column_widths=["11%", "104px", "7%", "6%", "7%", "9%", "6%", "10%", "9%", "7%",
+                                                "130px", "5%"])
     human_chart = gr.Plot(label="People vs judge")
     with gr.Row():
         csv_btn = gr.Button("Export CSV", scale=1)
-        csv = gr.File(label="CSV", scale=2)
+        csv = gr.File(label="CSV", scale=2, visible=False)  # shown with its file
     seen, following = gr.State(""), gr.State([])
     ui = EvalUI(models, dataset, judge["judge"], reward["reward_model"], status, jobs, selected, chart, details, best,
                 worst, harness_base, harness_table, campaign, summary_table, human_chart, csv, seen, following)
@@ -157,6 +164,7 @@ def build(home: Home) -> EvalUI:
     # These events' outputs (their API) have no status line: ``guarded`` without one raises the message as gr.Error.
     refresh_btn.click(guarded(refresh, None, ui, home), inputs=None, outputs=listing, api_name="eval_jobs").then(
         guarded(follow, status, ui, home), inputs=following, outputs=status, api_visibility="private")
+    jobs.select(pick_job, None, selected, api_visibility="private")
     selected.change(guarded(show, None, ui, home), inputs=selected, outputs=[details], api_name="eval_show")
     selected.change(guarded(examples, None, ui, home), inputs=selected, outputs=[best, worst],
                     api_name="eval_examples")
@@ -165,7 +173,9 @@ def build(home: Home) -> EvalUI:
     summary_inputs = dict(inputs=campaign, outputs=[campaign, summary_table, human_chart])
     summary_btn.click(guarded(summary_view, None, ui, home), **summary_inputs, api_name="eval_summary")
     campaign.change(guarded(summary_view, None, ui, home), **summary_inputs, api_visibility="private")
-    csv_btn.click(guarded(export_csv, None, ui, home), inputs=None, outputs=[csv], api_name="eval_csv")
+    # The API returns the file's path; the box, hidden until there is a file, is shown after.
+    csv_btn.click(guarded(export_csv, None, ui, home), inputs=None, outputs=[csv], api_name="eval_csv").then(
+        lambda: gr.update(visible=True), outputs=csv, api_visibility="private", queue=False)
     return ui
 
 
@@ -239,7 +249,8 @@ def swap_prompt(mode: str, text: str) -> str:
 
 def created(ui: EvalUI, home: Home, jobs: list[Any]) -> dict:
     listing = refresh(ui, home)
-    listing[ui.selected]["value"] = jobs[0].id  # follow the new job: its numbers appear when it finishes
+    # Follow a new job, its numbers appear when it finishes: the tuned model's, not its base's.
+    listing[ui.selected]["value"] = default_job(jobs, home)
     ids = [job.id for job in jobs]
     text, _ = progress_of(ids, home)
     return {ui.status: f"**Started {len(jobs)} evaluation(s):** {text}", ui.started: ids, **listing}
@@ -349,6 +360,31 @@ def jobs_panels(ui: EvalUI, found: list[Any]) -> dict:
             ui.chart: metrics_chart(rows, latest_means(found), names)}
 
 
+def default_job(found: list[Any], home: Home) -> str | None:
+    """The job to show when none is picked, of ``found`` (newest first): the first on a tuned model, a finished
+    run that is not the base of another run among them; else the first on any run; else the first."""
+    from lab.train.runner import get_run
+
+    runs = list(dict.fromkeys(j.model for j in found if j.model.startswith("run:")))
+    bases = set()
+    for model in runs:
+        try:
+            bases.add(str(get_run(model.removeprefix("run:"), home).config.get("model", "")))
+        except LabError:
+            continue  # deleted since: its jobs stay, its base is unknown
+    for wanted in ([m for m in runs if m not in bases], runs):
+        job = next((j for j in found if j.model in wanted), None)
+        if job is not None:
+            return job.id
+    return found[0].id if found else None
+
+
+def pick_job(evt: gr.SelectData) -> str:
+    """A click in the Evaluations table picks that row's job (its id is the first cell)."""
+    row = evt.row_value or []
+    return row[0] if row and row[0] else gr.skip()
+
+
 def reward_models(found: list[Any]) -> list[str]:
     return [j.config["reward_model"] for j in found if j.config.get("reward_model")]
 
@@ -365,7 +401,11 @@ def tick(ui: EvalUI, home: Home, seen: str, selected: str | None, base: str | No
                                        ui.summary_table, ui.human_chart, ui.details, ui.best, ui.worst, ui.seen,
                                        ui.status)}
     found = list_evals(home)  # read once for the three panels that list every job
-    return {**jobs_panels(ui, found), **harness_panels(ui, found, base), **summary_panels(ui, home, campaign, found),
+    listing = jobs_panels(ui, found)
+    if not selected and found:  # nothing picked yet (a page just opened): the newest tuned model's job
+        selected = default_job(found, home)
+        listing[ui.selected]["value"] = selected
+    return {**listing, **harness_panels(ui, found, base), **summary_panels(ui, home, campaign, found),
             **show(ui, home, selected), **examples(ui, home, selected), **follow(ui, home, following),
             ui.seen: now}
 
@@ -406,8 +446,10 @@ def metrics_chart(rows: list[dict[str, Any]], rewards: dict[str, dict[str, float
     tasks = sorted({t for r in rows for t in r["harness"]})
     flat = [{**r, **{f"lm-eval {t}": r["harness"].get(t) for t in tasks},
              **{f"reward {rm}": means.get(r["model"]) for rm, means in rewards.items()}} for r in rows]
+    formats = {**FORMATS, **{f"lm-eval {t}": ".3f" for t in tasks}, **{f"reward {rm}": ".3f" for rm in rewards}}
     return plots.metric_panels(flat, [*METRICS, *((f"lm-eval {t}", f"lm-eval: {t}") for t in tasks),
-                                      *((f"reward {rm}", f"Mean reward by {names.get(rm, rm)}") for rm in rewards)])
+                                      *((f"reward {rm}", f"Mean reward by {names.get(rm, rm)}") for rm in rewards)],
+                               formats=formats)
 
 
 # --------------------------------------------------------------------------- one job
@@ -420,14 +462,16 @@ def show(ui: EvalUI, home: Home, job_id: str | None) -> dict:
         return {ui.details: ""}
     job = get_eval(job_id, home)
     names = job_names(job, home)
+    note = catalog.tiny_note(job.models)  # once, under the numbers, not on every example
+    note = f"\n\n*{note}*" if note else ""
     if not job.results:
         text = f"**{job.kind}** of {job.named_subject(names)}: {job.status}"
         if job.total:
             text += f" ({job.done}/{job.total})"
         if job.error:
             text += f": {job.error} (log: `{log_path(job.id, home)}`)"
-        return {ui.details: text}
-    return {ui.details: DETAILS[job.kind](job, names)}
+        return {ui.details: text + note}
+    return {ui.details: DETAILS[job.kind](job, names) + note}
 
 
 def job_names(job: Any, home: Home) -> dict[str, str]:
@@ -438,19 +482,30 @@ def job_names(job: Any, home: Home) -> dict[str, str]:
 
 def perplexity_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
-    parts = [f"**{names[job.model]}** on {r['dataset']}:{r['split']}: loss **{r['loss']}**, perplexity "
-             f"**{r['perplexity']}** over {r['rows']} replies ({r['tokens']} tokens)"]
-    for title, key in (("Fitted best", "best"), ("Fitted worst", "worst")):
+    parts = [f"**{names[job.model]}** on {r['dataset']}:{r['split']}: loss **{r['loss']:.4f}**, perplexity "
+             f"**{format(r['perplexity'], FORMATS['perplexity'])}** (lower is better) over {r['rows']} replies "
+             f"({r['tokens']} tokens)"]
+    for title, key in (("Lowest loss", "best"), ("Highest loss", "worst")):
         parts.append(f"**{title}** (as chats below): " + " · ".join(f"line {e['line']}: loss {e['loss']}"
                                                                      for e in r[key]))
     return "\n\n".join(parts)
 
 
+def all_zero(job: Any) -> bool:
+    """An overlap job whose every answer scored ROUGE-L 0: nothing to rank them by."""
+    scores = [e.get("rouge_l") for e in (job.results or {}).get("per_example") or []]
+    return job.kind == "overlap" and bool(scores) and not any(scores)
+
+
 def overlap_details(job: Any, names: dict[str, str]) -> str:
     r = job.results
-    return (f"**{names[job.model]}** on {r['dataset']}:{r['split']}: ROUGE-L **{r['rouge_l']}**, BLEU "
-            f"**{r['bleu']}** over {r['rows']} answers (corpus BLEU, sacrebleu `{r['bleu_signature']}`; ROUGE-L is "
-            "the mean per-example F1). The best and worst answers by ROUGE-L are below.")
+    below = ("Every answer scored ROUGE-L 0: none shares a word sequence with its reference, so none ranks above "
+             "another; a few are below, unranked." if all_zero(job)
+             else "The best and worst answers by ROUGE-L are below.")
+    rouge, bleu = format(r["rouge_l"], FORMATS["rouge_l"]), format(r["bleu"], FORMATS["bleu"])
+    return (f"**{names[job.model]}** on {r['dataset']}:{r['split']}: ROUGE-L **{rouge}** (0–1), BLEU **{bleu}** "
+            f"(0–100); higher is better for both. Over {r['rows']} answers (corpus BLEU, sacrebleu "
+            f"`{r['bleu_signature']}`; ROUGE-L is the mean per-example F1). {below}")
 
 
 def judge_details(job: Any, names: dict[str, str]) -> str:
@@ -509,8 +564,8 @@ def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
     """The selected job's best and worst examples, each as a chat: the prompt, the answer(s), the numbers."""
     from lab.eval.jobs import get_eval
 
-    if not job_id:
-        return {ui.best: gr.update(value=[], visible=True), ui.worst: gr.update(value=[], visible=True)}
+    if not job_id:  # nothing picked: no empty panels
+        return {ui.best: gr.update(value=[], visible=False), ui.worst: gr.update(value=[], visible=False)}
     job = get_eval(job_id, home)
     names = job_names(job, home)
     r = job.results or {}
@@ -520,11 +575,20 @@ def examples(ui: EvalUI, home: Home, job_id: str | None) -> dict:
         rest = [i for i in r["items"] if i["outcome"] not in ("a", "b")]
         left = ("Prompts A won", won) if won else ("No prompt won by A; ties, inconsistent and unparsed", rest)
         return {ui.best: chat_update(*left, job, names), ui.worst: chat_update("Prompts B won", lost, job, names)}
-    label = {"perplexity": "fitted", "overlap": "by ROUGE-L", "judge": "by grade", "reward": "by reward"}.get(job.kind)
-    if not label:  # lm-eval scores have no examples to show
-        return {ui.best: gr.update(visible=False), ui.worst: gr.update(visible=False)}
-    return {ui.best: chat_update(f"Best examples ({label})", r.get("best", []), job, names),
-            ui.worst: chat_update(f"Worst examples ({label})", r.get("worst", []), job, names)}
+    if all_zero(job):  # no best or worst: one panel, unranked
+        return {ui.best: chat_update("Answers, unranked (every one scored ROUGE-L 0)", r.get("best", []), job, names),
+                ui.worst: gr.update(value=[], visible=False)}
+    titles = EXAMPLE_TITLES.get(job.kind)
+    if not titles:  # lm-eval scores have no examples to show
+        return {ui.best: gr.update(value=[], visible=False), ui.worst: gr.update(value=[], visible=False)}
+    return {ui.best: chat_update(titles[0], r.get("best", []), job, names),
+            ui.worst: chat_update(titles[1], r.get("worst", []), job, names)}
+
+
+EXAMPLE_TITLES = {"perplexity": ("Lowest-loss replies", "Highest-loss replies"),
+                  "overlap": ("Best examples (by ROUGE-L)", "Worst examples (by ROUGE-L)"),
+                  "judge": ("Best examples (by grade)", "Worst examples (by grade)"),
+                  "reward": ("Best examples (by reward)", "Worst examples (by reward)")}
 
 
 def chat_update(label: str, items: list[dict[str, Any]], job: Any, names: dict[str, str]) -> dict:
@@ -551,7 +615,8 @@ def replies(item: dict[str, Any], job: Any, names: dict[str, str]) -> list[dict[
     if job.kind == "perplexity":
         return [said(f"Reference reply · loss {item['loss']}", item["messages"][-1]["content"])]
     if job.kind == "overlap":
-        return [said(f"{names[job.model]} · ROUGE-L {item['rouge_l']} · BLEU {item['bleu']}", item["generation"]),
+        scores = f"ROUGE-L {item['rouge_l']:{FORMATS['rouge_l']}} · BLEU {item['bleu']:{FORMATS['bleu']}}"
+        return [said(f"{names[job.model]} · {scores}", item["generation"]),
                 said("Reference", item["reference"])]
     if job.kind == "reward":
         reference = ([said(f"The dataset's reply · reward {item['reference_reward']:+.3f}", item["reference"])]
@@ -624,9 +689,9 @@ def summary_row(r: dict[str, Any], names: dict[str, str]) -> list[Any]:
 
     interval = (f" [{r['human_low']:.0f}, {r['human_high']:.0f}]" if r["human_low"] is not None
                 and r["human_high"] is not None else "")
-    return [r["name"], fmt(r["perplexity"], ".2f"), fmt(r["rouge_l"], ".3f"), fmt(r["bleu"], ".1f"),
-            fmt(r["judge_win_rate"], ".0%"), names.get(r["judge_vs"], r["judge_vs"] or ""),
-            fmt(r["judge_grade"], ".2f"),
+    return [r["name"], fmt(r["perplexity"], FORMATS["perplexity"]), fmt(r["rouge_l"], FORMATS["rouge_l"]),
+            fmt(r["bleu"], FORMATS["bleu"]), fmt(r["judge_win_rate"], FORMATS["judge_win_rate"]),
+            names.get(r["judge_vs"], r["judge_vs"] or ""), fmt(r["judge_grade"], FORMATS["judge_grade"]),
             fmt(r["reward"], ".3f") + (f" ({r['reward_model']})" if r["reward"] is not None else ""),
             " · ".join(f"{t} {v:.3f}" for t, v in r["harness"].items()),
             fmt(r["human_win_rate"], ".0%"), fmt(r["human_rating"], ".0f") + interval, r["human_comparisons"] or ""]

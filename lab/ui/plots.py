@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 COLORS = {"prompt": "#6366f1", "response": "#10b981", "chosen": "#10b981", "rejected": "#ef4444",
           "system": "#9ca3af", "user": "#3b82f6", "assistant": "#10b981"}
@@ -22,7 +23,15 @@ BINS = 40
 RUN_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
                "#393b79")
 BASE_COLOR = "#7f7f7f"
-LAYOUT = dict(template="plotly_white", height=320, margin=dict(l=50, r=20, t=50, b=45),
+# The top of a figure under Gradio's label badge (the gr.Plot's label, drawn over the figure's top-left corner,
+# about 36 px high): no title may sit there. A title starts below it, subplot titles sit on their panels, and a
+# legend at the top sits between the title and the plot.
+BADGE = 40
+TITLED = BADGE + 26  # room at the top for a title, or for subplot titles, under the badge
+TOP = TITLED + 22  # a title and a legend above the plot
+TEMPLATE = go.layout.Template(pio.templates["plotly_white"])
+TEMPLATE.layout.title.update(y=1, yref="container", yanchor="top", pad={"t": BADGE})
+LAYOUT = dict(template=TEMPLATE, height=350, margin=dict(l=50, r=20, t=TOP, b=45),
               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
 
 
@@ -146,7 +155,8 @@ def lr_schedule(curve: Sequence[tuple[int, float]]) -> go.Figure:
     """The learning rate at each optimizer step, as the Trainer's scheduler will set it."""
     fig = go.Figure(go.Scatter(x=[s for s, _ in curve], y=[lr for _, lr in curve], mode="lines",
                                line=dict(color=COLORS["prompt"])))
-    fig.update_layout(**{**LAYOUT, "height": 260}, title="Learning-rate schedule", xaxis_title="step",
+    fig.update_layout(**{**LAYOUT, "height": 290, "margin": {"l": 50, "r": 20, "t": TITLED, "b": 45}},
+                      title="Learning-rate schedule", xaxis_title="step",
                       yaxis_title="learning rate")
     fig.update_yaxes(rangemode="tozero")  # a constant rate would otherwise sit mid-axis, looking like 0
     return fig
@@ -162,7 +172,8 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
         title += f" · measured peak {measured:.2f} GiB"
         fig.add_vline(x=measured, line_dash="dash", line_color=COLORS["rejected"],
                       annotation_text="measured peak", annotation_position="top")
-    fig.update_layout(**{**LAYOUT, "height": 260}, title=title, xaxis_title="GiB")
+    fig.update_layout(**{**LAYOUT, "height": 290, "margin": {"l": 50, "r": 20, "t": TITLED, "b": 45}}, title=title,
+                      xaxis_title="GiB")
     return fig
 
 
@@ -191,12 +202,12 @@ def loss_overlay(runs: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]], *
             if steps:
                 fig.add_trace(go.Scatter(x=steps, y=values, name=f"{name} · {label}" if name else f"{label} loss",
                                          mode="lines+markers",
-                                         line=dict(color=colors[source], dash=dash), marker=dict(size=4),
+                                         line=dict(color=colors[source], dash=dash), marker=marker_of(steps, 4),
                                          legendgroup=source))
     if not fig.data:
         return empty_figure("No losses logged yet.")
     # The legend under the plot: one entry per run and split would run over the title at the top.
-    fig.update_layout(**{**LAYOUT, "height": 360, "margin": dict(l=50, r=20, t=50, b=20),
+    fig.update_layout(**{**LAYOUT, "height": 380, "margin": {"l": 50, "r": 20, "t": TITLED, "b": 20},
                          "legend": dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)},
                       title=f"{title} (solid: train, dotted: eval)", xaxis_title="step")
     return fig
@@ -211,6 +222,12 @@ def run_curves(rows: Sequence[Mapping[str, Any]], source: str = "",
         return {"loss": empty, "aux": empty}
     return {"loss": loss_overlay([(source, "", rows)]),
             "aux": aux_panels(rows, run_color(source), (*AUX_PANELS, *panels))}
+
+
+def marker_of(steps: Sequence[Any], size: int) -> dict[str, Any]:
+    """The markers of a series: ``size``, or large enough to see when the series is one point (a run evaluated
+    once has one eval loss: there is no line to draw, only its point)."""
+    return {"size": size if len(steps) > 1 else 10}
 
 
 def logged_keys(rows: Sequence[Mapping[str, Any]], patterns: Sequence[str]) -> list[str]:
@@ -235,12 +252,13 @@ def aux_panels(rows: Sequence[Mapping[str, Any]], color: str,
     for i, (_, keys) in enumerate(shown):
         for key in keys:
             steps, values = series(rows, key)
-            fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines", showlegend=len(keys) > 1,
+            fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines" if len(steps) > 1 else "markers",
+                                     showlegend=len(keys) > 1, marker=marker_of(steps, 6),
                                      line=dict(color=color, dash=DASHES[keys.index(key) % len(DASHES)])),
                           row=i // 2 + 1, col=i % 2 + 1)
     fig.update_yaxes(exponentformat="e", rangemode="tozero")  # a learning rate reads 2e-5, not 0.00002
     # The legend (e.g. DPO's three rewards) under the panels: at the top it would cover a panel's title.
-    fig.update_layout(**{**LAYOUT, "height": 100 + 220 * lines, "margin": dict(l=60, r=20, t=40, b=40),
+    fig.update_layout(**{**LAYOUT, "height": 126 + 220 * lines, "margin": {"l": 60, "r": 20, "t": TITLED, "b": 40},
                          "legend": dict(orientation="h", yanchor="top", y=-0.4 / lines, xanchor="left", x=0)})
     return fig
 
@@ -258,7 +276,13 @@ def ratings_plot(ratings: Sequence[Mapping[str, Any]]) -> go.Figure:
                      arrayminus=[(r["rating"] - r["low"]) if r["low"] is not None else 0 for r in rows]),
         text=[f"{r['comparisons']} comparisons" for r in rows], hovertemplate="%{y}: %{x:.0f} (%{text})"))
     fig.add_vline(x=1000, line_dash="dot", line_color="gray")
-    fig.update_layout(**{**LAYOUT, "height": 120 + 40 * len(rows)}, title="Bradley–Terry rating (95% interval)",
+    # Every interval whole on the plot: the axis spans the lowest and highest ends (and 1000), with a margin.
+    ends = [v for r in rows for v in (r["low"], r["rating"], r["high"]) if v is not None] + [1000]
+    pad = max(10.0, (max(ends) - min(ends)) * 0.08)
+    fig.update_xaxes(range=[min(ends) - pad, max(ends) + pad])
+    fig.update_layout(**{**LAYOUT, "height": 150 + 40 * len(rows),
+                         "margin": {"l": 50, "r": 30, "t": TITLED, "b": 45}},
+                      title="Bradley–Terry rating (95% interval)",
                       xaxis_title="rating (mean 1000)")
     return fig
 
@@ -273,7 +297,9 @@ def win_matrix_plot(models: Sequence[str], rates: Sequence[Sequence[float | None
     fig = go.Figure(go.Heatmap(z=[[r if r is not None else None for r in row] for row in rates], x=list(models),
                                y=list(models), zmin=0, zmax=1, colorscale="RdBu", text=text, texttemplate="%{text}",
                                hovertemplate="%{y} beat %{x}: %{z:.0%}<extra></extra>"))
-    fig.update_layout(**{**LAYOUT, "height": 160 + 50 * len(models)}, title="Win rate of row over column",
+    fig.update_layout(**{**LAYOUT, "height": 180 + 50 * len(models),
+                         "margin": {"l": 50, "r": 20, "t": TITLED, "b": 45}},
+                      title="Win rate of row over column",
                       yaxis_autorange="reversed")
     return fig
 
@@ -283,12 +309,21 @@ def bar_label(row: Mapping[str, Any]) -> str:
     return wrap_label(row.get("name") or row["model"])
 
 
+def number_text(value: float, spec: str | None = None) -> str:
+    """A bar's number as tables write it: with ``spec`` (a format spec, ".3f", ".0%"), else whole above 100 and
+    three significant digits below."""
+    if spec:
+        return format(value, spec)
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def metric_panels(rows: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str, str]], *,
-                  columns: int = 3) -> go.Figure:
+                  columns: int = 3, formats: Mapping[str, str] | None = None) -> go.Figure:
     """One small bar chart per metric, a horizontal bar per model in the model's colour (``rows``: ``{"model",
     "name", <metric>: value}``; names on the y axis, wrapped, never overlapping); metrics no model has are left
     out. Scales differ (perplexity in the thousands, ROUGE-L in 0-1), hence a panel each. Every panel lists the
-    models in the same order, so a model sits at the same height in each."""
+    models in the same order, so a model sits at the same height in each. ``formats``: a metric's format spec, so a
+    bar reads as the tables write that number (BLEU 0.5 in both, not 0.46 on the bar)."""
     from plotly.subplots import make_subplots
 
     shown = [(key, title) for key, title in metrics if any(r.get(key) is not None for r in rows)]
@@ -304,7 +339,7 @@ def metric_panels(rows: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str
         present = [r for r in rows if r.get(key) is not None]
         fig.add_trace(go.Bar(y=[bar_label(r) for r in present], x=[r[key] for r in present], orientation="h",
                              showlegend=False, marker_color=[colors[r["model"]] for r in present],
-                             text=[f"{r[key]:.0f}" if abs(r[key]) >= 100 else f"{r[key]:.3g}" for r in present],
+                             text=[number_text(r[key], (formats or {}).get(key)) for r in present],
                              textposition="outside", cliponaxis=False,
                              customdata=[r.get("name") or r["model"] for r in present],
                              hovertemplate="%{customdata}: %{x:.4g}<extra></extra>"),
@@ -312,7 +347,8 @@ def metric_panels(rows: Sequence[Mapping[str, Any]], metrics: Sequence[tuple[str
         top = max(r[key] for r in present)
         fig.update_xaxes(range=[0, top * 1.3 if top > 0 else 1], row=i // width + 1, col=i % width + 1)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=order, automargin=True)
-    fig.update_layout(**{**LAYOUT, "height": 50 + (panel + 70) * lines, "margin": dict(l=20, r=30, t=50, b=30)},
+    fig.update_layout(**{**LAYOUT, "height": 66 + (panel + 70) * lines,
+                         "margin": {"l": 20, "r": 30, "t": TITLED, "b": 30}},
                       bargap=0.3)
     return fig
 
@@ -336,7 +372,7 @@ def human_vs_judge(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
                              orientation="h", marker_color=color, cliponaxis=False, textposition="outside",
                              text=[f"{r[key]:.0%}" if r.get(key) is not None else "" for r in present]))
     fig.add_vline(x=0.5, line_dash="dot", line_color="gray")
-    fig.update_layout(**{**LAYOUT, "height": 140 + 56 * len(present)}, barmode="group",
+    fig.update_layout(**{**LAYOUT, "height": 170 + 56 * len(present)}, barmode="group",
                       title="Win rate: people vs judge (ties count half)",
                       xaxis=dict(range=[0, 1.12], tickformat=".0%"), legend_traceorder="reversed")
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=[bar_label(r) for r in reversed(present)],
@@ -399,7 +435,8 @@ def phase_bars(phases: Mapping[str, float], meanings: Mapping[str, str] | None =
         fig.add_trace(go.Scatter(x=[expected_loop], y=["training"], mode="markers", name="estimated loop",
                                  marker=dict(symbol="line-ns", size=22, line=dict(width=3, color=COLORS["rejected"])),
                                  hovertext=[f"estimated: {expected_loop:.1f} s"], hoverinfo="text"))
-    fig.update_layout(**{**LAYOUT, "height": 90 + 26 * len(names), "margin": dict(l=110, r=40, t=50, b=40)},
+    fig.update_layout(**{**LAYOUT, "height": 110 + 26 * len(names),
+                         "margin": {"l": 110, "r": 40, "t": TITLED, "b": 40}},
                       title=f"Whole wait {sum(seconds):.1f} s, by phase", xaxis_title="seconds",
                       yaxis=dict(autorange="reversed"))
     return fig

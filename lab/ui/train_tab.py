@@ -10,6 +10,8 @@ and tests can drive the tab.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ GROUPS = {
     "What to train": [("objective", "adapter", "model"), ("dataset", "train_split", "eval_split", "name")],
     "Optimisation": [("learning_rate", "lr_scheduler", "warmup_ratio", "epochs", "max_steps"),
                      ("batch_size", "grad_accum", "max_length", "packing", "precision"),
-                     ("max_grad_norm", "weight_decay", "neftune_noise_alpha", "seed"),
+                     ("max_grad_norm", "weight_decay", "seed"),  # neftune_noise_alpha: SFT's objective settings
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
                      ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
@@ -48,6 +50,34 @@ SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
 SETTINGS_PER_LINE = 4  # an objective's settings a line: their help texts stay readable
 COMPLETIONS_SHOWN = 24  # the newest sampled completions of a GRPO/RLOO run (a few per logging step)
 EMPTY_REPLY = "(empty: the model ended its reply at once)"
+# A form changed after Estimate or Sanity check: their results are of other settings. Said in the browser alone (no
+# request per keystroke); the charts of the old estimate are hidden.
+STALE_ESTIMATE = "*Settings changed since this estimate — press Estimate again.*"
+STALE_SANITY = "*Settings changed since this sanity check — press Sanity check again.*"
+HIDDEN = "{__type__: 'update', visible: false}"
+MARK_STALE = (f"(estimate, sanity) => [estimate ? {json.dumps(STALE_ESTIMATE)} : estimate, "
+              f"sanity && !sanity.startsWith('*Sanity check running') ? {json.dumps(STALE_SANITY)} : sanity, "
+              f"{HIDDEN}, {HIDDEN}]")
+SANITY_RUNNING = ("**Sanity check running…** (two short training runs: about a minute on a CPU, less on a GPU; "
+                  "the progress is shown below)")
+SANITY_STARTED = f"() => [{json.dumps(SANITY_RUNNING)}, {json.dumps('*Sanity check running…*')}]"
+# The estimate's parts by the words people use (lab.train.estimate.Memory's fields); a part that is 0 and only some
+# objectives have is left out.
+MEMORY_WORDS = {"weights": "model weights", "gradients": "gradients", "optimizer": "optimizer state",
+                "activations": "activations", "reference_model": "reference model (frozen copy)",
+                "sampling_kv_cache": "KV cache for samples", "overhead": "framework overhead"}
+SOMETIMES = ("reference_model", "sampling_kv_cache")
+SPEED_HEAD = "**Speed and memory on this machine**"  # where lab.train.estimate's speed list begins
+SPEED_INTRO = "What this run would use here, and why (the Speed and Memory groups above switch each one):"
+# Names in the speed list (lab.train.speed.SpeedPlan.markdown) said in plain words.
+SPEED_WORDS = {"- Head tile tokens:": "- Output layer's chunk size, in tokens:",
+               "PyTorch SDPA": "PyTorch's standard attention (SDPA)"}
+# Warnings in a run's log that are no fault, each with what it means (they come from transformers in the worker).
+HARMLESS = ((re.compile(r"missing keys in the checkpoint model loaded: \['lm_head\.weight'\]"),
+             ("[lab] harmless: this model's output layer shares its weights with the input embeddings, so the "
+              "checkpoint stores them once and they are restored from there.")),
+            (re.compile(r"gradient_checkpointing.{0,40}deprecated"),
+             "[lab] harmless: transformers renamed a setting (to activation_checkpointing); nothing to do."))
 SCROLL_LOG_TO_END = ("() => { setTimeout(() => { const box = document.querySelector('#train-log textarea');"
                      " if (box) box.scrollTop = box.scrollHeight; }, 50); }")
 
@@ -132,7 +162,9 @@ def build(home: Home) -> TrainUI:
                                                     **kw)}
     for title, rows in GROUPS.items():
         with gr.Accordion(title, open=title == "What to train"):
-            components.update(build_form(TrainConfig, rows=rows, overrides=overrides).components)
+            # One widget per field: a second one would be read by no handler (a setting silently ignored).
+            components.update(build_form(TrainConfig, rows=rows, overrides=overrides,
+                                         exclude=set(components)).components)
         if title == "What to train":
             objective_rows = objective_settings(components, overrides)
     form = Form(TrainConfig, components)
@@ -155,13 +187,14 @@ def build(home: Home) -> TrainUI:
         sanity_btn = gr.Button("Sanity check", interactive=not off)
         start = gr.Button("Start run", variant="primary", interactive=not off)
     status = gr.Markdown(error_text(off) if off else "")  # beside the buttons it disables
+    sanity_md = gr.Markdown()  # short, and followed while it runs: right under the buttons, above the estimate
     estimate_md = gr.Markdown()
-    sanity_md = gr.Markdown()
     with gr.Row():
         lr_plot = gr.Plot(label="Schedule", visible=False)
         memory_plot = gr.Plot(label="Memory", visible=False)
     gr.Markdown("### Runs")
-    runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True)
+    runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, elem_id="train-runs",
+                        label="Click a row to show that run below")
     with gr.Row():
         selected = gr.Dropdown(label="Run", choices=catalog.run_choices(home), allow_custom_value=True, scale=3)
         cancel = gr.Button("Cancel run", scale=1, variant="stop")
@@ -174,7 +207,7 @@ def build(home: Home) -> TrainUI:
     with gr.Accordion("Outcome: memory, speed, before/after samples, export", open=True):
         with gr.Row():
             outcome = gr.Markdown()
-            run_memory = gr.Plot(label="Memory: estimate and measured peak", visible=False)
+            run_memory = gr.Plot(label="Memory of the run", visible=False)
         phases_plot = gr.Plot(label="The whole wait, by phase", visible=False)
         samples = gr.Dataframe(headers=SAMPLE_HEADERS, interactive=False, wrap=True, visible=False,
                                column_widths=["20%", "40%", "40%"],
@@ -194,12 +227,20 @@ def build(home: Home) -> TrainUI:
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
                outputs=[status, recipe], api_name="train_save_recipe")
-    estimate_btn.click(guarded(estimate, status, ui, home), inputs_kwargs=form.components,
-                       outputs=[status, estimate_md, lr_plot, memory_plot], api_name="train_estimate")
+    estimate_btn.click(shown_in_place(estimate, ui, home, estimate_md, lr_plot, memory_plot, what="estimate"),
+                       inputs_kwargs=form.components, outputs=[status, estimate_md, lr_plot, memory_plot],
+                       api_name="train_estimate")
     start.click(guarded(start_run, status, ui, home), inputs_kwargs=form.components,
                 outputs=[status, runs, selected], api_name="train_start")
-    sanity_btn.click(guarded(sanity, status, ui, home), inputs_kwargs=form.components, outputs=[status, sanity_md],
-                     api_name="train_sanity")
+    # Said at once, in the browser, where the person looks; the check's progress bar is drawn on its result.
+    sanity_btn.click(None, js=SANITY_STARTED, outputs=[status, sanity_md], api_visibility="private", queue=False) \
+        .then(shown_in_place(sanity, ui, home, sanity_md, what="sanity check"), inputs_kwargs=form.components,
+              outputs=[status, sanity_md], api_name="train_sanity", show_progress_on=[sanity_md])
+    # Any change of the form (typed, a recipe loaded, "Train DPO on this") outdates the estimate and the sanity
+    # check shown: said in the browser, no request per keystroke.
+    gr.on([c.change for c in form.components.values()], None, inputs=[estimate_md, sanity_md],
+          outputs=[estimate_md, sanity_md, lr_plot, memory_plot], js=MARK_STALE, api_visibility="private",
+          queue=False, show_progress="hidden")
     gr.Timer(5.0).tick(guarded(gpu_panel, status, ui, home), outputs=[status, gpus], api_name="train_gpus",
                        show_progress="hidden")
     export_btn.click(guarded(export, status, ui, home), inputs=selected, outputs=[status, outcome],
@@ -215,6 +256,7 @@ def build(home: Home) -> TrainUI:
                                           outputs=refresh_outputs, api_name="train_runs")
     selected.change(guarded(run_view, status, ui, home), inputs=selected, outputs=view_outputs,
                     api_name="train_run_view")
+    runs.select(pick_run, None, selected, api_visibility="private", queue=False)  # a row click picks that run
     # The phases' chart follows the outcome (a finished run's summary), so the views' outputs stay as they were.
     outcome.change(guarded(phases_view, status, ui, home), inputs=selected, outputs=[status, phases_plot],
                    api_name="train_phases", show_progress="hidden")
@@ -236,14 +278,74 @@ def save_recipe(ui: TrainUI, home: Home, recipe_name: str, **values: Any) -> dic
             ui.recipe: gr.update(choices=recipes.recipe_choices(home), value=path.name)}
 
 
+def shown_in_place(fn: Any, ui: TrainUI, home: Home, panel: gr.Markdown, *charts: gr.Plot, what: str) -> Any:
+    """``guarded(fn)`` that, when it fails, also clears ``panel`` (and hides ``charts``): the result of other
+    settings left there would be read as this one's. The reason is in the status line just above."""
+    inner = guarded(fn, ui.status, ui, home)
+
+    def run(*args: Any, **kwargs: Any) -> dict:
+        out = inner(*args, **kwargs)
+        if panel not in out:  # failed: only the status line was set
+            out.update({panel: f"*No {what} for these settings: the reason is just above.*",
+                        **{chart: gr.update(visible=False) for chart in charts}})
+        return out
+
+    run.__wrapped__ = inner.__wrapped__  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    run.__name__ = fn.__name__
+    return run
+
+
 def estimate(ui: TrainUI, home: Home, **values: Any) -> dict:
+    from lab.train.distributed import gpus_needed, visible_gpus
     from lab.train.estimate import estimate_run
 
-    found = estimate_run(config_from(ui.form, values), home)
+    cfg = config_from(ui.form, values)
+    found = estimate_run(cfg, home)
+    on_gpu = bool(gpus_needed(cfg, len(visible_gpus())))
     return {ui.status: error_text(found.refusal) if found.refusal else status_ok("Estimate ready."),
-            ui.estimate_md: found.text,
+            ui.estimate_md: estimate_markdown(found.text, on_gpu),
             ui.lr_plot: gr.update(value=plots.lr_schedule(found.report["lr_curve"]), visible=True),
-            ui.memory_plot: gr.update(value=plots.memory_bars(found.report["memory_gib"]), visible=True)}
+            ui.memory_plot: gr.update(value=memory_figure(found.report["memory_gib"], on_gpu=on_gpu,
+                                                          when="before launch"), visible=True)}
+
+
+def estimate_markdown(text: str, on_gpu: bool) -> str:
+    """The estimate's text with its speed list (every GPU feature and why it is on or off) folded away: on a CPU
+    they are all off, and on a GPU they are detail; warnings stay in sight."""
+    at = text.find(SPEED_HEAD)
+    if at < 0:
+        return text
+    speed, _, rest = text[at:].partition("\n\n")
+    speed = SPEED_INTRO + "\n" + speed.partition("\n")[2]  # its heading is the fold's title
+    shown = (text[:at].rstrip() + ("\n\n" + rest if rest else "")).rstrip()
+    title = "Speed and memory settings on this machine" if on_gpu else \
+        "Speed settings (GPU features: off when training on a CPU)"
+    return f"{shown}\n\n{folded(title, readable_speed(speed))}"
+
+
+def folded(title: str, markdown: str) -> str:
+    """A collapsed section of a Markdown panel (HTML ``details``, which Gradio's Markdown keeps)."""
+    return f"<details><summary>{title}</summary>\n\n{markdown}\n\n</details>"
+
+
+def readable_speed(markdown: str) -> str:
+    for name, words in SPEED_WORDS.items():
+        markdown = markdown.replace(name, words)
+    return markdown
+
+
+def memory_figure(gib: dict[str, float], *, on_gpu: bool, when: str, measured: float | None = None) -> Any:
+    """The memory estimate's bars, named in words; titled RAM on a CPU, where the run's memory is the machine's."""
+    parts = {MEMORY_WORDS.get(k, k.replace("_", " ")): v for k, v in gib.items()
+             if not (k in SOMETIMES and not v)}
+    total = gib.get("total", sum(v for k, v in gib.items() if k != "total"))
+    fig = plots.memory_bars(parts, measured=measured)
+    what = "GPU memory estimate (VRAM)" if on_gpu else "Memory estimate (RAM)"
+    title = f"{what} {when}: {total:.2f} GiB"
+    if measured is not None:
+        title += f" · measured peak {measured:.2f} GiB"
+    fig.update_layout(title_text=title, xaxis_title="GiB (worst case: every sequence at max_length)")
+    return fig
 
 
 def gpus_text(home: Home) -> str:
@@ -253,7 +355,7 @@ def gpus_text(home: Home) -> str:
 
     gpus = visible_gpus()
     if not gpus:
-        return "**GPUs:** no GPU: runs use the CPU (gpus 0 with cpu_processes N tries N processes)."
+        return "**GPUs:** no GPU: runs use the CPU (fine for the tiny model; slow for bigger ones)."
     held = held_gpus(home)
     rows = ["| GPU | name | memory in use | state |", "|---|---|---|---|"]
     for gpu in gpus:
@@ -288,7 +390,21 @@ def run_status(run: Any) -> str:
     if run.status == "succeeded":
         return status_ok(f"{head}succeeded" + (f": final loss {run.final_loss:.4f}." if run.final_loss is not None
                                                 else "."))
-    return status_ok(f"{head}is {run.status}.")
+    return status_ok(f"{head}is {run.status}{resumed_text(run)}.")
+
+
+def resumed_text(run: Any) -> str:
+    """", resumed from its step-20 checkpoint" for a resumed run still queued or running ('' otherwise)."""
+    step = checkpoint_step(run.resume_from)
+    if run.status not in ("queued", "running") or step is None:
+        return ""
+    return f", resumed from its step-{step} checkpoint"
+
+
+def checkpoint_step(path: str | None) -> int | None:
+    """The step of a checkpoint folder (``…/checkpoint-20`` → 20), None for none."""
+    found = re.search(r"checkpoint-(\d+)$", str(path or "").rstrip("/"))
+    return int(found.group(1)) if found else None
 
 
 def colour(text: str, hex_colour: str) -> str:
@@ -343,9 +459,41 @@ def progress_text(run: Any, rows: list[dict[str, Any]]) -> str:
         if run.status == "running" and len(train) > 1 and train[-1]["step"] > train[0]["step"]:
             rate = (train[-1]["time"] - train[0]["time"]) / (train[-1]["step"] - train[0]["step"])
             head += f" · about {max(0, (total - step) * rate):.0f} s left"
+    if resumed := resumed_text(run):
+        head += " · " + resumed.removeprefix(", ")
+        redone = redone_steps(rows, checkpoint_step(run.resume_from))
+        if redone:
+            head += f" (steps {redone[0]}–{redone[1]} are trained again)"
     if run.final_loss is not None:
         head += f" · final loss {run.final_loss:.4f}"
     return head
+
+
+def redone_steps(rows: list[dict[str, Any]], checkpoint: int | None) -> tuple[int, int] | None:
+    """The steps a resumed run trains a second time: those it had logged beyond the checkpoint it resumed from,
+    seen once it logs a step again (a cancelled run saves a checkpoint where it stops, so usually none)."""
+    steps = [r["step"] for r in rows if r.get("split") == "train" and isinstance(r.get("step"), int)]
+    before = next((steps[i - 1] for i in range(1, len(steps)) if steps[i] <= steps[i - 1]), None)
+    return (checkpoint + 1, before) if checkpoint is not None and before is not None and before > checkpoint else None
+
+
+def pick_run(evt: gr.SelectData) -> str:
+    """A click in the runs table selects that row's run (its id, the last column)."""
+    row = evt.row_value or []
+    return row[-1] if row and row[-1] else gr.skip()
+
+
+def annotated_log(text: str) -> str:
+    """The log with a note under each warning that is no fault (``HARMLESS``): they alarm, and mean nothing."""
+    lines: list[str] = []
+    notes: list[str] = []
+    for line in text.splitlines():
+        if notes and not line.startswith((" ", "\t")):  # after the warning's indented source line, if any
+            lines += notes
+            notes = []
+        lines.append(line)
+        notes += [note for pattern, note in HARMLESS if pattern.search(line)]
+    return "\n".join(lines + notes)
 
 
 def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
@@ -357,13 +505,15 @@ def run_view(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     rows = read_metrics(run.id, home)
     figures = plots.run_curves(rows, f"run:{run.id}", objective(run.train_config.objective).panels)
     out = {ui.progress: progress_text(run, rows), ui.loss_plot: figures["loss"], ui.aux_plot: figures["aux"],
-           ui.log: tail_log(run.id, 40, home), ui.outcome: outcome_text(run, home)}
+           ui.log: annotated_log(tail_log(run.id, 40, home)), ui.outcome: outcome_text(run, home)}
     if run.status == "failed" and run.error:  # in red: a run that did not train is no result
         out[ui.progress] += f"\n\n**{colour(f'⚠ Failed: {run.error}', RED)}**"
     summary = read_summary(run.run_dir)
     if summary and "estimate_gib" in summary:
-        out[ui.run_memory] = gr.update(value=plots.memory_bars(summary["estimate_gib"],
-                                                               measured=summary["peak_gpu_memory_gib"]), visible=True)
+        out[ui.run_memory] = gr.update(value=memory_figure(summary["estimate_gib"],
+                                                           on_gpu=summary.get("device", "cpu") != "cpu",
+                                                           when="for the run as it ran",
+                                                           measured=summary["peak_gpu_memory_gib"]), visible=True)
     else:
         out[ui.run_memory] = gr.update(visible=False)
     out[ui.samples] = samples_update(read_samples(run.run_dir))
@@ -413,22 +563,34 @@ def outcome_text(run: Any, home: Home) -> str:
     lines = [wandb_text(run)]
     summary = read_summary(run.run_dir)
     if summary and "estimate_gib" in summary:
-        peak = summary["peak_gpu_memory_gib"]
-        measured = (f"measured peak **{peak:.2f} GiB** on {summary['device']}" if peak is not None
-                    else "no GPU, so no measured peak")
-        lines.append(f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB**, {measured}.")
+        lines.append(memory_text(summary, run.config.get("precision")))
     speed = run_speed(run, home)
     if speed:
         lines.append(speed_text(speed))
     plan = read_plan(run.run_dir)
     if plan:  # the fast path the worker chose (lab.train.speed): what is on, and why
-        lines.append("**Speed** (speed.json):\n" + SpeedPlan(**plan).markdown())
+        lines.append(folded("Speed settings this run used (speed.json)", readable_speed(SpeedPlan(**plan).markdown())))
     exported = home.models / f"{run.id}-merged"
     if exported.exists():
         lines.append(f"Exported: `{exported.relative_to(home.root)}` in the lab's home folder.")
     elif run.status == "succeeded":
         lines.append(f"Final model: `run:{run.id}` in the model pickers (merge and export makes a standalone copy).")
     return "\n\n".join(lines)
+
+
+def memory_text(summary: dict[str, Any], precision: str | None) -> str:
+    """The run's memory: the estimate for the run as it ran beside the measured peak (a GPU's), and why the
+    estimate can differ from the one shown before launch (which counts precision auto as 16-bit)."""
+    peak = summary["peak_gpu_memory_gib"]
+    used = summary.get("precision")
+    text = (f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB** for the run as it ran"
+            + (f" (precision {used})" if used else ""))
+    text += (f", measured peak **{peak:.2f} GiB** on {summary['device']}." if peak is not None
+             else "; no GPU, so no measured peak.")
+    if precision == "auto" and used == "fp32":
+        text += (" The estimate before launch counts precision auto as 16-bit; the run used fp32 (the CPU's), "
+                 "so the two differ.")
+    return text
 
 
 def speed_text(speed: Any) -> str:
@@ -491,7 +653,7 @@ def resume_run(ui: TrainUI, home: Home, run_id: str | None) -> dict:
     if not run_id:
         raise LabError("Select a run to resume.")
     run = resume(run_id, home)
-    return {ui.status: status_ok(f"Run {run.name} is {run.status} again, from {Path(run.resume_from).name}.")}
+    return {ui.status: run_status(run)}  # "Run X is queued, resumed from its step-20 checkpoint."
 
 
 def sanity(ui: TrainUI, home: Home, progress: gr.Progress = gr.Progress(), **values: Any) -> dict:

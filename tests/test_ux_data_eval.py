@@ -1,0 +1,227 @@
+"""What a newcomer's walk through Data, Eval and Compare asked for, checked without a browser or a model: pickers
+count both splits and say where an auto-imported sample came from; chart titles sit clear of Gradio's label
+badge, intervals fit their axis and a one-point series shows; Eval opens on the tuned model's job, writes its
+numbers as its tables do, hides empty panels, picks a job on a row click and says when no answer overlaps; Data
+clears a removed upload's results and writes its card in plain words; tiny's noise is explained once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from lab import catalog
+from lab.eval.jobs import EvalJob
+from lab.ui import plots
+
+
+def chats(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"question number {i}"},
+                                                     {"role": "assistant", "content": f"answer number {i}"}]}) + "\n"
+                            for i in range(n)))
+    return path
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def test_pickers_count_both_splits_and_name_a_sample_imported_on_its_own(home, tmp_path):
+    from lab.config import DataConfig
+    from lab.data.pipeline import import_file
+    from lab.train.datasets import resolve_version
+
+    mine = import_file(chats(tmp_path / "mine.jsonl", 20), DataConfig(name="mine", val_fraction=0.2), home=home)
+    auto = resolve_version("sample:sft", home)  # what a run, campaign or evaluation on sample:sft does
+    assert catalog.bundled_sample(auto) == "sample:sft" and catalog.bundled_sample(mine) is None
+    choices = catalog.dataset_choices(home)
+    labels = {value: label for label, value in choices}
+    assert f"{mine.rows['train']} train + {mine.rows['validation']} val" in labels[mine.ref]
+    assert "auto-imported sample" in labels[auto.ref] and "auto-imported" not in labels[mine.ref]
+    assert f"{auto.rows['train']} train + {auto.rows['validation']} val" in labels[auto.ref]
+    values = [value for _, value in choices]
+    # The person's own versions first, the auto-imported one after them, next to the bundled samples.
+    assert values.index(mine.ref) < values.index(auto.ref) < values.index("sample:sft")
+
+    from lab.ui.data_tab import card_markdown, settings_words
+
+    card = card_markdown(auto)
+    assert "imported on its own the first time" in card and "imported on its own" not in card_markdown(mine)
+    held = mine.rows["validation"]
+    split = next(line for line in card_markdown(mine).splitlines() if line.startswith("| split "))
+    assert f"(→ {held} to validation)" in split
+    assert "Settings:" not in card and "dedup_exact=" not in card and "<summary>Cleaning settings</summary>" in card
+    words = settings_words(mine.card["config"])
+    assert "Exact duplicates removed" in words and "20% held out for validation (seed 0)" in words
+    assert "_" not in words  # no field names: plain words only
+
+
+def test_the_tiny_note_is_said_where_tiny_answers():
+    assert catalog.tiny_note(["run:abc", "tiny#2"]) == catalog.TINY_NOTE
+    assert catalog.tiny_note(["run:abc", "/models/tiny-llama"]) == ""
+    assert "randomly initialised" in catalog.TINY_NOTE and "noise" in catalog.TINY_NOTE
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def test_titles_sit_below_the_label_badge():
+    titled = plots.lr_schedule([(0, 0.0), (10, 1e-4)])
+    title = titled.layout.template.layout.title
+    assert title.yref == "container" and title.yanchor == "top" and title.pad.t >= plots.BADGE
+    assert titled.layout.margin.t >= plots.TITLED
+    panels = plots.aux_panels([{"step": s, "learning_rate": 1e-4, "grad_norm": 1.0} for s in (1, 2)], "#000")
+    assert panels.layout.margin.t >= plots.TITLED  # subplot titles sit on their panels, under the badge
+    assert plots.length_histogram({"prompt": [1, 2], "response": [3]}).layout.margin.t >= plots.TOP  # + legend
+
+
+def test_every_bradley_terry_interval_fits_its_axis():
+    ratings = [{"source": "a", "rating": 1082, "low": 918, "high": 1224, "comparisons": 4},
+               {"source": "b", "rating": 918, "low": 776, "high": 1082, "comparisons": 4},
+               {"source": "c", "rating": 1000, "low": None, "high": None, "comparisons": 0}]
+    low, high = plots.ratings_plot(ratings).layout.xaxis.range
+    assert low < 776 and high > 1224
+
+
+def test_a_one_point_series_is_drawn_as_a_visible_marker():
+    rows = [{"step": s, "loss": 3 - s / 10, "learning_rate": 1e-4, "split": "train"} for s in range(1, 6)]
+    rows += [{"step": 5, "eval_loss": 2.5, "split": "eval"}, {"step": 5, "grad_norm": 1.0}]
+    loss = plots.run_curves(rows, "run:x")["loss"]
+    train, evaluation = loss.data
+    assert train.marker.size == 4 and evaluation.marker.size >= 8
+    aux = {t.name: t for t in plots.run_curves(rows, "run:x")["aux"].data}
+    assert aux["grad_norm"].mode == "markers" and aux["learning_rate"].mode == "lines"
+
+
+def test_bars_write_numbers_as_the_tables_do():
+    from lab.ui.eval_tab import FORMATS, METRICS
+
+    rows = [{"model": "run:x", "name": "x", "bleu": 0.46, "rouge_l": 0.2222, "perplexity": 153.6667}]
+    fig = plots.metric_panels(rows, METRICS, formats=FORMATS)
+    assert [t.text[0] for t in fig.data] == ["153.667", "0.222", "0.5"]
+    titles = [a.text for a in fig.layout.annotations]
+    assert "ROUGE-L (0–1, higher is better)" in titles and "BLEU (0–100, higher is better)" in titles
+
+
+# --------------------------------------------------------------------------- eval tab
+
+
+@pytest.fixture
+def eval_ui(home):
+    from lab.ui import eval_tab
+
+    with gr.Blocks() as page:
+        ui = eval_tab.build(home)
+    return page, ui
+
+
+def job(job_id: str, kind: str, model: str, results: dict | None = None, **config) -> EvalJob:
+    return EvalJob(job_id, kind, model, "starter@abc:validation", {"split": "validation", **config}, "succeeded",
+                   "2026-01-01T00:00:00", results=results)
+
+
+def ppl_results() -> dict:
+    item = {"line": 3, "loss": 1.23456, "messages": [{"role": "user", "content": "Hi"},
+                                                     {"role": "assistant", "content": "Hello."}]}
+    return {"dataset": "starter@abc", "split": "validation", "loss": 5.03481, "perplexity": 153.66712, "rows": 4,
+            "tokens": 40, "best": [item], "worst": [item]}
+
+
+def overlap_results(scores: list[float]) -> dict:
+    per = [{"line": i, "rouge_l": s, "bleu": 0.0, "generation": "���"} for i, s in enumerate(scores)]
+    shown = [{"prompt": [{"role": "user", "content": "Hi"}], "reference": "Hello.", **p} for p in per]
+    return {"dataset": "starter@abc", "split": "validation", "rows": len(per), "rouge_l": sum(scores) / len(per),
+            "bleu": 0.46, "bleu_signature": "nrefs:1", "per_example": per, "best": shown[::-1], "worst": shown}
+
+
+def test_eval_hides_what_is_empty_and_sizes_its_tables(eval_ui):
+    from lab.ui.eval_tab import JOB_HEADERS, SUMMARY_HEADERS
+
+    page, ui = eval_ui
+    assert not ui.best.visible and not ui.worst.visible and not ui.csv.visible
+    assert len(ui.jobs.column_widths) == len(JOB_HEADERS)
+    assert len(ui.summary_table.column_widths) == len(SUMMARY_HEADERS)  # one width a header: none left to wrap
+    # A row click in the Evaluations table picks that evaluation.
+    selects = [d for d in page.config["dependencies"]
+               if any(t == [ui.jobs._id, "select"] or t == (ui.jobs._id, "select") for t in d["targets"])]
+    assert selects and selects[0]["outputs"] == [ui.selected._id]
+
+
+def test_a_row_click_picks_its_job():
+    from lab.ui.eval_tab import pick_job
+
+    picked = pick_job(gr.SelectData(None, {"index": [1, 4], "value": "succeeded",
+                                           "row_value": ["20260101-000000-abcd", "perplexity"]}))
+    assert picked == "20260101-000000-abcd"
+
+
+def test_eval_opens_on_the_tuned_model_s_job(home, monkeypatch):
+    from lab.train import runner
+    from lab.ui.eval_tab import default_job
+
+    bases = {"sft": "tiny", "dpo": "run:sft"}  # the DPO run was trained from the SFT run
+    monkeypatch.setattr(runner, "get_run", lambda run_id, home=None: SimpleNamespace(config={"model": bases[run_id]}))
+    found = [job("j4", "perplexity", "tiny"), job("j3", "perplexity", "run:sft"), job("j2", "perplexity", "run:dpo"),
+             job("j1", "perplexity", "tiny")]  # newest first
+    assert default_job(found, home) == "j2"  # not tiny's, nor the DPO run's base
+    assert default_job(found[:2], home) == "j3"
+    assert default_job([found[0]], home) == "j4" and default_job([], home) is None
+
+
+def test_eval_words_its_examples_and_says_when_no_answer_overlaps(eval_ui, home, monkeypatch):
+    from lab.eval import jobs
+    from lab.ui import eval_tab
+
+    _, ui = eval_ui
+    stored = {"ppl": job("ppl", "perplexity", "tiny", ppl_results()),
+              "zero": job("zero", "overlap", "tiny", overlap_results([0.0, 0.0, 0.0])),
+              "some": job("some", "overlap", "run:x", overlap_results([0.0, 0.5, 0.25]))}
+    monkeypatch.setattr(jobs, "get_eval", lambda job_id, home=None: stored[job_id])
+
+    shown = eval_tab.examples(ui, home, "ppl")
+    assert shown[ui.best]["label"] == "Lowest-loss replies" and shown[ui.worst]["label"] == "Highest-loss replies"
+    details = eval_tab.show(ui, home, "ppl")[ui.details]
+    assert "Lowest loss" in details and "Fitted" not in details and "**153.667**" in details
+    assert details.count(catalog.TINY_NOTE) == 1  # tiny answered: said once, under the numbers
+
+    zero = eval_tab.examples(ui, home, "zero")
+    assert "unranked" in zero[ui.best]["label"] and zero[ui.worst]["visible"] is False
+    assert "Every answer scored ROUGE-L 0" in eval_tab.show(ui, home, "zero")[ui.details]
+    some = eval_tab.examples(ui, home, "some")
+    assert some[ui.best]["label"] == "Best examples (by ROUGE-L)" and some[ui.worst]["visible"] is True
+    text = eval_tab.show(ui, home, "some")[ui.details]
+    assert "BLEU **0.5** (0–100)" in text and "(0–1)" in text and catalog.TINY_NOTE not in text
+    # Nothing picked: no empty panels.
+    nothing = eval_tab.examples(ui, home, None)
+    assert nothing[ui.best]["visible"] is False and nothing[ui.worst]["visible"] is False
+
+
+def test_the_summary_table_rounds_as_the_chart_does():
+    from lab.eval.summary import FIELDS
+    from lab.ui.eval_tab import summary_row
+
+    row = {**dict.fromkeys(FIELDS), "name": "x", "model": "run:x", "perplexity": 153.66712, "rouge_l": 0.2222,
+           "bleu": 0.46, "harness": {}, "human_low": None, "human_high": None, "human_comparisons": 0}
+    assert summary_row(row, {})[1:4] == ["153.667", "0.222", "0.5"]
+
+
+# --------------------------------------------------------------------------- data tab
+
+
+def test_removing_the_upload_clears_its_results(home):
+    from lab.ui import data_tab
+
+    with gr.Blocks() as page:
+        ui = data_tab.build(home)
+    cleared = data_tab.clear_upload(ui, "upload:0123456789ab/mine.json", "upload:0123456789ab/mine.json")
+    assert cleared[ui.imp.path] == "" and cleared[ui.imp.checked] is None
+    assert cleared[ui.imp.status] == data_tab.CHOOSE_HINT and cleared[ui.save.card] == ""
+    assert cleared[ui.save.status] == "" and cleared[ui.clean.status] == data_tab.CLEAN_HINT
+    assert cleared[ui.clean.steps].visible is False and cleared[ui.save.form["name"]] == ""
+    # A file checked since (a sample loaded after the upload) keeps its results.
+    assert data_tab.clear_upload(ui, "sample:sft", "sample:sft") == {}
+    clears = [d for d in page.config["dependencies"]
+              if any(list(t) == [ui.imp.upload._id, "clear"] for t in d["targets"])]
+    assert clears and ui.save.card._id in clears[0]["outputs"] and ui.imp.status._id in clears[0]["outputs"]
