@@ -132,14 +132,13 @@ def test_the_estimate_text_keeps_warnings_in_sight_and_its_speed_list_folded():
     assert train_tab.estimate_markdown("no speed list", on_gpu=False) == "no speed list"
 
 
-def test_the_run_memory_is_labelled_as_estimated_for_the_run_and_says_why_it_differs():
+def test_the_run_memory_is_labelled_as_estimated_for_the_run_beside_the_measured_peak():
     cpu = {"estimate_gib": {"total": 0.81}, "peak_gpu_memory_gib": None, "precision": "fp32", "device": "cpu"}
-    text = train_tab.memory_text(cpu, "auto")
+    text = train_tab.memory_text(cpu)
     assert "Memory: estimated **0.81 GiB** for the run as it ran (precision fp32)" in text and "no GPU" in text
-    assert "The estimate before launch counts precision auto as 16-bit" in text
     gpu = {"estimate_gib": {"total": 20.0}, "peak_gpu_memory_gib": 18.5, "precision": "bf16", "device": "NVIDIA H200"}
-    text = train_tab.memory_text(gpu, "auto")
-    assert "measured peak **18.50 GiB** on NVIDIA H200" in text and "differ" not in text
+    text = train_tab.memory_text(gpu)
+    assert "measured peak **18.50 GiB** on NVIDIA H200" in text
     figure = train_tab.memory_figure({"weights": 1.0, "reference_model": 2.0, "sampling_kv_cache": 0.0,
                                       "total": 3.0}, on_gpu=True, when="for the run as it ran", measured=2.5)
     assert figure.layout.title.text == ("GPU memory estimate (VRAM) for the run as it ran: 3.00 GiB · measured "
@@ -205,3 +204,14 @@ def test_help_texts_say_in_plain_words_what_each_choice_does(home, monkeypatch):
     assert "sdpa is PyTorch's standard attention" in helps["attention"]
     monkeypatch.setattr(distributed, "visible_gpus", list)
     assert "cpu_processes" not in train_tab.gpus_text(home) and "runs use the CPU" in train_tab.gpus_text(home)
+
+
+def test_the_estimate_before_launch_counts_the_precision_the_run_will_use(home):
+    """On a CPU 'auto' trains in fp32: the estimate before launch counts fp32 too (it counted 16-bit, 0.72 GiB
+    against the outcome's 0.81 for the tiny recipe)."""
+    from lab.config import load_yaml
+    from lab.train.estimate import estimate_run
+
+    auto = estimate_run(load_yaml("recipes/tiny-sft.yaml", overrides=["precision=auto"]), home)
+    fp32 = estimate_run(load_yaml("recipes/tiny-sft.yaml", overrides=["precision=fp32"]), home)
+    assert auto.report["memory_gib"] == fp32.report["memory_gib"]

@@ -493,6 +493,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     """The run as it would go on this machine: the model and dataset resolved as ``create_run`` resolves them,
     every process counted in the effective batch, the 'auto' memory choices decided, and whether it would train."""
     from lab.train import throughput
+    from lab.train.convert import precision
     from lab.train.datasets import resolve_version
     from lab.train.distributed import gpus_needed, processes, visible_gpus
     from lab.train.loading import model_type
@@ -511,8 +512,10 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
     speed = plan(cfg, cuda=bool(gpus), model_type=model_type(cfg.model, home),
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
-    # The estimate is of the run as it would go on this machine: the 'auto' memory choices resolved.
-    resolved = dataclasses.replace(cfg, **speed.memory_settings())
+    # The estimate is of the run as it would go on this machine: the 'auto' memory choices and precision resolved
+    # (on a CPU 'auto' trains in fp32, so 16-bit would undercount what the run's outcome then reports).
+    resolved = dataclasses.replace(cfg, precision=precision(cfg, cuda=bool(gpus), bf16_supported=True),
+                                   **speed.memory_settings())
     report = estimate(resolved, rows, gpus=ranks, shape=shape, home=home)
     # Tokens per second and the wait: from this machine's runs of the model, else the GPU's peak × measured MFU.
     guess = throughput.expected(throughput.resolved(cfg, speed), shape, gpus=ranks, home=home,
@@ -528,14 +531,14 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
         budget = memory_budget(cfg, gpus[0].memory_gib * GIB)
         capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
         where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
-        fits = largest_batch(resolved, shape, budget)
+        fits = largest_batch(resolved, shape, budget, bf16=resolved.precision != "fp32")
         most = f"{fits:,} or more" if fits == LARGEST_BATCH_ASKED else str(fits)
         text += (f"\n\nLargest batch_size that fits {where} at max_length "
                  f"{cfg.max_length}, worst case: **{most}**" if fits else
                  f"\n\n⚠ Not even batch_size 1 fits {where} at max_length "
                  f"{cfg.max_length}: turn on gradient_checkpointing (then offload_activations and tiled_mlp), shorten "
                  "max_length, or use QLoRA.")
-    if gpus and (offloaded := offloaded_bytes(resolved, shape, bf16=cfg.precision != "fp32") * ranks):
+    if gpus and (offloaded := offloaded_bytes(resolved, shape, bf16=resolved.precision != "fp32") * ranks):
         report["offloaded_cpu_gib"] = round(offloaded / GIB, 1)
         available = host_memory_available()
         size = f"{offloaded / GIB:.1f} GiB" if offloaded >= GIB / 10 else f"{offloaded / 2**20:.0f} MiB"

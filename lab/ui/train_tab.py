@@ -563,7 +563,7 @@ def outcome_text(run: Any, home: Home) -> str:
     lines = [wandb_text(run)]
     summary = read_summary(run.run_dir)
     if summary and "estimate_gib" in summary:
-        lines.append(memory_text(summary, run.config.get("precision")))
+        lines.append(memory_text(summary))
     speed = run_speed(run, home)
     if speed:
         lines.append(speed_text(speed))
@@ -578,19 +578,14 @@ def outcome_text(run: Any, home: Home) -> str:
     return "\n\n".join(lines)
 
 
-def memory_text(summary: dict[str, Any], precision: str | None) -> str:
-    """The run's memory: the estimate for the run as it ran beside the measured peak (a GPU's), and why the
-    estimate can differ from the one shown before launch (which counts precision auto as 16-bit)."""
+def memory_text(summary: dict[str, Any]) -> str:
+    """The run's memory: the estimate for the run as it ran beside the measured peak (a GPU's)."""
     peak = summary["peak_gpu_memory_gib"]
     used = summary.get("precision")
     text = (f"Memory: estimated **{summary['estimate_gib']['total']:.2f} GiB** for the run as it ran"
             + (f" (precision {used})" if used else ""))
-    text += (f", measured peak **{peak:.2f} GiB** on {summary['device']}." if peak is not None
-             else "; no GPU, so no measured peak.")
-    if precision == "auto" and used == "fp32":
-        text += (" The estimate before launch counts precision auto as 16-bit; the run used fp32 (the CPU's), "
-                 "so the two differ.")
-    return text
+    return text + (f", measured peak **{peak:.2f} GiB** on {summary['device']}." if peak is not None
+                   else "; no GPU, so no measured peak.")
 
 
 def speed_text(speed: Any) -> str:
