@@ -14,7 +14,7 @@ import pytest
 
 from lab.home import lab_home
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, shots, signed_in_page, snap, tab  # noqa: F401 - fixtures
+from tests.test_browser import CHROMIUM, browser, open_new_campaign, shots, signed_in_page, snap, tab  # noqa: F401
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -120,7 +120,7 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
 
     # Label: a campaign on the same dataset's prompts, the SFT run against the base, both picked by name.
     tab(lead, "Label").click()
-    lead.get_by_text("New campaign", exact=True).click()
+    open_new_campaign(lead)  # a lab with no campaign opens the form itself
     pick(lead, "Prompts", re.compile(r"^team-chats@"))
     pick_many(lead, "Sources", re.compile(r"^team-sft · SFT"), re.compile(r"^tiny "))
     lead.get_by_label("Max prompts", exact=True).fill("6")

@@ -35,9 +35,9 @@ def signed_in(url: str, name: str) -> Client:
 
 def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app, tmp_path):
     admin = signed_in(signed_app.url, "boss")
-    status, _, selected, state, _ = admin.predict(name="loop", prompts="unused", sources=[], votes_per_pair=2,
-                                                  responses_file=handle_file(responses_file(tmp_path, 6)), gold_file=None,
-                                                  api_name="/label_create")
+    status, _, selected, state = admin.predict(name="loop", prompts="unused", sources=[], votes_per_pair=2,
+                                               responses_file=handle_file(responses_file(tmp_path, 6)), gold_file=None,
+                                               api_name="/label_create")[:4]
     assert "Created campaign loop" in status and "open for labeling · 0/12 votes" in state, (status, state)
     campaign_id = selected["value"]
     for name in ("ann", "bob"):
@@ -50,7 +50,7 @@ def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app,
             pair = labeler.predict(campaign_id, pair[1], "", False, api_name="/label_vote_a" if "Thank you" in left
                                    else "/label_vote_b")
             votes += 1
-        assert votes == 6 and "Nothing left for you" in pair[3] and "Nothing left" in pair[4] + pair[5]
+        assert votes == 6 and "Nothing left for you" in pair[3] and pair[4] == pair[5] == ""  # said once, no answers
     store = Store(lab_home(signed_app.home))
     rows = store.query("SELECT pair_id, COUNT(*) AS n, COUNT(DISTINCT labeler) AS who FROM votes GROUP BY pair_id")
     assert len(rows) == 6 and all(r["n"] == 2 == r["who"] for r in rows)
@@ -64,6 +64,7 @@ def test_two_labelers_finish_a_campaign_and_dpo_trains_on_the_export(signed_app,
     ref = result.split("`")[1]
     filled = admin.predict("tiny", api_name="/label_train_dpo")  # the exported ref is the session's state
     assert "6 pairs of " + ref in filled[0] and "optimizer step" in filled[0], filled[0]
+    assert filled[-1] == filled[0]  # said in the Train tab's status line too, where the page goes (not only a toast)
     names = [p["parameter_name"] for p in admin.view_api(return_format="dict", print_info=False)[
         "named_endpoints"]["/train_start"]["parameters"]]
     from lab.config import TrainConfig
@@ -100,7 +101,7 @@ def test_a_labeler_undoes_a_vote_on_the_page(signed_app, tmp_path):
     after = labeler.predict(campaign_id, pair[1], "", False, api_name="/label_vote_a")
     assert "You: **1** votes" in after[2]
     undone = labeler.predict(campaign_id, False, api_name="/label_undo")
-    assert "undone" in undone[0] and undone[4:6] == pair[4:6] and "You: **0** votes" in undone[2]
+    assert "undone" in undone[-1] and undone[4:6] == pair[4:6] and "You: **0** votes" in undone[2]  # the note: last
     raw = labeler.predict(campaign_id, True, api_name="/label_next")
     assert raw[4].startswith("```text\n") and pair[4] in raw[4]
     counted = Store(lab_home(signed_app.home)).query("SELECT COUNT(*) AS n FROM live_votes WHERE campaign_id = ?",

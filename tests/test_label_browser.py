@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, choose, shots, snap, tab, wait_for_created  # noqa: F401
+from tests.test_browser import CHROMIUM, browser, choose, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
 from tests.test_browser import signed_in_page as signed_in_as
 
 pytestmark = [pytest.mark.browser,
@@ -54,7 +54,8 @@ def better(page) -> str:
 def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_app, shots, tmp_path):  # noqa: F811
     admin = signed_in_page(browser, signed_app.url, "boss")
     tab(admin, "Label").click()
-    admin.get_by_text("New campaign", exact=True).click()
+    admin.get_by_text("No campaign yet: create one below").wait_for()  # a lab with no campaign says so, form open
+    open_new_campaign(admin)
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
     admin.locator("#lab-responses_file").get_by_text("answers.jsonl").wait_for()  # uploaded before Create reads it
@@ -106,7 +107,9 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     ann.get_by_text("campaign 100% (12/12 votes)").wait_for()
     for button in ("#lab-vote-a", "#lab-vote-b", "#lab-vote-tie", "#lab-vote-both_bad", "#lab-skip"):
         expect(ann.locator(button)).to_be_disabled()
-    expect(ann.locator("#lab-answer-a")).to_contain_text("Nothing left for you")
+    expect(ann.locator("#lab-prompt")).to_contain_text("Nothing left for you")  # said once, the answers hidden
+    expect(ann.locator("#lab-answer-a")).to_be_hidden()
+    expect(ann.get_by_text("Nothing left for you")).to_have_count(1)
     snap(ann, shots, "34-label-nothing-left")
 
     admin.get_by_text("every vote is in").wait_for(timeout=15_000)  # the state line follows the campaign

@@ -16,8 +16,7 @@ from lab.home import lab_home
 from lab.label.campaigns import list_campaigns
 from lab.label.results import campaign_votes
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import (CHROMIUM, TIMEOUT_MS, browser, shots, snap, tab,  # noqa: F401 - fixtures
-                                wait_for_created)
+from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
 from tests.test_browser import signed_in_page as signed_in_as
 from tests.test_label import responses_file
 
@@ -56,7 +55,7 @@ def labeler_page(browser, url: str, name: str, width: int = 1400):  # noqa: F811
 
 def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     tab(admin, "Label").click()
-    admin.get_by_text("New campaign", exact=True).click()
+    open_new_campaign(admin)
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     admin.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 6))
     admin.locator("#lab-responses_file").get_by_text("responses-6.jsonl").wait_for()  # uploaded before Create
@@ -100,9 +99,10 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
 
     expect(ann.locator("#lab-vote-a2")).to_be_visible()
     expect(intro).to_be_hidden()
-    for button, label in (("a2", "A ≫ B  [1]"), ("a1", "A > B  [2]"), ("tie", "Tie  [3]"), ("b1", "B > A  [4]"),
-                          ("b2", "B ≫ A  [5]"), ("both_bad", "Both bad  [6]")):
+    for button, label, key in (("a2", "A ≫ B", 1), ("a1", "A > B", 2), ("tie", "Tie", 3), ("b1", "B > A", 4),
+                               ("b2", "B ≫ A", 5), ("both_bad", "Both bad", 6)):  # the key is drawn beside the text
         expect(ann.locator(f"#lab-vote-{button}")).to_have_text(label)
+        expect(ann.locator(f"#lab-vote-{button}")).to_have_class(re.compile(rf"\blab-key-{key}\b"))
         expect(ann.locator(f"#lab-vote-{button}")).to_be_enabled()
     for hidden in ("#lab-vote-a", "#lab-vote-b", "#lab-vote-up"):
         expect(ann.locator(hidden)).to_be_hidden()
@@ -126,7 +126,7 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
             expect(ann.locator("#lab-aspect-0").get_by_label("–", exact=True)).to_be_checked()
             snap(ann, shots, "E5-after-first-vote")
             ann.locator("body").click(position={"x": 5, "y": 5})
-    expect(ann.locator("#lab-answer-a")).to_contain_text("Nothing left for you")
+    expect(ann.locator("#lab-prompt")).to_contain_text("Nothing left for you")
     expect(ann.locator("#lab-vote-a2")).to_be_disabled()
     snap(ann, shots, "E6-done")
 

@@ -182,10 +182,10 @@ def test_kto_trains_on_a_thumbs_campaign_export_to_the_end(shared, tmp_path):
 
 def test_the_app_serves_thumbs_and_proposes_kto(lab_app, tmp_path):
     client = Client(lab_app.url, verbose=False)
-    status, _, selected, state, _ = client.predict(name="app-thumbs", mode="thumbs", prompts="unused", sources=[],
-                                                   votes_per_pair=1, gold_file=None,
-                                                   responses_file=handle_file(thumbs_file(tmp_path, 4)),
-                                                   api_name="/label_create")
+    status, _, selected, state = client.predict(name="app-thumbs", mode="thumbs", prompts="unused", sources=[],
+                                                votes_per_pair=1, gold_file=None,
+                                                responses_file=handle_file(thumbs_file(tmp_path, 4)),
+                                                api_name="/label_create")[:4]
     assert "Created campaign app-thumbs" in status and "0/8 votes" in state, (status, state)
     campaign_id = selected["value"]
     item = client.predict(campaign_id, False, api_name="/label_next")

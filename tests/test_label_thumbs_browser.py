@@ -4,6 +4,8 @@ keys 1 and 2 and by the buttons, undo by u, and the buttons off once nothing is 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lab.config import CampaignConfig
@@ -38,8 +40,10 @@ def test_thumbs_page_votes_by_keys_and_buttons(browser, lab_app, shots, tmp_path
     for hidden in ("#lab-answer-b", "#lab-vote-a", "#lab-vote-b", "#lab-vote-tie", "#lab-vote-both_bad"):
         expect(page.locator(hidden)).to_be_hidden()
     expect(page.locator("#lab-vote-up")).to_be_enabled()
-    expect(page.locator("#lab-vote-up")).to_contain_text("👍 Good  [1]")
-    expect(page.locator("#lab-vote-down")).to_contain_text("👎 Bad  [2]")
+    expect(page.locator("#lab-vote-up")).to_have_text("👍 Good")  # its key drawn beside the text: [1]
+    expect(page.locator("#lab-vote-up")).to_have_class(re.compile(r"\blab-key-1\b"))
+    expect(page.locator("#lab-vote-down")).to_have_text("👎 Bad")
+    expect(page.locator("#lab-vote-down")).to_have_class(re.compile(r"\blab-key-2\b"))
     snap(page, shots, "thumbs-page")
 
     first = page.locator("#lab-answer-a").inner_text()
@@ -55,6 +59,7 @@ def test_thumbs_page_votes_by_keys_and_buttons(browser, lab_app, shots, tmp_path
         expect(page.get_by_text(f"You: {expected} votes")).to_be_visible()
     for button in ("#lab-vote-up", "#lab-vote-down", "#lab-skip"):
         expect(page.locator(button)).to_be_disabled()
-    expect(page.locator("#lab-answer-a")).to_contain_text("Nothing left for you")
+    expect(page.locator("#lab-prompt")).to_contain_text("Nothing left for you")
+    expect(page.locator("#lab-answer-a")).to_be_hidden()
     snap(page, shots, "thumbs-page-done")
     context.close()

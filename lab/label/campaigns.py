@@ -145,6 +145,26 @@ def state_text(campaign: Campaign, counts: Counts | None = None) -> str:
     return f"failed: {campaign.error or 'no reason recorded'} · {votes}"
 
 
+def unfinished_text(campaign_id: str, home: Home | None = None) -> str:
+    """Why votes taken from the campaign now would be early, in plain words ("campaign 31% labelled; 0 of 8 pairs
+    have the 2 votes asked"), or "" once every vote asked for is in. For a warning beside an export, which goes
+    ahead all the same: the votes so far are what it holds."""
+    home = home or lab_home()
+    campaign = get_campaign(campaign_id, home)
+    counts = campaign_counts(home, campaign.id).get(campaign.id, Counts())
+    if counts.wanted and counts.votes >= counts.wanted:
+        return ""
+    row = Store(home).query(
+        "SELECT COUNT(*) AS pairs, COALESCE(SUM((SELECT COUNT(*) FROM live_votes v WHERE v.pair_id = p.id) "
+        ">= p.votes_wanted), 0) AS done FROM pairs p WHERE p.campaign_id = ? AND p.gold IS NULL",
+        (campaign.id,))[0]
+    asked = int(campaign.config.get("votes_per_pair", 1))
+    items = "answers" if campaign.thumbs else "pairs"
+    have = "has" if row["done"] == 1 else "have"
+    return (f"campaign {counts.share:.0%} labelled; {row['done']} of {row['pairs']} {items} {have} the {asked} "
+            f"vote{'s' if asked != 1 else ''} asked")
+
+
 # --------------------------------------------------------------------------- inputs
 
 

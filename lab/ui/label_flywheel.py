@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 RELIABILITY_HEADERS = ["labeler", "votes", "gold right", "gold accuracy", "shared pairs", "agrees with majority",
                        "left chosen", "score", "why"]
 RELIABILITY_WIDTHS = ["9%", "6%", "7%", "7%", "7%", "9%", "7%", "6%", "42%"]  # room for why, the rest stay legible
-SOURCE_PAIR_HEADERS = ["sources", "pairs", "votes", "κ", "agreement", "outcomes"]
+SOURCE_PAIR_HEADERS = ["sources", "pairs", "votes", "κ (1 = full agreement, 0 = chance)", "agreement",
+                       "outcomes"]
+NO_OVERLAP = "needs 2 labelers on the same pair"  # an agreement number that cannot be had yet
 ASPECT_HEADERS = ["aspect", "source", "won", "lost", "tied", "votes", "rate (ties half)"]
 STYLE_HEADERS = ["source", "rating", "95% interval", "length-controlled rating", "95% interval (length-controlled)"]
 CHAIN_WIDTHS = ["6%", "10%", "8%", "7%", "5%", "9%", "16%", "15%", "12%", "12%"]  # rounds.HEADERS' columns
@@ -379,7 +381,9 @@ def reliability_view(ui: FlywheelUI, home: Home, campaign_id: str) -> dict:
 def labelers_table(rows: list[dict[str, Any]]) -> Any:
     """Per labeler (flagged ones first, as the engine orders them), flagged rows highlighted, with why."""
     table = pd.DataFrame([[r["labeler"], r["votes"], f"{r['gold_correct']}/{r['gold_votes']}" if r["gold_votes"]
-                           else "–", percent(r["gold_accuracy"]), r["shared_pairs"], percent(r["majority_agreement"]),
+                           else "–", percent(r["gold_accuracy"]), r["shared_pairs"],
+                           percent(r["majority_agreement"]) if r["majority_agreement"] is not None
+                           else "no shared pair",
                            percent(r["left_rate"]), number(r["score"]), f"⚠ flagged: {r['why']}" if r["flagged"]
                            else r["why"]] for r in rows], columns=RELIABILITY_HEADERS)
     flagged = [r["flagged"] for r in rows]
@@ -389,8 +393,9 @@ def labelers_table(rows: list[dict[str, Any]]) -> Any:
 def source_pair_table(rows: list[dict[str, Any]], home: Home) -> pd.DataFrame:
     names = catalog.display_names([s for r in rows for s in r["sources"]], home)
     outcome = {**names, "tie": "tie", "both_bad": "both bad"}
-    return pd.DataFrame([[" vs ".join(names[s] for s in r["sources"]), r["pairs"], r["votes"], number(r["kappa"]),
-                          percent(r["agreement"]),
+    return pd.DataFrame([[" vs ".join(names[s] for s in r["sources"]), r["pairs"], r["votes"],
+                          number(r["kappa"]) if r["kappa"] is not None else NO_OVERLAP,
+                          percent(r["agreement"]) if r["agreement"] is not None else NO_OVERLAP,
                           ", ".join(f"{outcome.get(o, o)} {n}" for o, n in r["outcomes"].items())] for r in rows],
                         columns=SOURCE_PAIR_HEADERS)
 

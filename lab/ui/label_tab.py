@@ -24,19 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 import pandas as pd
 
 from lab import catalog
 from lab.config import MAX_ASPECTS, CampaignConfig
 from lab.errors import LabError
 from lab.home import Home
-from lab.label.accounts import LOCAL, Identity, identify, require_admin
+from lab.label.accounts import LOCAL, Identity, identify, require_admin, sign_in_required
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_markdown, guarded, number, status_ok
+from lab.ui.common import OnShow, chat_markdown, guarded, number, percent, status_ok
 from lab.ui.forms import Form, build_form
 
-# A page's votes: (button, text, key). The key is written on the button and the page's script reads it from there.
+# A page's votes: (button, text, key). The key is drawn beside the button's text (the class ``lab-key-<key>``, see
+# SHORTCUTS) and the page's script finds the button of a pressed key by that class.
 VOTES = (("a", "A is better", "1"), ("b", "B is better", "2"), ("tie", "Tie", "3"), ("both_bad", "Both bad", "4"))
 GRADED = (("a2", "A ≫ B", "1"), ("a1", "A > B", "2"), ("tie", "Tie", "3"), ("b1", "B > A", "4"), ("b2", "B ≫ A", "5"),
           ("both_bad", "Both bad", "6"))  # a graded campaign's votes; tie and both bad are the same buttons
@@ -47,38 +49,61 @@ GRADES = {"a2": ("a", 2), "a1": ("a", 1), "b1": ("b", 1), "b2": ("b", 2)}  # a g
 # Every vote button in the order of the row: each campaign shows its own in order (pairwise a, b, tie, both bad;
 # graded a2, a1, tie, b1, b2, both bad).
 BUTTON_ORDER = ("up", "down", "a2", "a1", "a", "b", "tie", "b1", "b2", "both_bad")
+KEY_CLASS = "lab-key-{}"  # a button's key, drawn after its text and read by the page's script
 HOW = {"pairwise": ("Which answer is better?", ("Read the prompt, then both answers, and vote. Which model wrote "
                                                 "which answer is hidden and the sides are shuffled.")),
        "graded": ("Which answer is better, and by how much?", ("Read the prompt, then both answers, and vote: ≫ when "
                                                               "one is clearly better, > when it is somewhat better. "
                                                               "Which model wrote which answer is hidden and the sides "
                                                               "are shuffled.")),
-       "thumbs": ("Is this answer good?", "Read the prompt, then the answer, and vote. Which model wrote it is "
-                                          "hidden.")}
+       "thumbs": ("Is this answer good?", ("Read the prompt, then the answer, and vote: good or bad. "
+                                           "Which model wrote it is hidden."))}
 ASPECT_SLOTS = MAX_ASPECTS  # the page's aspect rows, built once (CampaignConfig.validate refuses more)
 NOT_RATED = ""  # an aspect the labeler leaves alone
 ASPECT_CHOICES = [("A", "a"), ("Tie", "tie"), ("B", "b"), ("–", NOT_RATED)]
 CAMPAIGN_HEADERS = ["id", "name", "sources", "status", "responses", "votes", "pairs ready", "created"]
-LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agreement with others", "gold accuracy", "left chosen",
-                   "position bias", "👍 given"]
+CAMPAIGN_WIDTHS = ["17%", "12%", "19%", "10%", "10%", "9%", "10%", "13%"]  # headers stay whole words
+# The labelers table: the columns of a pairwise (or graded) campaign, and of a thumbs campaign.
+LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agrees with others", "gold accuracy", "picked left",
+                   "position bias"]
+THUMBS_LABELER_HEADERS = ["labeler", "votes", "median s/vote", "agrees with others", "rated good"]
 ACCOUNT_HEADERS = ["name", "role", "created"]
 UPLOADS = ("responses_file", "gold_file")  # campaign files come as uploads: a team on a Space has no server paths
-# The New campaign form: the usual settings in rows, then two closed sections. ``previous`` is left out: "Next
-# round" sets it.
+UPLOAD_LABELS = {"responses_file": "Responses file (optional)", "gold_file": "Gold pairs file (optional)"}
+UPLOADS_HELP = ("**Responses file** (JSONL/CSV): ready answers instead of generating them: a `prompt` column and one "
+                "column per source, named by the source. **Gold pairs file** (JSONL/CSV): pairs with a known answer "
+                "(`prompt`, `response_a`, `response_b`, `answer`: a, b or tie), mixed in to check labelers.")
+# The New campaign form: the usual settings in rows (a string is a line of help between them), then two closed
+# sections. ``previous`` is left out: "Next round" sets it.
 CAMPAIGN_ROWS = {"": [("name", "mode", "prompts", "prompts_split", "max_prompts"), ("sources", *UPLOADS),
-                      ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"), ("guidelines",)],
+                      UPLOADS_HELP, ("temperature", "top_p", "max_new_tokens", "seed", "votes_per_pair"),
+                      ("guidelines",)],
                  "Labeling: rubric, graded and per-aspect votes": [("rubric",), ("graded", "aspects")],
                  "Quality: which pair next, gold pairs, extra votes, the LLM judge": [
                      ("serving", "gold_share", "extra_votes"), ("judge", "judge_fills_at")]}
 SOURCES_HELP = ("Two or more models that answer, newest run first: pick finished runs by name, or tiny; type a local "
                 "path or hub id; NAME#2 adds a second sample of the same model. Not needed with a responses file.")
-ANSWER_HEIGHT = 360  # px: both answers' boxes the same height side by side; a longer answer scrolls inside its box
+MODE_HELP = ("pairwise = two answers side by side, which is better (exports preference pairs, for DPO); thumbs = one "
+             "answer at a time, rated good or bad (exports unpaired data, for KTO; one source is enough).")
+VOTES_HELP = "Votes wanted per pair; 2 or more measure agreement between labelers."
+ALONE_HELP = (" No labeler accounts yet: every browser votes as the same person, so a pair gets 1 vote (add accounts "
+              "under Accounts for more).")
+ANSWER_HEIGHT = 360  # px: the most an answer's box takes; a longer answer scrolls inside its box
 RUBRIC_HEIGHT = 420  # px: a long rubric scrolls inside the introduction and its panel, the buttons stay in reach
 NOTHING_LEFT = "Nothing left for you in this campaign. Thank you!"
-# The labeling page's head, shared by the full app and /label (lab.ui.app). A key presses the visible vote, skip
-# or undo button whose label ends in "[key]" (so the keys are written once, in the tables above), not while
-# typing (a comment, the campaign's name); a radio button (an aspect) or checkbox in focus does not stop them.
-# The style puts each aspect on one compact line: its name, then A / Tie / B / –.
+NO_CAMPAIGN_YET = "**No campaign yet: create one below** (New campaign), then label it here."
+NONE_OPEN = "No campaign is open for labeling: create one below, or reopen one in the Campaigns list."
+NO_OVERLAP = "needs 2 labelers on the same pair"
+AGREEMENT_TITLE = "Agreement between labelers (1 = full agreement, 0 = chance)"
+# The labeling page's head, shared by the full app and /label (lab.ui.app).
+# - A key presses the visible vote, skip or undo button whose class is lab-key-<key> (the keys are written once, in
+#   the tables above, and drawn after each button's text), not while typing (a comment, the campaign's name); a
+#   radio button (an aspect) or checkbox in focus does not stop them. A touch screen (coarse pointer) shows no keys.
+# - On a narrow screen the next pair's prompt is scrolled into view once a vote, skip or undo has brought it (the
+#   buttons sit below both answers there, and the new pair would start off-screen), and it flashes, to say the pair
+#   changed.
+# - Each aspect on one compact line: its name, then A / Tie / B / –. An answer's box as tall as its text, up to
+#   ANSWER_HEIGHT; side by side, both as tall as the taller one.
 SHORTCUTS = """
 <script>
 document.addEventListener('keydown', (event) => {
@@ -86,17 +111,52 @@ document.addEventListener('keydown', (event) => {
   const typing = active && (active.tagName === 'TEXTAREA' || active.isContentEditable ||
     (active.tagName === 'INPUT' && !['radio', 'checkbox', 'button'].includes(active.type)));
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const label = '[' + event.key + ']';
+  const keyClass = 'lab-key-' + event.key;
   const button = [...document.querySelectorAll('button[id^="lab-vote-"], #lab-skip, #lab-undo')]
-    .find((b) => b.offsetParent !== null && b.textContent.trim().endsWith(label));
+    .find((b) => b.offsetParent !== null && b.classList.contains(keyClass));
   if (button && !button.disabled) { event.preventDefault(); button.click(); }
 });
+(() => {
+  const PAIR = ['lab-progress', 'lab-prompt', 'lab-answer-a', 'lab-answer-b', 'lab-note'];
+  const pairText = () => PAIR.map((id) => (document.getElementById(id) || {}).textContent || '').join('\\u0000');
+  const showPrompt = () => {
+    const prompt = document.getElementById('lab-prompt');
+    if (!prompt || prompt.offsetParent === null) return;
+    prompt.scrollIntoView({block: 'start', behavior: 'smooth'});
+    prompt.classList.remove('lab-fresh');
+    void prompt.offsetWidth;
+    prompt.classList.add('lab-fresh');
+  };
+  document.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('button[id^="lab-vote-"], #lab-skip, #lab-undo');
+    if (!button || !window.matchMedia('(max-width: 767px)').matches) return;
+    const before = pairText();
+    const started = Date.now();
+    const wait = () => {
+      if (pairText() !== before || Date.now() - started > 4000) { requestAnimationFrame(showPrompt); return; }
+      setTimeout(wait, 50);
+    };
+    setTimeout(wait, 50);
+  }, true);
+})();
 </script>
 <style>
 fieldset.lab-aspect { display: flex; flex-direction: row; align-items: center; flex-wrap: wrap; gap: 4px 16px;
   padding: 4px 10px !important; }
 fieldset.lab-aspect > [data-testid="block-info"] { min-width: 12rem; margin: 0; }
 #lab-intro { border: 1px solid #93c5fd; background: #eff6ff; border-radius: 8px; padding: 12px 16px; }
+button[class*="lab-key-"]::after { margin-left: 0.4em; font-weight: normal; opacity: 0.8; }
+button.lab-key-1::after { content: "[1]"; } button.lab-key-2::after { content: "[2]"; }
+button.lab-key-3::after { content: "[3]"; } button.lab-key-4::after { content: "[4]"; }
+button.lab-key-5::after { content: "[5]"; } button.lab-key-6::after { content: "[6]"; }
+button.lab-key-s::after { content: "[s]"; } button.lab-key-u::after { content: "[u]"; }
+#lab-answers .block.lab-response { flex-grow: 1 !important; }
+#lab-answers .block.lab-answer-heading { flex-grow: 0 !important; }
+#lab-note { min-height: 1.5em; }
+#lab-prompt.lab-fresh { animation: lab-fresh 1s ease-out; }
+@keyframes lab-fresh { from { box-shadow: 0 0 0 3px #818cf8; } to { box-shadow: 0 0 0 0 transparent; } }
+@media (pointer: coarse) { button[class*="lab-key-"]::after { content: none; } }
+@media (max-width: 767px) { div.block.lab-response { min-height: 0 !important; } }  /* over the app's 140px */
 </style>
 """
 
@@ -126,13 +186,17 @@ class LabelingUI:
     aspects: gr.Column  # the aspect rows: shown on campaigns that name aspects
     aspect_votes: list[gr.Radio]  # ASPECT_SLOTS rows, the campaign's aspects in order, the rest hidden
     introduced: gr.State  # campaigns whose introduction this page's labeler has dismissed
+    answers: gr.Column  # both answers and the raw-text box: hidden when there is no pair to show
+    note: gr.Markdown  # under the buttons: a word on the last move (undone, skipped, already counted)
 
     @property
     def pair_outputs(self) -> list:
-        # The first seven are the api's positions (tests and clients read them), the buttons and layout follow.
+        # The first seven are the api's positions (tests and clients read them), the buttons and layout follow; the
+        # note comes last (a client finds it at -1).
         return [self.status, self.token, self.progress, self.prompt, self.left, self.right, self.comment,
                 self.guidelines, *self.buttons.values(), self.how, self.left_heading, self.right_column, self.intro,
-                self.intro_text, self.pair, self.rubric_panel, self.rubric, self.aspects, *self.aspect_votes]
+                self.intro_text, self.pair, self.rubric_panel, self.rubric, self.aspects, *self.aspect_votes,
+                self.answers, self.note]
 
 
 @dataclass
@@ -152,6 +216,11 @@ class AdminUI:
     accounts: gr.Dataframe
     password: gr.Textbox
     flywheel: Any = None  # lab.ui.label_flywheel.FlywheelUI: its panels, built below the export
+    voting: Any = None  # gr.Accordion: the voting panel ("Label"), closed while no campaign exists
+    new_campaign: Any = None  # gr.Accordion: the New campaign form, opened while no campaign exists
+    empty: Any = None  # gr.Markdown at the tab's top: that no campaign exists (or is open) yet
+    agreement: Any = None  # gr.Markdown in the "Agreement between labelers" accordion: κ, α and raw agreement
+    train_status: Any = None  # the Train tab's status line, where "Train DPO on this" says what it filled
 
 
 def who(home: Home, sign_in: bool, request: gr.Request | None) -> Identity:
@@ -188,7 +257,7 @@ def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> Labeli
                                info="Open campaigns, newest first; pick one and press Start.")
         refresh = gr.Button("↻", scale=0, min_width=40)
         start = gr.Button("Start", variant="primary", scale=1)
-    progress = gr.Markdown()
+    progress = gr.Markdown(elem_id="lab-progress")
     with gr.Column(visible=False, elem_id="lab-intro") as intro:
         intro_text = gr.Markdown(max_height=RUBRIC_HEIGHT + 160)
         begin = gr.Button("Start labeling", variant="primary", elem_id="lab-intro-start")
@@ -196,44 +265,53 @@ def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> Labeli
         guidelines = gr.Markdown(elem_classes="lab-guidelines")
         with gr.Accordion("Rubric", open=False, visible=False, elem_id="lab-rubric") as rubric_panel:
             rubric = gr.Markdown(max_height=RUBRIC_HEIGHT)
-        prompt = gr.Markdown(elem_classes="lab-prompt")
-        with gr.Row(equal_height=True):
-            with gr.Column():
-                left_heading = gr.Markdown("### A")
-                left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", height=ANSWER_HEIGHT)
-            with gr.Column() as right_column:
-                gr.Markdown("### B")
-                right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", height=ANSWER_HEIGHT)
-        raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
+        prompt = gr.Markdown(elem_classes="lab-prompt", elem_id="lab-prompt")
+        with gr.Column(elem_id="lab-answers") as answers:  # hidden when there is no pair to show
+            with gr.Row(equal_height=True):
+                with gr.Column():
+                    left_heading = gr.Markdown("### A", elem_classes="lab-answer-heading")
+                    left = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-a", max_height=ANSWER_HEIGHT)
+                with gr.Column() as right_column:
+                    gr.Markdown("### B", elem_classes="lab-answer-heading")
+                    right = gr.Markdown(elem_classes="lab-response", elem_id="lab-answer-b", max_height=ANSWER_HEIGHT)
+            raw = gr.Checkbox(label="Show the answers as raw text (no Markdown or code formatting)", value=False)
         with gr.Column(visible=False, elem_id="lab-aspects") as aspects:
             gr.Markdown("**Aspects** (optional): which answer is better on each; cleared after every vote.")
             aspect_votes = [gr.Radio(ASPECT_CHOICES, value=NOT_RATED, label=f"aspect {i + 1}", visible=False,
                                      elem_classes="lab-aspect", elem_id=f"lab-aspect-{i}")
                             for i in range(ASPECT_SLOTS)]
         with gr.Row(equal_height=True):  # a narrow window wraps a label onto two lines: the row stays even
-            texts = {name: (text, key) for name, text, key in VOTES + GRADED + THUMBS}
-            buttons = {name: gr.Button(f"{texts[name][0]}  [{texts[name][1]}]", elem_id=f"lab-vote-{name}",
-                                       interactive=False, visible=name in {n for n, _, _ in VOTES}, min_width=100,
+            # Labelled as a pairwise campaign's until a campaign is chosen (the instructions above say the same).
+            texts = {name: (text, key) for name, text, key in GRADED + THUMBS + VOTES}
+            buttons = {name: gr.Button(texts[name][0], elem_id=f"lab-vote-{name}",
+                                       elem_classes=KEY_CLASS.format(texts[name][1]), interactive=False,
+                                       visible=name in {n for n, _, _ in VOTES}, min_width=100,
                                        variant="secondary" if name in ("tie", "both_bad") else "primary")
                        for name in BUTTON_ORDER}
             for name, text, key in MOVES:
-                buttons[name] = gr.Button(f"{text}  [{key}]", elem_id=f"lab-{name}", variant="secondary",
-                                          interactive=False, min_width=160 if name == "undo" else 100)
+                buttons[name] = gr.Button(text, elem_id=f"lab-{name}", elem_classes=KEY_CLASS.format(key),
+                                          variant="secondary", interactive=False,
+                                          min_width=160 if name == "undo" else 100)
+        # Under the buttons: a word on the last move (undone, skipped) appears here without moving them.
+        note = gr.Markdown(elem_id="lab-note", elem_classes="lab-status")
         comment = gr.Textbox(label="Comment (optional)", placeholder="Why? Anything wrong?", lines=1)
     token = gr.Textbox(visible=False)
     introduced = gr.State([])
     ui = LabelingUI(status, campaign, progress, guidelines, prompt, left, right, comment, token, raw, buttons, how,
                     titled, left_heading, right_column, intro, intro_text, pair, rubric_panel, rubric, aspects,
-                    aspect_votes, introduced)
+                    aspect_votes, introduced, answers, note)
     outputs = ui.pair_outputs
     # Voting bypasses Gradio's queue (queue=False: one plain HTTP POST per vote): the engine's transaction
     # takes ~10 ms, and the queue's join-then-stream round trips would cost more than that.
-
+    # A pair is leased when a person picks a campaign (``input``), presses Start or ↻, or opens /label; not when
+    # the picker is set by another event (a campaign just created is selected, and waits for Start).
     refresh.click(guarded(campaign_choices, status, ui, home, sign_in), inputs=None, outputs=[status, campaign],
-                  api_name="label_campaigns")
+                  api_name="label_campaigns") \
+        .then(guarded(show_first, status, ui, home, sign_in), inputs=[campaign, raw, introduced], outputs=outputs,
+              api_visibility="private", queue=False)
     start.click(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw, introduced], outputs=outputs,
                 api_name="label_next", queue=False)
-    for trigger in (campaign.change, raw.change):
+    for trigger in (campaign.input, raw.change):
         trigger(guarded(show_next, status, ui, home, sign_in), inputs=[campaign, raw, introduced], outputs=outputs,
                 api_visibility="private")
     begin.click(guarded(start_labeling, status, ui, home, sign_in), inputs=[campaign, raw, introduced],
@@ -273,8 +351,9 @@ def answer_text(text: str, raw: bool) -> str:
 def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw: bool = False, note: str = "",
               served=None, introduced: list[str] | None = None) -> dict:
     """The next pair for this labeler (``served``, or the one ``next_pair`` gives), or a word on why there is
-    none with the vote buttons off; their progress, the campaign's guidelines, rubric and aspects. A campaign with
-    a rubric opens on its introduction for a labeler with no vote in it who has not dismissed it on this page
+    none, said once where the prompt goes, with the answers hidden and the vote buttons off; their progress, the
+    campaign's guidelines, rubric and aspects, and ``note`` (undone, skipped) under the buttons. A campaign with a
+    rubric opens on its introduction for a labeler with no vote in it who has not dismissed it on this page
     (``introduced``); the pair is leased behind it all the same."""
     from lab.label.campaigns import get_campaign
     from lab.label.serving import next_pair, progress
@@ -290,12 +369,13 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
             f"({mine.votes}/{mine.wanted} votes)")
     guidelines, rubric = config.guidelines.strip(), config.rubric.strip()
     intro = bool(served and rubric and mine.mine == 0 and campaign_id not in (introduced or []))
-    view = {ui.status: note, ui.progress: text, ui.comment: "",
+    view = {ui.status: "", ui.note: note, ui.progress: text, ui.comment: "",
             ui.guidelines: f"**Guidelines:** {guidelines}" if guidelines else "",
             ui.buttons["undo"]: gr.update(interactive=mine.mine > 0), **layout(ui, kind),
             ui.intro: gr.update(visible=intro), ui.pair: gr.update(visible=not intro),
             ui.intro_text: intro_text(campaign.name, guidelines, rubric, kind) if intro else "",
             ui.rubric_panel: gr.update(visible=bool(rubric)), ui.rubric: rubric,
+            ui.answers: gr.update(visible=served is not None),
             **aspect_rows(ui, [] if campaign.thumbs or served is None else config.aspect_list())}
     votes = {name for name, _, _ in PAGE_VOTES[kind]}
     if served is None:
@@ -305,7 +385,7 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
                 ("generating", "open") else NOTHING_LEFT)
         off = {ui.buttons[name]: gr.update(interactive=False, **shown(name, kind, votes)) for name in ui.buttons
                if name != "undo"}
-        return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: f"*{done}*", ui.right: f"*{done}*"}
+        return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: "", ui.right: ""}
     on = {ui.buttons[name]: gr.update(interactive=True, **shown(name, kind, votes)) for name in ui.buttons
           if name != "undo"}
     return {**view, **on, ui.token: served.token, ui.prompt: chat_markdown(served.prompt),
@@ -339,12 +419,15 @@ def aspect_rows(ui: LabelingUI, names: list[str]) -> dict:
 
 
 def shown(button: str, kind: str, votes: set[str]) -> dict:
-    """A vote button is shown only on campaigns that take its vote, labelled with that kind's key (both bad is 4,
-    or 6 on a graded campaign); skip shows on every campaign."""
+    """A vote button is shown only on campaigns that take its vote, labelled with that kind's text and key (both
+    bad is 4, or 6 on a graded campaign); skip shows on every campaign."""
     if button == "skip":
         return {}
-    texts = {name: f"{text}  [{key}]" for name, text, key in PAGE_VOTES[kind]}
-    return {"visible": button in votes, **({"value": texts[button]} if button in texts else {})}
+    keys = {name: (text, key) for name, text, key in PAGE_VOTES[kind]}
+    if button not in keys:
+        return {"visible": False}
+    text, key = keys[button]
+    return {"visible": button in votes, "value": text, "elem_classes": [KEY_CLASS.format(key)]}
 
 
 def layout(ui: LabelingUI, kind: str) -> dict:
@@ -364,6 +447,17 @@ def show_next(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, ca
               raw: bool, introduced: list[str] | None) -> dict:
     identity = who(home, sign_in, request)
     return pair_view(ui, home, require_campaign(campaign_id), identity.name, raw=raw, introduced=introduced)
+
+
+def show_first(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+               raw: bool, introduced: list[str] | None) -> dict:
+    """The first pair of the campaign the page's picker was just set to (on loading /label, on ↻), leaving the
+    status line (who is signed in, or that no campaign is open) as it was; nothing when no campaign is open."""
+    if not campaign_id:
+        return {}
+    view = show_next(ui, home, sign_in, request, campaign_id, raw, introduced)
+    view.pop(ui.status, None)
+    return view
 
 
 def start_labeling(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
@@ -427,7 +521,9 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
     with gr.Blocks(title="Labeling · Fine-tuning lab", analytics_enabled=False) as demo:
         ui = build_labeling(home, sign_in, titled=True)
         demo.load(guarded(campaign_choices, ui.status, ui, home, sign_in), inputs=None, outputs=[ui.status, ui.campaign],
-                  api_visibility="private")
+                  api_visibility="private") \
+            .then(guarded(show_first, ui.status, ui, home, sign_in), inputs=[ui.campaign, ui.raw, ui.introduced],
+                  outputs=ui.pair_outputs, api_visibility="private", queue=False)
     demo.queue(default_concurrency_limit=8)
     return demo
 
@@ -435,23 +531,30 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
 # --------------------------------------------------------------------------- the admin's panels
 
 
-def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tuple[LabelingUI, AdminUI]:
-    gr.Markdown("Blind A/B preference labeling, or one answer at a time with 👍/👎 (a thumbs campaign). Labelers "
-                "vote here (or, with accounts, at **/label**); below, admins create campaigns and turn votes into a "
-                "DPO or KTO dataset.")
-    with gr.Accordion("Label", open=True):
+def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
+          train_status: gr.Markdown | None = None) -> tuple[LabelingUI, AdminUI]:
+    """The Label tab. ``train_status``: the Train tab's status line, where "Train DPO on this" says what it filled
+    (the page switches to that tab)."""
+    gr.Markdown("Blind A/B preference labeling, or one answer at a time rated good or bad (a thumbs campaign). "
+                "Labelers vote here (or, with accounts, at **/label**); below, admins create campaigns and "
+                "turn votes into a DPO or KTO dataset.")
+    # While no campaign exists the tab says so here, with the voting panel closed and New campaign open (on_show:
+    # on every load and every time the tab is shown, so a lab started empty changes as campaigns come).
+    empty = gr.Markdown(elem_classes="lab-status", elem_id="lab-no-campaign")
+    with gr.Accordion("Label", open=True) as voting:
         labeling = build_labeling(home, sign_in)
     status = gr.Markdown(elem_classes="lab-status")
-    with gr.Accordion("New campaign", open=False):
-        form = campaign_form(home)
+    with gr.Accordion("New campaign", open=False) as new_campaign:
+        form = campaign_form(home, alone=alone(home, sign_in))
         create = gr.Button("Create campaign", variant="primary")
-    gr.Markdown("### Campaigns")
-    campaigns = gr.Dataframe(headers=CAMPAIGN_HEADERS, interactive=False, wrap=True)
+    gr.Markdown("### Campaigns\nClick a row to select its campaign.")
+    campaigns = gr.Dataframe(headers=CAMPAIGN_HEADERS, interactive=False, wrap=True, column_widths=CAMPAIGN_WIDTHS,
+                             elem_id="lab-campaigns")
     with gr.Row():
         selected = gr.Dropdown(label="Campaign", choices=catalog.campaign_choices(home), value=None, scale=3,
                                allow_custom_value=True,
                                info="Newest first.")
-        close = gr.Button("Close", scale=1)
+        close = gr.Button("Close campaign", scale=1)
         reopen = gr.Button("Reopen", scale=1)
         resume = gr.Button("Resume generation", scale=1)
         wandb_btn = gr.Button("Log to W&B", scale=1)
@@ -459,6 +562,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
     with gr.Row():
         with gr.Column():
             quality = gr.Markdown()
+            with gr.Accordion(AGREEMENT_TITLE, open=False, elem_id="lab-agreement"):
+                agreement = gr.Markdown()
         with gr.Column():
             ratings = gr.Plot(label="Leaderboard")
     labelers = gr.Dataframe(headers=LABELER_HEADERS, interactive=False, label="Labelers")
@@ -484,9 +589,10 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                                          "the same rule: the next DPO learns from all the votes so far (ticked "
                                          "when a later round is chosen).")
         gr.Markdown("**Export** gives a pairwise campaign's preference pairs (for DPO) and a thumbs campaign's "
-                    "answers labelled 👍/👎 (for KTO). **Export as unpaired** turns a pairwise campaign's votes into "
-                    "KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable answers, "
-                    "ties left out.")
+                    "answers labelled good or bad (for KTO). **Export as unpaired** turns a pairwise campaign's votes "
+                    "into KTO data too: a pair's winner desirable and loser undesirable, both-bad two undesirable "
+                    "answers, ties left out. A campaign whose votes are not all in exports the votes so far, with a "
+                    "warning.")
         with gr.Row():
             export_btn = gr.Button("Export", variant="primary")
             export_unpaired_btn = gr.Button("Export as unpaired (KTO)")
@@ -510,14 +616,19 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
             add_account = gr.Button("Add account", scale=1)
         accounts = gr.Dataframe(headers=ACCOUNT_HEADERS, interactive=False)
     admin = AdminUI(status, form, campaigns, selected, state, quality, labelers, ratings, matrix, export_result,
-                    exported, policy, accounts, account_password)
+                    exported, policy, accounts, account_password, voting=voting, new_campaign=new_campaign,
+                    empty=empty, agreement=agreement, train_status=train_status)
     with flywheel_area:
         admin.flywheel = label_flywheel.build(home, sign_in, admin)
 
     bound = (admin, home, sign_in)
+    # The api's positions: status, the table, the admin's picker, the state, the voting panel's picker, then the
+    # voting panel's progress line, the tab's note on campaigns and the voting panel's accordion.
     create.click(guarded(create_campaign, status, *bound, labeling), inputs_kwargs=form.components,
-                 outputs=[status, campaigns, selected, state, labeling.campaign], api_name="label_create")
-    view_outputs = [status, campaigns, selected, state, quality, labelers, ratings, matrix, accounts]
+                 outputs=[status, campaigns, selected, state, labeling.campaign, labeling.progress, empty, voting],
+                 api_name="label_create")
+    campaigns.select(pick_campaign, None, selected, api_visibility="private", queue=False)
+    view_outputs = [status, campaigns, selected, state, quality, labelers, ratings, matrix, accounts, agreement]
     selected.change(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                     api_name="label_admin_view")
     selected.change(guarded(exports_earlier_rounds, None, home), inputs=selected, outputs=earlier_rounds,
@@ -536,20 +647,32 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs) -> tupl
                      outputs=[status, export_result, exported, policy], api_name=api)
     for button, objective, api in ((train_dpo, "dpo", "label_train_dpo"), (train_kto, "kto", "label_train_kto")):
         button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective), inputs=[exported, policy],
-                     outputs=[status, *train_form, tabs], api_name=api)
+                     outputs=[status, *train_form, tabs, *([train_status] if train_status else [])], api_name=api)
     wandb_btn.click(guarded(log_wandb, status, *bound), inputs=selected, outputs=[status], api_name="label_wandb")
     add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
                       outputs=[status, accounts, account_password], api_name="label_add_account")
     return labeling, admin
 
 
-def campaign_form(home: Home) -> Form:
-    """The New campaign form: CAMPAIGN_ROWS's first rows open, each further section in a closed accordion."""
+def campaign_form(home: Home, *, alone: bool = False) -> Form:
+    """The New campaign form: CAMPAIGN_ROWS's first rows open, each further section in a closed accordion; a string
+    among the rows is a line of help there. ``alone``: no labeler accounts, so every browser is one labeler and
+    Votes per pair starts at 1 (more can never be reached)."""
     parts = []
+    widgets = campaign_widgets(home, alone=alone)
     for title, rows in CAMPAIGN_ROWS.items():
         with gr.Accordion(title, open=False) if title else nullcontext():
-            parts.append(build_form(CampaignConfig, rows=rows, overrides=campaign_widgets(home),
-                                    extra={"rubric": {"lines": 4, "max_lines": 12}}))
+            group: list[tuple[str, ...]] = []
+            for row in [*rows, None]:
+                if isinstance(row, tuple):
+                    group.append(row)
+                    continue
+                if group:
+                    parts.append(build_form(CampaignConfig, rows=group, overrides=widgets,
+                                            extra={"rubric": {"lines": 4, "max_lines": 12}}))
+                    group = []
+                if row:
+                    gr.Markdown(row, elem_classes="lab-form-help")
     return parts[0].union(*parts[1:])
 
 
@@ -558,9 +681,11 @@ def judge_choices(home: Home) -> list[tuple[str, str]]:
     return [("none", ""), *catalog.judge_choices(home)]
 
 
-def campaign_widgets(home: Home) -> dict:
+def campaign_widgets(home: Home, *, alone: bool = False) -> dict:
     """The campaign form's widgets that are not a plain box: prompts, sources and the judge picked from what
-    exists, and the two campaign files as uploads (``gr.File`` has no help line: the help becomes its label)."""
+    exists, the two campaign files as uploads under short labels (``gr.File`` has no help line: UPLOADS_HELP says
+    what they hold, below them), the mode's help in words, and Votes per pair, 1 when the lab has no labeler
+    accounts (``alone``)."""
     def judge(f, kw):
         return gr.Dropdown(choices=judge_choices(home), allow_custom_value=True, **kw)
 
@@ -569,16 +694,22 @@ def campaign_widgets(home: Home) -> dict:
                            **{**kw, "value": [], "info": SOURCES_HELP})
 
     def upload(f, kw):
-        return gr.File(label=f"{kw['label']}: {kw['info'][0].lower()}{kw['info'][1:]}", file_types=[".jsonl", ".json",
-                                                                                                  ".csv", ".parquet"],
-                       height=140, elem_id=f"lab-{f.name}")
+        return gr.File(label=UPLOAD_LABELS[f.name], file_types=[".jsonl", ".json", ".csv", ".parquet"], height=170,
+                       elem_id=f"lab-{f.name}")
 
     def prompts(f, kw):  # pasted prompts (the CLI's third way) need a text box: the form offers datasets and files
-        return gr.Dropdown(choices=catalog.dataset_choices(home, kind="sft"), allow_custom_value=True,
-                           **{**kw, "info": "The prompts: a saved SFT dataset (newest first) or a bundled sample; or "
-                                            "type a JSONL/CSV/text file's path."})
+        return gr.Dropdown(choices=catalog.dataset_choices(home, kind="sft"), allow_custom_value=True, scale=2,
+                           min_width=300, **{**kw, "info": "The prompts: a saved SFT dataset (newest first) or a "
+                                                           "bundled sample; or type a JSONL/CSV/text file's path."})
 
-    return {"prompts": prompts, "sources": sources, "judge": judge,
+    def mode(f, kw):
+        return gr.Dropdown(choices=list(f.metadata["choices"]), **{**kw, "info": MODE_HELP})
+
+    def votes_per_pair(f, kw):
+        return gr.Number(precision=0, **{**kw, "value": 1 if alone else kw["value"],
+                                                    "info": VOTES_HELP + (ALONE_HELP if alone else "")})
+
+    return {"prompts": prompts, "sources": sources, "judge": judge, "mode": mode, "votes_per_pair": votes_per_pair,
             **{name: upload for name in UPLOADS}}
 
 
@@ -624,11 +755,28 @@ def kept_uploads(home: Home, values: dict[str, Any]) -> dict[str, Path]:
     campaign's config names its files)."""
     from lab.data import uploads
 
-    return {name: uploads.keep(home, values[name])[0] for name in UPLOADS if values.get(name)}
+    return {name: uploads.keep(home, values[name], upload_folder=get_upload_folder())[0] for name in UPLOADS
+            if values.get(name)}
+
+
+def alone(home: Home, sign_in: bool) -> bool:
+    """Whether every browser votes as one labeler (``local``): the app runs without sign-in, or no account exists
+    yet (``lab.label.accounts.identify``)."""
+    return not sign_in or not sign_in_required(home)
+
+
+def lone_labeler_warning(votes_per_pair: int) -> str:
+    """Why a campaign asking ``votes_per_pair`` votes of each pair cannot finish on a lab without accounts."""
+    return (f"No labeler accounts yet: every browser votes as the same person, so each pair gets 1 of the "
+            f"{votes_per_pair} votes asked and the campaign cannot finish. To get {votes_per_pair} votes a pair, add "
+            "labeler accounts (Accounts, below); or create campaigns with Votes per pair 1.")
 
 
 def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI, request: gr.Request,
                     **values: Any) -> dict:
+    """Create the campaign and select it, in the admin's list and in the voting panel above (where Start leases
+    its first pair: selecting it leases none). On a lab where everyone votes as one person, a campaign that asks
+    more than one vote a pair is created with a warning that it cannot finish."""
     from lab.label.campaigns import create_campaign as create
 
     require_admin(who(home, sign_in, request))
@@ -637,29 +785,61 @@ def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI
     files = kept_uploads(home, values)
     cfg = confined(ui.form.to_config({**values, **{k: str(v) for k, v in files.items()}}), home)
     campaign = create(cfg, home=home)
-    return {ui.status: status_ok(f"Created campaign {campaign.name} ({campaign.id})."),
+    said = status_ok(f"Created campaign {campaign.name} ({campaign.id}).")
+    if cfg.votes_per_pair > 1 and alone(home, sign_in):
+        said += f"\n\n⚠ {lone_labeler_warning(cfg.votes_per_pair)}"
+    return {ui.status: said,
             ui.campaigns: campaigns_table(home),
             ui.selected: gr.update(choices=catalog.campaign_choices(home), value=campaign.id),
             ui.state: campaign_state(home, campaign.id),
-            labeling.campaign: gr.update(choices=open_campaigns(home))}  # offered, not chosen: choosing leases a pair
+            labeling.campaign: gr.update(choices=open_campaigns(home), value=campaign.id),
+            labeling.progress: f"**{campaign.name}** is chosen: press **Start** to label it.",
+            ui.empty: "", ui.voting: gr.update(open=True)}
+
+
+def pick_campaign(evt: gr.SelectData) -> Any:
+    """A click in the Campaigns table selects that row's campaign (its id, the first column)."""
+    row = evt.row_value or []
+    return row[0] if row else gr.skip()
 
 
 def quality_text(report: dict[str, Any], board: dict[str, Any] | None) -> str:
-    """Agreement, position bias and who leads, in people's names (``board`` already uses display names; None for
-    a thumbs campaign, whose leaderboard is its approval rates)."""
+    """How many votes from how many people, position bias and who leads, in people's names (``board`` already
+    uses display names; None for a thumbs campaign, whose leaderboard is its approval rates). The agreement
+    numbers are in ``agreement_text``."""
     bias = report["position_bias"]
-    lines = [f"**{report['votes']}** votes from **{report['labelers']}** labelers · {report['pairs_with_overlap']} "
-             "pairs with 2+ votes",
-             f"Agreement: Fleiss' κ {number(report['fleiss_kappa'])} · Krippendorff's α "
-             f"{number(report['krippendorff_alpha'])} · Cohen's κ {number(report['cohen_kappa'])} · raw "
-             f"{number(report['pairwise_agreement'])}"]
+    people = report["labelers"]
+    overlap = report["pairs_with_overlap"]
+    head = (f"**{report['votes']}** vote{'s' if report['votes'] != 1 else ''} from **{people}** "
+            f"labeler{'s' if people != 1 else ''} · {overlap} pair{'s' if overlap != 1 else ''} with 2+ votes")
+    if not overlap:
+        head += f" (agreement {NO_OVERLAP})"
+    lines = [head]
     if bias["decided"]:
         flag = " ⚠ **position bias**: far from 50%" if bias["flagged"] else ""
-        lines.append(f"Left answer chosen in {bias['a_rate']:.0%} of {bias['decided']} decided votes "
-                     f"(p = {bias['p_value']:.3g}){flag}")
+        lines.append(f"Position bias: labelers picked the left answer {bias['a_rate']:.0%} of the time in "
+                     f"{bias['decided']} decided vote{'s' if bias['decided'] != 1 else ''} (50% is unbiased; "
+                     f"p = {bias['p_value']:.2g}){flag}")
     if board and board["ratings"]:
         lines.append(leader_line(board))
     return "\n\n".join(lines)
+
+
+def agreement_text(report: dict[str, Any], lone: bool = False) -> str:
+    """The agreement numbers, each with what it measures (1 = full agreement, 0 = what chance gives), or why it is
+    not there yet. ``lone``: every browser votes as one person (no accounts), which is why no pair has 2 votes."""
+    if not report["pairs_with_overlap"]:
+        why = (" Without labeler accounts every browser votes as the same person: add accounts (Accounts, below) "
+               "for a second labeler." if lone else "")
+        return f"Every agreement number {NO_OVERLAP}: no pair has votes from 2 labelers yet.{why}"
+    cohen = (number(report["cohen_kappa"]) if report["cohen_kappa"] is not None else
+             "only with exactly 2 labelers sharing 2+ pairs")
+    raw = report["pairwise_agreement"]
+    return "\n".join([
+        f"- **Raw agreement**: {percent(raw)} of the votes given on the same pair agree (not corrected for chance)",
+        f"- **Fleiss' κ**: {number(report['fleiss_kappa'])} (any number of labelers a pair)",
+        f"- **Krippendorff's α**: {number(report['krippendorff_alpha'])} (also fair with few votes or missing ones)",
+        f"- **Cohen's κ**: {cohen} (two labelers)"])
 
 
 def leader_line(board: dict[str, Any]) -> str:
@@ -696,22 +876,37 @@ def admin_view(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, camp
     out = {ui.campaigns: campaigns_table(home), ui.selected: gr.update(choices=catalog.campaign_choices(home)),
            ui.accounts: accounts_table(home)}
     if not campaign_id:
-        return {**out, ui.state: "", ui.quality: "Select a campaign to see its agreement and leaderboard."}
+        return {**out, ui.state: "", ui.quality: "Select a campaign (or click its row above) to see its agreement "
+                                                  "and leaderboard.", ui.agreement: ""}
     campaign = get_campaign(campaign_id, home)  # an unknown id is an error, not empty statistics
     campaign_id = campaign.id
     report = agreement(campaign_id, home=home)
-    rows = [[r["labeler"], r["votes"], r["median_seconds"], r["agreement_with_others"], r["gold_accuracy"],
-             r["left_rate"] if r["left_rate"] is None else round(r["left_rate"], 2),
-             "⚠ flagged" if r["position_bias_flagged"] else "", r["up_rate"]] for r in report["per_labeler"]]
-    out = {**out, ui.state: campaign_state(home, campaign_id), ui.labelers: pd.DataFrame(rows, columns=LABELER_HEADERS)}
-    if campaign.thumbs:  # one answer at a time: each source's share of 👍, no ratings or win rates
+    out = {**out, ui.state: campaign_state(home, campaign_id), ui.labelers: labelers_table(report, campaign.thumbs),
+           ui.agreement: agreement_text(report, alone(home, sign_in))}
+    if campaign.thumbs:  # one answer at a time: each source's share rated good, no ratings or win rates
         rates = approval(campaign_id, home=home)
-        none = "A thumbs campaign compares no pairs: each source's share of 👍 is listed beside."
+        none = "A thumbs campaign compares no pairs: each source's share rated good is listed beside."
         return {**out, ui.quality: quality_text(report, None) + "\n\n" + approval_text(rates, home),
                 ui.ratings: plots.empty_figure(none), ui.matrix: plots.empty_figure(none)}
     board = named_board(leaderboard(campaign_id, home=home), home)
     return {**out, ui.quality: quality_text(report, board), ui.ratings: plots.ratings_plot(board["ratings"]),
             ui.matrix: plots.win_matrix_plot(board["models"], board["win_rates"], board["counts"])}
+
+
+def labelers_table(report: dict[str, Any], thumbs: bool) -> pd.DataFrame:
+    """Per labeler, in words where a number is missing, shares as percentages; a thumbs campaign's table has its
+    share rated good instead of the sides picked."""
+    rows = []
+    for r in report["per_labeler"]:
+        seconds = r["median_seconds"] if r["median_seconds"] is not None else "–"
+        shared = percent(r["agreement_with_others"]) if r["agreement_with_others"] is not None else "no shared pair"
+        if thumbs:
+            rows.append([r["labeler"], r["votes"], seconds, shared, percent(r["up_rate"])])
+            continue
+        gold = percent(r["gold_accuracy"]) if r["gold_accuracy"] is not None else "no gold pair"
+        bias = ("⚠ flagged" if r["position_bias_flagged"] else "no") if r["left_rate"] is not None else "–"
+        rows.append([r["labeler"], r["votes"], seconds, shared, gold, percent(r["left_rate"]), bias])
+    return pd.DataFrame(rows, columns=THUMBS_LABELER_HEADERS if thumbs else LABELER_HEADERS)
 
 
 def exports_earlier_rounds(home: Home, campaign_id: str | None) -> bool:
@@ -723,14 +918,15 @@ def exports_earlier_rounds(home: Home, campaign_id: str | None) -> bool:
 
 
 def approval_text(rates: dict[str, Any], home: Home) -> str:
-    """A thumbs campaign's leaderboard: per source (by name), its share of 👍 with a 95% interval, best first."""
+    """A thumbs campaign's leaderboard: per source (by name), its share rated good with a 95% interval, best
+    first."""
     if not rates["sources"]:
-        return "No votes yet: each source's share of 👍 appears with the first votes."
+        return "No votes yet: each source's share rated good appears with the first votes."
     names = catalog.display_names([r["source"] for r in rates["sources"]], home)
     lines = [f"| {names[r['source']]} | {r['rate']:.0%} | {r['low']:.0%}–{r['high']:.0%} | {r['up']} | {r['down']} |"
              for r in rates["sources"]]
-    return ("**Approval** (share of 👍, Wilson 95% interval)\n\n| source | 👍 | 95% interval | 👍 votes | 👎 votes |\n"
-            "|---|---|---|---|---|\n" + "\n".join(lines))
+    return ("**Approval** (share rated good, Wilson 95% interval)\n\n| source | rated good | 95% interval | "
+            "good votes | bad votes |\n|---|---|---|---|---|\n" + "\n".join(lines))
 
 
 def set_campaign_status(ui: AdminUI, home: Home, sign_in: bool, target: str, request: gr.Request,
@@ -748,8 +944,9 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
            weighted: bool = False, min_margin: float | None = 0.0, earlier_rounds: bool = False) -> dict:
     """Export the votes as ``kind`` ("" = the campaign's usual: pairs, or unpaired for thumbs); the version's ref
     is kept (``exported``) for "Train DPO/KTO on this", whose policy picker is set to the campaign's first
-    finished run (the model that was labeled, usually)."""
-    from lab.label.campaigns import get_campaign, model_of
+    finished run (the model that was labeled, usually). A campaign whose votes are not all in is exported all the
+    same, with a warning that says how far it is (``unfinished_text``)."""
+    from lab.label.campaigns import get_campaign, model_of, unfinished_text
     from lab.label.results import export_votes
 
     require_admin(who(home, sign_in, request))
@@ -758,13 +955,19 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
                            min_agreement=float(min_agreement), val_fraction=float(val_fraction or 0),
                            drop_unreliable=bool(drop_unreliable), weighted=bool(weighted),
                            min_margin=float(min_margin or 0), earlier_rounds=bool(earlier_rounds), home=home)
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(version.card["counts"].items()))
+    counts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(version.card["counts"].items()))
     models = catalog.model_choices(home)
     labeled = [model_of(s) for s in campaign.model_sources if model_of(s) in {value for _, value in models}]
-    unit, method = ("pairs", "DPO") if version.kind == "preference" else ("rows", "KTO")
-    return {ui.status: status_ok(f"Exported {version.ref}."), ui.exported: version.ref,
-            ui.export_result: f"Dataset version `{version.ref}` ({version.kind}, for {method}): "
-                              f"{version.rows['train']} train / {version.rows['validation']} validation {unit} "
+    unit, method = ("pair", "DPO") if version.kind == "preference" else ("row", "KTO")
+    train, validation = version.rows["train"], version.rows["validation"]
+    split = (f"{train} train / {validation} validation {unit}s" if validation else
+             f"{train} train {unit}{'s' if train != 1 else ''}, no validation split (Validation fraction 0)")
+    early = unfinished_text(campaign.id, home)
+    warning = f"⚠ Exported early: {early}. It holds the votes so far; export again when more are in." if early else ""
+    return {ui.status: status_ok(f"Exported {version.ref}.") + (f" {warning}" if warning else ""),
+            ui.exported: version.ref,
+            ui.export_result: (f"**{warning}**\n\n" if warning else "") +
+                              f"Dataset version `{version.ref}` ({version.kind}, for {method}): {split} "
                               f"({counts}). Labelers: {', '.join(version.card['labelers'])}. "
                               f"Rule: {version.card['rule']['text']}",
             ui.policy: gr.update(choices=models, **({"value": labeled[0]} if labeled else {}))}
@@ -789,9 +992,9 @@ def train_on_export(ui: AdminUI, home: Home, sign_in: bool, train_form: Form, ta
               for name, value in proposal.values.items()}
     message = (f"The Train tab holds a {title} run on {dataset_ref} from {catalog.display_name(policy, home)}: "
                f"{proposal.text} Check it and start it.")
-    gr.Info(message)  # the page switches to the Train tab: a toast is seen there, this tab's status line is not
-    return {ui.status: status_ok(message),
-            **filled, tabs: gr.Tabs(selected="train")}
+    gr.Info(message)  # the page switches to the Train tab: a toast is seen at once, and its status line keeps it
+    said = {ui.train_status: status_ok(message)} if ui.train_status is not None else {}
+    return {ui.status: status_ok(message), **said, **filled, tabs: gr.Tabs(selected="train")}
 
 
 def log_wandb(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None) -> dict:
@@ -819,18 +1022,24 @@ def create_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, 
 def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
     """What this tab refreshes when shown (lab.ui.common.wire_on_show): the campaigns to label, the campaign
     form's prompts, sources and judge, the campaign picker and table, and the DPO policy picker, each as it is
-    now."""
+    now. While no campaign exists the voting panel is closed, New campaign open, and the tab says so at its top;
+    once one exists the voting panel is open, and New campaign as the admin left it."""
     labeling, admin = ui
 
     def refresh() -> dict:
         models = catalog.model_choices(home)
-        return {labeling.campaign: gr.update(choices=open_campaigns(home)),
+        campaigns, open_now = catalog.campaign_choices(home), open_campaigns(home)
+        first = ({admin.voting: gr.update(open=True)} if campaigns else
+                 {admin.voting: gr.update(open=False), admin.new_campaign: gr.update(open=True)})
+        return {labeling.campaign: gr.update(choices=open_now),
                 admin.form["sources"]: gr.update(choices=models), admin.policy: gr.update(choices=models),
                 admin.form["judge"]: gr.update(choices=judge_choices(home)),
                 admin.form["prompts"]: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
-                admin.selected: gr.update(choices=catalog.campaign_choices(home)),
-                admin.campaigns: campaigns_table(home)}
+                admin.selected: gr.update(choices=campaigns),
+                admin.campaigns: campaigns_table(home),
+                admin.empty: "" if open_now else NONE_OPEN if campaigns else NO_CAMPAIGN_YET, **first}
 
     return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["judge"],
-                             admin.form["prompts"], admin.selected, admin.campaigns]),
+                             admin.form["prompts"], admin.selected, admin.campaigns, admin.empty, admin.voting,
+                             admin.new_campaign]),
             *label_flywheel.on_show(admin.flywheel, home)]
