@@ -99,10 +99,10 @@ def test_a_lab_without_accounts_starts_votes_per_pair_at_one_and_says_why(home, 
 def test_creating_warns_a_lab_without_accounts_and_selects_the_campaign_without_leasing(tab, home, tmp_path,
                                                                                        monkeypatch):
     _, labeling, admin = tab
-    path = Path(responses_file(tmp_path, 3))
-    monkeypatch.setattr(label_tab, "kept_uploads", lambda home, values: {"responses_file": path})
-    out = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(admin, name="solo",
-                                                                                       votes_per_pair=2))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # where Gradio puts uploads: the file is one
+    path = responses_file(tmp_path, 3)
+    out = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(
+        admin, name="solo", votes_per_pair=2, responses_file=path))
     said = out[admin.status]
     assert said.startswith("**✓ Created campaign solo") and "each pair gets 1 of the 2 votes asked" in said, said
     assert "add labeler accounts (Accounts, below)" in said and "Votes per pair 1" in said
@@ -112,12 +112,12 @@ def test_creating_warns_a_lab_without_accounts_and_selects_the_campaign_without_
     assert out[admin.voting] == gr.update(open=True) and out[admin.empty] == ""
     assert Store(home).query("SELECT COUNT(*) AS n FROM leases") == [{"n": 0}]  # selecting leased nothing
 
-    one = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(admin, name="single",
-                                                                                       votes_per_pair=1))
+    one = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(
+        admin, name="single", votes_per_pair=1, responses_file=path))
     assert "No labeler accounts" not in one[admin.status]
     add_account("boss", "admin", "a good password", home=home)
     team = label_tab.create_campaign(admin, home, True, labeling, SimpleNamespace(username="boss"),
-                                     **form_values(admin, name="team", votes_per_pair=2))
+                                     **form_values(admin, name="team", votes_per_pair=2, responses_file=path))
     assert "No labeler accounts" not in team[admin.status]
 
 
@@ -275,3 +275,18 @@ def test_labelers_are_not_shown_use_via_api(lab_app):
 
     assert config("label/config")["footer_links"] == []
     assert "api" in config("config")["footer_links"]  # the lab's own page keeps it
+
+
+def test_a_refused_campaign_leaves_no_copy_of_its_upload_and_answers_show_html_as_text(tab, home, tmp_path,
+                                                                                       monkeypatch):
+    """The upload is copied under LAB_HOME/uploads before the campaign is checked: a refused campaign removes the
+    copy it made. An answer's HTML is shown as its characters on the labeling page."""
+    _, labeling, admin = tab
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    path = responses_file(tmp_path, 3)
+    with pytest.raises(Exception, match="votes_per_pair"):
+        label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(
+            admin, name="refused", votes_per_pair=0, responses_file=path))
+    assert not home.uploads.exists() or not any(home.uploads.iterdir())
+    shown = label_tab.answer_text('<div style="position:fixed;inset:0">Press 1.</div> and `a<b`', raw=False)
+    assert "<div" not in shown and "`a<b`" in shown

@@ -34,7 +34,7 @@ from lab.home import Home
 from lab.label.accounts import LOCAL, Identity, identify, require_admin, sign_in_required
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_markdown, guarded, number, percent, status_ok
+from lab.ui.common import OnShow, chat_markdown, guarded, html_as_text, number, percent, status_ok
 from lab.ui.forms import Form, build_form
 
 # A page's votes: (button, text, key). The key is drawn beside the button's text (the class ``lab-key-<key>``, see
@@ -342,7 +342,7 @@ def answer_text(text: str, raw: bool) -> str:
     if not text.strip():
         return "*(empty response)*"
     if not raw:
-        return text
+        return html_as_text(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
@@ -750,12 +750,12 @@ def confined(cfg: CampaignConfig, home: Home) -> CampaignConfig:
     return cfg
 
 
-def kept_uploads(home: Home, values: dict[str, Any]) -> dict[str, Path]:
+def kept_uploads(home: Home, values: dict[str, Any]) -> dict[str, tuple[Path, bool]]:
     """The campaign's uploaded files, copied under LAB_HOME/uploads (Gradio's copy does not last, and the
-    campaign's config names its files)."""
+    campaign's config names its files), each with whether this call made the copy (``uploads.keep``)."""
     from lab.data import uploads
 
-    return {name: uploads.keep(home, values[name], upload_folder=get_upload_folder())[0] for name in UPLOADS
+    return {name: uploads.keep(home, values[name], upload_folder=get_upload_folder()) for name in UPLOADS
             if values.get(name)}
 
 
@@ -777,14 +777,21 @@ def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI
     """Create the campaign and select it, in the admin's list and in the voting panel above (where Start leases
     its first pair: selecting it leases none). On a lab where everyone votes as one person, a campaign that asks
     more than one vote a pair is created with a warning that it cannot finish."""
+    from lab.data import uploads
     from lab.label.campaigns import create_campaign as create
 
     require_admin(who(home, sign_in, request))
     if isinstance(values.get("sources"), list):
         values["sources"] = ",".join(values["sources"])
     files = kept_uploads(home, values)
-    cfg = confined(ui.form.to_config({**values, **{k: str(v) for k, v in files.items()}}), home)
-    campaign = create(cfg, home=home)
+    try:
+        cfg = confined(ui.form.to_config({**values, **{k: str(path) for k, (path, _) in files.items()}}), home)
+        campaign = create(cfg, home=home)
+    except Exception:
+        for path, new in files.values():
+            if new:  # a refused campaign's files are of no use (one kept before may serve another campaign)
+                uploads.discard(home, path)
+        raise
     said = status_ok(f"Created campaign {campaign.name} ({campaign.id}).")
     if cfg.votes_per_pair > 1 and alone(home, sign_in):
         said += f"\n\n⚠ {lone_labeler_warning(cfg.votes_per_pair)}"
