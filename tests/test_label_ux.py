@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr

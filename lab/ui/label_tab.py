@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from lab import catalog
 from lab.config import MAX_ASPECTS, CampaignConfig
