@@ -3,7 +3,7 @@
 One place answers "which datasets, models and campaigns are there?" for the web app's pickers and the CLI, newest
 first, labelled with the name the user gave (the id is the value a picker returns). Sanity-check runs and their
 small datasets are working files of the sanity check, left out unless asked for. A dataset version is labelled
-with the rows of both its splits ("355 train + 39 val", as its statistics count them); one that a run, campaign
+with the rows of both its splits ("347 train + 38 val", as its statistics count them); one that a run, campaign
 or evaluation imported on its own from a bundled sample (``sample-sft``) says so, after the versions people saved.
 
 A model is named as the store names it: ``tiny``, ``run:<id>`` (a finished run's final model), optionally with
@@ -68,7 +68,7 @@ def bundled_sample(version: Any) -> str | None:
 
 
 def split_rows(version: Any) -> str:
-    """'355 train + 39 val': both splits, so a picker's count matches the statistics (which count both)."""
+    """'347 train + 38 val': both splits, so a picker's count matches the statistics (which count both)."""
     return f"{version.rows.get('train', 0):,} train + {version.rows.get('validation', 0):,} val"
 
 

@@ -14,7 +14,7 @@ shuffled sides, and the exported majorities are what DPO trains on: round 2's DP
 The built-in tiny model starts from random weights, so its own answers are noise; round 1 therefore asks base,
 SFT and a second SFT sample (``run:<id>#2``), and the SFT-versus-SFT pairs carry the rule; the next rounds draw
 two samples of each model likewise. Prompts come from the SFT sample's train split: 170 in round 1, 60 fresh ones in
-round 2 and the 125 left in round 3 (``next_round`` holds out every prompt an earlier round asked).
+round 2 and the 117 left in round 3 (``next_round`` holds out every prompt an earlier round asked).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.timeout(1500)  # three generations and three trainings 
 
 RULE_WORDS = 5
 NOISE = 0.1
-# Prompts of the 355 in the SFT sample's train split: round 1's, round 2's, and round 3 takes all that are left
-# (125): the last round measures a smaller gain (the rule saturates), so it gets the most pairs.
+# Prompts of the 347 in the SFT sample's train split: round 1's, round 2's, and round 3 takes all that are left
+# (117): the last round measures a smaller gain (the rule saturates), so it gets the most pairs.
 FIRST_PROMPTS, SECOND_PROMPTS = 170, 60
 
 
