@@ -14,7 +14,7 @@ import pytest
 
 from lab.home import lab_home
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, open_new_campaign, shots, signed_in_page, snap, tab  # noqa: F401
+from tests.test_browser import CHROMIUM, browser, fill_checked, open_new_campaign, shots, signed_in_page, snap, tab  # noqa: F401
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -109,8 +109,8 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     visible(lead, "Loaded tiny-sft.yaml").wait_for()
     pick(lead, "Dataset", re.compile(r"^team-chats@"))
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    lead.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first.fill("team-sft")
-    opened(lead, "Optimisation", "Max steps").fill("40")
+    fill_checked(lead.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first, "team-sft")
+    fill_checked(opened(lead, "Optimisation", "Max steps"), "40")
     lead.keyboard.press("Tab")
     expect(lead.get_by_label("Max steps", exact=True)).to_have_value("40")
     opened(lead, "Reporting", "Report to")
@@ -123,10 +123,10 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     open_new_campaign(lead)  # a lab with no campaign opens the form itself
     pick(lead, "Prompts", re.compile(r"^team-chats@"))
     pick_many(lead, "Sources", re.compile(r"^team-sft · SFT"), re.compile(r"^tiny "))
-    lead.get_by_label("Max prompts", exact=True).fill("6")
-    lead.get_by_label("Max new tokens", exact=True).filter(visible=True).first.fill("24")
-    lead.get_by_label("Votes per pair", exact=True).fill("1")
-    lead.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **shorter** answer.")
+    fill_checked(lead.get_by_label("Max prompts", exact=True), "6")
+    fill_checked(lead.get_by_label("Max new tokens", exact=True).filter(visible=True).first, "24")
+    fill_checked(lead.get_by_label("Votes per pair", exact=True), "1")
+    fill_checked(lead.get_by_role("textbox", name=re.compile(r"^Guidelines\b")), "Prefer the **shorter** answer.")
     lead.keyboard.press("Tab")
     # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
     name_box = lead.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first

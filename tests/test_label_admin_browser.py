@@ -13,7 +13,7 @@ import pytest
 from lab.home import lab_home
 from lab.label import simulate
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, choose, shots, snap, tab  # noqa: F401 - fixtures
+from tests.test_browser import CHROMIUM, browser, choose, fill_checked, shots, snap, tab  # noqa: F401 - fixtures
 from tests.test_browser import signed_in_page as signed_in_as
 from tests.test_label_flywheel_app import contrary, file_campaign, honest
 
@@ -79,7 +79,7 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     incumbent.fill(str(tiny_model_path(home)))  # the same weights by path: a second model
     incumbent.press("Enter")
     choose(admin, "Fresh prompts", "sample:sft (bundled sample)")
-    admin.get_by_label("Max fresh prompts").fill("2")
+    fill_checked(admin.get_by_label("Max fresh prompts"), "2")
     admin.get_by_role("button", name="Next round").click()
     admin.get_by_text("Created round 2: campaign trust-r2").wait_for()
     chain = admin.locator("#lab-chain")

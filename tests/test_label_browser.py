@@ -12,7 +12,7 @@ import re
 import pytest
 
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, choose, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
+from tests.test_browser import CHROMIUM, browser, choose, fill_checked, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
 from tests.test_browser import signed_in_page as signed_in_as
 
 pytestmark = [pytest.mark.browser,
@@ -59,7 +59,7 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
     admin.locator("#lab-responses_file").get_by_text("answers.jsonl").wait_for()  # uploaded before Create reads it
-    admin.get_by_label("Votes per pair", exact=True).fill("2")
+    fill_checked(admin.get_by_label("Votes per pair", exact=True), "2")
     admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **correct** answer; then the "
                                                                         "politer one.")
     admin.keyboard.press("Tab")

@@ -16,7 +16,17 @@ from lab.home import lab_home
 from lab.label.campaigns import list_campaigns
 from lab.label.results import campaign_votes
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, TIMEOUT_MS, browser, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    TIMEOUT_MS,
+    browser,
+    fill_checked,
+    open_new_campaign,
+    shots,
+    snap,
+    tab,
+    wait_for_created,
+)
 from tests.test_browser import signed_in_page as signed_in_as
 from tests.test_label import responses_file
 
@@ -59,17 +69,16 @@ def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     # A textbox's accessible name includes its help text, hence the anchored patterns.
     admin.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 6))
     admin.locator("#lab-responses_file").get_by_text("responses-6.jsonl").wait_for()  # uploaded before Create
-    admin.get_by_label("Votes per pair", exact=True).fill("2")
-    admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill(GUIDELINES)
+    fill_checked(admin.get_by_label("Votes per pair", exact=True), "2")
+    fill_checked(admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")), GUIDELINES)
     admin.get_by_text("Labeling: rubric, graded and per-aspect votes").click()
-    admin.get_by_role("textbox", name=re.compile(r"^Rubric\b")).fill(RUBRIC)
+    fill_checked(admin.get_by_role("textbox", name=re.compile(r"^Rubric\b")), RUBRIC)
     admin.get_by_role("checkbox", name=re.compile(r"^Graded\b")).check()
-    admin.get_by_role("textbox", name=re.compile(r"^Aspects\b")).fill(", ".join(ASPECTS))
+    fill_checked(admin.get_by_role("textbox", name=re.compile(r"^Aspects\b")), ", ".join(ASPECTS))
     admin.get_by_text("Quality: which pair next, gold pairs, extra votes, the LLM judge").click()  # shown, as set
     # The name last, and checked: on a busy machine the form's boxes mount late, and an early fill was lost (CI).
-    name_box = admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first
-    name_box.fill("graded-page")
-    expect(name_box).to_have_value("graded-page")
+    fill_checked(admin.get_by_role("textbox", name=re.compile(r"^Name\b")).filter(visible=True).first, "graded-page")
+    expect(admin.get_by_role("textbox", name=re.compile(r"^Rubric\b"))).to_have_value(RUBRIC)  # still, at Create
     snap(admin, shots, "E1-new-campaign-form")
     admin.get_by_role("button", name="Create campaign").click()
     wait_for_created(admin, "graded-page", shots)

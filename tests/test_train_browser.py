@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.test_browser import CHROMIUM, browser, expect, page, shots, snap, tab  # noqa: F401  (fixtures)
+from tests.test_browser import CHROMIUM, browser, expect, fill_checked, page, shots, snap, tab  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -18,7 +18,7 @@ def start_with(page, fields: dict[str, str]) -> None:  # noqa: F811 - the page, 
     """Open the Optimisation group, fill ``fields`` (label → value), report to nothing, and press Start."""
     page.get_by_text("Optimisation", exact=True).click()
     for label, value in fields.items():
-        page.get_by_label(label, exact=True).fill(value)
+        fill_checked(page.get_by_label(label, exact=True), value)
     page.keyboard.press("Tab")
     page.get_by_text("Reporting", exact=True).click()
     page.get_by_label("Report to", exact=True).click()
