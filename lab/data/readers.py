@@ -31,8 +31,9 @@ from lab.errors import LabError
 from lab.paths import input_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
-# Endings of the files people import: a text ending so is a mistyped path, never a hub id (no hub dataset is named so).
-DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".gz", ".txt")
+# Endings of the files people import: a text ending so is a mistyped path, never a hub id (no hub dataset is named so);
+# a dataset named after its file drops them (``versions.name_from_file``: ".gz" first, so "a.jsonl.gz" is "a").
+DATA_SUFFIXES = (".gz", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 PATH_STARTS = ("./", "../", "/", "~", ".\\", "..\\")
 PANDAS_INDEX = re.compile(r"-?\d+")  # the row labels df.to_json() writes for a default (or integer) index
 # Wrappers people put around a JSON list of rows: {"data": [...]}.

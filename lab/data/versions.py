@@ -25,6 +25,7 @@ from typing import Any
 from lab.data import kinds
 from lab.data.canonical import Kind, Row
 from lab.data.kinds import FLAG, KINDS, MESSAGES, NUMBER, TEXT
+from lab.data.readers import DATA_SUFFIXES
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.names import check_name, derived_name, pattern
@@ -32,7 +33,6 @@ from lab.store import Store, dumps
 
 NAME = pattern()  # the lab's one name rule (lab.names), as a regex for code that matches names
 SPLITS = ("train", "validation")
-FILE_SUFFIXES = (".gz", ".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 @dataclass
@@ -139,7 +139,7 @@ def free_name(stem: str, kind: Kind, home: Home | None = None) -> str:
 def name_from_file(path: str | Path) -> str:
     """A dataset name from a file's name (``support chats.jsonl`` → ``support-chats``; a hub id's last part)."""
     stem = Path(str(path).strip()).name
-    for suffix in FILE_SUFFIXES:
+    for suffix in DATA_SUFFIXES:
         stem = stem.removesuffix(suffix)
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")
     return derived_name(cleaned or "dataset")
