@@ -350,15 +350,15 @@ def verify(signatures: list[tuple[np.ndarray, np.ndarray]], candidates: np.ndarr
         pairs = candidates[start:start + VERIFY_CHUNK]
         first, second = pairs[:, 0], pairs[:, 1]
         hit = np.ones(len(pairs), bool)
-        estimates = []
-        for (values, words), threshold in zip(signatures, thresholds):
+        for index, ((values, words), threshold) in enumerate(zip(signatures, thresholds)):
             alike = (values[first] == values[second]).mean(axis=1)
             alike = np.where(words[first] & words[second], alike, (~words[first] & ~words[second]).astype(float))
             hit &= alike >= threshold - 1e-9  # k/num_perm compared with a float threshold
-            estimates.append(alike)
+            if index == 0:
+                estimate = alike
         keep.append(first[hit])
         drop.append(second[hit])
-        similarity.append(estimates[0][hit])
+        similarity.append(estimate[hit])
     if not keep:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
     return np.concatenate(keep), np.concatenate(drop), np.concatenate(similarity)
