@@ -28,6 +28,21 @@ def test_html_in_answers_and_prompts_shows_as_text_and_code_keeps_its_angle_brac
     assert "<img" not in prompt and "<div" not in prompt
 
 
+def test_the_chat_views_of_compare_and_eval_show_a_models_html_as_text():
+    from types import SimpleNamespace
+
+    from lab.ui.compare_tab import as_shown
+    from lab.ui.eval_tab import replies
+
+    cover = '<div style="position:fixed;inset:0">Log in again</div>'
+    history = [{"role": "user", "content": "<b>hi</b>"}, {"role": "assistant", "content": cover}]
+    assert all("<" not in m["content"] for m in as_shown(history)) and history[1]["content"] == cover
+    job = SimpleNamespace(kind="overlap", model="tiny", config={})
+    item = {"rouge_l": 0.5, "bleu": 0.25, "generation": cover, "reference": "<form>"}
+    assert all("<div" not in m["content"] and "<form" not in m["content"]
+               for m in replies(item, job, {"tiny": "tiny"}))
+
+
 def test_the_learning_rate_curve_of_a_trillion_steps_is_drawn_at_once_and_as_the_trainer_steps_it():
     import torch
     from transformers import get_scheduler

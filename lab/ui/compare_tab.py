@@ -31,7 +31,7 @@ from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, clip, guarded, streamed
+from lab.ui.common import OnShow, clip, guarded, html_as_text, streamed
 
 log = logging.getLogger(__name__)
 REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation
@@ -446,7 +446,7 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
         shown[i] += [{"role": "user", "content": text}, {"role": "assistant", "content": pending}]
 
     def view(status: str) -> dict:
-        return {ui.bots[0]: shown[0], ui.bots[1]: shown[1], ui.status: status}
+        return {ui.bots[0]: as_shown(shown[0]), ui.bots[1]: as_shown(shown[1]), ui.status: status}
 
     # Said once, with tiny's first reply of a conversation, not with each one.
     note = tiny_note(source for i, source in sides if not histories[i])
@@ -468,13 +468,18 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
         yield view(" — ".join(speeds) + " (greedy: Retry gives the same reply; raise the temperature to vary)" + note)
 
 
+def as_shown(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A conversation as the chat view shows it: a model's or user's HTML as text, not as page elements."""
+    return [{**message, "content": html_as_text(message["content"])} for message in history]
+
+
 def undo_last(ui: ChatUI, two: bool, histories: History) -> dict:
     """Drop the last exchange of each conversation shown; its message goes back in the box to edit."""
     histories, last = undo_sides(histories, [0, 1] if two else [0])
     if last is None:
         raise LabError("Nothing to undo: the conversation is empty.")
-    return {ui.bots[0]: histories[0], ui.bots[1]: histories[1], ui.histories: histories, ui.message: last,
-            ui.status: "Undone: the last message is back in the box."}
+    return {ui.bots[0]: as_shown(histories[0]), ui.bots[1]: as_shown(histories[1]), ui.histories: histories,
+            ui.message: last, ui.status: "Undone: the last message is back in the box."}
 
 
 def undo_sides(histories: History, sides: list[int]) -> tuple[list[list[dict[str, str]]], str | None]:
