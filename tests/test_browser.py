@@ -84,6 +84,11 @@ def wait_for_created(page, name: str, shots: Path) -> None:
         raise AssertionError(f"no 'Created campaign {name}' within 60 s; the page said: {said}") from None
 
 
+def you_voted(n: int) -> str:
+    """The start of the labeling page's progress line after ``n`` votes."""
+    return f"You: {n} vote{'s' if n != 1 else ''} ·"
+
+
 def fill_checked(box, value: str) -> None:
     """Fill ``box`` and see that the value held: on a busy machine a box that has just been shown (an accordion
     opened, a form drawn by a tab's refresh) can mount after the fill and drop it, and the test then goes on with
@@ -345,7 +350,7 @@ def test_label_tab_campaign_votes_by_keyboard_and_leaderboard(page, shots, tmp_p
         answer_a = page.locator(".lab-response").first.inner_text()
         page.locator("body").click(position={"x": 5, "y": 5})  # focus off any input, as a labeler's page is
         page.keyboard.press("1" if "Thank you" in answer_a else "2")
-        expect(page.get_by_text(f"You: {expected} votes")).to_be_visible()
+        expect(page.get_by_text(you_voted(expected))).to_be_visible()
     page.get_by_text("Nothing left for you in this campaign").first.wait_for()
     page.get_by_text("Leader: tuned").wait_for(timeout=15_000)  # the admin view refreshes on a timer
     snap(page, shots, "21-label-admin")

@@ -26,6 +26,7 @@ from tests.test_browser import (  # noqa: F401
     snap,
     tab,
     wait_for_created,
+    you_voted,
 )
 from tests.test_browser import signed_in_page as signed_in_as
 from tests.test_label import responses_file
@@ -115,7 +116,7 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
         expect(ann.locator(f"#lab-vote-{button}")).to_be_enabled()
     for hidden in ("#lab-vote-a", "#lab-vote-b", "#lab-vote-up"):
         expect(ann.locator(hidden)).to_be_hidden()
-    expect(ann.get_by_text("You: 0 votes")).to_be_visible()
+    expect(ann.get_by_text(you_voted(0))).to_be_visible()
     expect(ann.locator(".block.lab-guidelines")).to_contain_text("Prefer the correct answer")
     ann.locator("#lab-rubric").get_by_text("Rubric").click()  # the rubric beside the pair, closed until asked for
     expect(ann.locator("#lab-rubric")).to_contain_text("A > B: both are correct")
@@ -130,7 +131,7 @@ def test_graded_campaign_with_rubric_and_aspects_from_the_labelers_page(browser,
     snap(ann, shots, "E4-aspects-rated")
     for expected, key in enumerate(KEYS, start=1):
         ann.keyboard.press(key)
-        expect(ann.get_by_text(f"You: {expected} votes")).to_be_visible()
+        expect(ann.get_by_text(you_voted(expected))).to_be_visible()
         if expected == 1:  # the aspects are cleared for the next pair
             expect(ann.locator("#lab-aspect-0").get_by_label("–", exact=True)).to_be_checked()
             snap(ann, shots, "E5-after-first-vote")
@@ -173,9 +174,9 @@ def test_graded_votes_with_aspects_through_the_api(signed_app, tmp_path):
     ann = Client(signed_app.url + "label/", auth=("ann", PASSWORDS["ann"]), verbose=False)
     pair = ann.predict(campaign.id, False, api_name="/label_next")
     after = ann.predict(campaign.id, pair[1], "", False, "", "a", api_name="/label_vote_b2")
-    assert "You: **1** votes" in after[2], after[2]
+    assert "You: **1** vote ·" in after[2], after[2]
     after = ann.predict(campaign.id, after[1], "", False, api_name="/label_vote_a")  # graded: A > B
-    assert "You: **2** votes" in after[2], after[2]
+    assert "You: **2** votes ·" in after[2], after[2]
     first, second = campaign_votes(campaign.id, home)
     assert (first["choice"], first["strength"], second["choice"], second["strength"]) == ("b", 2, "a", 1)
     assert json.loads(first["aspects"]) == {"follows instructions": first["left_source"]}

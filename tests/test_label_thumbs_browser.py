@@ -11,7 +11,7 @@ import pytest
 from lab.config import CampaignConfig
 from lab.home import lab_home
 from lab.label import campaigns
-from tests.test_browser import CHROMIUM, browser, shots, snap  # noqa: F401 - fixtures
+from tests.test_browser import CHROMIUM, browser, shots, snap, you_voted  # noqa: F401 - fixtures
 from tests.test_label_thumbs import REFUSAL, thumbs_file
 
 pytestmark = [pytest.mark.browser,
@@ -36,7 +36,7 @@ def test_thumbs_page_votes_by_keys_and_buttons(browser, lab_app, shots, tmp_path
     page = context.new_page()
     page.goto(lab_app.url + "label/")  # the newest open campaign is chosen, and its first answer shown, on load
     page.get_by_role("heading", name="Is this answer good?").wait_for()
-    page.get_by_text("You: 0 votes").wait_for()
+    page.get_by_text(you_voted(0)).wait_for()
     for hidden in ("#lab-answer-b", "#lab-vote-a", "#lab-vote-b", "#lab-vote-tie", "#lab-vote-both_bad"):
         expect(page.locator(hidden)).to_be_hidden()
     expect(page.locator("#lab-vote-up")).to_be_enabled()
@@ -48,15 +48,15 @@ def test_thumbs_page_votes_by_keys_and_buttons(browser, lab_app, shots, tmp_path
 
     first = page.locator("#lab-answer-a").inner_text()
     press(page, thumb_key(page))
-    expect(page.get_by_text("You: 1 votes")).to_be_visible()
+    expect(page.get_by_text(you_voted(1))).to_be_visible()
     press(page, "u")  # undo: the same answer comes back, the vote is retracted
     page.get_by_text("Your last vote is undone").wait_for()
-    expect(page.get_by_text("You: 0 votes")).to_be_visible()
+    expect(page.get_by_text(you_voted(0))).to_be_visible()
     assert page.locator("#lab-answer-a").inner_text() == first
     for expected in range(1, 5):  # buttons this time
         good = REFUSAL not in page.locator("#lab-answer-a").inner_text()
         page.locator("#lab-vote-up" if good else "#lab-vote-down").click()
-        expect(page.get_by_text(f"You: {expected} votes")).to_be_visible()
+        expect(page.get_by_text(you_voted(expected))).to_be_visible()
     for button in ("#lab-vote-up", "#lab-vote-down", "#lab-skip"):
         expect(page.locator(button)).to_be_disabled()
     expect(page.locator("#lab-prompt")).to_contain_text("Nothing left for you")

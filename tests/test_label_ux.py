@@ -224,6 +224,10 @@ def test_nothing_left_is_said_once_and_the_answers_hidden(tab, home, tmp_path):
     done = label_tab.cast_vote(labeling, home, True, "a", LOCAL, campaign.id, first[labeling.token], "", False, [])
     assert label_tab.NOTHING_LEFT in done[labeling.prompt]
     assert done[labeling.left] == done[labeling.right] == "" and done[labeling.answers] == gr.update(visible=False)
+    for token in (first[labeling.token], "forged"):  # a double click, a made-up token: neither counts nor claims to
+        again = label_tab.cast_vote(labeling, home, True, "b", LOCAL, campaign.id, token, "", False, [])
+        assert again[labeling.note] == label_tab.NOT_COUNTED
+    assert serving.progress(campaign.id, "local", home=home).mine == 1
     undone = label_tab.undo_vote(labeling, home, True, LOCAL, campaign.id, False)
     assert undone[labeling.note] == "Your last vote is undone: vote on this pair again."  # under the buttons
     assert undone[labeling.status] == "" and undone[labeling.answers] == gr.update(visible=True)

@@ -132,8 +132,9 @@ def served(conn: Any, campaign_id: str, lease: Any) -> Served:
 def vote(token: str, labeler: str, choice: str, *, strength: int | None = None,
          aspects: dict[str, str] | None = None, comment: str = "", home: Home | None = None) -> bool:
     """Record ``choice`` (a = the left answer is better, b = the right, tie, both_bad; up or down for a thumbs
-    item) for the leased pair. Returns False when the vote was already counted (a double click), raises for a
-    token that is not theirs and for a choice the item does not take.
+    item) for the leased pair. Returns False when the lease is gone (a double click after a counted vote, or a
+    token that was skipped, undone or never served); raises for a lease of another labeler's and for a choice the
+    item does not take.
 
     ``strength`` grades a decided vote (2 = much better, 1 = better; a graded campaign's a/b votes default to 1);
     ``aspects`` gives the campaign's aspects by side ({aspect: a | b | tie}), stored by source as the winner is."""

@@ -364,8 +364,9 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
     config = campaign.campaign_config
     kind = page_kind(campaign)
     share = f"{100 * mine.votes / mine.wanted:.0f}%" if mine.wanted else "0%"
-    items = "answers" if campaign.thumbs else "pairs"
-    text = (f"You: **{mine.mine}** votes · {mine.available} {items} left for you · campaign {share} "
+    items = ("answer" if campaign.thumbs else "pair") + ("s" if mine.available != 1 else "")
+    text = (f"You: **{mine.mine}** vote{'s' if mine.mine != 1 else ''} · {mine.available} {items} left for you · "
+            f"campaign {share} "
             f"({mine.votes}/{mine.wanted} votes)")
     guidelines, rubric = config.guidelines.strip(), config.rubric.strip()
     intro = bool(served and rubric and mine.mine == 0 and campaign_id not in (introduced or []))
@@ -471,6 +472,11 @@ def start_labeling(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Reques
             ui.introduced: introduced}
 
 
+# A vote whose lease is gone: a double click (the first click counted), or a page left open on a pair since skipped,
+# undone or never served to this labeler. The store cannot tell these apart, so the note is true of all of them.
+NOT_COUNTED = "Nothing more was counted: that pair was already voted on, skipped or undone."
+
+
 def cast_vote(ui: LabelingUI, home: Home, sign_in: bool, button: str, request: gr.Request, campaign_id: str | None,
               token: str, comment: str, raw: bool, introduced: list[str] | None, *aspects: str | None) -> dict:
     """Vote with ``button`` (a graded button carries its strength), with the aspects the labeler rated, by
@@ -488,7 +494,7 @@ def cast_vote(ui: LabelingUI, home: Home, sign_in: bool, button: str, request: g
     rated = {name: side for name, side in zip(names, aspects) if side}
     counted = vote(token, identity.name, choice, strength=strength, aspects=rated, comment=comment or "", home=home)
     return pair_view(ui, home, campaign_id, identity.name, raw=raw, introduced=introduced,
-                     note="" if counted else "That vote was already counted.")
+                     note="" if counted else NOT_COUNTED)
 
 
 def skip_pair(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
