@@ -152,6 +152,17 @@ def test_the_labeling_page_takes_no_uploads_and_serves_no_streams(guarded_app):
     assert all(status in REFUSED for status in answers.values()), answers
 
 
+def test_a_call_to_no_api_answers_404_with_its_name(guarded_app):
+    """Gradio raises for an API name or function number it does not have; the server answered 500 and logged a
+    traceback for each such probe."""
+    labeler = sign_in(guarded_app.url, "ann", PASSWORDS["ann"]).cookies
+    with httpx.Client(base_url=guarded_app.url, cookies=labeler, timeout=30) as client:
+        named = client.post("label/gradio_api/call/no_such_api", json={"data": []})
+        numbered = client.post("label/gradio_api/queue/join", json={"data": [], "fn_index": 9999, "session_hash": "x"})
+    assert (named.status_code, numbered.status_code) == (404, 404)
+    assert "no API named 'no_such_api'" in named.json()["detail"] and "9999" in numbered.json()["detail"]
+
+
 def test_an_admin_cannot_pass_a_server_file_off_as_an_upload(guarded_app, tmp_path):
     """A file input names its file by path: Gradio's own check (that it came through the upload route) must run
     although the app is mounted, not launched, and the lab refuses it too. Before, Data's upload copied any

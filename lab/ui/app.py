@@ -182,6 +182,7 @@ def server_app(home: Home) -> FastAPI:
         # a request could name any file on the server as an "upload" (docs/security.md).
         blocks.has_launched = True
     server.sign_in_per_request(app, home, admin_at="/", labeling_at="/label")
+    server.unknown_api_not_found(app, "/", "/label")
     app.add_middleware(server.NoFilesUnder, prefix="/label")
     app.add_middleware(server.ClientAddress)
     return app

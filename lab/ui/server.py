@@ -76,6 +76,27 @@ def gradio_app(parent: FastAPI, path: str) -> Any:
     raise LookupError(f"No app is mounted at {path}.")
 
 
+def unknown_api_not_found(parent: FastAPI, *paths: str) -> None:
+    """A call to an API name or function number the app does not have answers 404, not a 500 and a logged
+    traceback (Gradio raises for both and leaves them to the server)."""
+    from fastapi.responses import JSONResponse
+    from gradio.route_utils import FnIndexInferError
+
+    async def no_api_name(request: Request, err: Exception) -> JSONResponse:
+        name = request.path_params.get("api_name", "")
+        return JSONResponse({"detail": f"This app has no API named '{name}'." if name else str(err)}, status_code=404)
+
+    async def no_fn_index(request: Request, err: Exception) -> JSONResponse:
+        if not request.url.path.endswith("/queue/join"):  # only the queue looks functions up by number
+            raise err
+        return JSONResponse({"detail": f"This app has no function number {err}."}, status_code=404)
+
+    for path in paths:
+        app = gradio_app(parent, path)
+        app.add_exception_handler(FnIndexInferError, no_api_name)
+        app.add_exception_handler(KeyError, no_fn_index)
+
+
 def sign_in_per_request(parent: FastAPI, home: Home, *, admin_at: str, labeling_at: str) -> None:
     """Make the Gradio apps mounted at ``admin_at`` (admins only) and ``labeling_at`` (any role) decide sign-in on
     every request: they share one set of password sessions (one cookie), and Gradio's ``get_current_user`` is
