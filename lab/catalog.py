@@ -98,7 +98,8 @@ def tiny_note(sources: Iterable[str]) -> str:
 
 
 def run_label(run: Any) -> str:
-    return f"{run.name} · {run.method.upper()} · {when(run.finished_at or run.created_at)}"
+    """A run as every picker names it: by the time it was created, as the Train tab's runs table shows it."""
+    return f"{run.name} · {run.method.upper()} · {when(run.created_at)}"
 
 
 def model_choices(home: Home | None = None, *, tiny: bool = True, sanity: bool = False) -> list[Choice]:
