@@ -97,6 +97,17 @@ def test_a_responses_file_without_a_prompt_column_is_named(home, tmp_path):
         campaigns.create_campaign(CampaignConfig(responses_file=str(path), sources=""), home=home)
 
 
+def test_a_responses_files_column_named_like_a_lab_model_is_refused(home, tmp_path):
+    """Its answers would be counted as that model's in win rates and leaderboards."""
+    for taken in ("tiny", "run:20261204-abcd", "tiny#2", "gold-a"):
+        path = responses_file(tmp_path, 2, sources=("mine", taken))
+        with pytest.raises(LabError, match=f"column {taken}, named like the lab's own"):
+            campaigns.create_campaign(CampaignConfig(responses_file=path, sources=""), home=home)
+    assert not Store(home).query("SELECT id FROM campaigns")
+    assert campaigns.load_responses(responses_file(tmp_path, 2, sources=("tiny-llama", "my run")))[1].keys() == {
+        "tiny-llama", "my run"}
+
+
 def test_gold_pairs_are_checked_and_served(home, tmp_path):
     gold = tmp_path / "gold.jsonl"
     gold.write_text(json.dumps({"prompt": "2+2?", "response_a": "4", "response_b": "5", "answer": "a"}) + "\n")

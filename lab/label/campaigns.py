@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lab.catalog import TINY
 from lab.config import CampaignConfig, from_dict
 from lab.errors import LabError
 from lab.home import Home, lab_home
@@ -287,6 +288,12 @@ def load_responses(path: str) -> tuple[list[list[dict[str, str]]], dict[str, lis
     if "prompt" not in rows[0] or len(columns) < 1:
         raise LabError(f"The responses file {path} needs a 'prompt' column and one column per source; found "
                        f"{', '.join(rows[0])}.")
+    taken = [c for c in columns if names_lab_source(c)]
+    if taken:
+        raise LabError(f"The responses file {path} has column{'s' if len(taken) > 1 else ''} {', '.join(taken)}, "
+                       f"named like the lab's own models or gold answers: its answers would be counted as theirs "
+                       f"in win rates and leaderboards. Rename {'them' if len(taken) > 1 else 'it'} (e.g. "
+                       f"'file-{taken[0]}').")
     prompts = [as_prompt(r["prompt"], f"{path} row {i + 1}") for i, r in enumerate(rows)]
     responses: dict[str, list[str]] = {c: [] for c in columns}
     for i, row in enumerate(rows):
@@ -296,6 +303,13 @@ def load_responses(path: str) -> tuple[list[list[dict[str, str]]], dict[str, lis
                 raise LabError(f"{path} row {i + 1}: column '{column}' has no response.")
             responses[column].append(value.strip())
     return prompts, responses
+
+
+def names_lab_source(column: str) -> bool:
+    """Whether a responses file's column is named like a source the lab itself answers with: the built-in tiny
+    model, a run (``run:<id>``), either with a ``#tag``, or a gold answer."""
+    model = model_of(column.strip())
+    return model == TINY or model.startswith("run:") or column.strip() in GOLD_SOURCES
 
 
 def load_gold(path: str) -> list[dict[str, Any]]:
