@@ -377,7 +377,7 @@ def test_openai_weights_keep_a_reply_as_context_and_bad_weights_are_named(tmp_pa
 
     rows = [{"messages": [user("Hi"), {**assistant("Go away."), "weight": 0}, user("Please?"),
                           {**assistant("Hello!"), "weight": 1}]},
-            {"messages": [{**user("Hi"), "weight": 0}, assistant("Hello")]},
+            {"messages": [{**user("Hi"), "weight": 1}, assistant("Hello")]},
             {"messages": [user("Hi"), {**assistant("Hello"), "weight": 0.5}]},
             {"messages": [user("Hi"), {**assistant("Hello"), "weight": 0}]}]
     path = tmp_path / "weights.jsonl"
@@ -386,6 +386,7 @@ def test_openai_weights_keep_a_reply_as_context_and_bad_weights_are_named(tmp_pa
     assert [r.data for r in parsed.rows] == [{"messages": [user("Hi"), {**assistant("Go away."), "weight": 0},
                                                            user("Please?"), assistant("Hello!")]}]
     assert errors_of(parsed) == [
-        (2, "messages[0].weight", "only assistant messages take a weight (0: the reply is context, not trained on)"),
+        (2, "messages[0].weight", "weight 1 on a user turn: the lab trains on assistant replies only (the loss is "
+                                  "never on other turns); write 0 or leave the weight out"),
         (3, "messages[1].weight", "expected 0 or 1, got 0.5"),
         (4, "messages", "every assistant reply has weight 0: nothing to train on")]

@@ -55,8 +55,8 @@ def test_trl_unpaired_jsonl_reads_text_and_conversations_and_names_a_bad_label(t
     assert (parsed.kind, parsed.format, len(parsed.rows)) == ("unpaired", "trl-unpaired", 5)
     assert parsed.rows[0].data == {"prompt": [user("What is 2 + 2?")], "completion": [assistant("4")], "label": True}
     assert [row.data["label"] for row in parsed.rows] == [True, True, False, False, True]
-    assert errors_of(parsed) == [(5, "label", ("'sometimes' is not a label: use true/false, 1/0, yes/no, up/down, "
-                                              "👍/👎 or desirable/undesirable"))]
+    assert errors_of(parsed) == [(5, "label", ("'sometimes' is not a label: use true/false, 1/0 (or -1), yes/no, "
+                                              "good/bad, up/down, 👍/👎 or desirable/undesirable"))]
 
 
 def test_thumbs_csv_with_text_labels_and_errors_named_by_the_files_column(tmp_path):
@@ -83,12 +83,14 @@ def test_a_thumbs_up_column_of_booleans(tmp_path):
 
 
 @pytest.mark.parametrize("value, expected", [(True, True), (0, False), ("TRUE", True), ("no", False),
-                                             ("👍🏽", True), ("👎", False), ("Undesirable", False), ("down", False)])
+                                             ("👍🏽", True), ("👎", False), ("Undesirable", False), ("down", False),
+                                             (-1, False), ("-1", False), (1.0, True), ("Good", True),
+                                             ("negative", False)])
 def test_labels_people_write(value, expected):
     assert parse_label(value) is expected
 
 
-@pytest.mark.parametrize("value", ["", None, 2, "good", [True]])
+@pytest.mark.parametrize("value", ["", None, 2, -2, "okay", [True]])
 def test_anything_else_is_no_label(value):
     with pytest.raises(RowProblem, match="is not a label"):
         parse_label(value, "label")

@@ -173,7 +173,10 @@ def test_the_presets_score_replies_against_the_row():
     cfg = TrainConfig(objective="grpo", reward_pattern=r"^\d+$", length_target=10)
     texts = ["Adding them: 3 + 4 = 7.\n#### 7", "The answer is 1,234.0", "\\boxed{Paris}", "I think so", '{"a": 1}']
     answers = ["7", "1234", "paris", "", "x"]
-    assert rewards.exact_answer(texts, answers, cfg) == [1.0, 0.0, 1.0, None, 0.0]
+    assert rewards.exact_answer(texts, answers, cfg) == [1.0, 1.0, 1.0, None, 0.0]  # 1,234.0 is 1234 as numbers
+    # GSM8K's and MATH's answers are whole solutions: their final answers are compared.
+    solutions = ["In May she sold 48 / 2 = 24 clips.\n#### 72", "We add: $1 + 1 = \\boxed{2}$."]
+    assert rewards.exact_answer(["She sold 72 clips.\n#### 72", "The answer is 3"], solutions, cfg) == [1.0, 0.0]
     assert rewards.numeric_answer(texts, answers, cfg) == [1.0, 1.0, None, None, None]
     assert rewards.format_match(["42", " 42 ", "42 apples"], [""] * 3, cfg) == [1.0, 1.0, 0.0]
     assert rewards.json_valid(['{"a": 1}', '```json\n[1, 2]\n```', "{'a': 1}"], [""] * 3, cfg) == [1.0, 1.0, 0.0]

@@ -16,6 +16,7 @@ import pytest
 
 from lab.config import DataConfig
 from lab.data.pipeline import import_file, load_file
+from lab.errors import LabError
 from lab.data.versions import read_rows
 
 
@@ -117,11 +118,17 @@ def test_pandas_csv_with_python_lists_and_capitalised_headers(tmp_path):
 
 
 def test_a_category_column_named_label_is_not_a_kto_label(tmp_path):
-    parsed = load_file(jsonl(tmp_path / "topics.jsonl", [
-        {"prompt": "2+2?", "completion": "4", "label": "math"},
-        {"prompt": "Why is the sky blue?", "completion": "Scattering.", "label": "science"},
-    ]))
-    assert (parsed.kind, parsed.format, len(parsed.rows), parsed.errors) == ("sft", "prompt-completion", 2, [])
+    topics = [{"prompt": "2+2?", "completion": "4", "label": "math"},
+              {"prompt": "Why is the sky blue?", "completion": "Scattering.", "label": "science"},
+              {"prompt": "Who wrote Hamlet?", "completion": "Shakespeare.", "label": "literature"}]
+    parsed = load_file(jsonl(tmp_path / "topics.jsonl", topics))
+    assert (parsed.kind, parsed.format, len(parsed.rows), parsed.errors) == ("sft", "prompt-completion", 3, [])
+    # Two values could be good and bad in words the lab does not know: read as SFT, the bad replies would be trained
+    # on. Refused unless SFT is asked for.
+    two = jsonl(tmp_path / "two.jsonl", topics[:2])
+    with pytest.raises(LabError, match="'label' column with two values, 'math' and 'science'.*choose kind sft"):
+        load_file(two)
+    assert load_file(two, kind="sft").format == "prompt-completion"
     kto = load_file(jsonl(tmp_path / "kto.jsonl", [{"prompt": "2+2?", "completion": "4", "label": True}]))
     assert (kto.kind, kto.format) == ("unpaired", "trl-unpaired")
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lab.data.canonical import Kind, Message
-from lab.data.kind_checks import answer_text, check_prompts, check_unpaired, meta_object, meta_text, parse_label
+from lab.data.kind_checks import (LABEL_WORDS, answer_text, check_prompts, check_unpaired, meta_object, meta_text,
+                                  parse_label)
 from lab.data.kinds import KINDS
 from lab.data.validate import (RowProblem, check_conversation, check_preference, check_sft, json_text, normalise_messages,
                                require, text_of)
@@ -177,7 +179,11 @@ def rated_completions(value: Any, field: str) -> list[tuple[float, str]]:
 def best_and_worst(value: Any, field: str) -> tuple[str, str]:
     """The highest-scored completion as chosen and the lowest as rejected (the first of equals). The lowest rather
     than a random one, as UltraFeedback's binarized set drew: the same file always gives the same pairs."""
-    rated = [(score, text) for score, text in rated_completions(value, field) if text.strip()]
+    every = rated_completions(value, field)
+    unrated = next((i for i, (score, text) in enumerate(every) if math.isnan(score) and text.strip()), None)
+    if unrated is not None:  # NaN compares false with everything: max and min would both pick it
+        raise RowProblem(f"{field}[{unrated}]", "its score is NaN (a missing rating?): rate it, or remove it")
+    rated = [(score, text) for score, text in every if text.strip()]
     if len(rated) < 2:
         raise RowProblem(field, "fewer than two non-empty completions: no pair to make")
     best = max(rated, key=lambda pair: pair[0])
@@ -267,6 +273,7 @@ RESPONSES = ("answer", "response", "output", "target", "completion", "solution")
 RL_PROMPTS = ("prompt", "question", "problem", "query", "messages")
 ANSWERS = ("answer", "solution", "ground_truth", "target", "reference")
 META = ("meta", "metadata")
+TOOLS = ("tools", "functions")  # functions: the schemas of OpenAI's older function-calling fine-tuning files
 # A preference layout's columns rule out an unpaired one: they hold pairs, not one labelled reply each.
 NOT_UNPAIRED = ("chosen", "rejected", "completions")
 REPLIES = ("response", "completion", "output", "answer")
@@ -332,9 +339,9 @@ FORMATS: list[Format] = [
            {"chosen": ("chosen",), "rejected": ("rejected",)}, ("chosen", "rejected"),
            test=lambda r: is_message_list(r.get("chosen")), absent=PROMPTS),
     Format("openai", "sft", "OpenAI messages (role/content; tool_calls/tool turns and a tools column)",
-           {"messages": ("messages",), "system": ("system",), "tools": ("tools",)}, ("messages",)),
+           {"messages": ("messages",), "system": ("system",), "tools": TOOLS}, ("messages",)),
     Format("sharegpt", "sft", "ShareGPT conversations (from/value; function_call/observation turns and tools)",
-           {"messages": ("conversations", "conversation"), "system": ("system",), "tools": ("tools",)},
+           {"messages": ("conversations", "conversation"), "system": ("system",), "tools": TOOLS},
            ("messages",)),
     Format("alpaca", "sft", "Alpaca (instruction/input/output)",
            {"prompt": ("instruction",), "context": ("input",), "response": ("output",), "system": ("system",),
@@ -344,7 +351,8 @@ FORMATS: list[Format] = [
     Format("prompt-completion", "sft", "prompt/completion",
            {"prompt": ("prompt",), "response": ("completion",), "system": ("system",)}, ("prompt", "response")),
     Format("chat-text", "sft", "chat transcripts in one text column (### Human:/### Assistant:, Human:/Assistant:, "
-           "ChatML, Llama-2 [INST])", {"text": ("text",)}, ("text",),
+           "Alpaca's ### Instruction:/### Response:, or text a chat template rendered: ChatML, Llama 2 [INST], Llama 3, "
+           "Gemma)", {"text": ("text",)}, ("text",),
            test=lambda r: chat_text_style(r.get("text")) is not None),
     Format("question-answer", "sft", "question/answer pairs (choose kind prompts to read them as prompts with "
            "reference answers, for GRPO/RLOO)",
@@ -404,22 +412,54 @@ def detect(columns: list[str], records: list[tuple[int, dict[str, Any]]], *, kin
     preference pairs asked for as SFT give their chosen conversations."""
     sample = sample_record(records)
     other: Format | None = None  # the first format of another kind that fits: what the file holds, if none of kind
+    unfit: tuple[Format, dict[str, Any]] | None = None  # the first of the kind asked for whose values do not fit
     for fmt in FORMATS:
         bound = bind(fmt, columns)
         if bound is None:
             continue
         renamed = {canonical: sample.get(column) for canonical, column in bound.items()}
         if fmt.test and not safe_test(fmt.test, renamed):
+            unfit = unfit or ((fmt, renamed) if fmt.kind == kind else None)
             continue
         if kind is None or kind == fmt.kind:
+            if kind is None and fmt.kind == "sft":
+                refuse_unread_labels(columns, records, bound, source)
             return Detected(fmt, bound)
         if kind == "sft" and fmt.kind == "preference":
             return Detected(fmt, bound, name=f"{fmt.name} (chosen replies as SFT)", sft_from_preference=True)
         other = other or fmt
+    if unfit is not None and "label" in unfit[1]:
+        try:
+            parse_label(unfit[1]["label"], "label")
+        except RowProblem as problem:
+            raise LabError(f"{source} has the columns of {unfit[0].label}, but its first label cannot be read: "
+                           f"{problem.reason}.") from None
     if other is not None and kind is not None:
         raise LabError(f"{source} holds {KINDS[other.kind].rows} ({other.label}), not {KINDS[kind].rows}. Import it "
                        f"as {other.kind}, or map its columns to {', '.join(MAPPING_FIELDS[kind])} by hand.")
     raise LabError(unrecognised(source, columns))
+
+
+LABEL_COLUMNS = ("label", "labels")
+
+
+def refuse_unread_labels(columns: list[str], records: list[tuple[int, dict[str, Any]]], bound: dict[str, str],
+                         source: str) -> None:
+    """A file read as SFT that leaves a label column with two values unread: they likely mark good and bad replies
+    in words the lab does not know, and read as SFT every bad reply would be trained on. Refused, saying how to
+    import it either way (a category column is passed over when SFT is asked for)."""
+    column = next((c for c in columns if c.strip().lower() in LABEL_COLUMNS and c not in bound.values()), None)
+    if column is None:
+        return
+    values = {json.dumps(r.get(column), ensure_ascii=False) if not isinstance(r.get(column), str) else r[column]
+              for _, r in records[:200] if r.get(column) not in (None, "")}
+    if len(values) != 2:
+        return
+    shown = " and ".join(repr(v) for v in sorted(values))
+    raise LabError(f"{source} has replies and a '{column}' column with two values, {shown}, that the lab does not "
+                   f"read as labels. If they mark desirable and undesirable replies (KTO), write them as "
+                   f"{LABEL_WORDS} and import the file as unpaired; if the column is a category, choose kind sft "
+                   f"(the column is then left out).")
 
 
 def safe_test(test: Callable[[dict[str, Any]], bool], record: dict[str, Any]) -> bool:
@@ -439,9 +479,13 @@ def column_names(columns: list[str], limit: int = 30) -> str:
 
 def unrecognised(source: str, columns: list[str]) -> str:
     found = column_names(columns)
+    if {"message_id", "parent_id"} <= set(columns):
+        return (f"{source} is a message tree (one message per row, linked by message_id and parent_id, as "
+                "OpenAssistant's oasst1 is): the lab reads one conversation per row. Rebuild each thread from its root "
+                f"message down to a reply, then import the threads as messages. Columns found: {found}.")
     if "text" in columns and not set(columns) & {"messages", "conversations", "prompt", "instruction", "chosen"}:
-        return (f"{source} has a 'text' column without chat markers (### Human:/### Assistant:, Human:/Assistant:, "
-                "<|im_start|>, [INST]): plain text, as for continued pre-training, which the lab does not train on; "
+        return (f"{source} has a 'text' column without chat markers ({CHAT_MARKERS}): plain text, as for continued "
+                "pre-training, which the lab does not train on; "
                 "it trains on conversations, with the loss on the assistant's replies. Columns found: "
                 f"{found}. If the text holds conversations in another layout, convert them to messages first.")
     return (f"Unrecognised schema in {source}: columns found: {found}. Expected one of: messages (OpenAI), "
@@ -479,9 +523,27 @@ def from_mapping(mapping: dict[str, str], columns: list[str], *, kind: Kind | No
     return Detected(fmt, bound)
 
 
+# Fields a row may leave out, where the text a missing value became ("nan" after pandas' astype(str), "None" from
+# str(None), a database's "NULL") means nothing was written: taken as text, it was appended to the user's turn or
+# became the system prompt.
+OPTIONAL_FIELDS = ("system", "context", "history", "tools", "meta", "answer")
+MISSING_TEXT = ("nan", "none", "null", "n/a", "-")
+
+
+def missing_as_none(field: str, value: Any) -> Any:
+    """A value as the row means it: NaN (pandas' missing value, which json.dump writes as NaN) is None in any
+    field, and the text of a missing value is None in an optional field."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if field in OPTIONAL_FIELDS and isinstance(value, str) and value.strip().lower() in MISSING_TEXT:
+        return None
+    return value
+
+
 def convert(record: dict[str, Any], detected: Detected) -> dict[str, Any]:
     """One record → one canonical row; raises ``RowProblem`` with the field named as in the file."""
-    renamed = {canonical: record.get(column) for canonical, column in detected.columns.items()}
+    renamed = {canonical: missing_as_none(canonical, record.get(column))
+               for canonical, column in detected.columns.items()}
     try:
         if detected.format.kind == "sft":
             return convert_sft(renamed)
@@ -563,13 +625,25 @@ def history_messages(value: Any) -> list[Message]:
 HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 
 # Chat transcripts kept as one string, as in the QLoRA tutorials' datasets (openassistant-guanaco's
-# '### Human: … ### Assistant: …', guanaco-llama2's '<s>[INST] … [/INST] … </s>') and in pre-templated ChatML.
+# '### Human: … ### Assistant: …', guanaco-llama2's '<s>[INST] … [/INST] … </s>'), Alpaca's prompt template
+# ('### Instruction: … ### Response: …') and text that a chat template has already rendered (ChatML, Llama 3, Gemma).
 CHAT_TEXT_TURNS = {
     "guanaco": re.compile(r"###\s*(Human|Assistant|System)\s*:[ \t]?"),
-    "chatml": re.compile(r"<\|im_start\|>(system|user|assistant)[ \t]*\n?"),
+    "chatml": re.compile(r"<\|im_start\|>(system|user|assistant|tool)[ \t]*\n?"),
+    "llama3": re.compile(r"<\|start_header_id\|>(system|user|assistant|ipython|tool)<\|end_header_id\|>\s*"),
+    "gemma": re.compile(r"<start_of_turn>(system|user|model)[ \t]*\n?"),
+    "alpaca": re.compile(r"###\s*(Instruction|Input|Response)\s*:\s*"),
     "hh": HH_TURN,
 }
-CHAT_TEXT_ROLES = {"human": "user", "user": "user", "assistant": "assistant", "system": "system"}
+CHAT_TEXT_ROLES = {"human": "user", "user": "user", "assistant": "assistant", "system": "system", "model": "assistant",
+                   "instruction": "user", "input": "user", "response": "assistant", "tool": "tool", "ipython": "tool"}
+# What a rendered template leaves around the turns: the start of the text, and the end of a turn or of the text,
+# which the tokenizer turns into its special tokens (kept, the model would learn to write them out as text).
+TEXT_START = re.compile(r"^\s*(?:<\|begin_of_text\|>|<bos>|<s>)")
+TURN_END = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|end_of_text\|>|<end_of_turn>|<eos>|"
+                      r"</s>))+\s*$")
+CHAT_MARKERS = ("### Human:/### Assistant:, Human:/Assistant:, <|im_start|>, [INST], <|start_header_id|>, "
+                "<start_of_turn>, ### Instruction:/### Response:")
 LLAMA2_TURN = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|$)", re.S)
 LLAMA2_SYSTEM = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.S)
 
@@ -582,6 +656,12 @@ def chat_text_style(text: Any) -> str | None:
         return "llama2"
     if "<|im_start|>" in text:
         return "chatml"
+    if "<|start_header_id|>" in text:
+        return "llama3"
+    if "<start_of_turn>" in text:
+        return "gemma"
+    if re.search(r"###\s*Instruction\s*:", text) and re.search(r"###\s*Response\s*:", text):
+        return "alpaca"
     if re.search(r"###\s*Human\s*:", text) and re.search(r"###\s*Assistant\s*:", text):
         return "guanaco"
     return "hh" if has_hh_markers(text) else None
@@ -591,8 +671,7 @@ def parse_chat_text(text: Any, field: str) -> list[Message]:
     """A transcript string → messages (the style found by :func:`chat_text_style`)."""
     style = chat_text_style(text)
     if style is None:
-        raise RowProblem(field, "no chat markers (### Human:/### Assistant:, Human:/Assistant:, <|im_start|>, "
-                                "[INST]) in this text")
+        raise RowProblem(field, f"no chat markers ({CHAT_MARKERS}) in this text")
     if style == "llama2":
         body = text.replace("<s>", "").replace("</s>", "")
         messages: list[Message] = []
@@ -608,11 +687,20 @@ def parse_chat_text(text: Any, field: str) -> list[Message]:
             if reply.strip():
                 messages.append({"role": "assistant", "content": reply.strip()})
         return messages
-    pieces = CHAT_TEXT_TURNS[style].split(text.strip())
-    if pieces[0].strip():
+    pieces = CHAT_TEXT_TURNS[style].split(TEXT_START.sub("", text.strip()))
+    messages = [{"role": "system", "content": pieces[0].strip()}] if style == "alpaca" and pieces[0].strip() else []
+    if pieces[0].strip() and not messages:  # Alpaca's preamble ("Below is an instruction…") is its system prompt
         raise RowProblem(field, f"text before the first turn marker: {pieces[0].strip()[:40]!r}")
-    return [{"role": CHAT_TEXT_ROLES[who.lower()], "content": body.replace("<|im_end|>", "").strip()}
-            for who, body in zip(pieces[1::2], pieces[2::2])]
+    for who, body in zip(pieces[1::2], pieces[2::2]):
+        role, content = CHAT_TEXT_ROLES[who.lower()], TURN_END.sub("", body.replace("<|im_end|>", "")).strip()
+        if role == "tool":
+            raise RowProblem(field, "a tool turn: tool calls in rendered text are not read; give the conversation "
+                                    "as messages with tool_calls and tool turns")
+        if who.lower() == "input" and messages and messages[-1]["role"] == "user":  # Alpaca's input joins the ask
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{content}" if content else messages[-1]["content"]
+            continue
+        messages.append({"role": role, "content": content})
+    return messages
 
 
 def parse_hh(text: Any, field: str) -> list[Message]:
@@ -726,11 +814,18 @@ def convert_unpaired(r: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "completion": completion, "label": label}
 
 
+def nested_ground_truth(others: dict[str, Any]) -> Any:
+    """verl's layout keeps the reference answer inside its reward_model column: {"ground_truth": …, "style": …}."""
+    spec = parse_json_cell(others.get("reward_model"), "reward_model")
+    return spec.get("ground_truth") if isinstance(spec, dict) else None
+
+
 def convert_prompts(r: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
     """A prompt for online RL, its reference answer ("" when there is none), and as ``meta`` the record's other
     columns (with a metadata column's own object over them) as a JSON object in text, for reward functions."""
     prompt = with_system(as_messages(require(r, "prompt"), "prompt", default_role="user"), r.get("system"))
-    answer = answer_text(r.get("answer"), "answer")  # as written: an answer such as "[1, 2]" is text, not JSON
+    given = r.get("answer") if r.get("answer") is not None else nested_ground_truth(others)
+    answer = answer_text(given, "answer")  # as written: an answer such as "[1, 2]" is text, not JSON
     meta = meta_text({**others, **meta_object(parse_json_cell(r.get("meta"), "meta"), "meta")})
     check_prompts(prompt, answer, meta)
     return {"prompt": prompt, "answer": answer, "meta": meta}

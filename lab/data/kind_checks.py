@@ -9,6 +9,7 @@ are none), which reward functions receive as they are. Each check raises ``RowPr
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +20,16 @@ from lab.data.validate import (RowProblem, check_conversation, check_preference,
                                require, text_of)
 
 # How people write a label, lowercased: TRL's booleans, 1/0 (and 1.0/0.0/-1.0, as pandas writes a label column that
-# held a missing value, so became float), yes/no, thumbs (words and emoji), KTO's own words.
+# held a missing value, so became float), yes/no, thumbs (words and emoji), KTO's own words, and the words feedback
+# exports use for a good or bad reply.
 LABELS = {
-    True: ("true", "1", "1.0", "yes", "desirable", "up", "thumbs_up", "👍", "+1"),
-    False: ("false", "0", "0.0", "no", "undesirable", "down", "thumbs_down", "👎", "-1", "-1.0"),
+    True: ("true", "1", "1.0", "yes", "desirable", "up", "thumbs_up", "👍", "+1", "good", "positive", "pos",
+           "accepted", "chosen", "correct", "like", "liked", "helpful"),
+    False: ("false", "0", "0.0", "no", "undesirable", "down", "thumbs_down", "👎", "-1", "-1.0", "bad", "negative",
+            "neg", "rejected", "incorrect", "wrong", "dislike", "disliked", "unhelpful"),
 }
 LABEL_OF = {word: value for value, words in LABELS.items() for word in words}
+LABEL_WORDS = "true/false, 1/0 (or -1), yes/no, good/bad, up/down, 👍/👎 or desirable/undesirable"
 # Emoji variants that mean the same thumb: skin tones and the emoji-presentation selector.
 EMOJI_VARIANTS = re.compile("[\U0001F3FB-\U0001F3FF\uFE0F]")
 
@@ -34,15 +39,14 @@ def parse_label(value: Any, field: str = "label") -> bool:
     naming the value and what is accepted."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
+    if isinstance(value, (int, float)) and value in (-1, 0, 1):
+        return value == 1
     if isinstance(value, str):
         word = EMOJI_VARIANTS.sub("", value).strip().lower()
         if word in LABEL_OF:
             return LABEL_OF[word]
     shown = "an empty value" if value in ("", None) else repr(value)
-    raise RowProblem(field, f"{shown} is not a label: use true/false, 1/0, yes/no, up/down, 👍/👎 or "
-                            "desirable/undesirable")
+    raise RowProblem(field, f"{shown} is not a label: use {LABEL_WORDS}")
 
 
 def answer_text(value: Any, field: str = "answer") -> str:
@@ -56,8 +60,21 @@ def answer_text(value: Any, field: str = "answer") -> str:
 
 
 def meta_text(meta: dict[str, Any]) -> str:
-    """A row's metadata as the JSON object text ``prompts`` rows keep (keys in the file's order)."""
-    return json.dumps(meta, ensure_ascii=False, default=str)
+    """A row's metadata as the JSON object text ``prompts`` rows keep (keys in the file's order): strict JSON, so NaN
+    is null, and binary values (an image's bytes) are left out, as reward functions read text, and their Python
+    repr would add kilobytes to every row."""
+    return json.dumps(json_safe(meta), ensure_ascii=False, default=str)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and bytes (at any depth) dropped."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items() if not isinstance(v, (bytes, bytearray))}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value if not isinstance(v, (bytes, bytearray))]
+    return value
 
 
 def meta_object(value: Any, field: str = "meta") -> dict[str, Any]:

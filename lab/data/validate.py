@@ -31,6 +31,14 @@ TOOL_CALLS = ("a tool call or tool result: tool calls are supported in SFT conve
               "sft, or skip these rows)")
 
 
+# Content parts that hold text: Chat Completions' "text", the Responses API's "input_text" (what the user sent) and
+# "output_text" (what the model wrote).
+TEXT_PARTS = ("text", "input_text", "output_text")
+# Where an assistant message keeps its reasoning apart from its reply: DeepSeek's API and Qwen's templates
+# (reasoning_content), OpenRouter and others (reasoning).
+REASONING_KEYS = ("reasoning_content", "reasoning")
+
+
 class RowProblem(Exception):
     """What is wrong with one row; becomes a ``RowError`` with the row's place."""
 
@@ -63,7 +71,7 @@ def text_of(value: Any, field: str) -> str:
             return strings_text(value, field)
         parts = []
         for part in value:
-            if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+            if isinstance(part, dict) and part.get("type", "text") in TEXT_PARTS and isinstance(part.get("text"), str):
                 parts.append(part["text"])
             else:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
@@ -127,15 +135,38 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
             raise RowProblem(f"{where}.{content_field}", missing_key(item, content_field, "value" if content_field ==
                                                                      "content" else "content"))
         content = item.get(content_field)
+        if role == "tool" and isinstance(content, (dict, list)) and not is_content_parts(content):
+            content = json.dumps(content, ensure_ascii=False)  # a result given as JSON, as the model will read it
         message = {"role": role, "content": "" if content is None else text_of(content, f"{where}.{content_field}")}
+        if role == "assistant":
+            message["content"] = with_reasoning(item, message["content"], where)
         if calls:
             message["tool_calls"] = calls
         if role == "tool":
             message.update(result_link(item, where))
-        if item.get("weight") is not None and reply_weight(item["weight"], role, f"{where}.weight") == 0:
+        if (item.get("weight") is not None and reply_weight(item["weight"], role, f"{where}.weight") == 0
+                and role == "assistant"):
             message["weight"] = 0  # kept only when 0, so rows without weights stay as they were
         messages.append(message)
     return link_tool_calls(messages, field)
+
+
+def is_content_parts(value: Any) -> bool:
+    """Whether a list is OpenAI's content parts (``[{"type": "text", "text": …}]``), not a JSON result."""
+    return isinstance(value, list) and bool(value) and all(isinstance(p, dict) and "type" in p for p in value)
+
+
+def with_reasoning(item: dict[str, Any], content: str, where: str) -> str:
+    """An assistant reply with the reasoning its message keeps apart put before it, in the <think> tags that
+    reasoning models (DeepSeek-R1, Qwen3) write and their chat templates expect: dropping it would train a reasoning
+    set's answers without their reasoning, without a word."""
+    key = next((k for k in REASONING_KEYS if item.get(k) not in (None, "")), None)
+    if key is None:
+        return content
+    reasoning = text_of(item[key], f"{where}.{key}").strip()
+    if not reasoning or content.lstrip().startswith("<think>"):
+        return content
+    return f"<think>\n{reasoning}\n</think>\n\n{content.lstrip()}"
 
 
 def message_key(item: dict[str, Any], names: tuple[str, ...]) -> str:
@@ -149,7 +180,8 @@ def message_key(item: dict[str, Any], names: tuple[str, ...]) -> str:
 def missing_key(item: dict[str, Any], name: str, other: str) -> str:
     """'missing field', naming the keys the message has when it has others than the one found beside this (an
     unknown spelling, ``text`` for ``content``), so the user sees what the lab read."""
-    known = {"role", "from", "content", "value", "weight", "name", "tool_calls", "function_call", "tool_call_id"}
+    known = {"role", "from", "content", "value", "weight", "name", "tool_calls", "function_call", "tool_call_id",
+             *REASONING_KEYS}
     if not set(item) - known:
         return "missing field"
     keys = ", ".join(repr(str(k)) for k in item)
@@ -323,11 +355,14 @@ def check_answer(result: Message, call: dict[str, Any], had_id: bool, where: str
 
 
 def reply_weight(value: Any, role: str, field: str) -> int:
-    """OpenAI's per-message ``weight``: 1 trains on an assistant reply, 0 keeps it as context only."""
+    """OpenAI's per-message ``weight``: 1 trains on an assistant reply, 0 keeps it as context only. Another turn's
+    weight 0 says what the lab does anyway (SlimOrca writes 0.0 on every human turn); its weight 1 asks for a loss on
+    text the lab never trains on, and is refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
         raise RowProblem(field, f"expected 0 or 1, got {value!r}")
-    if role != "assistant":
-        raise RowProblem(field, "only assistant messages take a weight (0: the reply is context, not trained on)")
+    if role != "assistant" and value == 1:
+        raise RowProblem(field, f"weight 1 on a {role} turn: the lab trains on assistant replies only (the loss is "
+                                "never on other turns); write 0 or leave the weight out")
     return int(value)
 
 

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 # name -> what it scores (1 = right, 0 = wrong; None where the row cannot be scored, e.g. no reference answer)
 PRESETS: dict[str, str] = {
     "exact_answer": "the reply's final answer (after '####', 'answer:', \\boxed{}, else its last line) equals the "
-                    "row's answer, ignoring case, spaces and end punctuation",
+                    "row's (read the same way: GSM8K's and MATH's answers are whole solutions), ignoring case, spaces "
+                    "and end punctuation, or as numbers",
     "numeric_answer": "the last number in the reply's final answer equals the number in the row's answer",
     "format": "the stripped reply matches the regular expression reward_pattern",
     "json": "the reply (or its ```json block) parses as JSON",
@@ -115,8 +116,23 @@ def last_number(text: str) -> float | None:
 
 
 def exact_answer(texts: list[str], answers: list[str], cfg: TrainConfig) -> list[float | None]:
-    return [None if not normalised(a) else float(normalised(final_answer(t)) == normalised(a))
+    return [None if not normalised(a) else float(same_answer(final_answer(t), final_answer(a)))
             for t, a in zip(texts, answers, strict=True)]
+
+
+def same_answer(got: str, want: str) -> bool:
+    """Two final answers alike as text, or as numbers when both are one ("1,000" and "1000.0")."""
+    if normalised(got) == normalised(want):
+        return True
+    numbers = [number_of(normalised(x)) for x in (got, want)]
+    return None not in numbers and math.isclose(numbers[0], numbers[1], rel_tol=1e-9, abs_tol=1e-12)
+
+
+def number_of(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
 
 
 def numeric_answer(texts: list[str], answers: list[str], cfg: TrainConfig) -> list[float | None]:
