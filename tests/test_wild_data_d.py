@@ -97,8 +97,8 @@ def test_openais_older_functions_column_declares_the_tools(tmp_path):
 
 @pytest.mark.parametrize("text", [
     "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|endoftext|>",
-    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
-    "<|start_header_id|>assistant<|end_header_id|>\n\n4<|eot_id|>",
+    ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
+     "<|start_header_id|>assistant<|end_header_id|>\n\n4<|eot_id|>"),
     "<bos><start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n4<end_of_turn>\n<eos>",
     "### Instruction:\nWhat is 2+2?\n\n### Response:\n4</s>",
 ])
@@ -131,8 +131,8 @@ def test_a_nan_rating_is_named_rather_than_making_chosen_and_rejected_one_answer
     completions = [{"response": "A", "overall_score": math.nan}, {"response": "B", "overall_score": 7},
                    {"response": "C", "overall_score": 3}]
     path.write_text(json.dumps({"instruction": "Write.", "completions": completions}) + "\n")
-    assert errors_of(load_file(path)) == [(1, "completions[0]", "its score is NaN (a missing rating?): rate it, or "
-                                                                "remove it")]
+    reason = "its score is NaN (a missing rating?): rate it, or remove it"
+    assert errors_of(load_file(path)) == [(1, "completions[0]", reason)]
 
 
 def test_prompts_take_verls_nested_ground_truth_and_keep_meta_as_strict_json_without_bytes(tmp_path):
@@ -151,3 +151,8 @@ def test_responses_api_text_parts_are_text(tmp_path):
                           {"role": "assistant", "content": [{"type": "output_text", "text": "Hi there!"}]}]}]
     assert load_file(jsonl(tmp_path / "responses.jsonl", rows)).rows[0].data == {
         "messages": [user("Hello"), assistant("Hi there!")]}
+
+
+def test_a_role_carrying_an_invisible_character_is_read(tmp_path):
+    rows = [{"messages": [{"role": "user\u200b", "content": "Hi"}, {"role": "\ufeffassistant", "content": "Hello"}]}]
+    assert load_file(jsonl(tmp_path / "zw.jsonl", rows)).rows[0].data == {"messages": [user("Hi"), assistant("Hello")]}

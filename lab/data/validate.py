@@ -11,6 +11,7 @@ xlam's function-calling sets. Calls without ids get ``call_1``, ``call_2``, … 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Collection
 from typing import Any
 
@@ -121,7 +122,7 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
         if item.get(role_field) is None:
             raise RowProblem(f"{where}.{role_field}", missing_key(item, role_field, "from" if role_field == "role"
                                                                   else "role"))
-        raw_role = str(item[role_field]).strip()
+        raw_role = visible(str(item[role_field])).strip()
         if raw_role.lower() in CALL_ROLES:
             messages.append({"role": "assistant", "content": "",
                              "tool_calls": sharegpt_calls(item.get(content_field), f"{where}.{content_field}")})
@@ -149,6 +150,12 @@ def normalise_messages(value: Any, field: str, *, role_key: str = "role", conten
             message["weight"] = 0  # kept only when 0, so rows without weights stay as they were
         messages.append(message)
     return link_tool_calls(messages, field)
+
+
+def visible(text: str) -> str:
+    """``text`` without invisible format characters (a zero-width space, a byte-order mark), which a role copied from
+    a web page or a spreadsheet carries and no message shows."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def is_content_parts(value: Any) -> bool:
