@@ -32,7 +32,8 @@ from lab.paths import input_path
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 # Endings of the files people import: a text ending so is a mistyped path, never a hub id (no hub dataset is named so);
-# a dataset named after its file drops them (``versions.name_from_file``: ".gz" first, so "a.jsonl.gz" is "a").
+# a dataset named after its file drops them (``without_suffixes``: ".gz" first, so "a.jsonl.gz" is "a"); the Data tab's
+# upload takes these.
 DATA_SUFFIXES = (".gz", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
 PATH_STARTS = ("./", "../", "/", "~", ".\\", "..\\")
 PANDAS_INDEX = re.compile(r"-?\d+")  # the row labels df.to_json() writes for a default (or integer) index
@@ -126,6 +127,14 @@ def path_shaped(text: str) -> bool:
     """Whether a text reads as a path by its letters alone (it starts like one or ends in a data file's suffix):
     what the web app may ask without looking at the disk."""
     return text.startswith(PATH_STARTS) or Path(text).name.lower().endswith(DATA_SUFFIXES)
+
+
+def without_suffixes(name: str) -> str:
+    """A file's name without its data endings, whatever their case: ``data.CSV.GZ`` → ``data``."""
+    for suffix in DATA_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+    return name
 
 
 def no_such_file(text: str) -> str:

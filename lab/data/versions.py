@@ -25,7 +25,7 @@ from typing import Any
 from lab.data import kinds
 from lab.data.canonical import Kind, Row
 from lab.data.kinds import FLAG, KINDS, MESSAGES, NUMBER, TEXT
-from lab.data.readers import DATA_SUFFIXES
+from lab.data.readers import without_suffixes
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.names import check_name, derived_name, pattern
@@ -137,10 +137,9 @@ def free_name(stem: str, kind: Kind, home: Home | None = None) -> str:
 
 
 def name_from_file(path: str | Path) -> str:
-    """A dataset name from a file's name (``support chats.jsonl`` → ``support-chats``; a hub id's last part)."""
-    stem = Path(str(path).strip()).name
-    for suffix in DATA_SUFFIXES:
-        stem = stem.removesuffix(suffix)
+    """A dataset name from a file's name (``support chats.jsonl`` → ``support-chats``, ``X.JSONL`` → ``X``; a folder's
+    name; a hub id's last part)."""
+    stem = without_suffixes(Path(str(path).strip()).name)
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-._")
     return derived_name(cleaned or "dataset")
 

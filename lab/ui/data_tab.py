@@ -44,6 +44,7 @@ from lab.data.canonical import Row, is_context, message_text
 from lab.data.formats import describe_format
 from lab.data.kinds import KINDS, LABEL_WORDS, kind_of, row_text
 from lab.data.pipeline import MAPPING_FIELDS, check_file, load_cfg_tokenizer, load_file, peek_columns, plan_cleaning
+from lab.data.readers import DATA_SUFFIXES
 from lab.data.sources import SAMPLES, named_path, shown, source_name
 from lab.data.versions import name_from_file, suggested_name
 from lab.errors import LabError
@@ -67,7 +68,7 @@ def sample_label(name: str) -> str:
 
 
 SAMPLE_CHOICES = {sample_label(name): name for name in SAMPLES}  # one per kind (lab.data.sources)
-FILE_TYPES = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".gz"]
+FILE_TYPES = list(DATA_SUFFIXES)  # the upload takes every file the readers read, by the one list
 # Every field a column can be mapped to (every kind's), each once, in a stable order.
 MAPPING_TARGETS: list[str] = list(dict.fromkeys(f for fields in MAPPING_FIELDS.values() for f in fields))
 MAPPING_HELP = {
