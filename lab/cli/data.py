@@ -97,6 +97,8 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) 
 
     parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, a hub dataset id owner/name[:split], or a "
                         f"bundled sample ({', '.join(SAMPLES)})")
+    parser.add_argument("--split", help="which split of a hub dataset to read (default: the one in its id, else "
+                        "train)")
     if kind:  # import takes --kind from DataConfig, whose choices are the same registry's
         parser.add_argument("--kind", choices=KIND_NAMES, help="what the rows are (default: detect; a file of "
                             "questions and answers is SFT data unless you say prompts): " + "; ".join(
@@ -134,16 +136,21 @@ def run_check(args: argparse.Namespace) -> int:
     from lab.data.pipeline import check_file, parse_mapping
 
     report = check_file(source_path(args.path), kind=args.kind, mapping=parse_mapping(args.map),
-                        limits=limits_from(args))
+                        limits=limits_from(args), split=args.split)
 
     def human() -> None:
         print(f"{report.source}: {report.kind} data, format {describe_format(report.format)}")
+        for note in report.notes:
+            print(f"  note: {note}")
         print(f"  rows: {report.rows} valid of {report.total}")
         print(f"  duplicates: {report.exact_duplicates} exact, {report.near_duplicates} near "
               "(removed on import by default)")
         print_errors(report.errors)
 
     emit(args, report.to_dict(), human)
+    if not report.rows:  # nothing in it could be imported: a script checking files must see it fail
+        say(f"error: {report.source}: no row is valid ({report.total} read); there is nothing to import.")
+        return 1
     return 0
 
 
@@ -163,7 +170,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     cfg = from_arguments(DataConfig, args)
     version = import_file(source_path(args.path), cfg, mapping=parse_mapping(args.map), progress=progress_printer(),
-                          limits=limits_from(args))
+                          limits=limits_from(args), split=args.split)
     emit(args, {**version.summary(), "reused": version.reused, "card": version.card}, lambda: print_card(version))
     return 0
 
@@ -178,6 +185,8 @@ def print_card(version: Any) -> None:
     card = version.card
     print(f"{version.ref}  ({version.kind}, from {card.get('source_format', version.format)})")
     print(f"  source: {card.get('source')}")
+    for note in card.get("notes", []):
+        print(f"  note: {note}")
     print(f"  rows: {version.rows['train']} train, {version.rows['validation']} validation")
     print("  steps:")
     for step in card.get("steps", []):

@@ -66,6 +66,7 @@ class ParsedFile:
     columns: list[str] = field(default_factory=list)
     source: str = ""
     total: int = 0  # records read, valid or not
+    notes: list[str] = field(default_factory=list)  # how the file was read (lab.data.readers.RawTable.notes)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

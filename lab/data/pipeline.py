@@ -26,14 +26,15 @@ Progress = Callable[[float, str], None]
 
 
 def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, str] | None = None,
-              source_name: str | None = None, limits: ReadLimits | None = None) -> ParsedFile:
-    """Read (within ``limits``, by default the environment's), detect the format (or apply ``mapping``), convert and
-    validate every row.
+              source_name: str | None = None, limits: ReadLimits | None = None,
+              split: str | None = None) -> ParsedFile:
+    """Read (within ``limits``, by default the environment's; ``split`` of a folder or hub dataset), detect the format
+    (or apply ``mapping``), convert and validate every row.
 
     Row problems are collected, never raised; ``LabError`` means nothing in the file is usable.
     """
     limits = limits or read_limits()
-    table = read_table(path, source_name=source_name, limits=limits)
+    table = read_table(path, source_name=source_name, split=split, limits=limits)
     columns = table.columns
     if not table.records:
         first = table.errors[0]
@@ -43,11 +44,11 @@ def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, 
     else:
         detected = detect(columns, table.records, kind=kind, source=table.source)
     parsed = ParsedFile(kind=detected.kind, format=detected.name, columns=columns, source=table.source,
-                        total=table.total, errors=list(table.errors))
+                        total=table.total, errors=list(table.errors), notes=list(table.notes))
     for line, record in table.records:
         try:
             row = convert(record, detected)
-            too_long(row, limits, detected.source_field)
+            too_long(row, record, limits, detected.source_field)
             parsed.rows.append(Row(row, line, table.source))
         except RowProblem as problem:
             parsed.errors.append(RowError(line, problem.field, problem.reason, table.source))
@@ -55,14 +56,44 @@ def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, 
     return parsed
 
 
-def too_long(row: dict[str, Any], limits: ReadLimits, named: Callable[[str], str | None]) -> None:
-    """Refuse a row with a text longer than ``max_text_chars``, naming its field as the file does (``named``)."""
+def too_long(row: dict[str, Any], record: dict[str, Any], limits: ReadLimits,
+             named: Callable[[str], str | None]) -> None:
+    """Refuse a row with a text longer than ``max_text_chars``, naming its field as the file does (``named``, or the
+    column of ``record`` it came from: :func:`long_field`)."""
     for name in kind_of(row).fields:
         longest = max(map(len, field_texts(row, name)), default=0)
         if longest > limits.max_text_chars:
-            raise RowProblem(named(name), f"a text of {longest:,} characters, more than the limit of "
-                                    f"{limits.max_text_chars:,}; set {env_name('max_text_chars')} (or pass "
-                                    f"--{flag_name('max_text_chars')}) higher if it is meant to be that long")
+            raise RowProblem(long_field(record, named(name) or name, limits.max_text_chars),
+                             f"a text of {longest:,} characters, more than the limit of "
+                             f"{limits.max_text_chars:,}; set {env_name('max_text_chars')} (or pass "
+                             f"--{flag_name('max_text_chars')}) higher if it is meant to be that long")
+
+
+def long_field(record: dict[str, Any], field: str, limit: int) -> str:
+    """Where a text over ``limit`` came from, as the file names it: ``field`` when the file has that column; else
+    the column whose own text is over the limit (Alpaca's ``input``, which became part of ``messages``); else, the
+    text joined from several columns, ``field`` with the column holding the longest part."""
+    if field in record:
+        return field
+    lengths = {column: longest_text(value) for column, value in record.items()}
+    column = max(lengths, key=lengths.__getitem__, default=None)
+    if column is None:
+        return field
+    return column if lengths[column] > limit else f"{field} (longest part from {column})"
+
+
+def longest_text(value: Any) -> int:
+    """The length of the longest string in a value read from a file (nested lists and objects walked)."""
+    stack, longest = [value], 0
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            longest = max(longest, len(item))
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return longest
 
 
 def peek_columns(path: str | Path) -> list[str]:
@@ -94,6 +125,7 @@ class CheckReport:
     errors: list[RowError] = field(default_factory=list)
     exact_duplicates: int = 0
     near_duplicates: int = 0
+    notes: list[str] = field(default_factory=list)  # how the file was read
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -102,11 +134,12 @@ class CheckReport:
 
 
 def check_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, str] | None = None,
-               source_name: str | None = None, limits: ReadLimits | None = None) -> CheckReport:
+               source_name: str | None = None, limits: ReadLimits | None = None,
+               split: str | None = None) -> CheckReport:
     """Read and validate without saving; count the duplicates dedup would remove at default settings."""
     from lab.data.quality import exact_duplicates, near_duplicates
 
-    parsed = load_file(path, kind=kind, mapping=mapping, source_name=source_name, limits=limits)
+    parsed = load_file(path, kind=kind, mapping=mapping, source_name=source_name, limits=limits, split=split)
     defaults = DataConfig()
     exact = exact_duplicates(parsed.rows)
     dropped = {p.drop for p in exact}
@@ -114,7 +147,7 @@ def check_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str,
     near = near_duplicates(remaining, threshold=defaults.near_threshold)
     return CheckReport(source=parsed.source, kind=parsed.kind, format=parsed.format, rows=len(parsed.rows),
                        total=parsed.total, columns=parsed.columns, errors=parsed.errors,
-                       exact_duplicates=len(exact), near_duplicates=len(near))
+                       exact_duplicates=len(exact), near_duplicates=len(near), notes=parsed.notes)
 
 
 def plan_cleaning(parsed: ParsedFile, cfg: DataConfig, tokenizer: Any = None):
@@ -141,7 +174,7 @@ def load_cfg_tokenizer(cfg: DataConfig):
 
 def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | None = None,
                 home: Home | None = None, progress: Progress | None = None, source_name: str | None = None,
-                limits: ReadLimits | None = None):
+                limits: ReadLimits | None = None, split: str | None = None):
     """Read, validate, clean, split and save a new dataset version. Refuses files with invalid rows
     unless ``cfg.skip_invalid``: rows are never dropped silently."""
     from lab.data import quality
@@ -151,7 +184,8 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
     cfg.validate()
     check_name(cfg.name, "Dataset name")  # validate checks a name given; an import needs one
     report(0.05, "Reading and validating")
-    parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping, source_name=source_name, limits=limits)
+    parsed = load_file(path, kind=cfg.kind_or_none, mapping=mapping, source_name=source_name, limits=limits,
+                       split=split)
     if parsed.errors and not cfg.skip_invalid:
         shown = "; ".join(str(e) for e in parsed.errors[:3])
         raise LabError(f"{len(parsed.errors)} of {parsed.total} rows are invalid ({shown}"
@@ -189,6 +223,7 @@ def import_file(path: str | Path, cfg: DataConfig, *, mapping: dict[str, str] | 
         "steps": steps,
         "invalid_rows": [e.to_dict() for e in parsed.errors[:200]],
         "invalid_count": len(parsed.errors),
+        "notes": parsed.notes,
     }
     report(0.85, "Saving")
     version = save_version(cfg.name.strip(), parsed.kind, parsed.format, train, validation, card, home=home)

@@ -43,6 +43,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CHUNK = 1 << 20  # gzip is inflated a megabyte at a time
+SEP_LINE = re.compile(rb"(?:\xef\xbb\xbf)?sep=([^\r\n])\r?\n")  # Excel's first line naming the delimiter: "sep=;"
+DOUBLE_ENCODED = ("rows are JSON strings each holding a JSON object (the rows were encoded twice); each was decoded "
+                  "and read as its object")
 CSV_FIELD_MAX = 2**31 - 1  # the csv module keeps its field limit in a C long
 FIRST_BYTE = re.compile(rb"[^\xef\xbb\xbf \t\r\n]")  # the first byte past a BOM and blanks, found without a copy
 FIRST_CHAR = re.compile(r"[^ \t\r\n]")
@@ -61,6 +64,7 @@ class RawTable:
     file_format: str  # jsonl, json, csv, tsv, parquet, hub
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a person should know of how the file was read
 
     @property
     def columns(self) -> list[str]:
@@ -394,7 +398,18 @@ def add_error(table: RawTable, line: int | None, reason: str, limits: ReadLimits
 
 
 def add_record(table: RawTable, line: int, value: Any, limits: ReadLimits, checks: Checks) -> None:
-    """A value read from the file as a record, or a row error if it is not an object or cannot be used as read."""
+    """A value read from the file as a record, or a row error if it is not an object or cannot be used as read. A
+    string holding an object's JSON (a row encoded twice) is read as that object, with a note."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value, checks = load_json(value), Checks(text=True)
+        except json.JSONDecodeError as err:
+            return add_error(table, line, "expected a JSON object, got a string that starts like one written as JSON "
+                             f"but is broken JSON ({json_problem(err)} at its character {err.pos + 1})", limits)
+        except UnusableJSON as err:
+            return add_error(table, line, err.reason, limits)
+        if DOUBLE_ENCODED not in table.notes:
+            table.notes.append(DOUBLE_ENCODED)
     if not isinstance(value, dict):
         return add_error(table, line, f"expected a JSON object, got {json_type(value)}", limits)
     problem = record_problem(value, checks)
@@ -417,7 +432,7 @@ def read_jsonl(data: bytes, source: str, limits: ReadLimits) -> RawTable:
         try:
             value = load_json(text)
         except json.JSONDecodeError as err:
-            add_error(table, number, f"broken JSON: {err.msg} at column {err.colno}", limits)
+            add_error(table, number, broken_line(err, text), limits)
         except UnusableJSON as err:
             add_error(table, number, err.reason, limits)
         else:
@@ -427,6 +442,21 @@ def read_jsonl(data: bytes, source: str, limits: ReadLimits) -> RawTable:
     if not readable:
         raise LabError(f"{source} is empty: there are no rows to read.")
     return table
+
+
+def broken_line(err: json.JSONDecodeError, line: str) -> str:
+    """Why a JSON Lines line could not be read, with a hint when it is an object and a comma after it (rows copied
+    out of an array)."""
+    if err.msg == "Extra data" and line[err.pos:].strip() == ",":
+        return (f"broken JSON: a ',' after the object, at column {err.colno} (a comma after each object? JSON Lines "
+                "holds one object a line with nothing after it: remove the commas)")
+    return f"broken JSON: {json_problem(err)} at column {err.colno}"
+
+
+def json_problem(err: json.JSONDecodeError) -> str:
+    """json's own words for a syntax error, less the "at" some end on ("Invalid control character at"), which its
+    message follows with the place: the lab's messages put the place elsewhere."""
+    return err.msg.removesuffix(" at")
 
 
 def read_json(data: bytes, source: str, limits: ReadLimits) -> RawTable:
@@ -442,7 +472,7 @@ def read_json(data: bytes, source: str, limits: ReadLimits) -> RawTable:
             return read_json_array_salvage(text, source, limits, Checks.of_json(text))
         if multi_line:  # pretty-printed objects one after another, as a loop of json.dump(row, f, indent=2) writes
             return read_json_stream(text, source, limits, Checks.of_json(text))
-        raise LabError(f"{source}: broken JSON at line {err.lineno}, column {err.colno}: {err.msg}.") from None
+        raise LabError(f"{source}: broken JSON at line {err.lineno}, column {err.colno}: {json_problem(err)}.") from None
     except UnusableJSON as err:
         raise LabError(f"{source}, line {err.line(text)}: {err.reason}.") from None
     return json_value_to_table(value, source, limits, Checks.of_json(text))
@@ -474,7 +504,7 @@ def read_json_stream(text: str, source: str, limits: ReadLimits, checks: Checks)
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            reason = f"broken JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+            reason = f"broken JSON at line {err.lineno}, column {err.colno}: {json_problem(err)}"
         except RecursionError:
             reason = TooDeep.reason
         except ValueError:  # an integer longer than Python converts
@@ -493,8 +523,10 @@ def read_json_stream(text: str, source: str, limits: ReadLimits, checks: Checks)
 def json_value_to_table(value: Any, source: str, limits: ReadLimits, checks: Checks) -> RawTable:
     table = RawTable(source=source, file_format="json")
     if isinstance(value, dict):
+        if not value:
+            raise LabError(f"{source} is empty: it holds one JSON object with no fields ({{}}), so no rows.")
         wrapped = [k for k in WRAPPER_KEYS if isinstance(value.get(k), list)]
-        pandas = pandas_rows(value)
+        pandas = pandas_rows(value, source)
         if pandas is not None:
             check_rows(len(pandas), source, limits)
             value = pandas
@@ -522,11 +554,15 @@ def json_value_to_table(value: Any, source: str, limits: ReadLimits, checks: Che
     return table
 
 
-def pandas_rows(value: dict[str, Any]) -> list[dict[str, Any]] | None:
+def pandas_rows(value: dict[str, Any], source: str) -> list[dict[str, Any]] | None:
     """The rows of what pandas' ``df.to_json(path)`` writes, or None for any other object. Its default layout
     (orient="columns") is an object per column, each keyed by the row labels: ``{"instruction": {"0": …, "1": …}}``;
     orient="index" is the reverse, an object per row keyed by its label: ``{"0": {"instruction": …}}``. Told apart
-    from a single record by the labels, which are integers for the default index and the same in every column."""
+    from a single record by the labels, which are integers for the default index and the same in every column.
+    orient="split" names the columns once: :func:`pandas_split_rows`."""
+    split = pandas_split_rows(value, source)
+    if split is not None:
+        return split
     if not value or not all(isinstance(v, dict) for v in value.values()):
         return None
     if all(PANDAS_INDEX.fullmatch(k) for k in value):  # orient="index": the rows by their labels
@@ -537,6 +573,19 @@ def pandas_rows(value: dict[str, Any]) -> list[dict[str, Any]] | None:
     if any(list(column) != labels for column in value.values()):
         return None
     return [{name: column[label] for name, column in value.items()} for label in labels]
+
+
+def pandas_split_rows(value: dict[str, Any], source: str) -> list[dict[str, Any]] | None:
+    """The rows of pandas' orient="split" (``{"columns": [...], "index": [...], "data": [[...], ...]}``, "index"
+    left out with ``index=False``), or None for any other object: each row a list of values in the columns' order."""
+    if set(value) not in ({"columns", "data"}, {"columns", "index", "data"}):
+        return None
+    columns, data = value["columns"], value["data"]
+    if not (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and isinstance(data, list)
+            and all(isinstance(row, list) and len(row) == len(columns) for row in data)):
+        return None
+    refuse_repeated_columns(columns, source, "its 'columns'")
+    return [dict(zip(columns, row)) for row in data]
 
 
 def check_rows(count: int, source: str, limits: ReadLimits) -> None:
@@ -564,7 +613,7 @@ def read_json_array_salvage(text: str, source: str, limits: ReadLimits, checks: 
         try:
             item, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            add_error(table, number, f"broken JSON at file line {err.lineno}, column {err.colno}: {err.msg}; "
+            add_error(table, number, f"broken JSON at file line {err.lineno}, column {err.colno}: {json_problem(err)}; "
                       "elements from here on could not be read", limits)
             return table
         add_record(table, number, item, limits, checks)
@@ -585,6 +634,13 @@ def skip_space(text: str, pos: int) -> int:
 
 
 def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLimits) -> RawTable:
+    """A CSV or TSV file: ``delimiter`` as given, else as Excel's first line ``sep=;`` names it (that line skipped),
+    else as the csv module's sniffer finds it."""
+    stream = io.BytesIO(data)
+    sep_line = SEP_LINE.match(data)
+    if sep_line:
+        delimiter = sep_line.group(1).decode("latin-1")
+        stream.seek(sep_line.end())
     if delimiter is None:
         try:
             sample = data[:20000].decode("utf-8", errors="surrogateescape")
@@ -593,7 +649,7 @@ def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLim
             delimiter = ","
     # Decoded as it is read: the whole file as one str, and StringIO's copy of it, would cost several times the file.
     # Bytes that are not UTF-8 are kept as surrogates and reported per cell below.
-    lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    lines = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     # The csv module stops at fields over 128 KiB (one long completion would end the file there); the file is bounded
     # by the import limit already, so a field may be as long as that.
     csv.field_size_limit(max(csv.field_size_limit(), min(len(data), CSV_FIELD_MAX)))
@@ -609,6 +665,7 @@ def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLim
         raise LabError(f"{source}: the first line (the CSV header) has no column names.")
     if any(map(has_surrogates, header)):
         raise LabError(f"{source}: the first line (the CSV header) is not valid UTF-8; re-save the file as UTF-8.")
+    refuse_repeated_columns(header, source, "the CSV header")
     table = RawTable(source=source, file_format="tsv" if delimiter == "\t" else "csv")
     try:
         for number, cells in enumerate(reader, start=1):
@@ -645,6 +702,7 @@ def read_parquet(data: bytes, source: str, limits: ReadLimits) -> RawTable:
 
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
+        refuse_repeated_columns(parquet.schema_arrow.names, source, "the Parquet schema")
         check_parquet_size(parquet.metadata, source, limits)
         rows = parquet.read().to_pylist()
     except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
@@ -663,6 +721,21 @@ def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> None:
     size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     if size > limits.max_import_bytes:
         raise limits.exceeded("max_import_bytes", source, f"holds {show_size(size)} uncompressed, more than")
+
+
+def refuse_repeated_columns(names: list[str], source: str, where: str) -> None:
+    """Refuse a header (or schema) that names one column twice, whatever the case (columns bind whatever their case):
+    read as records, the one would silently stand for both. Nameless columns (Excel's empty trailing ones) pass."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        key = name.strip().lower()
+        if key in seen:
+            first = names[seen[key] - 1]
+            spelled = f", as '{first}' and '{name}'" if first != name else ""
+            raise LabError(f"{source}: {where} names the column '{name}' twice (columns {seen[key]} and "
+                           f"{position}{spelled}); rename one of them.")
+        if key:
+            seen[key] = position
 
 
 def read_hub(dataset_id: str, *, split: str | None, limits: ReadLimits) -> RawTable:
