@@ -9,18 +9,22 @@ exited 0."""
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import io
 import json
+import lzma
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import feather, ipc
 
 from lab.data.limits import ReadLimits
 from lab.data.pipeline import load_file
@@ -79,6 +83,219 @@ def test_a_parquet_schema_naming_a_column_twice_is_refused(tmp_path):
                                         names=["question", "answer", "answer"]), path)
     with pytest.raises(LabError, match=r"the Parquet schema names the column 'answer' twice \(columns 2 and 3\)"):
         read_table(path)
+
+
+# --------------------------------------------------------------------------- F13: what a file that is no text is
+
+
+def seven_zip(text: bytes) -> bytes:
+    return b"7z\xbc\xaf\x27\x1c\x00\x04" + text  # the 7z signature; the archive itself is not needed to name it
+
+
+def zipped(text: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("alpaca.jsonl", text)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name, pack, what", [
+    ("alpaca.jsonl.bz2", bz2.compress, "bzip2-compressed"),
+    ("alpaca.jsonl.xz", lzma.compress, "xz-compressed"),
+    ("alpaca.zip", zipped, "a zip archive"),
+    ("alpaca.jsonl", zipped, "a zip archive"),  # by its bytes, whatever its name
+    ("alpaca.7z", seven_zip, "a 7z archive"),
+])
+def test_an_archive_is_named_and_the_fix_said(tmp_path, name, pack, what):
+    path = tmp_path / name
+    path.write_bytes(pack(jsonl_text([alpaca(i) for i in range(5)]).encode()))
+    with pytest.raises(LabError) as refused:
+        read_table(path)
+    message = str(refused.value)
+    assert what in message and "NUL" not in message
+    assert "decompress it first" in message or "extract the data file" in message
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_read(tmp_path, encoding):
+    path = tmp_path / "nobom.jsonl"
+    path.write_bytes(jsonl_text([chat(i) for i in range(4)]).replace("dish", "plat • dish").encode(encoding))
+    parsed = load_file(path)
+    assert parsed.errors == [] and questions(parsed)[3] == "Question 3: how do I cook plat • dish 3?"
+
+
+def test_a_stray_nul_in_text_early_in_the_file_spoils_its_row_only(tmp_path):
+    """08b: the same byte after the first 8 KiB was always a row error; before it, it refused the whole file."""
+    lines = jsonl_text([chat(i) for i in range(6)]).splitlines()
+    lines[1] = lines[1].replace("Heat the pan", "Heat\x00the pan")
+    path = tmp_path / "nul.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    parsed = load_file(path)
+    assert len(parsed.rows) == 5
+    (error,) = parsed.errors
+    assert error.line == 2 and "Invalid control character at column" in error.reason and "at at" not in error.reason
+
+
+def test_a_binary_file_is_still_refused_as_not_text(tmp_path):
+    path = tmp_path / "model.jsonl"
+    path.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(LabError, match="not a text file"):
+        read_table(path)
+
+
+def test_arrow_files_are_read_stream_and_file_format(tmp_path):
+    """datasets' cache and save_to_disk files are Arrow streams; Feather version 2 is an Arrow file."""
+    table = pa.Table.from_pylist([alpaca(i) for i in range(5)])
+    stream = tmp_path / "cache-0001.arrow"
+    with ipc.new_stream(stream, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=2):  # several record batches
+            writer.write_batch(batch)
+    feather.write_feather(table, tmp_path / "table.feather")
+    for path in (stream, tmp_path / "table.feather"):
+        read = read_table(path)
+        assert read.file_format == "arrow"
+        assert [place for place, _ in read.records] == [1, 2, 3, 4, 5]
+        assert read.records[4][1] == alpaca(4)
+
+
+def test_an_arrow_stream_is_held_to_the_row_limit(tmp_path):
+    path = tmp_path / "big.arrow"
+    table = pa.Table.from_pylist([alpaca(i) for i in range(30)])
+    with ipc.new_stream(path, table.schema) as writer:
+        writer.write_table(table, max_chunksize=10)
+    with pytest.raises(LabError, match="import limit of 25"):
+        read_table(path, limits=ReadLimits(max_import_rows=25))
+
+
+# --------------------------------------------------------------------------- F13: dataset folders
+
+
+def shards(folder: Path, split: str, count: int, first: int, per: int = 10) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        rows = [chat(i) for i in range(first + n * per, first + (n + 1) * per)]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"{split}-{n:05d}-of-{count:05d}.parquet")
+
+
+def hub_repo(root: Path) -> Path:
+    """A hub dataset repository as downloaded: a README, data/ with two train shards and a test shard."""
+    shards(root / "data", "train", 2, 0)
+    shards(root / "data", "test", 1, 100, per=5)
+    (root / "README.md").write_text("---\nconfigs:\n- config_name: default\n---\n")
+    (root / ".cache").mkdir()
+    (root / ".cache" / "x.jsonl").write_text("not data")  # huggingface_hub's own files: hidden, never read
+    return root
+
+
+def test_a_hub_repository_folder_reads_its_train_shards_as_one_table(tmp_path):
+    parsed = load_file(hub_repo(tmp_path / "repo"))
+    assert parsed.errors == [] and parsed.source == "repo:train"
+    assert [row.line for row in parsed.rows] == list(range(1, 21))  # the second shard's rows count on
+    assert questions(parsed)[::10] == ["Question 0: how do I cook dish 0?", "Question 10: how do I cook dish 10?"]
+    (note,) = parsed.notes
+    assert "the train split: read 2 files as one table, in name order: data/train-00000-of-00002.parquet" in note
+    assert "the split test was not read" in note and "data/test-00000-of-00001.parquet" in note
+    assert "--split NAME" in note
+
+
+def test_another_split_is_read_when_asked_and_an_unknown_one_named(tmp_path):
+    repo = hub_repo(tmp_path / "repo")
+    parsed = load_file(repo, split="test")
+    assert parsed.source == "repo:test" and len(parsed.rows) == 5
+    with pytest.raises(LabError, match="repo has no split 'dev': its splits are test, train"):
+        load_file(repo, split="dev")
+    with pytest.raises(LabError, match="a split is chosen only in a dataset folder or a hub dataset"):
+        load_file(repo / "data" / "test-00000-of-00001.parquet", split="test")
+
+
+def test_a_folder_of_files_named_for_their_splits(tmp_path):
+    folder = tmp_path / "split_folder"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(jsonl_text([chat(i) for i in range(6)]))
+    (folder / "test.jsonl").write_text(jsonl_text([chat(i) for i in range(6, 9)]))
+    (folder / "LICENSE.txt").write_text("MIT")  # no data
+    parsed = load_file(folder)
+    assert len(parsed.rows) == 6 and parsed.source == "split_folder:train"
+    (folder / "train.jsonl").unlink()
+    (folder / "validation.jsonl").write_text(jsonl_text([chat(i) for i in range(9, 12)]))
+    with pytest.raises(LabError) as refused:
+        load_file(folder)
+    assert ("holds the splits test, validation and none is named train" in str(refused.value)
+            and "(test: test.jsonl; validation: validation.jsonl)" in str(refused.value))
+
+
+def test_a_folder_of_one_unnamed_split_reads_every_file_in_name_order(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "part-b.jsonl").write_text(jsonl_text([chat(i) for i in range(3, 5)]))
+    (folder / "part-a.jsonl").write_text("\n" + jsonl_text([chat(i) for i in range(3)]) + "{broken\n")
+    parsed = load_file(folder)
+    assert parsed.source == "parts" and [row.line for row in parsed.rows] == [2, 3, 4, 6, 7]
+    assert [(error.line, error.source) for error in parsed.errors] == [(5, "parts")]
+    assert questions(parsed)[3] == "Question 3: how do I cook dish 3?"
+    assert parsed.notes == ["read 2 files as one table, in name order: part-a.jsonl, part-b.jsonl"]
+
+
+def test_datasets_save_to_disk_folders_are_read(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    one = datasets.Dataset.from_list([chat(i) for i in range(7)])
+    one.save_to_disk(str(tmp_path / "saved"))
+    parsed = load_file(tmp_path / "saved")
+    assert len(parsed.rows) == 7 and parsed.source == "saved" and parsed.format == "openai"
+    both = datasets.DatasetDict({"train": one, "test": datasets.Dataset.from_list([chat(i) for i in range(7, 9)])})
+    both.save_to_disk(str(tmp_path / "dict"))
+    parsed = load_file(tmp_path / "dict")
+    assert len(parsed.rows) == 7 and parsed.source == "dict:train" and "(test: test/)" in parsed.notes[0]
+    tuned = datasets.DatasetDict({"train_sft": one, "test_sft": one})  # ultrachat_200k's splits
+    tuned.save_to_disk(str(tmp_path / "ultrachat"))
+    with pytest.raises(LabError, match="holds the splits test_sft, train_sft and none is named train"):
+        load_file(tmp_path / "ultrachat")
+    assert len(load_file(tmp_path / "ultrachat", split="train_sft").rows) == 7
+
+
+def test_the_limits_apply_to_a_folders_files_together(tmp_path):
+    repo = hub_repo(tmp_path / "repo")
+    with pytest.raises(LabError, match="repo:train has, in its 2 files together, more rows than the import limit of "
+                                       "15; set LAB_MAX_IMPORT_ROWS"):
+        read_table(repo, limits=ReadLimits(max_import_rows=15))
+    files = sorted((repo / "data").glob("train-*"))
+    one = max(max(f.stat().st_size, pq.ParquetFile(f).metadata.row_group(0).total_byte_size) for f in files)
+    limit = ReadLimits(max_import_bytes=one * 3 // 2)  # each file within it, the two together not
+    assert all(read_table(f, limits=limit).total == 10 for f in files)
+    with pytest.raises(LabError, match="in its 2 files together, more bytes than"):
+        read_table(repo, limits=limit)
+    assert read_table(repo, limits=ReadLimits(max_import_rows=20)).total == 20
+
+
+def test_a_folder_never_reads_past_itself_nor_the_labs_uploads(tmp_path, home):
+    folder = tmp_path / "linked"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(jsonl_text([chat(0)]))
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text(jsonl_text([chat(1)]))
+    (folder / "train-extra.jsonl").symlink_to(outside)
+    with pytest.raises(LabError, match="train-extra.jsonl is a link to a file outside the folder"):
+        read_table(folder)
+    (home.uploads / "abc").mkdir(parents=True)
+    (home.uploads / "abc" / "a.jsonl").write_text(jsonl_text([chat(2)]))
+    for whole in (home.uploads, home.root):
+        with pytest.raises(LabError, match="holds the lab's own files"):
+            read_table(whole)
+
+
+def test_a_local_folder_named_like_a_hub_id_is_read_from_the_disk(tmp_path, monkeypatch):
+    shards(tmp_path / "owner" / "name" / "data", "train", 1, 0)
+    monkeypatch.chdir(tmp_path)
+    assert read_table("owner/name").source == "name"
+    with pytest.raises(LabError, match="^no such file: owner/other$"):  # its folder is here: a path, not the hub
+        read_table("owner/other")
+
+
+def test_an_empty_folder_says_so(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "README.md").write_text("nothing")
+    with pytest.raises(LabError, match="is a folder with no data files in it"):
+        read_table(tmp_path / "empty")
 
 
 # --------------------------------------------------------------------------- F14: messages and layouts
@@ -170,6 +387,11 @@ def test_data_check_fails_when_no_row_is_valid(tmp_path):
     scripted = lab("data", "check", str(path), "--json", home=tmp_path / "home")
     assert scripted.returncode == 1 and json.loads(scripted.stdout)["rows"] == 0
     assert "no row is valid" in scripted.stderr
+    hub_repo(tmp_path / "repo")
+    split = lab("data", "check", str(tmp_path / "repo"), "--split", "test", "--json", home=tmp_path / "home")
+    assert split.returncode == 0, split.stderr
+    report = json.loads(split.stdout)
+    assert (report["source"], report["rows"]) == ("repo:test", 5) and "the test split" in report["notes"][0]
 
 
 # --------------------------------------------------------------------------- F17: upload types and names
@@ -181,13 +403,13 @@ def test_the_upload_takes_every_ending_the_readers_read():
     from lab.ui.data_tab import FILE_TYPES
 
     assert FILE_TYPES == list(DATA_SUFFIXES)
-    for name in ("lines.ndjson", "notes.txt", "UPPER.JSONL", "data.csv.gz"):
+    for name in ("lines.ndjson", "notes.txt", "UPPER.JSONL", "cache.arrow", "table.feather", "data.csv.gz"):
         assert is_valid_file(name, FILE_TYPES), name
 
 
 @pytest.mark.parametrize("name, expected", [
     ("94b_UPPER.JSONL", "94b_UPPER"), ("data.CSV.GZ", "data"), ("x.Parquet", "x"), ("chats.ndjson", "chats"),
-    ("support chats.jsonl", "support-chats"),
+    ("support chats.jsonl", "support-chats"), ("data/train.arrow", "train"),
 ])
 def test_a_name_from_a_file_drops_its_endings_whatever_their_case(name, expected):
     assert name_from_file(name) == expected

@@ -95,10 +95,11 @@ def dataset_ref(text: str) -> str:
 def add_source_arguments(parser: argparse.ArgumentParser, *, kind: bool = True) -> None:
     from lab.data.sources import SAMPLES
 
-    parser.add_argument("path", help="a JSON, JSONL, CSV or Parquet file, a hub dataset id owner/name[:split], or a "
-                        f"bundled sample ({', '.join(SAMPLES)})")
-    parser.add_argument("--split", help="which split of a hub dataset to read (default: the one in its id, else "
-                        "train)")
+    parser.add_argument("path", help="a JSON, JSONL, CSV, Parquet or Arrow file, a dataset folder (save_to_disk's, "
+                        "or shards such as data/train-00000-of-00002.parquet), a hub dataset id owner/name[:split], "
+                        f"or a bundled sample ({', '.join(SAMPLES)})")
+    parser.add_argument("--split", help="which split of a dataset folder or hub dataset to read (default: the only "
+                        "one, else train)")
     if kind:  # import takes --kind from DataConfig, whose choices are the same registry's
         parser.add_argument("--kind", choices=KIND_NAMES, help="what the rows are (default: detect; a file of "
                             "questions and answers is SFT data unless you say prompts): " + "; ".join(

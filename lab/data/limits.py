@@ -64,11 +64,13 @@ class ReadLimits:
     """What one file (or hub dataset) may hold; each limit is set by ``LAB_<NAME>`` or ``--<name>``."""
 
     max_import_bytes: int = limit(
-        GIB, "The most bytes a file may hold once decompressed (Parquet: its data uncompressed).",
+        GIB, "The most bytes a file (or a folder's files together) may hold once decompressed (Parquet and Arrow: "
+        "their data uncompressed).",
         metavar="SIZE", expects="a size in bytes, or with a unit (K, M, G, T: powers of 1024)", example="4GiB",
         parse=parse_size, show=show_size)
     max_import_rows: int = limit(
-        2_000_000, "The most rows a file may hold (JSONL lines, JSON elements, CSV or Parquet rows, valid or not).",
+        2_000_000, "The most rows a file (or a folder's files together) may hold (JSONL lines, JSON elements, CSV, "
+        "Parquet or Arrow rows, valid or not).",
         metavar="N", expects="a whole number of rows", example="5000000", parse=parse_count, show=show_count)
     # One message, prompt or answer: a million characters is about 250,000 tokens, more than any model's context,
     # while one 50 MB answer took the statistics 4.5 minutes and 10 GB of the server's memory to tokenise.
@@ -77,12 +79,21 @@ class ReadLimits:
         "makes its row invalid.", metavar="N", expects="a whole number of characters", example="4000000",
         parse=parse_count, show=show_count)
 
-    def exceeded(self, name: str, source: str, found: str) -> LabError:
+    def exceeded(self, name: str, source: str, found: str) -> LimitExceeded:
         """The sentence for a file over the limit ``name``: ``found`` says what it holds, ending in a comparison
         ("inflates to more than", "has 3,000,000 rows, more than")."""
         shown = LIMITS[name].metadata["show"](getattr(self, name))
-        return LabError(f"{source} {found} the import limit of {shown}; set {env_name(name)} "
-                        f"(or pass --{flag_name(name)}) higher if the file is meant to be that large.")
+        return LimitExceeded(f"{source} {found} the import limit of {shown}; set {env_name(name)} "
+                             f"(or pass --{flag_name(name)}) higher if the file is meant to be that large.", name)
+
+
+class LimitExceeded(LabError):
+    """A file over one of the limits, ``limit`` naming which: a folder read a file at a time (each within what the
+    files before it left) says it again of the whole folder, with the limit as set."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 LIMITS = {f.name: f for f in fields(ReadLimits)}

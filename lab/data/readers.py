@@ -1,13 +1,14 @@
-"""Read a file (or a hub dataset) into raw records, each with the 1-based place it came from.
+"""Read a file, a dataset folder (or a hub dataset) into raw records, each with the 1-based place it came from.
 
 Places: the file's line for JSONL, the data row for CSV (the header is not counted), the element
 for a JSON array (or the index for an object of arrays, or for pandas' ``to_json`` objects), the line an object
-starts on for pretty-printed objects written one after another, the row for Parquet and hub datasets.
-Problems that spoil one record (a broken JSON line, bytes that are not UTF-8, a value nested deeper
+starts on for pretty-printed objects written one after another, the row for Parquet, Arrow and hub datasets. A
+folder's files are read as one table, in name order, each file's places counting on from the last place of the file
+before it. Problems that spoil one record (a broken JSON line, bytes that are not UTF-8, a value nested deeper
 than anything downstream can walk) become row errors; problems that leave nothing usable (empty
-file, not text, not a table) raise ``LabError``, and so does a file over the limits of
-``lab.data.limits``, which bound what one import reads: gzip is inflated as a stream and stopped at
-the byte limit, and rows are counted as they are read.
+file, not text, not a table, an archive) raise ``LabError``, and so does a file over the limits of
+``lab.data.limits``, which bound what one import reads (a folder's files together): gzip is inflated as a stream and
+stopped at the byte limit, and rows are counted as they are read.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ import re
 import sys
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from lab.data.canonical import RowError
-from lab.data.limits import MAX_DEPTH, ReadLimits, read_limits, show_count, show_size
+from lab.data.limits import MAX_DEPTH, LimitExceeded, ReadLimits, read_limits, show_count, show_size
 from lab.errors import LabError
-from lab.paths import input_path
+from lab.paths import absolute, input_path, lab_homes, within
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 # Endings of the files people import: a text ending so is a mistyped path, never a hub id (no hub dataset is named so);
 # a dataset named after its file drops them (``without_suffixes``: ".gz" first, so "a.jsonl.gz" is "a"); the Data tab's
 # upload takes these.
-DATA_SUFFIXES = (".gz", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt")
+DATA_SUFFIXES = (".gz", ".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".arrow", ".feather", ".txt")
 PATH_STARTS = ("./", "../", "/", "~", ".\\", "..\\")
 PANDAS_INDEX = re.compile(r"-?\d+")  # the row labels df.to_json() writes for a default (or integer) index
 # Wrappers people put around a JSON list of rows: {"data": [...]}.
@@ -43,7 +44,38 @@ GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 CHUNK = 1 << 20  # gzip is inflated a megabyte at a time
+SNIFF = 8192  # what a file's first bytes are judged by: binary or text, UTF-16 without a byte-order mark
+ARROW_FILE = b"ARROW1\x00\x00"  # an Arrow IPC file (Feather version 2) starts so
+ARROW_STREAM = b"\xff\xff\xff\xff"  # an Arrow IPC stream's first message (datasets' .arrow files) starts so
+# What a file that is no text may be, by its first bytes (none of them text): what it is, and what to do.
+CONTAINERS = tuple((re.compile(magic), what, fix) for magic, what, fix in (
+    (rb"PK\x03\x04", "a zip archive (an Excel .xlsx workbook is one too)",
+     "extract the data file and import that (a workbook: save the sheet as CSV)"),
+    (rb"PK\x05\x06", "an empty zip archive", "import the data file itself"),
+    (rb"BZh[1-9](?:1AY&SY|\x17rE8P)", "bzip2-compressed",
+     "decompress it first (bunzip2 FILE), or compress it with gzip, which is read as it is"),
+    (rb"\xfd7zXZ\x00", "xz-compressed",
+     "decompress it first (unxz FILE), or compress it with gzip, which is read as it is"),
+    (rb"7z\xbc\xaf\x27\x1c", "a 7z archive", "extract the data file first (7z x FILE) and import that"),
+    (rb"\x28\xb5\x2f\xfd", "zstd-compressed",
+     "decompress it first (zstd -d FILE), or compress it with gzip, which is read as it is"),
+    (rb"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (or another old Office file)",
+     "save the sheet as CSV"),
+))
 SEP_LINE = re.compile(rb"(?:\xef\xbb\xbf)?sep=([^\r\n])\r?\n")  # Excel's first line naming the delimiter: "sep=;"
+# A folder's data files: every data ending but .txt (a folder's README.txt or LICENSE.txt is no data), none of the
+# files datasets writes beside the data, none hidden (.git, .cache), no deeper than root/data/train/shard.parquet.
+FOLDER_SUFFIXES = tuple(s for s in DATA_SUFFIXES if s != ".txt")
+DATASETS_METADATA = ("dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json")
+FOLDER_DEPTH = 3
+FILES_SHOWN = 3
+SHARD = re.compile(r"(.+?)-\d{5}-of-\d{5}")  # datasets' shard names, its split first: train_sft-00000-of-00003
+# The words datasets takes a split from in a file's or folder's name, as a word of its own ("train.jsonl",
+# "alpaca_train.json", "train/0000.parquet"), and the split each means.
+SPLIT_WORDS = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+               "val": "validation", "dev": "validation", "test": "test", "testing": "test", "eval": "test",
+               "evaluation": "test"}
+SPLIT_WORD = re.compile(r"(?:^|[-._ 0-9])(" + "|".join(SPLIT_WORDS) + r")(?=$|[-._ 0-9])", re.IGNORECASE)
 DOUBLE_ENCODED = ("rows are JSON strings each holding a JSON object (the rows were encoded twice); each was decoded "
                   "and read as its object")
 CSV_FIELD_MAX = 2**31 - 1  # the csv module keeps its field limit in a C long
@@ -61,10 +93,11 @@ class RawTable:
     """Records as read, before any conversion: ``(place, record)`` pairs plus reading errors."""
 
     source: str
-    file_format: str  # jsonl, json, csv, tsv, parquet, hub
+    file_format: str  # jsonl, json, csv, tsv, parquet, arrow, hub
     records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what a person should know of how the file was read
+    nbytes: int = 0  # the bytes read (decompressed; Parquet and Arrow: their data), which a folder counts to its limit
 
     @property
     def columns(self) -> list[str]:
@@ -82,8 +115,9 @@ class RawTable:
 
 def read_table(path: str | Path, *, source_name: str | None = None, split: str | None = None,
                limits: ReadLimits | None = None) -> RawTable:
-    """Read ``path`` (a local file, or a hub dataset id ``owner/name[:split]``) within ``limits`` (by default those
-    the environment sets: ``lab.data.limits.read_limits``)."""
+    """Read ``path`` (a local file, a dataset folder, or a hub dataset id ``owner/name[:split]``) within ``limits`` (by
+    default those the environment sets: ``lab.data.limits.read_limits``); ``split`` picks a folder's or a hub
+    dataset's split."""
     text_path = str(path)
     local = Path(text_path).expanduser()
     if local.exists():
@@ -93,30 +127,86 @@ def read_table(path: str | Path, *, source_name: str | None = None, split: str |
         if HUB_ID.match(text_path) and not looks_local(text_path):
             return read_hub(text_path, split=split, limits=limits)
         raise LabError(no_such_file(text_path))
-    if local.is_dir():
-        raise LabError(f"{text_path} is a folder; choose a JSON, JSONL, CSV or Parquet file inside it.")
-    if not local.is_file():
-        raise LabError(f"{text_path} is not a regular file (a device, pipe or socket); choose a JSON, JSONL, CSV "
-                       "or Parquet file.")
     source = source_name or local.name
+    if local.is_dir():
+        return read_folder(local, source, split, limits)
+    if split:
+        raise LabError(f"{source} is one file: a split is chosen only in a dataset folder or a hub dataset; leave the "
+                       "split out.")
+    return read_file(local, source, limits)
+
+
+def read_file(local: Path, source: str, limits: ReadLimits) -> RawTable:
+    """One file, by what its bytes are: gzip (inflated first), Parquet, Arrow, or text (UTF-8, or UTF-16 re-encoded)
+    read by its ending and content; an archive or another binary file is refused, named where its bytes say."""
+    if not local.is_file():
+        raise LabError(f"{source} is not a regular file (a device, pipe or socket); choose a JSON, JSONL, CSV, "
+                       "Parquet or Arrow file.")
     data, gzipped = read_bytes(local, source, limits)
     if gzipped:
         local = local.with_suffix("")  # data.jsonl.gz reads as data.jsonl
     data = utf16_as_utf8(data, source)
     if not data or data.isspace():
         raise LabError(f"{source} is empty: there are no rows to read.")
+    suffix = local.suffix.lower()
     if data[:4] == b"PAR1":
         return read_parquet(data, source, limits)
-    if local.suffix.lower() == ".parquet":
+    if data.startswith((ARROW_FILE, ARROW_STREAM)) or suffix in (".arrow", ".feather"):
+        return read_arrow(data, source, limits)
+    if suffix == ".parquet":
         raise LabError(f"{source}: not a Parquet file (it does not start with the 'PAR1' marker).")
-    if b"\x00" in data[:8192]:
-        raise LabError(f"{source} is not a text file (it contains NUL bytes); expected JSON, JSONL, CSV or Parquet.")
-    fmt = guess_text_format(local.suffix.lower(), data)
+    refuse_container(data, source)
+    if b"\x00" in data[:SNIFF]:
+        data = utf16_without_bom(data, source) or refuse_binary(data, source)
+    fmt = guess_text_format(suffix, data)
     if fmt in ("csv", "tsv"):
-        return read_csv(data, source, delimiter="\t" if fmt == "tsv" else None, limits=limits)
-    if fmt == "jsonl":
-        return read_jsonl(data, source, limits)
-    return read_json(data, source, limits)
+        table = read_csv(data, source, delimiter="\t" if fmt == "tsv" else None, limits=limits)
+    elif fmt == "jsonl":
+        table = read_jsonl(data, source, limits)
+    else:
+        table = read_json(data, source, limits)
+    table.nbytes = len(data)
+    return table
+
+
+def refuse_container(data: bytes, source: str) -> None:
+    """Refuse an archive or a compressed file other than gzip, saying which and what to do."""
+    for magic, what, fix in CONTAINERS:
+        if magic.match(data):
+            raise LabError(f"{source} is {what}, not a data file the lab reads; {fix}.")
+
+
+def utf16_without_bom(data: bytes, source: str) -> bytes | None:
+    """UTF-16 text without a byte-order mark, re-encoded as UTF-8; None when ``data`` is not that. Told by its NULs:
+    text of mostly ASCII characters in UTF-16 has a NUL in every other byte (the odd bytes little-endian, the even
+    ones big-endian) and none in the others; only that pattern, unambiguous, is taken for UTF-16."""
+    sample = data[:SNIFF]
+    sample = sample[:len(sample) - len(sample) % 2]
+    evens, odds, half = sample[0::2].count(0), sample[1::2].count(0), len(sample) // 2
+    if evens == 0 and odds * 2 >= half:
+        encoding, order = "utf-16-le", "little-endian"
+    elif odds == 0 and evens * 2 >= half:
+        encoding, order = "utf-16-be", "big-endian"
+    else:
+        return None
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError as err:  # an odd length, or half of a surrogate pair
+        raise LabError(f"{source} looks like UTF-16 ({order}) without a byte-order mark, but could not be decoded as "
+                       f"that ({err.reason}); re-save it as UTF-8.") from None
+
+
+def refuse_binary(data: bytes, source: str) -> bytes:
+    """``data`` as it is when its NULs are a few strays in text (the rows holding them become row errors, as anywhere
+    else in a file); a ``LabError`` when it looks binary: NULs in more than 1% of its first bytes, or those bytes
+    largely not UTF-8."""
+    sample = data[:SNIFF]
+    undecodable = sample.decode("utf-8", errors="replace").count("\ufffd")
+    if sample.count(0) * 100 > len(sample) or undecodable * 20 > len(sample):
+        raise LabError(f"{source} is not a text file (it holds NUL bytes, and its first bytes match no format the lab "
+                       "reads); expected JSON, JSONL, CSV, Parquet or Arrow, as UTF-8 (or UTF-16 with a byte-order "
+                       "mark).")
+    return data
 
 
 def looks_local(text: str) -> bool:
@@ -700,27 +790,58 @@ def read_parquet(data: bytes, source: str, limits: ReadLimits) -> RawTable:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    table = RawTable(source=source, file_format="parquet")
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
         refuse_repeated_columns(parquet.schema_arrow.names, source, "the Parquet schema")
-        check_parquet_size(parquet.metadata, source, limits)
+        table.nbytes = check_parquet_size(parquet.metadata, source, limits)
         rows = parquet.read().to_pylist()
     except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
         raise LabError(f"{source}: not a readable Parquet file ({first_line(err)}).") from None
     if not rows:
         raise LabError(f"{source} is empty: the Parquet file has no rows.")
-    table = RawTable(source=source, file_format="parquet")
     for number, row in enumerate(rows, start=1):
         add_record(table, number, row, limits, Checks())
     return table
 
 
-def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> None:
-    """Refuse a Parquet file by the row count and uncompressed size in its footer, before any row is read."""
+def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> int:
+    """Refuse a Parquet file by the row count and uncompressed size in its footer, before any row is read; the size."""
     check_rows(metadata.num_rows, source, limits)
     size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     if size > limits.max_import_bytes:
         raise limits.exceeded("max_import_bytes", source, f"holds {show_size(size)} uncompressed, more than")
+    return size
+
+
+def read_arrow(data: bytes, source: str, limits: ReadLimits) -> RawTable:
+    """An Arrow IPC file (Feather version 2) or stream (datasets' ``.arrow`` files: ``save_to_disk``, its cache), a
+    record batch at a time, each refused before it is converted when it would take the rows or bytes over the
+    limits."""
+    import pyarrow as pa
+    from pyarrow import ipc
+
+    table = RawTable(source=source, file_format="arrow")
+    try:
+        if data.startswith(ARROW_FILE):
+            reader = ipc.open_file(pa.BufferReader(data))
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        else:
+            reader = batches = ipc.open_stream(pa.BufferReader(data))
+        refuse_repeated_columns(reader.schema.names, source, "the Arrow schema")
+        for batch in batches:
+            check_rows(table.total + batch.num_rows, source, limits)
+            table.nbytes += batch.nbytes
+            if table.nbytes > limits.max_import_bytes:
+                raise limits.exceeded("max_import_bytes", source, "holds more than")
+            for row in batch.to_pylist():
+                add_record(table, table.total + 1, row, limits, Checks())
+    except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
+        raise LabError(f"{source}: not a readable Arrow file ({first_line(err)}); expected an Arrow IPC file or "
+                       "stream, as datasets' save_to_disk or pyarrow.feather writes.") from None
+    if not table.total:
+        raise LabError(f"{source} is empty: the Arrow file has no rows.")
+    return table
 
 
 def refuse_repeated_columns(names: list[str], source: str, where: str) -> None:
@@ -736,6 +857,162 @@ def refuse_repeated_columns(names: list[str], source: str, where: str) -> None:
                            f"{position}{spelled}); rename one of them.")
         if key:
             seen[key] = position
+
+
+def read_folder(folder: Path, source: str, split: str | None, limits: ReadLimits) -> RawTable:
+    """A dataset folder as people have them (``datasets.save_to_disk``'s, a DatasetDict's with a folder per split, a
+    hub repository's shards, files named for their splits): one split's files, in name order, as one table within
+    the limits together. The split: the one asked for, else the only one, else ``train``; a note says which."""
+    refuse_lab_files(folder, source)
+    splits = folder_splits(folder)
+    name, files = chosen_split(splits, folder, source, split)
+    shown = f"{source}:{name}" if name and (split or len(splits.keys() - {""}) > 1) else source
+    table = read_files(folder, files, source, shown, limits)
+    table.notes.insert(0, folder_note(folder, splits, name, files))
+    return table
+
+
+def refuse_lab_files(folder: Path, source: str) -> None:
+    """A folder holding the lab's uploads or state (LAB_HOME, or a folder above it) is no dataset: read whole, it would
+    merge everyone's uploads into one table."""
+    resolved = absolute(folder)
+    if any(within(place, resolved) for home in lab_homes(None) for place in (home.uploads, *home.state)):
+        raise LabError(f"{source} holds the lab's own files (its uploads or state), not one dataset; choose the "
+                       "dataset's own file or folder.")
+
+
+def folder_splits(folder: Path) -> dict[str, list[Path]]:
+    """The folder's data files by split (:func:`split_of`; "" for files named for none), each split's in name order.
+    Links to folders are not followed, and a link to a file outside the folder is refused when read."""
+    splits: dict[str, list[Path]] = {}
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        deep = len(here.relative_to(folder).parts) >= FOLDER_DEPTH
+        dirs[:] = [] if deep else [d for d in dirs if not d.startswith(".")]
+        saved = (here / "state.json").is_file()  # a save_to_disk dataset: its .arrow files are its one split
+        for name in files:
+            if is_folder_data(name):
+                relative = here.relative_to(folder) / name
+                splits.setdefault(split_of(relative, saved), []).append(folder / relative)
+    return {name: sorted(found) for name, found in sorted(splits.items())}
+
+
+def is_folder_data(name: str) -> bool:
+    return (not name.startswith(".") and name.lower().endswith(FOLDER_SUFFIXES)
+            and name.lower() not in DATASETS_METADATA)
+
+
+def split_of(relative: Path, saved: bool) -> str:
+    """The split a data file belongs to, named as datasets names them: a save_to_disk dataset's folder (a
+    DatasetDict's split folder; none at the top); a shard's own split (``train_sft-00000-of-00003.parquet``); a split
+    word in its name or its folders' (``train.jsonl``, ``validation/0000.parquet``: train, validation or test); else
+    a shard's prefix; else none ("")."""
+    if saved:
+        return relative.parent.name
+    stem = without_suffixes(relative.name)
+    shard = SHARD.match(stem)
+    if shard and SPLIT_WORD.search(shard.group(1)):
+        return shard.group(1)
+    for part in (stem, *reversed(relative.parent.parts)):
+        word = SPLIT_WORD.search(part)
+        if word:
+            return SPLIT_WORDS[word.group(1).lower()]
+    return shard.group(1) if shard else ""
+
+
+def chosen_split(splits: dict[str, list[Path]], folder: Path, source: str,
+                 wanted: str | None) -> tuple[str, list[Path]]:
+    """The split to read and its files, or a ``LabError`` saying which splits there are and how to pick one."""
+    named = [name for name in splits if name]
+    if not splits:
+        raise LabError(f"{source} is a folder with no data files in it (JSON, JSONL, CSV, Parquet or Arrow, up to "
+                       f"{FOLDER_DEPTH} folders down); choose a data file, or a dataset's folder.")
+    if wanted:
+        if wanted not in named:
+            found = f"its splits are {', '.join(named)}" if named else "its files are named for no split"
+            raise LabError(f"{source} has no split '{wanted}': {found}.")
+        return wanted, splits[wanted]
+    if not named:
+        return "", splits[""]
+    if len(named) == 1 or "train" in named:
+        name = named[0] if len(named) == 1 else "train"
+        return name, splits[name]
+    raise LabError(f"{source} holds the splits {', '.join(named)} and none is named train, so which to read is not "
+                   f"clear: {how_to_pick(splits, folder, named)}.")
+
+
+def how_to_pick(splits: dict[str, list[Path]], folder: Path, names: list[str]) -> str:
+    """How to read one of the splits ``names``: the file or folder that holds it alone, where there is one, else
+    ``--split``."""
+    places = []
+    for name in names:
+        files, others = splits[name], [f for other, found in splits.items() if other != name for f in found]
+        if own_folder(files, others, folder):
+            places.append(f"{name}: {files[0].parent.relative_to(folder)}/")
+        elif len(files) == 1:
+            places.append(f"{name}: {files[0].relative_to(folder)}")
+    where = f"import its own file or folder ({'; '.join(places)}), or " if places else ""
+    return f"to read one, {where}pass --split NAME on the command line"
+
+
+def own_folder(files: list[Path], others: list[Path], folder: Path) -> bool:
+    """Whether ``files`` lie in one folder of their own below ``folder``, holding none of ``others``."""
+    parent = files[0].parent
+    return parent != folder and all(f.parent == parent for f in files) and not any(f.parent == parent for f in others)
+
+
+def folder_note(folder: Path, splits: dict[str, list[Path]], name: str, files: list[Path]) -> str:
+    """What was read of a folder: which split, which files in which order, and what was left out."""
+    note = f"the {name} split: " if name else ""
+    if len(files) == 1:
+        note += f"read {files[0].relative_to(folder)}"
+    else:
+        note += f"read {len(files)} files as one table, in name order: {shown_files(folder, files)}"
+    others = [other for other in splits if other and other != name]
+    if others:
+        which = f"the split {others[0]} was" if len(others) == 1 else f"the splits {', '.join(others)} were"
+        note += f"; {which} not read ({how_to_pick(splits, folder, others)})"
+    if name and "" in splits:
+        note += f"; files named for no split were not read: {shown_files(folder, splits[''])}"
+    return note
+
+
+def shown_files(folder: Path, files: list[Path]) -> str:
+    shown = ", ".join(str(f.relative_to(folder)) for f in files[:FILES_SHOWN])
+    return shown + (f", … ({len(files)} in all)" if len(files) > FILES_SHOWN else "")
+
+
+def read_files(folder: Path, files: list[Path], folder_name: str, source: str, limits: ReadLimits) -> RawTable:
+    """A folder's files as one table named ``source``: each file (named ``folder_name/its path``) read within what the
+    files before it left of the limits (a file over them is the whole folder over them), its places counting on from
+    the last place of the file before."""
+    table = RawTable(source=source, file_format="")
+    offset = 0
+    root = absolute(folder)
+    for path in files:
+        if not within(absolute(path), root):
+            raise LabError(f"{source}: {path.relative_to(folder)} is a link to a file outside the folder; copy the "
+                           "file into the folder instead.")
+        input_path(path)
+        left = replace(limits, max_import_rows=limits.max_import_rows - table.total,
+                       max_import_bytes=limits.max_import_bytes - table.nbytes)
+        try:
+            part = read_file(path, f"{folder_name}/{path.relative_to(folder)}", left)
+        except LimitExceeded as err:
+            raise limits.exceeded(err.limit, source, f"has, in its {len(files)} files together, more "
+                                  f"{'rows' if err.limit == 'max_import_rows' else 'bytes'} than") from None
+        table.file_format = table.file_format or part.file_format
+        table.records += [(offset + place, record) for place, record in part.records]
+        table.errors += [replace(e, line=None if e.line is None else offset + e.line, source=source)
+                         for e in part.errors]
+        table.notes += [note for note in part.notes if note not in table.notes]
+        table.nbytes += part.nbytes
+        offset += last_place(part)
+    return table
+
+
+def last_place(table: RawTable) -> int:
+    return max([0, *(place for place, _ in table.records), *(e.line for e in table.errors if e.line)])
 
 
 def read_hub(dataset_id: str, *, split: str | None, limits: ReadLimits) -> RawTable:
