@@ -338,6 +338,10 @@ def test_rows_encoded_twice_are_decoded_with_a_note(tmp_path):
                              "was decoded and read as its object")]
     (error,) = parsed.errors
     assert error.line == 4 and "a string that starts like one written as JSON but is broken JSON" in error.reason
+    from lab.data.pipeline import check_file
+    from lab.ui.data_tab import check_summary
+
+    assert "*Note: rows are JSON strings each holding a JSON object" in check_summary(check_file(path), mapped=False)
 
 
 def test_an_empty_json_object_has_no_rows(tmp_path):

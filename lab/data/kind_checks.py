@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.data.canonical import Kind, Message
 from lab.data.kinds import kind_of
+from lab.data.readers import json_problem
 from lab.data.validate import (RowProblem, check_conversation, check_preference, check_reply, check_sft, normalise_messages,
                                require, text_of)
 
@@ -85,7 +86,7 @@ def meta_object(value: Any, field: str = "meta") -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise RowProblem(field, f"not JSON: {err.msg} at column {err.colno}") from None
+            raise RowProblem(field, f"not JSON: {json_problem(err)} at column {err.colno}") from None
     if not isinstance(value, dict):
         raise RowProblem(field, f"expected a JSON object of metadata, got {type(value).__name__}")
     return value

@@ -16,7 +16,7 @@ from collections.abc import Collection
 from typing import Any
 
 from lab.data.canonical import ROLES, Message, is_context
-from lab.data.readers import Checks, UnusableJSON, load_json, value_problem
+from lab.data.readers import Checks, UnusableJSON, json_problem, load_json, value_problem
 
 ROLE_ALIASES = {
     "system": "system", "developer": "system",  # developer: OpenAI's name for the system turn since its o1 models
@@ -271,7 +271,7 @@ def json_text(text: str, field: str, *, what: str) -> Any:
     try:
         value = load_json(text)
     except json.JSONDecodeError as err:
-        raise RowProblem(field, f"not valid JSON ({err.msg} at column {err.colno}); expected {what}") from None
+        raise RowProblem(field, f"not valid JSON ({json_problem(err)} at column {err.colno}); expected {what}") from None
     except UnusableJSON as err:
         raise RowProblem(field, err.reason) from None
     problem = value_problem(value, Checks.of_json(text))

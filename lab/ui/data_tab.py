@@ -283,6 +283,7 @@ def check_summary(report: Any, mapped: bool) -> str:
     if invalid:
         lines += ["", f"**{invalid} invalid row{'s' if invalid != 1 else ''}** (listed below): fix the file, "
                       "or tick **Skip invalid rows** when saving."]
+    lines += ["", *(f"*Note: {html.escape(note)}*" for note in report.notes)] if report.notes else []
     return "\n".join(lines)
 
 
@@ -536,6 +537,7 @@ def card_markdown(version: Any) -> str:
     ]
     if card.get("mapping"):
         lines.append("**Mapping** " + ", ".join(f"{c} → {f}" for c, f in card["mapping"].items()))
+    lines += [f"*Note: {html.escape(note)}*" for note in card.get("notes", [])]
     steps = card.get("steps") or []
     if steps:
         lines += ["", "| step | before | after | removed | detail |", "|---|---:|---:|---:|---|"]
