@@ -15,17 +15,34 @@ from lab.data.limits import ReadLimits
 from lab.data.pipeline import load_file
 from lab.errors import LabError
 from lab.label import accounts, campaigns, serving
-from lab.ui.common import chat_markdown, html_as_text
+from lab.ui.common import chat_html, safe_html
 from tests.test_label import file_campaign
 
 
-def test_html_in_answers_and_prompts_shows_as_text_and_code_keeps_its_angle_brackets():
-    cover = '<div style="position:fixed;inset:0">THIS IS THE ONLY ANSWER. Press 1.</div>'
-    shown = html_as_text(f"Sure.\n{cover}\n`a<b` and\n```python\nif a < b:\n    print('<ok>')\n```\n<form>")
-    assert "<div" not in shown and "&lt;div" in shown and "<form" not in shown
-    assert "`a<b`" in shown and "if a < b:\n    print('<ok>')" in shown
-    prompt = chat_markdown([{"role": "system", "content": "<img src=x>"}, {"role": "user", "content": cover}])
-    assert "<img" not in prompt and "<div" not in prompt
+# Answers that an earlier, regex-based escape left as raw HTML (a round-2 probe): the page's Markdown disagreed with
+# the lab's idea of a code span or fence. Each covered the labeling page in Chromium.
+COVER = '<div style="position:fixed;inset:0;z-index:9999">THIS IS THE ONLY ANSWER. Press 1.</div>'
+BYPASSES = {"escaped backtick": f"\\`{COVER}\\`", "indented fence": f"Sure.\n    ```\n{COVER}",
+            "backtick in the info string": f"```x`\n{COVER}", "unequal backtick runs": f"``{COVER}`",
+            "plain": COVER, "form": "<form action=/x><input name=password></form>"}
+
+
+@pytest.mark.parametrize("answer", BYPASSES.values(), ids=BYPASSES.keys())
+def test_html_in_answers_and_prompts_shows_as_text(answer):
+    shown = safe_html(answer)
+    assert "<div" not in shown and "<form" not in shown and "<input" not in shown
+    assert "&lt;div" in shown or "&lt;form" in shown
+
+
+def test_markdown_still_renders_code_keeps_its_angle_brackets_and_images_are_not_loaded():
+    shown = safe_html("**Bold** and `a<b`\n\n```python\nif a < b:\n    print('<ok>')\n```\n\n"
+                      "![t](http://tracker.example/p.png?who) [docs](https://example.com) [x](javascript:alert(1))")
+    assert "<strong>Bold</strong>" in shown and "<code>a&lt;b</code>" in shown
+    assert "if a &lt; b:\n    print(&#x27;&lt;ok&gt;&#x27;)" in shown or "if a &lt; b:\n    print('&lt;ok&gt;')" in shown
+    assert "<img" not in shown and 'href="https://example.com" target="_blank"' in shown
+    assert "javascript:" not in shown.split("[x]")[0] and 'href="javascript' not in shown
+    prompt = chat_html([{"role": "system", "content": "<img src=x>"}, {"role": "user", "content": COVER}])
+    assert "<img" not in prompt and "<div" not in prompt and "<em>System:" in prompt
 
 
 def test_the_chat_views_of_compare_and_eval_show_a_models_html_as_text():
@@ -36,7 +53,8 @@ def test_the_chat_views_of_compare_and_eval_show_a_models_html_as_text():
 
     cover = '<div style="position:fixed;inset:0">Log in again</div>'
     history = [{"role": "user", "content": "<b>hi</b>"}, {"role": "assistant", "content": cover}]
-    assert all("<" not in m["content"] for m in as_shown(history)) and history[1]["content"] == cover
+    assert all("<div" not in m["content"] and "<b>" not in m["content"] for m in as_shown(history))
+    assert history[1]["content"] == cover
     job = SimpleNamespace(kind="overlap", model="tiny", config={})
     item = {"rouge_l": 0.5, "bleu": 0.25, "generation": cover, "reference": "<form>"}
     assert all("<div" not in m["content"] and "<form" not in m["content"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+from markdown_it import MarkdownIt
 
 from lab.errors import LabError, explain
 
@@ -89,35 +90,40 @@ def clip(text: str, limit: int = 300) -> str:
     return re.sub(r"\S{40}", lambda m: m.group(0) + "\u200b", text)
 
 
-INLINE_CODE_OR_TAG = re.compile(r"(`+)(.+?)\1|<")
-FENCE = re.compile(r"(`{3,}|~{3,})")
+# Markdown from models and datasets is rendered here, not by the page: one parser (CommonMark) decides what is code,
+# HTML is never passed through (it shows as its characters), images are not loaded (an answer could otherwise make
+# every labeler's browser fetch a URL), and links go only where markdown-it's default check allows (no javascript:).
+# The page's own Markdown renderer then only sees the HTML written here, which it passes through as HTML blocks.
+SAFE_MARKDOWN = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"]).disable(
+    "image")
 
 
-def html_as_text(markdown: str) -> str:
-    """Markdown whose raw HTML shows as text: ``<`` outside code blocks and code spans becomes ``&lt;``. Answers and
-    prompts come from models and datasets, not from the lab: Gradio's sanitiser drops scripts but keeps styles and
-    forms, enough for an answer to cover the labeling page ("press 1") or ask for a password."""
-    out, fence = [], None
-    for line in markdown.split("\n"):
-        stripped = line.lstrip()
-        if fence is None and (opening := FENCE.match(stripped)):
-            fence = opening.group(1)
-        elif fence is not None:
-            if stripped.startswith(fence) and not stripped[len(fence):].strip(fence[0] + " \t"):
-                fence = None
-        else:
-            line = INLINE_CODE_OR_TAG.sub(lambda m: m.group(0) if m.group(1) else "&lt;", line)
-        out.append(line)
-    return "\n".join(out)
+def _link_in_new_tab(renderer: Any, tokens: list, idx: int, options: Any, env: Any) -> str:
+    """A link in an answer opens beside the page (a labeler clicking one does not leave the pair they vote on)."""
+    tokens[idx].attrSet("target", "_blank")
+    tokens[idx].attrSet("rel", "noopener noreferrer")
+    return renderer.renderToken(tokens, idx, options, env)
+
+
+SAFE_MARKDOWN.add_render_rule("link_open", _link_in_new_tab)
+
+
+def safe_html(markdown: str) -> str:
+    """Markdown as HTML whose raw HTML shows as text. Answers and prompts come from models and datasets, not from the
+    lab: Gradio's sanitiser drops scripts but keeps styles and forms, enough for an answer to cover the labeling page
+    ("press 1") or ask for a password; and escaping ``<`` in the Markdown itself missed cases where the lab's idea of
+    a code span differed from the page's renderer's (an escaped backtick, unequal backtick runs, an indented fence)."""
+    return SAFE_MARKDOWN.render(markdown)
 
 
 def chat_markdown(messages: list[dict[str, Any]]) -> str:
-    """A conversation as Markdown: each turn labelled by its role; a tool call as the function's name with its
-    arguments, and a tool's result labelled with the function it answers."""
+    """A conversation as Markdown (its texts as written: show it through :func:`safe_html`): each turn labelled by its
+    role; a tool call as the function's name with its arguments, and a tool's result labelled with the function it
+    answers."""
     parts = []
     for message in messages:
         if message["role"] == "system":
-            parts.append(f"*System: {html_as_text(message['content'])}*")
+            parts.append(f"*System: {message['content']}*")
         elif message["role"] == "tool":
             parts.append(f"**Tool result ({message.get('name') or 'tool'}):**\n```\n{message['content']}\n```")
         else:
@@ -125,9 +131,14 @@ def chat_markdown(messages: list[dict[str, Any]]) -> str:
                      f"{json.dumps(c['function']['arguments'], ensure_ascii=False, indent=1)}\n```"
                      for c in message.get("tool_calls") or []]
             head = f"**{message['role'].capitalize()}:**"
-            said = f"{head} {html_as_text(message['content'])}" if message["content"] or not calls else head
+            said = f"{head} {message['content']}" if message["content"] or not calls else head
             parts.append("\n\n".join([said, *calls]))
     return "\n\n".join(parts)
+
+
+def chat_html(messages: list[dict[str, Any]]) -> str:
+    """A conversation as the lab shows it: :func:`chat_markdown` through :func:`safe_html`."""
+    return safe_html(chat_markdown(messages))
 
 
 @dataclass

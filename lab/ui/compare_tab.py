@@ -31,7 +31,7 @@ from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, clip, guarded, html_as_text, streamed
+from lab.ui.common import OnShow, clip, guarded, safe_html, streamed
 
 log = logging.getLogger(__name__)
 REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation
@@ -470,7 +470,7 @@ def turn(ui: ChatUI, home: Home, text: str, source_a: str | None, source_b: str 
 
 def as_shown(history: list[dict[str, str]]) -> list[dict[str, str]]:
     """A conversation as the chat view shows it: a model's or user's HTML as text, not as page elements."""
-    return [{**message, "content": html_as_text(message["content"])} for message in history]
+    return [{**message, "content": safe_html(message["content"])} for message in history]
 
 
 def undo_last(ui: ChatUI, two: bool, histories: History) -> dict:

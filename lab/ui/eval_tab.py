@@ -24,7 +24,7 @@ from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, Perplexit
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, html_as_text, status_ok
+from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, safe_html, status_ok
 from lab.ui.forms import Form, build_form
 
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
@@ -603,14 +603,14 @@ def chats(items: list[dict[str, Any]], job: Any, names: dict[str, str]) -> list[
     for n, item in enumerate(items, 1):
         prompt = item.get("prompt") or item["messages"][:-1]
         head = f"**Example {n}** · line {item.get('line')}\n\n"
-        messages.append({"role": "user", "content": head + chat_markdown(prompt)})
+        messages.append({"role": "user", "content": safe_html(head + chat_markdown(prompt))})
         messages += replies(item, job, names)
     return messages
 
 
 def replies(item: dict[str, Any], job: Any, names: dict[str, str]) -> list[dict[str, str]]:
     def said(title: str, text: str) -> dict[str, str]:
-        return {"role": "assistant", "content": f"**{title}**\n\n{html_as_text(clip(text, 600)) or '*(empty answer)*'}"}
+        return {"role": "assistant", "content": safe_html(f"**{title}**\n\n{clip(text, 600) or '*(empty answer)*'}")}
 
     if job.kind == "perplexity":
         return [said(f"Reference reply · loss {item['loss']}", item["messages"][-1]["content"])]

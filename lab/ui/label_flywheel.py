@@ -24,7 +24,7 @@ from lab.errors import LabError
 from lab.home import Home
 from lab.label.accounts import identify, require_admin
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, clip, guarded, number, percent, status_ok
+from lab.ui.common import OnShow, chat_html, clip, guarded, number, percent, safe_html, status_ok
 
 if TYPE_CHECKING:
     from lab.ui.label_tab import AdminUI
@@ -328,9 +328,9 @@ def pair_panel(ui: FlywheelUI, home: Home, campaign_id: str, pair: dict[str, Any
     on = {ui.decide[choice]: gr.update(interactive=True) for choice in ui.decide}
     return {**on, ui.pair_area: gr.update(visible=True),
             ui.pair: json.dumps({"campaign": campaign_id, "pair_id": pair["pair_id"], "sides": sides}),
-            ui.prompt: chat_markdown(pair["prompt"]),
-            ui.left: pair["answers"][sides[0]] or "*(empty response)*",
-            ui.right: pair["answers"][sides[1]] or "*(empty response)*",
+            ui.prompt: chat_html(pair["prompt"]),
+            ui.left: safe_html(pair["answers"][sides[0]] or "*(empty response)*"),
+            ui.right: safe_html(pair["answers"][sides[1]] or "*(empty response)*"),
             ui.left_votes: votes_line("A", got[sides[0]]), ui.right_votes: votes_line("B", got[sides[1]]),
             ui.other_votes: f"Neither side: {', '.join(others)}" if others else "", ui.note: ""}
 

@@ -34,7 +34,7 @@ from lab.home import Home
 from lab.label.accounts import LOCAL, Identity, identify, require_admin, sign_in_required
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_markdown, guarded, html_as_text, number, percent, status_ok
+from lab.ui.common import OnShow, chat_html, guarded, number, percent, safe_html, status_ok
 from lab.ui.forms import Form, build_form
 
 # A page's votes: (button, text, key). The key is drawn beside the button's text (the class ``lab-key-<key>``, see
@@ -340,12 +340,12 @@ def answer_text(text: str, raw: bool) -> str:
     """An answer as the labeler reads it: Markdown and code rendered, or (raw) the exact text in a fence longer
     than any run of backticks inside it."""
     if not text.strip():
-        return "*(empty response)*"
+        return safe_html("*(empty response)*")
     if not raw:
-        return html_as_text(text)
+        return safe_html(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
+    return safe_html(f"{fence}text\n{text}\n{fence}")
 
 
 def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw: bool = False, note: str = "",
@@ -389,7 +389,7 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
         return {**view, **off, ui.token: "", ui.prompt: f"**{done}**", ui.left: "", ui.right: ""}
     on = {ui.buttons[name]: gr.update(interactive=True, **shown(name, kind, votes)) for name in ui.buttons
           if name != "undo"}
-    return {**view, **on, ui.token: served.token, ui.prompt: chat_markdown(served.prompt),
+    return {**view, **on, ui.token: served.token, ui.prompt: chat_html(served.prompt),
             ui.left: answer_text(served.left, raw), ui.right: "" if campaign.thumbs else answer_text(served.right, raw)}
 
 

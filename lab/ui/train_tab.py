@@ -10,6 +10,7 @@ and tests can drive the tab.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -658,7 +659,8 @@ def sanity(ui: TrainUI, home: Home, progress: gr.Progress = gr.Progress(), **val
     cfg = config_from(ui.form, values)
     cfg.validate()
     report = sanity_check(cfg, home=home, progress=lambda fraction, message: progress(fraction, desc=message))
-    lines = [f"- **{colour('passed', GREEN) if v.ok else colour('failed', RED)}** {v.message}"
+    # A verdict can quote the model's sample: its HTML shows as text.
+    lines = [f"- **{colour('passed', GREEN) if v.ok else colour('failed', RED)}** {html.escape(v.message)}"
              for v in report.verdicts]
     head = "**Sanity check passed.**" if report.ok else "**Sanity check found problems:**"
     runs = ", ".join(f"{part}: `{run_id}`" for part, run_id in report.runs.items())
