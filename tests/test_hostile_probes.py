@@ -18,7 +18,6 @@ from lab.label import accounts, campaigns, serving
 from lab.ui.common import chat_html, safe_html
 from tests.test_label import file_campaign
 
-
 # Answers that an earlier, regex-based escape left as raw HTML (a round-2 probe): the page's Markdown disagreed with
 # the lab's idea of a code span or fence. Each covered the labeling page in Chromium.
 COVER = '<div style="position:fixed;inset:0;z-index:9999">THIS IS THE ONLY ANSWER. Press 1.</div>'
