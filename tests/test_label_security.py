@@ -163,6 +163,21 @@ def test_a_call_to_no_api_answers_404_with_its_name(guarded_app):
     assert "no API named 'no_such_api'" in named.json()["detail"] and "9999" in numbered.json()["detail"]
 
 
+def test_a_request_under_another_host_name_is_refused(guarded_app, monkeypatch):
+    """A web page whose name its author points at 127.0.0.1 (DNS rebinding) reaches the server under that name: the
+    lab answers only to the names it is served by."""
+    from lab.ui.server import ALLOWED_HOSTS_ENV, allowed_hosts
+
+    port = urlsplit(guarded_app.url).port
+    for path in ("config", "label/config", "login"):
+        assert httpx.get(guarded_app.url + path, headers={"Host": f"attacker.example:{port}"}).status_code == 400
+    assert httpx.get(guarded_app.url + "label/login").status_code != 400  # its own name still answers
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "lab.example.com")
+    assert allowed_hosts("0.0.0.0") == ["127.0.0.1", "localhost", "::1", "[::1]", "lab.example.com"]
+    monkeypatch.delenv(ALLOWED_HOSTS_ENV)
+    assert allowed_hosts("0.0.0.0") == ["*"] and "10.0.0.5" in allowed_hosts("10.0.0.5")
+
+
 def test_an_admin_cannot_pass_a_server_file_off_as_an_upload(guarded_app, tmp_path):
     """A file input names its file by path: Gradio's own check (that it came through the upload route) must run
     although the app is mounted, not launched, and the lab refuses it too. Before, Data's upload copied any

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from lab import space
+from lab.errors import LabError
 from lab.home import lab_home
 from lab.label import accounts
 from tests.app_server import ROOT, answers, free_port, stop_app
@@ -128,6 +129,7 @@ def hf_mock(monkeypatch: pytest.MonkeyPatch):
                                                          "avatarUrl": ""})
     monkeypatch.setenv(accounts.HF_ADMINS_ENV, "boss-hf")
     monkeypatch.setenv(accounts.HF_LABELERS_ENV, "*")
+    monkeypatch.setenv(accounts.HF_MOCK_ENV, "1")  # off a Space the stand-in is refused unless asked for
     return monkeypatch
 
 
@@ -158,6 +160,24 @@ def test_sign_in_with_hugging_face_gives_the_role_the_operator_listed(home, hf_m
     hf_mock.setenv(accounts.HF_LABELERS_ENV, "*")
     assert browser.get("/label/config").status_code == 401  # signed out
     assert accounts.identify("hf:Ann-HF", sign_in=True, home=home).role == "labeler"
+
+
+def test_hugging_face_sign_in_off_a_space_is_refused_unless_its_stand_in_is_asked_for_on_this_machine(
+        home, monkeypatch):
+    """Off a Space, Gradio's stand-in signs every visitor in as this machine's Hugging Face user and keeps sessions
+    under a key anyone can compute: a probe wrote itself an admin's session. The lab refuses to serve so."""
+    from lab.ui.app import main, server_app
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv(accounts.HF_MOCK_ENV, raising=False)
+    monkeypatch.setenv(accounts.HF_ADMINS_ENV, "boss-hf")
+    with pytest.raises(LabError, match="works on a Hugging Face Space only"):
+        server_app(home)
+    with pytest.raises(SystemExit, match="works on a Hugging Face Space only"):
+        main(["--home", str(home.root)])
+    monkeypatch.setenv(accounts.HF_MOCK_ENV, "1")
+    with pytest.raises(SystemExit, match="on 127.0.0.1 only, not on 0.0.0.0"):
+        main(["--home", str(home.root), "--host", "0.0.0.0"])
 
 
 def test_the_built_space_starts_as_a_space_does_and_says_what_is_off(tmp_path):

@@ -106,6 +106,22 @@ def hf_sign_in() -> bool:
     return bool(hf_users(HF_ADMINS_ENV) or hf_users(HF_LABELERS_ENV))
 
 
+HF_MOCK_ENV = "LAB_HF_MOCK"  # "1": try Hugging Face sign-in off a Space, with Gradio's stand-in, on this machine only
+
+
+def hf_sign_in_refusal() -> str | None:
+    """Why Hugging Face sign-in, configured, would not protect the lab here (None where it would, or is not asked
+    for). On a Space Gradio signs people in through huggingface.co; anywhere else it puts a stand-in in its place,
+    which signs every visitor in as this machine's Hugging Face user and keeps sessions under a key derived from a
+    public constant, so anyone could write a session naming a listed admin."""
+    if not hf_sign_in() or os.environ.get("SPACE_ID") or os.environ.get(HF_MOCK_ENV) == "1":
+        return None
+    return (f"{HF_ADMINS_ENV} / {HF_LABELERS_ENV} are set, but Sign in with Hugging Face works on a Hugging Face Space "
+            "only: elsewhere Gradio's stand-in signs every visitor in as this machine's Hugging Face user, with "
+            f"sessions anyone could forge. Unset them and use local accounts (python -m lab label user add NAME --role "
+            f"admin), or set {HF_MOCK_ENV}=1 to try the stand-in on 127.0.0.1 only.")
+
+
 def hf_role(username: str) -> str | None:
     """The role the operator gave the Hugging Face user ``username``, if any: admins first, then labelers."""
     username = username.lower()

@@ -28,15 +28,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import gradio as gr
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lab.data.limits import read_limits
+from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
-from lab.label.accounts import hf_sign_in
+from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
 from lab.space import banners
@@ -135,6 +137,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     args = parse_args(argv)
+    refusal = hf_sign_in_refusal()
+    if refusal is None and hf_sign_in() and os.environ.get(HF_MOCK_ENV) == "1" and args.host not in server.LOOPBACK:
+        refusal = f"{HF_MOCK_ENV}=1 serves Gradio's stand-in for Hugging Face sign-in, which anyone could get past: on " \
+                  f"127.0.0.1 only, not on {args.host}."
+    if refusal:
+        raise SystemExit(f"error: {refusal}")
     if args.allow_path:  # lab.paths reads the allow-list from the environment, as handlers run
         os.environ[ALLOWED_ENV] = os.pathsep.join(filter(None, [os.environ.get(ALLOWED_ENV), *args.allow_path]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -143,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     keep_ticking(home)  # queued runs start within seconds of a GPU coming free, whoever died (lab.housekeeping)
     keep_warm(home)  # a pre-imported process that forks runs, so Start skips the imports (lab.train.warm)
     app = server_app(home)
+    # Only the names this server is reached by: a web page whose name its author points at 127.0.0.1 (DNS rebinding)
+    # would otherwise drive the open lab, accounts and all, from the operator's own browser.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=server.allowed_hosts(args.host))
     print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/; sign-in as soon as an account "
           f"exists{'; Sign in with Hugging Face on' if hf_sign_in() else ''})", flush=True)
     # A browser's open event stream would otherwise hold a stop (Ctrl-C, SIGTERM) for as long as it stays open.
@@ -161,6 +172,9 @@ def server_app(home: Home) -> FastAPI:
         head=label_tab.SHORTCUTS,
         max_file_size=read_limits().max_import_bytes,  # a bigger upload could not be imported anyway
     )
+    refusal = hf_sign_in_refusal()
+    if refusal:
+        raise LabError(refusal)
     throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
     authenticate = server.authenticator(home, throttle)
     app = FastAPI()

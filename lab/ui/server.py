@@ -17,6 +17,7 @@ already signed in, and a Hugging Face session (Gradio's OAuth, ``request.session
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,21 @@ def authenticator(home: Home, throttle: SignInThrottle) -> Callable[[str, str], 
         return True
 
     return sign_in
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ALLOWED_HOSTS_ENV = "LAB_ALLOWED_HOSTS"  # comma-separated: the names a reverse proxy serves the lab under
+
+
+def allowed_hosts(bound: str) -> list[str]:
+    """The Host names a request may carry: this machine's loopback names, the address the server listens on, a
+    Space's own host, and ``LAB_ALLOWED_HOSTS``. A server listening on every address (0.0.0.0) is reached by names
+    it cannot know, so it takes any unless ``LAB_ALLOWED_HOSTS`` names them."""
+    named = [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    if bound in ("0.0.0.0", "::", "") and not named:
+        return ["*"]
+    extra = [h for h in (bound, os.environ.get("SPACE_HOST", "")) if h and h not in ("0.0.0.0", "::")]
+    return [*LOOPBACK, "[::1]", *extra, *named]
 
 
 def gradio_app(parent: FastAPI, path: str) -> Any:
