@@ -234,9 +234,18 @@ def test_nothing_left_is_said_once_and_the_answers_hidden(tab, home, tmp_path):
     assert labeling.pair_outputs[-1] is labeling.note  # a client finds the note last
 
 
-def test_a_page_opened_with_no_campaign_leaves_its_status_alone(tab, home):
+def test_a_page_opened_with_no_campaign_leaves_its_status_alone_and_finds_the_first_campaign_by_itself(tab, home,
+                                                                                                     tmp_path):
     _, labeling, _ = tab
-    assert label_tab.show_first(labeling, home, True, LOCAL, None, False, []) == {}
+    # A non-empty dict of no-op updates: Gradio took {} for one value and put an error badge on all 39 outputs.
+    assert label_tab.show_first(labeling, home, True, LOCAL, None, False, []) == {labeling.note: gr.update()}
+    waiting = label_tab.first_campaign(labeling, home, True, LOCAL, None, False, [])
+    assert waiting[labeling.campaign]["value"] is None and labeling.prompt not in waiting
+    campaign = file_campaign(home, tmp_path, "first", 1, votes_per_pair=1)
+    found = label_tab.first_campaign(labeling, home, True, LOCAL, None, False, [])
+    assert found[labeling.campaign]["value"] == campaign.id and found[labeling.token]  # its first pair, leased
+    assert label_tab.first_campaign(labeling, home, True, LOCAL, campaign.id, False, []) == {
+        labeling.note: gr.update()}  # a page with a campaign is left as it is
 
 
 # --------------------------------------------------------------------------- export

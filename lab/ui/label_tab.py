@@ -455,10 +455,21 @@ def show_first(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, c
     """The first pair of the campaign the page's picker was just set to (on loading /label, on ↻), leaving the
     status line (who is signed in, or that no campaign is open) as it was; nothing when no campaign is open."""
     if not campaign_id:
-        return {}
+        return {ui.note: gr.update()}  # no change (an empty dict is not a dict of updates to Gradio, but an error)
     view = show_next(ui, home, sign_in, request, campaign_id, raw, introduced)
     view.pop(ui.status, None)
     return view
+
+
+def first_campaign(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
+                   raw: bool, introduced: list[str] | None) -> dict:
+    """On a page with no campaign chosen: the campaigns open now, and the first pair of the newest, once there is
+    one; nothing at all once a campaign is chosen (the labeler's page is theirs)."""
+    if campaign_id:
+        return {ui.note: gr.update()}
+    found = campaign_choices(ui, home, sign_in, request)
+    chosen = found[ui.campaign]["value"]
+    return {**found, **show_first(ui, home, sign_in, request, chosen, raw, introduced)} if chosen else found
 
 
 def start_labeling(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
@@ -521,6 +532,9 @@ def undo_vote(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request, ca
                      note="Your last vote is undone: vote on this pair again.")
 
 
+CAMPAIGN_POLL_S = 10.0  # how often a page without a campaign looks for one
+
+
 def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
     """The page labelers sign in to (mounted at /label): only the labeling widgets, its campaign list read
     afresh on every load."""
@@ -530,6 +544,10 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
                   api_visibility="private") \
             .then(guarded(show_first, ui.status, ui, home, sign_in), inputs=[ui.campaign, ui.raw, ui.introduced],
                   outputs=ui.pair_outputs, api_visibility="private", queue=False)
+        # A page opened before any campaign was looks again on its own: labelers need not know to press ↻.
+        gr.Timer(CAMPAIGN_POLL_S).tick(guarded(first_campaign, ui.status, ui, home, sign_in),
+                                       inputs=[ui.campaign, ui.raw, ui.introduced],
+                                       outputs=[ui.status, ui.campaign, *ui.pair_outputs], api_visibility="private")
     demo.queue(default_concurrency_limit=8)
     return demo
 
