@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lab import adapters
 from lab.errors import LabError
 from lab.home import Home, lab_home
 
@@ -232,15 +233,8 @@ def load_for_generation(model_path: str, home: Home | None = None) -> tuple[Any,
     tokenizer = load_tokenizer(path)
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "device_map": "cuda"} if cuda else {}
-    adapter = Path(path) / "adapter_config.json"
-    if adapter.exists():
-        from peft import PeftModel
-
-        base = json.loads(adapter.read_text())["base_model_name_or_path"]
-        # Merged: answers are the same and the fast decoder compiles one plain model (lab.decode).
-        model = PeftModel.from_pretrained(load_model(base, **kwargs), path).merge_and_unload()
-    else:
-        model = load_model(path, **kwargs)
+    # Merged: answers are the same and the fast decoder compiles one plain model (lab.decode).
+    model = adapters.apply(load_model(adapters.base_of(path), **kwargs), path)
     return model.eval(), tokenizer
 
 

@@ -106,6 +106,37 @@ def test_lora_run_saves_an_adapter(home):
     assert not merged.state_dict()[name].equal(base.state_dict()[name])  # the adapter's update is folded in
 
 
+def test_a_lora_run_on_a_lora_runs_model_keeps_the_parents_training_wherever_it_is_loaded(home):
+    """A LoRA run started from another LoRA run trains on the parent merged into its base; its adapter alone on the
+    root base lost the parent's training (the walk's KTO-after-LoRA-SFT answered as the untuned model did)."""
+    import torch
+    from peft import PeftModel
+
+    from lab import adapters
+    from lab.models import load_for_generation, load_model
+
+    parent = train(home, "tiny-lora.yaml", "--set", "max_steps=4", "--set", "learning_rate=0.01")
+    child = train(home, "tiny-lora.yaml", "--set", "max_steps=4", "--set", "learning_rate=0.01",
+                  "--set", f"model=run:{parent['id']}")
+    parent_final, child_final = (str(Path(run["run_dir"]) / "final") for run in (parent, child))
+    assert adapters.stack(child_final) == [parent_final, child_final]
+    name = "model.layers.0.self_attn.q_proj.weight"
+
+    def weight(model) -> torch.Tensor:
+        return model.state_dict()[name].float()
+
+    both = PeftModel.from_pretrained(PeftModel.from_pretrained(load_model(home=home), parent_final).merge_and_unload(),
+                                     child_final).merge_and_unload()
+    alone = PeftModel.from_pretrained(load_model(home=home), child_final).merge_and_unload()
+    assert not torch.allclose(weight(both), weight(alone))  # the parent's update is what is at stake
+    generating, _ = load_for_generation(child_final, home)
+    exported = json.loads(lab(home, "runs", "export", child["id"], "--json").stdout)
+    from transformers import AutoModelForCausalLM
+
+    for model in (generating, AutoModelForCausalLM.from_pretrained(exported["path"])):
+        assert torch.allclose(weight(model), weight(both), atol=1e-6)
+
+
 def test_a_llama_3_1_template_and_per_message_weights_train_on_the_lab_s_masks(home, tmp_path):
     """TRL alone refuses assistant-only loss for Llama 3.1's template (no {% generation %} markers, no training
     version in TRL) and knows no per-message weights; the worker tokenises with the lab's masks instead."""

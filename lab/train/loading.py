@@ -42,9 +42,9 @@ def require_model(name: str, path: str) -> str:
 def base_model_path(name: str, home: Home) -> str:
     """Where the architecture of ``name`` is described (its config.json): the model's own folder, or for an adapter
     (a LoRA run's final/) its base's. Every reader of a model's shape, type or size goes through here."""
-    path = resolve_model_path(name, home)
-    adapter = Path(path) / "adapter_config.json"
-    return json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else path
+    from lab.adapters import base_of
+
+    return base_of(resolve_model_path(name, home))
 
 
 def model_type(model: str, home: Home) -> str:
@@ -74,18 +74,19 @@ def model_params(model: str, home: Home) -> int | None:
 def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: str) -> tuple[Any, Any]:
     """Tokenizer and model. Full fine-tuning keeps fp32 master weights (autocast does the 16-bit math);
     adapters freeze the base in 16-bit, or 4-bit NF4 for QLoRA. A LoRA run's output used as the base is
-    merged first, so a new adapter (e.g. DPO after SFT) trains on top of it. An objective whose ``model_kind`` is
+    merged first (with the adapters beneath it: ``lab.adapters``), so a new adapter (e.g. DPO after SFT) trains on
+    top of it; the worker records that stack beside the new adapter. An objective whose ``model_kind`` is
     'score' (a reward model) gets the base as a sequence classifier with one output (``score_model``)."""
     import torch
 
+    from lab import adapters
     from lab.models import hub_error, load_tokenizer
     from lab.train.convert import quantization_config
     from lab.train.distributed import device_map
     from lab.train.methods import objective
 
     path = resolve_model_path(cfg.model, home)
-    adapter = Path(path) / "adapter_config.json"
-    base = base_model_path(cfg.model, home)
+    base = adapters.base_of(path)
     tokenizer = load_tokenizer(path)
     half = torch.bfloat16 if precision == "bf16" else torch.float16
     kwargs: dict[str, Any] = {"dtype": torch.float32 if cfg.adapter == "none" or not cuda else half}
@@ -102,11 +103,7 @@ def load_for_training(cfg: TrainConfig, home: Home, *, cuda: bool, precision: st
                        "requirements-gpu.txt (bitsandbytes).") from None
     except OSError as err:
         raise hub_error("model", base, err) from None
-    if adapter.exists():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
-    return tokenizer, model
+    return tokenizer, adapters.apply(model, path)  # a LoRA run's model (and any beneath it) merged in
 
 
 def causal_lm(path: str, **kwargs: Any) -> Any:

@@ -7,18 +7,14 @@ import os
 import re
 from pathlib import Path
 
+from lab.adapters import apply, is_adapter
 from lab.errors import LabError
-
-
-def is_adapter(path: Path) -> bool:
-    return (path / "adapter_config.json").exists()
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     """Load the adapter's base in full precision, fold the LoRA weights in (``merge_and_unload``) and save
     a model that loads with plain ``AutoModelForCausalLM.from_pretrained``."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
@@ -34,7 +30,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
                                                      else torch.float32)
     except OSError as err:
         raise LabError(f"Could not load the base model '{base}' to merge into: {str(err).splitlines()[0]}") from None
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged = apply(model, adapter_dir)  # with the adapters beneath it (a DPO LoRA on a LoRA SFT)
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     tokenizer_source = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base

@@ -123,14 +123,12 @@ def load_scorer(model_ref: str, home: Home | None = None) -> Scorer:
     tokenizer = load_tokenizer(path)
     cuda = torch.cuda.is_available()
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16, "device_map": "cuda"} if cuda else {}
-    adapter = Path(path) / "adapter_config.json"
-    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else path
+    from lab import adapters
+
+    base = adapters.base_of(path)
     try:
         model = score_model(base, tokenizer, **kwargs)
     except OSError as err:
         raise hub_error("reward model", base, err) from None
-    if adapter.exists():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()  # restores the trained score head too
+    model = adapters.apply(model, path)  # restores the trained score head too
     return Scorer(model.eval(), tokenizer, model_ref)

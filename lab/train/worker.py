@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from lab import adapters
 from lab.config import TrainConfig, load_yaml
 from lab.errors import LabError
 from lab.home import Home, lab_home
@@ -203,6 +204,9 @@ def main(run_dir: str) -> int:
         if not main_process:
             return 0
         trainer.processing_class.save_pretrained(str(final))
+        from lab.train.loading import resolve_model_path
+
+        adapters.record_below(final, resolve_model_path(cfg.model, home))  # the stack beneath a LoRA run's adapter
         mark("saving")
         finish_reports(run_path, cfg, trainer, setup_seconds)
         unchanged = watch.verdict()  # whatever the trainer returned, a model that did not change is no result
