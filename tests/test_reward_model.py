@@ -124,6 +124,15 @@ def test_the_reward_model_ranks_held_out_pairs_far_better_than_chance(home, pair
     assert f"run:{reward_run.id}" not in [value for _, value in model_choices(home)]
     with pytest.raises(LabError, match="not a reward model"):
         load_scorer("tiny", home)
+    # Typed by its name, a reward run is pointed to by its id; a word that is no folder and no owner/name is no
+    # reward model at once (the hub client would retry for about 25 s offline).
+    from lab.train.rewards import precheck
+
+    grpo = TrainConfig(objective="grpo", dataset="sample:prompts", rewards="reward_model:1", batch_size=8)
+    for typed, said in ((reward_run.name, f"is a run's name: write run:{reward_run.id}"),
+                        ("no-such-model", "'no-such-model' is not a reward model")):
+        with pytest.raises(LabError, match=said):
+            precheck(dataclasses.replace(grpo, reward_model=typed), home)
 
 
 def test_the_reward_eval_scores_every_answer_and_keeps_each_prompt_s_score(home, reward_run):

@@ -96,8 +96,13 @@ def model_config(model_ref: str, home: Home) -> dict[str, Any]:
     for name in ("adapter_config.json", "config.json"):
         if (path / name).is_file():
             return json.loads((path / name).read_text())
+    if "/" not in model_ref or path.exists():  # not a hub id (owner/name): nothing to ask the hub for
+        raise LabError(f"'{model_ref}' is no model folder here and no hub id (owner/name).")
     from transformers import AutoConfig
 
+    from lab.data.readers import hub_reachable
+
+    hub_reachable(model_ref)  # offline, once and at once: the hub client would retry for about 25 s
     return AutoConfig.from_pretrained(str(path)).to_dict()
 
 

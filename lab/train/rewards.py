@@ -336,13 +336,18 @@ def precheck(cfg: TrainConfig, home: Home) -> None:
         raise LabError(f"length_target must be at least 1 character (got {cfg.length_target}).")
     if "reward_model" in chosen:
         if not cfg.reward_model.strip():
-            raise LabError("The reward_model reward needs reward_model: a finished reward run (run:<id>) or the "
+            raise LabError("The reward_model reward needs reward_model: a finished reward run (run:ID) or the "
                            "path of a sequence-classification model.")
         from lab.train.reward_model import is_reward_model
+        from lab.train.runner import list_runs
 
+        named = [r for r in list_runs(home) if r.name == cfg.reward_model.strip()]
+        if len(named) == 1 and not cfg.reward_model.startswith("run:"):
+            raise LabError(f"reward_model '{cfg.reward_model}' is a run's name: write run:{named[0].id} (the field "
+                           "takes run:ID, a model folder or a hub id).")
         if not is_reward_model(cfg.reward_model, home):
             raise LabError(f"reward_model '{cfg.reward_model}' is not a reward model: choose a finished reward "
-                           "run (run:<id>) or a sequence-classification model with one output.")
+                           "run (run:ID) or a sequence-classification model with one output.")
     if "custom" in chosen:
         check_reward_file(cfg.reward_file, home, sample_rows(cfg, home))
     elif cfg.reward_file.strip():

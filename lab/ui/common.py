@@ -4,6 +4,7 @@ readable; pickers offer what exists now (``lab.catalog``)."""
 from __future__ import annotations
 
 import functools
+import html
 import json
 import logging
 import re
@@ -66,7 +67,9 @@ def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
 
 def failure(fn: Callable, err: Exception, status: gr.components.Component | None) -> dict:
     """The toast and status line for ``err`` (or, with no status line, ``gr.Error``)."""
-    message = user_message(fn, err)
+    # The page renders messages as HTML, and they quote what people typed and files hold (run:<id> lost "<id>" and
+    # everything after it): their characters are shown as they are.
+    message = html.escape(user_message(fn, err), quote=False)
     if status is None:
         raise gr.Error(message) from None
     gr.Warning(message)
