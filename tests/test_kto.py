@@ -95,6 +95,9 @@ def test_auto_weights_balance_the_label_counts_and_reach_trl():
     lopsided = kto.balanced_weights(dataclasses.replace(cfg, kto_desirable_weight="1", kto_undesirable_weight="1"),
                                     30, 70)
     assert "outside the 1–1.33 the KTO paper advises" in lopsided.text
+    one_sided = kto.balanced_weights(cfg, 0, 2)  # a thumbs campaign whose every answer was voted down
+    assert one_sided.text.startswith("all 2 rows are undesirable (👎): KTO learns only what to avoid")
+    assert "weighted desirable/undesirable" not in one_sided.text
     with pytest.raises(LabError, match="kto_desirable_weight must be auto or a positive number"):
         objective("kto").precheck(dataclasses.replace(cfg, kto_desirable_weight="-1"), None)
     args = kto.config(cfg, {"output_dir": "/tmp/unused", "use_cpu": True}, kto.balanced_weights(cfg, 30, 70))

@@ -66,6 +66,12 @@ def balanced_weights(cfg: TrainConfig, desirable: int, undesirable: int) -> Weig
         d, u, how = BALANCE * n_u / n_d, 1.0, "auto: the desirable side weighted up"
     else:
         d, u, how = 1.0, n_d / (BALANCE * n_u), "auto: the undesirable side weighted up"
+    if not desirable or not undesirable:  # no balance to strike: say what the run can and cannot learn
+        kind, other = ("undesirable (👎)", "what to avoid, not what to say") if undesirable else (
+            "desirable (👍)", "what to say, with nothing marked as worse")
+        return Weights(d, u, f"all {desirable + undesirable} rows are {kind}: KTO learns only {other}. Collect "
+                             "answers of the other kind (or lower a campaign export's agreement threshold) for a "
+                             "balanced run.")
     ratio = d * n_d / (u * n_u)
     text = (f"{desirable} desirable and {undesirable} undesirable rows; loss weights {d:.3g} desirable, {u:.3g} "
             f"undesirable ({how}): weighted desirable/undesirable {ratio:.2f}")
