@@ -105,6 +105,9 @@ def test_two_labelers_who_disagree_are_both_flagged_until_gold_tells():
     table = {r["labeler"]: r for r in reliability.assess(checked)}
     assert table["mal"]["flagged"] and table["mal"]["gold_accuracy"] == 0.0
     assert table["ann"]["gold_accuracy"] == 1.0 and table["ann"]["score"] > table["mal"]["score"]
+    few = [v for v in checked if v["gold"] is not None][:6]  # 3 gold checks each: said, not yet flagged
+    table = {r["labeler"]: r for r in reliability.assess(few)}
+    assert not table["mal"]["flagged"] and "gold 0/3; too few checks to flag yet (3 of 10)" in table["mal"]["why"]
 
 
 def test_kappa_over_time_windows_add_up_to_the_campaign(voted):

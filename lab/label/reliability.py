@@ -95,6 +95,8 @@ def measure(name: str, votes: list[dict[str, Any]], by_pair: dict[int, dict[str,
            else "shares no pair with the others yet"]
     if gold:
         why.append(f"gold {sum(gold)}/{len(gold)}")
+    if 0 < checks < MIN_CHECKS:  # a low rate on a handful of checks is said, not yet held against anyone
+        why.append(f"too few checks to flag yet ({checks} of {MIN_CHECKS})")
     if one_sided:
         side, rate = ("left", bias["a_rate"]) if bias["a_rate"] > 0.5 else ("right", 1 - bias["a_rate"])
         why.append(f"picks the {side} answer in {rate:.0%} of {bias['decided']} decided votes "
