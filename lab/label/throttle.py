@@ -19,6 +19,10 @@ from lab.errors import LabError
 ACCOUNT_LIMIT = 5
 ADDRESS_LIMIT = 20
 WINDOW_S = 300.0
+# Characters of an address kept as its key: an IPv6 address with a zone fits; a forged X-Forwarded-For of kilobytes
+# would otherwise be stored whole for every attempt. (Account names are refused beyond the name rule's length before
+# they get here: lab.ui.server.authenticator.)
+ADDRESS_CHARS = 64
 
 
 class SignInThrottle:
@@ -34,6 +38,8 @@ class SignInThrottle:
         self.window_s = window_s
         self.clock = clock
         self.failures: dict[tuple[str, str], deque[float]] = {}
+        # Every counted failure in time order, so that forgetting old ones touches only those, not every key.
+        self.timeline: deque[tuple[float, tuple[str, str]]] = deque()
         self.lock = threading.Lock()
 
     def rule(self) -> str:
@@ -44,7 +50,7 @@ class SignInThrottle:
 
     def begin(self, name: str, address: str) -> None:
         """Count this sign-in as failed, or refuse it if its account or address has no failures left."""
-        keys = (("account", name), ("address", address))
+        keys = (("account", name), ("address", address[:ADDRESS_CHARS]))
         with self.lock:
             now = self.clock()
             self.forget_before(now - self.window_s)
@@ -55,13 +61,14 @@ class SignInThrottle:
                     raise LabError(f"Too many failed sign-ins {where}; try again in {wait} s.")
             for key in keys:
                 self.failures.setdefault(key, deque()).append(now)
+                self.timeline.append((now, key))
 
     def succeeded(self, name: str, address: str) -> None:
         """The password was right: the account starts afresh; the address gets back the one attempt it was charged
         (not its other failures, or one known password would let it keep guessing the other accounts)."""
         with self.lock:
             self.failures.pop(("account", name), None)
-            charged = self.failures.get(("address", address))
+            charged = self.failures.get(("address", address[:ADDRESS_CHARS]))
             if charged:
                 charged.pop()
 
@@ -74,10 +81,13 @@ class SignInThrottle:
         return max(1, math.ceil(times[-limit] + self.window_s - now))
 
     def forget_before(self, cutoff: float) -> None:
-        """Drop failures older than the window, and keys left with none, so memory stays bounded by recent attempts."""
-        for key in list(self.failures):
-            times = self.failures[key]
+        """Drop failures older than the window, and keys left with none, so memory stays bounded by recent attempts.
+        Only the keys of the failures leaving the window are looked at: each failure once, whatever the number of
+        keys. (A success may have dropped a key's failures already; what is left of it is trimmed by time.)"""
+        while self.timeline and self.timeline[0][0] <= cutoff:
+            _, key = self.timeline.popleft()
+            times = self.failures.get(key)
             while times and times[0] <= cutoff:
                 times.popleft()
-            if not times:
+            if times is not None and not times:
                 del self.failures[key]
