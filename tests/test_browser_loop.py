@@ -74,7 +74,7 @@ def vote_shorter(page) -> bool:
     """Vote for the shorter answer by keyboard, as a labeler would; False when nothing is left for this labeler."""
     if not page.locator("#lab-vote-a").is_enabled():
         return False
-    progress = page.get_by_text(re.compile(r"You: \d+ votes")).first
+    progress = page.get_by_text(re.compile(r"You: \d+ votes?\b")).first
     before = progress.inner_text()
     a, b = (page.locator(f"#lab-answer-{side}").inner_text() for side in "ab")
     page.locator("body").click(position={"x": 5, "y": 5})  # focus off any input

@@ -219,6 +219,10 @@ def test_export_and_leaderboard_ignore_retracted_votes(home, tmp_path):
 
     thanked = ["Thank you" in r["chosen"][0]["content"] for r in read_rows(version, "train", home)]
     assert sorted(thanked) == [False, True, True, True]  # the retracted vote's pair exported as re-voted
+    # "Train DPO on this" after a reload: the campaign's newest export is found without the page that made it.
+    assert results.latest_export(campaign.id, home) == version.ref
+    newer = results.export_preferences(campaign.id, name="labels-undo-2", home=home)
+    assert results.latest_export(campaign.id, home) == newer.ref and results.latest_export("none", home) is None
 
 
 def test_state_text_follows_the_campaign(home, tmp_path):

@@ -99,11 +99,12 @@ def test_a_labeler_undoes_a_vote_on_the_page(signed_app, tmp_path):
     labeler = signed_in(signed_app.url + "label/", "ann")
     pair = labeler.predict(campaign_id, False, api_name="/label_next")
     after = labeler.predict(campaign_id, pair[1], "", False, api_name="/label_vote_a")
-    assert "You: **1** votes" in after[2]
+    assert "You: **1** vote ·" in after[2]
     undone = labeler.predict(campaign_id, False, api_name="/label_undo")
     assert "undone" in undone[-1] and undone[4:6] == pair[4:6] and "You: **0** votes" in undone[2]  # the note: last
     raw = labeler.predict(campaign_id, True, api_name="/label_next")
-    assert raw[4].startswith("```text\n") and pair[4] in raw[4]
+    # Raw: the exact text in a code block (rendered by the lab as HTML, as every answer is).
+    assert raw[4].startswith('<pre><code class="language-text">') and raw[4] != pair[4]
     counted = Store(lab_home(signed_app.home)).query("SELECT COUNT(*) AS n FROM live_votes WHERE campaign_id = ?",
                                                      (campaign_id,))
     assert counted == [{"n": 0}]

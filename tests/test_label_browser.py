@@ -12,7 +12,18 @@ import re
 import pytest
 
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, choose, fill_checked, open_new_campaign, shots, snap, tab, wait_for_created  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    browser,
+    choose,
+    fill_checked,
+    open_new_campaign,
+    shots,
+    snap,
+    tab,
+    wait_for_created,
+    you_voted,
+)
 from tests.test_browser import signed_in_page as signed_in_as
 
 pytestmark = [pytest.mark.browser,
@@ -75,7 +86,7 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     ann = signed_in_page(browser, signed_app.url + "label/", "ann")
     bob = signed_in_page(browser, signed_app.url + "label/", "bob")
     for page in (ann, bob):  # the newest open campaign is chosen, and its first pair shown, on load
-        page.get_by_text("You: 0 votes").wait_for()
+        page.get_by_text(you_voted(0)).wait_for()
     skipped = ann.locator(".block.lab-prompt").inner_text()
     snap(ann, shots, "31-label-pair")
     a_box, b_box = ann.locator("#lab-answer-a").bounding_box(), ann.locator("#lab-answer-b").bounding_box()
@@ -84,10 +95,10 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     vote_by_key(ann, "s")
     ann.get_by_text("Skipped").wait_for()
     vote_by_key(ann, better(ann))
-    expect(ann.get_by_text("You: 1 votes")).to_be_visible()
+    expect(ann.get_by_text(you_voted(1))).to_be_visible()
     vote_by_key(ann, "u")  # undo: the pair comes back, the vote is retracted
     ann.get_by_text("Your last vote is undone").wait_for()
-    expect(ann.get_by_text("You: 0 votes")).to_be_visible()
+    expect(ann.get_by_text(you_voted(0))).to_be_visible()
     snap(ann, shots, "32-label-undone")
     ann.get_by_label("Show the answers as raw text").check()
     ann.get_by_text("Your last vote is undone").wait_for(state="detached")
@@ -96,14 +107,14 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
 
     for expected in range(1, 7):
         vote_by_key(bob, better(bob))
-        expect(bob.get_by_text(f"You: {expected} votes")).to_be_visible()
+        expect(bob.get_by_text(you_voted(expected))).to_be_visible()
     expect(bob.locator("#lab-vote-a")).to_be_disabled()
 
     for expected in range(1, 7):
         if expected == 6:
             assert ann.locator(".block.lab-prompt").inner_text() == skipped  # the skipped pair came back last
         vote_by_key(ann, better(ann))
-        expect(ann.get_by_text(f"You: {expected} votes")).to_be_visible()
+        expect(ann.get_by_text(you_voted(expected))).to_be_visible()
     ann.get_by_text("campaign 100% (12/12 votes)").wait_for()
     for button in ("#lab-vote-a", "#lab-vote-b", "#lab-vote-tie", "#lab-vote-both_bad", "#lab-skip"):
         expect(ann.locator(button)).to_be_disabled()

@@ -110,6 +110,14 @@ def test_creating_warns_a_lab_without_accounts_and_selects_the_campaign_without_
     assert out[labeling.progress] == "**solo** is chosen: press **Start** to label it."
     assert out[admin.voting] == gr.update(open=True) and out[admin.empty] == ""
     assert Store(home).query("SELECT COUNT(*) AS n FROM leases") == [{"n": 0}]  # selecting leased nothing
+    assert out[labeling.right_column] == gr.update(visible=True) and out[labeling.left_heading] == "### A"
+    from tests.test_label_thumbs import thumbs_file
+
+    thumbs = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(
+        admin, name="thumbs-panel", mode="thumbs", votes_per_pair=1, responses_file=thumbs_file(tmp_path, 2)))
+    # The voting panel shows one answer and the thumbs instructions, not an empty A/B pair.
+    assert thumbs[labeling.right_column] == gr.update(visible=False) and thumbs[labeling.left_heading] == "### Answer"
+    assert "Is this answer good?" in thumbs[labeling.how]
 
     one = label_tab.create_campaign(admin, home, True, labeling, LOCAL, **form_values(
         admin, name="single", votes_per_pair=1, responses_file=path))

@@ -1,5 +1,5 @@
 """``python -m lab label create|status|export|leaderboard|open|close|resume|wandb|user``: what the Label
-tab's admin buttons do, from the command line."""
+tab's admin buttons do, from the command line (``user add|list|remove|set-role|set-password``: the accounts)."""
 
 from __future__ import annotations
 
@@ -85,20 +85,49 @@ def register(commands: argparse._SubParsersAction) -> None:
     for extra in (label_serving, label_trust, label_rounds, label_judge):  # the flywheel's commands (issue 19)
         extra.register(sub)
 
-    user = sub.add_parser("user", help="accounts: add or list labelers and admins",
-                          description="Accounts for sign-in, applied at once. From the first account (an admin) on, "
-                          "everyone signs in; labelers see only the labeling page.")
+    user = sub.add_parser("user", help="accounts: add, list, remove, change role or password",
+                          description="Accounts for sign-in, applied at once, also to the running app. From the first "
+                          "account (an admin) on, everyone signs in; labelers see only the labeling page.")
     user_sub = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
     add = user_sub.add_parser("add", help="add an account", description="Add an account. The password comes from "
                               "--password-env (the name of an environment variable) or is asked for.")
     add.add_argument("name")
     add.add_argument("--role", choices=("labeler", "admin"), default="labeler")
-    add.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
+    add_password_flag(add)
     add_json_flag(add)
     add.set_defaults(handler=run_user_add)
     lst = user_sub.add_parser("list", help="list accounts", description="List accounts (never passwords).")
     add_json_flag(lst)
     lst.set_defaults(handler=run_user_list)
+    remove = user_sub.add_parser("remove", help="remove an account (its votes stay)",
+                                 description="Remove an account: it can no longer sign in, and its sessions in the "
+                                 "running app end at once. Its votes stay, under its name (an account added later "
+                                 "under that name counts as the same labeler). The only admin cannot be removed "
+                                 "while other accounts exist; with no account left the lab is open to anyone who "
+                                 "reaches its port.")
+    remove.add_argument("name")
+    add_json_flag(remove)
+    remove.set_defaults(handler=run_user_remove)
+    role = user_sub.add_parser("set-role", help="make an account an admin or a labeler",
+                               description="Change an account's role, at once: an admin made a labeler loses the lab "
+                               "on their next click and keeps the labeling page. The only admin cannot be made a "
+                               "labeler.")
+    role.add_argument("name")
+    role.add_argument("role", choices=("labeler", "admin"))
+    add_json_flag(role)
+    role.set_defaults(handler=run_user_set_role)
+    password = user_sub.add_parser("set-password", help="give an account a new password (its sessions end)",
+                                   description="Give an account a new password. Its sessions, in every browser, end "
+                                   "at once; it signs in again with the new one. The password comes from "
+                                   "--password-env (the name of an environment variable) or is asked for.")
+    password.add_argument("name")
+    add_password_flag(password)
+    add_json_flag(password)
+    password.set_defaults(handler=run_user_set_password)
+
+
+def add_password_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
 
 
 def progress_line(campaign) -> str:
@@ -224,13 +253,49 @@ def run_wandb(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_password(args: argparse.Namespace) -> str:
+    """The password from ``--password-env`` (an unset variable is an empty password, refused as too short), or
+    asked for without echo."""
+    return os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
+
+
 def run_user_add(args: argparse.Namespace) -> int:
     from lab.label.accounts import add_account
 
-    password = os.environ.get(args.password_env, "") if args.password_env else getpass.getpass("password: ")
-    who = add_account(args.name, args.role, password)
+    who = add_account(args.name, args.role, read_password(args))
     emit(args, {"name": who.name, "role": who.role}, lambda: print(f"{who.name} ({who.role})"))
     say("sign-in applies at once: from the first account on, everyone signs in to the running app")
+    return 0
+
+
+def run_user_remove(args: argparse.Namespace) -> int:
+    from lab.label.accounts import list_accounts, remove_account
+
+    who = remove_account(args.name)
+    emit(args, {"name": who.name, "role": who.role, "removed": True},
+         lambda: print(f"removed {who.name} ({who.role})"))
+    if list_accounts():
+        say(f"{who.name} can no longer sign in, and their sessions have ended; their votes stay under that name")
+    else:
+        say("no accounts are left: sign-in is off, and the lab is open to anyone who reaches its port")
+    return 0
+
+
+def run_user_set_role(args: argparse.Namespace) -> int:
+    from lab.label.accounts import set_role
+
+    who = set_role(args.name, args.role)
+    emit(args, {"name": who.name, "role": who.role}, lambda: print(f"{who.name} ({who.role})"))
+    say("the role applies at once, in the running app too")
+    return 0
+
+
+def run_user_set_password(args: argparse.Namespace) -> int:
+    from lab.label.accounts import set_password
+
+    who = set_password(args.name, read_password(args))
+    emit(args, {"name": who.name, "role": who.role}, lambda: print(f"{who.name} ({who.role}): new password"))
+    say(f"{who.name}'s sessions have ended: they sign in again with the new password")
     return 0
 
 

@@ -387,6 +387,15 @@ def export_unpaired(campaign_id: str, *, name: str = "", min_votes: int = 1, min
                        val_fraction, home)
 
 
+def latest_export(campaign_id: str, home: Home | None = None) -> str | None:
+    """The ref of the campaign's newest export, if it has one (what "Train DPO/KTO on this" trains on once the page
+    that exported it is gone)."""
+    from lab.data.versions import list_versions
+
+    return next((v.ref for v in list_versions(home or lab_home())
+                 if (v.card or {}).get("source") == f"campaign:{campaign_id}"), None)
+
+
 def export_kinds(campaign: Campaign) -> tuple[str, ...]:
     """The dataset kinds a campaign's votes export as, the usual one first."""
     return ("unpaired",) if campaign.thumbs else ("preference", "unpaired")

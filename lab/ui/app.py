@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gradio as gr
 from fastapi import FastAPI
@@ -38,7 +38,7 @@ from lab.data.limits import read_limits
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
-from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal
+from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal, sign_in_required
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
 from lab.space import banners
@@ -78,6 +78,9 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_KEPT_S) as demo:
         for text in banners(home):
             gr.Markdown(f"⚠ **{text}**", elem_classes="lab-banner")
+        if sign_in:  # filled in for each visitor as the page loads: who the lab takes them for, and the way out
+            signed_in = gr.Markdown(visible=False, elem_classes="lab-status")
+            demo.load(signed_in_line(home), outputs=signed_in, api_visibility="private", queue=False)
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             for title in TAB_ORDER:
@@ -98,6 +101,18 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
                 wire_on_show(tab, demo, refreshes)
     demo.queue(default_concurrency_limit=4)
     return demo
+
+
+def signed_in_line(home: Home) -> Callable[[gr.Request], dict]:
+    """The page-load handler that shows "Signed in as NAME · Sign out" while sign-in is on, and nothing while the lab
+    is open to whoever reaches it. (A closure, not a partial: Gradio finds ``gr.Request`` by a function's hints.)"""
+
+    def line(request: gr.Request) -> dict:
+        if not sign_in_required(home):
+            return gr.update(visible=False)
+        return gr.update(value=f"Signed in as **{request.username}** · [Sign out](/logout)", visible=True)
+
+    return line
 
 
 def with_hf_sign_in(page: gr.Blocks) -> gr.Blocks:

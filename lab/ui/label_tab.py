@@ -647,9 +647,10 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
 
     bound = (admin, home, sign_in)
     # The api's positions: status, the table, the admin's picker, the state, the voting panel's picker, then the
-    # voting panel's progress line, the tab's note on campaigns and the voting panel's accordion.
+    # voting panel's progress line, the tab's note on campaigns, the voting panel's accordion and its layout.
     create.click(guarded(create_campaign, status, *bound, labeling), inputs_kwargs=form.components,
-                 outputs=[status, campaigns, selected, state, labeling.campaign, labeling.progress, empty, voting],
+                 outputs=[status, campaigns, selected, state, labeling.campaign, labeling.progress, empty, voting,
+                          labeling.how, labeling.left_heading, labeling.right_column],
                  api_name="label_create")
     campaigns.select(pick_campaign, None, selected, api_visibility="private", queue=False)
     view_outputs = [status, campaigns, selected, state, quality, labelers, ratings, matrix, accounts, agreement]
@@ -670,7 +671,8 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
                                                                     min_margin, earlier_rounds],
                      outputs=[status, export_result, exported, policy], api_name=api)
     for button, objective, api in ((train_dpo, "dpo", "label_train_dpo"), (train_kto, "kto", "label_train_kto")):
-        button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective), inputs=[exported, policy],
+        button.click(guarded(train_on_export, status, *bound, train_form, tabs, objective),
+                     inputs=[exported, policy, selected],
                      outputs=[status, *train_form, tabs, *([train_status] if train_status else [])], api_name=api)
     wandb_btn.click(guarded(log_wandb, status, *bound), inputs=selected, outputs=[status], api_name="label_wandb")
     add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
@@ -825,7 +827,8 @@ def create_campaign(ui: AdminUI, home: Home, sign_in: bool, labeling: LabelingUI
             ui.state: campaign_state(home, campaign.id),
             labeling.campaign: gr.update(choices=open_campaigns(home), value=campaign.id),
             labeling.progress: f"**{campaign.name}** is chosen: press **Start** to label it.",
-            ui.empty: "", ui.voting: gr.update(open=True)}
+            ui.empty: "", ui.voting: gr.update(open=True),
+            **layout(labeling, page_kind(campaign))}  # a thumbs campaign shows one answer, not A and B
 
 
 def pick_campaign(evt: gr.SelectData) -> Any:
@@ -1005,13 +1008,16 @@ def export(ui: AdminUI, home: Home, sign_in: bool, kind: str, request: gr.Reques
 
 
 def train_on_export(ui: AdminUI, home: Home, sign_in: bool, train_form: Form, tabs: gr.Tabs, objective: str,
-                    request: gr.Request, dataset_ref: str, policy: str | None) -> dict:
-    """Fill the Train tab with DPO (or KTO) settings that train on the exported version from the chosen policy
-    (``propose_dpo`` / ``propose_kto``: enough optimizer steps, a learning rate above 0), and go there."""
+                    request: gr.Request, dataset_ref: str, policy: str | None, campaign_id: str | None = None) -> dict:
+    """Fill the Train tab with DPO (or KTO) settings that train on the exported version (this page's export, else
+    the chosen campaign's newest) from the chosen policy (``propose_dpo`` / ``propose_kto``: enough optimizer
+    steps, a learning rate above 0), and go there."""
+    from lab.label.results import latest_export
     from lab.train.methods import objective as registered
 
     require_admin(who(home, sign_in, request))
     title = registered(objective).title
+    dataset_ref = dataset_ref or (latest_export(campaign_id, home) if campaign_id else None) or ""
     if not dataset_ref:
         raise LabError(f"Export the votes first; the exported version is what {title} trains on.")
     if not policy:
