@@ -155,7 +155,7 @@ button.lab-key-s::after { content: "[s]"; } button.lab-key-u::after { content: "
 #lab-note { min-height: 1.5em; }
 #lab-prompt.lab-fresh { animation: lab-fresh 1s ease-out; }
 @keyframes lab-fresh { from { box-shadow: 0 0 0 3px #818cf8; } to { box-shadow: 0 0 0 0 transparent; } }
-@media (pointer: coarse) { button[class*="lab-key-"]::after { content: none; } }
+@media (pointer: coarse) { button[class*="lab-key-"]::after { content: none; } .lab-keys { display: none; } }
 @media (max-width: 767px) { div.block.lab-response { min-height: 0 !important; } }  /* over the app's 140px */
 </style>
 """
@@ -241,7 +241,7 @@ def how_text(kind: str, titled: bool) -> str:
     """What to do on the labeling page for the campaign's kind (pairwise, graded or thumbs), with its keys: the
     page's heading (alone at /label) or a bold line (in the Label tab)."""
     title, text = HOW[kind]
-    text = f"{text} Keys: {keys_text(kind)}."
+    text = f'{text} <span class="lab-keys">Keys: {keys_text(kind)}.</span>'  # not on a touch screen (see SHORTCUTS)
     return f"# {title}\n{text}" if titled else f"**{title}** {text}"
 
 
