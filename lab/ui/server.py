@@ -12,16 +12,24 @@ dependency (``sign_in_per_request``): with no account (and no Hugging Face sign-
 admin, so the lab stays open; once an account exists, a request is whoever its session names, with the role the
 store gives now. Both apps share one set of sessions, so a labeler who signs in at ``/`` is sent on to ``/label/``
 already signed in, and a Hugging Face session (Gradio's OAuth, ``request.session``) counts at both.
+
+Gradio keeps password sessions in ``app.tokens`` (token → name) forever. The lab puts ``Sessions`` in its place:
+each session lasts ``LAB_SESSION_HOURS`` and is bound to the password it began with, so a new password or a removed
+account ends it on its next request, whichever process changed the store; a sign-out (``SignOut``) ends it on the
+server whoever signs out, at either app.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -32,12 +40,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lab.errors import LabError
 from lab.home import Home
-from lab.label.accounts import HF_PREFIX, LOCAL, identity_of, sign_in_required, verify
+from lab.label.accounts import HF_PREFIX, LOCAL, Identity, account_name, identity_of, sign_in_required, verify
 from lab.label.throttle import SignInThrottle
 
 HASH_WORKERS = 2  # passwords hashed at once: a burst of sign-ins queues rather than take every core from the pages
 HASHING = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="lab-sign-in")
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("client_address", default="unknown")
+# The account whose password the login route has just found right, for the session Gradio stores next (its login
+# route awaits ``auth`` and then stores the token in the same request, so in the same context).
+SIGNING_IN: ContextVar[Identity | None] = ContextVar("signing_in", default=None)
+SESSION_HOURS_ENV = "LAB_SESSION_HOURS"
+# A day: a cookie copied or left in a shared browser is good for one at most, and a labeler signs in once a working
+# day. Every vote is saved as it is cast, so a session ending loses nothing but a sign-in; a restart ends them all.
+SESSION_HOURS = 24.0
 # Gradio's routes that serve, store or fetch files. The labeling page shows text only and needs none of them, and
 # Gradio's file route would serve whatever is in its process-wide cache, where the admin app's downloads (dataset
 # exports, evaluations.csv) are copied.
@@ -54,6 +69,7 @@ def authenticator(home: Home, throttle: SignInThrottle) -> Callable[[str, str], 
     async def sign_in(name: str, password: str) -> bool:
         address = CLIENT_ADDRESS.get()
         try:
+            account_name(name)  # no account has another name: refused before the throttle keeps it (1 MB each)
             throttle.begin(name, address)
         except LabError as err:
             # A 400, as for a wrong password: Gradio's login page then shows its "incorrect credentials" (and our
@@ -64,9 +80,88 @@ def authenticator(home: Home, throttle: SignInThrottle) -> Callable[[str, str], 
         if identity is None:
             return False
         throttle.succeeded(name, address)
+        SIGNING_IN.set(identity)
         return True
 
     return sign_in
+
+
+def session_lifetime_s() -> float:
+    """How long a password session lasts: ``LAB_SESSION_HOURS`` (default 24), in seconds."""
+    text = os.environ.get(SESSION_HOURS_ENV, "").strip()
+    try:
+        hours = float(text) if text else SESSION_HOURS
+    except ValueError:
+        hours = math.nan
+    if not 0 < hours < math.inf:
+        raise LabError(f"{SESSION_HOURS_ENV} is how many hours a sign-in lasts: a number above 0, such as 24 or 0.5 "
+                       f"(got '{text}').")
+    return hours * 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    stamp: str  # the account's password stamp when it signed in (lab.label.accounts.Identity.stamp)
+    began: float
+
+
+class Sessions(MutableMapping[str, str]):
+    """Gradio's ``app.tokens`` (token → account name) with a lifetime and the password each session began with.
+
+    Gradio stores a token once its login route has found the password right, reads it with ``get``, and deletes
+    tokens at its logout route; the lab reads ``session`` instead, which ends a session past ``lifetime_s``.
+    Sessions are kept in the order they began, so forgetting expired ones looks at those only."""
+
+    def __init__(self, lifetime_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lifetime_s = lifetime_s
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+
+    def __setitem__(self, token: str, name: str) -> None:
+        signed_in = SIGNING_IN.get()
+        if signed_in is None or signed_in.name != name:
+            raise RuntimeError("Gradio stored a session the lab's sign-in did not just check: this Gradio version's "
+                               "login route differs from the one lab/ui/server.py was written for.")
+        self.forget_expired()
+        self.sessions[token] = Session(name, signed_in.stamp, self.clock())
+
+    def __getitem__(self, token: str) -> str:
+        return self.sessions[token].name
+
+    def __delitem__(self, token: str) -> None:
+        del self.sessions[token]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.sessions)
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def get(self, token: Any, default: Any = None) -> Any:
+        session = self.session(token)
+        return session.name if session else default
+
+    def session(self, token: str | None) -> Session | None:
+        """The session ``token`` names, or None (no such session, or its lifetime is over)."""
+        session = self.sessions.get(token) if token else None
+        if session and self.clock() - session.began >= self.lifetime_s:
+            del self.sessions[token]
+            return None
+        return session
+
+    def end(self, token: str | None, *, everywhere: bool) -> None:
+        """End the session ``token`` names, and with ``everywhere`` every other session of its account too."""
+        session = self.sessions.pop(token, None) if token else None
+        if session and everywhere:
+            for other in [t for t, s in self.sessions.items() if s.name == session.name]:
+                del self.sessions[other]
+
+    def forget_expired(self) -> None:
+        cutoff = self.clock() - self.lifetime_s
+        expired = [t for t, _ in itertools.takewhile(lambda item: item[1].began <= cutoff, self.sessions.items())]
+        for token in expired:
+            del self.sessions[token]
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -115,13 +210,16 @@ def unknown_api_not_found(parent: FastAPI, *paths: str) -> None:
 
 def sign_in_per_request(parent: FastAPI, home: Home, *, admin_at: str, labeling_at: str) -> None:
     """Make the Gradio apps mounted at ``admin_at`` (admins only) and ``labeling_at`` (any role) decide sign-in on
-    every request: they share one set of password sessions (one cookie), and Gradio's ``get_current_user`` is
-    replaced by ``current_user``."""
+    every request: they share one set of password sessions (one cookie, ``Sessions``), Gradio's ``get_current_user``
+    is replaced by ``current_user``, and a sign-out at either app ends the session on the server (``SignOut``)."""
     admin, labeling = gradio_app(parent, admin_at), gradio_app(parent, labeling_at)
-    labeling.tokens, labeling.cookie_id = admin.tokens, admin.cookie_id
+    admin.tokens = labeling.tokens = Sessions(session_lifetime_s())
+    labeling.cookie_id = admin.cookie_id
     for app, admin_only in ((admin, True), (labeling, False)):
         app.dependency_overrides[gradio_user_dependency(app)] = current_user(app, home, admin_only=admin_only,
                                                                              labeling_url=labeling_at.strip("/") + "/")
+    parent.add_middleware(SignOut, sessions=admin.tokens, cookie_id=admin.cookie_id,
+                          paths=(admin_at.rstrip("/") + "/logout", labeling_at.rstrip("/") + "/logout"))
 
 
 def gradio_user_dependency(app: Any) -> Callable:
@@ -145,7 +243,7 @@ def current_user(app: Any, home: Home, *, admin_only: bool, labeling_url: str) -
     async def user(request: Request) -> str | None:
         if not sign_in_required(home):
             return LOCAL  # no accounts: the local single-user lab, open to whoever reaches it
-        identity = identity_of(session_name(app, request), home=home)
+        identity = session_identity(app, request, home)
         if identity is None:
             return None
         if admin_only and not identity.is_admin:
@@ -158,16 +256,25 @@ def current_user(app: Any, home: Home, *, admin_only: bool, labeling_url: str) -
     return user
 
 
-def session_name(app: Any, request: Request) -> str | None:
-    """Who the request's session names: a password sign-in (Gradio's token cookie), else a Hugging Face sign-in
-    (``hf:<username>``, from Gradio's OAuth session when the app has a login button)."""
-    token = (request.cookies.get(f"access-token-{app.cookie_id}")
-             or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))
-    name = app.tokens.get(token) if token else None
-    if name:
-        return name
+def session_identity(app: Any, request: Request, home: Home) -> Identity | None:
+    """Who the request's session names, with their role now: a password sign-in (Gradio's token cookie) whose
+    account still has the password it began with, else a Hugging Face sign-in (``hf:<username>``, from Gradio's
+    OAuth session when the app has a login button). A password session whose account is gone or has a new password
+    is ended here."""
+    token = session_token(request, app.cookie_id)
+    session = app.tokens.session(token)
+    if session:
+        identity = identity_of(session.name, stamp=session.stamp, home=home)
+        if identity:
+            return identity
+        app.tokens.end(token, everywhere=False)
     username = hf_username(request.scope.get("session"))
-    return HF_PREFIX + username if username else None
+    return identity_of(HF_PREFIX + username, home=home) if username else None
+
+
+def session_token(request: Request, cookie_id: str) -> str | None:
+    """The password session's token in the request's cookies (Gradio sets a secure and a plain copy)."""
+    return request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(f"access-token-unsecure-{cookie_id}")
 
 
 def hf_username(session: dict | None) -> str | None:
@@ -178,6 +285,26 @@ def hf_username(session: dict | None) -> str | None:
         return None
     return (info.get("userinfo") or {}).get("preferred_username")
 
+
+
+class SignOut:
+    """ASGI middleware: a sign-out (``/logout``, ``/label/logout``) ends, on the server, the password session its
+    cookie names (and, unless ``all_session=false``, the account's other sessions, as Gradio's route means to) before
+    Gradio's route clears the cookie. Gradio's own route ends the sessions of whoever ``get_current_user`` names,
+    which at ``/`` is nobody for a labeler, and its Hugging Face variant ends none: a copied cookie stayed signed in."""
+
+    def __init__(self, app: ASGIApp, sessions: Sessions, cookie_id: str, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.sessions = sessions
+        self.cookie_id = cookie_id
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and route_path(scope) in self.paths:
+            request = Request(scope)
+            everywhere = request.query_params.get("all_session", "true").lower() not in ("false", "0", "no", "off")
+            self.sessions.end(session_token(request, self.cookie_id), everywhere=everywhere)
+        await self.app(scope, receive, send)
 
 
 class ClientAddress:
