@@ -141,12 +141,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str
         if f.name in skip or not f.metadata.get("cli", True):
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f.metadata["help"] + default_note(f.metadata["help"], f.default)
         if isinstance(f.default, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, choices=f.metadata.get("choices"),
                                 type=type(f.default), help=help_text)
+
+
+def default_note(help_text: str, default: Any) -> str:
+    """The " (default: X)" that ends a flag's help, unless its text states its default already or the default is
+    empty (the text then says what leaving it out means: "Optional …", "empty = none")."""
+    return "" if default == "" or "default" in help_text.lower() else f" (default: {default})"
 
 
 def from_arguments(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:

@@ -140,10 +140,13 @@ def run_create(args: argparse.Namespace) -> int:
 
     campaign = create_campaign(from_arguments(CampaignConfig, args))
     say(f"created {campaign.id} ({campaign.status})")
+    shown = ""
     while args.wait and campaign.status == "generating":
         time.sleep(1)
         campaign = get_campaign(campaign.id)
-        say(progress_line(campaign))
+        if progress_line(campaign) != shown:  # a line per change, not one a second
+            shown = progress_line(campaign)
+            say(shown)
     emit(args, campaign.summary(), lambda: print(campaign.id))
     return 0 if campaign.status != "failed" else 1
 
@@ -154,6 +157,7 @@ def run_status(args: argparse.Namespace) -> int:
     from lab.label.campaigns import Counts, campaign_counts, get_campaign, list_campaigns, reconcile
     from lab.label.results import agreement
 
+    number = label_trust.number
     reconcile()
     if not args.id:
         campaigns = list_campaigns()
@@ -173,9 +177,10 @@ def run_status(args: argparse.Namespace) -> int:
             if report[key] is not None:
                 print(f"{key}: {report[key]:.3f}")
         for row in report["per_labeler"]:
-            sides = (f"👍 {row['up_rate']}" if campaign.thumbs else f"gold {row['gold_accuracy']}  left "
-                     f"{row['left_rate']}" + ("  POSITION BIAS" if row["position_bias_flagged"] else ""))
-            print(f"  {row['labeler']:<16} votes {row['votes']:<5} agreement {row['agreement_with_others']}  {sides}")
+            sides = (f"👍 {number(row['up_rate'])}" if campaign.thumbs else f"gold {number(row['gold_accuracy'])}  "
+                     f"left {number(row['left_rate'])}" + ("  POSITION BIAS" if row["position_bias_flagged"] else ""))
+            print(f"  {row['labeler']:<16} votes {row['votes']:<5} agreement {number(row['agreement_with_others'])}  "
+                  f"{sides}")
 
     emit(args, document, human)
     return 0

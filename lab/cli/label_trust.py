@@ -39,13 +39,14 @@ def print_reliability(document: dict) -> None:
     from lab.catalog import display_names
 
     rows = document["labelers"]
-    print(f"{'labeler':<20} {'votes':>5} {'gold':>7} {'agree':>6} {'left':>5} {'score':>5}  flag")
+    print(f"{'labeler':<20} {'votes':>5} {'gold':>7} {'agree':>6} {'left':>5} {'score':>5} {'flag':<4}  why")
     for r in rows:
         gold = f"{r['gold_correct']}/{r['gold_votes']}" if r["gold_votes"] else "-"
         agree = f"{r['majority_agreement']:.0%}" if r["majority_agreement"] is not None else "-"
         left = f"{r['left_rate']:.0%}" if r["left_rate"] is not None else "-"
-        flag = f"FLAGGED: {r['why']}" if r["flagged"] else r["why"]
-        print(f"{r['labeler']:<20} {r['votes']:>5} {gold:>7} {agree:>6} {left:>5} {r['score']:>5.2f}  {flag}")
+        flag = "yes" if r["flagged"] else "no"
+        print(f"{r['labeler']:<20} {r['votes']:>5} {gold:>7} {agree:>6} {left:>5} {r['score']:>5.2f} {flag:<4}  "
+              f"{r['why']}")
     if not rows:
         print("no votes yet")
     if document["kappa_over_time"]:
