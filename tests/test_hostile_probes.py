@@ -112,3 +112,54 @@ def test_a_text_over_the_limit_makes_its_row_invalid_and_names_the_setting(tmp_p
     assert "5,000 characters, more than the limit of 4,000" in parsed.errors[0].reason
     assert "LAB_MAX_TEXT_CHARS" in parsed.errors[0].reason
     assert len(load_file(path).rows) == 2  # the default (a million characters) takes both
+
+
+def dictionary_bomb(n: int, text: str):
+    """A column of one dictionary entry repeated ``n`` times: a few bytes on disk, ``n × len(text)`` once decoded."""
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([text]))
+
+
+def test_a_parquet_or_arrow_file_is_measured_as_decoded_text_before_its_rows_are_made(tmp_path):
+    """A 2 KB Parquet file whose footer declares 11 KB decoded to 3.4 GB of text and was accepted."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    limits = ReadLimits(max_import_bytes=1_000_000)
+    rows, text = 2000, "x" * 1000  # 2 MB of text, over the limit; a few kB on disk
+    reply = pa.array(["ok"] * rows)
+    flat = pa.table({"instruction": dictionary_bomb(rows, text), "output": reply})
+    nested = pa.table({"messages": pa.ListArray.from_arrays(
+        pa.array(range(0, 2 * rows + 1, 2), pa.int32()), pa.StructArray.from_arrays(
+            [pa.array(["user", "assistant"] * rows), dictionary_bomb(2 * rows, text)], names=["role", "content"]))})
+    for name, table, store_schema in (("flat", flat, True), ("plain-footer", flat, False), ("nested", nested, False)):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path, store_schema=store_schema)
+        assert path.stat().st_size < 50_000
+        with pytest.raises(LabError, match="of text, more than the import limit"):
+            load_file(path, limits=limits)
+    feather.write_feather(flat, tmp_path / "bomb.arrow", compression="uncompressed")
+    with pytest.raises(LabError, match="as text, more than the import limit"):
+        load_file(tmp_path / "bomb.arrow", limits=limits)
+    small = pa.table({"instruction": dictionary_bomb(10, "What is 2+2?"), "output": pa.array(["4"] * 10)})
+    pq.write_table(small, tmp_path / "small.parquet")
+    assert len(load_file(tmp_path / "small.parquet", limits=limits).rows) >= 1  # dictionaries read as text
+
+
+def test_a_file_of_thousands_of_columns_and_a_long_python_literal_cell_are_refused(tmp_path):
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(5000)) + "\n" + ",".join("x" for _ in range(5000)) + "\n")
+    with pytest.raises(LabError, match="has 5,000 columns, more than the 1,000"):
+        load_file(wide)
+    wide_json = tmp_path / "wide.jsonl"
+    wide_json.write_text(json.dumps({f"c{i}": "x" for i in range(2000)}) + "\n")
+    with pytest.raises(LabError, match="has 2,000 columns"):
+        load_file(wide_json)
+    # Python's parser takes ~480 bytes of memory a character: a long cell that is not JSON is not parsed as Python.
+    literal = "[" + ", ".join("{'role': 'user', 'content': 'hi'}" for _ in range(4000)) + "]"
+    cells = tmp_path / "literal.csv"
+    cells.write_text('messages\n"' + literal.replace('"', '""') + '"\n')
+    (error,) = load_file(cells).errors
+    assert "as a Python literal it is too long to read safely" in error.reason

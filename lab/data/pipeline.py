@@ -13,7 +13,7 @@ from lab.data.canonical import Kind, ParsedFile, Row, RowError
 from lab.data.formats import MAPPING_FIELDS, convert, detect, from_mapping
 from lab.data.kinds import field_texts, kind_of
 from lab.data.limits import ReadLimits, env_name, flag_name, read_limits
-from lab.data.readers import read_table
+from lab.data.readers import read_table, refuse_wide
 from lab.data.validate import RowProblem
 from lab.errors import LabError
 from lab.home import Home
@@ -36,6 +36,7 @@ def load_file(path: str | Path, *, kind: Kind | None = None, mapping: dict[str, 
     limits = limits or read_limits()
     table = read_table(path, source_name=source_name, split=split, limits=limits)
     columns = table.columns
+    refuse_wide(len(columns), table.source)  # JSON records may bring any number of keys
     if not table.records:
         first = table.errors[0]
         raise LabError(f"{table.source}: no readable rows; the first problem is at {first.line}: {first.reason}.")

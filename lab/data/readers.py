@@ -756,6 +756,7 @@ def read_csv(data: bytes, source: str, *, delimiter: str | None, limits: ReadLim
     if any(map(has_surrogates, header)):
         raise LabError(f"{source}: the first line (the CSV header) is not valid UTF-8; re-save the file as UTF-8.")
     refuse_repeated_columns(header, source, "the CSV header")
+    refuse_wide(len(header), source)
     table = RawTable(source=source, file_format="tsv" if delimiter == "\t" else "csv")
     try:
         for number, cells in enumerate(reader, start=1):
@@ -792,26 +793,73 @@ def read_parquet(data: bytes, source: str, limits: ReadLimits) -> RawTable:
 
     table = RawTable(source=source, file_format="parquet")
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
-        refuse_repeated_columns(parquet.schema_arrow.names, source, "the Parquet schema")
-        table.nbytes = check_parquet_size(parquet.metadata, source, limits)
-        rows = parquet.read().to_pylist()
+        footer = pq.ParquetFile(pa.BufferReader(data))
+        refuse_repeated_columns(footer.schema_arrow.names, source, "the Parquet schema")
+        check_parquet_size(footer.metadata, source, limits)
+        # Text columns are read as dictionaries, and each batch's size is counted as its text would be once
+        # decoded, before it is: the footer gives the encoded size, and a 2 KB file of one dictionary entry
+        # repeated 300,000 times decoded to 3.4 GB.
+        texts = [footer.schema.column(i).path for i in range(len(footer.schema))
+                 if footer.schema.column(i).physical_type == "BYTE_ARRAY"]
+        parquet = pq.ParquetFile(pa.BufferReader(data), read_dictionary=texts)
+        size = sum(decoded_nbytes(column) for batch in parquet.iter_batches(batch_size=BATCH_ROWS)
+                   for column in batch.columns)  # first, so a file too large is refused before any row is made
+        if size > limits.max_import_bytes:
+            raise limits.exceeded("max_import_bytes", source, f"holds {show_size(size)} of text, more than")
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            count_batch(table, batch, source, limits)
     except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
         raise LabError(f"{source}: not a readable Parquet file ({first_line(err)}).") from None
-    if not rows:
+    if not table.total:
         raise LabError(f"{source} is empty: the Parquet file has no rows.")
-    for number, row in enumerate(rows, start=1):
-        add_record(table, number, row, limits, Checks())
     return table
 
 
-def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> int:
-    """Refuse a Parquet file by the row count and uncompressed size in its footer, before any row is read; the size."""
+BATCH_ROWS = 4096  # rows of a Parquet file decoded at a time
+
+
+def count_batch(table: RawTable, batch: Any, source: str, limits: ReadLimits) -> None:
+    """Add a record batch's rows to ``table``, once its rows and its size as decoded text are within the limits
+    (counted with the rows before it)."""
+    check_rows(table.total + batch.num_rows, source, limits)
+    table.nbytes += sum(decoded_nbytes(column) for column in batch.columns)
+    if table.nbytes > limits.max_import_bytes:
+        raise limits.exceeded("max_import_bytes", source, "holds, as text, more than")
+    for row in batch.to_pylist():
+        add_record(table, table.total + 1, row, limits, Checks())
+
+
+def decoded_nbytes(array: Any) -> int:
+    """About how many bytes ``array`` takes once its dictionaries are decoded: a dictionary-encoded column stores
+    each distinct text once, and its ``nbytes`` says nothing of how often each is used."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        values = array.dictionary
+        if not len(array) or not len(values):
+            return array.nbytes
+        if pa.types.is_string(values.type) or pa.types.is_binary(values.type) or \
+                pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type):
+            lengths = pc.binary_length(values).fill_null(0)
+            used = pc.take(lengths, array.indices.fill_null(0))
+            return int(pc.sum(used).as_py() or 0) + array.indices.nbytes
+        return decoded_nbytes(values) * len(array) // len(values) + array.indices.nbytes
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return decoded_nbytes(array.flatten()) + 8 * (len(array) + 1)
+    if pa.types.is_struct(kind):
+        return sum(decoded_nbytes(child) for child in array.flatten())
+    return array.nbytes
+
+
+def check_parquet_size(metadata: Any, source: str, limits: ReadLimits) -> None:
+    """Refuse a Parquet file by the row count and uncompressed size in its footer, before any row is read (a lower
+    bound of its decoded size: ``count_batch`` counts that as it reads)."""
     check_rows(metadata.num_rows, source, limits)
     size = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
     if size > limits.max_import_bytes:
         raise limits.exceeded("max_import_bytes", source, f"holds {show_size(size)} uncompressed, more than")
-    return size
 
 
 def read_arrow(data: bytes, source: str, limits: ReadLimits) -> RawTable:
@@ -830,18 +878,23 @@ def read_arrow(data: bytes, source: str, limits: ReadLimits) -> RawTable:
             reader = batches = ipc.open_stream(pa.BufferReader(data))
         refuse_repeated_columns(reader.schema.names, source, "the Arrow schema")
         for batch in batches:
-            check_rows(table.total + batch.num_rows, source, limits)
-            table.nbytes += batch.nbytes
-            if table.nbytes > limits.max_import_bytes:
-                raise limits.exceeded("max_import_bytes", source, "holds more than")
-            for row in batch.to_pylist():
-                add_record(table, table.total + 1, row, limits, Checks())
+            count_batch(table, batch, source, limits)
     except (pa.ArrowException, OSError, ValueError) as err:  # ValueError: strings that are not UTF-8
         raise LabError(f"{source}: not a readable Arrow file ({first_line(err)}); expected an Arrow IPC file or "
                        "stream, as datasets' save_to_disk or pyarrow.feather writes.") from None
     if not table.total:
         raise LabError(f"{source} is empty: the Arrow file has no rows.")
     return table
+
+
+MAX_COLUMNS = 1000  # conversations take a few columns; a file of thousands holds something else (and its columns
+# would fill every mapping picker of the Data tab: 300,000 made a 91 MB page update)
+
+
+def refuse_wide(columns: int, source: str) -> None:
+    if columns > MAX_COLUMNS:
+        raise LabError(f"{source} has {columns:,} columns, more than the {MAX_COLUMNS:,} a dataset of conversations, "
+                       "preferences or prompts could use: keep the columns that hold them, and import that file.")
 
 
 def refuse_repeated_columns(names: list[str], source: str, where: str) -> None:
