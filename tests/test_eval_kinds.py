@@ -200,6 +200,38 @@ def test_an_endpoint_judge_prefers_the_shorter_answer_in_both_orders_and_the_key
     assert rerun.results["cached"] == 8 and len(ShorterAnswerJudge.seen) == 8  # nothing asked twice
 
 
+class Redirecting(BaseHTTPRequestHandler):
+    """An endpoint that sends every request elsewhere (where a key would be read), and that elsewhere."""
+
+    seen: list[dict] = []
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/steal")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        Redirecting.seen.append(dict(self.headers))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_redirecting_endpoint_is_an_error_and_the_key_does_not_follow(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LAB_JUDGE_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv("LAB_JUDGE_API_KEY", SECRET)
+    try:
+        with pytest.raises(LabError, match="HTTP 307, a redirect, which the lab does not follow"):
+            EndpointJudge("any", 16).ask("Which is better?")
+    finally:
+        server.shutdown()
+    assert Redirecting.seen == []
+
+
 def test_a_refused_key_is_a_clear_error_that_does_not_quote_it(eval_home, endpoint, monkeypatch):
     monkeypatch.setenv("LAB_JUDGE_API_KEY", "sk-wrong-key-777")
     with pytest.raises(LabError, match="HTTP 401") as caught:

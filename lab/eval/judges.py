@@ -129,6 +129,17 @@ def weights_fingerprint(folder: Path) -> str:
                           .encode()).hexdigest()[:16]
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would re-send the request, Authorization header and all, to another host and
+    take that host's answer for the judge's."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+NO_REDIRECTS = urllib.request.build_opener(NoRedirect)
+
+
 class EndpointJudge:
     def __init__(self, model_name: str, max_tokens: int):
         base = first_env(BASE_URL_VARS)
@@ -167,13 +178,17 @@ class EndpointJudge:
         for attempt in range(RETRIES + 1):
             request = urllib.request.Request(self._url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=120) as response:
+                with NO_REDIRECTS.open(request, timeout=120) as response:
                     return json.load(response)["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as err:
                 detail = self.scrub(err.read().decode(errors="replace")[:300])
                 if err.code in (429, 500, 502, 503, 504) and attempt < RETRIES:
                     time.sleep(2 ** attempt)
                     continue
+                if 300 <= err.code < 400:
+                    raise LabError(f"The judge endpoint answered HTTP {err.code}, a redirect, which the lab does "
+                                   "not follow (the key would go with it, to wherever it points): set "
+                                   "LAB_JUDGE_BASE_URL to the address it redirects to.") from None
                 raise LabError(f"The judge endpoint answered HTTP {err.code} for model '{self.model_name}': "
                                f"{detail or err.reason}. Check LAB_JUDGE_BASE_URL, the key and the model "
                                "name.") from None
