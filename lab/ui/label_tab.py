@@ -215,6 +215,7 @@ class AdminUI:
     policy: gr.Dropdown
     accounts: gr.Dataframe
     password: gr.Textbox
+    account_status: Any = None  # gr.Markdown under the Accounts panel's buttons: what the last of them did
     flywheel: Any = None  # lab.ui.label_flywheel.FlywheelUI: its panels, built below the export
     voting: Any = None  # gr.Accordion: the voting panel ("Label"), closed while no campaign exists
     new_campaign: Any = None  # gr.Accordion: the New campaign form, opened while no campaign exists
@@ -632,16 +633,23 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
     with gr.Accordion("Accounts", open=False):
         gr.Markdown("Accounts apply at once. With no account the lab is open to anyone who can reach it; from the "
                     "first account (an admin) on, everyone signs in: admins to the full lab, labelers to **/label** "
-                    "and see nothing else.")
+                    "and see nothing else. Name an account, then add it (with a role and a password), give it the "
+                    "role chosen, set its password (its sessions end), or remove it (its votes stay). The only "
+                    "admin stays an admin while other accounts exist.")
         with gr.Row():
             account_name = gr.Textbox(label="Name", scale=2)
             account_role = gr.Dropdown(label="Role", choices=["labeler", "admin"], value="labeler", scale=1)
             account_password = gr.Textbox(label="Password (8+ characters)", type="password", scale=2)
-            add_account = gr.Button("Add account", scale=1)
+        with gr.Row():
+            add_account = gr.Button("Add account")
+            change_role = gr.Button("Change role")
+            change_password = gr.Button("Set password")
+            remove = gr.Button("Remove account", variant="stop")
+        account_status = gr.Markdown(elem_classes="lab-status")
         accounts = gr.Dataframe(headers=ACCOUNT_HEADERS, interactive=False)
     admin = AdminUI(status, form, campaigns, selected, state, quality, labelers, ratings, matrix, export_result,
-                    exported, policy, accounts, account_password, voting=voting, new_campaign=new_campaign,
-                    empty=empty, agreement=agreement, train_status=train_status)
+                    exported, policy, accounts, account_password, account_status, voting=voting,
+                    new_campaign=new_campaign, empty=empty, agreement=agreement, train_status=train_status)
     with flywheel_area:
         admin.flywheel = label_flywheel.build(home, sign_in, admin)
 
@@ -675,8 +683,17 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
                      inputs=[exported, policy, selected],
                      outputs=[status, *train_form, tabs, *([train_status] if train_status else [])], api_name=api)
     wandb_btn.click(guarded(log_wandb, status, *bound), inputs=selected, outputs=[status], api_name="label_wandb")
-    add_account.click(guarded(create_account, status, *bound), inputs=[account_name, account_role, account_password],
-                      outputs=[status, accounts, account_password], api_name="label_add_account")
+    account_outputs = [account_status, accounts, account_password]
+    add_account.click(guarded(create_account, account_status, *bound),
+                      inputs=[account_name, account_role, account_password], outputs=account_outputs,
+                      api_name="label_add_account")
+    change_role.click(guarded(set_account_role, account_status, *bound), inputs=[account_name, account_role],
+                      outputs=account_outputs, api_name="label_set_role")
+    change_password.click(guarded(set_account_password, account_status, *bound),
+                          inputs=[account_name, account_password], outputs=account_outputs,
+                          api_name="label_set_password")
+    remove.click(guarded(delete_account, account_status, *bound), inputs=[account_name], outputs=account_outputs,
+                 api_name="label_remove_account")
     return labeling, admin
 
 
@@ -1051,9 +1068,42 @@ def create_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, 
 
     require_admin(who(home, sign_in, request))
     account = add_account((name or "").strip(), role, password or "", home=home)
-    return {ui.status: f"**✓ Added {account.name} ({account.role}).** Sign-in applies from the next page load.",
+    return {ui.account_status: f"**✓ Added {account.name} ({account.role}).** Sign-in applies from the next page "
+                               "load.",
             ui.accounts: accounts_table(home),
             ui.password: ""}
+
+
+def set_account_role(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, name: str, role: str) -> dict:
+    from lab.label.accounts import set_role
+
+    require_admin(who(home, sign_in, request))
+    account = set_role(name, role, home=home)
+    return {ui.account_status: status_ok(f"{account.name} is {'an admin' if account.is_admin else 'a labeler'}, "
+                                         "from their next click."),
+            ui.accounts: accounts_table(home)}
+
+
+def set_account_password(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, name: str,
+                         password: str) -> dict:
+    from lab.label.accounts import set_password
+
+    require_admin(who(home, sign_in, request))
+    account = set_password(name, password or "", home=home)
+    return {ui.account_status: status_ok(f"New password for {account.name}: their sessions have ended, and they "
+                                         "sign in again with it."),
+            ui.password: ""}
+
+
+def delete_account(ui: AdminUI, home: Home, sign_in: bool, request: gr.Request, name: str) -> dict:
+    from lab.label.accounts import list_accounts, remove_account
+
+    require_admin(who(home, sign_in, request))
+    account = remove_account(name, home=home)
+    said = (f"Removed {account.name}: they can no longer sign in; their votes stay." if list_accounts(home=home)
+            else f"Removed {account.name}, the last account: sign-in is off, and the lab is open to anyone who "
+                 "reaches it.")
+    return {ui.account_status: status_ok(said), ui.accounts: accounts_table(home)}
 
 
 def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
