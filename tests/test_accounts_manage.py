@@ -31,8 +31,9 @@ from tests.app_server import ROOT, AppServer, start_app, stop_app
 from tests.test_label import file_campaign
 
 PASSWORDS = {"boss": "admin password", "lead": "lead password", "ann": "ann password", "bob": "bob password",
-             "cat": "cat password", "dan": "dan password"}
-ROLES = {"boss": "admin", "lead": "admin", "ann": "labeler", "bob": "labeler", "cat": "labeler", "dan": "labeler"}
+             "cat": "cat password", "dan": "dan password", "eve": "eve password"}
+ROLES = {"boss": "admin", "lead": "admin", "ann": "labeler", "bob": "labeler", "cat": "labeler", "dan": "labeler",
+         "eve": "labeler"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def managed_app(tmp_path_factory: pytest.TempPathFactory):
 def lab_cli(home, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env={**os.environ, "LAB_HOME": str(home), **(env or {})}, check=False)
+
+
+AdminCookies = tuple[AppServer, httpx.Cookies]
 
 
 def sign_in(app: AppServer, name: str, password: str | None = None, *, at: str = "label/",
@@ -202,6 +206,32 @@ def test_a_name_no_account_can_have_is_refused_before_the_throttle_counts_it(man
         assert refused.status_code == 400 and refused.json()["detail"].startswith("Account name 'xxxx")
         assert "at most 64 characters" in refused.json()["detail"]
     assert sign_in(managed_app, "boss", at="", address="10.7.7.7").status_code == 200
+
+
+def panel(app: AdminCookies, api: str, *data: str) -> str:
+    """What the Accounts panel's status line says after its button ``api`` ran with ``data``."""
+    with httpx.Client(base_url=app[0].url, cookies=app[1], timeout=60) as admin:
+        started = admin.post(f"gradio_api/call/{api}", json={"data": list(data)})
+        assert started.status_code == 200, started.text
+        answer = admin.get(f"gradio_api/call/{api}/{started.json()['event_id']}").text
+    assert "event: complete" in answer, answer
+    return json.loads(answer.split("data: ", 1)[1].splitlines()[0])[0]
+
+
+def test_the_accounts_panel_changes_roles_passwords_and_removes(managed_app):
+    eve = sign_in(managed_app, "eve").cookies
+    boss = (managed_app, sign_in(managed_app, "boss", at="").cookies)
+    assert panel(boss, "label_set_role", "eve", "admin") == "**✓ eve is an admin, from their next click.**"
+    assert status(managed_app, "config", eve) == 200
+    assert panel(boss, "label_set_password", "eve", "eve's new password").startswith("**✓ New password for eve")
+    assert status(managed_app, "config", eve) == 401
+    assert panel(boss, "label_set_password", "eve", "short") == "**⚠ Choose a password of at least 8 characters.**"
+    assert panel(boss, "label_remove_account", "eve") == ("**✓ Removed eve: they can no longer sign in; their votes "
+                                                          "stay.**")
+    assert panel(boss, "label_remove_account", "eve").startswith("**⚠ No account is named 'eve'")
+    assert "eve" not in {a["name"] for a in accounts.list_accounts(home=lab_home(managed_app.home))}
+    labeler = sign_in(managed_app, "dan").cookies
+    assert call(managed_app, "label_remove_account", labeler) == 401  # the lab's API is closed to labelers
 
 
 def test_the_admin_page_says_who_is_signed_in_with_a_way_out(home):
