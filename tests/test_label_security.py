@@ -178,6 +178,19 @@ def test_a_request_under_another_host_name_is_refused(guarded_app, monkeypatch):
     assert allowed_hosts("0.0.0.0") == ["*"] and "10.0.0.5" in allowed_hosts("10.0.0.5")
 
 
+def test_no_other_origin_may_read_the_lab_with_a_visitors_cookie(tmp_path):
+    """Off localhost (a Space, a LAN address) Gradio's own CORS answered any origin, with credentials."""
+    from starlette.testclient import TestClient
+
+    from lab.ui.app import server_app
+
+    client = TestClient(server_app(lab_home(tmp_path / "home")), base_url="https://lab.example")
+    for path in ("/config", "/gradio_api/info", "/label/config"):
+        asked = client.options(path, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        sent = client.get(path, headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in asked.headers and "access-control-allow-origin" not in sent.headers
+
+
 def test_an_admin_cannot_pass_a_server_file_off_as_an_upload(guarded_app, tmp_path):
     """A file input names its file by path: Gradio's own check (that it came through the upload route) must run
     although the app is mounted, not launched, and the lab refuses it too. Before, Data's upload copied any

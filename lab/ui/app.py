@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 
 import gradio as gr
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lab.data.limits import read_limits
@@ -214,6 +215,9 @@ def server_app(home: Home) -> FastAPI:
     server.unknown_api_not_found(app, "/", "/label")
     app.add_middleware(server.NoFilesUnder, prefix="/label")
     app.add_middleware(server.ClientAddress)
+    # No origin but the page's own: Gradio's own CORS answers any origin, with credentials, when the host is not
+    # localhost (a Space, a LAN address); a CORS policy of the parent's makes it stand aside.
+    app.add_middleware(CORSMiddleware, allow_origins=[])
     return app
 
 if __name__ == "__main__":
