@@ -242,6 +242,18 @@ def test_nothing_left_is_said_once_and_the_answers_hidden(tab, home, tmp_path):
     assert labeling.pair_outputs[-1] is labeling.note  # a client finds the note last
 
 
+def test_a_closed_campaign_shows_a_labeler_neither_its_texts_nor_its_progress(tab, home, tmp_path):
+    _, labeling, _ = tab
+    campaign = file_campaign(home, tmp_path, "sealed", 2, votes_per_pair=1, guidelines="SECRET_GUIDELINES",
+                             rubric="SECRET_RUBRIC")
+    campaigns.set_status(campaign.id, "closed", home=home)
+    view = label_tab.show_next(labeling, home, True, LOCAL, campaign.id, False, [])
+    shown = " ".join(str(v) for v in view.values())
+    assert "SECRET" not in shown and view[labeling.progress] == "" and "is closed: no pairs are served" in shown
+    with pytest.raises(Exception, match="Choose a campaign first"):  # an API caller's list for an id
+        label_tab.show_next(labeling, home, True, LOCAL, [campaign.id], False, [])
+
+
 def test_a_page_opened_with_no_campaign_leaves_its_status_alone_and_finds_the_first_campaign_by_itself(tab, home,
                                                                                                      tmp_path):
     _, labeling, _ = tab

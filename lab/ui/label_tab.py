@@ -19,7 +19,7 @@ annotation, which must be the class itself, not a string, once ``guarded`` wraps
 
 import re
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +369,8 @@ def pair_view(ui: LabelingUI, home: Home, campaign_id: str, labeler: str, *, raw
     text = (f"You: **{mine.mine}** vote{'s' if mine.mine != 1 else ''} · {mine.available} {items} left for you · "
             f"campaign {share} "
             f"({mine.votes}/{mine.wanted} votes)")
+    if campaign.status not in ("generating", "open"):  # a closed campaign's texts are no labeler's business now
+        text, config = "", replace(config, guidelines="", rubric="", aspects="")
     guidelines, rubric = config.guidelines.strip(), config.rubric.strip()
     intro = bool(served and rubric and mine.mine == 0 and campaign_id not in (introduced or []))
     view = {ui.status: "", ui.note: note, ui.progress: text, ui.comment: "",
@@ -440,7 +442,7 @@ def layout(ui: LabelingUI, kind: str) -> dict:
 
 
 def require_campaign(campaign_id: str | None) -> str:
-    if not campaign_id:
+    if not campaign_id or not isinstance(campaign_id, str):  # an API caller may send anything
         raise LabError("Choose a campaign first.")
     return campaign_id
 
