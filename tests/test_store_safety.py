@@ -191,3 +191,22 @@ def test_identical_imports_at_the_same_moment_make_one_version_and_all_are_told(
     [stored] = list_versions(home)
     assert json.loads((stored.path / "card.json").read_text()) == stored.card
     assert sorted(p.name for p in stored.path.parent.iterdir()) == [stored.version]  # no staging left behind
+
+
+def test_staging_folders_a_killed_import_left_are_swept(home: Home):
+    """A server killed mid-import left ``datasets/<name>/.<version>-…/train.parquet``: never listed, never removed."""
+    from lab.config import DataConfig
+    from lab.data.pipeline import import_file
+    from lab.data.samples import SAMPLE_SFT
+    from lab.data.versions import sweep_staging
+
+    version = import_file(SAMPLE_SFT, DataConfig(name="kept"), home=home)
+    left = home.datasets / "kept" / ".0123abcd-xyz"
+    left.mkdir()
+    (left / "train.parquet").write_bytes(b"half")
+    sweep_staging(home)
+    assert not left.exists() and version.path.is_dir()  # the version itself stays
+    again = home.datasets / "kept" / ".4567-abc"
+    again.mkdir()
+    import_file(SAMPLE_SFT, DataConfig(name="kept", val_fraction=0.2), home=home)  # the next save of the name
+    assert not again.exists()

@@ -167,6 +167,7 @@ def write_version(home: Home, name: str, version: str, kind: Kind, fmt: str, tra
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     card = {**card, "name": name, "version": version, "created_at": created,
             "rows": {"train": len(train), "validation": len(validation)}}
+    remove_staging(final.parent)  # a crashed writer's; this one holds the name's lock, so no other is writing
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
     try:
         write_parquet(train, kind, staging / "train.parquet")
@@ -183,6 +184,29 @@ def write_version(home: Home, name: str, version: str, kind: Kind, fmt: str, tra
             "INSERT INTO datasets (name, version, kind, format, created_at, path, train_rows, val_rows, card) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (name, version, kind, fmt, created, str(final), len(train), len(validation), dumps(card)))
+
+
+def remove_staging(folder: Path) -> None:
+    """Remove the staging folders (``.<version>-…``) a writer of this name left when it was killed mid-save: they
+    are never listed, but their Parquet files stayed on disk. The caller holds the name's lock."""
+    for staged in folder.glob(".*-*"):
+        if staged.is_dir():
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def sweep_staging(home: Home) -> None:
+    """:func:`remove_staging` for every dataset name no writer holds now (at the server's start)."""
+    if not home.datasets.is_dir():
+        return
+    for folder in home.datasets.iterdir():
+        if not folder.is_dir():
+            continue
+        with open(home.datasets / f".{folder.name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being written now: its staging folder is in use
+            remove_staging(folder)
 
 
 def from_row(row: dict[str, Any]) -> DatasetVersion:

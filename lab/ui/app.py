@@ -36,6 +36,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from lab.data.limits import read_limits
+from lab.data.versions import sweep_staging
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
@@ -165,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     home = lab_home(args.home)
     os.environ.update(home.kernel_cache_env())  # Compare generates in this process (lab.decode compiles)
     keep_ticking(home)  # queued runs start within seconds of a GPU coming free, whoever died (lab.housekeeping)
+    sweep_staging(home)  # dataset files a server killed mid-import left half-written (never listed)
     keep_warm(home)  # a pre-imported process that forks runs, so Start skips the imports (lab.train.warm)
     app = server_app(home)
     # Only the names this server is reached by: a web page whose name its author points at 127.0.0.1 (DNS rebinding)
