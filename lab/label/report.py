@@ -24,7 +24,8 @@ def log_to_wandb(campaign_id: str, *, project: str = "lab", home: Home | None = 
     campaign = get_campaign(campaign_id, home)
     folder = home.root / "campaigns" / campaign.id
     folder.mkdir(parents=True, exist_ok=True)
-    online = bool(os.environ.get("WANDB_API_KEY"))
+    # Online with a key, unless the operator asked for offline (WANDB_MODE), as a training run honours it.
+    online = bool(os.environ.get("WANDB_API_KEY")) and os.environ.get("WANDB_MODE", "online") != "offline"
     run = wandb.init(project=project, name=f"labels-{campaign.name}", job_type="labeling", dir=str(folder),
                      mode="online" if online else "offline", config={"campaign": campaign.id, **campaign.config},
                      reinit="finish_previous")
