@@ -241,7 +241,7 @@ def test_the_admin_page_says_who_is_signed_in_with_a_way_out(home):
     assert line(SimpleNamespace(username="local"))["visible"] is False  # no accounts: nobody signs in
     accounts.add_account("boss", "admin", PASSWORDS["boss"], home=home)
     shown = line(SimpleNamespace(username="boss"))
-    assert shown["visible"] and shown["value"] == "Signed in as **boss** · [Sign out](/logout)"
+    assert shown["visible"] and shown["value"] == 'Signed in as <b>boss</b> · <a href="/logout" target="_self">Sign out</a>'
 
 
 # --------------------------------------------------------------------------- sessions' lifetime, names refused

@@ -26,6 +26,7 @@ app starts in a few seconds.
 from __future__ import annotations
 
 import argparse
+import html
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -81,7 +82,7 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
         for text in banners(home):
             gr.Markdown(f"⚠ **{text}**", elem_classes="lab-banner")
         if sign_in:  # filled in for each visitor as the page loads: who the lab takes them for, and the way out
-            signed_in = gr.Markdown(visible=False, elem_classes="lab-status")
+            signed_in = gr.HTML(visible=False)  # not Markdown, whose links open a new tab: Sign out leaves this page
             demo.load(signed_in_line(home), outputs=signed_in, api_visibility="private", queue=False)
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
@@ -112,7 +113,8 @@ def signed_in_line(home: Home) -> Callable[[gr.Request], dict]:
     def line(request: gr.Request) -> dict:
         if not sign_in_required(home):
             return gr.update(visible=False)
-        return gr.update(value=f"Signed in as **{request.username}** · [Sign out](/logout)", visible=True)
+        return gr.update(value=f'Signed in as <b>{html.escape(request.username)}</b> · <a href="/logout" '
+                               'target="_self">Sign out</a>', visible=True)
 
     return line
 
