@@ -197,7 +197,7 @@ def server_app(home: Home) -> FastAPI:
         raise LabError(refusal)
     throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
     authenticate = server.authenticator(home, throttle)
-    app = FastAPI()
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # Gradio's own API pages say what there is
     # Both apps always have Gradio's sign-in; whether it is asked for is decided on each request (no account: open).
     # The labeling page serves no files: no allowed_paths, Gradio's file routes refused, and Gradio's own checks
     # told to refuse LAB_HOME and its caches, which hold copies of the admin app's downloads.
