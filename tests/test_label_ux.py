@@ -78,7 +78,9 @@ def test_every_key_is_drawn_beside_its_button_but_not_on_a_touch_screen():
     for key in keys:
         assert f'button.lab-key-{key}::after {{ content: "[{key}]"; }}' in label_tab.SHORTCUTS, key
     head = label_tab.SHORTCUTS
-    assert "@media (pointer: coarse) { button[class*=\"lab-key-\"]::after { content: none; } }" in head
+    assert ("@media (pointer: coarse) { button[class*=\"lab-key-\"]::after { content: none; } .lab-keys { display: "
+            "none; } }") in head
+    assert '<span class="lab-keys">Keys: 1 (A is better)' in label_tab.how_text("pairwise", True)  # hidden there too
     assert "classList.contains(keyClass)" in head  # the key finds its button by class, not by its text
     assert "scrollIntoView" in head and "max-width: 767px" in head  # a phone is shown the next prompt
 
