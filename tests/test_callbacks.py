@@ -39,3 +39,24 @@ def test_the_trainer_still_counts_tokens_through_the_method_the_callback_replace
 
     assert list(inspect.signature(Trainer._track_num_input_tokens).parameters) == ["self", "inputs"]
     assert "self._track_num_input_tokens(inputs)" in inspect.getsource(Trainer)
+
+
+def test_a_resumed_run_s_first_rate_counts_only_the_tokens_since_the_loop_began(tmp_path, monkeypatch):
+    """A resumed run's state holds the tokens trained before its checkpoint: its first tokens/s counted them all over
+    the seconds since the worker started (a spike in the chart), not the tokens of this interval."""
+    import json
+
+    from lab.train import callbacks
+    from lab.train.callbacks import MetricsCallback
+
+    clock = iter([100.0, 160.0, 170.0])  # created; the loop begins after a minute of loading; logged 10 s later
+    monkeypatch.setattr(callbacks.time, "time", lambda: next(clock))
+    monkeypatch.setattr(callbacks, "gpu_memory", dict)
+    path = tmp_path / "metrics.jsonl"
+    metrics = MetricsCallback(path)
+    state = types.SimpleNamespace(num_input_tokens_seen=10_000, global_step=10, max_steps=40,
+                                  is_world_process_zero=True)
+    metrics.on_train_begin(None, state, None)
+    state.num_input_tokens_seen, state.global_step = 12_000, 15
+    metrics.on_log(None, state, None, logs={"loss": 4.8})
+    assert json.loads(path.read_text())["tokens_per_second"] == 200.0  # 2,000 tokens in 10 s

@@ -52,6 +52,16 @@ def test_the_learning_rate_and_the_grad_norm_are_on_their_own_axes_in_the_run_s_
     assert [(t.name, t.line.dash) for t in figures["loss"].data] == [("train loss", "solid"), ("eval loss", "dot")]
 
 
+def test_a_resumed_run_s_steps_are_drawn_once_with_their_later_values():
+    """A run resumed from its step-10 checkpoint logs step 15 again: the line went back to 15 and up again (a spike
+    in tokens/s); each step is drawn once, with the value the run went on from."""
+    rows = [{"split": "train", "step": s, "loss": 5 - s / 10, "tokens_per_second": 900.0} for s in (5, 10, 15)]
+    rows += [{"split": "train", "step": s, "loss": 4 - s / 10, "tokens_per_second": 1000.0} for s in (15, 20)]
+    assert plots.series(rows, "tokens_per_second") == ([5, 10, 15, 20], [900.0, 900.0, 1000.0, 1000.0])
+    tokens = next(t for t in plots.run_curves(rows, "run:x")["aux"].data if t.name == "tokens_per_second")
+    assert list(tokens.x) == [5, 10, 15, 20]
+
+
 def test_metric_panels_name_models_on_horizontal_bars_in_their_colours():
     rows = [{"model": "run:20260101-000000-sft-aaaa", "name": "a-rather-long-name-for-an-sft-run", "perplexity": 12.0,
              "rouge_l": 0.3},

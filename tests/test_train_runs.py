@@ -278,7 +278,21 @@ def test_killed_worker_is_marked_failed_with_the_reason(home):
     os.killpg(runner.get_run(run_id, home).pid, signal.SIGKILL)
     shown = wait_for(lambda: (lambda d: d if d["status"] == "failed" else None)(
         json.loads(lab(home, "runs", "show", run_id, "--json").stdout)))
-    assert "died without reporting" in shown["error"]
+    assert "died without reporting" in shown["error"] and "it saved no checkpoint: start it again" in shown["error"]
+
+
+def test_a_run_that_died_says_where_it_stopped_and_what_resume_continues_from(tmp_path):
+    """A machine crash left "last log line: {'loss': '4.829', …}", the trainer's dict, and no word of the step-10
+    checkpoint that Resume continues from."""
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"split": "train", "step": s, "max_steps": 40,
+                                                                "loss": 5.0}) + "\n" for s in (5, 10, 15)))
+    (tmp_path / "log.txt").write_text("[lab] starting\n{'loss': '4.829', 'grad_norm': '3.1', 'epoch': '0.4'}\n")
+    for step in (5, 10):
+        (tmp_path / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+    said = runner.where_it_stopped(tmp_path)
+    assert said == "it had logged step 15 of 40; its step-10 checkpoint is kept: Resume run continues from there."
+    (tmp_path / "log.txt").write_text("RuntimeError: CUDA error: an illegal memory access\n")
+    assert "; last log line: RuntimeError: CUDA error" in runner.where_it_stopped(tmp_path)
 
 
 def test_queued_run_starts_by_itself_when_the_first_finishes(home):

@@ -22,6 +22,12 @@ class MetricsCallback(TrainerCallback):
         self.last_tokens = 0
         self.last_loss: float | None = None
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The rate's first interval starts with the loop, from the tokens seen so far: a resumed run's state holds the
+        # tokens before its checkpoint, which counted from 0 (and from the callback's creation, before the model
+        # loaded) made its first logged rate a spike.
+        self.last_time, self.last_tokens = time.time(), state.num_input_tokens_seen
+
     def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return

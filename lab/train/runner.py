@@ -399,11 +399,11 @@ def reconcile(home: Home | None = None) -> list[str]:
         fresh = get_run(run.id, home)  # the worker may have finished between the two reads
         if fresh.status != "running":
             continue
-        last = last_log_line(run.run_dir)
         message = distributed.failure_message(distributed.rank_errors(run.run_dir), info.get("processes", 1))
+        killed = "" if last_log_line(run.run_dir) else " (killed?)"
         update(run.id, home, status="failed", finished_at=now(),
-               error=message or f"The worker process (pid {run.pid}) died without reporting"
-                                f"{' (killed?)' if not last else ''}; last log line: {last or '(none)'}")
+               error=message or f"The worker process (pid {run.pid}) died without reporting{killed}; "
+                                f"{where_it_stopped(run.run_dir)}")
         failed.append(run.id)
     return failed
 
@@ -411,6 +411,20 @@ def reconcile(home: Home | None = None) -> list[str]:
 def last_log_line(run_dir: Path) -> str:
     lines = tail_log_lines(run_dir, 5)
     return lines[-1].strip() if lines else ""
+
+
+def where_it_stopped(run_dir: Path) -> str:
+    """What a run that died without a word left, for its message: the last step it logged, the log's last line
+    unless that is the trainer's dict of numbers (the step says it in words), and what Resume continues from."""
+    rows = metrics_in(run_dir)
+    parts = [f"it had logged step {rows[-1]['step']} of {rows[-1].get('max_steps') or '?'}"] if rows else []
+    last = last_log_line(run_dir)
+    if last and not (last.startswith("{") and last.endswith("}")):
+        parts.append(f"last log line: {last}")
+    checkpoint = latest_checkpoint(run_dir)
+    parts.append(f"its step-{checkpoint.name.split('-')[1]} checkpoint is kept: Resume run continues from there"
+                 if checkpoint else "it saved no checkpoint: start it again")
+    return "; ".join(parts) + "."
 
 
 def tail_log_lines(run_dir: Path, n: int) -> list[str]:
@@ -430,7 +444,13 @@ def tail_log(run_id: str, n: int = 100, home: Home | None = None) -> str:
 
 
 def read_metrics(run_id: str, home: Home | None = None) -> list[dict[str, Any]]:
-    path = get_run(run_id, home).run_dir / "metrics.jsonl"
+    """Every row the run logged, in order: a resumed run's steps after its checkpoint appear twice (charts keep the
+    later, ``lab.ui.plots.series``)."""
+    return metrics_in(get_run(run_id, home).run_dir)
+
+
+def metrics_in(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
     rows = []
@@ -528,12 +548,11 @@ def record_outcome(run_dir: Path, home: Home, returncode: int, *, cancelling: bo
         update(run.id, home, status="cancelled", finished_at=now(),
                error="Cancelled before training had started; nothing to resume from, start it again.")
     elif run.status == "running":
-        last = last_log_line(run_dir)
         who = "The run's worker" if launch_info(run_dir).get("warm") else "The launcher"
         how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 and -returncode in
                signal.valid_signals() else f"exited with code {returncode}")
         update(run.id, home, status="failed", finished_at=now(),
-               error=message or f"{who} {how} and no process reported an error; last log line: {last or '(none)'}")
+               error=message or f"{who} {how} and no process reported an error; {where_it_stopped(run_dir)}")
     elif run.status == "failed" and message and message != run.error:
         update(run.id, home, error=message)
 

@@ -186,11 +186,12 @@ DASHES = ("solid", "dot", "dash", "dashdot", "longdash")  # the series of one pa
 
 
 def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Any], list[Any]]:
-    """Steps and values of one logged series (the closing summary row is no step)."""
-    points = [(r["step"], r[key]) for r in rows if key in r and r.get("split") != "summary"]
-    return [p[0] for p in points], [p[1] for p in points]
-
-
+    """Steps and values of one logged series, a point per step (the closing summary row is no step): a run resumed
+    from a checkpoint logs the steps after it again, and its later value is the run's (the one its weights went on
+    from), so the line never doubles back."""
+    points = {r["step"]: r[key] for r in rows if key in r and r.get("split") != "summary"}
+    steps = sorted(points)
+    return steps, [points[step] for step in steps]
 def loss_overlay(runs: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]], *, title: str = "Loss") -> go.Figure:
     """Train and eval loss of several runs on one axis (``runs``: (source, name, metric rows) each): a colour per
     run (``run_colors``), train solid, eval dotted; the legend names the runs (no name: one run, "train loss")."""
