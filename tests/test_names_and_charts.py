@@ -44,8 +44,8 @@ def test_the_learning_rate_and_the_grad_norm_are_on_their_own_axes_in_the_run_s_
     rows.append({"step": 10, "eval_loss": 1.2, "split": "eval"})
     figures = plots.run_curves(rows, "run:abc")
     axes = {trace.name: trace.yaxis for trace in figures["aux"].data}
-    assert len({axes["learning_rate"], axes["grad_norm"], axes["tokens_per_second"]}) == 3
-    lr_axis = figures["aux"].layout["yaxis" + axes["learning_rate"][1:]]
+    assert len({axes["learning rate"], axes["grad norm"], axes["tokens/s"]}) == 3
+    lr_axis = figures["aux"].layout["yaxis" + axes["learning rate"][1:]]
     assert lr_axis.exponentformat == "e"  # 2e-05, not a flat line at 0
     color = plots.run_color("run:abc")
     assert {t.line.color for t in (*figures["aux"].data, *figures["loss"].data)} == {color}
@@ -58,8 +58,27 @@ def test_a_resumed_run_s_steps_are_drawn_once_with_their_later_values():
     rows = [{"split": "train", "step": s, "loss": 5 - s / 10, "tokens_per_second": 900.0} for s in (5, 10, 15)]
     rows += [{"split": "train", "step": s, "loss": 4 - s / 10, "tokens_per_second": 1000.0} for s in (15, 20)]
     assert plots.series(rows, "tokens_per_second") == ([5, 10, 15, 20], [900.0, 900.0, 1000.0, 1000.0])
-    tokens = next(t for t in plots.run_curves(rows, "run:x")["aux"].data if t.name == "tokens_per_second")
+    tokens = next(t for t in plots.run_curves(rows, "run:x")["aux"].data if t.name == "tokens/s")
     assert list(tokens.x) == [5, 10, 15, 20]
+
+
+def test_a_panel_of_several_series_names_them_in_words_each_in_its_own_colour():
+    """GRPO's reward per function drew every function in the run's colour, named by raw keys
+    (rewards/numeric_answer/mean): each is named by its function, in a colour of its own, listed in the legend under
+    its panel's title."""
+    from lab.train.methods import objective
+
+    rows = [{"split": "train", "step": s, "rewards/format/mean": 0.5, "rewards/numeric_answer/mean": 0.1,
+             "reward": 0.6, "reward_std": 0.2, "completions/mean_length": 6, "completions/max_length": 8}
+            for s in (5, 10)]
+    figure = plots.run_curves(rows, "run:x", objective("grpo").panels)["aux"]
+    traces = {t.name: t for t in figure.data}
+    assert {"format", "numeric answer", "mean", "spread (std)", "longest"} <= set(traces)
+    assert not any("/" in name or "_" in name for name in traces if name not in ("tokens/s",))
+    functions = [traces["format"], traces["numeric answer"]]
+    assert functions[0].line.color == plots.run_color("run:x") != functions[1].line.color  # told apart by colour
+    assert {t.legendgrouptitle.text for t in functions} == {"Reward per function (mean)"}
+    assert all(t.showlegend for t in functions)
 
 
 def test_metric_panels_name_models_on_horizontal_bars_in_their_colours():

@@ -146,8 +146,9 @@ def test_the_run_memory_is_labelled_as_estimated_for_the_run_beside_the_measured
     assert list(figure.data[0].y) == ["model weights", "reference model (frozen copy)"]
 
 
-def run(status: str, resume_from: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(name="alpaca-long", status=status, resume_from=resume_from, error=None, final_loss=None)
+def run(status: str, resume_from: str | None = None, **fields) -> SimpleNamespace:
+    return SimpleNamespace(**{"name": "alpaca-long", "status": status, "resume_from": resume_from, "error": None,
+                              "final_loss": None, "train_config": TrainConfig(), "run_dir": None, **fields})
 
 
 def test_a_resumed_run_says_which_checkpoint_it_resumed_from_and_what_it_trains_again():
@@ -215,3 +216,49 @@ def test_the_estimate_before_launch_counts_the_precision_the_run_will_use(home):
     auto = estimate_run(load_yaml("recipes/tiny-sft.yaml", overrides=["precision=auto"]), home)
     fp32 = estimate_run(load_yaml("recipes/tiny-sft.yaml", overrides=["precision=fp32"]), home)
     assert auto.report["memory_gib"] == fp32.report["memory_gib"]
+
+
+def stored_run(home, name: str, objective: str, created: str, *, final_loss: float | None = None,
+               metrics: list[dict] = (), status: str = "succeeded") -> str:
+    """A run row and its metrics, as a finished run leaves them (no training: the tab reads only these)."""
+    from lab.store import Store, dumps
+
+    run_id = f"20260101-{created.replace(':', '')}-{objective}-ab12"
+    run_dir = home.runs / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in metrics))
+    config = dataclasses.asdict(TrainConfig(objective=objective, name=name))
+    with Store(home).write() as conn:
+        conn.execute("INSERT INTO runs (id, name, method, model, dataset, status, run_dir, config, created_at, "
+                     "final_loss) VALUES (?, ?, ?, 'tiny', 'd@1', ?, ?, ?, ?, ?)",
+                     (run_id, name, objective, status, str(run_dir), dumps(config), f"2026-01-01T{created}",
+                      final_loss))
+    return run_id
+
+
+def test_a_finished_run_is_headlined_by_the_number_its_objective_is_judged_by(home):
+    """GRPO's loss sits near 0 while its reward climbs, and a reward model is judged by the pairs it ranks right: the
+    runs table, the status line and the progress line give each objective's own number (its registry entry's
+    ``headline``), the final loss where that is what matters."""
+    from lab.train.methods import objective
+    from lab.train.runner import get_run
+
+    assert [h.metric for h in objective("grpo").headline] == ["reward"]
+    assert [h.metric for h in objective("reward").headline] == ["eval_accuracy", "loss"]
+    rewards = [{"split": "train", "step": s, "loss": 0.0, "reward": r} for s, r in ((5, 0.1), (10, 0.85))]
+    grpo = stored_run(home, "grpo-math", "grpo", "10:00:00", final_loss=0.0, metrics=rewards)
+    ranked = [{"split": "train", "step": 5, "loss": 0.6, "accuracy": 0.7},
+              {"split": "eval", "step": 5, "eval_loss": 0.5, "eval_accuracy": 0.8333}]
+    rm = stored_run(home, "rm1", "reward", "09:00:00", final_loss=0.3383, metrics=ranked)
+    unevaluated = stored_run(home, "rm2", "reward", "08:00:00", final_loss=0.3, metrics=ranked[:1])
+    sft = stored_run(home, "chat", "sft", "07:00:00", final_loss=1.23456)
+    running = stored_run(home, "later", "grpo", "11:00:00", metrics=rewards, status="running")
+    table = train_tab.runs_table(home).set_index("id")["result"]
+    assert table[grpo] == "mean total reward at the end +0.850"
+    assert table[rm] == "held-out accuracy 83%" and table[unevaluated] == "final loss 0.3000"
+    assert table[sft] == "final loss 1.2346" and table[running] == ""  # nothing yet: it has not finished
+    assert "result" in train_tab.RUN_HEADERS and "final loss" not in train_tab.RUN_HEADERS
+    run = get_run(grpo, home)
+    assert train_tab.run_status(run) == "**✓ Run grpo-math succeeded: mean total reward at the end +0.850.**"
+    assert train_tab.progress_text(run, rewards).endswith("· mean total reward at the end +0.850")
+    assert "final loss" not in train_tab.progress_text(run, rewards)

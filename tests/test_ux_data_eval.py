@@ -92,7 +92,7 @@ def test_a_one_point_series_is_drawn_as_a_visible_marker():
     train, evaluation = loss.data
     assert train.marker.size == 4 and evaluation.marker.size >= 8
     aux = {t.name: t for t in plots.run_curves(rows, "run:x")["aux"].data}
-    assert aux["grad_norm"].mode == "markers" and aux["learning_rate"].mode == "lines"
+    assert aux["grad norm"].mode == "markers" and aux["learning rate"].mode == "lines"
 
 
 def test_bars_write_numbers_as_the_tables_do():

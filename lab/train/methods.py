@@ -24,7 +24,21 @@ if TYPE_CHECKING:
     from lab.config import TrainConfig
 
 ADAPTERS = ("none", "lora", "qlora")
-Panels = tuple[tuple[str, tuple[str, ...]], ...]  # (panel title, metric names logged by the trainer)
+# (panel title, ((metric logged by the trainer, its name in the legend), ...)): a metric may be a glob, whose name
+# "*" stands for the part the glob matched (GRPO's rewards/<function>/mean: the function's name).
+Panels = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The number a finished run is judged by (the runs table, its status and progress lines): the last value a run
+    logged of ``metric`` ('loss': the final loss, as the store keeps it), called ``words``, written with ``spec``."""
+    metric: str
+    words: str
+    spec: str = ".4f"
+
+
+FINAL_LOSS = Headline("loss", "final loss")
 
 
 def one(cfg: TrainConfig) -> int:
@@ -54,7 +68,10 @@ class Objective:
     padding_free: str = "off"
     prompt_limit: bool = False  # truncates prompts to max_prompt_length (which must leave room for the reply)
     generates: bool = True  # the trained model answers prompts (before/after samples); a reward model scores
-    panels: Panels = ()  # live metrics beside the loss, one panel each (the Train tab, Compare)
+    panels: Panels = ()  # live metrics beside the loss, one panel each (the Train tab)
+    # What a finished run's result is, the first of these the run logged: the loss says little of an online objective
+    # (it sits near 0 while the reward climbs) or of a reward model (its pairs ranked right say more).
+    headline: tuple[Headline, ...] = (FINAL_LOSS,)
     # The sanity check's overfit verdict on the series ``sanity_metric``: the loss must fall below this fraction of
     # where it started; any other series (an online objective's reward, whose loss sits near 0) must rise.
     overfit_fraction: float = 0.5
@@ -115,15 +132,17 @@ OBJECTIVES: dict[str, Objective] = {
         settings=("dpo_beta", "dpo_loss_type", "max_prompt_length", "precompute_ref_log_probs"),
         sequences=chosen_and_rejected, reference=deferred("objectives.dpo", "reference"), padding_free="unpad",
         prompt_limit=True, propose=deferred("viability", "propose_dpo"),
-        panels=(("DPO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
-                ("DPO reward accuracy", ("rewards/accuracies",))),
+        panels=(("DPO rewards", (("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"),
+                                 ("rewards/margins", "margin"))),
+                ("DPO reward accuracy", (("rewards/accuracies", "accuracy"),))),
         overfit_fraction=0.9, trainer="DPOTrainer"),
     "reward": Objective(
         "reward", "Reward model", "a reward model (a score per answer) from chosen/rejected pairs", "preference",
         usual_rates(1e-5, 1e-4), usual_rates(1e-3, 5e-3), settings=("reward_center_coefficient",),
         sequences=chosen_and_rejected, generates=False, model_kind="score",
-        panels=(("Reward accuracy (pairs ranked right)", ("accuracy", "eval_accuracy")),
-                ("Reward margin (chosen − rejected)", ("margin", "eval_margin"))),
+        panels=(("Reward accuracy (pairs ranked right)", (("accuracy", "train"), ("eval_accuracy", "held out"))),
+                ("Reward margin (chosen − rejected)", (("margin", "train"), ("eval_margin", "held out")))),
+        headline=(Headline("eval_accuracy", "held-out accuracy", ".0%"), FINAL_LOSS),
         precheck=deferred("objectives.reward", "precheck"), columns=("margin",), trainer="RewardTrainer"),
     "kto": Objective(
         "kto", "KTO", "Kahneman-Tversky optimisation on single completions labelled desirable or not (👍/👎)",
@@ -133,8 +152,9 @@ OBJECTIVES: dict[str, Objective] = {
         sequences=deferred("objectives.kto", "sequences"), reference=deferred("objectives.kto", "reference"),
         precheck=deferred("objectives.kto", "precheck"), propose=deferred("objectives.kto", "propose_kto"),
         padding_free="unpad", prompt_limit=True,
-        panels=(("KTO rewards", ("rewards/chosen", "rewards/rejected", "rewards/margins")),
-                ("KTO KL estimate", ("kl",))),
+        panels=(("KTO rewards", (("rewards/chosen", "desirable"), ("rewards/rejected", "undesirable"),
+                                 ("rewards/margins", "margin"))),
+                ("KTO KL estimate", (("kl", "KL"),))),
         # the loss starts at 0.5 (a sigmoid at 0) and falls slowly, as DPO's does
         overfit_fraction=0.9, trainer="KTOTrainer"),
     **{name: Objective(  # GRPO and RLOO share settings, rewards and panels; their functions live in objectives/grpo.py
@@ -145,10 +165,12 @@ OBJECTIVES: dict[str, Objective] = {
         entries_per_row=lambda cfg: cfg.num_generations,  # batch_size counts completions: one sequence each
         precheck=deferred("objectives.grpo", "precheck"),
         # The reward panel's key is a pattern: one line per reward function chosen (rewards/<name>/mean).
-        panels=(("Reward per function (mean)", ("rewards/*/mean",)),
-                ("Total reward (mean and spread)", ("reward", "reward_std")),
-                ("KL to the starting model", ("kl",)),
-                ("Completion length (tokens)", ("completions/mean_length", "completions/max_length"))),
+        panels=(("Reward per function (mean)", (("rewards/*/mean", "*"),)),
+                ("Total reward (mean and spread)", (("reward", "mean"), ("reward_std", "spread (std)"))),
+                ("KL to the starting model", (("kl", "KL"),)),
+                ("Completion length (tokens)", (("completions/mean_length", "mean"),
+                                                ("completions/max_length", "longest")))),
+        headline=(Headline("reward", "mean total reward at the end", "+.3f"),),
         trainer=f"{title}Trainer")
       for name, title, words in (
           ("grpo", "GRPO", ("group relative policy optimisation: sampled completions scored by reward functions, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -460,6 +461,37 @@ def metrics_in(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a line being written right now
     return rows
+
+
+def headline(run: Run) -> str:
+    """A succeeded run's result as its objective judges it (``Objective.headline``: the first of its numbers the run
+    logged), in words: "final loss 0.4210", "held-out accuracy 83%", "mean total reward at the end +2.410"; '' for
+    a run that has not succeeded or logged none."""
+    from lab.train.methods import objective
+
+    if run.status != "succeeded":
+        return ""
+    for wanted in objective(run.train_config.objective).headline:
+        value = run.final_loss if wanted.metric == "loss" else last_logged(run.run_dir, wanted.metric)
+        if value is not None:
+            return f"{wanted.words} {value:{wanted.spec}}"
+    return ""
+
+
+def last_logged(run_dir: Path, metric: str) -> float | None:
+    """The last value of ``metric`` in a run's metrics, read once per version of the file (the runs table asks every
+    few seconds, and a finished run's file no longer changes)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    return _last_logged(run_dir, metric, stamp)
+
+
+@functools.lru_cache(maxsize=512)
+def _last_logged(run_dir: Path, metric: str, stamp: int) -> float | None:  # stamp: the file's version, a key only
+    return next((row[metric] for row in reversed(metrics_in(run_dir)) if metric in row), None)
 
 
 def cancel(run_id: str, home: Home | None = None, *, grace_s: float = CANCEL_GRACE_S, wait: bool = False) -> Run:

@@ -179,9 +179,11 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
 
 RUN_SERIES = (("loss", "train", "solid"), ("eval_loss", "eval", "dot"))  # train solid, eval dotted, in every chart
 # The other logged series, a panel per scale: the learning rate (~1e-5) on the grad-norm axis (~1) looks flat at 0.
-# Each objective adds its own panels (lab.train.methods.Objective.panels); a key may be a glob (rewards/*/mean).
-AUX_PANELS = (("Learning rate", ("learning_rate",)), ("Grad norm", ("grad_norm",)),
-              ("Tokens/s", ("tokens_per_second",)), ("GPU memory (GiB)", ("gpu_memory_gib",)))
+# Each objective adds its own panels (lab.train.methods.Objective.panels, whose type these share); a metric may be a
+# glob (rewards/*/mean) named by what its "*" matched.
+AUX_PANELS = (("Learning rate", (("learning_rate", "learning rate"),)), ("Grad norm", (("grad_norm", "grad norm"),)),
+              ("Tokens/s", (("tokens_per_second", "tokens/s"),)),
+              ("GPU memory (GiB)", (("gpu_memory_gib", "GPU memory (GiB)"),)))
 DASHES = ("solid", "dot", "dash", "dashdot", "longdash")  # the series of one panel, in the order they are listed
 
 
@@ -231,31 +233,51 @@ def marker_of(steps: Sequence[Any], size: int) -> dict[str, Any]:
     return {"size": size if len(steps) > 1 else 10}
 
 
-def logged_keys(rows: Sequence[Mapping[str, Any]], patterns: Sequence[str]) -> list[str]:
-    """The logged series matching ``patterns`` (names or globs), in the patterns' order."""
+def logged_series(rows: Sequence[Mapping[str, Any]], panel: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The logged series a panel shows, ``(key, name in the legend)`` in the panel's order: a glob's series each
+    named by the part its "*" matched, words apart ("rewards/numeric_answer/mean" → "numeric answer")."""
     from fnmatch import fnmatchcase
 
     logged = list(dict.fromkeys(k for r in rows for k in r))
-    return list(dict.fromkeys(k for p in patterns for k in logged if fnmatchcase(k, p)))
+    shown: dict[str, str] = {}
+    for pattern, name in panel:
+        for key in logged:
+            if key not in shown and fnmatchcase(key, pattern):
+                shown[key] = glob_part(pattern, key).replace("_", " ") if name == "*" else name
+    return list(shown.items())
+
+
+def glob_part(pattern: str, key: str) -> str:
+    """What the one "*" of ``pattern`` matched in ``key``."""
+    head, _, tail = pattern.partition("*")
+    return key[len(head):len(key) - len(tail)]
+
+
+def series_colors(color: str, n: int) -> list[str]:
+    """A colour for each of a panel's ``n`` series: the run's own first, then the palette's others, so lines of one
+    panel are told apart by colour and not by dash alone."""
+    return [color, *(c for c in RUN_PALETTE if c != color)][:n] if n > 1 else [color]
 
 
 def aux_panels(rows: Sequence[Mapping[str, Any]], color: str,
-               panels: Sequence[tuple[str, tuple[str, ...]]] = AUX_PANELS) -> go.Figure:
-    """The series other than the loss, a small panel each (own y axis), two panels a line, sharing the steps."""
+               panels: Sequence[tuple[str, tuple[tuple[str, str], ...]]] = AUX_PANELS) -> go.Figure:
+    """The series other than the loss, a small panel each (own y axis), two panels a line, sharing the steps; a
+    panel of several series draws each in its own colour, listed in the legend under the panel's title."""
     from plotly.subplots import make_subplots
 
-    shown = [(title, keys) for title, patterns in panels if (keys := logged_keys(rows, patterns))]
+    shown = [(title, found) for title, panel in panels if (found := logged_series(rows, panel))]
     if not shown:
         return empty_figure("Only the loss is logged for this run.")
     lines = math.ceil(len(shown) / 2)
     fig = make_subplots(rows=lines, cols=min(2, len(shown)), subplot_titles=[t for t, _ in shown],
                         vertical_spacing=min(0.25, 0.4 / lines), horizontal_spacing=0.1)
-    for i, (_, keys) in enumerate(shown):
-        for key in keys:
+    for i, (title, found) in enumerate(shown):
+        for j, ((key, name), line_color) in enumerate(zip(found, series_colors(color, len(found)))):
             steps, values = series(rows, key)
-            fig.add_trace(go.Scatter(x=steps, y=values, name=key, mode="lines" if len(steps) > 1 else "markers",
-                                     showlegend=len(keys) > 1, marker=marker_of(steps, 6),
-                                     line=dict(color=color, dash=DASHES[keys.index(key) % len(DASHES)])),
+            fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines" if len(steps) > 1 else "markers",
+                                     showlegend=len(found) > 1, marker=marker_of(steps, 6), legendgroup=title,
+                                     legendgrouptitle_text=title if len(found) > 1 else None,
+                                     line=dict(color=line_color, dash=DASHES[j % len(DASHES)])),
                           row=i // 2 + 1, col=i % 2 + 1)
     fig.update_yaxes(exponentformat="e", rangemode="tozero")  # a learning rate reads 2e-5, not 0.00002
     # The legend (e.g. DPO's three rewards) under the panels: at the top it would cover a panel's title.

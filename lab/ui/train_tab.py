@@ -45,7 +45,7 @@ GROUPS = {
     "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
     "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
 }
-RUN_HEADERS = ["name", "status", "method", "model", "dataset", "final loss", "created", "id"]
+RUN_HEADERS = ["name", "status", "method", "model", "dataset", "result", "created", "id"]
 RED, GREEN = "#b91c1c", "#15803d"  # outcomes and verdicts in colour: emoji marks render as empty boxes in some fonts
 SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
 SETTINGS_PER_LINE = 4  # an objective's settings a line: their help texts stay readable
@@ -389,8 +389,10 @@ def run_status(run: Any) -> str:
         reason = run.error or "no reason recorded"
         return f"**{colour(f'⚠ {head}failed: {reason}', RED)}**"
     if run.status == "succeeded":
-        return status_ok(f"{head}succeeded" + (f": final loss {run.final_loss:.4f}." if run.final_loss is not None
-                                                else "."))
+        from lab.train.runner import headline
+
+        result = headline(run)
+        return status_ok(f"{head}succeeded" + (f": {result}." if result else "."))
     return status_ok(f"{head}is {run.status}{resumed_text(run)}.")
 
 
@@ -413,13 +415,13 @@ def colour(text: str, hex_colour: str) -> str:
 
 
 def runs_table(home: Home) -> pd.DataFrame:
-    """Every run but the sanity check's working ones, newest first, by name (the model column too)."""
-    from lab.train.runner import list_runs
+    """Every run but the sanity check's working ones, newest first, by name (the model column too), each finished
+    one with the number its objective is judged by (``runner.headline``)."""
+    from lab.train.runner import headline, list_runs
 
     runs = [r for r in list_runs(home) if not catalog.is_sanity_run(r)]
     names = catalog.display_names([r.model for r in runs], home)
-    rows = [[r.name, r.status, r.method, names[r.model], r.dataset,
-             f"{r.final_loss:.4f}" if r.final_loss is not None else "", catalog.when(r.created_at), r.id]
+    rows = [[r.name, r.status, r.method, names[r.model], r.dataset, headline(r), catalog.when(r.created_at), r.id]
             for r in runs]
     return pd.DataFrame(rows, columns=RUN_HEADERS)
 
@@ -451,6 +453,8 @@ def follow(ui: TrainUI, home: Home, run_id: str | None, status: str | None) -> d
 
 
 def progress_text(run: Any, rows: list[dict[str, Any]]) -> str:
+    from lab.train.runner import headline
+
     train = [r for r in rows if r.get("split") == "train"]
     head = f"**{run.name}** · {run.status}"
     if rows:
@@ -465,8 +469,8 @@ def progress_text(run: Any, rows: list[dict[str, Any]]) -> str:
         redone = redone_steps(rows, checkpoint_step(run.resume_from))
         if redone:
             head += f" (steps {redone[0]}–{redone[1]} are trained again)"
-    if run.final_loss is not None:
-        head += f" · final loss {run.final_loss:.4f}"
+    if result := headline(run):
+        head += f" · {result}"
     return head
 
 
