@@ -262,3 +262,15 @@ def test_a_finished_run_is_headlined_by_the_number_its_objective_is_judged_by(ho
     assert train_tab.run_status(run) == "**✓ Run grpo-math succeeded: mean total reward at the end +0.850.**"
     assert train_tab.progress_text(run, rewards).endswith("· mean total reward at the end +0.850")
     assert "final loss" not in train_tab.progress_text(run, rewards)
+
+
+def test_the_estimate_says_at_once_that_it_is_working(built):
+    """A GRPO estimate took 23 s with nothing on screen but a greyed button: "Estimating…" is written in the browser
+    as the button is pressed, the charts of the last estimate are hidden, and Gradio's timer runs on the result."""
+    demo, ui = built
+    started = event(demo, js=train_tab.ESTIMATE_STARTED)
+    assert started.fn is None and [o._id for o in started.outputs] == [ui.status._id, ui.estimate_md._id,
+                                                                       ui.lr_plot._id, ui.memory_plot._id]
+    assert json.dumps(train_tab.ESTIMATING) in started.js and started.js.count(train_tab.HIDDEN) == 2
+    estimate = event(demo, api_name="train_estimate")
+    assert [o._id for o in estimate.show_progress_on] == [ui.estimate_md._id]

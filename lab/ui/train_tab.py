@@ -62,6 +62,10 @@ MARK_STALE = (f"(estimate, sanity) => [estimate ? {json.dumps(STALE_ESTIMATE)} :
 SANITY_RUNNING = ("**Sanity check running…** (two short training runs: about a minute on a CPU, less on a GPU; "
                   "the progress is shown below)")
 SANITY_STARTED = f"() => [{json.dumps(SANITY_RUNNING)}, {json.dumps('*Sanity check running…*')}]"
+ESTIMATING = ("**Estimating…** (memory, speed and optimizer steps for these settings: seconds, longer the first time "
+              "a model or a dataset is measured)")
+# Said at once, in the browser, with the charts of an earlier estimate hidden; Gradio's timer runs on the result.
+ESTIMATE_STARTED = f"() => [{json.dumps(ESTIMATING)}, {json.dumps('*Estimating…*')}, {HIDDEN}, {HIDDEN}]"
 # The estimate's parts by the words people use (lab.train.estimate.Memory's fields); a part that is 0 and only some
 # objectives have is left out.
 MEMORY_WORDS = {"weights": "model weights", "gradients": "gradients", "optimizer": "optimizer state",
@@ -228,9 +232,11 @@ def build(home: Home) -> TrainUI:
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
                outputs=[status, recipe], api_name="train_save_recipe")
-    estimate_btn.click(shown_in_place(estimate, ui, home, estimate_md, lr_plot, memory_plot, what="estimate"),
-                       inputs_kwargs=form.components, outputs=[status, estimate_md, lr_plot, memory_plot],
-                       api_name="train_estimate")
+    estimate_btn.click(None, js=ESTIMATE_STARTED, outputs=[status, estimate_md, lr_plot, memory_plot],
+                       api_visibility="private", queue=False) \
+        .then(shown_in_place(estimate, ui, home, estimate_md, lr_plot, memory_plot, what="estimate"),
+              inputs_kwargs=form.components, outputs=[status, estimate_md, lr_plot, memory_plot],
+              api_name="train_estimate", show_progress_on=[estimate_md])
     start.click(guarded(start_run, status, ui, home), inputs_kwargs=form.components,
                 outputs=[status, runs, selected], api_name="train_start")
     # Said at once, in the browser, where the person looks; the check's progress bar is drawn on its result.
