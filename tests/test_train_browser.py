@@ -106,3 +106,20 @@ def test_choosing_an_objective_shows_its_settings_and_hides_the_others(page, sho
     # The bundled sample follows the objective's kind of data (a saved dataset the user chose would stay).
     assert page.get_by_label("Dataset", exact=True).input_value().startswith("sample:unpaired")
     snap(page, shots, "train-objective-kto")
+
+
+def test_a_page_opened_afresh_shows_the_newest_run(page, lab_app, shots):  # noqa: F811
+    """Coming back to the Train tab showed an empty Run picker and blank curves although runs existed: the newest run
+    is picked as the page loads, and its curves are drawn."""
+    from lab.catalog import run_choices
+    from lab.home import lab_home
+
+    choices = run_choices(lab_home(lab_app.home))
+    if not choices:
+        pytest.skip("no run yet: the tests above start them")
+    tab(page, "Train").click()
+    expect(page.get_by_label("Run", exact=True)).to_have_value(choices[0][0])
+    page.get_by_text(choices[0][0].split(" · ")[0] + " · ").first.wait_for()  # its progress line
+    expect(page.get_by_text("Select a run to see its curves.")).to_have_count(0)
+    snap(page, shots, "train-newest-run-on-load")
+

@@ -264,6 +264,20 @@ def test_a_finished_run_is_headlined_by_the_number_its_objective_is_judged_by(ho
     assert "final loss" not in train_tab.progress_text(run, rewards)
 
 
+def test_the_run_picker_shows_the_newest_run_when_the_page_loads(home):
+    """Coming back to the Train tab showed no run and blank curves: the picker's value is the newest run, computed
+    as each page loads."""
+    assert train_tab.newest_run(home) is None
+    stored_run(home, "older", "sft", "07:00:00", final_loss=1.0)
+    newest = stored_run(home, "newer", "sft", "08:00:00", final_loss=1.0)
+    assert train_tab.newest_run(home) == newest
+    with gr.Blocks():
+        ui = train_tab.build(home)
+    assert ui.selected.value == newest
+    load, _, _ = ui.selected.load_event_to_attach  # Gradio calls it again on every page load
+    assert load() == newest
+
+
 def test_the_estimate_says_at_once_that_it_is_working(built):
     """A GRPO estimate took 23 s with nothing on screen but a greyed button: "Estimating…" is written in the browser
     as the button is pressed, the charts of the last estimate are hidden, and Gradio's timer runs on the result."""

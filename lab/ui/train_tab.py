@@ -10,6 +10,7 @@ and tests can drive the tab.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import re
@@ -201,7 +202,9 @@ def build(home: Home) -> TrainUI:
     runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, elem_id="train-runs",
                         label="Click a row to show that run below")
     with gr.Row():
-        selected = gr.Dropdown(label="Run", choices=catalog.run_choices(home), allow_custom_value=True, scale=3)
+        # The newest run when the page loads: its curves are shown rather than blank charts.
+        selected = gr.Dropdown(label="Run", choices=catalog.run_choices(home),
+                               value=functools.partial(newest_run, home), allow_custom_value=True, scale=3)
         cancel = gr.Button("Cancel run", scale=1, variant="stop")
         resume = gr.Button("Resume run", scale=1)
     progress = gr.Markdown()
@@ -430,6 +433,12 @@ def runs_table(home: Home) -> pd.DataFrame:
     rows = [[r.name, r.status, r.method, names[r.model], r.dataset, headline(r), catalog.when(r.created_at), r.id]
             for r in runs]
     return pd.DataFrame(rows, columns=RUN_HEADERS)
+
+
+def newest_run(home: Home) -> str | None:
+    """The run the Run picker shows when the page loads: the newest (sanity-check runs left out), None for none."""
+    choices = catalog.run_choices(home)
+    return choices[0][1] if choices else None
 
 
 def refresh(ui: TrainUI, home: Home, run_id: str | None) -> dict:
