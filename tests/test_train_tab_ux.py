@@ -288,3 +288,19 @@ def test_the_estimate_says_at_once_that_it_is_working(built):
     assert json.dumps(train_tab.ESTIMATING) in started.js and started.js.count(train_tab.HIDDEN) == 2
     estimate = event(demo, api_name="train_estimate")
     assert [o._id for o in estimate.show_progress_on] == [ui.estimate_md._id]
+
+
+def test_merge_export_and_push_answer_under_their_buttons(built, home, monkeypatch):
+    """"Merge and export" answered in the status line about 2,500 px above it: its result and Push's are written on
+    the line under their own buttons."""
+    from lab.train import merge, runner
+
+    demo, ui = built
+    for api in ("train_export", "train_push"):
+        assert event(demo, api_name=api).outputs[0] is ui.export_status
+    run_id = stored_run(home, "chat", "sft", "07:00:00", final_loss=1.0)
+    monkeypatch.setattr(merge, "export_run", lambda run, home: home.models / f"{run.id}-merged")
+    out = train_tab.export(ui, home, run_id, progress=lambda *a, **k: None)
+    assert out[ui.export_status] == (f"**✓ Exported chat as a standalone model: `models/{run_id}-merged` in the "
+                                     "lab's home folder.**")
+    assert ui.status not in out and runner.get_run(run_id, home).name == "chat"

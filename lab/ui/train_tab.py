@@ -105,6 +105,7 @@ class TrainUI:
     log: gr.Textbox
     sanity_md: gr.Markdown
     outcome: gr.Markdown
+    export_status: gr.Markdown  # under Merge and export / Push: their results, where the button was pressed
     run_memory: gr.Plot
     samples: gr.Dataframe
     completions: gr.Dataframe
@@ -228,9 +229,10 @@ def build(home: Home) -> TrainUI:
                                   info="Pushes the merged export (or the run's final model); needs HF_TOKEN in the "
                                   "environment.")
             push_btn = gr.Button("Push to the Hub", scale=1)
+        export_status = gr.Markdown(elem_classes="lab-status")
     ui = TrainUI(form, recipe, recipe_name, status, estimate_md, lr_plot, memory_plot, runs, selected, progress,
-                 loss_plot, aux_plot, log, sanity_md, outcome, run_memory, samples, completions, hub_repo, gpus, start, sanity_btn,
-                 phases_plot)
+                 loss_plot, aux_plot, log, sanity_md, outcome, export_status, run_memory, samples, completions,
+                 hub_repo, gpus, start, sanity_btn, phases_plot)
 
     load.click(guarded(load_recipe, status, ui, home), inputs=recipe, outputs=[status, *form], api_name="train_load_recipe")
     save.click(guarded(save_recipe, status, ui, home), inputs_kwargs={"recipe_name": recipe_name, **form.components},
@@ -253,9 +255,9 @@ def build(home: Home) -> TrainUI:
           queue=False, show_progress="hidden")
     gr.Timer(5.0).tick(guarded(gpu_panel, status, ui, home), outputs=[status, gpus], api_name="train_gpus",
                        show_progress="hidden")
-    export_btn.click(guarded(export, status, ui, home), inputs=selected, outputs=[status, outcome],
+    export_btn.click(guarded(export, export_status, ui, home), inputs=selected, outputs=[export_status, outcome],
                      api_name="train_export")
-    push_btn.click(guarded(push, status, ui, home), inputs=[selected, hub_repo], outputs=[status],
+    push_btn.click(guarded(push, export_status, ui, home), inputs=[selected, hub_repo], outputs=[export_status],
                    api_name="train_push")
     view_outputs = [status, progress, loss_plot, aux_plot, log, outcome, run_memory, samples, completions]
     refresh_outputs = [runs, selected, *view_outputs]
@@ -696,8 +698,10 @@ def export(ui: TrainUI, home: Home, run_id: str | None, progress: gr.Progress = 
     run = get_run(run_id, home)
     progress(0.1, desc="Merging the adapter into its base" if (Path(run.run_dir) / "final" / "adapter_config.json")
              .exists() else "Copying the model")
-    export_run(run, home=home)
-    return {ui.status: status_ok(f"Exported {run.name} as a standalone model."), ui.outcome: outcome_text(run, home)}
+    exported = export_run(run, home=home).relative_to(home.root)
+    return {ui.export_status: status_ok(f"Exported {run.name} as a standalone model: `{exported}` in the lab's home "
+                                        "folder."),
+            ui.outcome: outcome_text(run, home)}
 
 
 def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
@@ -712,7 +716,7 @@ def push(ui: TrainUI, home: Home, run_id: str | None, hub_repo: str) -> dict:
     if not folder.exists():
         raise LabError(f"Run {run.id} is {run.status} and has no final model to push.")
     url = push_model(folder, (hub_repo or "").strip())
-    return {ui.status: status_ok(f"Pushed {folder.name} of {run.id} to {url}.")}
+    return {ui.export_status: status_ok(f"Pushed {folder.name} of {run.name} to {url}.")}
 
 
 def on_show(ui: object, home: Home) -> list[OnShow]:
