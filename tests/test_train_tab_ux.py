@@ -304,3 +304,17 @@ def test_merge_export_and_push_answer_under_their_buttons(built, home, monkeypat
     assert out[ui.export_status] == (f"**✓ Exported chat as a standalone model: `models/{run_id}-merged` in the "
                                      "lab's home folder.**")
     assert ui.status not in out and runner.get_run(run_id, home).name == "chat"
+
+
+def test_memory_too_small_for_two_decimals_is_not_written_as_nothing():
+    """A LoRA run's gradients and optimizer state are a few MiB: "0.00" read as none at all."""
+    from lab.train.estimate import Memory
+    from lab.ui import plots
+
+    assert [plots.gib_text(v) for v in (0.0, 0.0031, 0.005, 1.234)] == ["0.00", "< 0.01", "0.01", "1.23"]
+    lora = Memory(weights=2**30, gradients=2 * 2**20, optimizer=4 * 2**20, activations=0, reference_model=0,
+                  sampling_kv_cache=0, overhead=0).gib()
+    assert 0 < lora["gradients"] < 0.005  # kept by the estimate, not rounded away
+    figure = train_tab.memory_figure(lora, on_gpu=False, when="before launch")
+    shown = dict(zip(figure.data[0].y, figure.data[0].text))
+    assert shown["gradients"] == shown["optimizer state"] == "< 0.01" and shown["model weights"] == "1.00"

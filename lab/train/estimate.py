@@ -64,8 +64,10 @@ class Memory:
         return sum(asdict(self).values())
 
     def gib(self) -> dict[str, float]:
-        out = {k: round(v / GIB, 2) for k, v in asdict(self).items()}
-        out["total"] = round(self.total / GIB, 2)
+        # Four decimals: a LoRA adapter's gradients and optimizer state (a few MiB) are not 0, and the charts say
+        # "< 0.01" for them (lab.ui.plots.gib_text); people read two decimals.
+        out = {k: round(v / GIB, 4) for k, v in asdict(self).items()}
+        out["total"] = round(self.total / GIB, 4)
         return out
 
 

@@ -151,6 +151,12 @@ def stats_figures(stats: Any) -> dict[str, go.Figure]:
     }
 
 
+def gib_text(value: float) -> str:
+    """GiB to two decimals; a part too small for them (a LoRA adapter's gradients and optimizer state) reads
+    "< 0.01", not 0.00 as if it held nothing."""
+    return "< 0.01" if 0 < value < 0.005 else f"{value:.2f}"
+
+
 def lr_schedule(curve: Sequence[tuple[int, float]]) -> go.Figure:
     """The learning rate at each optimizer step, as the Trainer's scheduler will set it."""
     fig = go.Figure(go.Scatter(x=[s for s, _ in curve], y=[lr for _, lr in curve], mode="lines",
@@ -166,7 +172,7 @@ def memory_bars(gib: Mapping[str, float], *, measured: float | None = None) -> g
     """Estimated peak GPU memory by component (worst case: every sequence at max_length)."""
     parts = {k: v for k, v in gib.items() if k != "total"}
     fig = go.Figure(go.Bar(x=list(parts.values()), y=list(parts), orientation="h", marker_color=COLORS["prompt"],
-                           text=[f"{v:.2f}" for v in parts.values()], textposition="outside", cliponaxis=False))
+                           text=[gib_text(v) for v in parts.values()], textposition="outside", cliponaxis=False))
     title = f"VRAM estimate: {gib.get('total', sum(parts.values())):.2f} GiB (worst case at max_length)"
     if measured is not None:
         title += f" · measured peak {measured:.2f} GiB"
