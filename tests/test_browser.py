@@ -370,8 +370,14 @@ def test_chat_playground_two_at_once(page, shots):
     page.get_by_text(re.compile(r"B \(.+\): \d+ tokens")).wait_for(timeout=60_000)
     for side in "AB":  # each conversation shows the message and its own reply
         conversation = page.locator(f"#lab-chat-{side.lower()}")
-        expect(conversation.get_by_label("user's message: Hello there, who are you?")).to_be_visible()
+        # (its accessible name carries the message as rendered HTML, "<p>Hello…</p>": found by its text instead)
+        expect(conversation.locator(".user-row").filter(has_text="Hello there, who are you?")).to_be_visible()
         expect(conversation.locator(".bot-row")).to_have_count(1)
+        # The label badge has a row of its own (it covered the first message), and the one way to clear is "✕ Clear".
+        badge = conversation.get_by_test_id("block-label").bounding_box()
+        first = conversation.locator(".message-row").first.bounding_box()
+        assert badge["y"] + badge["height"] <= first["y"], (badge, first)
+        expect(conversation.locator('button[aria-label="Clear"]')).to_be_hidden()
     expect(box).to_have_value("")
     snap(page, shots, "31-compare-chat-two-at-once")
 

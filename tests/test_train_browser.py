@@ -55,6 +55,12 @@ def test_a_dataset_saved_after_the_page_loaded_is_picked_and_the_run_is_followed
     option.wait_for()
     assert "6 train + 0 val" in option.inner_text()
     option.click()
+    # The chosen name ends before the picker's arrow (it ran under it): cut with "…", the arrow kept clear.
+    picker = page.get_by_label("Dataset", exact=True)
+    text_end, arrow_start = picker.evaluate("""box => [box.getBoundingClientRect().right
+        - parseFloat(getComputedStyle(box).paddingRight), box.parentElement.querySelector('.icon-wrap')
+        .getBoundingClientRect().left]""")
+    assert text_end <= arrow_start and picker.evaluate("box => getComputedStyle(box).textOverflow") == "ellipsis"
     page.get_by_role("button", name="Estimate", exact=True).click()
     page.get_by_text("steps in all").first.wait_for(timeout=60_000)
     wait_for_an_idle_queue(lab_app)

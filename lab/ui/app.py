@@ -66,6 +66,16 @@ CSS = """
                      color: #7c2d12; }
 .block.lab-banner { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 8px 14px; }
 .block.lab-banner p { margin: 0; color: #78350f; }
+/* A dropdown's chosen text ends in "…" before its arrow, which Gradio lays over the input's last 30 px. */
+.secondary-wrap > input[role="combobox"] { box-sizing: border-box; padding-right: 30px; text-overflow: ellipsis; }
+/* Table headers wrap between words, never inside one ("gold accurac y"). */
+th .header.wrap { word-break: normal; overflow-wrap: normal; }
+/* The chat's label badge floats over the conversation's top, where it covered the first message: it takes a row of
+   its own above the messages (its buttons sit at that row's right end). */
+.lab-chat .wrapper > label.float { position: static; align-self: flex-start; margin: 4px 0 4px 4px; }
+/* One way to clear the playground, "✕ Clear" (both conversations, as Retry and Undo act on both): each chat's own
+   trash button is hidden. */
+.lab-chat button[aria-label="Clear"] { display: none; }
 """
 TAB_ORDER = ("Data", "Train", "Compare", "Label", "Eval")
 GRACEFUL_STOP_S = 3  # seconds a stopping server waits for open connections

@@ -14,7 +14,6 @@ Handlers call ``lab.compare`` and ``lab.chat``; api names: ``compare_run``, ``co
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -361,7 +360,7 @@ def build_playground(home: Home) -> ChatUI:
                                   api_visibility="private")
                 bots.append(gr.Chatbot(label=f"Conversation {side}", height=420, placeholder=CHAT_PLACEHOLDER,
                                        feedback_options=None, buttons=["copy", "copy_all"],
-                                       elem_id=f"lab-chat-{side.lower()}"))
+                                       elem_id=f"lab-chat-{side.lower()}", elem_classes="lab-chat"))
             columns.append(column)
     with gr.Row(equal_height=True):
         message = gr.Textbox(show_label=False, placeholder="Your message (Enter sends)", scale=5, lines=1)
@@ -381,9 +380,6 @@ def build_playground(home: Home) -> ChatUI:
           outputs=outputs, api_name="chat_send", show_progress="minimal", **GENERATE)
     retry.click(streamed(retry_last, status, ui, home), inputs=shared, outputs=outputs, api_name="chat_retry",
                 show_progress="minimal", **GENERATE)
-    for i, bot in enumerate(bots):  # the chatbot's own trash button: that conversation starts over
-        bot.clear(functools.partial(clear_side, ui, i), inputs=histories, outputs=[histories, status],
-                  api_visibility="private", **GENERATE)
     # In the same queue as the replies: pressed while one streams, they wait for it instead of racing it.
     undo.click(guarded(undo_last, status, ui), inputs=[two, histories], outputs=outputs, api_name="chat_undo",
                **GENERATE)
@@ -493,11 +489,6 @@ def undo_sides(histories: History, sides: list[int]) -> tuple[list[list[dict[str
         histories[i], said = undo(histories[i])
         last = last or said
     return histories, last
-
-
-def clear_side(ui: ChatUI, side: int, histories: History) -> dict:
-    histories = [[] if i == side else list(h) for i, h in enumerate(histories or [[], []])]
-    return {ui.histories: histories, ui.status: f"Cleared conversation {'AB'[side]}."}
 
 
 def clear_all(ui: ChatUI) -> dict:
