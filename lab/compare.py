@@ -473,6 +473,32 @@ def numbers_table(document: dict[str, Any]) -> tuple[list[str], list[list[Any]]]
                             for r in document["runs"]]
 
 
+def shown_table(headers: list[str], rows: list[list[Any]]) -> tuple[list[str], list[list[str]]]:
+    """A table as the exports write it: headers in words (final_train_loss → final train loss), cells by ``shown``."""
+    return [h.replace("_", " ") for h in headers], [[shown(v) for v in row] for row in rows]
+
+
+def shown(value: Any) -> str:
+    """A cell of an exported table: a number to four significant digits (a loss of 5.8385162353515625 overflowed its
+    column), text as it is (not JSON-quoted), a list as its items, nothing as a dash (not None)."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(shown(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def diff_table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The config fields that differ, a column per run by its name, as the exports write them."""
+    ids = [k for k in document["config_diff"][0] if k != "field"]
+    return (["field", *(name_in(document, i) for i in ids)],
+            [[d["field"], *(shown(d[i]) for i in ids)] for d in document["config_diff"]])
+
+
 def title_of(document: dict[str, Any]) -> str:
     return f"Comparison {document.get('id') or document.get('created_at', '')}".strip()
 
@@ -490,22 +516,20 @@ def to_markdown(document: dict[str, Any]) -> str:
             note = f", {reward_note(source, i)}" if "rewards" in source else ""
             lines += [f"**{name_in(document, source['source'])}** ({source['tokens_per_second']} tokens/s{note})", "",
                       source["answers"][i] or "*(empty)*", ""]
-    if document.get("runs"):
-        keys, rows = numbers_table(document)
-        lines += ["## Runs", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    if document.get("config_diff"):
-        ids = [k for k in document["config_diff"][0] if k != "field"]
-        lines += ["", "## Config fields that differ", "",
-                  "| field | " + " | ".join(name_in(document, i) for i in ids) + " |", "|" + "---|" * (len(ids) + 1)]
-        lines += ["| " + " | ".join([d["field"], *(str(d[i]) for i in ids)]) + " |" for d in document["config_diff"]]
-    return "\n".join(lines) + "\n"
+    for title, present, table in (("Runs", "runs", lambda: shown_table(*numbers_table(document))),
+                                  ("Config fields that differ", "config_diff", lambda: diff_table(document))):
+        if document.get(present):
+            headers, rows = table()
+            lines += [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+                      *("| " + " | ".join(row) + " |" for row in rows), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 HTML_STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem; color: #0f172a; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; margin: 0.5rem 0 1.5rem; }
-th, td { border: 1px solid #cbd5e1; padding: 6px 10px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #cbd5e1; padding: 6px 10px; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
 th { background: #f1f5f9; }
 td.answer { white-space: pre-wrap; overflow-wrap: anywhere; }
 .prompt { background: #f8fafc; border-left: 4px solid #94a3b8; padding: 6px 12px; white-space: pre-wrap; }
@@ -547,11 +571,8 @@ def to_html(document: dict[str, Any]) -> str:
         parts += [f"<h2>Prompt {i + 1}</h2>", f"<div class=\"prompt\">{said}</div>",
                   f"<table><thead><tr>{head}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"]
     if document.get("runs"):
-        parts += ["<h2>Runs</h2>", _table(*numbers_table(document))]
+        parts += ["<h2>Runs</h2>", _table(*shown_table(*numbers_table(document)))]
     if document.get("config_diff"):
-        ids = [k for k in document["config_diff"][0] if k != "field"]
-        rows = [[d["field"], *(json.dumps(d[i]) for i in ids)] for d in document["config_diff"]]
-        headers = ["field", *(name_in(document, i) for i in ids)]
-        parts += ["<h2>Config fields that differ</h2>", _table(headers, rows)]
+        parts += ["<h2>Config fields that differ</h2>", _table(*diff_table(document))]
     return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{e(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")

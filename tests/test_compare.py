@@ -123,6 +123,23 @@ def test_html_export_is_well_formed_and_escapes_text():
     assert {"table", "style", "title"} <= parser.seen and "learning_rate" in parser.text and "1.5" in parser.text
 
 
+def test_exports_write_numbers_and_settings_as_people_read_them():
+    """The HTML export's runs table printed 5.8385162353515625 (running into the next columns), its config diff
+    "lora" in JSON quotes, and the Markdown None: numbers to four significant digits, text as it is, lists as their
+    items, and a dash for nothing, in both."""
+    doc = {**document(), "runs": [{"run": "a", "final_train_loss": 5.8385162353515625, "final_eval_loss": None,
+                                   "runtime_s": 27.37843}],
+           "config_diff": [{"field": "adapter", "a": "lora", "b": "none"},
+                           {"field": "lora_targets", "a": ["q_proj", "v_proj"], "b": None}]}
+    markdown, page = to_markdown(doc), to_html(doc)
+    assert "| a | 5.839 | – | 27.38 |" in markdown
+    assert "| final train loss | final eval loss | runtime s |" in markdown
+    assert "| adapter | lora | none |" in markdown and "| lora_targets | q_proj, v_proj | – |" in markdown
+    assert "None" not in markdown and "5.8385162" not in markdown
+    assert "<td>5.839</td>" in page and "<td>lora</td>" in page and "&quot;lora&quot;" not in page
+    assert "<td>q_proj, v_proj</td>" in page and "None" not in page and "<th>final train loss</th>" in page
+
+
 def test_saved_comparisons_list_show_and_export_through_the_cli(tmp_path, tiny_home):
     from lab.models import tiny_model_path
 
