@@ -140,6 +140,28 @@ def test_exports_write_numbers_and_settings_as_people_read_them():
     assert "<td>q_proj, v_proj</td>" in page and "None" not in page and "<th>final train loss</th>" in page
 
 
+def test_the_save_s_result_is_written_under_its_button(home):
+    """"Saved as …" appeared under the Compare button, far above the Save button, with a server path."""
+    import gradio as gr
+
+    from lab.ui import compare_tab
+
+    with gr.Blocks() as page:
+        ui = compare_tab.build(home)
+    save = next(fn for fn in page.fns.values() if fn.api_name == "compare_export")
+    assert save.outputs[0] is ui.side.save_status
+    document = {"sources": ["tiny"], "prompts": [[{"role": "user", "content": "Hi"}]], "settings": {"seed": 0},
+                "answers": [{"source": "tiny", "answers": ["Hello"], "tokens_per_second": 1.0}]}
+    out = compare_tab.export(ui.side, home, document)
+    saved = out[ui.side.last]["id"]
+    assert out[ui.side.save_status].startswith(f"**✓ Saved as {saved}**") and str(home.root) not in \
+        out[ui.side.save_status]
+    assert ui.side.status not in out
+    # The playground keeps one clear action, for both conversations: no chat's own trash button clears one alone.
+    assert not [fn for fn in page.fns.values() if any(t[1] == "clear" for t in fn.targets)]
+    assert [fn.api_name for fn in page.fns.values() if fn.api_name == "chat_clear"] == ["chat_clear"]
+
+
 def test_saved_comparisons_list_show_and_export_through_the_cli(tmp_path, tiny_home):
     from lab.models import tiny_model_path
 

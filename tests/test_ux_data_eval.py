@@ -207,6 +207,18 @@ def test_the_summary_table_rounds_as_the_chart_does():
     assert summary_row(row, {})[1:4] == ["153.667", "0.222", "0.5"]
 
 
+def test_a_refused_start_keeps_its_reason_under_the_buttons(eval_ui, home):
+    """Judging three models was refused in a toast while the status line under the buttons went on following the jobs
+    started before: a refusal stops that following, so its reason stays where the button was pressed."""
+    from lab.ui import eval_tab
+
+    page, ui = eval_ui
+    judge = next(fn for fn in page.fns.values() if fn.api_name == "eval_judge")
+    out = judge.fn(models=["tiny", "run:a", "run:b"], dataset="sample:sft", split="validation", mode="pairwise")
+    assert "Pairwise judging compares two models" in out[ui.status] and out[ui.started] == []
+    assert eval_tab.follow(ui, home, out[ui.started]) == {}  # the timer leaves the line as it is
+
+
 # --------------------------------------------------------------------------- data tab
 
 

@@ -94,6 +94,7 @@ class CompareUI:
     runs_hint: gr.Markdown  # what to pick to see them, shown otherwise
     files: gr.File
     saved: gr.Dropdown
+    save_status: gr.Markdown  # under Save: what was saved, where the button was pressed
     last: gr.State  # the comparison on screen, as saved: settings, prompts, answers, numbers
 
 
@@ -124,6 +125,7 @@ def build_side_by_side(home: Home) -> CompareUI:
     with gr.Row():
         with gr.Column():
             export_btn = gr.Button("Save, and export Markdown + HTML")
+            save_status = gr.Markdown(elem_classes="lab-status")
             files = gr.File(label="Comparison (Markdown, HTML)", file_count="multiple", visible=False)
         with gr.Column():
             saved = gr.Dropdown(saved_choices(home), value=None, label="Saved comparisons", allow_custom_value=True,
@@ -133,7 +135,7 @@ def build_side_by_side(home: Home) -> CompareUI:
                 saved_refresh = gr.Button("↻", scale=0, min_width=40)
     last = gr.State({})
     ui = CompareUI(sources, reward_model, prompts, settings, status, answers, curves, numbers, diff, runs_box,
-                   runs_hint, files, saved, last)
+                   runs_hint, files, saved, save_status, last)
     runs_outputs = [curves, numbers, diff, runs_box, runs_hint]
 
     refresh.click(lambda: {sources: gr.update(choices=model_choices(home)),
@@ -146,7 +148,7 @@ def build_side_by_side(home: Home) -> CompareUI:
     # .input, not .change: reopening a saved comparison sets the sources and keeps the numbers it saved.
     sources.input(guarded(runs_view, status, ui, home), inputs=sources, outputs=[status, *runs_outputs],
                   api_name="compare_runs")
-    export_btn.click(guarded(export, status, ui, home), inputs=last, outputs=[status, files, saved, last],
+    export_btn.click(guarded(export, save_status, ui, home), inputs=last, outputs=[save_status, files, saved, last],
                      api_name="compare_export")
     saved_refresh.click(lambda: gr.update(choices=saved_choices(home)), outputs=saved, api_name="compare_saved")
     open_btn.click(guarded(open_saved, status, ui, home), inputs=saved,
@@ -286,7 +288,7 @@ def export(ui: CompareUI, home: Home, document: dict[str, Any] | None) -> dict:
     saved = comparisons_dir(home) / f"{document['id']}.json" if document.get("id") else save_comparison(document, home)
     document = {"id": saved.stem, **document}
     paths = export_comparison(document, saved.with_suffix(""))
-    return {ui.status: f"**✓ Saved as {saved.stem}; Markdown and HTML in {saved.parent}.**",
+    return {ui.save_status: f"**✓ Saved as {saved.stem}** (in Saved comparisons); its Markdown and HTML are below.",
             ui.files: gr.update(value=[str(p) for p in paths], visible=True),
             ui.saved: gr.update(choices=saved_choices(home), value=saved.stem),
             ui.last: document}  # with its id: saving it again exports again, without a second copy

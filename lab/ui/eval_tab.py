@@ -140,17 +140,16 @@ def build(home: Home) -> EvalUI:
 
     started = [status, jobs, selected, chart, following]
     shared = {"models": models, "dataset": dataset, "split": split}
-    perplexity_btn.click(guarded(start_perplexity, status, ui, home),
+    perplexity_btn.click(starting(start_perplexity, ui, home),
                          inputs=[models, dataset, split, perplexity["max_rows"], perplexity["max_length"]],
                          outputs=started, api_name="eval_start")
-    overlap_btn.click(guarded(start_overlap, status, ui, home), inputs_kwargs={**shared, **overlap.components},
+    overlap_btn.click(starting(start_overlap, ui, home), inputs_kwargs={**shared, **overlap.components},
                       outputs=started, api_name="eval_overlap")
-    judge_btn.click(guarded(start_judge, status, ui, home), inputs_kwargs={**shared, **judge.components},
+    judge_btn.click(starting(start_judge, ui, home), inputs_kwargs={**shared, **judge.components},
                     outputs=started, api_name="eval_judge")
-    harness_btn.click(guarded(start_harness, status, ui, home), inputs_kwargs={"models": models,
-                                                                               **harness.components},
+    harness_btn.click(starting(start_harness, ui, home), inputs_kwargs={"models": models, **harness.components},
                       outputs=started, api_name="eval_harness")
-    reward_btn.click(guarded(start_reward, status, ui, home), inputs_kwargs={**shared, **reward.components},
+    reward_btn.click(starting(start_reward, ui, home), inputs_kwargs={**shared, **reward.components},
                      outputs=started, api_name="eval_reward")
     judge["mode"].change(swap_prompt, inputs=[judge["mode"], judge["prompt"]], outputs=judge["prompt"],
                          api_visibility="private")
@@ -245,6 +244,21 @@ def swap_prompt(mode: str, text: str) -> str:
 
 
 # --------------------------------------------------------------------------- starting jobs
+
+
+def starting(fn: Callable[..., dict], ui: EvalUI, home: Home) -> Callable[..., dict]:
+    """``guarded(fn)`` for a start button: a refusal (three models for a pairwise judge) also stops the status line
+    from following the jobs started before, whose progress the timer would otherwise write over it at once. The
+    line sits right under the buttons of every kind."""
+    inner = guarded(fn, ui.status, ui, home)
+
+    def run(*args: Any, **kwargs: Any) -> dict:
+        out = inner(*args, **kwargs)
+        return out if ui.started in out else {**out, ui.started: []}
+
+    run.__wrapped__ = inner.__wrapped__  # type: ignore[attr-defined]  # Gradio reads the bound signature
+    run.__name__ = fn.__name__
+    return run
 
 
 def created(ui: EvalUI, home: Home, jobs: list[Any]) -> dict:
