@@ -339,7 +339,9 @@ def test_eval_tab_starts_overlap_and_judge_jobs_and_shows_their_results(lab_app)
     assert "unknown placeholder {score}" in bad
     rows = wait_for(client, [overlap_id, judge_id])
     assert rows[overlap_id][4] == "succeeded" and "ROUGE-L" in rows[overlap_id][7], rows[overlap_id]
-    assert rows[judge_id][4] == "succeeded" and "win rate" in rows[judge_id][7], rows[judge_id]
+    # the same weights in both orders: a win rate, or (tiny's verdicts differing by order) no decided verdict
+    assert rows[judge_id][4] == "succeeded" and re.search(r"win rate|no decided verdicts", rows[judge_id][7]), \
+        rows[judge_id]
 
     overlap_shown = client.predict(overlap_id, api_name="/eval_show")
     assert "ROUGE-L" in overlap_shown

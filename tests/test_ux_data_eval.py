@@ -207,6 +207,44 @@ def test_the_summary_table_rounds_as_the_chart_does():
     assert summary_row(row, {})[1:4] == ["153.667", "0.222", "0.5"]
 
 
+def judged(a: int, b: int, ties: int, inconsistent: int) -> dict:
+    """A pairwise judge's results with these counts (its win rate as stored before the rule: 50% from nothing)."""
+    return {"mode": "pairwise", "model_a": "run:x", "model_b": "tiny", "judge": "tiny", "dataset": "starter@abc",
+            "split": "validation", "rows": a + b + ties + inconsistent, "a_wins": a, "b_wins": b, "ties": ties,
+            "inconsistent": inconsistent, "unparsed": 0, "consistency": 0.0, "first_position_rate": 1.0,
+            "win_rate": 0.5, "cached": 0, "judged": 8, "items": [],
+            "orders": {o: {"a_wins": 0, "ties": 0, "b_wins": 0, "unparsed": 0} for o in ("a_first", "b_first")}}
+
+
+def test_a_judge_that_decided_nothing_has_no_win_rate_in_its_words_or_charts(eval_ui, home, monkeypatch):
+    """Four inconsistent verdicts read "win rate 50%" and drew 50% bars beside people's 17% and 83%: a judge with no
+    decided prompt says so, and its rate is left out of the chart, the summary and the people-vs-judge chart."""
+    from lab.eval import jobs
+    from lab.eval.judge import pairwise_tally, win_rate
+    from lab.eval.kinds import judge_headline, judge_text
+    from lab.eval.summary import automatic
+    from lab.ui import eval_tab
+
+    _, ui = eval_ui
+    undecided = judged(0, 0, 0, 4)
+    assert win_rate(undecided) is None and win_rate(judged(2, 1, 0, 1)) == 0.625
+    assert pairwise_tally([{"outcome": "inconsistent", **{o: {"outcome": o[0], "verdict": "A"} for o in
+                                                          ("a_first", "b_first")}}])["win_rate"] is None
+    assert judge_text(undecided) == "no decided verdicts (4 inconsistent)"
+    assert judge_headline(undecided)["win_rate"] is None  # the CSV's column too
+    assert "win rate 62%" in judge_text(judged(2, 1, 0, 1))
+    found = [job("j", "judge", "run:x", undecided, model_b="tiny")]
+    rows = automatic(found)
+    assert rows["run:x"]["judge_win_rate"] is None and "tiny" not in rows  # B got no 50% either
+    named = [{**row, "name": model} for model, row in rows.items()]
+    chart = eval_tab.metrics_chart(named, {}, {})
+    assert not any("Judge win rate" in (a.text or "") for a in chart.layout.annotations)
+    assert not plots.human_vs_judge(named).data  # nothing to set beside people's rates
+    monkeypatch.setattr(jobs, "get_eval", lambda job_id, home=None: found[0])
+    details = eval_tab.show(ui, home, "j")[ui.details]
+    assert "**no decided verdicts (4 inconsistent)**: no win rate" in details and "rate **50%" not in details
+
+
 def test_a_refused_start_keeps_its_reason_under_the_buttons(eval_ui, home):
     """Judging three models was refused in a toast while the status line under the buttons went on following the jobs
     started before: a refusal stops that following, so its reason stays where the button was pressed."""
@@ -217,6 +255,22 @@ def test_a_refused_start_keeps_its_reason_under_the_buttons(eval_ui, home):
     out = judge.fn(models=["tiny", "run:a", "run:b"], dataset="sample:sft", split="validation", mode="pairwise")
     assert "Pairwise judging compares two models" in out[ui.status] and out[ui.started] == []
     assert eval_tab.follow(ui, home, out[ui.started]) == {}  # the timer leaves the line as it is
+
+
+def test_the_csv_names_each_model_as_the_screens_do(home, monkeypatch):
+    import csv
+    import io
+
+    from lab import catalog as catalog_module
+    from lab.eval.jobs import to_csv
+
+    monkeypatch.setattr(catalog_module, "display_names",
+                        lambda sources, home=None: {s: {"run:x": "team-sft"}.get(s, s) for s in sources})
+    found = [job("j", "judge", "run:x", judged(2, 1, 0, 1), model_b="tiny"),
+             job("p", "perplexity", "tiny", ppl_results())]
+    rows = list(csv.DictReader(io.StringIO(to_csv(found, home))))
+    named = [(r["model"], r["name"], r["model_b"], r["name_b"]) for r in rows]
+    assert named == [("run:x", "team-sft", "tiny", "tiny"), ("tiny", "tiny", "", "")]
 
 
 # --------------------------------------------------------------------------- data tab

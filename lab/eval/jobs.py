@@ -180,12 +180,14 @@ def wait(job_id: str, home: Home | None = None, timeout: float = 3600) -> EvalJo
     return job
 
 
-BASE_COLUMNS = ["id", "kind", "model", "model_b", "dataset", "split", "status", "rows"]
+BASE_COLUMNS = ["id", "kind", "model", "name", "model_b", "name_b", "dataset", "split", "status", "rows"]
 
 
-def to_csv(jobs: list[EvalJob]) -> str:
-    """One line per job: what was evaluated and the headline numbers of its kind (a column per number, in the
-    order the kinds are registered; harness tasks add a column per task and metric)."""
+def to_csv(jobs: list[EvalJob], home: Home | None = None) -> str:
+    """One line per job: what was evaluated, each model by its id and its name (``model_names``: a run's name, as
+    every screen shows it), and the headline numbers of its kind (a column per number, in the order the kinds are
+    registered; harness tasks add a column per task and metric)."""
+    names = model_names(jobs, home)
     columns: dict[str, None] = {}
     for kind in KINDS:
         for job in jobs:
@@ -196,7 +198,8 @@ def to_csv(jobs: list[EvalJob]) -> str:
     writer.writerow([*BASE_COLUMNS, *columns, "created_at"])
     for job in jobs:
         numbers = job.headline
-        writer.writerow([job.id, job.kind, job.model, job.config.get("model_b", ""), job.dataset,
+        model_b = job.config.get("model_b", "")
+        writer.writerow([job.id, job.kind, job.model, names[job.model], model_b, names.get(model_b, ""), job.dataset,
                          job.config.get("split", ""), job.status, (job.results or {}).get("rows"),
                          *(numbers.get(c) for c in columns), job.created_at])
     return out.getvalue()

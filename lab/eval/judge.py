@@ -3,7 +3,8 @@
 **Pairwise**: models A and B answer the same prompts (greedy); the judge sees each pair twice, A's answer first
 and then B's first, to cancel its position bias. A prompt's outcome counts only when both orders agree (A wins,
 B wins, or a tie in both); otherwise it is *inconsistent* and counts as a tie in A's win rate, as MT-Bench does.
-The position-consistency rate is the share of prompts whose two verdicts agree.
+With no prompt decided (every one inconsistent or unparsed) there is no win rate: 50% from no verdict would read
+as a draw. The position-consistency rate is the share of prompts whose two verdicts agree.
 
 **Single**: one model's answers graded 1-10.
 
@@ -71,9 +72,24 @@ def pairwise_tally(items: list[dict[str, Any]]) -> dict[str, Any]:
         "a_wins": final["a"], "b_wins": final["b"], "ties": final["tie"], "inconsistent": final["inconsistent"],
         "unparsed": final["unparsed"], "judged_prompts": parsed,
         "consistency": round(consistent / parsed, 4) if parsed else None,
-        "win_rate": round((final["a"] + 0.5 * (final["tie"] + final["inconsistent"])) / parsed, 4) if parsed else None,
+        "win_rate": win_rate({"a_wins": final["a"], "b_wins": final["b"], "ties": final["tie"],
+                              "inconsistent": final["inconsistent"]}),
         # Among verdicts that picked an answer, how often it was the one shown first (0.5 = no position bias).
         "first_position_rate": round(sum(v == "A" for v, _ in decided) / len(decided), 4) if decided else None}
+
+
+def win_rate(r: dict[str, Any]) -> float | None:
+    """A's win rate from a pairwise tally (``a_wins``, ``b_wins``, ``ties``, ``inconsistent``): inconsistent prompts
+    count as ties; None when no prompt was decided (results stored before this rule read 50% there)."""
+    decided = r["a_wins"] + r["b_wins"] + r["ties"]
+    if not decided:
+        return None
+    return round((r["a_wins"] + 0.5 * (r["ties"] + r["inconsistent"])) / (decided + r["inconsistent"]), 4)
+
+
+def undecided_text(r: dict[str, Any]) -> str:
+    """What a pairwise tally without a decided prompt says in place of a win rate."""
+    return f"no decided verdicts ({r['inconsistent']} inconsistent)"
 
 
 def evaluate(model_ref: str, dataset_ref: str, cfg: JudgeConfig, *, home: Home,

@@ -110,22 +110,28 @@ def run_judge(job: "EvalJob", home: Home, progress: Progress) -> dict[str, Any]:
 
 
 def judge_headline(r: dict[str, Any]) -> dict[str, Any]:
+    from lab.eval.judge import win_rate
+
     if r.get("mode") == "single":
         return {"mean_grade": r.get("mean_grade"), "unparsed": r.get("unparsed"), "cached": r.get("cached")}
-    return {"win_rate": r.get("win_rate"), "a_wins": r.get("a_wins"), "ties": r.get("ties"),
+    return {"win_rate": win_rate(r), "a_wins": r.get("a_wins"), "ties": r.get("ties"),
             "b_wins": r.get("b_wins"), "inconsistent": r.get("inconsistent"), "consistency": r.get("consistency"),
             "unparsed": r.get("unparsed"), "cached": r.get("cached")}
 
 
 def judge_text(r: dict[str, Any]) -> str:
+    from lab.eval.judge import undecided_text, win_rate
+
     extra = "".join(f" · {r[k]} {k}" for k in ("unparsed", "cached") if r.get(k))
     if r.get("mode") == "single":
         grade = f"{r['mean_grade']:.2f}/10" if r["mean_grade"] is not None else "none"
         return f"mean grade {grade}{extra}"
-    rate = f"{r['win_rate']:.0%}" if r["win_rate"] is not None else "-"
+    rate = win_rate(r)
+    if rate is None:
+        return undecided_text(r) + extra
     consistency = f"{r['consistency']:.0%}" if r["consistency"] is not None else "-"
     return (f"A {r['a_wins']} · tie {r['ties']} · B {r['b_wins']} · inconsistent {r['inconsistent']} → A's win "
-            f"rate {rate}, consistency {consistency}{extra}")
+            f"rate {rate:.0%}, consistency {consistency}{extra}")
 
 
 # --------------------------------------------------------------------------- lm-evaluation-harness

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.eval.judge import win_rate
 from lab.home import Home, lab_home
 
 FIELDS = ("model", "name", "perplexity", "loss", "rouge_l", "bleu", "judge_win_rate", "judge_vs", "judge_consistency",
@@ -28,11 +29,10 @@ def automatic(jobs: list[Any]) -> dict[str, dict[str, Any]]:
             row.update(rouge_l=r["rouge_l"], bleu=r["bleu"])
         elif job.kind == "judge" and r.get("mode") == "single":
             row.update(judge_grade=r["mean_grade"])
-        elif job.kind == "judge" and r.get("win_rate") is not None:
-            row.update(judge_win_rate=r["win_rate"], judge_vs=r["model_b"], judge_consistency=r["consistency"])
+        elif job.kind == "judge" and (rate := win_rate(r)) is not None:  # a judge that decided nothing: no rate
+            row.update(judge_win_rate=rate, judge_vs=r["model_b"], judge_consistency=r["consistency"])
             other = rows.setdefault(r["model_b"], blank(r["model_b"]))
-            other.update(judge_win_rate=round(1 - r["win_rate"], 4), judge_vs=job.model,
-                         judge_consistency=r["consistency"])
+            other.update(judge_win_rate=round(1 - rate, 4), judge_vs=job.model, judge_consistency=r["consistency"])
         elif job.kind == "reward":  # the latest reward model's mean: scales differ between reward models
             row.update(reward=r["mean_reward"], reward_model=r.get("reward_model_name") or r["reward_model"])
         elif job.kind == "harness":

@@ -523,6 +523,8 @@ def overlap_details(job: Any, names: dict[str, str]) -> str:
 
 
 def judge_details(job: Any, names: dict[str, str]) -> str:
+    from lab.eval.judge import undecided_text, win_rate
+
     r = job.results
     cache = f"{r['cached']} verdict(s) from the cache, {r['judged']} judged now"
     if r["mode"] == "single":
@@ -534,12 +536,14 @@ def judge_details(job: Any, names: dict[str, str]) -> str:
     def percent(value: float | None) -> str:
         return f"{value:.0%}" if value is not None else "-"
 
+    rate = win_rate(r)
+    said = (f"A's win rate **{percent(rate)}** (inconsistent pairs count as ties)" if rate is not None
+            else f"**{undecided_text(r)}**: no win rate, and none in the charts")
     orders = r["orders"]
     return "\n".join([
         f"**A = {names[r['model_a']]}** vs **B = {names[r['model_b']]}**, judged by "
-        f"**{names.get(r['judge'], r['judge'])}** on {r['rows']} prompts of {r['dataset']}:{r['split']}: A's win "
-        f"rate **{percent(r['win_rate'])}** (inconsistent pairs count as ties), position consistency "
-        f"**{percent(r['consistency'])}**.", "",
+        f"**{names.get(r['judge'], r['judge'])}** on {r['rows']} prompts of {r['dataset']}:{r['split']}: {said}, "
+        f"position consistency **{percent(r['consistency'])}**.", "",
         "| order | A wins | ties | B wins | unparsed |", "|---|---|---|---|---|",
         *(f"| {label} | {orders[o]['a_wins']} | {orders[o]['ties']} | {orders[o]['b_wins']} | {orders[o]['unparsed']} |"
           for o, label in (("a_first", "A's answer shown first"), ("b_first", "B's answer shown first"))),
@@ -716,7 +720,7 @@ def export_csv(ui: EvalUI, home: Home) -> dict:
 
     path = home.exports / "evaluations.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_csv(list_evals(home)))
+    path.write_text(to_csv(list_evals(home), home))
     return {ui.csv: str(path)}
 
 
