@@ -291,3 +291,21 @@ def test_removing_the_upload_clears_its_results(home):
     clears = [d for d in page.config["dependencies"]
               if any(list(t) == [ui.imp.upload._id, "clear"] for t in d["targets"])]
     assert clears and ui.save.card._id in clears[0]["outputs"] and ui.imp.status._id in clears[0]["outputs"]
+
+
+def test_the_hint_to_choose_kind_prompts_is_said_only_where_the_kind_was_detected(tmp_path):
+    """After choosing kind prompts for a file of questions and answers, the Format line still said "…unless you
+    choose kind prompts": the hint goes with a detected question/answer file only."""
+    from lab.data.formats import describe_format
+    from lab.data.pipeline import check_file
+    from lab.ui.data_tab import check_summary
+
+    path = tmp_path / "math.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n"
+                            for i in range(6)))
+    detected = check_summary(check_file(str(path)), mapped=False, detected=True)
+    assert "question-answer — question/answer pairs (choose kind prompts to read them as prompts" in detected
+    chosen = check_summary(check_file(str(path), kind="prompts"), mapped=False, detected=False)
+    assert "**Format** prompts — prompts for online RL" in chosen and "choose kind prompts" not in chosen
+    assert describe_format("question-answer", detected=False) == "question-answer — question/answer pairs"
+

@@ -140,7 +140,7 @@ def run_check(args: argparse.Namespace) -> int:
                         limits=limits_from(args), split=args.split)
 
     def human() -> None:
-        print(f"{report.source}: {report.kind} data, format {describe_format(report.format)}")
+        print(f"{report.source}: {report.kind} data, format {describe_format(report.format, detected=not args.kind)}")
         for note in report.notes:
             print(f"  note: {note}")
         print(f"  rows: {report.rows} valid of {report.total}")

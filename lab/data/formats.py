@@ -43,6 +43,8 @@ class Format:
     absent: tuple[str, ...] = ()  # columns that must NOT exist (a prompt column rules out implicit prompts)
     # Makes prompt/chosen/rejected from a layout that gives them otherwise (scores, a winner), before conversion.
     pair: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Another reading of the same columns, said where the kind was detected (not chosen): the kind to choose for it.
+    hint: str = ""
 
 
 @dataclass
@@ -363,28 +365,30 @@ FORMATS: list[Format] = [
            "Alpaca's ### Instruction:/### Response:, or text a chat template rendered: ChatML, Llama 2 [INST], Llama 3, "
            "Gemma)", {"text": ("text",)}, ("text",),
            test=lambda r: chat_text_style(r.get("text")) is not None),
-    Format("question-answer", "sft", "question/answer pairs (choose kind prompts to read them as prompts with "
-           "reference answers, for GRPO/RLOO)",
+    Format("question-answer", "sft", "question/answer pairs",
            {"prompt": PROMPTS, "response": RESPONSES, "system": ("system", "system_prompt"),
             "context": ("context",)},
-           ("prompt", "response")),
+           ("prompt", "response"),
+           hint="choose kind prompts to read them as prompts with reference answers, for GRPO/RLOO"),
     # Last: a prompt with an answer also reads as an SFT question/answer pair above, and stays one unless the
     # kind asked for is prompts; a file of prompts alone (or with a ground_truth/reference column) is found here.
     Format("prompts", "prompts",
            "prompts for online RL (prompt, question, problem, query, or messages ending with the user's turn; an "
            "optional reference answer: answer, solution, ground_truth, target or reference; every other column "
-           "kept as the row's metadata). A file with prompts and answers reads as SFT question/answer pairs unless "
-           "you choose kind prompts",
+           "kept as the row's metadata)",
            {"prompt": RL_PROMPTS, "answer": ANSWERS, "system": ("system",), "meta": META}, ("prompt",)),
 ]
 FORMATS_BY_NAME = {f.name: f for f in FORMATS}
 
 
-def describe_format(name: str) -> str:
-    """A detected format's name with what it means, for people checking that detection got their file right:
-    ``arena — Chatbot Arena battles …``; a name without a known format (a mapping) as it is."""
+def describe_format(name: str, *, detected: bool = True) -> str:
+    """A format's name with what it means, for people checking that detection got their file right: ``arena —
+    Chatbot Arena battles …``; with ``detected`` (the kind was not chosen), its other reading (``hint``); a name
+    without a known format (a mapping) as it is."""
     fmt = FORMATS_BY_NAME.get(name)
-    return f"{name} — {fmt.label}" if fmt else name
+    if not fmt:
+        return name
+    return f"{name} — {fmt.label}" + (f" ({fmt.hint})" if detected and fmt.hint else "")
 
 
 def sample_record(records: list[tuple[int, dict[str, Any]]], limit: int = 50) -> dict[str, Any]:

@@ -268,12 +268,14 @@ def frame(rows: list[list[Any]], headers: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- 1 · import: check
 
 
-def check_summary(report: Any, mapped: bool) -> str:
+def check_summary(report: Any, mapped: bool, detected: bool = True) -> str:
+    """The check's result; ``detected``: the kind was detected, not chosen (a format's other reading is said)."""
     invalid = len(report.errors)
     columns = ", ".join(f"`{c}`" for c in report.columns) or "(none)"
+    described = describe_format(report.format, detected=detected)
     lines = [
         f"### {'⚠' if invalid else '✓'} {html.escape(report.source)}",
-        f"**Format** {'columns mapped by hand' if mapped else html.escape(describe_format(report.format))} · "
+        f"**Format** {'columns mapped by hand' if mapped else html.escape(described)} · "
         f"**Kind** {report.kind} · "
         f"**Valid rows** {report.rows} / {report.total} · **Columns** {columns}",
         "",
@@ -337,7 +339,7 @@ def check_report(imp: ImportUI, explore: ExploreUI, path: str, kind: str, mappin
     label = f"Invalid rows ({len(report.errors)}" + (f", first {len(shown_errors)} shown)"
                                                      if len(shown_errors) < len(report.errors) else ")")
     return {
-        imp.status: check_summary(report, mapped=bool(mapping)),
+        imp.status: check_summary(report, mapped=bool(mapping), detected=kind_or_none(kind) is None),
         imp.errors: gr.Dataframe(value=frame([[e.line, e.field or "—", e.reason] for e in shown_errors],
                                              ERROR_HEADERS), visible=bool(shown_errors), label=label),
         imp.mapping_panel: gr.Group(visible=bool(mapping)),
@@ -528,7 +530,7 @@ def card_markdown(version: Any) -> str:
         f"### {version.ref}",
         *([(f"*The bundled sample {sample}, imported on its own the first time a run, a campaign or an evaluation "
             f"used `{sample}`.*"), ""] if sample else []),
-        f"**Kind** {version.kind} · **Format** {html.escape(describe_format(version.format))} · "
+        f"**Kind** {version.kind} · **Format** {html.escape(describe_format(version.format, detected=False))} · "
         f"**Rows** {version.rows.get('train', 0)} train / {version.rows.get('validation', 0)} validation · "
         f"**Created** {str(version.created_at)[:19].replace('T', ' ')}",
         "",
