@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_cli_chat_repl_reads_lines_with_undo_and_retry(tiny_home):
 
 
 def text_of(message: dict) -> str:
-    return "".join(part["text"] for part in message["content"])
+    """A message's text as written, less the paragraph tags the lab's rendering wraps it in (as_shown)."""
+    return re.sub(r"</?p>", "", "".join(part["text"] for part in message["content"])).strip()
 
 
 def test_playground_two_at_once_through_the_app(lab_app):

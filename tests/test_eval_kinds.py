@@ -349,7 +349,8 @@ def test_eval_tab_starts_overlap_and_judge_jobs_and_shows_their_results(lab_app)
     assert best[0]["role"] == "user" and best[1]["role"] == "assistant" and len(best) == 9
     # tiny's noise often shares no word with any reference: then one panel of answers, unranked
     assert len(worst) == 9 or (worst == [] and "Every answer scored ROUGE-L 0" in overlap_shown)
-    assert "**Reference**" in best[2]["content"][0]["text"]  # three examples: prompt, answer, reference
+    # three examples: prompt, answer, reference (rendered by the lab: lab.ui.common.safe_html)
+    assert "<strong>Reference</strong>" in best[2]["content"][0]["text"]
     shown = client.predict(judge_id, api_name="/eval_show")
     assert "both orders agree" in shown and "position consistency" in shown
     table = client.predict("newest with votes", api_name="/eval_summary")[1]
