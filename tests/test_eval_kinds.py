@@ -249,16 +249,27 @@ def test_a_refused_key_is_a_clear_error_that_does_not_quote_it(eval_home, endpoi
 
 
 def votes_for(home: Home, names: tuple[str, str], winners: list[int]) -> None:
-    """A file campaign between two sources and one labeler's votes: prompt i goes to ``names[winners[i]]``."""
+    """A campaign between two models and one labeler's votes: prompt i goes to ``names[winners[i]]``. Made from a
+    file of ready answers, whose columns are then given the models' names as a generated campaign's are (a file's
+    column may not be named like a lab model: its answers would join that model's win rates)."""
     from lab.config import CampaignConfig
     from lab.label import campaigns, serving
+    from lab.store import Store
 
-    rows = [{"prompt": f"Question {i}?", **{n: f"{'good' if k == w else 'poor'} answer {i}" for k, n in
+    columns = {n: f"column-{k}" for k, n in enumerate(names)}
+    rows = [{"prompt": f"Question {i}?", **{columns[n]: f"{'good' if k == w else 'poor'} answer {i}" for k, n in
                                            enumerate(names)}} for i, w in enumerate(winners)]
     path = home.root / "responses.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     campaign = campaigns.create_campaign(CampaignConfig(name="people", responses_file=str(path), sources="",
                                                         votes_per_pair=1), home=home)
+    with Store(home).write() as conn:
+        for name, column in columns.items():
+            conn.execute("UPDATE responses SET source = ? WHERE source = ?", (name, column))
+            for side in ("source_1", "source_2"):
+                conn.execute(f"UPDATE pairs SET {side} = ? WHERE {side} = ?", (name, column))
+        conn.execute("UPDATE campaigns SET sources = ? WHERE id = ?",
+                     (json.dumps([{"name": n, "kind": "model"} for n in names]), campaign.id))
     while (pair := serving.next_pair(campaign.id, "ann", home=home)) is not None:
         serving.vote(pair.token, "ann", "a" if pair.left.startswith("good") else "b", home=home)
 
