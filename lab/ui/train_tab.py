@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -575,7 +576,8 @@ def wandb_text(run: Any) -> str:
         return f"W&B: [{run.wandb_url}]({run.wandb_url})"
     offline = sorted(Path(run.run_dir, "wandb").glob("offline-run-*"))
     if offline:
-        return f"W&B: logged offline (no WANDB_API_KEY); upload with `wandb sync {offline[-1]}`"
+        why = "WANDB_MODE=offline" if os.environ.get("WANDB_API_KEY") else "no WANDB_API_KEY"
+        return f"W&B: logged offline ({why}); upload with `wandb sync {offline[-1]}`"
     return "W&B: no W&B run yet."
 
 
