@@ -155,7 +155,7 @@ def test_a_grpo_run_from_the_form_shows_its_rewards_and_sampled_completions(clie
         time.sleep(2)
     assert "succeeded" in view[1], view[1]
     traces = {trace["name"] for trace in json.loads(value(view[3])["plot"])["data"]}
-    assert {"rewards/format/mean", "reward", "reward_std"} <= traces, traces  # the pattern panel, expanded
+    assert {"format", "mean", "spread (std)"} <= traces, traces  # per-function reward (its name) and the total
     completions = value(view[-1])
     assert completions["headers"] == ["step", "prompt", "completion", "format", "total"]
     assert completions["data"] and all(row[3] in ("0", "1") for row in completions["data"]), completions["data"][:3]
