@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
-from lab.adapters import apply, is_adapter
+from lab.adapters import apply, base_of, is_adapter
 from lab.errors import LabError
 
 
@@ -21,9 +20,10 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     if not is_adapter(adapter_dir):
         raise LabError(f"{adapter_dir} holds no LoRA adapter (no adapter_config.json): nothing to merge; "
                        "a full fine-tune is already a standalone model.")
-    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if not base:
-        raise LabError(f"{adapter_dir}/adapter_config.json does not name its base model.")
+    try:
+        base = base_of(adapter_dir)
+    except KeyError:
+        raise LabError(f"{adapter_dir}/adapter_config.json does not name its base model.") from None
     try:
         # A QLoRA adapter is merged into the 16-bit base: merging into 4-bit weights would lose precision.
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16 if torch.cuda.is_available()
