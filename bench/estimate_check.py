@@ -25,7 +25,10 @@ LAB = dict(liger_kernels="on")  # the lab's GPU runs use Liger's kernels (auto);
 # Adapter runs measured before the dropout kernels (2026-12-04, sixth session) kept PEFT's dropped-out copies, as
 # fused_lora=off (PEFT's own layers, which plain TRL runs) still does.
 COPIES = dict(fused_lora="off")
-# (what, architecture, settings, measured peak GiB, where it was measured). Runs without checkpointing measured
+# (what, architecture, settings, measured peak GiB, where it was measured). Every row but the last SFT one was
+# measured before the early-gradient head (2026-12-05), which one-process SFT without checkpointing now takes, so
+# those rows are estimated as runs without it (``processes`` 2 does that: the head is chosen in one process only).
+# Runs without checkpointing measured
 # before 2026-12-04's fifth session had TRL's 4,096-token head tiles; the estimate now counts the 16,384-token
 # tiles such runs get (up to 0.75 GiB more), so their ratios read up to 0.02 high.
 MEASURED = [
@@ -38,9 +41,12 @@ MEASURED = [
     ("full SFT, packed 32 × 2,048, 16-bit hidden states", "qwen2.5-0.5b",
      dict(objective="sft", batch_size=32, max_length=2048, half_activations="on"), 71.28,
      "H200, 2026-12-04, step_anatomy.py (the fit of half_activations)"),
-    ("  the same, 16,384-token head tiles (default)", "qwen2.5-0.5b",
+    ("  the same, 16,384-token head tiles", "qwen2.5-0.5b",
      dict(objective="sft", batch_size=32, max_length=2048, half_activations="on"), 72.03,
      "H200, 2026-12-04 (fifth session), step_anatomy.py"),
+    ("  the same, the early-gradient head (default)", "qwen2.5-0.5b",
+     dict(objective="sft", batch_size=32, max_length=2048, half_activations="on", processes=1), 72.44,
+     "H200, 2026-12-05 (thirteenth session), step_anatomy.py"),
     ("QLoRA 8 × 512", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=8, max_length=512, liger_kernels="off", **COPIES), 7.33,
      "H100, 2026-11-23, qlora_smoke.py"),
     ("QLoRA 4 × 2,048", "qwen2.5-0.5b", dict(adapter="qlora", batch_size=4, max_length=2048, liger_kernels="off", **COPIES), 13.90,
@@ -108,7 +114,8 @@ def main() -> None:
     for what, arch, settings, measured, _ in MEASURED:
         folder = Path(tempfile.mkdtemp())
         (folder / "config.json").write_text(json.dumps(json.loads((CONFIGS / f"{arch}.json").read_text())))
-        estimate = memory(TrainConfig(**settings), model_shape(str(folder)))
+        processes = settings.pop("processes", 2)  # measured before the early head: a run without it (above)
+        estimate = memory(TrainConfig(**settings), model_shape(str(folder)), processes=processes)
         tensors = (estimate.total - FRAMEWORK_OVERHEAD) / GIB
         print(f"{what:<68} {tensors:>12.2f} {measured:>12.2f} {tensors / measured:>18.3f}")
 

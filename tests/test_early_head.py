@@ -1,4 +1,4 @@
-"""LAB_EARLY_HEAD: the LM head's gradient taken in the forward gives TRL's fused head's outputs and gradients for
+"""The early-gradient head (lab.train.early_head): the LM head's gradient taken in the forward gives TRL's fused head's outputs and gradients for
 SFT's uniform upstream gradient, and fails loudly for any other."""
 
 from __future__ import annotations
@@ -61,17 +61,12 @@ def test_a_non_uniform_upstream_gradient_poisons_the_weight_s_gradient_and_entro
         (logprobs.sum() + entropy.sum()).backward()
 
 
-def test_it_is_installed_only_when_asked_for_a_single_process_sft_run_on_a_gpu(monkeypatch):
-    import types
-
+def test_this_trl_has_the_internals_it_runs_on_and_install_puts_it_in_trl_s_place(monkeypatch):
+    """The speed plan chooses it only where ``available`` (a TRL upgrade that renames them turns it off, and this
+    test says so); ``install`` swaps the function TRL's forward calls."""
     import trl.trainer.utils as trl_utils
 
-    sft, dpo = types.SimpleNamespace(objective="sft"), types.SimpleNamespace(objective="dpo")
-    monkeypatch.delenv(early_head.ENV, raising=False)
-    assert not early_head.wanted(sft, 1, cuda=True)
-    monkeypatch.setenv(early_head.ENV, "1")
-    assert early_head.wanted(sft, 1, cuda=True)
-    assert not any((early_head.wanted(dpo, 1, True), early_head.wanted(sft, 2, True), early_head.wanted(sft, 1, False)))
+    assert early_head.available()
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", trl_utils._ChunkedLogProbFunction)
     early_head.install()
     assert trl_utils._ChunkedLogProbFunction is EarlyGradLogProb

@@ -418,11 +418,33 @@ def test_head_tile_is_larger_where_the_run_keeps_its_activations_and_the_estimat
     assert ("head_tile_tokens", "16,384", roomy.reasons["head_tile_tokens"]) in roomy.choices()
     # 8 x 2,048 tokens: the estimate counts the plan's tile, whose extra 12,288 tokens of the tiny model's
     # vocabulary are 16-bit
+    # (two processes: SFT in one takes the early head, whose tile is its own, below)
     shape, cfg = model_shape("tiny"), TrainConfig(batch_size=8, max_length=2048)
     with monkeypatch.context() as patched:
         patched.setattr(speed, "head_tile_choice", lambda *_, **__: (speed.TRL_HEAD_TILE_TOKENS, "TRL's"))
-        with_trl_tile = memory(cfg, shape).activations
-    assert memory(cfg, shape).activations - with_trl_tile == (16384 - 4096) * min(shape.vocab, 32768) * 2
+        with_trl_tile = memory(cfg, shape, processes=2).activations
+    assert memory(cfg, shape, processes=2).activations - with_trl_tile == (16384 - 4096) * min(shape.vocab, 32768) * 2
+    # the early head in one process: a 4,096-token tile over the whole vocabulary and a 16-bit copy of the head
+    # in place of the larger tile's 16-bit entries
+    early = memory(cfg, shape).activations - memory(cfg, shape, processes=2).activations
+    assert early == (4096 * shape.vocab + shape.vocab * shape.hidden - 16384 * min(shape.vocab, 32768)) * 2
+
+
+def test_the_early_head_is_the_plan_s_choice_for_single_process_sft_on_a_gpu_only():
+    machine = dict(varlen=False, flash_attn=False, liger=False)
+    sft, dpo = TrainConfig(), TrainConfig(objective="dpo")
+    assert speed.early_head_choice(sft, True, 1, False, trl_internals=True)[0]
+    for cfg, cuda, processes, checkpointing, internals, why in (
+            (dpo, True, 1, False, True, "weighs tokens unequally"), (sft, False, 1, False, True, "on a CPU"),
+            (sft, True, 2, False, True, "more than one process"), (sft, True, 1, True, True, "memory is what counts"),
+            (sft, True, 1, False, False, "other internals")):
+        on, reason = speed.early_head_choice(cfg, cuda, processes, checkpointing, trl_internals=internals)
+        assert not on and why in reason
+    chosen = speed.plan(sft, cuda=True, **machine)
+    assert chosen.early_head == speed.early_head_choice(sft, True, 1, False)[0]  # this TRL's internals
+    assert ("early_head", "on" if chosen.early_head else "off", chosen.reasons["early_head"]) in chosen.choices()
+    assert not speed.plan(sft, cuda=True, processes=2, **machine).early_head
+    assert not speed.plan(TrainConfig(gradient_checkpointing="on"), cuda=True, **machine).early_head
 
 
 def test_head_tile_changes_trl_s_tiles_not_its_log_probabilities(monkeypatch):

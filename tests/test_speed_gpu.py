@@ -203,7 +203,7 @@ def test_fused_lora_layer_with_dropout_keeps_its_input_not_a_copy_and_repeats_un
 
 
 def test_the_early_gradient_head_matches_trl_s_fused_head_on_the_gpu():
-    """LAB_EARLY_HEAD's head through TRL's Triton kernels, bf16 under autocast, a Qwen-sized vocabulary over two
+    """The early-gradient head through TRL's Triton kernels, bf16 under autocast, a Qwen-sized vocabulary over two
     token tiles: TRL's outputs and, for SFT's uniform upstream gradient, its gradients to bf16 rounding."""
     from trl.kernels import ChunkedLogProbFunction
 

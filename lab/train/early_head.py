@@ -16,19 +16,17 @@ products are taken at once. The backward scales them by the upstream gradient.
 - It costs one tile of ``tokens × vocabulary`` 16-bit logits (4,096 × 151,936 × 2 bytes = 1.2 GB for Qwen2.5) and the
   two fp32 gradients from the forward to the backward, which TRL allocates at the start of the backward anyway.
 
-``LAB_EARLY_HEAD=1`` in a run's environment turns it on for a single-process SFT run with TRL's ``nll`` loss
-(:func:`install`): an experiment until a GPU measurement decides whether the speed plan should choose it.
+The speed plan chooses it (``lab.train.speed.early_head_choice``) for SFT on one GPU, where it was measured
+faster (docs/benchmarks.md); :func:`install` puts it in TRL's place in the training worker.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
-ENV = "LAB_EARLY_HEAD"
-TILE_TOKENS = 4096  # tokens per tile: the whole vocabulary's logits of a tile stay in memory at once
+from lab.train.speed import EARLY_HEAD_TILE_TOKENS as TILE_TOKENS  # the estimate counts the same tile
 
 
 class EarlyGradLogProb(torch.autograd.Function):
@@ -101,8 +99,8 @@ class EarlyGradLogProb(torch.autograd.Function):
     def backward(ctx: Any, grad_logprobs: torch.Tensor | None, grad_entropy: torch.Tensor | None,
                  *_: Any) -> tuple[torch.Tensor | None, ...]:
         if grad_entropy is not None:
-            raise RuntimeError(f"{ENV}: the early-gradient LM head takes no gradient through the entropy; "
-                               "unset it for this loss")
+            raise RuntimeError("the early-gradient LM head (lab.train.early_head) takes no gradient through the "
+                               "entropy; the speed plan should not have chosen it for this loss")
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         if grad_logprobs is None:
             return (None,) * 9
@@ -128,20 +126,6 @@ def available() -> bool:
     from trl.kernels import chunked_logprob
 
     return all(hasattr(chunked_logprob, name) for name in TRL_NAMES) and hasattr(trl_utils, "_ChunkedLogProbFunction")
-
-
-def wanted(cfg: Any, processes: int, cuda: bool) -> bool:
-    """``LAB_EARLY_HEAD=1`` and a run whose upstream gradient is uniform: SFT (TRL's ``nll`` mean; the lab's
-    per-message weights are 0 or 1, a mask) on a GPU, where TRL scores only the labelled positions (elsewhere it
-    scores every position and zeroes the others' log-probabilities afterwards), in one process (a sharded head's
-    weight would need gathering)."""
-    if os.environ.get(ENV, "") != "1" or cfg.objective != "sft" or processes != 1 or not cuda:
-        return False
-    if not available():
-        print(f"[lab] {ENV}=1 ignored: this TRL's fused LM head has other internals than the ones it runs on",
-              flush=True)
-        return False
-    return True
 
 
 def install() -> None:

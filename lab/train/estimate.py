@@ -229,7 +229,7 @@ def scheduler_curve(cfg: TrainConfig, total: int, warmup: int, points: int) -> l
     return curve
 
 
-def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
+def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True, processes: int = 1) -> Memory:
     """Peak training memory on one GPU, by component, for the worst case: every sequence at ``max_length``
     (padding-free and packed batches reach it when their rows are full).
 
@@ -239,11 +239,12 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     (``layer_bytes_split``); gradient checkpointing keeps each layer's input (in CPU memory with
     ``offload_activations``) and one layer's activations for its recomputation; a tiled MLP keeps its input and
     holds its intermediate tensors for one tile of ``TILE_TOKENS`` at a time. The LM head is TRL's fused one,
-    which never holds the full logits (``lm_head_bytes``). GRPO/RLOO add the KV cache their sampling keeps
+    which never holds the full logits (``lm_head_bytes``; SFT in one process takes its gradient in the forward,
+    ``processes``: the run's). GRPO/RLOO add the KV cache their sampling keeps
     (``sampling_cache_bytes``).
     Checked against the CUDA allocator's peaks on an H100/H200 (docs/benchmarks.md)."""
     from lab.train.methods import objective
-    from lab.train.speed import head_tile_choice
+    from lab.train.speed import early_head_choice, head_tile_choice
 
     entry = objective(cfg.objective)
     act_bytes = 2 if bf16 else 4
@@ -267,8 +268,9 @@ def memory(cfg: TrainConfig, shape: ModelShape, *, bf16: bool = True) -> Memory:
     # A tiled MLP keeps only its input (and, with a frozen base, its norm's input, counted in the MLP above).
     mlp_kept = shape.hidden * act_bytes * (1 if cfg.adapter == "none" else 2) if tiled else mlp
     checkpointing = cfg.gradient_checkpointing == "on"
-    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none",
-                         tile_tokens=head_tile_choice(checkpointing, cuda=True)[0])  # as on a GPU
+    head = lm_head_bytes(shape, tokens, trained=cfg.adapter == "none",  # as on a GPU
+                         tile_tokens=head_tile_choice(checkpointing, cuda=True)[0],
+                         early=early_head_choice(cfg, True, processes, checkpointing, trl_internals=True)[0])
     if checkpointing:
         inputs = 0 if cfg.offload_activations == "on" else tokens * shape.hidden * act_bytes * shape.layers
         one_layer = tokens * attention + (tile * mlp + tokens * mlp_kept if tiled else tokens * mlp)
@@ -386,17 +388,23 @@ def layer_widths(shape: ModelShape) -> tuple[int, int, int]:
     return shape.hidden, widest, kv_width
 
 
-def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool, tile_tokens: int) -> float:
+def lm_head_bytes(shape: ModelShape, tokens: int, *, trained: bool, tile_tokens: int, early: bool = False) -> float:
     """TRL's fused LM head (trl.kernels.chunked_logprob) works through one tile of at most ``tile_tokens`` tokens ×
     32,768 vocabulary entries (``lab.train.speed.head_tile_choice``) and accumulates fp32 gradients of the hidden
     states, and of the head when it is trained (full fine-tuning; LoRA's all-linear leaves it frozen). TRL's
     4,096-token tile is counted at 4 bytes an entry (fitted); what a larger tile adds, at its 16-bit 2 (measured:
-    0.75 GiB from 4,096 to 16,384 tokens)."""
-    from lab.train.speed import TRL_HEAD_TILE_TOKENS
+    0.75 GiB from 4,096 to 16,384 tokens). The ``early`` head (``lab.train.early_head``) holds instead a 4,096-token
+    tile over the whole vocabulary and a 16-bit copy of the head, at 2 bytes each, over the fitted part of TRL's
+    (measured: 0.41 GiB over the 16,384-token tile, packed Qwen2.5-0.5B at 65,536 tokens)."""
+    from lab.train.speed import EARLY_HEAD_TILE_TOKENS, TRL_HEAD_TILE_TOKENS
 
     width = min(shape.vocab, 32768)
-    tile = (min(tokens, TRL_HEAD_TILE_TOKENS) * width * 4
-            + max(0, min(tokens, tile_tokens) - TRL_HEAD_TILE_TOKENS) * width * 2)
+    if early:  # TRL's fitted part (the tile's first 2 bytes an entry), then the early head's own buffers
+        tile = (min(tokens, TRL_HEAD_TILE_TOKENS) * width * 2 + min(tokens, EARLY_HEAD_TILE_TOKENS) * shape.vocab * 2
+                + shape.vocab * shape.hidden * 2)
+    else:
+        tile = (min(tokens, TRL_HEAD_TILE_TOKENS) * width * 4
+                + max(0, min(tokens, tile_tokens) - TRL_HEAD_TILE_TOKENS) * width * 2)
     return tile + tokens * shape.hidden * 4 + (shape.vocab * shape.hidden * 4 if trained else 0)
 
 
@@ -466,7 +474,7 @@ def estimate(cfg: TrainConfig, train_rows: int, *, gpus: int = 1, shape: ModelSh
         "params": shape.params,
         "trainable_params": trainable,
         "trainable_percent": round(100 * trainable / shape.params, 3),
-        "memory_gib": memory(cfg, shape, bf16=cfg.precision != "fp32").gib(),
+        "memory_gib": memory(cfg, shape, bf16=cfg.precision != "fp32", processes=gpus).gib(),
     }
 
 

@@ -8,6 +8,7 @@ online objective's (GRPO, RLOO) completions sampled while it trains, with their 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def write_summary(run_dir: Path, cfg: TrainConfig, *, precision: str, train_rows
                                "peak_gpu_memory_gib": None, "setup_seconds": setup_seconds, **(loop or {}),
                                "phases": timeline, "wall_seconds": round(sum(timeline.values()), 2)}
     try:
-        summary["estimate_gib"] = memory(cfg, model_shape(cfg.model), bf16=precision != "fp32").gib()
+        summary["estimate_gib"] = memory(cfg, model_shape(cfg.model), bf16=precision != "fp32",
+                                         processes=int(os.environ.get("WORLD_SIZE", "1"))).gib()
     except Exception as err:  # noqa: BLE001 - an estimate that cannot be made must not fail a finished run
         summary["estimate_error"] = str(err).splitlines()[0]
     if torch.cuda.is_available():

@@ -37,6 +37,9 @@ MEMORY_SAVERS = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
 # faster: packed 0.5B at 32 x 2,048 on an H200, 134.4k -> 137.5k tokens/s steady, 0.75 GiB more at the peak, the
 # same loss to four decimals (docs/benchmarks.md).
 TRL_HEAD_TILE_TOKENS, HEAD_TILE_TOKENS = 4096, 16384
+# Tokens per tile of the early-gradient head (lab.train.early_head): each holds its tokens' logits over the whole
+# vocabulary at once (4,096 x 151,936 x 2 bytes = 1.2 GB for Qwen2.5).
+EARLY_HEAD_TILE_TOKENS = 4096
 MAX_HASHED_RANK = 128  # the largest LoRA rank lab.train.lora_dropout's tiles hold
 LIGER_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
                      "granite", "mixtral", "smollm3")
@@ -56,6 +59,7 @@ class SpeedPlan:
     tiled_mlp: bool = False
     half_activations: bool = False
     head_tile_tokens: int = TRL_HEAD_TILE_TOKENS
+    early_head: bool = False
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +73,7 @@ class SpeedPlan:
                   "fused_lora": on[self.fused_lora], "half_activations": on[self.half_activations],
                   "gradient_checkpointing": on[self.gradient_checkpointing],
                   "offload_activations": on[self.offload_activations], "tiled_mlp": on[self.tiled_mlp],
-                  "head_tile_tokens": f"{self.head_tile_tokens:,}"}
+                  "head_tile_tokens": f"{self.head_tile_tokens:,}", "early_head": on[self.early_head]}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
 
     def memory_settings(self) -> dict[str, str]:
@@ -175,7 +179,8 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
 
     if cfg.liger_kernels == "auto":
         liger_on = cuda and liger and model_type in LIGER_MODEL_TYPES
-        reasons["liger_kernels"] = ("fused RMSNorm, RoPE and SwiGLU kernels" if liger_on else
+        reasons["liger_kernels"] = ("fused RMSNorm, RoPE and SwiGLU kernels (RMSNorm's backward over blocks of rows)"
+                                    if liger_on else
                                     "needs a CUDA GPU" if not cuda else "liger-kernel is not installed" if not liger
                                     else f"Liger has no kernels for model type '{model_type}'")
     else:
@@ -200,8 +205,9 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     memory = memory_choices(cfg, cuda, gpu_bytes, shape, processes)
     reasons.update({name: why for name, (_, why) in memory.items()})
     tile, reasons["head_tile_tokens"] = head_tile_choice(memory["gradient_checkpointing"][0], cuda)
+    early, reasons["early_head"] = early_head_choice(cfg, cuda, processes, memory["gradient_checkpointing"][0])
     return SpeedPlan(padding_free, attention, liger_on, compile_on, memory["gradient_checkpointing"][0], fused,
-                     memory["offload_activations"][0], memory["tiled_mlp"][0], half, tile, reasons)
+                     memory["offload_activations"][0], memory["tiled_mlp"][0], half, tile, early, reasons)
 
 
 def head_tile_choice(checkpointing: bool, cuda: bool = True) -> tuple[int, str]:
@@ -212,6 +218,31 @@ def head_tile_choice(checkpointing: bool, cuda: bool = True) -> tuple[int, str]:
     if checkpointing:
         return TRL_HEAD_TILE_TOKENS, "TRL's tile: gradient checkpointing is on, so memory is what counts"
     return HEAD_TILE_TOKENS, "fewer, larger tiles of the fused LM head: faster, for up to 0.75 GiB more"
+
+
+def early_head_choice(cfg: TrainConfig, cuda: bool, processes: int, checkpointing: bool,
+                      trl_internals: bool | None = None) -> tuple[bool, str]:
+    """(on, why) for the LM head's gradient taken in the forward (``lab.train.early_head``): exact where every
+    scored token's upstream gradient is the same (SFT's mean log-likelihood), measured faster on a GPU (packed 0.5B
+    at 32 x 2,048: 134.1k -> 137.3k tokens/s steady, 0.41 GiB more at the peak; docs/benchmarks.md), in one process
+    (a sharded head would need gathering), and where the run keeps its activations (its whole-vocabulary tile is
+    about 1 GB for a 128k vocabulary: too much where checkpointing saves memory). ``trl_internals``: whether this
+    TRL has the fused head's internals it runs on (looked up when None)."""
+    if cfg.objective != "sft":
+        return False, f"{cfg.method_title}'s loss weighs tokens unequally: TRL's fused head as it is"
+    if not cuda:
+        return False, "TRL's fused head on a CPU (measured on GPUs only)"
+    if processes != 1:
+        return False, "TRL's fused head: more than one process"
+    if checkpointing:
+        return False, "TRL's fused head: gradient checkpointing is on, so memory is what counts"
+    if trl_internals is None:
+        from lab.train.early_head import available
+
+        trl_internals = available()
+    if not trl_internals:
+        return False, "this TRL's fused head has other internals than the ones it runs on"
+    return True, "SFT's head: its gradient taken in the forward, one projection fewer a token"
 
 
 def use_head_tile(tokens: int) -> None:

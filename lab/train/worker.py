@@ -85,11 +85,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     if speed.liger_kernels:  # a CUDA GPU with Liger, so Triton is there to import
         from lab.train import rms_norm_backward
 
-        if rms_norm_backward.wanted() and rms_norm_backward.install():
-            print(f"[lab] RMSNorm backward over blocks of rows ({rms_norm_backward.ENV}=rows)", flush=True)
-    if early_head.wanted(cfg, processes, cuda):
+        rms_norm_backward.install()
+    if speed.early_head:
         early_head.install()
-        print(f"[lab] LM head: the gradient taken in the forward ({early_head.ENV}=1)", flush=True)
     args = common_args(cfg, run_dir, cuda=cuda, bf16_supported=bf16_ok, speed=speed)
     if not eval_rows:
         if cfg.load_best_model_at_end or cfg.early_stopping_patience:
