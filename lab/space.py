@@ -57,8 +57,9 @@ def prepare(environ: MutableMapping[str, str], *, cuda: bool, persistent: Path =
         del environ[NO_TRAINING_ENV]  # the operator switched training on explicitly
     environ.setdefault("LAB_HOST", "0.0.0.0")
     environ.setdefault("LAB_PORT", environ.get("GRADIO_SERVER_PORT", "7860"))
-    # Every request reaches the Space through HF's proxy: its X-Forwarded-For names the caller, whom the sign-in
-    # throttle counts per address (uvicorn trusts only 127.0.0.1's otherwise, and all callers would look alike).
+    # Every request reaches the Space through HF's proxy, whose X-Forwarded-Proto uvicorn should believe (the page's
+    # URLs are https). The sign-in throttle reads the caller's address from X-Forwarded-For itself (the last public
+    # hop: lab.ui.server.client_address), not from uvicorn, which would take the leftmost, the caller's to write.
     environ.setdefault("FORWARDED_ALLOW_IPS", "*")
 
 

@@ -62,7 +62,9 @@ def start_app(home: Path, *, timeout: float = START_TIMEOUT_S) -> AppServer:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = home.parent / f"app-{port}.log"
-    env = {**os.environ, "LAB_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    # FORWARDED_ALLOW_IPS: the tests play a proxy on this machine, naming their callers' addresses in X-Forwarded-For
+    env = {**os.environ, "LAB_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+           "FORWARDED_ALLOW_IPS": "127.0.0.1"}
     for name in ("LAB_PORT", "LAB_HOST", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "LAB_ALLOWED_PATHS"):  # tests never reach the hub
         env.pop(name, None)
     started = time.monotonic()

@@ -70,7 +70,7 @@ def admin_files(guarded_app: AppServer) -> list[Path]:
 
 
 def sign_in(url: str, name: str, password: str, *, address: str = "127.0.0.1", at: str = "label/") -> httpx.Response:
-    """POST the login form as Gradio's page does; uvicorn trusts X-Forwarded-For from this machine."""
+    """POST the login form as Gradio's page does, as a proxy on this machine would (tests/app_server.py trusts it)."""
     return httpx.post(url + at + "login", data={"username": name, "password": password},
                       headers={"X-Forwarded-For": address}, timeout=30)
 
@@ -282,3 +282,22 @@ def test_the_throttle_counts_per_account_and_per_address_within_its_window():
     throttle.succeeded("ann", "10.0.0.4")
     throttle.begin("ann", "10.0.0.5")
     throttle.begin("ann", "10.0.0.5")  # a success starts the account afresh
+
+
+def test_the_throttle_s_address_is_not_the_caller_s_to_choose():
+    """Off a Space uvicorn believes X-Forwarded-For from no proxy unless the operator names one, so a caller through
+    a tunnel cannot pick a fresh address per guess; behind a Space's proxy the address is the last public hop, the
+    one the proxy appended, not what the caller wrote to its left."""
+    from lab.ui.server import client_address, forwarded_allow_ips
+
+    assert forwarded_allow_ips({}) == "" and forwarded_allow_ips({"FORWARDED_ALLOW_IPS": "10.1.1.1"}) == "10.1.1.1"
+
+    def scope(*forwarded: str) -> dict:
+        return {"client": ("10.16.3.80", 5000), "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded]}
+
+    forged = scope("1.2.3.4, 81.2.69.160", "10.16.0.5")  # the caller's forged entry, the proxy's, an inner proxy's
+    assert client_address(forged, proxied=True) == "81.2.69.160"
+    assert client_address(forged, proxied=False) == "10.16.3.80"  # off a Space: the connection (uvicorn's to set)
+    assert client_address(scope(), proxied=True) == "10.16.3.80"
+    assert client_address(scope("10.0.0.1, 127.0.0.1"), proxied=True) == "10.16.3.80"  # no public hop
+    assert client_address(scope("2a00:1450:4001::1, not-an-address"), proxied=True) == "not-an-address"

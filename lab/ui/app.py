@@ -44,7 +44,7 @@ from lab.housekeeping import keep_ticking
 from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal, sign_in_required
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
-from lab.space import banners
+from lab.space import banners, on_space
 from lab.train.warm import keep_warm
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
 from lab.ui.common import wire_on_show
@@ -187,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"* Running on http://{args.host}:{args.port} (labeling page: /label/; sign-in as soon as an account "
           f"exists{'; Sign in with Hugging Face on' if hf_sign_in() else ''})", flush=True)
     # A browser's open event stream would otherwise hold a stop (Ctrl-C, SIGTERM) for as long as it stays open.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_STOP_S)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_STOP_S,
+                forwarded_allow_ips=server.forwarded_allow_ips())
 
 
 def server_app(home: Home) -> FastAPI:
@@ -228,7 +229,7 @@ def server_app(home: Home) -> FastAPI:
     server.sign_in_per_request(app, home, admin_at="/", labeling_at="/label")
     server.unknown_api_not_found(app, "/", "/label")
     app.add_middleware(server.NoFilesUnder, prefix="/label")
-    app.add_middleware(server.ClientAddress)
+    app.add_middleware(server.ClientAddress, proxied=on_space())
     # No origin but the page's own: Gradio's own CORS answers any origin, with credentials, when the host is not
     # localhost (a Space, a LAN address); a CORS policy of the parent's makes it stand aside.
     app.add_middleware(CORSMiddleware, allow_origins=[])

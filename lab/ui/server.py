@@ -22,6 +22,7 @@ server whoever signs out, at either app.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import math
 import os
@@ -308,17 +309,44 @@ class SignOut:
 
 
 class ClientAddress:
-    """ASGI middleware: each request's client address (uvicorn has already applied a trusted proxy's
-    X-Forwarded-For) in ``CLIENT_ADDRESS``, for the sign-in throttle."""
+    """ASGI middleware: each request's client address in ``CLIENT_ADDRESS``, for the sign-in throttle
+    (:func:`client_address`; ``proxied``: the server sits behind a Space's proxy)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, proxied: bool = False) -> None:
         self.app = app
+        self.proxied = proxied
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            client = scope.get("client")
-            CLIENT_ADDRESS.set(client[0] if client else "unknown")
+            CLIENT_ADDRESS.set(client_address(scope, self.proxied))
         await self.app(scope, receive, send)
+
+
+def client_address(scope: Scope, proxied: bool) -> str:
+    """Who is asking. Off a Space, the connecting address, which uvicorn replaces with ``X-Forwarded-For``'s only
+    for the proxies an operator names in ``FORWARDED_ALLOW_IPS`` (none by default: :func:`forwarded_allow_ips`).
+    Behind a Space's proxy, the last public address of ``X-Forwarded-For``: proxies append the address that
+    connected to them, so entries to its left are whatever the caller sent, and private ones to its right are the
+    Space's own proxies."""
+    if proxied:
+        header = ",".join(value.decode("latin1") for name, value in scope.get("headers", ())
+                          if name == b"x-forwarded-for")
+        for hop in reversed([part.strip() for part in header.split(",") if part.strip()]):
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                return hop[:64]  # not an address a proxy writes: counted as it is (the throttle keeps 64 characters)
+            if not (address.is_private or address.is_loopback):
+                return hop
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def forwarded_allow_ips(environ: MutableMapping[str, str] = os.environ) -> str:
+    """The proxies whose ``X-Forwarded-For`` uvicorn believes: the operator's ``FORWARDED_ALLOW_IPS``, else none.
+    uvicorn's own default trusts this machine, so anyone reaching a local lab through a tunnel or port forwarding
+    could name any address and slip past the per-address sign-in limit."""
+    return environ.get("FORWARDED_ALLOW_IPS", "")
 
 
 class NoFilesUnder:
