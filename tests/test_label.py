@@ -206,6 +206,26 @@ def test_undo_appends_a_retraction_and_serves_the_pair_again(home, tmp_path):
         serving.undo(campaign.id, "ann", home=home)
 
 
+def test_a_vote_undo_loop_is_cut_off_at_the_undo_limit(home, tmp_path, monkeypatch):
+    """Every retracted vote stays in the log, so undos are limited per labeler and window; others are not held up."""
+    monkeypatch.setattr(serving, "UNDO_LIMIT", 3)
+    campaign = file_campaign(home, tmp_path, n=2, votes=2)
+    token = serving.next_pair(campaign.id, "ann", home=home).token
+    for _ in range(3):
+        assert serving.vote(token, "ann", "a", home=home)
+        token = serving.undo(campaign.id, "ann", home=home).token
+    assert serving.vote(token, "ann", "a", home=home)
+    with pytest.raises(LabError, match="undone 3 votes in the last 5 minutes"):
+        serving.undo(campaign.id, "ann", home=home)
+    assert serving.progress(campaign.id, "ann", home=home).mine == 1  # the last vote stands
+    bob = serving.next_pair(campaign.id, "bob", home=home)
+    assert serving.vote(bob.token, "bob", "b", home=home)
+    serving.undo(campaign.id, "bob", home=home)
+    with Store(home).write() as conn:
+        conn.execute("UPDATE retractions SET created_at = '2000-01-01T00:00:00+00:00' WHERE labeler = 'ann'")
+    serving.undo(campaign.id, "ann", home=home)  # the window has passed
+
+
 def test_export_and_leaderboard_ignore_retracted_votes(home, tmp_path):
     campaign = file_campaign(home, tmp_path, n=4, votes=1)
     vote_all(campaign.id, "ann", home, rule=prefer_thanks)

@@ -31,6 +31,9 @@ from lab.label import adjudication
 from lab.store import Store
 
 LEASE_S = 600.0
+# Undos a labeler may make in any window: a misclick is corrected now and then, but every retracted vote stays in
+# the log (comment and all), so a vote/undo loop would otherwise grow the store without bound (18 rows a second).
+UNDO_LIMIT, UNDO_WINDOW_S = 20, 300
 CHOICES = ("a", "b", "tie", "both_bad")  # a pair: the left answer is better, the right, a tie, both bad
 THUMBS = ("up", "down")  # one answer (a thumbs campaign): good or not
 
@@ -219,13 +222,21 @@ def count_remaining(conn: Any, pair_id: int) -> None:
 def undo(campaign_id: str, labeler: str, *, home: Home | None = None) -> Served:
     """Retract this labeler's last counted vote in the campaign and serve that pair again, sides as they were.
     The vote stays in the log with a retraction appended; the pair they were looking at goes back."""
+    from datetime import datetime, timedelta, timezone
+
     from lab.train.runner import now as timestamp
 
     store = Store(home or lab_home())
     now = time.time()
+    since = (datetime.now(timezone.utc) - timedelta(seconds=UNDO_WINDOW_S)).isoformat(timespec="seconds")
     with store.write() as conn:
         if not serving_campaign(conn, campaign_id):
             raise LabError("This campaign is closed: its votes stand and can no longer be undone.")
+        recent = conn.execute("SELECT COUNT(*) FROM retractions WHERE labeler = ? AND created_at >= ?",
+                              (labeler, since)).fetchone()[0]
+        if recent >= UNDO_LIMIT:
+            raise LabError(f"You have undone {recent} votes in the last {UNDO_WINDOW_S // 60} minutes, the most "
+                           "allowed; wait a few minutes to undo again. Your votes so far are kept.")
         last = conn.execute("SELECT id, pair_id, left_source FROM live_votes WHERE campaign_id = ? AND labeler = ? "
                             "ORDER BY id DESC LIMIT 1", (campaign_id, labeler)).fetchone()
         if last is None:
