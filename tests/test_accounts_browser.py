@@ -42,3 +42,13 @@ def test_accounts_panel_and_sign_out(signed_app, browser):  # noqa: F811 - the f
     page.get_by_role("link", name="Sign out").click()
     expect(page.get_by_label("username")).to_be_visible()  # the sign-in form, in this tab
     assert httpx.get(signed_app.url + "config", cookies=cookies, timeout=30).status_code == 401
+
+
+def test_the_labeling_page_says_who_is_signed_in_and_signs_out_there(signed_app, browser):  # noqa: F811
+    page = signed_in_as(browser, signed_app.url + "label/", "ann", "ann password")
+    expect(page.get_by_text("Signed in as ann")).to_be_visible()
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    page.get_by_role("link", name="Sign out").click()
+    expect(page.get_by_label("username")).to_be_visible()  # the labeling page's sign-in form, in this tab
+    assert "/label" in page.url
+    assert httpx.get(signed_app.url + "label/config", cookies=cookies, timeout=30).status_code == 401

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -234,14 +233,14 @@ def test_the_accounts_panel_changes_roles_passwords_and_removes(managed_app):
     assert call(managed_app, "label_remove_account", labeler) == 401  # the lab's API is closed to labelers
 
 
-def test_the_admin_page_says_who_is_signed_in_with_a_way_out(home):
-    from lab.ui.app import signed_in_line
+def test_each_page_says_who_is_signed_in_with_its_own_way_out(home):
+    from lab.ui.common import signed_in_update
 
-    line = signed_in_line(home)
-    assert line(SimpleNamespace(username="local"))["visible"] is False  # no accounts: nobody signs in
+    assert signed_in_update(home, "local", "/logout")["visible"] is False  # no accounts: nobody signs in
     accounts.add_account("boss", "admin", PASSWORDS["boss"], home=home)
-    shown = line(SimpleNamespace(username="boss"))
+    shown = signed_in_update(home, "boss", "/logout")
     assert shown["visible"] and shown["value"] == 'Signed in as <b>boss</b> · <a href="/logout" target="_self">Sign out</a>'
+    assert 'href="/label/logout"' in signed_in_update(home, "ann", "/label/logout")["value"]  # the labeling page's
 
 
 # --------------------------------------------------------------------------- sessions' lifetime, names refused

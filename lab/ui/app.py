@@ -26,13 +26,13 @@ app starts in a few seconds.
 from __future__ import annotations
 
 import argparse
-import html
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import gradio as gr
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -41,13 +41,13 @@ from lab.data.versions import sweep_staging
 from lab.errors import LabError
 from lab.home import Home, lab_home
 from lab.housekeeping import keep_ticking
-from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal, sign_in_required
+from lab.label.accounts import HF_MOCK_ENV, hf_sign_in, hf_sign_in_refusal
 from lab.label.throttle import SignInThrottle
 from lab.paths import ALLOWED_ENV
 from lab.space import banners, on_space
 from lab.train.warm import keep_warm
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
-from lab.ui.common import wire_on_show
+from lab.ui.common import signed_in_line, wire_on_show
 
 TITLE = "Fine-tuning lab"
 INTRO = (
@@ -91,9 +91,8 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=CACHE_KEPT_S) as demo:
         for text in banners(home):
             gr.Markdown(f"⚠ **{text}**", elem_classes="lab-banner")
-        if sign_in:  # filled in for each visitor as the page loads: who the lab takes them for, and the way out
-            signed_in = gr.HTML(visible=False)  # not Markdown, whose links open a new tab: Sign out leaves this page
-            demo.load(signed_in_line(home), outputs=signed_in, api_visibility="private", queue=False)
+        if sign_in:
+            signed_in_line(demo, home, logout="/logout")
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             for title in TAB_ORDER:
@@ -114,19 +113,6 @@ def build_app(home: Home | str | os.PathLike | None = None, *, sign_in: bool = F
                 wire_on_show(tab, demo, refreshes)
     demo.queue(default_concurrency_limit=4)
     return demo
-
-
-def signed_in_line(home: Home) -> Callable[[gr.Request], dict]:
-    """The page-load handler that shows "Signed in as NAME · Sign out" while sign-in is on, and nothing while the lab
-    is open to whoever reaches it. (A closure, not a partial: Gradio finds ``gr.Request`` by a function's hints.)"""
-
-    def line(request: gr.Request) -> dict:
-        if not sign_in_required(home):
-            return gr.update(visible=False)
-        return gr.update(value=f'Signed in as <b>{html.escape(request.username)}</b> · <a href="/logout" '
-                               'target="_self">Sign out</a>', visible=True)
-
-    return line
 
 
 def with_hf_sign_in(page: gr.Blocks) -> gr.Blocks:
@@ -209,6 +195,10 @@ def server_app(home: Home) -> FastAPI:
     throttle = SignInThrottle()  # one for both apps: guesses at / and at /label count together
     authenticate = server.authenticator(home, throttle)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # Gradio's own API pages say what there is
+    # Gradio's sign-out at /label/logout sends the browser to /label, which the mount at /label/ does not answer (the
+    # app at / would, with a 404): on to the labeling page's sign-in. Relative, so a proxy's path prefix is kept.
+    app.add_api_route("/label", lambda: RedirectResponse("label/", status_code=302), methods=["GET"],
+                      include_in_schema=False)
     # Both apps always have Gradio's sign-in; whether it is asked for is decided on each request (no account: open).
     # The labeling page serves no files: no allowed_paths, Gradio's file routes refused, and Gradio's own checks
     # told to refuse LAB_HOME and its caches, which hold copies of the admin app's downloads.

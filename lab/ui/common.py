@@ -16,6 +16,7 @@ import gradio as gr
 from markdown_it import MarkdownIt
 
 from lab.errors import LabError, explain
+from lab.home import Home
 
 log = logging.getLogger(__name__)
 
@@ -168,3 +169,26 @@ def number(value: float | None) -> str:
 def percent(value: float | None) -> str:
     """A share as a whole percentage, or a dash where there is none yet."""
     return f"{value:.0%}" if value is not None else "–"
+
+
+def signed_in_line(page: gr.Blocks, home: Home, *, logout: str) -> gr.HTML:
+    """A line filled in for each visitor as ``page`` loads (:func:`signed_in_update`). Call inside the page's
+    Blocks."""
+
+    def line(request: gr.Request) -> dict:  # a closure, not a partial: Gradio finds gr.Request by a function's hints
+        return signed_in_update(home, request.username, logout)
+
+    shown = gr.HTML(visible=False)  # not Markdown, whose links open a new tab: Sign out leaves this page
+    page.load(line, outputs=shown, api_visibility="private", queue=False)
+    return shown
+
+
+def signed_in_update(home: Home, username: str | None, logout: str) -> dict:
+    """"Signed in as NAME · Sign out" while sign-in is on (``logout``: the sign-out route of the app the page
+    belongs to); nothing while the lab is open to whoever reaches it."""
+    from lab.label.accounts import sign_in_required
+
+    if not sign_in_required(home):
+        return gr.update(visible=False)
+    return gr.update(value=f'Signed in as <b>{html.escape(username or "")}</b> · <a href="{logout}" '
+                           'target="_self">Sign out</a>', visible=True)

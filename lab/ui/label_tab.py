@@ -31,10 +31,10 @@ from lab import catalog
 from lab.config import MAX_ASPECTS, CampaignConfig
 from lab.errors import LabError
 from lab.home import Home
-from lab.label.accounts import LOCAL, Identity, identify, require_admin, sign_in_required
+from lab.label.accounts import Identity, identify, require_admin, sign_in_required
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_html, guarded, number, percent, safe_html, status_ok
+from lab.ui.common import OnShow, chat_html, guarded, number, percent, safe_html, signed_in_line, status_ok
 from lab.ui.forms import Form, build_form
 
 # A page's votes: (button, text, key). The key is drawn beside the button's text (the class ``lab-key-<key>``, see
@@ -329,12 +329,11 @@ def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> Labeli
 
 
 def campaign_choices(ui: LabelingUI, home: Home, sign_in: bool, request: gr.Request) -> dict:
-    identity = who(home, sign_in, request)
+    """The open campaigns, newest chosen (who is signed in is the page's top line: ``common.signed_in_line``)."""
+    who(home, sign_in, request)  # a visitor the lab does not know is refused here
     choices = open_campaigns(home)
-    note = f"Signed in as **{identity.name}** ({identity.role})." if sign_in and identity.name != LOCAL else ""
-    if not choices:
-        note += " No campaign is open yet."
-    return {ui.status: note.strip(), ui.campaign: gr.update(choices=choices, value=choices[0][1] if choices else None)}
+    return {ui.status: "" if choices else "No campaign is open yet.",
+            ui.campaign: gr.update(choices=choices, value=choices[0][1] if choices else None)}
 
 
 def answer_text(text: str, raw: bool) -> str:
@@ -542,6 +541,8 @@ def labeling_app(home: Home, sign_in: bool) -> gr.Blocks:
     """The page labelers sign in to (mounted at /label): only the labeling widgets, its campaign list read
     afresh on every load."""
     with gr.Blocks(title="Labeling · Fine-tuning lab", analytics_enabled=False) as demo:
+        if sign_in:
+            signed_in_line(demo, home, logout="/label/logout")
         ui = build_labeling(home, sign_in, titled=True)
         demo.load(guarded(campaign_choices, ui.status, ui, home, sign_in), inputs=None, outputs=[ui.status, ui.campaign],
                   api_visibility="private") \
