@@ -25,9 +25,9 @@ LAB = dict(liger_kernels="on")  # the lab's GPU runs use Liger's kernels (auto);
 # Adapter runs measured before the dropout kernels (2026-12-04, sixth session) kept PEFT's dropped-out copies, as
 # fused_lora=off (PEFT's own layers, which plain TRL runs) still does.
 COPIES = dict(fused_lora="off")
-# (what, architecture, settings, measured peak GiB, where it was measured). Every row but the last SFT one was
+# (what, architecture, settings, measured peak GiB, where it was measured). Rows without ``processes=1`` were
 # measured before the early-gradient head (2026-12-05), which one-process SFT without checkpointing now takes, so
-# those rows are estimated as runs without it (``processes`` 2 does that: the head is chosen in one process only).
+# they are estimated as runs without it (``processes`` 2 does that: the head is chosen in one process only).
 # Runs without checkpointing measured
 # before 2026-12-04's fifth session had TRL's 4,096-token head tiles; the estimate now counts the 16,384-token
 # tiles such runs get (up to 0.75 GiB more), so their ratios read up to 0.02 high.
@@ -85,6 +85,10 @@ MEASURED = [
                                                                       **LAB), 50.55, "H200, 2026-12-04, call 4"),
     ("8B LoRA 8 × 2,048 (lab, dropout kernels)", "llama-3.1-8b", dict(adapter="lora", batch_size=8, max_length=2048,
                                                                       **LAB), 85.21, "H200, 2026-12-04, call 4"),
+    ("8B LoRA 4 × 2,048 (lab, early head)", "llama-3.1-8b", dict(adapter="lora", batch_size=4, max_length=2048,
+                                                                 processes=1, **LAB), 51.04, "H200, 2026-12-05, call 2"),
+    ("8B LoRA 8 × 2,048 (lab, early head)", "llama-3.1-8b", dict(adapter="lora", batch_size=8, max_length=2048,
+                                                                 processes=1, **LAB), 85.22, "H200, 2026-12-05, call 2"),
     ("8B QLoRA 4 × 2,048 (lab, dropout kernels)", "llama-3.1-8b",
      dict(adapter="qlora", batch_size=4, max_length=2048, **LAB), 40.39, "H200, 2026-12-04, call 4"),
     ("8B QLoRA 4 × 2,048, checkpointing + offload (lab, dropout kernels)", "llama-3.1-8b",
