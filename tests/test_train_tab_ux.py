@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -262,6 +266,10 @@ def test_a_finished_run_is_headlined_by_the_number_its_objective_is_judged_by(ho
     assert train_tab.run_status(run) == "**✓ Run grpo-math succeeded: mean total reward at the end +0.850.**"
     assert train_tab.progress_text(run, rewards).endswith("· mean total reward at the end +0.850")
     assert "final loss" not in train_tab.progress_text(run, rewards)
+    listed = subprocess.run([sys.executable, "-m", "lab", "runs", "list"], capture_output=True, text=True, check=True,
+                            env={**os.environ, "LAB_HOME": str(home.root)}, cwd=Path(__file__).resolve().parents[1])
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert rows[grpo].endswith("mean total reward at the end +0.850") and rows[sft].endswith("final loss 1.2346")
 
 
 def test_the_run_picker_shows_the_newest_run_when_the_page_loads(home):

@@ -107,7 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
     say(f"run {run.id}: {run.status}; log: {run.run_dir / 'log.txt'}")
     run = runner.wait(run.id, on_progress=progress_line)
     emit(args, {**finished_document(run), "warnings": warnings},
-         lambda: print(f"{run.id} {run.status}" + (f" final_loss={run.final_loss:.4f}" if run.final_loss else "")
+         lambda: print(f"{run.id} {run.status}" + (f": {runner.headline(run)}" if runner.headline(run) else "")
                        + (f"\n{run.error}" if run.error else "")))
     return 0 if run.status == "succeeded" else 1
 
@@ -151,10 +151,9 @@ def run_list(args: argparse.Namespace) -> int:
         from lab.catalog import display_names
 
         models = display_names(run.model for run in runs)  # a run trained from an earlier run shows its name
-        for run in runs:
-            loss = f"{run.final_loss:.4f}" if run.final_loss is not None else "-"
+        for run in runs:  # the result as the run's objective judges it (a GRPO run's loss says nothing)
             print(f"{run.id:<34} {run.name[:24]:<24} {run.status:<10} {run.method:<6} {models[run.model][:24]:<24} "
-                  f"{run.dataset[:28]:<28} {loss}")
+                  f"{run.dataset[:28]:<28} {runner.headline(run) or '-'}")
 
     emit(args, [r.summary() for r in runs], human)
     return 0
