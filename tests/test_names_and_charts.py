@@ -50,6 +50,7 @@ def test_the_learning_rate_and_the_grad_norm_are_on_their_own_axes_in_the_run_s_
     color = plots.run_color("run:abc")
     assert {t.line.color for t in (*figures["aux"].data, *figures["loss"].data)} == {color}
     assert [(t.name, t.line.dash) for t in figures["loss"].data] == [("train loss", "solid"), ("eval loss", "dot")]
+    assert figures["loss"].layout.yaxis.exponentformat == "e"  # GRPO's loss near 0: 5e-8, not "50n"
 
 
 def test_a_resumed_run_s_steps_are_drawn_once_with_their_later_values():

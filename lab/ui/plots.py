@@ -219,6 +219,7 @@ def loss_overlay(runs: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]], *
     fig.update_layout(**{**LAYOUT, "height": 380, "margin": {"l": 50, "r": 20, "t": TITLED, "b": 20},
                          "legend": dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0)},
                       title=f"{title} (solid: train, dotted: eval)", xaxis_title="step")
+    fig.update_yaxes(exponentformat="e")  # GRPO's loss near 0 reads 5e-8, not plotly's SI "50n"
     return fig
 
 
