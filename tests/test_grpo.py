@@ -182,6 +182,10 @@ def test_the_presets_score_replies_against_the_row():
     assert rewards.json_valid(['{"a": 1}', '```json\n[1, 2]\n```', "{'a': 1}"], [""] * 3, cfg) == [1.0, 1.0, 0.0]
     assert rewards.length_near(["x" * 10, "x" * 15, "x" * 30], [""] * 3, cfg) == [1.0, 0.5, 0.0]
     assert rewards.parse("numeric_answer, format:0.5") == [("numeric_answer", 1.0), ("format", 0.5)]
+    # the Train tab's table of presets (the field's own help stays short): a row per preset, its example parses
+    table = rewards.table()
+    assert [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")] == list(rewards.PRESETS)
+    assert rewards.parse(table.split("`")[1]) == [("exact_answer", 1.0), ("format", 0.2)]
 
 
 def test_meta_columns_reach_a_users_function_and_the_reward_model_scores(home, tmp_path):

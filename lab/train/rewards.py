@@ -51,6 +51,13 @@ def described() -> str:
     return "; ".join(f"{name} = {words}" for name, words in PRESETS.items())
 
 
+def table() -> str:
+    """The presets as a Markdown table (the Train tab shows it under the rewards field)."""
+    escaped = {name: words.replace("|", "\\|") for name, words in PRESETS.items()}
+    return "e.g. `exact_answer:1, format:0.2`\n\n| reward | what it scores |\n|---|---|\n" + "\n".join(
+        f"| `{name}` | {words} |" for name, words in escaped.items())
+
+
 def parse(text: str) -> list[tuple[str, float]]:
     """``"numeric_answer:1, format:0.5"`` → ``[("numeric_answer", 1.0), ("format", 0.5)]`` (weight 1 if left out)."""
     chosen: list[tuple[str, float]] = []

@@ -27,6 +27,7 @@ from lab.config import TrainConfig
 from lab.errors import LabError
 from lab.home import Home
 from lab.space import training_off
+from lab.train import rewards
 from lab.train.methods import objective
 from lab.train.samples import read_completions, read_samples, read_summary
 from lab.train.speed import SpeedPlan, read_plan
@@ -51,6 +52,9 @@ RUN_HEADERS = ["name", "status", "method", "model", "dataset", "result", "create
 RED, GREEN = "#b91c1c", "#15803d"  # outcomes and verdicts in colour: emoji marks render as empty boxes in some fonts
 SAMPLE_HEADERS = ["prompt", "before (base)", "after (tuned)"]
 SETTINGS_PER_LINE = 4  # an objective's settings a line: their help texts stay readable
+# The rewards field's help in the form: the presets are a table under the settings (the config's help lists them all)
+REWARDS_INFO = ("Reward functions and their weights, 'name:weight, name:weight': the total reward is the weighted "
+                "sum. What each scores: Reward functions, below.")
 COMPLETIONS_SHOWN = 24  # the newest sampled completions of a GRPO/RLOO run (a few per logging step)
 EMPTY_REPLY = "(empty: the model ended its reply at once)"
 # A form changed after Estimate or Sanity check: their results are of other settings. Said in the browser alone (no
@@ -146,6 +150,9 @@ def objective_settings(components: dict[str, Any], overrides: dict[str, Any]) ->
                 gr.Markdown(f"**{title}**")
                 lines = [tuple(names[i:i + SETTINGS_PER_LINE]) for i in range(0, len(names), SETTINGS_PER_LINE)]
                 components.update(build_form(TrainConfig, rows=lines, overrides=overrides).components)
+                if "rewards" in names:  # what each reward scores, as a table rather than the field's long help
+                    with gr.Accordion("Reward functions", open=False):
+                        gr.Markdown(rewards.table())
             out.append((row, set(who)))
     return out
 
@@ -167,7 +174,8 @@ def build(home: Home) -> TrainUI:
     overrides = {"dataset": lambda f, kw: gr.Dropdown(choices=catalog.dataset_choices(home), allow_custom_value=True,
                                                       **kw),
                  "model": lambda f, kw: gr.Dropdown(choices=catalog.model_choices(home), allow_custom_value=True,
-                                                    **kw)}
+                                                    **kw),
+                 "rewards": lambda f, kw: gr.Textbox(**{**kw, "info": REWARDS_INFO})}
     for title, rows in GROUPS.items():
         with gr.Accordion(title, open=title == "What to train"):
             # One widget per field: a second one would be read by no handler (a setting silently ignored).
