@@ -9,7 +9,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -148,17 +148,20 @@ def chat_html(messages: list[dict[str, Any]]) -> str:
 @dataclass
 class OnShow:
     """What a tab refreshes when it is shown and when the page loads, so its pickers and lists hold what exists
-    now (a dataset saved in Data is in Train's picker without a reload). ``fn`` takes no inputs and returns
-    ``{component: update}`` for ``outputs``. A picker refreshed this way also takes ``allow_custom_value=True``:
-    Gradio checks an API caller's value against the choices the app started with, so the handler checks it."""
-    fn: Callable[[], dict]
+    now (a dataset saved in Data is in Train's picker without a reload). ``fn`` takes the values of ``inputs`` (none
+    by default: most refreshes need nothing of the page) and returns ``{component: update}`` for ``outputs``. A
+    picker refreshed this way also takes ``allow_custom_value=True``: Gradio checks an API caller's value against the
+    choices the app started with, so the handler checks it."""
+    fn: Callable[..., dict]
     outputs: list[gr.components.Component]
+    inputs: list[gr.components.Component] = field(default_factory=list)
 
 
 def wire_on_show(tab: gr.Tab, page: gr.Blocks, refreshes: list[OnShow]) -> None:
     for refresh in refreshes:
         for event in (tab.select, page.load):
-            event(refresh.fn, inputs=None, outputs=refresh.outputs, api_visibility="private", queue=False)
+            event(refresh.fn, inputs=refresh.inputs or None, outputs=refresh.outputs, api_visibility="private",
+                  queue=False)
 
 
 def number(value: float | None) -> str:

@@ -1116,20 +1116,23 @@ def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
     once one exists the voting panel is open, and New campaign as the admin left it."""
     labeling, admin = ui
 
-    def refresh() -> dict:
+    def refresh(selected: str | None) -> dict:
         models = catalog.model_choices(home)
         campaigns, open_now = catalog.campaign_choices(home), open_campaigns(home)
+        # None chosen yet (a page just loaded) or gone: the newest, so Export and the results need no picking first
+        ids = [value for _, value in campaigns]
+        chosen = selected if selected in ids else ids[0] if ids else None
         first = ({admin.voting: gr.update(open=True)} if campaigns else
                  {admin.voting: gr.update(open=False), admin.new_campaign: gr.update(open=True)})
         return {labeling.campaign: gr.update(choices=open_now),
                 admin.form["sources"]: gr.update(choices=models), admin.policy: gr.update(choices=models),
                 admin.form["judge"]: gr.update(choices=judge_choices(home)),
                 admin.form["prompts"]: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
-                admin.selected: gr.update(choices=campaigns),
+                admin.selected: gr.update(choices=campaigns, value=chosen),
                 admin.campaigns: campaigns_table(home),
                 admin.empty: "" if open_now else NONE_OPEN if campaigns else NO_CAMPAIGN_YET, **first}
 
     return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["judge"],
                              admin.form["prompts"], admin.selected, admin.campaigns, admin.empty, admin.voting,
-                             admin.new_campaign]),
+                             admin.new_campaign], inputs=[admin.selected]),
             *label_flywheel.on_show(admin.flywheel, home)]
