@@ -188,23 +188,25 @@ def test_the_flywheel_says_what_agreement_needs(home):
 def test_a_tab_with_no_campaign_opens_its_form_and_says_so(tab, home, tmp_path):
     _, labeling, admin = tab
     refresh = label_tab.on_show((labeling, admin), home)[0]
-    assert refresh.inputs == [admin.selected]
-    out = refresh.fn(None)
+    assert refresh.inputs == [admin.selected, labeling.campaign]
+    out = refresh.fn(None, None)
     assert out[admin.empty] == label_tab.NO_CAMPAIGN_YET and "No campaign yet: create one below" in out[admin.empty]
     assert out[admin.voting] == gr.update(open=False) and out[admin.new_campaign] == gr.update(open=True)
     assert {admin.empty, admin.voting, admin.new_campaign} <= set(refresh.outputs)
 
     campaign = file_campaign(home, tmp_path, "first", 2, votes_per_pair=1)
-    out = refresh.fn(None)
+    out = refresh.fn(None, None)
     assert out[admin.empty] == "" and out[admin.voting] == gr.update(open=True)
     assert admin.new_campaign not in out  # as the admin left it
-    assert out[admin.selected]["value"] == campaign.id  # a page just loaded: the newest campaign is chosen
+    # a page just loaded: the newest campaign is chosen, in the results and to label (no pair served until Start)
+    assert out[admin.selected]["value"] == out[labeling.campaign]["value"] == campaign.id
     newer = file_campaign(home, tmp_path, "second", 2, votes_per_pair=1)
-    assert refresh.fn(campaign.id)[admin.selected]["value"] == campaign.id  # the admin's choice is kept
-    assert refresh.fn("gone")[admin.selected]["value"] == newer.id
+    kept = refresh.fn(campaign.id, campaign.id)  # the admin's choices are kept
+    assert kept[admin.selected]["value"] == kept[labeling.campaign]["value"] == campaign.id
+    assert refresh.fn("gone", "gone")[admin.selected]["value"] == newer.id
     campaigns.set_status(campaign.id, "closed", home=home)
     campaigns.set_status(newer.id, "closed", home=home)
-    assert refresh.fn(None)[admin.empty] == label_tab.NONE_OPEN
+    assert refresh.fn(None, None)[admin.empty] == label_tab.NONE_OPEN
 
 
 def test_a_click_in_the_campaigns_table_selects_that_campaign(tab):

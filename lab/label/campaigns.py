@@ -104,7 +104,7 @@ def get_campaign(campaign_id: str, home: Home | None = None) -> Campaign:
 def list_campaigns(home: Home | None = None, *, status: tuple[str, ...] = STATUSES) -> list[Campaign]:
     marks = ",".join("?" * len(status))
     rows = Store(home or lab_home()).query(
-        f"SELECT * FROM campaigns WHERE status IN ({marks}) ORDER BY created_at DESC, id DESC", status)
+        f"SELECT * FROM campaigns WHERE status IN ({marks}) ORDER BY created_at DESC, rowid DESC", status)
     return [from_row(r) for r in rows]
 
 

@@ -1116,15 +1116,17 @@ def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
     once one exists the voting panel is open, and New campaign as the admin left it."""
     labeling, admin = ui
 
-    def refresh(selected: str | None) -> dict:
+    def refresh(selected: str | None, to_label: str | None) -> dict:
         models = catalog.model_choices(home)
         campaigns, open_now = catalog.campaign_choices(home), open_campaigns(home)
-        # None chosen yet (a page just loaded) or gone: the newest, so Export and the results need no picking first
-        ids = [value for _, value in campaigns]
+        # None chosen yet (a page just loaded) or gone: the newest, so Export and the results need no picking first,
+        # and Start labels the newest open campaign (set here, no pair is served until Start is pressed)
+        ids, open_ids = [value for _, value in campaigns], [value for _, value in open_now]
         chosen = selected if selected in ids else ids[0] if ids else None
+        labeling_chosen = to_label if to_label in open_ids else open_ids[0] if open_ids else None
         first = ({admin.voting: gr.update(open=True)} if campaigns else
                  {admin.voting: gr.update(open=False), admin.new_campaign: gr.update(open=True)})
-        return {labeling.campaign: gr.update(choices=open_now),
+        return {labeling.campaign: gr.update(choices=open_now, value=labeling_chosen),
                 admin.form["sources"]: gr.update(choices=models), admin.policy: gr.update(choices=models),
                 admin.form["judge"]: gr.update(choices=judge_choices(home)),
                 admin.form["prompts"]: gr.update(choices=catalog.dataset_choices(home, kind="sft")),
@@ -1134,5 +1136,5 @@ def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
 
     return [OnShow(refresh, [labeling.campaign, admin.form["sources"], admin.policy, admin.form["judge"],
                              admin.form["prompts"], admin.selected, admin.campaigns, admin.empty, admin.voting,
-                             admin.new_campaign], inputs=[admin.selected]),
+                             admin.new_campaign], inputs=[admin.selected, labeling.campaign]),
             *label_flywheel.on_show(admin.flywheel, home)]
