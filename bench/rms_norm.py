@@ -2,6 +2,7 @@
 at the shapes of the benchmarks' steps, with the bandwidth floor beside them.
 
     python bench/rms_norm.py                         # 65,536 × 896 (packed 0.5B) and 8,192 × 4,096 (8B LoRA), bf16
+    python bench/rms_norm.py --sweep                 # also the lab's kernel at other tiles and programs per SM
 
 The floor is the bytes each must move (dy and x read, dx written, in bf16) at the GPU's measured copy bandwidth.
 """
@@ -43,6 +44,7 @@ def copy_bandwidth() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default="65536x896,8192x4096", help="rows x width, comma-separated")
+    parser.add_argument("--sweep", action="store_true", help="time the lab's kernel at TILE x PROGRAMS_PER_SM choices")
     args = parser.parse_args()
     from liger_kernel.ops import rms_norm as liger
 
@@ -67,6 +69,16 @@ def main() -> None:
         floor = 3 * x.numel() * x.element_size() / bandwidth * 1e3
         print(f"{shape:>14} {timed(theirs):9.3f} {timed(lab):8.3f} {floor:9.3f} "
               f"{(dx.float() - want_dx.float()).abs().max().item():14.3g} {(dw - want_dw).abs().max().item():14.3g}")
+        if args.sweep:
+            print(f"{'':>14} sweep, ms (TILE x programs per SM; the module's: {rows.TILE} x {rows.PROGRAMS_PER_SM}):")
+            chosen = rows.TILE, rows.PROGRAMS_PER_SM
+            for tile in (1024, 2048, 4096, 8192, 16384):
+                cells = []
+                for programs in (1, 2, 4, 8, 16):
+                    rows.TILE, rows.PROGRAMS_PER_SM = tile, programs
+                    cells.append(f"{programs}: {timed(lab):.3f}")
+                print(f"{'':>14} TILE {tile:>6}  " + "  ".join(cells))
+            rows.TILE, rows.PROGRAMS_PER_SM = chosen
 
 
 if __name__ == "__main__":

@@ -118,6 +118,11 @@ def top_names(result: dict[str, Any]) -> str:
         if row.get("top"):
             lines.append(f"  {category:<13} " + " · ".join(f"{n[:70]} {s / p['steps'] * 1000:.1f}"
                                                           for n, s in row["top"]))
+    lines.append("the operators that launched them (what they ran under), per category:")
+    for category, row in p["categories"].items():
+        if row.get("top_ops"):
+            lines.append(f"  {category:<13} " + " · ".join(f"{n[:90]} {s / p['steps'] * 1000:.1f}"
+                                                          for n, s in row["top_ops"]))
     return "\n".join(lines)
 
 

@@ -75,7 +75,7 @@ def test_the_categories_add_up_to_the_profiled_wall_time(bench):
 
 
 def test_a_real_step_is_sorted_by_what_ran_and_where(bench):
-    _, _, run_dir = bench
+    _, stdout, run_dir = bench
     parts = json.loads((run_dir / "profile.json").read_text())
     rows = parts["categories"]
     assert parts["head_range"]  # the hooks found the causal LM and marked its head
@@ -87,6 +87,11 @@ def test_a_real_step_is_sorted_by_what_ran_and_where(bench):
     assert rows["other"]["seconds"] < 0.15 * parts["busy_seconds"], rows["other"]["top"]
     idle = rows["idle"]
     assert idle["top"] and sum(seconds for _, seconds in idle["top"]) <= idle["seconds"] + 1e-5
+    # each category's time also by the operator that launched it, with what it ran under (a remedy's target)
+    launched = dict(rows["elementwise"]["top_ops"])
+    assert launched and all(seconds > 0 for seconds in launched.values())
+    assert any(name.startswith("aten::") for name in launched), launched
+    assert "the operators that launched them" in stdout
     text = (run_dir / "profile.txt").read_text()
     assert text.startswith("2 step(s) in") and "lm_head_loss" in text and "Self CPU %" in text
     assert "idle a step, by cause:" in text

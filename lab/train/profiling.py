@@ -265,7 +265,7 @@ def anatomy(events: list[Any], wall: float, steps: int, top: int = 8) -> dict[st
     seconds = split_union([(start, end, category) for start, end, _, _, category in named])
     busy = union_seconds([(start, end) for start, end, *_ in named]) / 1e6
     categories = {category: category_row([p for p in named if p[4] == category], seconds.get(category, 0) / 1e6,
-                                         wall, steps, top) for category in CATEGORIES if category != IDLE}
+                                         wall, steps, top, ranges) for category in CATEGORIES if category != IDLE}
     idle = max(0.0, wall - busy)
     categories[IDLE] = {"seconds": round(idle, 6), "ms_per_step": round(idle / steps * 1000, 3),
                         "share": round(idle / wall, 4) if wall else 0.0,
@@ -330,13 +330,19 @@ def sort_pieces(pieces: list[tuple[float, float, str, Any]], ranges: Ranges) -> 
     return named
 
 
-def category_row(pieces: list[tuple], spent: float, wall: float, steps: int, top: int) -> dict[str, Any]:
+def category_row(pieces: list[tuple], spent: float, wall: float, steps: int, top: int,
+                 ranges: Ranges | None = None) -> dict[str, Any]:
     """One category: its share of the wall time (``spent`` seconds), its pieces, the FLOPs of its matrix products
-    and so their TFLOP/s, and its names that took the most (raw) time."""
+    and so their TFLOP/s, its names that took the most (raw) time, and (``ranges`` given) the operators that
+    launched them, with what they ran under (``top_ops``: one kernel name, e.g. an element-wise addition, is many
+    operators' work, and a remedy targets the operator)."""
     by_name: Counter = Counter()
+    by_op: Counter = Counter()
     products: dict[int, int] = {}
     for start, end, name, op, _ in pieces:
         by_name[name[:120]] += (end - start) / 1e6
+        if ranges is not None:
+            by_op[chain(ranges.of(op)) if op is not None else "?"] += (end - start) / 1e6
         # torch counts elementwise adds and multiplies too; only matrix products (the operators the GEMM rule
         # names) make a TFLOP/s worth comparing with the peak. An operator counts once, however many kernels it ran.
         flops = product_flops(op) if op is not None else 0
@@ -348,6 +354,8 @@ def category_row(pieces: list[tuple], spent: float, wall: float, steps: int, top
         row["flops"] = sum(products.values())
         row["tflops"] = float(f"{row['flops'] / spent / 1e12:.3g}") if spent else None
     row["top"] = [[n, round(s, 6)] for n, s in by_name.most_common(top)]
+    if ranges is not None:
+        row["top_ops"] = [[n, round(s, 6)] for n, s in by_op.most_common(top)]
     return row
 
 
