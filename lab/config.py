@@ -316,6 +316,10 @@ class TrainConfig:
                                    "16 bits (weights, gradients and optimizer stay fp32): fewer casts, less memory. "
                                    "off = fp32, as plain TRL; auto = on for SFT on a GPU.",
                                    choices=("auto", "on", "off"))
+    early_head: str = option("auto", "SFT's LM head with its gradient taken in the forward pass: one projection of "
+                             "the vocabulary fewer a token, about 1 GB more for a 128k vocabulary. auto = on for SFT "
+                             "in one process on a GPU while activations are kept (no checkpointing); off = TRL's "
+                             "fused head.", choices=("auto", "off"))
     # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
     gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
                        "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")

@@ -445,6 +445,8 @@ def test_the_early_head_is_the_plan_s_choice_for_single_process_sft_on_a_gpu_onl
     assert ("early_head", "on" if chosen.early_head else "off", chosen.reasons["early_head"]) in chosen.choices()
     assert not speed.plan(sft, cuda=True, processes=2, **machine).early_head
     assert not speed.plan(TrainConfig(gradient_checkpointing="on"), cuda=True, **machine).early_head
+    off = speed.plan(TrainConfig(early_head="off"), cuda=True, **machine)
+    assert not off.early_head and off.reasons["early_head"].startswith("set in the config")
 
 
 def test_head_tile_changes_trl_s_tiles_not_its_log_probabilities(monkeypatch):

@@ -228,6 +228,8 @@ def early_head_choice(cfg: TrainConfig, cuda: bool, processes: int, checkpointin
     (a sharded head would need gathering), and where the run keeps its activations (its whole-vocabulary tile is
     about 1 GB for a 128k vocabulary: too much where checkpointing saves memory). ``trl_internals``: whether this
     TRL has the fused head's internals it runs on (looked up when None)."""
+    if cfg.early_head == "off":
+        return False, "set in the config: TRL's fused head"
     if cfg.objective != "sft":
         return False, f"{cfg.method_title}'s loss weighs tokens unequally: TRL's fused head as it is"
     if not cuda:

@@ -43,7 +43,7 @@ GROUPS = {
                      ("logging_steps", "eval_steps", "save_steps", "save_total_limit"),
                      ("load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold")],
     "LoRA and QLoRA": [("lora_r", "lora_alpha", "lora_dropout", "lora_targets"), ("quant_type", "double_quant")],
-    "Speed": [("padding_free", "attention", "liger_kernels", "compile", "fused_lora", "half_activations")],
+    "Speed": [("padding_free", "attention", "liger_kernels", "compile"), ("fused_lora", "half_activations", "early_head")],
     "Memory": [("gradient_checkpointing", "offload_activations", "tiled_mlp", "gpu_memory_gib")],
     "Hardware": [("gpus", "distributed", "deepspeed_stage", "cpu_processes")],
     "Reporting": [("report_to", "wandb_project"), ("sample_prompts", "sample_max_new_tokens")],
