@@ -439,19 +439,19 @@ LARGEST_BATCH_ASKED = 4096  # largest_batch looks no further: a batch this large
 
 
 def largest_batch(cfg: TrainConfig, shape: ModelShape, gpu_bytes: float, *, bf16: bool = True,
-                  headroom: float = 0.9) -> int:
+                  headroom: float = 0.9, processes: int = 1) -> int:
     """The largest ``batch_size`` whose worst-case estimate fits in ``headroom`` of the GPU's memory, up to
     ``LARGEST_BATCH_ASKED`` (0: not even one sequence fits, so gradient checkpointing, a shorter max_length or
-    QLoRA is needed)."""
+    QLoRA is needed). ``processes``: the run's (:func:`memory`)."""
     budget = gpu_bytes * headroom
     low, high = 0, 1
-    while memory(dataclasses.replace(cfg, batch_size=high), shape, bf16=bf16).total <= budget:
+    while memory(dataclasses.replace(cfg, batch_size=high), shape, bf16=bf16, processes=processes).total <= budget:
         if high == LARGEST_BATCH_ASKED:
             return high
         low, high = high, high * 2
     while high - low > 1:  # memory grows with the batch: bisect between a fit and a miss
         middle = (low + high) // 2
-        if memory(dataclasses.replace(cfg, batch_size=middle), shape, bf16=bf16).total <= budget:
+        if memory(dataclasses.replace(cfg, batch_size=middle), shape, bf16=bf16, processes=processes).total <= budget:
             low = middle
         else:
             high = middle
@@ -541,7 +541,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
         budget = memory_budget(cfg, gpus[0].memory_gib * GIB)
         capped = " by gpu_memory_gib" if budget < gpus[0].memory_gib * GIB else ""
         where = f"GPU {gpus[0].index} ({budget / GIB:.0f} GiB{capped})"
-        fits = largest_batch(resolved, shape, budget, bf16=resolved.precision != "fp32")
+        fits = largest_batch(resolved, shape, budget, bf16=resolved.precision != "fp32", processes=ranks)
         most = f"{fits:,} or more" if fits == LARGEST_BATCH_ASKED else str(fits)
         text += (f"\n\nLargest batch_size that fits {where} at max_length "
                  f"{cfg.max_length}, worst case: **{most}**" if fits else

@@ -319,7 +319,7 @@ def memory_choices(cfg: TrainConfig, cuda: bool, gpu_bytes: float | None, shape:
             out[name] = (False, "off: the GPU's memory is not known here")
         else:
             without = dataclasses.replace(cfg, **settled, **{n: "off" for n in MEMORY_SAVERS if n not in settled})
-            fits = largest_batch(without, shape, budget)
+            fits = largest_batch(without, shape, budget, processes=processes)
             if fits >= cfg.batch_size:
                 out[name] = (False, f"batch {cfg.batch_size} × {cfg.max_length} fits {where} without it"
                                     f"{' (up to ' + str(fits) + ')' if name == MEMORY_SAVERS[0] else ''}")
