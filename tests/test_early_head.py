@@ -10,9 +10,6 @@ from trl.kernels import ChunkedLogProbFunction
 from lab.train import early_head
 from lab.train.early_head import EarlyGradLogProb
 
-# An experiment built on TRL 1.16's fused head: on a TRL with other internals it turns itself off (wanted says so)
-pytestmark = pytest.mark.skipif(not early_head.available(), reason="this TRL's fused head has other internals")
-
 OUTPUTS = ("entropy", "is_top1")
 
 
@@ -62,11 +59,17 @@ def test_a_non_uniform_upstream_gradient_poisons_the_weight_s_gradient_and_entro
 
 
 def test_this_trl_has_the_internals_it_runs_on_and_install_puts_it_in_trl_s_place(monkeypatch):
-    """The speed plan chooses it only where ``available`` (a TRL upgrade that renames them turns it off, and this
-    test says so); ``install`` swaps the function TRL's forward calls."""
+    """The speed plan chooses it only where TRL's source defines them (a TRL upgrade that renames them turns it
+    off, and this test says so); the names read from the source are the ones the module finds once imported;
+    ``install`` swaps the function TRL's forward calls."""
     import trl.trainer.utils as trl_utils
+    from trl.kernels import chunked_logprob
 
-    assert early_head.available()
+    from lab.train import speed
+
+    assert speed.trl_head_internals()
+    modules = {"kernels/chunked_logprob.py": chunked_logprob, "trainer/utils.py": trl_utils}
+    assert all(hasattr(modules[m], name) for m, names in speed.TRL_HEAD_NAMES.items() for name in names)
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", trl_utils._ChunkedLogProbFunction)
     early_head.install()
     assert trl_utils._ChunkedLogProbFunction is EarlyGradLogProb

@@ -115,19 +115,6 @@ class EarlyGradLogProb(torch.autograd.Function):
                 None, None, None, None, None, None)
 
 
-TRL_NAMES = ("_forward_kernel", "_forward_tile", "_backward_kernel", "_backward_tile", "_addmm_fp32", "_use_triton",
-             "_BLOCK_SIZE", "OPTIONAL_OUTPUTS")
-
-
-def available() -> bool:
-    """Whether this TRL has the fused head's internals this module runs on (TRL 1.16's), and the name its
-    forward calls the head by."""
-    import trl.trainer.utils as trl_utils
-    from trl.kernels import chunked_logprob
-
-    return all(hasattr(chunked_logprob, name) for name in TRL_NAMES) and hasattr(trl_utils, "_ChunkedLogProbFunction")
-
-
 def install() -> None:
     """Make TRL's fused head forward (``trl.trainer.utils``) use :class:`EarlyGradLogProb` in this process."""
     import trl.trainer.utils as trl_utils

@@ -111,6 +111,40 @@ def varlen_signature() -> tuple[str, ...] | None:
     return tuple(a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs))
 
 
+# What lab.train.early_head runs on, by module of TRL (TRL 1.16's fused head): its kernels and helpers, and the name
+# the trainers' forward calls the head by (which early_head.install replaces).
+TRL_HEAD_NAMES = {"kernels/chunked_logprob.py": ("_forward_kernel", "_forward_tile", "_backward_kernel",
+                                                 "_backward_tile", "_addmm_fp32", "_use_triton", "_BLOCK_SIZE",
+                                                 "OPTIONAL_OUTPUTS"),
+                  "trainer/utils.py": ("_ChunkedLogProbFunction",)}
+
+
+@functools.cache
+def trl_head_internals() -> bool:
+    """Whether this TRL has the fused head's internals the early-gradient head runs on (``TRL_HEAD_NAMES``). Read
+    from TRL's source, not imported: importing TRL loads torch and transformers, seconds of ``lab train``'s checks
+    before launch on a GPU machine."""
+    spec = importlib.util.find_spec("trl")  # a top-level package's spec imports nothing
+    folders = [Path(f) for f in ((spec.submodule_search_locations or []) if spec else [])]
+    for module, wanted in TRL_HEAD_NAMES.items():
+        source = next((folder / module for folder in folders if (folder / module).is_file()), None)
+        if source is None:
+            return False
+        defined: set[str] = set()
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                defined.add(node.target.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                defined.update(alias.asname or alias.name for alias in node.names)
+        if not set(wanted) <= defined:
+            return False
+    return True
+
+
 def torch_varlen_available() -> bool:
     """PyTorch's own variable-length flash attention (torch 2.10+, CUDA)."""
     return varlen_signature() is not None
@@ -238,11 +272,7 @@ def early_head_choice(cfg: TrainConfig, cuda: bool, processes: int, checkpointin
         return False, "TRL's fused head: more than one process"
     if checkpointing:
         return False, "TRL's fused head: gradient checkpointing is on, so memory is what counts"
-    if trl_internals is None:
-        from lab.train.early_head import available
-
-        trl_internals = available()
-    if not trl_internals:
+    if not (trl_head_internals() if trl_internals is None else trl_internals):
         return False, "this TRL's fused head has other internals than the ones it runs on"
     return True, "SFT's head: its gradient taken in the forward, one projection fewer a token"
 
