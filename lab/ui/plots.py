@@ -79,12 +79,15 @@ def wrap_label(text: str, width: int = 18) -> str:
     return "<br>".join(line.strip() for line in lines)
 
 
+EMPTY_HEIGHT = 140  # px: a blank figure is one line of text, not a plot's worth of empty page
+
+
 def empty_figure(message: str) -> go.Figure:
-    """A blank figure that says why it is blank (no data yet, nothing to count)."""
+    """A blank figure that says why it is blank (no data yet, nothing to count), a line high."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, font=dict(size=14, color="#6b7280"),
                        xref="paper", yref="paper", x=0.5, y=0.5)
-    fig.update_layout(**LAYOUT)
+    fig.update_layout(**{**LAYOUT, "height": EMPTY_HEIGHT, "margin": dict(l=20, r=20, t=20, b=20)})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
