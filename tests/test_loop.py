@@ -153,8 +153,8 @@ def rule_decided_share(campaign_id: str, home) -> float:
 
 
 def test_the_unreliable_labeler_is_flagged(flywheel):
-    """sim-eve, who votes against the rule, is flagged wherever the rule decides enough pairs to tell; the honest
-    labelers never are, and agree with the others more than she does in every round.
+    """sim-eve, who votes against the rule, is flagged wherever the rule decides enough pairs to tell, and there
+    agrees with the others less than the honest labelers do; the honest labelers are never flagged.
 
     Rounds 1 and 2 set base and SFT against trained models, so the rule decides many pairs. Round 3 sets round 2's
     model (meeting the rule in 94-98% of its answers) against round 1's: when round 1's model meets it often too,
@@ -167,10 +167,12 @@ def test_the_unreliable_labeler_is_flagged(flywheel):
         flagged = {name for name, row in table.items() if row["flagged"]}
         why = (campaign.round, round(decided, 3), {name: row["why"] for name, row in table.items()})
         assert flagged <= {"sim-eve"}, why
-        assert all(table["sim-eve"]["majority_agreement"] < table[honest]["majority_agreement"]
-                   for honest in ("sim-ann", "sim-bob")), why
+        # Where the rule decides few pairs, her ~0.8 d lower agreement is within the 10% random clicks' noise (a
+        # round 3 with d = 0.04 once had her at 81% between the honest labelers' 80% and 84%).
         if campaign.round < 3 or decided >= 1 / 3:
             assert flagged == {"sim-eve"}, why
+            assert all(table["sim-eve"]["majority_agreement"] < table[honest]["majority_agreement"]
+                       for honest in ("sim-ann", "sim-bob")), why
 
 
 def test_the_chain_report_shows_every_round(flywheel):
