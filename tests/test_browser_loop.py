@@ -160,6 +160,8 @@ def walk_the_loop(browser, team_app, shots, lead) -> None:  # noqa: F811
     visible(lead, "Exported labels-team-round@").wait_for()
     expect(lead.get_by_label("Policy to train with DPO", exact=True).filter(visible=True).first).to_have_value(
         re.compile(r"^team-sft · SFT"))  # the campaign's labeled run
+    # the lead's own voting panel names the campaign with its state now, not the "generating" it was read with
+    expect(lead.get_by_label("Campaign", exact=True).first).to_have_value(re.compile(r"^team-round · open"))
     snap(lead, shots, "loop-5-export")
     lead.get_by_role("button", name="Train DPO on this").click()
     expect(tab(lead, "Train")).to_have_attribute("aria-selected", "true", timeout=60_000)

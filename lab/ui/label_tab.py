@@ -671,6 +671,9 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
                     api_visibility="private", show_progress="hidden")
     gr.Timer(3.0).tick(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                        api_visibility="private", show_progress="hidden")
+    # The voting panel's picker names each campaign with its state ("generating" until it opens): kept current too.
+    gr.Timer(3.0).tick(lambda: gr.update(choices=catalog.campaign_choices(home, status=("generating", "open"))),
+                       outputs=labeling.campaign, api_visibility="private", show_progress="hidden", queue=False)
     for button, target, api in ((close, "closed", "label_close"), (reopen, "open", "label_reopen"),
                                 (resume, "generating", "label_resume")):
         button.click(guarded(set_campaign_status, status, *bound, target), inputs=selected, outputs=[status, state],
