@@ -93,14 +93,20 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def package_source(package: str, relative: str) -> Path | None:
+    """A source file of an installed package (``relative`` to its folder), found without importing the package;
+    None where it has no such file."""
+    spec = importlib.util.find_spec(package)  # a top-level package's spec imports nothing
+    folders = (spec.submodule_search_locations or []) if spec else []
+    return next((Path(f) / relative for f in folders if (Path(f) / relative).is_file()), None)
+
+
 @functools.cache
 def varlen_signature() -> tuple[str, ...] | None:
     """The parameters of PyTorch's variable-length flash attention (``torch.nn.attention.varlen.varlen_attn``,
     torch 2.10+), None where this torch has none. Read from its source, not imported: importing it loads torch and
     torch._dynamo, seconds of ``lab train``'s checks before launch on a GPU machine."""
-    spec = importlib.util.find_spec("torch")  # a top-level package's spec imports nothing
-    folders = (spec.submodule_search_locations or []) if spec else []
-    source = next((p for p in (Path(f) / "nn" / "attention" / "varlen.py" for f in folders) if p.is_file()), None)
+    source = package_source("torch", "nn/attention/varlen.py")
     if source is None:
         return None
     found = [node for node in ast.parse(source.read_text()).body
@@ -124,10 +130,8 @@ def trl_head_internals() -> bool:
     """Whether this TRL has the fused head's internals the early-gradient head runs on (``TRL_HEAD_NAMES``). Read
     from TRL's source, not imported: importing TRL loads torch and transformers, seconds of ``lab train``'s checks
     before launch on a GPU machine."""
-    spec = importlib.util.find_spec("trl")  # a top-level package's spec imports nothing
-    folders = [Path(f) for f in ((spec.submodule_search_locations or []) if spec else [])]
     for module, wanted in TRL_HEAD_NAMES.items():
-        source = next((folder / module for folder in folders if (folder / module).is_file()), None)
+        source = package_source("trl", module)
         if source is None:
             return False
         defined: set[str] = set()

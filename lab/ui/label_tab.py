@@ -228,11 +228,21 @@ def who(home: Home, sign_in: bool, request: gr.Request | None) -> Identity:
     return identify(getattr(request, "username", None), sign_in=sign_in, home=home)
 
 
+LABELABLE = ("generating", "open")  # campaigns whose pairs a labeler may be served
+
+
 def open_campaigns(home: Home) -> list[tuple[str, str]]:
     from lab.label.campaigns import reconcile
 
     reconcile(home)
-    return catalog.campaign_choices(home, status=("generating", "open"))
+    return catalog.campaign_choices(home, status=LABELABLE)
+
+
+def kept_or_newest(value: str | None, choices: list[tuple[str, str]]) -> str | None:
+    """A picker's value on a refresh: the one chosen while it is still offered, else the newest (``choices`` are
+    newest first), else none."""
+    values = [v for _, v in choices]
+    return value if value in values else values[0] if values else None
 
 
 # --------------------------------------------------------------------------- the labeler's page
@@ -672,7 +682,7 @@ def build(home: Home, sign_in: bool, *, train_form: Form, tabs: gr.Tabs,
     gr.Timer(3.0).tick(guarded(admin_view, status, *bound), inputs=selected, outputs=view_outputs,
                        api_visibility="private", show_progress="hidden")
     # The voting panel's picker names each campaign with its state ("generating" until it opens): kept current too.
-    gr.Timer(3.0).tick(lambda: gr.update(choices=catalog.campaign_choices(home, status=("generating", "open"))),
+    gr.Timer(3.0).tick(lambda: gr.update(choices=catalog.campaign_choices(home, status=LABELABLE)),
                        outputs=labeling.campaign, api_visibility="private", show_progress="hidden", queue=False)
     for button, target, api in ((close, "closed", "label_close"), (reopen, "open", "label_reopen"),
                                 (resume, "generating", "label_resume")):
@@ -1124,9 +1134,7 @@ def on_show(ui: tuple[LabelingUI, AdminUI], home: Home) -> list[OnShow]:
         campaigns, open_now = catalog.campaign_choices(home), open_campaigns(home)
         # None chosen yet (a page just loaded) or gone: the newest, so Export and the results need no picking first,
         # and Start labels the newest open campaign (set here, no pair is served until Start is pressed)
-        ids, open_ids = [value for _, value in campaigns], [value for _, value in open_now]
-        chosen = selected if selected in ids else ids[0] if ids else None
-        labeling_chosen = to_label if to_label in open_ids else open_ids[0] if open_ids else None
+        chosen, labeling_chosen = kept_or_newest(selected, campaigns), kept_or_newest(to_label, open_now)
         first = ({admin.voting: gr.update(open=True)} if campaigns else
                  {admin.voting: gr.update(open=False), admin.new_campaign: gr.update(open=True)})
         return {labeling.campaign: gr.update(choices=open_now, value=labeling_chosen),
