@@ -21,6 +21,7 @@ def build(b: Build) -> Any:
     from trl import SFTTrainer
 
     from lab.data.masking import trainer_splits
+    from lab.train.lazy_metrics import lazy_metrics
     from lab.train.speed import padding_free_collator
 
     cfg = b.cfg
@@ -36,7 +37,7 @@ def build(b: Build) -> Any:
     kwargs = b.trainer_kwargs(train_rows, eval_rows)
     if b.speed.padding_free and not cfg.packing:  # with packing, TRL goes padding-free by itself
         kwargs["data_collator"] = padding_free_collator(b.tokenizer, cfg.max_length)
-    return SFTTrainer(args=args, **kwargs)
+    return lazy_metrics(SFTTrainer)(args=args, **kwargs)
 
 
 PRECHECK_ROWS = 16  # rows whose loss mask is checked before launch: enough to tell, quick for any tokenizer
