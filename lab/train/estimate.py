@@ -337,8 +337,8 @@ def layer_bytes_split(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tu
 def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> tuple[float, float]:
     """Per token, (attention block, MLP), with the base frozen (LoRA, QLoRA): the frozen projections keep no
     input, so what stays is
-    - attention: the norm's input, q, k and v for the attention kernel and its output. Packed rows go through
-      the variable-length kernel, which before torch 2.13 takes k and v repeated to every query head;
+    - attention: the norm's input, q, k and v for the attention kernel (k and v with their own, fewer heads: the
+      lab's kernels take grouped-query attention as it is) and its output;
     - MLP: the norm's input, gate and up (Liger's SwiGLU recomputes their product);
     - without Liger's kernels, each of the two norms keeps its input in fp32 and the MLP also its activation;
     - each adapted layer's input for its A matrix: the block's own normed input and the MLP's product, kept once;
@@ -347,12 +347,11 @@ def adapter_layer_bytes(cfg: TrainConfig, shape: ModelShape, act_bytes: int) -> 
     Counted from the kernels' saved tensors and checked on the Llama-3.1-8B architecture (docs/benchmarks.md:
     QLoRA and LoRA 4 × 2,048, QLoRA 8 × 2,048 with tiled MLPs, all within 1%; without Liger on the
     Qwen2.5-0.5B architecture, within 3%)."""
-    from lab.train.speed import drops_out_in_kernels, varlen_repeats_kv
+    from lab.train.speed import drops_out_in_kernels
 
     linear = decoder_linears(shape)
     hidden, widest, kv_width = layer_widths(shape)
-    repeated = cfg.packing and kv_width != hidden and varlen_repeats_kv()
-    key_value = 2 * hidden if repeated else 2 * kv_width
+    key_value = 2 * kv_width
     liger = liger_expected(cfg)
     norms = 1 if liger else 2  # transformers' RMSNorm keeps an fp32 copy of its input
     attention = act_bytes * (norms * hidden + 2 * hidden + key_value)

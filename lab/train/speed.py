@@ -10,7 +10,8 @@ restart at every example, so no compute is spent on padding. For SFT, TRL's coll
 the sequence boundaries as ``cu_seq_lens_*``); for DPO, whose collator pads, :func:`unpad_inside` removes the
 padding inside the model. Attention must then stay inside each example. TRL leaves that to flash-attn, which is
 often not installed; :func:`varlen_attention` does it with PyTorch's own variable-length flash kernel
-(``torch.nn.attention.varlen``, CUDA, torch 2.10+), or, on a CPU, with one SDPA call per example.
+(the operator behind ``torch.nn.attention.varlen``, CUDA, torch 2.10+), or, on a CPU, with one SDPA call per
+example.
 """
 
 from __future__ import annotations
@@ -102,19 +103,13 @@ def package_source(package: str, relative: str) -> Path | None:
 
 
 @functools.cache
-def varlen_signature() -> tuple[str, ...] | None:
-    """The parameters of PyTorch's variable-length flash attention (``torch.nn.attention.varlen.varlen_attn``,
-    torch 2.10+), None where this torch has none. Read from its source, not imported: importing it loads torch and
-    torch._dynamo, seconds of ``lab train``'s checks before launch on a GPU machine."""
+def torch_varlen_available() -> bool:
+    """PyTorch's variable-length flash attention (torch 2.10+, CUDA), where ``torch.nn.attention.varlen`` defines
+    ``varlen_attn``; the lab calls its kernel's operator (:func:`_torch_varlen`). Read from the source, not
+    imported: importing it loads torch and torch._dynamo, seconds of ``lab train``'s checks on a GPU machine."""
     source = package_source("torch", "nn/attention/varlen.py")
-    if source is None:
-        return None
-    found = [node for node in ast.parse(source.read_text()).body
-             if isinstance(node, ast.FunctionDef) and node.name == "varlen_attn"]
-    if not found:
-        return None
-    arguments = found[0].args
-    return tuple(a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs))
+    return source is not None and any(isinstance(node, ast.FunctionDef) and node.name == "varlen_attn"
+                                      for node in ast.parse(source.read_text()).body)
 
 
 # What lab.train.early_head runs on, by module of TRL (TRL 1.16's fused head): its kernels and helpers, and the name
@@ -147,18 +142,6 @@ def trl_head_internals() -> bool:
         if not set(wanted) <= defined:
             return False
     return True
-
-
-def torch_varlen_available() -> bool:
-    """PyTorch's own variable-length flash attention (torch 2.10+, CUDA)."""
-    return varlen_signature() is not None
-
-
-def varlen_repeats_kv() -> bool:
-    """Whether PyTorch's variable-length kernel needs k and v repeated to every query head: it takes grouped-query
-    attention itself (``enable_gqa``) from torch 2.13 on, not in 2.10/2.11. The estimate counts those copies."""
-    parameters = varlen_signature()
-    return parameters is not None and "enable_gqa" not in parameters
 
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
@@ -444,7 +427,7 @@ def _equal_rows_sdpa(query: Any, key: Any, value: Any, rows: int, scaling: float
 
     def batched(t: Any) -> Any:  # (1, heads, rows·length, dim) → (rows, heads, length, dim)
         heads, tokens, dim = t.shape[1:]
-        return t[0].view(heads, rows, tokens // rows, dim).transpose(0, 1)
+        return t.squeeze(0).view(heads, rows, tokens // rows, dim).transpose(0, 1)  # a view: see _token_major
 
     out = torch.nn.functional.scaled_dot_product_attention(
         batched(query), batched(key), batched(value), is_causal=True, scale=scaling,
@@ -453,32 +436,41 @@ def _equal_rows_sdpa(query: Any, key: Any, value: Any, rows: int, scaling: float
 
 
 def _torch_varlen(query: Any, key: Any, value: Any, boundaries: Any, max_len: int, scaling: float | None) -> Any:
+    """PyTorch's variable-length flash kernel (FlashAttention 2) as its aten operator, whose backward autograd
+    knows. Called directly rather than through ``varlen_attn`` because the kernel takes grouped-query attention
+    itself (fewer key/value heads), which torch 2.10/2.11's wrapper refuses: repeating k and v to every query head
+    cost a copy of each and its sum in the backward (about 6 ms of the packed 0.5B's 446 ms step on an H200, and
+    their memory). The inputs reach the kernel as views: it reads any token and head strides."""
     import torch
-    from torch.nn.attention.varlen import varlen_attn
 
     # The flash kernel takes 16-bit inputs only; a forward outside autocast on fp32 weights (DPO's precomputed
     # reference) hands it fp32, so it runs in bf16 and the result goes back in the caller's dtype.
     dtype = query.dtype
     if dtype not in (torch.bfloat16, torch.float16):
         query, key, value = (t.to(torch.bfloat16) for t in (query, key, value))
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
-    params = varlen_signature() or ()
-    extra: dict[str, Any] = {}
-    if q.shape[1] != k.shape[1]:  # grouped-query attention
-        if not varlen_repeats_kv():
-            extra["enable_gqa"] = True
-        else:  # torch 2.10/2.11: repeat the key/value heads
+    q, k, v = (_token_major(t) for t in (query, key, value))
+    cu = boundaries.to(device=q.device, dtype=torch.int32)
+
+    def flash(q: Any, k: Any, v: Any) -> Any:
+        return torch.ops.aten._flash_attention_forward(q, k, v, cu, cu, max_len, max_len, 0.0, True, False,
+                                                       scale=scaling)[0]
+
+    try:
+        out = flash(q, k, v)
+    except RuntimeError:  # a flash build that refuses fewer key/value heads or strided inputs: the safe layout
+        if q.shape[1] != k.shape[1]:
             k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
             v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    if "window_size" in params:  # torch 2.11+: causal is a window reaching back without limit
-        extra["window_size"] = (-1, 0)
-    else:  # torch 2.10
-        extra["is_causal"] = True
-    if scaling is not None and "scale" in params:
-        extra["scale"] = scaling
-    cu = boundaries.to(device=q.device, dtype=torch.int32)
-    out = varlen_attn(q.contiguous(), k.contiguous(), v.contiguous(), cu, cu, max_len, max_len, **extra)
+        out = flash(q.contiguous(), k.contiguous(), v.contiguous())
     return out.unsqueeze(0).to(dtype)
+
+
+def _token_major(t: Any) -> Any:
+    """(1, heads, tokens, dim) → (tokens, heads, dim) as a view. ``squeeze(0)``, not ``t[0]``: a selection's
+    backward writes a zeroed tensor of the input's size and copies the gradient into it, a view's costs nothing
+    (the select's copies were about 5 ms of the packed 0.5B's step)."""
+    t = t.squeeze(0).transpose(0, 1)
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _per_example_sdpa(query: Any, key: Any, value: Any, boundaries: Any, scaling: float | None) -> Any:

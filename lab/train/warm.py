@@ -49,11 +49,10 @@ PRELOAD = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "sa
            "lab.train.memory", "lab.train.methods", "lab.train.profiling", "lab.train.samples", "lab.train.speed",
            "lab.decode")
 # Imported when present; a missing one (not installed, or a version without it) is left to the run, which may not
-# need it. PyTorch's variable-length attention (torch 2.10+) is the padding-free kernel on a GPU: its import loads
-# torch._dynamo and registers custom operators, 3-6 s of a forked run's set-up on the H200 when left to the run.
-# Not bitsandbytes: its import queries the GPU, which must not happen before a fork. An import found to start CUDA
+# need it. Not torch.nn.attention.varlen: its import loads torch._dynamo (3-6 s on the H200), and the lab calls the
+# flash kernel's aten operator instead (lab.train.speed._torch_varlen). Not bitsandbytes: its import queries the GPU, which must not happen before a fork. An import found to start CUDA
 # all the same is left to the runs from then on (``skipped``).
-OPTIONAL = ("liger_kernel.transformers", "torch.nn.attention.varlen")
+OPTIONAL = ("liger_kernel.transformers",)
 # Imported lazily by the server (see Deferred).
 DEFERRED = ("bitsandbytes",)
 # Model classes, whose modules transformers imports lazily when a model of that kind is loaded.
