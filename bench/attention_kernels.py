@@ -1,8 +1,9 @@
 """Causal attention's forward and backward, kernel against kernel, at the shapes of the speed benchmarks.
 
 Which kernel should take a padding-free batch (examples end to end in one row, boundaries in ``cu_seqlens``)?
-The lab's path (``lab.train.speed._torch_varlen``) is PyTorch's variable-length flash kernel (FlashAttention 2).
-cuDNN also takes ragged batches (``aten._cudnn_attention_forward`` with cumulative sequence lengths, what nested
+The lab's path (``lab.train.speed._torch_varlen``) is PyTorch's variable-length flash kernel (FlashAttention 2);
+``attention: bucketed`` (``lab.train.bucketed_attention``) pads examples grouped by length for SDPA's fixed-length
+kernels, here at three bucket sizes. cuDNN also takes ragged batches (``aten._cudnn_attention_forward`` with cumulative sequence lengths, what nested
 tensors' SDPA calls); for rows of one length the lab already calls SDPA, which picks cuDNN on Hopper. Each kernel
 runs forward and backward on the same inputs; the table gives the median time, the achieved TFLOP/s (causal
 FLOPs of the examples actually present) and the largest difference from the flash kernel's output and gradients.
@@ -56,6 +57,7 @@ def main() -> None:
 
     import torch
 
+    from lab.train import bucketed_attention as buckets
     from lab.train import speed
 
     def timed(fn) -> float:
@@ -92,6 +94,10 @@ def main() -> None:
         if fixed:
             kernels["SDPA, rows of one length (the lab's for these)"] = \
                 lambda: speed._equal_rows_sdpa(q, k, v, len(lens), scale)
+        for bucket in (64, 128, 256):
+            if not fixed:
+                kernels[f"bucketed SDPA, multiples of {bucket}"] = \
+                    lambda b=bucket: buckets.bucketed_attention(q, k, v, cu, scale, b)
         kernels["cuDNN ragged"] = lambda: cudnn_ragged(
             *(t[0].transpose(0, 1).contiguous() for t in (q, k, v)), cu, longest, scale).view(1, total, hq, dim)
 

@@ -299,9 +299,10 @@ class TrainConfig:
                                "inside each example). auto = on for SFT on a CUDA GPU.", choices=("auto", "on", "off"))
     attention: str = option("auto", "How attention is computed (the same result, only the speed differs): auto "
                             "picks the fastest installed; sdpa is PyTorch's standard attention, varlen its "
-                            "variable-length one, flash_attention_2 needs the flash-attn package, eager is the slow "
+                            "variable-length one, bucketed groups padding-free examples by length for SDPA's "
+                            "fixed-length kernels, flash_attention_2 needs the flash-attn package, eager is the slow "
                             "plain one.",
-                            choices=("auto", "sdpa", "varlen", "flash_attention_2", "eager"))
+                            choices=("auto", "sdpa", "varlen", "bucketed", "flash_attention_2", "eager"))
     liger_kernels: str = option("auto", "Liger's fused RMSNorm, RoPE and SwiGLU Triton kernels. auto = on on a "
                                 "CUDA GPU when liger-kernel is installed.", choices=("auto", "on", "off"))
     compile: str = option("auto", "torch.compile the model (auto = off). With liger_kernels off it is the fastest "

@@ -87,7 +87,8 @@ def test_padding_free_batch_masks_exactly_the_assistant_tokens_and_marks_boundar
     assert batch["max_length_q"] == 64  # an upper bound that stays the same from batch to batch
 
 
-def test_padding_free_loss_equals_the_padded_loss_so_examples_do_not_see_each_other(trainer_and_model):
+@pytest.mark.parametrize("attention", [speed.VARLEN, speed.BUCKETED])
+def test_padding_free_loss_equals_the_padded_loss_so_examples_do_not_see_each_other(trainer_and_model, attention):
     """If the second example could attend to the first, its logits (and the loss) would change."""
     import torch
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -106,7 +107,7 @@ def test_padding_free_loss_equals_the_padded_loss_so_examples_do_not_see_each_ot
                                                  reduction="sum").item()
 
     try:
-        assert loss(flat, speed.VARLEN) == pytest.approx(loss(padded, "sdpa"), rel=1e-5)
+        assert loss(flat, attention) == pytest.approx(loss(padded, "sdpa"), rel=1e-5)
     finally:
         speed.use_attention(model, "sdpa")
 

@@ -52,6 +52,27 @@ def test_torch_varlen_matches_per_example_sdpa_forward_and_backward():
         torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
 
 
+def test_bucketed_attention_matches_per_example_sdpa_on_the_gpu():
+    """``attention: bucketed``: the examples right-padded into batches for SDPA's fixed-length kernels (cuDNN on
+    Hopper), grouped-query heads as the 0.5B has them."""
+    from lab.train import bucketed_attention as buckets
+    from lab.train import speed
+
+    torch.manual_seed(0)
+    lengths = [37, 512, 5, 1200, 128, 129]
+    total, heads, kv_heads, dim = sum(lengths), 14, 2, 64
+    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    fast = buckets.bucketed_attention(q, k, v, cu, dim**-0.5)
+    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
+    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
+    grad = torch.randn_like(fast)
+    for a, b in zip(torch.autograd.grad(fast, (q, k, v), grad), torch.autograd.grad(reference, (q, k, v), grad)):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
 def test_equal_rows_take_one_batched_sdpa_call_with_the_per_example_answer():
     """Full-length rows (each example at the bound) go through SDPA's fixed-length kernels on the GPU."""
     from lab.train import speed

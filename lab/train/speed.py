@@ -28,7 +28,9 @@ from lab.config import TrainConfig, field_label
 from lab.errors import LabError
 from lab.train.methods import objective
 
-VARLEN = "lab_varlen"  # the attention implementation registered below
+VARLEN = "lab_varlen"  # the attention implementations registered below: the variable-length flash kernel,
+BUCKETED = "lab_bucketed"  # and the examples grouped by length for the fixed-length kernels
+PADDING_FREE_ATTENTION = (VARLEN, BUCKETED)
 # Memory for time, in the order memory_choices adds them (auto/on/off config fields).
 MEMORY_SAVERS = ("gradient_checkpointing", "offload_activations", "tiled_mlp")
 # Models whose decoder layers Liger patches (liger_kernel.transformers.monkey_patch covers these and more).
@@ -185,8 +187,10 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
         if padding_free and attention in ("sdpa", "eager"):
             raise LabError(f"attention: {attention} does not keep padding-free examples apart; use auto, varlen or "
                            "flash_attention_2, or set padding_free: off.")
-        if attention == "varlen":
-            attention = VARLEN
+        if attention in ("varlen", "bucketed") and not padding_free:
+            raise LabError(f"attention: {attention} serves padding-free batches only, and this run's are padded "
+                           f"({reasons['padding_free']}); set padding_free: on, or attention: auto.")
+        attention = {"varlen": VARLEN, "bucketed": BUCKETED}.get(attention, attention)
         if attention == "flash_attention_2" and not flash_attn:
             raise LabError("attention: flash_attention_2 needs the flash-attn package; install it or use auto.")
     elif padding_free:
@@ -399,6 +403,18 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
 
     ``query`` is (1, heads, tokens, dim) and ``kwargs`` carries ``cu_seq_lens_q`` (example boundaries) from
     TRL's padding-free collator. Returns (1, tokens, heads, dim), as transformers' attention functions do."""
+    return _padding_free(module, query, key, value, attention_mask, scaling, dropout, kwargs, bucketed=False)
+
+
+def bucketed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                       scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """As :func:`varlen_attention`, with the examples grouped by length into padded batches for SDPA's
+    fixed-length kernels (:mod:`lab.train.bucketed_attention`)."""
+    return _padding_free(module, query, key, value, attention_mask, scaling, dropout, kwargs, bucketed=True)
+
+
+def _padding_free(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None, dropout: float,
+                  kwargs: dict[str, Any], bucketed: bool) -> tuple[Any, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     boundaries = kwargs.get("cu_seq_lens_q")
@@ -413,6 +429,10 @@ def varlen_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     longest = kwargs.get("max_length_q")  # an upper bound on every example's length
     if longest is not None and (boundaries.numel() - 1) * int(longest) == query.shape[2]:
         return _equal_rows_sdpa(query, key, value, boundaries.numel() - 1, scaling), None
+    if bucketed:
+        from lab.train import bucketed_attention as buckets
+
+        return buckets.bucketed_attention(query, key, value, boundaries, scaling), None
     if query.is_cuda and torch_varlen_available():
         return _torch_varlen(query, key, value, boundaries, int(longest), scaling), None
     return _per_example_sdpa(query, key, value, boundaries, scaling), None
@@ -525,16 +545,17 @@ def unpad_inside(model: Any) -> None:
 
 
 def register_attention() -> None:
-    """Make ``lab_varlen`` a valid ``attn_implementation``. No mask function is registered on purpose: then
-    transformers builds no attention mask at all for it (a padding-free row needs none)."""
+    """Make ``lab_varlen`` and ``lab_bucketed`` valid ``attn_implementation`` values. No mask function is registered
+    on purpose: then transformers builds no attention mask at all for them (a padding-free row needs none)."""
     from transformers import AttentionInterface
 
     AttentionInterface.register(VARLEN, varlen_attention)
+    AttentionInterface.register(BUCKETED, bucketed_attention)
 
 
 def use_attention(model: Any, implementation: str) -> None:
     """Switch the attention of a loaded model (and of the PEFT wrapper's base) in place."""
-    if implementation == VARLEN:
+    if implementation in PADDING_FREE_ATTENTION:
         register_attention()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if hasattr(base, "set_attn_implementation"):
