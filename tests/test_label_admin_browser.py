@@ -47,8 +47,8 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     pick_campaign(admin, "split")
     admin.get_by_text("3 pairs awaiting your decision").wait_for()
     expect(admin.locator("#lab-adjudicate-a, #lab-adjudicate-b").filter(has_text="Thank you")).to_have_count(1)
-    admin.get_by_text("1 vote for A").wait_for()
-    admin.get_by_text("Adjudication", exact=True).scroll_into_view_if_needed()
+    admin.get_by_text("1 vote for A").wait_for()  # the panel opened by itself: pairs await a decision
+    admin.get_by_text("Adjudication · 3 awaiting your decision").scroll_into_view_if_needed()
     snap(admin, shots, "40-admin-adjudication")
     first = admin.locator("#lab-adjudicate-prompt").inner_text()
     assert "Question" in first
@@ -56,6 +56,7 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     admin.get_by_role("button", name="A is better", exact=True).click()
     admin.get_by_text("Decided: A is better.").wait_for()
     admin.get_by_text("2 pairs awaiting your decision").wait_for()
+    admin.get_by_text("Adjudication · 2 awaiting your decision").wait_for()  # its title counts them too
     expect(admin.locator("#lab-adjudicate-prompt")).not_to_have_text(first)  # the next pair is shown
     expect(admin.get_by_label("Note (optional)")).to_have_value("")
 
@@ -67,9 +68,10 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     colours = flagged.evaluate("row => [row, ...row.querySelectorAll('*')]"
                                ".map(e => getComputedStyle(e).backgroundColor)")
     assert "rgb(254, 226, 226)" in colours, colours  # the flagged row is highlighted
-    admin.get_by_text("No pair awaits a decision").wait_for()
+    admin.get_by_text("Adjudication · none awaiting a decision").wait_for()  # its panel stays closed
+    expect(admin.get_by_text("No pair awaits a decision")).to_be_hidden()
     expect(admin.get_by_label("With earlier rounds")).not_to_be_checked()  # a first round has none
-    admin.get_by_text("Labelers' reliability").scroll_into_view_if_needed()
+    admin.get_by_text("Labelers' reliability · 3 labelers, 1 flagged").scroll_into_view_if_needed()
     snap(admin, shots, "41-admin-reliability")
 
     choose(admin, "Challenger", "tiny (built-in test model)")

@@ -42,6 +42,7 @@ DECISIONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("both_
 FLAGGED_ROW = "background-color: #fee2e2"  # a flagged labeler's row stands out in the table
 REPORT_FORMATS = (("Markdown", "md"), ("HTML", "html"))
 NO_CAMPAIGN = "Select a campaign above to see its rounds, disagreements, labelers and judge."
+ADJUDICATION, RELIABILITY, JUDGE = "Adjudication", "Labelers' reliability", "LLM judge and style control"
 
 
 @dataclass
@@ -73,11 +74,16 @@ class FlywheelUI:
     style_note: gr.Markdown
     aspects: gr.Dataframe  # per-aspect votes: each source's record per aspect
     fills_at: gr.Number  # the κ at which the judge labels the pairs people have not reached
+    # The panels below Rounds open on a campaign's selection only when they have something to show (their titles
+    # say how much): closed, a campaign's Label tab is a page long, not five.
+    adjudication: gr.Accordion
+    reliability: gr.Accordion
+    judge_panel: gr.Accordion
 
     @property
     def pair_outputs(self) -> list:
         return [self.waiting, self.pair, self.prompt, self.left, self.right, self.left_votes, self.right_votes,
-                self.other_votes, self.note, *self.decide.values(), self.pair_area]
+                self.other_votes, self.note, *self.decide.values(), self.pair_area, self.adjudication]
 
     @property
     def live_outputs(self) -> list:
@@ -85,9 +91,11 @@ class FlywheelUI:
 
     @property
     def view_outputs(self) -> list:
-        # The api's positions (tests read them): status, the rounds, the pair, reliability, the judge.
+        # The api's positions (tests read them): status, the rounds, the pair, reliability, the judge. Layout
+        # blocks (the pair's column, the panels) have no place in the client's outputs.
         return [self.admin.status, self.chain, self.win_rates, *self.pair_outputs, self.labelers, self.kappa,
-                self.source_pairs, self.judge_agreement, self.style, self.style_note, self.aspects]
+                self.source_pairs, self.judge_agreement, self.style, self.style_note, self.aspects, self.reliability,
+                self.judge_panel]
 
 
 def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
@@ -117,7 +125,7 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
             report = gr.Button("Report", scale=1)
             report_file = gr.File(label="The chain's report", interactive=False, visible=False, scale=2,
                                   elem_id="lab-rounds-report")
-    with gr.Accordion("Adjudication", open=True):
+    with gr.Accordion(ADJUDICATION, open=False) as adjudication:
         waiting = gr.Markdown()
         pair = gr.Textbox(visible=False)
         with gr.Column(visible=False) as pair_area:  # shown while a pair awaits a decision
@@ -137,7 +145,7 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
                 decide = {choice: gr.Button(text, elem_id=f"lab-adjudicate-{choice}-button", interactive=False,
                                             variant="primary" if choice in ("a", "b") else "secondary")
                           for choice, text in DECISIONS}
-    with gr.Accordion("Labelers' reliability", open=True):
+    with gr.Accordion(RELIABILITY, open=False) as reliability:
         gr.Markdown("Each labeler against the gold answers and the majority of the others; flagged labelers are "
                     "highlighted, with why. Exports can drop or down-weight them.")
         labelers = gr.Dataframe(headers=RELIABILITY_HEADERS, interactive=False, wrap=True, elem_id="lab-reliability",
@@ -148,7 +156,7 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
                                         label="Agreement per source pair")
         aspects = gr.Dataframe(headers=ASPECT_HEADERS, interactive=False,
                                label="Per aspect (campaigns with aspects): each source's record")
-    with gr.Accordion("LLM judge and style control", open=True):
+    with gr.Accordion(JUDGE, open=False) as judge_panel:
         with gr.Row():
             judge = gr.Dropdown(label="Judge for pre-labels", choices=[], value=None, allow_custom_value=True, scale=3,
                                 info="Empty: the campaign's judge. A model, or the OpenAI-compatible endpoint.")
@@ -162,7 +170,8 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
         style = gr.Dataframe(headers=STYLE_HEADERS, interactive=False, label="Leaderboard: plain and length-controlled")
     ui = FlywheelUI(admin, chain, win_rates, challenger, incumbent, prompts, report_file, waiting, pair_area, pair,
                     prompt, left, right, left_votes, right_votes, other_votes, note, decide, labelers, kappa,
-                    source_pairs, judge, judge_agreement, style, style_note, aspects, fills_at)
+                    source_pairs, judge, judge_agreement, style, style_note, aspects, fills_at, adjudication,
+                    reliability, judge_panel)
 
     bound = (ui, home, sign_in)
     status, selected = admin.status, admin.selected
@@ -226,7 +235,8 @@ def flywheel_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
                 ui.win_rates: plots.empty_figure(NO_CAMPAIGN), ui.labelers: pd.DataFrame(columns=RELIABILITY_HEADERS),
                 ui.kappa: plots.empty_figure(NO_CAMPAIGN), ui.source_pairs: pd.DataFrame(columns=SOURCE_PAIR_HEADERS),
                 ui.judge_agreement: "", ui.style: pd.DataFrame(columns=STYLE_HEADERS), ui.style_note: "",
-                ui.aspects: pd.DataFrame(columns=ASPECT_HEADERS)}
+                ui.aspects: pd.DataFrame(columns=ASPECT_HEADERS), ui.reliability: gr.update(label=RELIABILITY),
+                ui.judge_panel: gr.update(label=JUDGE)}
     campaign = get_campaign(campaign_id, home)  # an unknown id is an error, not empty panels
     return {**rounds_view(ui, home, campaign.id), **pending_view(ui, home, campaign.id, shown),
             **reliability_view(ui, home, campaign.id), **judge_view(ui, home, campaign)}
@@ -235,11 +245,26 @@ def flywheel_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
 def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
                   shown: str) -> dict:
     """Every panel, and the judge's threshold as the campaign has it (set only here: a refresh would undo an edit)."""
+    from lab.label.adjudication import pending
     from lab.label.campaigns import get_campaign
+    from lab.label.prelabel import agreement
 
     view = flywheel_view(ui, home, sign_in, request, campaign_id, shown)
     threshold = get_campaign(campaign_id, home).config.get("judge_fills_at", 0.0) if campaign_id else 0.0
-    return {**view, ui.fills_at: threshold}
+    opened = {ui.adjudication: False, ui.reliability: False, ui.judge_panel: False}
+    if campaign_id:
+        judged = agreement(campaign_id, home=home)
+        opened = {ui.adjudication: bool(pending(campaign_id, home=home)),
+                  ui.reliability: len(voters(view[ui.labelers])) >= 2,
+                  ui.judge_panel: bool(judged["labelled"]) or judged["state"]["status"] in ("running", "failed")}
+    return {**view, ui.fills_at: threshold,
+            **{panel: gr.update(**(view.get(panel) or {}), open=is_open) for panel, is_open in opened.items()}}
+
+
+def voters(table: Any) -> list[str]:
+    """The labelers in a reliability table (a pandas Styler or a frame) who have voted."""
+    frame = getattr(table, "data", table)
+    return [name for name, votes in zip(frame["labeler"], frame["votes"], strict=True) if votes]
 
 
 def live_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
@@ -295,9 +320,10 @@ def write_report(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request,
 # --------------------------------------------------------------------------- adjudication
 
 
-def no_pair(ui: FlywheelUI, message: str) -> dict:
+def no_pair(ui: FlywheelUI, message: str, title: str = ADJUDICATION) -> dict:
     off = {ui.decide[choice]: gr.update(interactive=False) for choice in ui.decide}
-    return {**off, ui.pair_area: gr.update(visible=False), ui.waiting: message, ui.pair: "", ui.prompt: "",
+    return {**off, ui.pair_area: gr.update(visible=False), ui.adjudication: gr.update(label=title),
+            ui.waiting: message, ui.pair: "", ui.prompt: "",
             ui.left: "", ui.right: "", ui.left_votes: "", ui.right_votes: "", ui.other_votes: "", ui.note: ""}
 
 
@@ -309,13 +335,14 @@ def pending_view(ui: FlywheelUI, home: Home, campaign_id: str, shown: str = "") 
     count = (f"**{len(waiting)}** pair{'s' if len(waiting) != 1 else ''} awaiting your decision: people's votes "
              "on {it} are in and still split. Your decision is what exports use; it is not a vote.")
     count = count.format(it="it" if len(waiting) == 1 else "them")
+    title = gr.update(label=f"{ADJUDICATION} · {len(waiting)} awaiting your decision")
     held = json.loads(shown) if shown else {}
     if held.get("campaign") == campaign_id and any(p["pair_id"] == held.get("pair_id") for p in waiting):
-        return {ui.waiting: count}  # the pair on screen stays
+        return {ui.waiting: count, ui.adjudication: title}  # the pair on screen stays
     if not waiting:
         return no_pair(ui, "No pair awaits a decision: every pair whose votes are in has a majority, or your "
-                           "decision.")
-    return {**pair_panel(ui, home, campaign_id, waiting[0]), ui.waiting: count}
+                           "decision.", f"{ADJUDICATION} · none awaiting a decision")
+    return {**pair_panel(ui, home, campaign_id, waiting[0]), ui.waiting: count, ui.adjudication: title}
 
 
 def pair_panel(ui: FlywheelUI, home: Home, campaign_id: str, pair: dict[str, Any]) -> dict:
@@ -366,12 +393,15 @@ def decide_pair(ui: FlywheelUI, home: Home, sign_in: bool, choice: str, request:
 
 def reliability_view(ui: FlywheelUI, home: Home, campaign_id: str) -> dict:
     from lab.label.reliability import kappa_over_time, labelers, per_source_pair
-
     from lab.label.results import aspect_tally
 
     tally = aspect_tally(campaign_id, home=home)
     names = catalog.display_names([r["source"] for r in tally], home)
-    return {ui.labelers: labelers_table(labelers(campaign_id, home=home)),
+    people = labelers(campaign_id, home=home)
+    flagged = sum(1 for r in people if r["flagged"])
+    title = f"{RELIABILITY} · {len(people)} labeler{'s' if len(people) != 1 else ''}" + (
+        f", {flagged} flagged" if flagged else "")
+    return {ui.labelers: labelers_table(people), ui.reliability: gr.update(label=title),
             ui.kappa: plots.kappa_plot(kappa_over_time(campaign_id, home=home), catalog.when),
             ui.source_pairs: source_pair_table(per_source_pair(campaign_id, home=home), home),
             ui.aspects: pd.DataFrame([[r["aspect"], names[r["source"]], r["wins"], r["losses"], r["ties"], r["votes"],
@@ -404,7 +434,8 @@ def source_pair_table(rows: list[dict[str, Any]], home: Home) -> pd.DataFrame:
 
 
 def judge_view(ui: FlywheelUI, home: Home, campaign: Any) -> dict:
-    return {ui.judge_agreement: judge_text(home, campaign.id), **style_view(ui, home, campaign)}
+    return {ui.judge_agreement: judge_text(home, campaign.id), ui.judge_panel: gr.update(label=JUDGE),
+            **style_view(ui, home, campaign)}
 
 
 def judge_text(home: Home, campaign_id: str) -> str:
