@@ -76,8 +76,8 @@ def bucketed_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tens
     place = cached_layout(boundaries, query.device, bucket)
     q, k, v = (t.squeeze(0).transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim) views
 
-    def padded(t: torch.Tensor) -> torch.Tensor:
-        return t.new_zeros((place.rows, *t.shape[1:])).index_copy(0, place.dest, t)
+    def padded(t: torch.Tensor) -> torch.Tensor:  # in place on fresh zeros: the out-of-place copy would clone them
+        return t.new_zeros((place.rows, *t.shape[1:])).index_copy_(0, place.dest, t)
 
     qp, kp, vp = padded(q), padded(k), padded(v)
     outs = []
