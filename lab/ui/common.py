@@ -36,13 +36,14 @@ def guarded(fn: Callable[..., dict], status: gr.components.Component | None, *bo
     said in a sentence (``user_message``). An event with no status line among its outputs passes
     ``status`` None: the message is raised as ``gr.Error``, which Gradio shows as a toast (and a
     client gets as the error's message). The signature seen by Gradio is ``fn``'s without ``bound``.
+    An empty dict means "nothing changes" (``unchanged``).
     """
     inner = functools.partial(fn, *bound)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> dict:
         try:
-            return inner(*args, **kwargs)
+            return unchanged(inner(*args, **kwargs))
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
             return failure(fn, err, status)
 
@@ -58,12 +59,20 @@ def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Iterator[dict]:
         try:
-            yield from inner(*args, **kwargs)
+            for update in inner(*args, **kwargs):
+                yield unchanged(update)
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
             yield failure(fn, err, status)
 
     run.__wrapped__ = inner  # type: ignore[attr-defined]  # Gradio reads the bound signature
     return run
+
+
+def unchanged(update: Any) -> Any:
+    """A handler's empty dict as Gradio's "leave every output as it is" (``gr.skip()``): Gradio itself reads an
+    empty dict as one output's value, which fails an event with several outputs and shows "{}" or an error in one
+    with a single output."""
+    return gr.skip() if isinstance(update, dict) and not update else update
 
 
 def failure(fn: Callable, err: Exception, status: gr.components.Component | None) -> dict:
