@@ -74,8 +74,8 @@ class FlywheelUI:
     style_note: gr.Markdown
     aspects: gr.Dataframe  # per-aspect votes: each source's record per aspect
     fills_at: gr.Number  # the κ at which the judge labels the pairs people have not reached
-    # The panels below Rounds open on a campaign's selection only when they have something to show (their titles
-    # say how much): closed, a campaign's Label tab is a page long, not five.
+    # The panels below Rounds open on a campaign's selection only when they have something to show (titles count
+    # the pairs awaiting a decision and the flagged labelers): closed, they take a line each.
     adjudication: gr.Accordion
     reliability: gr.Accordion
     judge_panel: gr.Accordion
@@ -399,8 +399,8 @@ def reliability_view(ui: FlywheelUI, home: Home, campaign_id: str) -> dict:
     names = catalog.display_names([r["source"] for r in tally], home)
     people = labelers(campaign_id, home=home)
     flagged = sum(1 for r in people if r["flagged"])
-    title = f"{RELIABILITY} · {len(people)} labeler{'s' if len(people) != 1 else ''}" + (
-        f", {flagged} flagged" if flagged else "")
+    # The flagged count only: this fit is refreshed every 30 s, so a count of labelers would lag the votes table's.
+    title = f"{RELIABILITY} · {flagged} flagged" if flagged else RELIABILITY
     return {ui.labelers: labelers_table(people), ui.reliability: gr.update(label=title),
             ui.kappa: plots.kappa_plot(kappa_over_time(campaign_id, home=home), catalog.when),
             ui.source_pairs: source_pair_table(per_source_pair(campaign_id, home=home), home),
