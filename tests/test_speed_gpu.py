@@ -29,67 +29,51 @@ else:
                  mask=(rows[:, None] < T) & (cols[None, :] < K))
 
 
+def assert_per_example_attention(fast, lengths: list[int], heads: int, kv_heads: int, dim: int) -> None:
+    """``fast(q, k, v, boundaries, scale)`` gives what one causal SDPA call per example gives, forward and
+    backward, on bf16 inputs laid out as transformers hands them over: (1, heads, tokens, dim)."""
+    from lab.train import speed
+
+    torch.manual_seed(0)
+    total = sum(lengths)
+    q, k, v = (torch.randn(1, h, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for h in (heads, kv_heads, kv_heads))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    got = fast(q, k, v, cu, dim**-0.5)
+    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
+    assert got.shape == reference.shape == (1, total, heads, dim)
+    torch.testing.assert_close(got, reference, atol=2e-2, rtol=2e-2)
+    grad = torch.randn_like(got)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), grad), torch.autograd.grad(reference, (q, k, v), grad),
+                    strict=True):
+        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+
+
 def test_torch_varlen_matches_per_example_sdpa_forward_and_backward():
+    """The flash operator with grouped-query k and v as they are and strided views (lab.train.speed._torch_varlen)."""
     from lab.train import speed
 
     if not speed.torch_varlen_available():
         pytest.skip("this torch has no torch.nn.attention.varlen")
-    torch.manual_seed(0)
-    lengths = [37, 512, 5, 1200]
-    total, heads, kv_heads, dim = sum(lengths), 14, 2, 64
-    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
-    fast = speed._torch_varlen(q, k, v, cu, 2048, dim**-0.5)
-    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
-    assert fast.shape == reference.shape == (1, total, heads, dim)
-    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
-    grad = torch.randn_like(fast)
-    fast_grads = torch.autograd.grad(fast, (q, k, v), grad)
-    ref_grads = torch.autograd.grad(reference, (q, k, v), grad)
-    for a, b in zip(fast_grads, ref_grads):
-        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+    assert_per_example_attention(lambda q, k, v, cu, scale: speed._torch_varlen(q, k, v, cu, 2048, scale),
+                                 [37, 512, 5, 1200], heads=14, kv_heads=2, dim=64)
 
 
 def test_bucketed_attention_matches_per_example_sdpa_on_the_gpu():
     """``attention: bucketed``: the examples right-padded into batches for SDPA's fixed-length kernels (cuDNN on
     Hopper), grouped-query heads as the 0.5B has them."""
     from lab.train import bucketed_attention as buckets
-    from lab.train import speed
 
-    torch.manual_seed(0)
-    lengths = [37, 512, 5, 1200, 128, 129]
-    total, heads, kv_heads, dim = sum(lengths), 14, 2, 64
-    q = torch.randn(1, heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(1, kv_heads, total, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
-    fast = buckets.bucketed_attention(q, k, v, cu, dim**-0.5)
-    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
-    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
-    grad = torch.randn_like(fast)
-    for a, b in zip(torch.autograd.grad(fast, (q, k, v), grad), torch.autograd.grad(reference, (q, k, v), grad)):
-        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+    assert_per_example_attention(buckets.bucketed_attention, [37, 512, 5, 1200, 128, 129], heads=14, kv_heads=2,
+                                 dim=64)
 
 
 def test_equal_rows_take_one_batched_sdpa_call_with_the_per_example_answer():
     """Full-length rows (each example at the bound) go through SDPA's fixed-length kernels on the GPU."""
     from lab.train import speed
 
-    torch.manual_seed(0)
-    rows, length, heads, kv_heads, dim = 4, 512, 32, 8, 128
-    shape = (1, heads, rows * length, dim)
-    q = torch.randn(*shape, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(1, kv_heads, rows * length, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    v = torch.randn(1, kv_heads, rows * length, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    cu = torch.arange(0, rows * length + 1, length, dtype=torch.int32, device="cuda")
-    fast = speed._equal_rows_sdpa(q, k, v, rows, dim**-0.5)
-    reference = speed._per_example_sdpa(q, k, v, cu, dim**-0.5)
-    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
-    grad = torch.randn_like(fast)
-    for a, b in zip(torch.autograd.grad(fast, (q, k, v), grad), torch.autograd.grad(reference, (q, k, v), grad)):
-        torch.testing.assert_close(a, b, atol=5e-2, rtol=5e-2)
+    assert_per_example_attention(lambda q, k, v, cu, scale: speed._equal_rows_sdpa(q, k, v, 4, scale),
+                                 [512] * 4, heads=32, kv_heads=8, dim=128)
 
 
 def test_fast_generation_answers_like_plain_generate(tiny_home):
