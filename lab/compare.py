@@ -446,7 +446,7 @@ def natural_order(path: Path) -> list[int | str]:
 
 def load_comparison(comparison_id: str, home: Home | None = None) -> dict[str, Any]:
     folder = comparisons_dir(home or lab_home())
-    if not re.fullmatch(r"[\w-]+", comparison_id or ""):  # ids are time stamps: nothing that walks out of the folder
+    if not re.fullmatch(r"[\w-]{1,100}", comparison_id or ""):  # time stamps: nothing that walks out of the folder
         raise LabError(f"'{comparison_id}' is no comparison id (ids look like 20250101-120000).")
     path = folder / f"{comparison_id}.json"
     if not path.exists():

@@ -92,6 +92,9 @@ def test_pairs_labelers_split_on_are_decided_one_after_another(signed_app, admin
     assert {(r["note"], r["admin"]) for r in notes} == {(f"note on {c}", "boss") for c in ("a", "tie", "both_bad")}
     refused = admin.predict(campaign.id, "", "", api_name="/label_adjudicate_b")[0]
     assert refused.startswith("**⚠ No pair is shown to decide on"), refused
+    for junk in ("not json", '{"pair_id": 1}', "[1, 2]"):  # the hidden pair box, as a client may fill it
+        refused = admin.predict(campaign.id, junk, "", api_name="/label_adjudicate_a")[0]
+        assert "The pair on screen could not be read" in refused, refused
 
 
 def test_the_reliability_table_flags_a_labeler_who_votes_against_the_rule(signed_app, admin, tmp_path):

@@ -17,6 +17,7 @@ from markdown_it import MarkdownIt
 
 from lab.errors import LabError, explain
 from lab.home import Home
+from lab.ui.inputs import checker
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,16 @@ def guarded(fn: Callable[..., dict], status: gr.components.Component | None, *bo
     said in a sentence (``user_message``). An event with no status line among its outputs passes
     ``status`` None: the message is raised as ``gr.Error``, which Gradio shows as a toast (and a
     client gets as the error's message). The signature seen by Gradio is ``fn``'s without ``bound``.
-    An empty dict means "nothing changes" (``unchanged``).
+    An empty dict means "nothing changes" (``unchanged``). Inputs of the wrong type (an API client's) are refused
+    with a message naming them (``lab.ui.inputs``).
     """
     inner = functools.partial(fn, *bound)
+    check = checker(inner)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> dict:
         try:
+            check(args, kwargs)
             return unchanged(inner(*args, **kwargs))
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback
             return failure(fn, err, status)
@@ -55,10 +59,12 @@ def streamed(fn: Callable[..., Iterator[dict]], status: gr.components.Component,
              *bound: Any) -> Callable[..., Iterator[dict]]:
     """``guarded`` for handlers that stream: errors end the stream with a toast and a message in ``status``."""
     inner = functools.partial(fn, *bound)
+    check = checker(inner)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Iterator[dict]:
         try:
+            check(args, kwargs)
             for update in inner(*args, **kwargs):
                 yield unchanged(update)
         except Exception as err:  # noqa: BLE001 - the UI must never show a traceback

@@ -242,7 +242,7 @@ def looks_like_version(source: str, home: Home) -> bool:
 
 def rows_of(source: str, kind: str | None, mapped: dict | None, home: Home) -> tuple[list[Row], str, str]:
     """The rows to explore, their kind and a label: a file (re-read each time) or a saved version."""
-    source = source.strip()
+    source = (source or "").strip()
     if not source:
         raise LabError("Choose what to explore: check a file on the Import tab, select a saved "
                        "version, or type a file path or name@version above.")
@@ -372,8 +372,8 @@ def started(action: str, source: str | None) -> str:
 
 
 def use_sample(choice: str) -> str:
-    """The bundled sample's name (``sample:<kind>``), which the path box shows."""
-    return SAMPLE_CHOICES.get(choice, "sample:sft")
+    """The bundled sample's name (``sample:<kind>``), which the path box shows (SFT's for anything unknown)."""
+    return SAMPLE_CHOICES.get(choice, "sample:sft") if isinstance(choice, str) else "sample:sft"
 
 
 def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None = None) -> dict:

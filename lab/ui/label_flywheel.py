@@ -381,8 +381,11 @@ def decide_pair(ui: FlywheelUI, home: Home, sign_in: bool, choice: str, request:
     campaign_id = chosen(campaign_id)
     if not shown:
         raise LabError("No pair is shown to decide on: every pair whose votes are in has a majority or a decision.")
-    held = json.loads(shown)
-    outcome = {"a": held["sides"][0], "b": held["sides"][1]}.get(choice, choice)
+    try:
+        held = json.loads(shown)
+        outcome = {"a": held["sides"][0], "b": held["sides"][1]}.get(choice, choice)
+    except (ValueError, TypeError, KeyError, IndexError):  # the hidden box holds what the page put there, or not
+        raise LabError("The pair on screen could not be read: select the campaign again to show it afresh.") from None
     decide(held["pair_id"], outcome, identity.name, note=(note or "").strip(), home=home)
     said = {"tie": "a tie", "both_bad": "both bad"}.get(choice, f"{choice.upper()} is better")
     return {**pending_view(ui, home, campaign_id), ui.admin.status: status_ok(f"Decided: {said}.")}
