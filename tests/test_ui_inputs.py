@@ -18,6 +18,19 @@ def echo(ref: str | None, limit: float, names: list[str] | None, anything: Any =
     return {}
 
 
+def test_a_handler_s_keyword_rest_is_checked_value_by_value():
+    from lab.errors import LabError
+    from lab.ui.inputs import checker
+
+    def mapped(source: str, **columns: str) -> dict:
+        return {}
+
+    check = checker(mapped)
+    check(("a",), {"prompt": "question", "response": None})  # each column's text, or none
+    with pytest.raises(LabError, match="response must be text, not a number"):
+        check(("a",), {"prompt": "question", "response": 3})
+
+
 @pytest.fixture(scope="module")
 def toy():
     with gr.Blocks() as demo:

@@ -39,9 +39,15 @@ def checker(fn: Callable[..., Any]) -> Callable[[tuple, dict], None]:
         except TypeError:
             return  # a call Gradio would not make: Python reports it
         for name, value in given.items():
-            if name in wanted and value is not None and not fits(value, wanted[name]):
-                raise LabError(f"{name.replace('_', ' ')} must be {describe(wanted[name])}, not "
-                               f"{KINDS.get(type(value), type(value).__name__)} ({str(value)[:60]!r}).")
+            if name not in wanted:
+                continue
+            kind = signature.parameters[name].kind
+            each = (value.items() if kind is inspect.Parameter.VAR_KEYWORD else  # **columns: str, say
+                    ((name, v) for v in value) if kind is inspect.Parameter.VAR_POSITIONAL else [(name, value)])
+            for label, item in each:
+                if item is not None and not fits(item, wanted[name]):
+                    raise LabError(f"{label.replace('_', ' ')} must be {describe(wanted[name])}, not "
+                                   f"{KINDS.get(type(item), type(item).__name__)} ({str(item)[:60]!r}).")
 
     return check
 
