@@ -245,7 +245,6 @@ def flywheel_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
 def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
                   shown: str) -> dict:
     """Every panel, and the judge's threshold as the campaign has it (set only here: a refresh would undo an edit)."""
-    from lab.label.adjudication import pending
     from lab.label.campaigns import get_campaign
     from lab.label.prelabel import agreement
 
@@ -254,7 +253,8 @@ def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
     opened = {ui.adjudication: False, ui.reliability: False, ui.judge_panel: False}
     if campaign_id:
         judged = agreement(campaign_id, home=home)
-        opened = {ui.adjudication: bool(pending(campaign_id, home=home)),
+        # A pair awaits a decision when the view shows one, or keeps the one on screen (then it has no pair key)
+        opened = {ui.adjudication: bool(view.get(ui.pair, shown)),
                   ui.reliability: len(voters(view[ui.labelers])) >= 2,
                   ui.judge_panel: bool(judged["labelled"]) or judged["state"]["status"] in ("running", "failed")}
     return {**view, ui.fills_at: threshold,
