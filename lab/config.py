@@ -321,6 +321,12 @@ class TrainConfig:
                              "the vocabulary fewer a token, about 1 GB more for a 128k vocabulary. auto = on for SFT "
                              "in one process on a GPU while activations are kept (no checkpointing); off = TRL's "
                              "fused head.", choices=("auto", "off"))
+    merge_micro_batches: str = option("auto", "Accumulated micro-batches run as fewer, larger ones when the GPU holds "
+                                      "them (batch_size 8 × grad_accum 2 as 16 × 1): the same examples per step "
+                                      "and the same gradient, since SFT's loss counts the tokens of the whole "
+                                      "accumulated batch; fuller kernel calls. auto = on for padding-free SFT on "
+                                      "a GPU whose memory holds the larger micro-batch without a memory saver "
+                                      "more; off = as configured.", choices=("auto", "off"))
     # hardware (how runs spread over GPUs: lab.train.distributed; docs/multi-gpu.md)
     gpus: str = option("1", "GPUs the run trains on, one process each: a count, or 'all' (every GPU of the "
                        "machine); 0 = on the CPU. On a machine without GPUs, 1 and all train on the CPU.")

@@ -472,3 +472,74 @@ def test_head_tile_changes_trl_s_tiles_not_its_log_probabilities(monkeypatch):
 
     for one, many in zip(run(4096), run(8)):
         torch.testing.assert_close(one, many)
+
+
+def test_accumulated_micro_batches_merge_as_far_as_the_gpu_holds_them_and_only_where_the_gradient_is_the_same(
+        tiny_home, monkeypatch):
+    from lab.train.estimate import GIB, memory, model_shape
+
+    monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
+    shape = model_shape("tiny")
+    machine = dict(model_type="llama", varlen=True, flash_attn=False, liger=False, shape=shape)
+    cfg = TrainConfig(batch_size=8, grad_accum=4, max_length=2048)
+    roomy = speed.plan(cfg, cuda=True, gpu_bytes=80 * GIB, **machine)
+    assert roomy.merged == 4 and "runs as 32 × 1" in roomy.reasons["merge_micro_batches"]
+    assert roomy.batch_settings(8, 4) == {"batch_size": 32, "grad_accum": 1}
+    # A GPU that holds 20 sequences but not 32: 8 × 4 runs as 16 × 2 (a merge divides grad_accum evenly).
+    twenty = memory(TrainConfig(batch_size=20, max_length=2048), shape).total / 0.9
+    middle = speed.plan(cfg, cuda=True, gpu_bytes=twenty, **machine)
+    assert middle.merged == 2 and "runs as 16 × 2" in middle.reasons["merge_micro_batches"]
+    assert not middle.gradient_checkpointing  # a merge never needs a memory saver the batch as set did not
+    tight = speed.plan(TrainConfig(batch_size=16, grad_accum=2, max_length=2048), cuda=True, gpu_bytes=twenty,
+                       **machine)
+    assert tight.merged == 1 and "would not fit" in tight.reasons["merge_micro_batches"]
+    for settings, words in [({"objective": "dpo", "adapter": "lora"}, "mean per micro-batch"),
+                            ({"grad_accum": 1}, "one micro-batch a step already"),
+                            ({"merge_micro_batches": "off"}, "set in the config"),
+                            ({"padding_free": "off"}, "padded batches")]:
+        other = speed.plan(from_dict(TrainConfig, {"grad_accum": 4, **settings}), cuda=True, gpu_bytes=80 * GIB,
+                           **machine)
+        assert other.merged == 1 and words in other.reasons["merge_micro_batches"], settings
+    assert speed.plan(cfg, cuda=False, **machine).merged == 1
+    unfit = speed.plan(cfg, cuda=True, gpu_bytes=80 * GIB, loss_counts_tokens=False, **machine)
+    assert unfit.merged == 1 and "takes no token count" in unfit.reasons["merge_micro_batches"]
+
+
+def test_merged_micro_batches_give_trl_s_accumulated_gradient(tiny_home):
+    """What merging rests on: TRL's SFT loss over micro-batches of 1 accumulated 3 times, and over one micro-batch
+    of 3, moves every weight the same (plain SGD, so the step is the gradient: Adam's first step would hide a
+    scale). The examples differ in length and in scored tokens, so a mean per micro-batch would not match."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from lab.models import load_model, load_tokenizer
+    from lab.train.convert import trainer_config
+
+    tokenizer = load_tokenizer(home=tiny_home)
+    third = [MULTI[0], {"role": "user", "content": "Name three primary colours, please."},
+             {"role": "assistant", "content": "Red, yellow and blue are the traditional three."}]
+    assert speed.loss_counts_tokens(load_model(home=tiny_home))
+
+    def step(batch_size: int, grad_accum: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = load_model(home=tiny_home)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        with tempfile.TemporaryDirectory() as out:
+            cfg = TrainConfig(report_to="none", max_length=64, eval_split="none", batch_size=batch_size,
+                              grad_accum=grad_accum, max_steps=1, learning_rate=1.0, warmup_ratio=0.0, max_grad_norm=0.0,
+                              weight_decay=0.0, lr_scheduler="constant")
+            args = trainer_config(cfg, Path(out))
+            args.optim = "sgd"
+            SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                       train_dataset=Dataset.from_list([{"messages": m} for m in (SINGLE, MULTI, third)]),
+                       data_collator=speed.padding_free_collator(tokenizer, cfg.max_length)).train()
+        return {n: p.detach() - before[n] for n, p in model.named_parameters()}
+
+    accumulated, merged = step(1, 3), step(3, 1)
+    assert any(d.abs().max() > 0 for d in merged.values())
+    for name, delta in merged.items():
+        torch.testing.assert_close(delta, accumulated[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -58,3 +58,35 @@ def test_the_estimate_is_near_the_measured_rate_and_then_cites_the_run(tmp_path,
     assert after["basis"].startswith("from run ") and "on this GPU" in after["basis"], after["basis"]
     assert after["tokens_per_second"] == pytest.approx(measured)
     assert after["setup_seconds"] > 0 and after["wall_seconds"] > after["loop_seconds"]
+
+
+def test_accumulated_micro_batches_merged_by_the_plan_train_as_configured(tmp_path, monkeypatch):
+    """SFT at batch 2 × grad_accum 4 on the GPU: the speed plan runs it as 8 × 1 (``speed.json``), and each step's
+    loss and gradient norm are those of the same run with the merge off (the same examples a step; TRL divides
+    the loss by the accumulated batch's token count)."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import chat_data
+    import common
+
+    from lab.home import lab_home
+    from lab.models import load_tokenizer, tiny_model_path
+
+    home = lab_home(tmp_path / "home")
+    monkeypatch.setenv("LAB_HOME", str(home.root))
+    tiny_model_path(home)
+    ref = common.import_rows(home, chat_data.sft_rows(load_tokenizer("tiny", home=home), n=64), "merge-check")
+    sets = {"dataset": ref, "batch_size": 2, "grad_accum": 4, "max_steps": 4, "logging_steps": 1, "max_length": 512,
+            "eval_split": "none", "report_to": "none", "sample_prompts": 0, "warmup_ratio": 0}
+    logs = {}
+    for merge in ("auto", "off"):
+        run = common.lab_train(home, {**sets, "merge_micro_batches": merge})
+        assert run.get("status") == "succeeded", run
+        run_dir = Path(run["run_dir"])
+        logs[merge] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        logs[merge] = [(r["loss"], r["grad_norm"]) for r in logs[merge] if r.get("split") == "train" and "loss" in r]
+        plan = json.loads((run_dir / "speed.json").read_text())
+        assert plan["merged"] == (4 if merge == "auto" else 1), plan["reasons"]["merge_micro_batches"]
+    print("merged:", logs["auto"], "\nas configured:", logs["off"])
+    assert len(logs["auto"]) == len(logs["off"]) == 4
+    for (loss, norm), (loss_off, norm_off) in zip(logs["auto"], logs["off"]):
+        assert loss == pytest.approx(loss_off, rel=2e-3) and norm == pytest.approx(norm_off, rel=2e-2)

@@ -524,7 +524,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     # The estimate is of the run as it would go on this machine: the 'auto' memory choices and precision resolved
     # (on a CPU 'auto' trains in fp32, so 16-bit would undercount what the run's outcome then reports).
     resolved = dataclasses.replace(cfg, precision=precision(cfg, cuda=bool(gpus), bf16_supported=True),
-                                   **speed.memory_settings())
+                                   **speed.memory_settings(), **speed.batch_settings(cfg.batch_size, cfg.grad_accum))
     report = estimate(resolved, rows, gpus=ranks, shape=shape, home=home)
     # Tokens per second and the wait: from this machine's runs of the model, else the GPU's peak × measured MFU.
     guess = throughput.expected(throughput.resolved(cfg, speed), shape, gpus=ranks, home=home,

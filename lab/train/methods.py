@@ -91,6 +91,11 @@ class Objective:
     # The TRL trainer class ``build`` makes (a name in ``trl``): the warm worker imports it ahead of the runs, as TRL
     # imports its trainers lazily and one costs 1-3 s of a run's set-up.
     trainer: str = ""
+    # Whether the loss is the sum over the accumulated batch's scored tokens divided by their count (TRL's SFT with
+    # the Trainer's num_items_in_batch): then its micro-batches merged into one give the same gradient, so the speed
+    # plan may merge them (lab.train.speed.merge_choice). Losses averaged per micro-batch weigh a partial last one
+    # differently.
+    sums_tokens: bool = False
     # Whether ``half_activations: auto`` turns on for a full fine-tune on a GPU: where its loss was checked against
     # plain TRL's on one (docs/benchmarks.md). Elsewhere it stays off unless asked: DPO was checked and is left off,
     # as its summed log-probabilities carry the 16-bit rounding (policy and reference disagree at step 1).
@@ -125,7 +130,7 @@ OBJECTIVES: dict[str, Objective] = {
         "sft", "SFT", "supervised fine-tuning on conversations: the loss on the assistant's replies only", "sft",
         usual_rates(2e-5, 2e-4), usual_rates(1e-3, 2e-3), settings=("neftune_noise_alpha",), packing=True,
         padding_free="collator", loss_mask=True, precheck=deferred("objectives.sft", "precheck"),
-        trainer="SFTTrainer", half_activations=True),
+        trainer="SFTTrainer", half_activations=True, sums_tokens=True),
     "dpo": Objective(
         "dpo", "DPO", "direct preference optimisation on chosen/rejected pairs", "preference",
         usual_rates(5e-7, 5e-6), usual_rates(1e-4, 5e-4),

@@ -17,6 +17,7 @@ example.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -63,6 +64,7 @@ class SpeedPlan:
     half_activations: bool = False
     head_tile_tokens: int = TRL_HEAD_TILE_TOKENS
     early_head: bool = False
+    merged: int = 1  # accumulated micro-batches run as one (merge_choice): a divisor of grad_accum
     reasons: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,12 +78,17 @@ class SpeedPlan:
                   "fused_lora": on[self.fused_lora], "half_activations": on[self.half_activations],
                   "gradient_checkpointing": on[self.gradient_checkpointing],
                   "offload_activations": on[self.offload_activations], "tiled_mlp": on[self.tiled_mlp],
-                  "head_tile_tokens": f"{self.head_tile_tokens:,}", "early_head": on[self.early_head]}
+                  "head_tile_tokens": f"{self.head_tile_tokens:,}", "early_head": on[self.early_head],
+                  "merge_micro_batches": f"{self.merged} into one" if self.merged > 1 else "off"}
         return [(name, value, self.reasons.get(name, "")) for name, value in values.items()]
 
     def memory_settings(self) -> dict[str, str]:
         """The memory savers as the run uses them, as config values ('on'/'off': no 'auto' left)."""
         return {name: "on" if getattr(self, name) else "off" for name in MEMORY_SAVERS}
+
+    def batch_settings(self, batch_size: int, grad_accum: int) -> dict[str, int]:
+        """``batch_size`` and ``grad_accum`` as the run uses them: ``merged`` micro-batches as one."""
+        return {"batch_size": batch_size * self.merged, "grad_accum": grad_accum // self.merged}
 
     def describe(self) -> list[str]:
         """One line per feature, for the log."""
@@ -148,11 +155,12 @@ def trl_head_internals() -> bool:
 
 def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | None = None,
          flash_attn: bool | None = None, liger: bool | None = None, gpu_bytes: float | None = None,
-         shape: Any = None, processes: int = 1) -> SpeedPlan:
+         shape: Any = None, processes: int = 1, loss_counts_tokens: bool = True) -> SpeedPlan:
     """Resolve the ``auto`` speed settings of ``cfg`` for this machine. The keyword arguments describe what is
     installed (looked up when None), so tests can ask about other machines; ``gpu_bytes`` (one GPU's memory) and
     ``shape`` (``lab.train.estimate.ModelShape``) let the memory choices ask the estimate; ``processes`` is the
-    run's process count (offloading and tiling work in one)."""
+    run's process count (offloading and tiling work in one); ``loss_counts_tokens``: whether the Trainer will hand
+    the loss the accumulated batch's token count (:func:`loss_counts_tokens`; a causal LM's forward takes it)."""
     # Only a CUDA run can use the kernel, and importing it loads torch._dynamo (seconds): not asked on a CPU.
     varlen = (cuda and torch_varlen_available()) if varlen is None else varlen
     flash_attn = installed("flash_attn") if flash_attn is None else flash_attn
@@ -231,8 +239,62 @@ def plan(cfg: TrainConfig, *, cuda: bool, model_type: str = "", varlen: bool | N
     reasons.update({name: why for name, (_, why) in memory.items()})
     tile, reasons["head_tile_tokens"] = head_tile_choice(memory["gradient_checkpointing"][0], cuda)
     early, reasons["early_head"] = early_head_choice(cfg, cuda, processes, memory["gradient_checkpointing"][0])
+    settled = {name: "on" if on else "off" for name, (on, _) in memory.items()}
+    merged, reasons["merge_micro_batches"] = merge_choice(cfg, cuda, padding_free, gpu_bytes, shape, processes,
+                                                          settled, loss_counts_tokens)
     return SpeedPlan(padding_free, attention, liger_on, compile_on, memory["gradient_checkpointing"][0], fused,
-                     memory["offload_activations"][0], memory["tiled_mlp"][0], half, tile, early, reasons)
+                     memory["offload_activations"][0], memory["tiled_mlp"][0], half, tile, early, merged, reasons)
+
+
+def merge_choice(cfg: TrainConfig, cuda: bool, padding_free: bool, gpu_bytes: float | None, shape: Any,
+                 processes: int, memory: dict[str, str], loss_counts_tokens: bool = True) -> tuple[int, str]:
+    """(how many accumulated micro-batches run as one, why): the largest divisor of ``grad_accum`` whose merged
+    micro-batch's worst case fits the GPU with the memory savers ``memory`` already settled (a merge never turns
+    one on). The sampler's order is unchanged, so each optimizer step sees the same examples, and a loss that sums
+    over the accumulated batch's tokens (``Objective.sums_tokens``, given the count: ``loss_counts_tokens``) gives
+    the same gradient up to the order of summation. Padding-free batches only: a padded one pads every example to
+    the longest of the larger batch. Plain TRL's 8 × 2 of the 0.5B leaves the GPU waiting on the CPU between
+    3,600-token micro-batches (docs/benchmarks.md)."""
+    from lab.train.estimate import GIB, largest_batch, memory_budget
+
+    if cfg.merge_micro_batches == "off":
+        return 1, "set in the config"
+    if cfg.grad_accum == 1:
+        return 1, "grad_accum is 1: one micro-batch a step already"
+    if not objective(cfg.objective).sums_tokens:
+        return 1, f"{cfg.method_title}'s loss is a mean per micro-batch: merging would weigh examples differently"
+    if not loss_counts_tokens:
+        return 1, "this model's forward takes no token count, so its loss is a mean per micro-batch"
+    if not cuda:
+        return 1, "off on a CPU (measured on GPUs only)"
+    if not padding_free:
+        return 1, "padded batches: a merged one pads every example to the longest of more"
+    if gpu_bytes is None or shape is None:
+        return 1, "off: the GPU's memory is not known here"
+    budget = memory_budget(cfg, gpu_bytes)
+    fits = largest_batch(dataclasses.replace(cfg, **memory), shape, budget, processes=processes)
+    merged = max(k for k in range(1, cfg.grad_accum + 1) if cfg.grad_accum % k == 0 and cfg.batch_size * k <= fits)
+    if merged == 1:
+        smallest = min(k for k in range(2, cfg.grad_accum + 1) if cfg.grad_accum % k == 0)
+        return 1, (f"a micro-batch of {cfg.batch_size * smallest} would not fit the GPU's {budget / GIB:.0f} GiB "
+                   f"(at most {fits})")
+    return merged, (f"batch {cfg.batch_size} × grad_accum {cfg.grad_accum} runs as {cfg.batch_size * merged} × "
+                    f"{cfg.grad_accum // merged}: the same examples a step and the same gradient (the loss counts "
+                    f"the tokens of the whole accumulated batch), fuller kernel calls; fits the GPU's "
+                    f"{budget / GIB:.0f} GiB (up to {fits})")
+
+
+def loss_counts_tokens(model: Any) -> bool:
+    """Whether the Trainer hands ``model``'s loss the accumulated batch's token count (``num_items_in_batch``): as
+    transformers decides it, from ``accepts_loss_kwargs`` or a forward taking ``**kwargs``."""
+    import inspect
+
+    from peft import PeftModel
+
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    if hasattr(base, "accepts_loss_kwargs"):
+        return bool(base.accepts_loss_kwargs)
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(base.forward).parameters.values())
 
 
 def head_tile_choice(checkpointing: bool, cuda: bool = True) -> tuple[int, str]:

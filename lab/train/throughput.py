@@ -305,8 +305,9 @@ def efficiency(cfg: TrainConfig, batch_tokens: float, params: float) -> Efficien
 
 def resolved(cfg: TrainConfig, plan: Any) -> TrainConfig:
     """The config as the run goes (``plan``: its ``lab.train.speed.SpeedPlan``): no 'auto' memory saver or
-    padding_free left."""
-    return dataclasses.replace(cfg, **plan.memory_settings(), padding_free="on" if plan.padding_free else "off")
+    padding_free left, its micro-batches as merged."""
+    return dataclasses.replace(cfg, **plan.memory_settings(), **plan.batch_settings(cfg.batch_size, cfg.grad_accum),
+                               padding_free="on" if plan.padding_free else "off")
 
 
 def as_run(cfg: TrainConfig, run_dir: Path) -> TrainConfig:

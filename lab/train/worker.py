@@ -41,6 +41,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
     from lab.train.samples import fixed_prompts, write_before
     from lab.train.speed import (
         half_activations,
+        loss_counts_tokens,
         plan,
         unpad_inside,
         use_attention,
@@ -69,8 +70,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, home: Home, resume_from: str 
         mark("samples before")
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     speed = plan(cfg, cuda=cuda, model_type=getattr(model.config, "model_type", ""), gpu_bytes=gpu_bytes,
-                 shape=shape_of(model.config) if cuda else None, processes=processes)
-    for name, value in speed.memory_settings().items():  # as run (the summary's estimate, an OOM's message)
+                 shape=shape_of(model.config) if cuda else None, processes=processes,
+                 loss_counts_tokens=loss_counts_tokens(model))
+    # As run: the summary's estimate, an OOM's message and the TrainingArguments read these.
+    for name, value in {**speed.memory_settings(), **speed.batch_settings(cfg.batch_size, cfg.grad_accum)}.items():
         setattr(cfg, name, value)
     if is_main_process():
         write_plan(run_dir, speed)
@@ -141,9 +144,10 @@ def cap_gpu_memory(cfg: TrainConfig) -> int:
     return int(cap)
 
 
-def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -> str:
+def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None, merged: int = 1) -> str:
     """One sentence for the UI; the traceback goes to the log. ``cfg`` is the run's config as it ran (its 'auto'
-    memory choices resolved), so an out-of-memory says which memory savers are still off."""
+    memory choices resolved), so an out-of-memory says which memory savers are still off; ``merged``: the
+    micro-batches the speed plan ran as one."""
     import torch
 
     if isinstance(err, LabError):
@@ -153,10 +157,12 @@ def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None) -
 
         off = [name for name in MEMORY_SAVERS if cfg is None or getattr(cfg, name) != "on"]
         cap = f" (capped at {cfg.gpu_memory_gib:g} GiB by gpu_memory_gib)" if cfg and cfg.gpu_memory_gib else ""
-        return (f"Out of GPU memory at step {step}{cap}: lower batch_size or max_length, raising grad_accum to keep "
-                "the effective batch" + (f", or turn on {' / '.join(off)}." if off else
-                                         "; every memory saver is already on, so QLoRA or a shorter max_length "
-                                         "is what is left."))
+        merged = (f" (batch_size {cfg.batch_size} × grad_accum {cfg.grad_accum} as run: the speed plan merged "
+                  "micro-batches, so set merge_micro_batches: off first)") if cfg and merged > 1 else ""
+        return (f"Out of GPU memory at step {step}{cap}{merged}: lower batch_size or max_length, raising grad_accum "
+                "to keep the effective batch" + (f", or turn on {' / '.join(off)}." if off else
+                                                 "; every memory saver is already on, so QLoRA or a shorter "
+                                                 "max_length is what is left."))
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return f"{type(err).__name__} at step {step}: {text} (full traceback in log.txt)"
 
@@ -220,12 +226,22 @@ def main(run_dir: str) -> int:
         step = trainer.state.global_step if trainer is not None else 0
         # Every rank leaves its error in errors/; the run's message is the first failing rank's (the
         # supervisor, python -m lab.train.runner, settles it once all have exited and starts the next run).
-        message = record_failure(run_path, err, human_error(err, step, cfg))
+        message = record_failure(run_path, err, human_error(err, step, cfg, merged_as_run(run_path)))
         if main_process:
             runner.update(run_id, home, status="failed", finished_at=runner.now(), error=message)
         return 1
     finally:
         sys.stdout.flush()
+
+
+def merged_as_run(run_dir: Path) -> int:
+    """The micro-batches the run's speed plan merged into one (1 when it wrote none or it cannot be read)."""
+    from lab.train.speed import read_plan
+
+    try:
+        return int((read_plan(run_dir) or {}).get("merged", 1))
+    except (OSError, ValueError, TypeError):
+        return 1
 
 
 def record_failure(run_dir: Path, err: BaseException, message: str) -> str:
