@@ -476,7 +476,7 @@ def test_head_tile_changes_trl_s_tiles_not_its_log_probabilities(monkeypatch):
 
 def test_accumulated_micro_batches_merge_as_far_as_the_gpu_holds_them_and_only_where_the_gradient_is_the_same(
         tiny_home, monkeypatch):
-    from lab.train.estimate import GIB, memory, model_shape
+    from lab.train.estimate import GIB, memory, merged_note, model_shape
 
     monkeypatch.setenv("LAB_HOME", str(tiny_home.root))
     shape = model_shape("tiny")
@@ -485,6 +485,7 @@ def test_accumulated_micro_batches_merge_as_far_as_the_gpu_holds_them_and_only_w
     roomy = speed.plan(cfg, cuda=True, gpu_bytes=80 * GIB, **machine)
     assert roomy.merged == 4 and "runs as 32 × 1" in roomy.reasons["merge_micro_batches"]
     assert roomy.batch_settings(8, 4) == {"batch_size": 32, "grad_accum": 1}
+    assert "run as 32 × 1" in merged_note(roomy, cfg)  # the estimate's effective batch says how it runs
     # A GPU that holds 20 sequences but not 32: 8 × 4 runs as 16 × 2 (a merge divides grad_accum evenly).
     twenty = memory(TrainConfig(batch_size=20, max_length=2048), shape).total / 0.9
     middle = speed.plan(cfg, cuda=True, gpu_bytes=twenty, **machine)

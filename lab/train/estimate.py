@@ -498,6 +498,14 @@ SPEED_FIELDS = ("train_tokens", "tokens_per_second", "loop_seconds", "setup_seco
                 "from_run")
 
 
+def merged_note(speed: Any, cfg: TrainConfig) -> str:
+    """How the effective batch runs when the speed plan merges micro-batches (the memory above is of that)."""
+    if speed.merged == 1:
+        return ""
+    run = speed.batch_settings(cfg.batch_size, cfg.grad_accum)
+    return f"; run as {run['batch_size']} × {run['grad_accum']}, micro-batches merged: see Speed below"
+
+
 def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     """The run as it would go on this machine: the model and dataset resolved as ``create_run`` resolves them,
     every process counted in the effective batch, the 'auto' memory choices decided, and whether it would train."""
@@ -533,7 +541,7 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     report.update({name: getattr(guess, name) for name in SPEED_FIELDS})
     text = (f"**{version.ref}**: {rows} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
-            f"{ranks} {units}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
+            f"{ranks} {units}{merged_note(speed, cfg)}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
             f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
     if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
