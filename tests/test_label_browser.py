@@ -21,6 +21,7 @@ from tests.test_browser import (  # noqa: F401
     shots,
     snap,
     tab,
+    upload_checked,
     wait_for_created,
     you_voted,
 )
@@ -68,8 +69,7 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
     admin.get_by_text("No campaign yet: create one below").wait_for()  # a lab with no campaign says so, form open
     open_new_campaign(admin)
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    admin.locator("#lab-responses_file input[type=file]").set_input_files(answers_file(tmp_path))
-    admin.locator("#lab-responses_file").get_by_text("answers.jsonl").wait_for()  # uploaded before Create reads it
+    upload_checked(admin, "#lab-responses_file", answers_file(tmp_path))  # uploaded before Create reads it
     fill_checked(admin.get_by_label("Votes per pair", exact=True), "2")
     admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")).fill("Prefer the **correct** answer; then the "
                                                                         "politer one.")

@@ -25,6 +25,7 @@ from tests.test_browser import (  # noqa: F401
     shots,
     snap,
     tab,
+    upload_checked,
     wait_for_created,
     you_voted,
 )
@@ -68,8 +69,7 @@ def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811
     tab(admin, "Label").click()
     open_new_campaign(admin)
     # A textbox's accessible name includes its help text, hence the anchored patterns.
-    admin.locator("#lab-responses_file input[type=file]").set_input_files(responses_file(tmp_path, 6))
-    admin.locator("#lab-responses_file").get_by_text("responses-6.jsonl").wait_for()  # uploaded before Create
+    upload_checked(admin, "#lab-responses_file", responses_file(tmp_path, 6))  # uploaded before Create
     fill_checked(admin.get_by_label("Votes per pair", exact=True), "2")
     fill_checked(admin.get_by_role("textbox", name=re.compile(r"^Guidelines\b")), GUIDELINES)
     admin.get_by_text("Labeling: rubric, graded and per-aspect votes").click()

@@ -254,7 +254,10 @@ def test_a_refused_start_keeps_its_reason_under_the_buttons(eval_ui, home):
     judge = next(fn for fn in page.fns.values() if fn.api_name == "eval_judge")
     out = judge.fn(models=["tiny", "run:a", "run:b"], dataset="sample:sft", split="validation", mode="pairwise")
     assert "Pairwise judging compares two models" in out[ui.status] and out[ui.started] == []
-    assert eval_tab.follow(ui, home, out[ui.started]) == gr.skip()  # the timer leaves the line as it is
+    # The timer leaves the line as it is: nothing for its dict (guarded turns an empty one into gr.skip()).
+    assert eval_tab.follow(ui, home, out[ui.started]) == {}
+    tick = eval_tab.tick(ui, home, "", None, None, None, out[ui.started])
+    assert ui.status not in tick and all(isinstance(key, gr.components.Component) for key in tick)
 
 
 def test_the_csv_names_each_model_as_the_screens_do(home, monkeypatch):

@@ -272,8 +272,8 @@ def created(ui: EvalUI, home: Home, jobs: list[Any]) -> dict:
 
 def follow(ui: EvalUI, home: Home, ids: list[str] | None) -> dict:
     """The status line for the jobs started last, as they are now (never "started" once they finished)."""
-    if not ids:
-        return gr.skip()  # nothing started from this page: the status line keeps what it says
+    if not ids:  # nothing started from this page: the status line keeps what it says. An empty dict, not
+        return {}  # gr.skip(): the timer merges this into its own dict; guarded makes it gr.skip() for Refresh
     text, outcome = progress_of(ids, home)
     return {ui.status: {"failed": error_text, "succeeded": status_ok}.get(outcome, str)(text)}
 
