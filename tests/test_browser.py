@@ -63,6 +63,12 @@ def toasts(page) -> list[str]:
     return page.evaluate("window.labToasts || []")
 
 
+def assert_no_gradio_failures(page) -> None:
+    """No toast of Gradio's own failures (``GRADIO_FAILURES``) was shown on ``page`` (closed: nothing to ask)."""
+    failures = [] if page.is_closed() else [t for t in toasts(page) if any(p in t for p in GRADIO_FAILURES)]
+    assert not failures, f"Gradio could not show a handler's result: {failures}"
+
+
 @contextmanager
 def opened(browser, url: str):
     """A fresh browser context on the lab at ``url``, once its heading is drawn; on leaving, no toast of Gradio's
@@ -75,8 +81,7 @@ def opened(browser, url: str):
     page.get_by_role("heading", name="Fine-tuning lab").wait_for()
     try:
         yield page
-        failures = [] if page.is_closed() else [t for t in toasts(page) if any(p in t for p in GRADIO_FAILURES)]
-        assert not failures, f"Gradio could not show a handler's result: {failures}"
+        assert_no_gradio_failures(page)
     finally:
         context.close()
 
@@ -160,8 +165,10 @@ def open_new_campaign(page) -> None:
 
 
 def signed_in_page(browser, url: str, name: str, password: str):
-    """A page in its own browser context (its own cookies: one person), signed in as ``name``."""
+    """A page in its own browser context (its own cookies: one person), signed in as ``name``; its toasts are
+    recorded (``toasts``)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(RECORD_TOASTS)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)

@@ -14,7 +14,17 @@ import pytest
 
 from lab.home import lab_home
 from tests.app_server import start_app_with_accounts
-from tests.test_browser import CHROMIUM, browser, fill_checked, open_new_campaign, shots, signed_in_page, snap, tab  # noqa: F401
+from tests.test_browser import (  # noqa: F401
+    CHROMIUM,
+    assert_no_gradio_failures,
+    browser,
+    fill_checked,
+    open_new_campaign,
+    shots,
+    signed_in_page,
+    snap,
+    tab,
+)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
@@ -87,6 +97,7 @@ def test_a_team_runs_the_whole_loop_in_the_browser(browser, team_app, shots):  #
     lead = signed_in(browser, team_app.url, "lead")
     try:
         walk_the_loop(browser, team_app, shots, lead)
+        assert_no_gradio_failures(lead)
     except Exception:
         snap(lead, shots, "loop-failed")  # what the page showed when a step did not come
         raise
