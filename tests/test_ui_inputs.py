@@ -4,6 +4,7 @@ attribute 'strip'", a traceback in the log): a hostile probe's sweep of every na
 
 from __future__ import annotations
 
+from inspect import signature
 from typing import Any
 
 import gradio as gr
@@ -64,3 +65,59 @@ def test_the_app_names_the_input_a_client_got_wrong(lab_app: AppServer):  # noqa
     client = Client(lab_app.url, verbose=False)
     *_, status = client.predict(3.5, api_name="/data_version_card")
     assert "ref must be text, not a number ('3.5')" in status, status
+
+
+def widget_value(component: Any) -> tuple[bool, Any]:
+    """(known, a value) of the kind ``component`` sends when a person uses it: text for a textbox, a number for a
+    number box or slider, a choice's value for a dropdown or radio (a list of them where several can be picked), a
+    path for a file box. Unknown widgets (tables, state, JSON) are left out."""
+    choices = [value for _, value in getattr(component, "choices", None) or []]
+    if isinstance(component, gr.CheckboxGroup) or (isinstance(component, gr.Dropdown) and component.multiselect):
+        return True, choices[:1] or ["x"]
+    if isinstance(component, (gr.Dropdown, gr.Radio)):
+        return True, choices[0] if choices else "x"
+    if isinstance(component, gr.Checkbox):
+        return True, True
+    if isinstance(component, gr.Number):
+        return True, 1 if component.precision == 0 else 1.5
+    if isinstance(component, gr.Slider):
+        return True, float(component.minimum)
+    if isinstance(component, (gr.Textbox, gr.Code)):
+        return True, "x"
+    if isinstance(component, gr.File):
+        return True, ["/tmp/x.jsonl"] if component.file_count == "multiple" else "/tmp/x.jsonl"
+    return False, None
+
+
+def special(parameter: Any) -> bool:
+    """Whether Gradio fills ``parameter`` itself (``gr.Request``, ``gr.Progress``, event data), not a widget."""
+    hint = str(parameter.annotation)
+    return any(name in hint for name in ("Request", "Progress", "SelectData", "EventData"))
+
+
+def test_what_every_widget_of_the_app_sends_passes_its_handler_s_checks(home):
+    """The checks must refuse an API client's wrong types, never what the page's own widgets send: every event of
+    the real app, each input given the kind of value its widget sends, passes its handler's checker."""
+    from lab.ui.app import build_app
+    from lab.ui.inputs import checker
+
+    app = build_app(home)
+    checked = 0
+    for block_fn in app.fns.values():
+        inner = getattr(block_fn.fn, "__wrapped__", None)
+        if inner is None or not block_fn.inputs:
+            continue
+        known, values = zip(*(widget_value(c) for c in block_fn.inputs))
+        values = [v if k else None for k, v in zip(known, values)]  # None passes: the widget's own value is unknown
+        keywords = list(block_fn.input_keyword_names or [])
+        given = iter(values[:len(values) - len(keywords)])
+        # Gradio puts a request, progress or event data where the handler asks for one, between the widgets' values.
+        positional = [None if special(p) else next(given, None) for p in signature(inner).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        check = checker(inner)
+        try:
+            check(tuple(positional), dict(zip(keywords, values[len(values) - len(keywords):])))
+        except Exception as err:  # noqa: BLE001 - named with the event, for the reader
+            raise AssertionError(f"{block_fn.api_name or block_fn.name}: {err}") from None
+        checked += 1
+    assert checked > 80  # the app's guarded events, all of them looked at
