@@ -294,7 +294,11 @@ def loss_counts_tokens(model: Any) -> bool:
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     if hasattr(base, "accepts_loss_kwargs"):
         return bool(base.accepts_loss_kwargs)
-    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(base.forward).parameters.values())
+    try:
+        parameters = inspect.signature(base.forward).parameters.values()
+    except (TypeError, ValueError):  # a forward inspect cannot read (compiled, built in C): do not merge
+        return False
+    return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def head_tile_choice(checkpointing: bool, cuda: bool = True) -> tuple[int, str]:
