@@ -11,7 +11,7 @@ from lab.data.canonical import Row
 from lab.data.quality import (DuplicatePair, bucket_pairs, choose_drops, clean, drop_rows, exact_duplicates,
                               filter_by_tokens, filter_by_turns, minhash_signatures, near_duplicates, part_signatures,
                               shingle_hashes,
-                              split, token_lengths, turn_count, union_signatures, verify)
+                              split, token_lengths, turn_count, verify, whole_signatures)
 from lab.errors import LabError
 
 
@@ -160,10 +160,21 @@ def test_verification_needs_every_part_above_its_floor_and_an_empty_part_only_ma
 
 def test_the_whole_rows_signature_is_the_minimum_over_its_parts():
     asks, answers = ["the quick brown fox jumps over it", ""], ["", "the quick brown fox jumps over it"]
-    parts = [part_signatures(texts, 5, 64, seed=3) for texts in (asks, answers)]
-    whole, words = union_signatures(parts)
+    whole, words = whole_signatures([asks, answers], 5, 64, seed=3)
     assert words.tolist() == [True, True] and (whole[0] == whole[1]).all()
     assert (whole[0] == part_signatures(asks[:1], 5, 64, seed=3)[0][0]).all()
+
+
+def test_a_text_s_signature_does_not_depend_on_the_texts_beside_it():
+    """Near-dedup signs the parts of the rows in a candidate pair again, apart from the rest: a text's signature must
+    be the one it had among all of them (the permutations come from the seed alone; word hashes from the words)."""
+    rng = random.Random(3)
+    texts = [" ".join(words(rng, rng.randint(1, 60), "w")) for _ in range(300)] + ["", "!!!"]
+    every, has = part_signatures(texts, 5, 128, seed=0)
+    picked = [301, 7, 299, 150, 0, 300]
+    some, some_has = part_signatures([texts[i] for i in picked], 5, 128, seed=0)
+    assert (some_has == has[picked]).all() and some_has.sum() == 4
+    assert (some[some_has] == every[picked][some_has]).all()  # a text without words has no signature to compare
 
 
 def test_rows_sharing_a_long_system_prompt_or_a_prompt_are_not_near_duplicates():

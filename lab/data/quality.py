@@ -150,14 +150,21 @@ def near_duplicates(rows: list[Row], threshold: float = 0.8, *, num_perm: int = 
                  for p in near_duplicates([rows[i] for i in group], threshold, num_perm=num_perm, shingle=shingle,
                                           seed=seed)]
         return sorted(pairs, key=lambda p: p.drop)
-    parts = [part_signatures(list(texts), shingle, num_perm, seed) for texts in zip(*(row_parts(r.data) for r in rows))]
-    whole = union_signatures(parts)
+    texts = [list(part) for part in zip(*(row_parts(r.data) for r in rows))]
+    whole = whole_signatures(texts, shingle, num_perm, seed)
     if whole[1].sum() < 2:
         return []
     bands, band_rows = lsh_parameters(threshold, num_perm)
     candidates = lsh_candidates(*whole, bands, band_rows, np.random.default_rng([seed, 1]))
-    keep, drop, similarity = verify([whole, *parts], candidates, [threshold] + [PART_FLOOR] * len(parts))
-    return choose_drops(keep, drop, similarity)
+    if not len(candidates):
+        return []
+    # Each part's signatures again, of the rows in a candidate pair only (the same values: the permutations come from
+    # the seed alone), rather than kept for every row: near-dedup's memory was three arrays of signatures a row.
+    involved, local = np.unique(candidates, return_inverse=True)
+    parts = [part_signatures([part[i] for i in involved], shingle, num_perm, seed) for part in texts]
+    keep, drop, similarity = verify([(whole[0][involved], whole[1][involved]), *parts], local.reshape(-1, 2),
+                                    [threshold] + [PART_FLOOR] * len(parts))
+    return choose_drops(involved[keep], involved[drop], similarity)
 
 
 def part_signatures(texts: list[str], shingle: int, num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,13 +175,17 @@ def part_signatures(texts: list[str], shingle: int, num_perm: int, seed: int) ->
     return minhash_signatures(hashes, counts, num_perm, rng), counts > 0  # punctuation alone has no shingles
 
 
-def union_signatures(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The signatures of the parts' texts together (the minimum over the parts that have words; the shingles that
-    would span two parts are not counted), and whether each row has words at all."""
-    signatures = np.full_like(parts[0][0], np.iinfo(np.uint32).max)
-    for part, words in parts:
-        np.minimum(signatures, np.where(words[:, None], part, np.iinfo(np.uint32).max), out=signatures)
-    return signatures, np.logical_or.reduce([words for _, words in parts])
+def whole_signatures(parts: list[list[str]], shingle: int, num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The signatures of each row's parts together (the minimum over the parts that have words; the shingles that
+    would span two parts are not counted), and whether each row has words at all. One part's signatures are held at
+    a time."""
+    signatures, words = None, None
+    for texts in parts:
+        values, has = part_signatures(texts, shingle, num_perm, seed)
+        values[~has] = np.iinfo(np.uint32).max  # a part without words leaves the minimum to the others
+        signatures = values if signatures is None else np.minimum(signatures, values, out=signatures)
+        words = has if words is None else words | has
+    return signatures, words
 
 
 def shingle_hashes(texts: list[str], shingle: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
