@@ -69,14 +69,22 @@ def assert_no_gradio_failures(page) -> None:
     assert not failures, f"Gradio could not show a handler's result: {failures}"
 
 
+def new_page(browser, width: int = 1400):
+    """A page in a browser context of its own (its own cookies: one person), ``width`` px wide, recording its toasts
+    (``toasts``)."""
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    context.add_init_script(RECORD_TOASTS)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
 @contextmanager
 def opened(browser, url: str):
     """A fresh browser context on the lab at ``url``, once its heading is drawn; on leaving, no toast of Gradio's
     own failures (``GRADIO_FAILURES``) may have been shown."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(RECORD_TOASTS)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+    page = new_page(browser)
+    context = page.context
     page.goto(url)
     page.get_by_role("heading", name="Fine-tuning lab").wait_for()
     try:
@@ -164,13 +172,9 @@ def open_new_campaign(page) -> None:
     expect(field).to_be_visible()
 
 
-def signed_in_page(browser, url: str, name: str, password: str):
-    """A page in its own browser context (its own cookies: one person), signed in as ``name``; its toasts are
-    recorded (``toasts``)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(RECORD_TOASTS)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
+def signed_in_page(browser, url: str, name: str, password: str, width: int = 1400):
+    """A page of its own (``new_page``), signed in as ``name``."""
+    page = new_page(browser, width)
     page.goto(url)
     page.get_by_label("username").fill(name)
     page.get_by_label("password").fill(password)

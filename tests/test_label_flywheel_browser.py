@@ -53,16 +53,7 @@ def signed_app(tmp_path_factory):
 
 def labeler_page(browser, url: str, name: str, width: int = 1400):  # noqa: F811
     """A labeler's own browser window at /label, signed in; ``width`` px wide."""
-    if width == 1400:
-        return signed_in_as(browser, url + "label/", name, PASSWORDS[name])
-    context = browser.new_context(viewport={"width": width, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(url + "label/")
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(PASSWORDS[name])
-    page.get_by_role("button", name="Login").click()
-    return page
+    return signed_in_as(browser, url + "label/", name, PASSWORDS[name], width)
 
 
 def create_graded_campaign(admin, shots, tmp_path) -> None:  # noqa: F811

@@ -529,20 +529,20 @@ def estimate_run(cfg: TrainConfig, home: Home) -> RunEstimate:
     units = unit if ranks == 1 else unit + ("es" if unit.endswith("s") else "s")
     speed = plan(cfg, cuda=bool(gpus), model_type=model_type(cfg.model, home),
                  gpu_bytes=gpus[0].memory_gib * GIB if gpus else None, shape=shape, processes=ranks)
-    # The estimate is of the run as it would go on this machine: the 'auto' memory choices and precision resolved
+    # The estimate is of the run as it would go on this machine: the speed plan's choices and precision resolved
     # (on a CPU 'auto' trains in fp32, so 16-bit would undercount what the run's outcome then reports).
-    resolved = dataclasses.replace(cfg, precision=precision(cfg, cuda=bool(gpus), bf16_supported=True),
-                                   **speed.memory_settings(), **speed.batch_settings(cfg.batch_size, cfg.grad_accum))
+    resolved = dataclasses.replace(throughput.resolved(cfg, speed),
+                                   precision=precision(cfg, cuda=bool(gpus), bf16_supported=True))
     report = estimate(resolved, rows, gpus=ranks, shape=shape, home=home)
     # Tokens per second and the wait: from this machine's runs of the model, else the GPU's peak × measured MFU.
-    guess = throughput.expected(throughput.resolved(cfg, speed), shape, gpus=ranks, home=home,
+    guess = throughput.expected(resolved, shape, gpus=ranks, home=home,
                                 device_name=gpus[0].name if unit == "GPU" else "cpu",
                                 work=throughput.workload(cfg, version, ranks, home))
     report.update({name: getattr(guess, name) for name in SPEED_FIELDS})
     text = (f"**{version.ref}**: {rows} {cfg.train_split} rows · effective batch "
             f"**{report['effective_batch']}** ({cfg.batch_size} per {unit} × {cfg.grad_accum} accumulated × "
-            f"{ranks} {units}{merged_note(speed, cfg)}) · {report['steps_per_epoch']} steps per epoch · **{report['total_steps']}"
-            f"** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
+            f"{ranks} {units}{merged_note(speed, cfg)}) · {report['steps_per_epoch']} steps per epoch · "
+            f"**{report['total_steps']}** steps in all ({report['warmup_steps']} warm-up) · trainable parameters **{report['trainable_params']:,}"
             f"** of {report['params']:,} ({report['trainable_percent']}%) · peak learning rate {cfg.lr:g}")
     if gpus:  # the first GPU stands for all: runs take whole GPUs of one machine
         budget = memory_budget(cfg, gpus[0].memory_gib * GIB)

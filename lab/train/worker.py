@@ -157,9 +157,9 @@ def human_error(err: BaseException, step: int, cfg: TrainConfig | None = None, m
 
         off = [name for name in MEMORY_SAVERS if cfg is None or getattr(cfg, name) != "on"]
         cap = f" (capped at {cfg.gpu_memory_gib:g} GiB by gpu_memory_gib)" if cfg and cfg.gpu_memory_gib else ""
-        merged = (f" (batch_size {cfg.batch_size} × grad_accum {cfg.grad_accum} as run: the speed plan merged "
+        as_run = (f" (batch_size {cfg.batch_size} × grad_accum {cfg.grad_accum} as run: the speed plan merged "
                   "micro-batches, so set merge_micro_batches: off first)") if cfg and merged > 1 else ""
-        return (f"Out of GPU memory at step {step}{cap}{merged}: lower batch_size or max_length, raising grad_accum "
+        return (f"Out of GPU memory at step {step}{cap}{as_run}: lower batch_size or max_length, raising grad_accum "
                 "to keep the effective batch" + (f", or turn on {' / '.join(off)}." if off else
                                                  "; every memory saver is already on, so QLoRA or a shorter "
                                                  "max_length is what is left."))

@@ -383,7 +383,7 @@ def keep_upload(ui: DataUI, upload: str | None, kind: str, checked: str | None =
     from lab.data import uploads
 
     if not upload:
-        return gr.skip()
+        return {}  # nothing changes
     kept, new = uploads.keep(ui.home, upload, upload_folder=get_upload_folder())
     name = source_name(kept, ui.home)
     try:
@@ -406,7 +406,7 @@ def clear_upload(ui: DataUI, path: str | None, checked: str | None = None) -> di
 
     text = (path or "").strip()
     if not text.startswith(UPLOAD) and not (checked or "").startswith(UPLOAD):
-        return gr.skip()
+        return {}  # nothing changes
     return {**clean_slate(ui, ""), ui.imp.path: "", ui.imp.checked: None, ui.imp.status: CHOOSE_HINT}
 
 
