@@ -112,7 +112,8 @@ def test_two_labelers_skip_undo_and_finish_then_dpo_is_proposed(browser, signed_
 
     for expected in range(1, 7):
         if expected == 6:
-            assert ann.locator(".block.lab-prompt").inner_text() == skipped  # the skipped pair came back last
+            # The skipped pair came back last (waited for: the block shows Gradio's pending timer while it updates).
+            expect(ann.locator(".block.lab-prompt")).to_have_text(skipped)
         vote_by_key(ann, better(ann))
         expect(ann.get_by_text(you_voted(expected))).to_be_visible()
     ann.get_by_text("campaign 100% (12/12 votes)").wait_for()
