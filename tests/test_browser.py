@@ -144,16 +144,21 @@ def fill_checked(box, value: str) -> None:
 def upload_checked(page, component: str, path) -> None:
     """Upload ``path`` into the file component ``component`` (a CSS selector) and see its name shown: a form that
     has just opened can redraw the component after the upload and drop it (a busy machine: the Label tab's New
-    campaign form, opened by the tab itself, lost its responses file once)."""
+    campaign form, opened by the tab itself, lost its responses file once). Uploads again only while the component
+    still offers its file input: once it holds the file the input is gone, and a slow upload is waited for (CI's
+    2-core machine took over 10 s to show a name, and a second upload then waited for an input that was gone)."""
     name = Path(path).name
+    shown = page.locator(component).get_by_text(name)
+    file_input = page.locator(f"{component} input[type=file]")
     for _ in range(3):
-        page.locator(f"{component} input[type=file]").set_input_files(str(path))
+        if file_input.count():
+            file_input.set_input_files(str(path))
         try:
-            page.locator(component).get_by_text(name).wait_for(timeout=10_000)
+            shown.wait_for(timeout=20_000)
             return
         except sync_api.TimeoutError:
             continue
-    page.locator(component).get_by_text(name).wait_for()
+    shown.wait_for()
 
 
 def open_new_campaign(page) -> None:
