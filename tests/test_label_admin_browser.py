@@ -95,3 +95,12 @@ def test_an_admin_adjudicates_sees_a_flagged_labeler_and_starts_the_next_round(b
     expect(admin.locator("#lab-rounds-report a")).to_have_attribute("download", re.compile(r"^rounds-trust-r2-.*\.md$"))
     admin.get_by_text("Rounds", exact=True).scroll_into_view_if_needed()
     snap(admin, shots, "42-admin-chain")
+
+    # Votes that come in while the admin watches show in the Rounds table within seconds, without a new selection
+    # (the fits follow activity_mark: at most every FITS_EVERY_S = 10 s, on the 3 s timer).
+    live = file_campaign(home, tmp_path, "live", 4, votes_per_pair=1, extra_votes=0)
+    pick_campaign(admin, "live")
+    row = chain.locator("[role=row]").filter(has_text="live")
+    expect(row).to_contain_text("0/4")
+    assert simulate.label(live.id, [honest("dee")], home=home, max_votes=2) == 2
+    expect(row).to_contain_text("2/4", timeout=20_000)

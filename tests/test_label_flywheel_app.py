@@ -170,3 +170,36 @@ def test_the_judge_pre_labels_and_its_agreement_with_people_shows(signed_app, ad
     assert "3 shared with people" in said and "filling is off" in said, said
     unnamed = admin.predict(campaign.id, "", api_name="/label_prelabel")[0]  # empty: the campaign's, which has none
     assert unnamed.startswith("**⚠ Campaign judged names no judge"), unnamed
+
+
+def test_the_fits_follow_each_vote_undo_and_decision_within_seconds(tmp_path):
+    """The Rounds, reliability and leaderboard panels are drawn again when what labelers or admins did changed
+    (``activity_mark``), at most every FITS_EVERY_S, and every FITS_AT_LEAST_S anyway."""
+    from lab.label import serving
+    from lab.ui.label_flywheel import FITS_AT_LEAST_S, FITS_EVERY_S, fits_due
+
+    home = lab_home(tmp_path / "home")
+    campaign = file_campaign(home, tmp_path, "marks", 3, votes_per_pair=2, extra_votes=0)
+    marks = [campaigns.activity_mark(home)]
+    simulate.label(campaign.id, [honest("ann")], home=home, max_votes=1)
+    marks.append(campaigns.activity_mark(home))
+    serving.undo(campaign.id, "ann", home=home)
+    marks.append(campaigns.activity_mark(home))
+    simulate.label(campaign.id, [honest("ann"), contrary("bob")], home=home)  # every pair 1-1: split
+    marks.append(campaigns.activity_mark(home))
+    split = adjudication.pending(campaign.id, home=home)[0]
+    adjudication.decide(split["pair_id"], "tuned", "boss", home=home)
+    marks.append(campaigns.activity_mark(home))
+    time.sleep(1.1)  # a decision's time has whole seconds: one made again in the same second shows 30 s later
+    adjudication.decide(split["pair_id"], "base", "boss", home=home)  # decided again: the same row replaced
+    marks.append(campaigns.activity_mark(home))
+    assert len(set(marks)) == len(marks), marks
+    assert campaigns.activity_mark(home) == marks[-1]  # nothing done, the same mark
+
+    drawn = {"campaign": campaign.id, "mark": marks[-1], "at": 100.0}
+    assert not fits_due(drawn, campaign.id, marks[-1], 100.0 + FITS_AT_LEAST_S - 1)  # nothing new
+    assert fits_due(drawn, campaign.id, marks[-1], 100.0 + FITS_AT_LEAST_S)  # stale anyway
+    assert not fits_due(drawn, campaign.id, "a vote later", 100.0 + FITS_EVERY_S - 1)  # too soon after the last
+    assert fits_due(drawn, campaign.id, "a vote later", 100.0 + FITS_EVERY_S)
+    assert fits_due(drawn, "another campaign", marks[-1], 100.0)  # another selection: at once
+    assert fits_due({}, campaign.id, marks[-1], 0.0)  # never drawn

@@ -131,6 +131,18 @@ def campaign_counts(home: Home | None = None, campaign_id: str | None = None) ->
     return {r["campaign_id"]: Counts(r["pairs"], r["ready"] or 0, r["votes"], r["wanted"] or 0) for r in rows}
 
 
+def activity_mark(home: Home | None = None) -> str:
+    """What labelers and admins have done, as one string that changes with every vote, undo, decision and judge's
+    label in the store: a page compares it with the last it drew to know that its fits are out of date (a few
+    index lookups, unlike the fits)."""
+    row = Store(home or lab_home()).query(
+        "SELECT (SELECT MAX(id) FROM votes) AS votes, (SELECT COUNT(*) FROM retractions) AS undone, "
+        # A decision made again replaces its row: its time (whole seconds) tells it.
+        "(SELECT COUNT(*) || MAX(created_at) FROM adjudications) AS decided, "
+        "(SELECT COUNT(*) || MAX(created_at) FROM judge_labels) AS judged")[0]
+    return f"{row['votes']}/{row['undone']}/{row['decided']}/{row['judged']}"
+
+
 def state_text(campaign: Campaign, counts: Counts | None = None) -> str:
     """One line on where the campaign stands now, for status lines that must follow its state."""
     counts = counts or Counts()

@@ -1,8 +1,9 @@
 """The Label tab's flywheel panels for admins: rounds (the chain of round → export → run → round), pairs awaiting
 an admin's decision, labelers' reliability and agreement over time, and the LLM judge's pre-labels.
 
-Every panel follows the campaign picked in the admin's campaign list (``AdminUI.selected``) and refreshes with the
-tab's 3 s pace while votes come in. Handlers only wire widgets to ``lab.label`` (``rounds``, ``adjudication``,
+Every panel follows the campaign picked in the admin's campaign list (``AdminUI.selected``): the pair awaiting a
+decision and the judge's progress at the tab's 3 s pace, the fits (rounds, reliability, leaderboards) within
+``FITS_EVERY_S`` of a new vote. Handlers only wire widgets to ``lab.label`` (``rounds``, ``adjudication``,
 ``reliability``, ``prelabel``, ``style``, ``results``) and refuse anyone but an admin on the server. Stable
 ``api_name``s: ``label_flywheel_view`` (every panel, outputs in ``FlywheelUI.view_outputs`` order),
 ``label_next_round``, ``label_report``, ``label_adjudicate_a``, ``label_adjudicate_b``, ``label_adjudicate_tie``,
@@ -13,6 +14,7 @@ No ``from __future__ import annotations`` here: Gradio finds the ``gr.Request`` 
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,8 @@ CHAIN_WIDTHS = ["6%", "10%", "8%", "7%", "5%", "9%", "16%", "15%", "12%", "12%"]
 DECISIONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad"))
 FLAGGED_ROW = "background-color: #fee2e2"  # a flagged labeler's row stands out in the table
 REPORT_FORMATS = (("Markdown", "md"), ("HTML", "html"))
+FITS_EVERY_S = 10.0  # the fits follow new votes at most this often (they cost a noticeable share of a small CPU)
+FITS_AT_LEAST_S = 30.0  # and are drawn again this often anyway
 NO_CAMPAIGN = "Select a campaign above to see its rounds, disagreements, labelers and judge."
 ADJUDICATION, RELIABILITY, JUDGE = "Adjudication", "Labelers' reliability", "LLM judge and style control"
 
@@ -79,15 +83,12 @@ class FlywheelUI:
     adjudication: gr.Accordion
     reliability: gr.Accordion
     judge_panel: gr.Accordion
+    drawn: gr.State  # when the fits were drawn, for which campaign, at which activity_mark (``fits_drawn``)
 
     @property
     def pair_outputs(self) -> list:
         return [self.waiting, self.pair, self.prompt, self.left, self.right, self.left_votes, self.right_votes,
                 self.other_votes, self.note, *self.decide.values(), self.pair_area, self.adjudication]
-
-    @property
-    def live_outputs(self) -> list:
-        return [self.admin.status, *self.pair_outputs, self.judge_agreement]
 
     @property
     def view_outputs(self) -> list:
@@ -171,18 +172,17 @@ def build(home: Home, sign_in: bool, admin: "AdminUI") -> FlywheelUI:
     ui = FlywheelUI(admin, chain, win_rates, challenger, incumbent, prompts, report_file, waiting, pair_area, pair,
                     prompt, left, right, left_votes, right_votes, other_votes, note, decide, labelers, kappa,
                     source_pairs, judge, judge_agreement, style, style_note, aspects, fills_at, adjudication,
-                    reliability, judge_panel)
+                    reliability, judge_panel, gr.State({}))
 
     bound = (ui, home, sign_in)
     status, selected = admin.status, admin.selected
     selected.change(guarded(selected_view, status, *bound), inputs=[selected, pair],
-                    outputs=[*ui.view_outputs, fills_at], api_name="label_flywheel_view")
-    # What moves while an admin watches (pairs coming up for a decision, the judge's progress) every 3 s; the fits
-    # (reliability, two bootstrapped leaderboards) every 30 s, as each costs a noticeable share of a small CPU.
-    gr.Timer(3.0).tick(guarded(live_view, status, *bound), inputs=[selected, pair], outputs=ui.live_outputs,
-                       api_visibility="private", show_progress="hidden")
-    gr.Timer(30.0).tick(guarded(flywheel_view, status, *bound), inputs=[selected, pair], outputs=ui.view_outputs,
-                        api_visibility="private", show_progress="hidden")
+                    outputs=[*ui.view_outputs, fills_at, ui.drawn], api_name="label_flywheel_view")
+    # One 3 s pace: what moves while an admin watches (pairs coming up for a decision, the judge's progress) each
+    # tick; the fits (reliability, two bootstrapped leaderboards) only when votes came in since they were drawn, at
+    # most every FITS_EVERY_S as each costs a noticeable share of a small CPU, and every FITS_AT_LEAST_S anyway.
+    gr.Timer(3.0).tick(guarded(tick, status, *bound), inputs=[selected, pair, ui.drawn],
+                       outputs=[*ui.view_outputs, ui.drawn], api_visibility="private", show_progress="hidden")
     next_round.click(guarded(start_next_round, status, *bound),
                      inputs=[selected, challenger, incumbent, prompts, max_prompts],
                      outputs=[status, selected], api_name="label_next_round")
@@ -257,7 +257,7 @@ def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
         opened = {ui.adjudication: bool(view.get(ui.pair, shown)),
                   ui.reliability: len(voters(view[ui.labelers])) >= 2,
                   ui.judge_panel: bool(judged["labelled"]) or judged["state"]["status"] in ("running", "failed")}
-    return {**view, ui.fills_at: threshold,
+    return {**view, ui.fills_at: threshold, ui.drawn: fits_drawn(home, campaign_id),
             **{panel: gr.update(**(view.get(panel) or {}), open=is_open) for panel, is_open in opened.items()}}
 
 
@@ -267,13 +267,37 @@ def voters(table: Any) -> list[str]:
     return [name for name, votes in zip(frame["labeler"], frame["votes"], strict=True) if votes]
 
 
-def live_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
-              shown: str) -> dict:
-    """The panels that change by the second: the pair awaiting a decision and the judge's progress."""
+def tick(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None, shown: str,
+         drawn: dict | None) -> dict:
+    """The timer's refresh: the live panels (the pair awaiting a decision, the judge's progress), or every panel when
+    the fits are due (see ``fits_due``)."""
+    from lab.label.campaigns import activity_mark
+
     require_admin_of(home, sign_in, request)
+    mark = activity_mark(home)
+    if fits_due(drawn or {}, campaign_id, mark, time.monotonic()):
+        return {**flywheel_view(ui, home, sign_in, request, campaign_id, shown),
+                ui.drawn: fits_drawn(home, campaign_id, mark)}
     if not campaign_id:
         return {**no_pair(ui, NO_CAMPAIGN), ui.judge_agreement: ""}
     return {**pending_view(ui, home, campaign_id, shown), ui.judge_agreement: judge_text(home, campaign_id)}
+
+
+def fits_due(drawn: dict, campaign_id: str | None, mark: str, now: float) -> bool:
+    """Whether the fits drawn (``fits_drawn``'s record) should be drawn again: another campaign is selected, or votes,
+    undos, decisions or judge's labels came in and FITS_EVERY_S have passed, or FITS_AT_LEAST_S have (runs trained on
+    a round's export and Eval's numbers for them change without a vote)."""
+    if drawn.get("campaign") != campaign_id:
+        return True
+    age = now - drawn.get("at", float("-inf"))
+    return age >= FITS_AT_LEAST_S or (mark != drawn.get("mark") and age >= FITS_EVERY_S)
+
+
+def fits_drawn(home: Home, campaign_id: str | None, mark: str | None = None) -> dict:
+    from lab.label.campaigns import activity_mark
+
+    return {"campaign": campaign_id, "mark": mark if mark is not None else activity_mark(home),
+            "at": time.monotonic()}
 
 
 # --------------------------------------------------------------------------- rounds
@@ -402,7 +426,8 @@ def reliability_view(ui: FlywheelUI, home: Home, campaign_id: str) -> dict:
     names = catalog.display_names([r["source"] for r in tally], home)
     people = labelers(campaign_id, home=home)
     flagged = sum(1 for r in people if r["flagged"])
-    # The flagged count only: this fit is refreshed every 30 s, so a count of labelers would lag the votes table's.
+    # The flagged count only: this fit follows the votes up to FITS_EVERY_S late, a count of labelers would lag the
+    # votes table's.
     title = f"{RELIABILITY} · {flagged} flagged" if flagged else RELIABILITY
     return {ui.labelers: labelers_table(people), ui.reliability: gr.update(label=title),
             ui.kappa: plots.kappa_plot(kappa_over_time(campaign_id, home=home), catalog.when),
