@@ -222,6 +222,12 @@ def test_a_page_just_opened_shows_no_error_while_every_tab_s_timers_tick(browser
         if errors:
             snap(page, shots, "fresh-page-error")
         assert not errors, errors
+        # What a screen reader is told after an event: words, not Gradio's untranslated keys ("common.complete").
+        page.get_by_role("button", name="Load sample").click()  # reads the sample, saves nothing
+        page.locator(".lab-status").filter(has_text="Valid rows").first.wait_for()
+        said = page.locator("div.sr-only[role=status]")
+        expect(said.first).not_to_have_text("")
+        assert not [s for s in said.all_inner_texts() if s.startswith("common.")], said.all_inner_texts()
 
 
 def test_data_tab_sample_check_preview_save_and_explore(page, shots):

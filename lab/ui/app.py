@@ -188,6 +188,10 @@ def server_app(home: Home) -> FastAPI:
         theme=gr.themes.Soft(),
         head=label_tab.SHORTCUTS,
         max_file_size=read_limits().max_import_bytes,  # a bigger upload could not be imported anyway
+        # Gradio 6's own translations lack the words its status line says to screen readers after each event,
+        # which then read out the keys ("common.complete").
+        i18n=gr.I18n(en={"common.complete": "Done", "common.error": "Error", "common.loading": "Loading",
+                         "common.progress": "Progress", "common.clear": "Clear"}),
     )
     refusal = hf_sign_in_refusal()
     if refusal:
