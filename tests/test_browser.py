@@ -212,7 +212,8 @@ def test_all_five_tabs_are_there(page, shots):
 def test_a_page_just_opened_shows_no_error_while_every_tab_s_timers_tick(browser, lab_app, shots):
     """A newcomer opens the app and looks at each tab: the timers that keep the tabs current (the Eval tab's every
     2 s, the Label tab's every 3 s) must not fail on a page where nothing has been started yet. One did: the Eval
-    tab's timer raised on every fresh page, a red "Error" toast whatever tab was shown."""
+    tab's timer raised on every fresh page, a red "Error" toast whatever tab was shown. And what a screen reader says
+    of the page is words: the ↻ buttons' names, the status line after an event."""
     with opened(browser, lab_app.url) as page:
         for name in ("Train", "Compare", "Label", "Eval", "Data"):
             tab(page, name).click()
@@ -222,6 +223,9 @@ def test_a_page_just_opened_shows_no_error_while_every_tab_s_timers_tick(browser
         if errors:
             snap(page, shots, "fresh-page-error")
         assert not errors, errors
+        tab(page, "Eval").click()  # a ↻ beside a picker has a name a screen reader can say, and a tooltip
+        expect(page.get_by_role("button", name="Refresh the list", exact=True).first).to_be_visible()
+        tab(page, "Data").click()
         # What a screen reader is told after an event: words, not Gradio's untranslated keys ("common.complete").
         page.get_by_role("button", name="Load sample").click()  # reads the sample, saves nothing
         page.locator(".lab-status").filter(has_text="Valid rows").first.wait_for()

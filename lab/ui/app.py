@@ -47,7 +47,7 @@ from lab.paths import ALLOWED_ENV
 from lab.space import banners, on_space
 from lab.train.warm import keep_warm
 from lab.ui import compare_tab, data_tab, eval_tab, label_tab, server, train_tab
-from lab.ui.common import signed_in_line, wire_on_show
+from lab.ui.common import REFRESH_SCRIPT, signed_in_line, wire_on_show
 
 TITLE = "Fine-tuning lab"
 INTRO = (
@@ -186,7 +186,7 @@ def server_app(home: Home) -> FastAPI:
         footer_links=["api"],
         css=CSS,
         theme=gr.themes.Soft(),
-        head=label_tab.SHORTCUTS,
+        head=label_tab.SHORTCUTS + REFRESH_SCRIPT,
         max_file_size=read_limits().max_import_bytes,  # a bigger upload could not be imported anyway
         # Gradio 6's own translations lack the words its status line says to screen readers after each event,
         # which then read out the keys ("common.complete").

@@ -172,6 +172,25 @@ class OnShow:
     inputs: list[gr.components.Component] = field(default_factory=list)
 
 
+REFRESH_CLASS = "lab-refresh"
+# Gradio buttons take no aria-label: the page names each ↻ for screen readers and shows the name as a tooltip.
+REFRESH_SCRIPT = f"""
+<script>
+new MutationObserver(() => {{
+  for (const button of document.querySelectorAll('button.{REFRESH_CLASS}:not([aria-label])')) {{
+    button.setAttribute('aria-label', 'Refresh the list');
+    button.title = 'Refresh the list';
+  }}
+}}).observe(document.documentElement, {{childList: true, subtree: true}});
+</script>
+"""
+
+
+def refresh_button() -> gr.Button:
+    """The small ↻ beside a picker that lists what exists now."""
+    return gr.Button("↻", scale=0, min_width=40, elem_classes=REFRESH_CLASS)
+
+
 def wire_on_show(tab: gr.Tab, page: gr.Blocks, refreshes: list[OnShow]) -> None:
     for refresh in refreshes:
         for event in (tab.select, page.load):

@@ -30,7 +30,7 @@ from lab.compare import MAX_SOURCES, Sampling
 from lab.errors import LabError
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, clip, guarded, safe_html, streamed
+from lab.ui.common import OnShow, clip, guarded, refresh_button, safe_html, streamed
 
 log = logging.getLogger(__name__)
 REFRESH_S = 0.1  # streamed updates at most this often: each one sends the whole table or conversation
@@ -109,7 +109,7 @@ def build_side_by_side(home: Home) -> CompareUI:
         reward_model = gr.Dropdown(scorer_choices(home), value=NO_SCORER, allow_custom_value=True, scale=2,
                                    label="Score with a reward model",
                                    info="a finished reward-model run scores every answer (none: no scores)")
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = refresh_button()
     prompts = gr.Textbox(label="Prompts, one per line", lines=4, value="What is 7 times 8?\nName the capital of Peru.")
     with gr.Row():
         settings = sampling_inputs(Sampling())
@@ -132,7 +132,7 @@ def build_side_by_side(home: Home) -> CompareUI:
                                 info="Reopen one: its answers, settings and run numbers as they were saved.")
             with gr.Row():
                 open_btn = gr.Button("Open", scale=3)
-                saved_refresh = gr.Button("↻", scale=0, min_width=40)
+                saved_refresh = refresh_button()
     last = gr.State({})
     ui = CompareUI(sources, reward_model, prompts, settings, status, answers, curves, numbers, diff, runs_box,
                    runs_hint, files, saved, save_status, last)
@@ -357,7 +357,7 @@ def build_playground(home: Home) -> ChatUI:
                     sources.append(gr.Dropdown(choices, value=defaults[side], allow_custom_value=True,
                                                label=f"Checkpoint {side}", scale=4,
                                                info="a finished run, tiny, or type a path or a hub id"))
-                    refresh = gr.Button("↻", scale=0, min_width=40)
+                    refresh = refresh_button()
                     refresh.click(lambda: gr.update(choices=model_choices(home)), outputs=sources[-1],
                                   api_visibility="private")
                 bots.append(gr.Chatbot(label=f"Conversation {side}", height=420, placeholder=CHAT_PLACEHOLDER,

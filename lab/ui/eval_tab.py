@@ -24,7 +24,7 @@ from lab.eval.config import HarnessConfig, JudgeConfig, OverlapConfig, Perplexit
 from lab.eval.judge_prompts import DEFAULTS, LOCAL_PREFIX
 from lab.home import Home
 from lab.ui import plots
-from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, safe_html, status_ok
+from lab.ui.common import OnShow, chat_markdown, clip, error_text, guarded, refresh_button, safe_html, status_ok
 from lab.ui.forms import Form, build_form
 
 JOB_HEADERS = ["id", "kind", "model", "data", "status", "progress", "settings", "result", "rows"]
@@ -76,7 +76,7 @@ def build(home: Home) -> EvalUI:
         dataset = gr.Dropdown(sft_datasets(home), value="sample:sft", allow_custom_value=True, label="Dataset",
                               scale=2, info="SFT version: prompts and reference replies (not used by lm-eval)")
         split = gr.Dropdown(["validation", "train"], value="validation", label="Split", scale=1)
-        refresh_pickers = gr.Button("↻", scale=0, min_width=40)
+        refresh_pickers = refresh_button()
     with gr.Tabs():
         with gr.Tab("Perplexity"):
             gr.Markdown("Held-out loss and perplexity of the final reply of each row, given the conversation before "

@@ -34,7 +34,17 @@ from lab.home import Home
 from lab.label.accounts import Identity, identify, require_admin, sign_in_required
 from lab.paths import server_path
 from lab.ui import label_flywheel, plots
-from lab.ui.common import OnShow, chat_html, guarded, number, percent, safe_html, signed_in_line, status_ok
+from lab.ui.common import (
+    OnShow,
+    chat_html,
+    guarded,
+    number,
+    percent,
+    refresh_button,
+    safe_html,
+    signed_in_line,
+    status_ok,
+)
 from lab.ui.forms import Form, build_form
 
 # A page's votes: (button, text, key). The key is drawn beside the button's text (the class ``lab-key-<key>``, see
@@ -266,7 +276,7 @@ def build_labeling(home: Home, sign_in: bool, *, titled: bool = False) -> Labeli
     with gr.Row():
         campaign = gr.Dropdown(label="Campaign", choices=[], scale=4, allow_custom_value=True,
                                info="Open campaigns, newest first; pick one and press Start.")
-        refresh = gr.Button("↻", scale=0, min_width=40)
+        refresh = refresh_button()
         start = gr.Button("Start", variant="primary", scale=1)
     progress = gr.Markdown(elem_id="lab-progress")
     with gr.Column(visible=False, elem_id="lab-intro") as intro:
