@@ -152,7 +152,7 @@ def rule_decided_share(campaign_id: str, home) -> float:
                for p in pairs) / len(pairs)
 
 
-def test_the_unreliable_labeler_is_flagged(flywheel):
+def test_the_unreliable_labeler_is_flagged(flywheel, monkeypatch):
     """sim-eve, who votes against the rule, is flagged wherever the rule decides enough pairs to tell, and there
     agrees with the others less than the honest labelers do; the honest labelers are never flagged.
 
@@ -160,7 +160,13 @@ def test_the_unreliable_labeler_is_flagged(flywheel):
     model (meeting the rule in 94-98% of its answers) against round 1's: when round 1's model meets it often too,
     most pairs are ties for everybody, sim-eve included, and she passes most checks. CI's machine once drew such a
     round 3 (nobody flagged, rightly: nothing told her apart). With a share ``d`` of pairs decided by the rule she
-    passes about 0.9 - 0.8 d of her checks, so from d = 1/3 (about 63%, on hundreds of checks) the flag must come."""
+    passes about 0.9 - 0.8 d of her checks, so from d = 1/3 (about 63%, on hundreds of checks) the flag must come.
+
+    The flag measured here is the checks'; the position-bias flag is left out: serving draws each pair's sides at
+    random, so by design it flags an honest labeler in about one campaign of a hundred, and these three rounds with
+    two honest labelers once drew it (sim-ann, the right answer on the left in 66% of 104 decided votes; a full
+    suite of the sixteenth session). ``tests/test_reliability.py`` tests that flag with seeded votes."""
+    monkeypatch.setattr(reliability, "SIDE_P", 0.0)  # no p-value is below 0
     for campaign in flywheel["rounds"]:
         table = {r["labeler"]: r for r in reliability.labelers(campaign.id, home=flywheel["home"])}
         decided = rule_decided_share(campaign.id, flywheel["home"])
