@@ -248,6 +248,7 @@ def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
     from lab.label.campaigns import get_campaign
     from lab.label.prelabel import agreement
 
+    drawn = fits_drawn(home, campaign_id)  # before drawing: a vote cast meanwhile makes the next tick draw again
     view = flywheel_view(ui, home, sign_in, request, campaign_id, shown)
     threshold = get_campaign(campaign_id, home).config.get("judge_fills_at", 0.0) if campaign_id else 0.0
     opened = {ui.adjudication: False, ui.reliability: False, ui.judge_panel: False}
@@ -257,7 +258,7 @@ def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
         opened = {ui.adjudication: bool(view.get(ui.pair, shown)),
                   ui.reliability: len(voters(view[ui.labelers])) >= 2,
                   ui.judge_panel: bool(judged["labelled"]) or judged["state"]["status"] in ("running", "failed")}
-    return {**view, ui.fills_at: threshold, ui.drawn: fits_drawn(home, campaign_id),
+    return {**view, ui.fills_at: threshold, ui.drawn: drawn,
             **{panel: gr.update(**(view.get(panel) or {}), open=is_open) for panel, is_open in opened.items()}}
 
 
