@@ -245,10 +245,11 @@ def flywheel_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request
 def selected_view(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaign_id: str | None,
                   shown: str) -> dict:
     """Every panel, and the judge's threshold as the campaign has it (set only here: a refresh would undo an edit)."""
-    from lab.label.campaigns import get_campaign
+    from lab.label.campaigns import activity_mark, get_campaign
     from lab.label.prelabel import agreement
 
-    drawn = fits_drawn(home, campaign_id)  # before drawing: a vote cast meanwhile makes the next tick draw again
+    # Marked before drawing: a vote cast meanwhile makes the next tick draw again.
+    drawn = fits_drawn(campaign_id, activity_mark(home))
     view = flywheel_view(ui, home, sign_in, request, campaign_id, shown)
     threshold = get_campaign(campaign_id, home).config.get("judge_fills_at", 0.0) if campaign_id else 0.0
     opened = {ui.adjudication: False, ui.reliability: False, ui.judge_panel: False}
@@ -278,7 +279,7 @@ def tick(ui: FlywheelUI, home: Home, sign_in: bool, request: gr.Request, campaig
     mark = activity_mark(home)
     if fits_due(drawn or {}, campaign_id, mark, time.monotonic()):
         return {**flywheel_view(ui, home, sign_in, request, campaign_id, shown),
-                ui.drawn: fits_drawn(home, campaign_id, mark)}
+                ui.drawn: fits_drawn(campaign_id, mark)}
     if not campaign_id:
         return {**no_pair(ui, NO_CAMPAIGN), ui.judge_agreement: ""}
     return {**pending_view(ui, home, campaign_id, shown), ui.judge_agreement: judge_text(home, campaign_id)}
@@ -294,11 +295,8 @@ def fits_due(drawn: dict, campaign_id: str | None, mark: str, now: float) -> boo
     return age >= FITS_AT_LEAST_S or (mark != drawn.get("mark") and age >= FITS_EVERY_S)
 
 
-def fits_drawn(home: Home, campaign_id: str | None, mark: str | None = None) -> dict:
-    from lab.label.campaigns import activity_mark
-
-    return {"campaign": campaign_id, "mark": mark if mark is not None else activity_mark(home),
-            "at": time.monotonic()}
+def fits_drawn(campaign_id: str | None, mark: str) -> dict:
+    return {"campaign": campaign_id, "mark": mark, "at": time.monotonic()}
 
 
 # --------------------------------------------------------------------------- rounds
